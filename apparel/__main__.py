@@ -1,0 +1,5 @@
+import sys
+
+from apparel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""Model registry: builders by name, each returning an uncompiled Keras model that maps a batch of
+28×28 images in [0, 1] to logits.
+
+    >>> from apparel.models import create_model, MODELS
+    >>> sorted(MODELS)
+    ['cnn', 'mlp', 'resnet', 'seed-mlp']
+    >>> model = create_model("seed-mlp", hidden=128)     # None or missing: the model's default
+
+Models use Keras layers only, so they run under any Keras backend.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+INPUT_SHAPE = (28, 28)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    builder: Callable
+    description: str
+    # Fraction of the training set held out for model selection. The reference trains on all
+    # 60,000 images, so seed-mlp holds none out by default.
+    validation_split: float
+
+    def defaults(self) -> dict:
+        """The builder's keyword defaults, e.g. ``{"hidden": 256, "outputs": 20, ...}``."""
+        signature = inspect.signature(self.builder)
+        return {name: parameter.default for name, parameter in signature.parameters.items()}
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register_model(name: str, *, validation_split: float = 0.1):
+    """Decorator adding a builder to ``MODELS``; its first docstring line is the description."""
+
+    def decorate(builder: Callable) -> Callable:
+        description = (builder.__doc__ or "").strip().splitlines()[0]
+        MODELS[name] = ModelSpec(name, builder, description, validation_split)
+        return builder
+
+    return decorate
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}") from None
+
+
+def create_model(name: str, **options):
+    """Build model ``name``; options set to ``None`` take the model's default.
+
+    Raises ``ValueError`` for an unknown model or an option the model does not have.
+    """
+    spec = get_spec(name)
+    accepted = spec.defaults()
+    given = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} has no option {', '.join(unknown)}; its options are: {', '.join(accepted)}"
+        )
+    return spec.builder(**given)
+
+
+def _check_activation(activation: str) -> None:
+    import keras
+
+    try:
+        keras.activations.get(activation)
+    except (ValueError, TypeError):
+        raise ValueError(f"unknown activation {activation!r}; use a Keras activation name such as relu, tanh, sigmoid") from None
+
+
+def _check_positive(**values) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise ValueError(f"{key} must be at least 1, got {value}")
+
+
+@register_model("seed-mlp", validation_split=0.0)
+def seed_mlp(hidden: int = 256, outputs: int = 20, activation: str = "relu"):
+    """The walk-through's model: Flatten → Dense(256, relu) → Dense(20) logits."""
+    import keras
+    from keras import layers
+
+    _check_activation(activation)
+    _check_positive(hidden=hidden, outputs=outputs)
+    return keras.Sequential(
+        [
+            keras.Input(shape=INPUT_SHAPE),
+            layers.Flatten(),
+            layers.Dense(hidden, activation=activation),
+            layers.Dense(outputs),
+        ],
+        name="seed_mlp",
+    )
+
+
+@register_model("mlp")
+def mlp(
+    hidden: int = 512,
+    depth: int = 2,
+    outputs: int = 10,
+    activation: str = "relu",
+    dropout: float = 0.2,
+    batch_norm: bool = True,
+):
+    """A deeper MLP: ``depth`` hidden layers, optional batch norm and dropout."""
+    import keras
+    from keras import layers
+
+    _check_activation(activation)
+    _check_positive(hidden=hidden, depth=depth, outputs=outputs)
+    stack = [keras.Input(shape=INPUT_SHAPE), layers.Flatten()]
+    for _ in range(depth):
+        stack.append(layers.Dense(hidden, use_bias=not batch_norm))
+        if batch_norm:
+            stack.append(layers.BatchNormalization())
+        stack.append(layers.Activation(activation))
+        if dropout:
+            stack.append(layers.Dropout(dropout))
+    stack.append(layers.Dense(outputs))
+    return keras.Sequential(stack, name="mlp")
+
+
+def _conv_block(x, filters: int, activation: str, batch_norm: bool):
+    from keras import layers
+
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm)(x)
+    if batch_norm:
+        x = layers.BatchNormalization()(x)
+    return layers.Activation(activation)(x)
+
+
+@register_model("cnn")
+def cnn(
+    width: int = 32,
+    hidden: int = 128,
+    outputs: int = 10,
+    activation: str = "relu",
+    dropout: float = 0.3,
+    batch_norm: bool = True,
+):
+    """A small VGG-style CNN: two blocks of two 3×3 convolutions, then a dense head."""
+    import keras
+    from keras import layers
+
+    _check_activation(activation)
+    _check_positive(width=width, hidden=hidden, outputs=outputs)
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = layers.Reshape(INPUT_SHAPE + (1,))(inputs)
+    for filters in (width, 2 * width):
+        x = _conv_block(x, filters, activation, batch_norm)
+        x = _conv_block(x, filters, activation, batch_norm)
+        x = layers.MaxPooling2D()(x)
+        if dropout:
+            x = layers.Dropout(dropout / 2)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(hidden, activation=activation)(x)
+    if dropout:
+        x = layers.Dropout(dropout)(x)
+    outputs_ = layers.Dense(outputs)(x)
+    return keras.Model(inputs, outputs_, name="cnn")
+
+
+@register_model("resnet")
+def resnet(
+    width: int = 32,
+    depth: int = 3,
+    blocks: int = 2,
+    outputs: int = 10,
+    activation: str = "relu",
+    dropout: float = 0.0,
+):
+    """A pre-activation ResNet: ``depth`` stages of ``blocks`` residual blocks, width doubling."""
+    import keras
+    from keras import layers
+
+    _check_activation(activation)
+    _check_positive(width=width, depth=depth, blocks=blocks, outputs=outputs)
+    inputs = keras.Input(shape=INPUT_SHAPE)
+    x = layers.Reshape(INPUT_SHAPE + (1,))(inputs)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+    for stage in range(depth):
+        filters = width * 2**stage
+        for block in range(blocks):
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = layers.BatchNormalization()(x)
+            y = layers.Activation(activation)(y)
+            if strides != 1 or shortcut.shape[-1] != filters:
+                shortcut = layers.Conv2D(filters, 1, strides=strides, use_bias=False)(y)
+            y = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            y = layers.Activation(activation)(y)
+            if dropout:
+                y = layers.Dropout(dropout)(y)
+            y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+            x = layers.Add()([shortcut, y])
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation(activation)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs_ = layers.Dense(outputs)(x)
+    return keras.Model(inputs, outputs_, name="resnet")

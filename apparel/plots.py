@@ -1,0 +1,153 @@
+"""The walk-through's figures and a run's diagnostics, as matplotlib figures.
+
+Each function returns a ``matplotlib.figure.Figure`` (shown inline in Jupyter); ``write_plots``
+saves them all as PNGs into a run's ``plots/`` directory.
+
+    >>> from apparel import data, plots
+    >>> dataset = data.load_dataset()
+    >>> plots.sample_grid(dataset.x_train, dataset.y_train, named=True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from apparel import artifacts
+from apparel.data import CLASS_NAMES
+
+RIGHT_COLOUR = "tab:blue"
+WRONG_COLOUR = "tab:red"
+
+
+def _figure(width: float, height: float):
+    # Figure objects, not pyplot: no global state, no GUI backend needed on a server.
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, named: bool = False, count: int = 100):
+    """The first ``count`` images in a square grid, labelled by number (colour map as
+    ``imshow`` draws it) or, with ``named``, by class name in black on white."""
+    side = int(np.ceil(np.sqrt(count)))
+    figure = _figure(10, 10)
+    for index in range(min(count, len(images))):
+        axes = figure.add_subplot(side, side, index + 1)
+        axes.set_xticks([])
+        axes.set_yticks([])
+        if named:
+            axes.imshow(images[index], cmap="binary")
+            axes.set_xlabel(CLASS_NAMES[int(labels[index])], fontsize=7)
+        else:
+            axes.imshow(images[index])
+            axes.set_xlabel(str(int(labels[index])), fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def predictions_grid(images: np.ndarray, probabilities: np.ndarray, labels: np.ndarray, count: int = 30):
+    """The first ``count`` test images with the predicted class, its confidence and the true
+    class (blue when right, red when wrong), each beside a bar chart of the ten probabilities."""
+    columns = 5
+    count = min(count, len(images))
+    rows = int(np.ceil(count / columns))
+    figure = _figure(2 * 2 * columns, 2.2 * rows)
+    for index in range(count):
+        predicted = int(np.argmax(probabilities[index]))
+        true = int(labels[index])
+        colour = RIGHT_COLOUR if predicted == true else WRONG_COLOUR
+        image_axes = figure.add_subplot(rows, 2 * columns, 2 * index + 1)
+        image_axes.imshow(images[index], cmap="binary")
+        image_axes.set_xticks([])
+        image_axes.set_yticks([])
+        image_axes.set_xlabel(
+            f"{CLASS_NAMES[predicted]} {100 * probabilities[index, predicted]:.0f}%\n({CLASS_NAMES[true]})",
+            color=colour,
+            fontsize=8,
+        )
+        bar_axes = figure.add_subplot(rows, 2 * columns, 2 * index + 2)
+        bars = bar_axes.bar(range(len(CLASS_NAMES)), probabilities[index], color="#999999")
+        bars[predicted].set_color(WRONG_COLOUR)
+        bars[true].set_color(RIGHT_COLOUR)
+        bar_axes.set_ylim(0, 1)
+        bar_axes.set_xticks(range(len(CLASS_NAMES)))
+        bar_axes.set_xticklabels([str(i) for i in range(len(CLASS_NAMES))], fontsize=6)
+        bar_axes.set_yticks([])
+    figure.tight_layout()
+    return figure
+
+
+def training_curves(history: dict):
+    """Loss and accuracy per epoch, with the validation curves when the run held data out."""
+    figure = _figure(10, 4)
+    for position, metric in enumerate(("loss", "accuracy"), start=1):
+        axes = figure.add_subplot(1, 2, position)
+        for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
+            if key in history:
+                epochs = range(1, len(history[key]) + 1)
+                axes.plot(epochs, history[key], style, label=key.replace("val_", "validation ") or key)
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(metric)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    return figure
+
+
+def confusion_matrix_figure(matrix, title: str = "Confusion matrix (test set)"):
+    """Counts of true class (rows) against predicted class (columns)."""
+    matrix = np.asarray(matrix)
+    figure = _figure(8, 7)
+    axes = figure.add_subplot(1, 1, 1)
+    image = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(image, ax=axes, fraction=0.046)
+    axes.set_xticks(range(len(CLASS_NAMES)))
+    axes.set_xticklabels(CLASS_NAMES, rotation=45, ha="right")
+    axes.set_yticks(range(len(CLASS_NAMES)))
+    axes.set_yticklabels(CLASS_NAMES)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    threshold = matrix.max() / 2
+    for i in range(matrix.shape[0]):
+        for j in range(matrix.shape[1]):
+            axes.text(j, i, int(matrix[i, j]), ha="center", va="center", fontsize=7,
+                      color="white" if matrix[i, j] > threshold else "black")
+    figure.tight_layout()
+    return figure
+
+
+def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Save a figure as PNG atomically."""
+    path = Path(path)
+    with artifacts.atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=dpi, format="png")
+    return path
+
+
+def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Write every figure of a run into ``model_dir/plots/`` and return the paths."""
+    from apparel.data import load_dataset
+    from apparel.evaluation import classification_report
+    from apparel.prediction import Predictor, resolve_model_dir
+
+    model_dir = resolve_model_dir(model_dir)
+    if dataset is None:
+        dataset = load_dataset(data_dir)
+    out = model_dir / artifacts.PLOTS_DIR
+    predictor = Predictor.from_dir(model_dir)
+    probabilities = predictor.predict_proba(dataset.x_test)
+    report = classification_report(dataset.y_test, probabilities.argmax(axis=-1))
+    figures = {
+        "samples_numbered.png": sample_grid(dataset.x_train, dataset.y_train, named=False),
+        "samples_named.png": sample_grid(dataset.x_train, dataset.y_train, named=True),
+        "predictions.png": predictions_grid(dataset.x_test, probabilities, dataset.y_test),
+        "confusion_matrix.png": confusion_matrix_figure(report["confusion_matrix"]),
+    }
+    history_path = model_dir / artifacts.HISTORY_FILE
+    if history_path.exists():
+        figures["training_curves.png"] = training_curves(artifacts.read_json(history_path))
+    return [save_figure(figure, out / name) for name, figure in figures.items()]

@@ -1,0 +1,155 @@
+"""Load a trained model and turn images into class probabilities.
+
+    >>> from apparel.prediction import Predictor
+    >>> predictor = Predictor.from_dir("runs/reference")
+    >>> probabilities = predictor.predict_proba(images)      # (N, 10), rows sum to 1
+    >>> predictor.top_k(probabilities, k=3)[0]
+    [('Ankle boot', 0.97), ('Sneaker', 0.02), ('Sandal', 0.01)]
+
+The predicted class is the highest of the ten class logits: the reference model's extra logits
+(it has 20 outputs) are never a label.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from apparel import artifacts
+from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+
+NUM_CLASSES = len(CLASS_NAMES)
+MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
+# The model shipped with the project: used when no model directory is given.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def resolve_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
+    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped ``models/default``."""
+    if model_dir is None:
+        model_dir = os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR
+    path = Path(model_dir)
+    if not (path / artifacts.MODEL_FILE).is_file():
+        raise ValueError(
+            f"{path} holds no {artifacts.MODEL_FILE}; give the directory written by `apparel train --out DIR`"
+        )
+    return path
+
+
+def load_model(model_dir: str | os.PathLike | None = None):
+    """The Keras model of a run directory, loaded in safe mode (no arbitrary code runs)."""
+    import keras
+
+    path = resolve_model_dir(model_dir) / artifacts.MODEL_FILE
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a damaged archive
+        raise ValueError(f"cannot load {path}: {error}; retrain it or restore the file") from None
+
+
+def probability_model(model):
+    """The walk-through's softmax wrapper: a model that outputs probabilities over all outputs."""
+    import keras
+
+    return keras.Sequential([model, keras.layers.Softmax()])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """Images as float32 (N, 28, 28) in [0, 1]: uint8 is scaled, floats are taken as they are.
+
+    A single (28, 28) image becomes a batch of one.
+    """
+    array = np.asarray(images)
+    if array.shape == IMAGE_SHAPE:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"images must have shape (N, 28, 28) or (28, 28), got {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"images must be numeric, got dtype {array.dtype}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError("images contain NaN or infinite values")
+    return array
+
+
+@dataclass
+class Predictor:
+    """A loaded model with the calls a user needs: class logits, probabilities, top-k labels."""
+
+    model: object
+    model_dir: Path | None = None
+    batch_size: int = 1024
+
+    @classmethod
+    def from_dir(cls, model_dir: str | os.PathLike | None = None) -> "Predictor":
+        path = resolve_model_dir(model_dir)
+        return cls(load_model(path), path)
+
+    def logits(self, images: np.ndarray) -> np.ndarray:
+        """The ten class logits for each image, (N, 10)."""
+        batch = as_model_input(images)
+        if len(batch) == 0:
+            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        outputs = self.model.predict(batch, batch_size=self.batch_size, verbose=0)
+        return np.asarray(outputs)[:, :NUM_CLASSES]
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Probabilities over the ten classes, (N, 10); each row sums to 1."""
+        return softmax(self.logits(images))
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """The predicted class index for each image, (N,)."""
+        return self.logits(images).argmax(axis=-1)
+
+    @staticmethod
+    def top_k(probabilities: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
+        """For each row, the ``k`` most likely (class name, probability) pairs, best first."""
+        k = max(1, min(k, NUM_CLASSES))
+        order = np.argsort(-probabilities, axis=-1)[:, :k]
+        return [[(CLASS_NAMES[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Images from a 28×28 PNG/JPEG (any mode, converted to grayscale) or a ``.npy`` array of
+    one (28, 28) image or a stack (N, 28, 28).
+
+    Fashion-MNIST images are light garments on a black background; give images in that form.
+    Returns float32 (N, 28, 28) in [0, 1]. Raises ``ValueError`` with the reason it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{path}: not a readable .npy array ({error})") from None
+        try:
+            return as_model_input(array)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            grayscale = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise ValueError(f"{path}: not a readable image ({error})") from None
+    if grayscale.shape != IMAGE_SHAPE:
+        raise ValueError(
+            f"{path}: image is {grayscale.shape[1]}×{grayscale.shape[0]} pixels; the model takes 28×28 "
+            "grayscale images like Fashion-MNIST's"
+        )
+    return as_model_input(grayscale)

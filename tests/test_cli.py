@@ -1,0 +1,80 @@
+"""Command-line smoke tests on the real data (small subsets) or synthetic files."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apparel.cli import main
+from conftest import needs_real_data
+
+
+def test_help_is_instant_and_lists_the_subcommands():
+    out = subprocess.run([sys.executable, "-m", "apparel", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("data", "train", "evaluate", "predict", "plots"):
+        assert command in out
+    # The help must not pull TensorFlow in.
+    code = "import apparel.cli, sys; apparel.cli.build_parser(); print('tensorflow' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_data_reports_missing_files_as_an_error(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path)]) == 2
+    assert "apt-get install dataset-fashion-mnist" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from conftest import REAL_DATA
+
+    if not REAL_DATA:
+        pytest.skip("dataset-fashion-mnist is not installed")
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--out", str(out), "--epochs", "1", "--limit", "2000", "--hidden", "64"]) == 0
+    return out
+
+
+@needs_real_data
+def test_train_evaluate_plots(run_dir, capsys):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train_images"] == 2000 and metrics["test_images"] == 10000
+    assert main(["evaluate", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "Ankle boot" in out
+    assert "confusion_matrix" in json.loads((run_dir / "metrics.json").read_text())
+    assert main(["plots", str(run_dir)]) == 0
+    names = sorted(p.name for p in (run_dir / "plots").iterdir())
+    assert names == ["confusion_matrix.png", "predictions.png", "samples_named.png", "samples_numbered.png", "training_curves.png"]
+    with Image.open(run_dir / "plots" / "predictions.png") as image:
+        assert image.size[0] > 500
+
+
+@needs_real_data
+def test_predict_prints_json_for_png_and_npy(run_dir, tmp_path, capsys):
+    from apparel.data import load_dataset
+
+    test = load_dataset(scaled=False)
+    Image.fromarray(test.x_test[1]).save(tmp_path / "one.png")
+    np.save(tmp_path / "two.npy", test.x_test[2:4])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["predict", str(run_dir), str(tmp_path / "one.png"), str(tmp_path / "two.npy"), str(tmp_path / "bad.png"), "--json", "--top-k", "2"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == [str(tmp_path / "one.png"), f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(tmp_path / "bad.png")]
+    for result in results[:3]:
+        assert set(result) == {"file", "label", "probability", "top_k"}
+        assert len(result["top_k"]) == 2 and result["top_k"][0]["label"] == result["label"]
+    assert "not a readable image" in results[3]["error"]
+
+
+def test_predict_rejects_wrong_sizes_clearly(tmp_path, capsys, tiny_dataset):
+    from apparel.training import train
+    from apparel.config import TrainConfig
+
+    train(TrainConfig(epochs=1, hidden=8), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
+    Image.new("L", (40, 30)).save(tmp_path / "big.png")
+    assert main(["predict", "--model-dir", str(tmp_path / "run"), str(tmp_path / "big.png")]) == 1
+    assert "40×30 pixels" in capsys.readouterr().err

@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from apparel.cli import build_parser, train_config_from_args
+from apparel.config import TrainConfig
+
+
+def test_round_trip_through_json(tmp_path):
+    config = TrainConfig(optimizer="ftrl", hidden=128, metrics=("accuracy", "AUC"), learning_rate=0.01)
+    path = tmp_path / "config.json"
+    config.save(path, {"versions": {"keras": "3"}})
+    assert TrainConfig.load(path) == config
+    assert json.loads(path.read_text())["versions"] == {"keras": "3"}
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ValueError, match="unknown config key 'epoch'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": "20"}, "'epochs' must be int"),
+        ({"epochs": 2.5}, "'epochs' must be int"),
+        ({"batch_norm": 1}, "'batch_norm' must be bool"),
+        ({"metrics": [1, 2]}, "'metrics' must be tuple"),
+        ({"optimizer": None}, "'optimizer' cannot be null"),
+    ],
+)
+def test_wrong_types_are_named(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_dict(values)
+
+
+def test_integers_are_accepted_for_floats():
+    assert TrainConfig.from_dict({"learning_rate": 1}).learning_rate == 1.0
+
+
+def test_defaults_then_file_then_flags(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('optimizer = "sgd"\nepochs = 3\nhidden = 64\n')
+    args = build_parser().parse_args(["train", "--out", "x", "--config", str(path), "--epochs", "5", "--metrics", "accuracy,AUC"])
+    config = train_config_from_args(args)
+    assert (config.optimizer, config.epochs, config.hidden, config.batch_size) == ("sgd", 5, 64, 32)
+    assert config.metrics == ("accuracy", "AUC")
+
+
+def test_unreadable_config_file_is_reported(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid json"):
+        TrainConfig.load(path)
+    with pytest.raises(ValueError, match="cannot read config file"):
+        TrainConfig.load(tmp_path / "missing.json")

@@ -1,0 +1,15 @@
+"""Full-data reproduction of the walk-through (minutes): `make test-slow`."""
+
+import pytest
+
+from apparel.config import TrainConfig
+from apparel.training import train
+from conftest import needs_real_data
+
+
+@pytest.mark.slow
+@needs_real_data
+def test_reference_model_reaches_the_reference_accuracy(tmp_path):
+    result = train(TrainConfig(), out_dir=tmp_path, verbose=0)
+    assert result.metrics["test_accuracy"] >= 0.88
+    assert result.metrics["train_accuracy"] >= 0.93

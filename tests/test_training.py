@@ -1,0 +1,85 @@
+import json
+
+import numpy as np
+import pytest
+
+from apparel import artifacts
+from apparel.config import TrainConfig
+from apparel.evaluation import evaluate_run
+from apparel.prediction import Predictor
+from apparel.training import train
+
+QUICK = TrainConfig(epochs=2, hidden=32, batch_size=32)
+
+
+def test_train_writes_a_complete_run_directory(tiny_dataset, tmp_path):
+    result = train(QUICK, dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.keras"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "fit_seconds", "parameters"):
+        assert isinstance(metrics[key], (int, float)), key
+    assert metrics == result.metrics
+    history = json.loads((run / "history.json").read_text())
+    assert len(history["loss"]) == len(history["accuracy"]) == len(history["seconds"]) == 2
+    saved = TrainConfig.load(run / "config.json")
+    assert saved == QUICK
+    assert "keras" in json.loads((run / "config.json").read_text())["versions"]
+
+
+def test_reloaded_model_predicts_identically(tiny_dataset, tmp_path):
+    result = train(QUICK, dataset=tiny_dataset, out_dir=tmp_path, verbose=0)
+    predictor = Predictor.from_dir(tmp_path)
+    fresh = np.asarray(result.model.predict(tiny_dataset.x_test, verbose=0))[:, :10]
+    np.testing.assert_array_equal(predictor.logits(tiny_dataset.x_test), fresh)
+    probabilities = predictor.predict_proba(tiny_dataset.x_test)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    report = evaluate_run(tmp_path, dataset=tiny_dataset)
+    assert report["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    assert np.array(report["confusion_matrix"]).sum() == len(tiny_dataset.y_test)
+    assert set(json.loads((tmp_path / "metrics.json").read_text())) >= {"per_class", "confusion_matrix", "fit_seconds"}
+
+
+def test_training_learns_the_synthetic_task(tiny_dataset):
+    result = train(QUICK.replace(epochs=8, learning_rate=0.01), dataset=tiny_dataset, verbose=0)
+    assert result.metrics["test_accuracy"] > 0.5  # 10 classes: chance is 0.1
+
+
+@pytest.mark.parametrize("optimizer", ["ftrl", "sgd", "rmsprop", "adamw", "nadam", "lion", "adagrad", "adadelta", "adamax"])
+def test_every_builtin_optimizer_trains(optimizer, tiny_dataset):
+    result = train(QUICK.replace(epochs=1, optimizer=optimizer), dataset=tiny_dataset, verbose=0)
+    assert np.isfinite(result.metrics["train_loss"])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "gelu"])
+def test_activations_and_output_width_vary(activation, tiny_dataset):
+    result = train(QUICK.replace(epochs=1, activation=activation, outputs=10), dataset=tiny_dataset, verbose=0)
+    assert result.model.output_shape == (None, 10)
+
+
+def test_extra_metrics_by_string_identifier(tiny_dataset):
+    result = train(QUICK.replace(epochs=1, metrics=("accuracy", "SparseTopKCategoricalAccuracy")), dataset=tiny_dataset, verbose=0)
+    assert "SparseTopKCategoricalAccuracy" in result.history
+
+
+def test_validation_split_is_held_out(tiny_dataset):
+    result = train(QUICK.replace(epochs=1, validation_split=0.25), dataset=tiny_dataset, verbose=0)
+    assert result.metrics["train_images"] == 192 and result.metrics["validation_images"] == 64
+    assert "val_accuracy" in result.history
+
+
+def test_unknown_optimizer_and_metric_are_clear_errors(tiny_dataset):
+    with pytest.raises(ValueError, match="unknown optimizer 'adamm'"):
+        train(QUICK.replace(optimizer="adamm"), dataset=tiny_dataset, verbose=0)
+    with pytest.raises(ValueError, match="unknown metric 'no_such_metric'"):
+        train(QUICK.replace(metrics=("no_such_metric",)), dataset=tiny_dataset, verbose=0)
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    artifacts.write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(tmp_path / "a.json") as temporary:
+            temporary.write_text("half")
+            raise RuntimeError("killed")
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
