@@ -45,10 +45,18 @@ class TrainConfig:
     limit: int | None = None  # use only the first N training images
     validation_split: float | None = None  # held out of the training set; None: the model's default
 
+    # Regularisation and schedule. With a validation split the saved model is the epoch with the
+    # best validation accuracy; the test set is only used for the final figure.
+    schedule: str = "constant"  # constant, cosine or one-cycle (per step, over all epochs)
+    label_smoothing: float = 0.0
+    augment: tuple[str, ...] = ()  # any of: shift, flip, erase — active only while training
+    early_stopping: int | None = None  # patience in epochs on validation accuracy
+    mixed_precision: bool = False  # bfloat16 compute, float32 weights; off by default on CPU
+
     # Speed. Running many steps per call into the compiled graph removes Python overhead that
     # dominates a model this small; it does not change the arithmetic.
     steps_per_execution: int = 64
-    jit_compile: bool | None = None  # XLA; None: Keras decides per model
+    jit_compile: bool | None = None  # XLA; None: the model's default (on for dense, off for conv)
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)

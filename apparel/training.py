@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +47,36 @@ def make_optimizer(name: str, learning_rate: float | None = None):
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}") from None
 
 
-def build_model(config: TrainConfig):
-    """The registered model named by ``config``, compiled as the walk-through compiles it."""
+def learning_rate_for(config: TrainConfig, steps_per_epoch: int):
+    """A float or a per-step schedule over the whole run (``config.schedule``)."""
     import keras
+
+    base = config.learning_rate
+    if base is None:
+        base = float(make_optimizer(config.optimizer).learning_rate.numpy())
+    total = max(1, steps_per_epoch * config.epochs)
+    if config.schedule == "constant":
+        return base
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(base, decay_steps=total, alpha=0.01)
+    if config.schedule == "one-cycle":
+        # Warm up from base/25 to base over the first 30 % of steps, then anneal towards zero.
+        warmup = max(1, int(0.3 * total))
+        return keras.optimizers.schedules.CosineDecay(
+            base / 25, decay_steps=total - warmup, alpha=1e-3, warmup_target=base, warmup_steps=warmup
+        )
+    raise ValueError(f"unknown schedule {config.schedule!r}; choose constant, cosine or one-cycle")
+
+
+def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
+    """The registered model named by ``config``, compiled as the walk-through compiles it.
+
+    Returns ``(base, trainable)``: ``base`` is the model that is saved and used for inference;
+    ``trainable`` is what ``fit`` runs — ``base`` itself, or ``base`` behind augmentation layers.
+    """
+    import keras
+
+    from apparel.models import with_augmentation
 
     for name in config.metrics:
         # Keras resolves these few names against the loss itself; others must be metric names.
@@ -60,20 +88,35 @@ def build_model(config: TrainConfig):
                     f"unknown metric {name!r}; use Keras metric identifiers such as accuracy, "
                     "SparseTopKCategoricalAccuracy, MeanSquaredError, AUC"
                 ) from None
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     options = {key: getattr(config, key) for key in MODEL_OPTIONS}
-    model = create_model(config.model, **options)
+    previous_policy = keras.config.dtype_policy()
+    if config.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model.compile(
-            optimizer=make_optimizer(config.optimizer, config.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        base = create_model(config.model, **options)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    trainable = with_augmentation(base, config.augment)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
+    optimizer.learning_rate = learning_rate_for(config, steps_per_epoch)
+    if config.label_smoothing:
+        # Keras's sparse loss has no smoothing: the labels are one-hot encoded for this loss.
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=config.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    try:
+        trainable.compile(
+            optimizer=optimizer,
+            loss=loss,
             metrics=list(config.metrics),
             steps_per_execution=config.steps_per_execution,
-            jit_compile="auto" if config.jit_compile is None else config.jit_compile,
+            jit_compile=get_spec(config.model).jit_compile if config.jit_compile is None else config.jit_compile,
         )
     except (ValueError, TypeError) as error:
         raise ValueError(f"cannot compile {config.model!r} with metrics {list(config.metrics)}: {error}") from None
-    return model
-
+    return base, trainable
 
 def split_validation(dataset: Dataset, fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple | None]:
     """Hold out the last ``fraction`` of the training set (as Keras's ``validation_split`` does)."""
@@ -86,15 +129,27 @@ def split_validation(dataset: Dataset, fraction: float) -> tuple[tuple[np.ndarra
     return (dataset.x_train[:cut], dataset.y_train[:cut]), (dataset.x_train[cut:], dataset.y_train[cut:])
 
 
-def _history_writer(run_dir: Path | None):
-    """A callback that times each epoch and rewrites history.json after it, so a killed run keeps
-    the epochs it finished."""
+CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT = "best.keras"
+STATE_FILE = "state.json"
+
+
+def _epoch_callback(run_dir: Path | None, history: dict, monitor_best: bool):
+    """A callback that times each epoch and, for a run directory, makes each epoch durable: the
+    full training state (model and optimizer) for ``--resume``, the best epoch's weights by
+    validation accuracy, then history.json and the checkpoint state, each written atomically."""
     import keras
+
+    checkpoints = run_dir / CHECKPOINT_DIR if run_dir is not None else None
 
     class EpochRecorder(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
-            self.history: dict[str, list] = {}
+            self.history = history
+            accuracies = history.get("val_accuracy", [])
+            self.best = max(accuracies) if accuracies else -np.inf
+            self.best_epoch = int(np.argmax(accuracies)) + 1 if accuracies else None
+            self.best_weights = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
@@ -102,13 +157,59 @@ def _history_writer(run_dir: Path | None):
         def on_epoch_end(self, epoch, logs=None):
             self.history.setdefault("seconds", []).append(round(time.perf_counter() - self._started, 4))
             for key, value in (logs or {}).items():
-                if key == "learning_rate":
-                    continue
-                self.history.setdefault(key, []).append(float(value))
-            if run_dir is not None:
-                artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
+                if key != "learning_rate":
+                    self.history.setdefault(key, []).append(float(value))
+            improved = monitor_best and (logs or {}).get("val_accuracy", -np.inf) > self.best
+            if improved:
+                self.best, self.best_epoch = float(logs["val_accuracy"]), epoch + 1
+                self.best_weights = self.model.get_weights()
+            if checkpoints is None:
+                return
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            if improved:
+                artifacts.save_model(self.model, checkpoints / BEST_CHECKPOINT)
+            # Epoch-numbered checkpoint, then the state naming it: a kill at any point leaves
+            # a state that points at a complete checkpoint.
+            checkpoint = checkpoints / f"epoch-{epoch + 1}.keras"
+            artifacts.save_model(self.model, checkpoint)
+            artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
+            previous = _read_state(run_dir)
+            artifacts.write_json(checkpoints / STATE_FILE, {"epoch": epoch + 1, "checkpoint": checkpoint.name,
+                                                             "best_epoch": self.best_epoch})
+            if previous and previous["checkpoint"] != checkpoint.name:
+                (checkpoints / previous["checkpoint"]).unlink(missing_ok=True)
 
     return EpochRecorder()
+
+
+def _read_state(run_dir: Path) -> dict | None:
+    path = run_dir / CHECKPOINT_DIR / STATE_FILE
+    return artifacts.read_json(path) if path.exists() else None
+
+
+def _resume(run_dir: Path, config: TrainConfig):
+    """The compiled model and history of an interrupted run, after checking it is the same run."""
+    import keras
+
+    state = _read_state(run_dir)
+    if state is None:
+        raise ValueError(f"{run_dir} holds no interrupted training to resume; drop --resume to start one")
+    saved = TrainConfig.load(run_dir / artifacts.CONFIG_FILE)
+    if saved != config:
+        changed = [key for key, value in config.to_dict().items() if saved.to_dict()[key] != value]
+        raise ValueError(
+            f"--resume needs the same parameters as the interrupted run; these differ: {', '.join(changed)} "
+            f"(see {run_dir / artifacts.CONFIG_FILE})"
+        )
+    trainable = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["checkpoint"], safe_mode=True)
+    history = artifacts.read_json(run_dir / artifacts.HISTORY_FILE)
+    history = {key: values[: state["epoch"]] for key, values in history.items()}
+    return trainable, history, state["epoch"]
+
+
+def _base_model(trainable, config: TrainConfig):
+    """The inference model inside a (possibly augmented) training model."""
+    return trainable.layers[-1] if config.augment else trainable
 
 
 def train(
@@ -117,9 +218,18 @@ def train(
     out_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
     verbose: int | str = "auto",
+    resume: bool = False,
+    callbacks: list | None = None,
 ) -> TrainResult:
     """Train ``config`` on Fashion-MNIST (or ``dataset``), evaluate on the test set, and — when
-    ``out_dir`` is given — write model.keras, config.json, history.json and metrics.json there."""
+    ``out_dir`` is given — write model.keras, config.json, history.json and metrics.json there.
+
+    Each finished epoch is checkpointed in ``out_dir/checkpoints``; after an interruption the same
+    call with ``resume=True`` continues from the last finished epoch (and the checkpoints are
+    removed when training completes). With a validation split, the saved model is the epoch with
+    the best validation accuracy. ``callbacks`` are extra Keras callbacks, run after the
+    checkpointing one.
+    """
     import keras
 
     from apparel.evaluation import evaluate_model
@@ -131,32 +241,63 @@ def train(
         dataset = load_dataset(data_dir, limit=config.limit)
     elif config.limit is not None:
         dataset = Dataset(dataset.x_train[: config.limit], dataset.y_train[: config.limit], dataset.x_test, dataset.y_test)
-    keras.utils.set_random_seed(config.seed)
-    model = build_model(config)
-
     fraction = config.validation_split
     if fraction is None:
         fraction = get_spec(config.model).validation_split
     (x_train, y_train), validation = split_validation(dataset, fraction)
+    steps_per_epoch = -(-len(x_train) // config.batch_size)
 
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config.save(run_dir / artifacts.CONFIG_FILE, {"versions": artifacts.library_versions()})
-    recorder = _history_writer(run_dir)
+    keras.utils.set_random_seed(config.seed)
+    interrupted = run_dir is not None and _read_state(run_dir) is not None
+    if resume and run_dir is None:
+        raise ValueError("resume needs the run directory of the interrupted training")
+    if interrupted and not resume:
+        raise ValueError(
+            f"{run_dir} holds an interrupted training; rerun with --resume to continue it, or choose another --out"
+        )
+    if resume:
+        trainable, history, initial_epoch = _resume(run_dir, config)
+        base = _base_model(trainable, config)
+    else:
+        base, trainable = build_model(config, steps_per_epoch)
+        history, initial_epoch = {}, 0
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(run_dir / artifacts.CONFIG_FILE, {"versions": artifacts.library_versions()})
+
+    if config.label_smoothing:
+        y_fit = keras.utils.to_categorical(y_train, base.output_shape[-1])
+        validation = None if validation is None else (validation[0], keras.utils.to_categorical(validation[1], base.output_shape[-1]))
+    else:
+        y_fit = y_train
+    recorder = _epoch_callback(run_dir, history, monitor_best=validation is not None)
+    callbacks = [recorder, *(callbacks or [])]
+    if config.early_stopping is not None:
+        if validation is None:
+            raise ValueError("early_stopping needs a validation split (validation_split > 0)")
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping))
     started = time.perf_counter()
-    model.fit(
-        x_train,
-        y_train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_data=validation,
-        callbacks=[recorder],
-        verbose=verbose,
-    )
+    if initial_epoch < config.epochs:
+        trainable.fit(
+            x_train,
+            y_fit,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            batch_size=config.batch_size,
+            validation_data=validation,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
     fit_seconds = time.perf_counter() - started
 
-    history = recorder.history
-    test = evaluate_model(model, dataset.x_test, dataset.y_test, batch_size=max(config.batch_size, 256))
+    best_file = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT if run_dir is not None else None
+    if recorder.best_weights is not None:
+        trainable.set_weights(recorder.best_weights)
+    elif best_file is not None and best_file.exists():
+        # The best epoch came before an interruption.
+        trainable.set_weights(keras.models.load_model(best_file, compile=False, safe_mode=True).get_weights())
+
+    test = evaluate_model(base, dataset.x_test, dataset.y_test, batch_size=max(config.batch_size, 256))
     metrics = {
         "model": config.model,
         "test_accuracy": test["accuracy"],
@@ -164,16 +305,21 @@ def train(
         # As Keras reports them: the running mean over the last epoch, not a separate pass.
         "train_accuracy": history["accuracy"][-1] if "accuracy" in history else None,
         "train_loss": history["loss"][-1],
-        "fit_seconds": round(fit_seconds, 3),
+        "fit_seconds": round(float(sum(history["seconds"])), 3),
+        "wall_seconds_this_call": round(fit_seconds, 3),
         "epoch_seconds": round(float(np.median(history["seconds"])), 4),
-        "parameters": int(model.count_params()),
+        "epochs_run": len(history["loss"]),
+        "parameters": int(base.count_params()),
         "train_images": int(len(x_train)),
         "validation_images": 0 if validation is None else int(len(validation[0])),
         "test_images": int(len(dataset.x_test)),
     }
     if validation is not None and "val_accuracy" in history:
-        metrics["validation_accuracy"] = history["val_accuracy"][-1]
+        metrics["validation_accuracy"] = max(history["val_accuracy"])
+        metrics["best_epoch"] = recorder.best_epoch
     if run_dir is not None:
-        artifacts.save_model(model, run_dir / artifacts.MODEL_FILE)
+        artifacts.save_model(base, run_dir / artifacts.MODEL_FILE)
+        artifacts.write_json(run_dir / artifacts.HISTORY_FILE, history)
         artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
-    return TrainResult(model, config, history, metrics, run_dir)
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    return TrainResult(base, config, history, metrics, run_dir)

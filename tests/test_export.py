@@ -1,0 +1,53 @@
+"""Exported models answer like the Keras model (a small model, trained in the test)."""
+
+import numpy as np
+import pytest
+
+from apparel.cli import main
+from apparel.config import TrainConfig
+from apparel.export import LiteRTPredictor, export_model
+from apparel.prediction import Predictor
+from apparel.training import train
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_dataset):
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(epochs=1, hidden=16), dataset=tiny_dataset, out_dir=out, verbose=0)
+    return out
+
+
+def test_litert_matches_keras(run_dir, tmp_path, tiny_dataset):
+    assert main(["export", str(run_dir), "--format", "litert", "--out", str(tmp_path / "model.tflite")]) == 0
+    lite = LiteRTPredictor(tmp_path / "model.tflite")
+    expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
+    np.testing.assert_allclose(lite.predict_proba(tiny_dataset.x_test), expected, atol=1e-5)
+    np.testing.assert_allclose(lite.predict_proba(tiny_dataset.x_test[:1]), expected[:1], atol=1e-5)
+
+
+def test_saved_model_matches_keras(run_dir, tmp_path, tiny_dataset):
+    import tensorflow as tf
+
+    path = export_model(run_dir, "saved_model", tmp_path / "saved")
+    served = tf.saved_model.load(str(path))
+    probabilities = np.asarray(served.serve(tf.constant(tiny_dataset.x_test)))
+    expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_onnx_matches_keras(run_dir, tmp_path, tiny_dataset):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = export_model(run_dir, "onnx", tmp_path / "model.onnx")
+    session = onnxruntime.InferenceSession(str(path))
+    probabilities = session.run(None, {session.get_inputs()[0].name: tiny_dataset.x_test})[0]
+    expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+
+
+def test_unknown_format_and_missing_model_are_clear(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="unknown export format 'coreml'"):
+        export_model(run_dir, "coreml", tmp_path / "x")
+    with pytest.raises(ValueError, match="holds no model.keras"):
+        export_model(tmp_path, "litert", tmp_path / "x.tflite")
+    with pytest.raises(ValueError, match="no such LiteRT model"):
+        LiteRTPredictor(tmp_path / "missing.tflite")
