@@ -1,0 +1,126 @@
+"""The product-photo check: does the photo pipeline give the model what Fashion-MNIST gave it?
+
+Each test image is rendered as a product photo — upscaled to about 400 px, negated back to a light
+background, coloured, given a margin, saved as JPEG in memory — then run through
+:func:`apparel.photos.photo_to_input`. The model's accuracy on those inputs is compared with its
+accuracy on the original images; the drop is what the pipeline costs.
+
+    >>> from apparel.photo_check import photo_check
+    >>> from apparel.prediction import Predictor
+    >>> report = photo_check(Predictor.from_dir("runs/reference"), x_test_uint8, y_test)
+    >>> report.drop_points
+    0.9
+
+The colour keeps each pixel's luma (ITU-R 601, the weights of Pillow's grayscale conversion): a
+Fashion-MNIST image *is* the luma of a coloured photo, so a colour with that luma is a photo the
+data set could have come from.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+from apparel.photos import photo_to_input
+
+# Garment colours as (R, G, B); their chroma is laid on the garment, their luma is not.
+PALETTE = (
+    (200, 30, 45),    # red
+    (30, 60, 150),    # navy
+    (40, 120, 60),    # green
+    (230, 180, 40),   # mustard
+    (120, 70, 40),    # brown
+    (150, 60, 160),   # purple
+    (240, 130, 160),  # pink
+    (60, 160, 200),   # sky blue
+    (128, 128, 128),  # grey (no colour)
+)
+
+
+@dataclass(frozen=True)
+class PhotoCheckConfig:
+    size: int = 400                 # longest edge of the upscaled garment, pixels (about 400)
+    margin: tuple[float, float] = (0.05, 0.25)  # margin per side, a random fraction of `size`
+    jpeg_quality: tuple[int, int] = (75, 95)    # random JPEG quality per photo
+    seed: int = 0                   # the colours, margins and qualities drawn
+
+
+@dataclass(frozen=True)
+class PhotoCheckReport:
+    images: int                     # test images checked
+    original_accuracy: float        # the model on the Fashion-MNIST images as they are
+    photo_accuracy: float           # the model on the same images rendered as photos and piped back
+    drop_points: float              # (original - photo) accuracy, in percentage points
+    failed: int                     # photos the pipeline refused (counted as wrong)
+    seconds: float                  # rendering and pipeline time, all images
+    config: dict                    # the PhotoCheckConfig used
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def render_product_photo(image: np.ndarray, rng: np.random.Generator, config: PhotoCheckConfig = PhotoCheckConfig()) -> bytes:
+    """A 28×28 uint8 Fashion-MNIST image (light on black) as the JPEG bytes of a product photo:
+    upscaled, dark-on-white, coloured, with a white margin.
+
+    >>> jpeg = render_product_photo(x_test[0], np.random.default_rng(0))
+    """
+    garment = Image.fromarray(np.asarray(image, dtype=np.uint8), "L").resize((config.size, config.size), Image.Resampling.BICUBIC)
+    strength = np.asarray(garment, dtype=np.float32) / 255.0     # 1 on the garment, 0 on the background
+    luma = 255.0 - np.asarray(garment, dtype=np.float32)          # negated: light background
+    colour = np.asarray(PALETTE[rng.integers(len(PALETTE))], dtype=np.float32)
+    colour_cb, colour_cr = np.asarray(Image.new("RGB", (1, 1), tuple(int(c) for c in colour)).convert("YCbCr").getpixel((0, 0))[1:], dtype=np.float32)
+    planes = [luma, 128.0 + strength * (colour_cb - 128.0), 128.0 + strength * (colour_cr - 128.0)]
+    photo = Image.merge("YCbCr", [Image.fromarray(np.clip(np.rint(p), 0, 255).astype(np.uint8), "L") for p in planes]).convert("RGB")
+    low, high = config.margin
+    left, top, right, bottom = (int(rng.uniform(low, high) * config.size) for _ in range(4))
+    canvas = Image.new("RGB", (config.size + left + right, config.size + top + bottom), "white")
+    canvas.paste(photo, (left, top))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="JPEG", quality=int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+    return buffer.getvalue()
+
+
+def photos_as_inputs(images: np.ndarray, config: PhotoCheckConfig = PhotoCheckConfig(), progress=None) -> tuple[np.ndarray, int]:
+    """Render every image as a photo and pipe it back: (float32 (N, 28, 28), number refused).
+
+    A refused photo becomes a blank input, so it counts as a wrong prediction.
+    """
+    rng = np.random.default_rng(config.seed)
+    inputs = np.zeros((len(images), 28, 28), dtype=np.float32)
+    failed = 0
+    for index, image in enumerate(images):
+        try:
+            inputs[index] = photo_to_input(render_product_photo(image, rng, config))
+        except ValueError:
+            failed += 1
+        if progress is not None:
+            progress(1)
+    return inputs, failed
+
+
+def photo_check(predictor, images: np.ndarray, labels: np.ndarray, config: PhotoCheckConfig = PhotoCheckConfig(), progress=None) -> PhotoCheckReport:
+    """Accuracy on ``images`` (uint8 (N, 28, 28)) as they are and as product photos piped back."""
+    import time
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"images must be uint8 (N, 28, 28) as in the IDX files, got {images.dtype} {images.shape}")
+    labels = np.asarray(labels)
+    original = float((predictor.predict(images) == labels).mean())
+    start = time.perf_counter()
+    inputs, failed = photos_as_inputs(images, config, progress)
+    seconds = time.perf_counter() - start
+    photo = float((predictor.predict(inputs) == labels).mean())
+    return PhotoCheckReport(
+        images=len(images),
+        original_accuracy=round(original, 4),
+        photo_accuracy=round(photo, 4),
+        drop_points=round(100 * (original - photo), 2),
+        failed=failed,
+        seconds=round(seconds, 2),
+        config=asdict(config),
+    )

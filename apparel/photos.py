@@ -1,0 +1,291 @@
+"""Turn a product photo of any size and colour into the model's 28×28 input, the way Fashion-MNIST
+was made from Zalando's product photos (Xiao, Rasul, Vollgraf 2017, section 2):
+
+1. trim the edges close to the corner colour (within 5 % of the maximum intensity),
+2. resize the longest edge to 28,
+3. sharpen with a Gaussian of radius and σ 1.0,
+4. extend the short edge to 28, the garment centred,
+5. negate the intensities,
+6. convert to 8-bit grayscale.
+
+    >>> from apparel.photos import photo_to_input, pipeline_steps
+    >>> image = photo_to_input("shirt.jpg")          # float32 (28, 28) in [0, 1]
+    >>> [name for name, _ in pipeline_steps("shirt.jpg")]
+    ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale']
+
+Before step 1 the photo is read in any mode (RGB, RGBA or LA composited on white, palette, grayscale,
+CMYK, 16-bit) and turned upright by its EXIF orientation. An image that is already 28×28 and
+single-channel is taken as it is: it is read as Fashion-MNIST-like (light garment on black).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
+
+SIZE = 28
+# A photo's declared width × height above this is refused before it is decoded (decompression
+# bombs): 40 megapixels is above any phone camera's output and decodes in ~160 MB as RGBA.
+MAX_PIXELS = 40_000_000
+# Step 1: a row or column is background when every pixel is within this fraction of the maximum
+# intensity of the corner colour (root-mean-square distance over R, G, B, so 5 % is 12.75 levels).
+TRIM_FUZZ = 0.05
+# Step 2: antialiased (Lanczos) rather than the paper's plain subsampling. The paper started from
+# Zalando's small thumbnails; from a full-size photo, skipping rows and columns would alias badly.
+RESAMPLE = Image.Resampling.LANCZOS
+# Step 3: the paper's Gaussian sharpening of radius and σ 1.0, as ImageMagick's `-sharpen 1x1`
+# computes it: a 3×3 kernel (radius 1) of a σ = 1 Gaussian, negated, its centre set to twice the
+# kernel's sum, normalised to sum 1.
+# (Pillow's UnsharpMask has no radius: its σ = 1 blur spans about 7×7 pixels and sharpens harder.)
+SHARPEN_RADIUS = 1
+SHARPEN_SIGMA = 1.0
+
+
+def sharpen_kernel(radius: int = SHARPEN_RADIUS, sigma: float = SHARPEN_SIGMA) -> ImageFilter.Kernel:
+    """ImageMagick's sharpen kernel as a Pillow filter.
+
+    >>> image.filter(sharpen_kernel())
+    """
+    offsets = np.arange(-radius, radius + 1)
+    u, v = np.meshgrid(offsets, offsets)
+    kernel = -np.exp(-(u**2 + v**2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+    kernel[radius, radius] = -2.0 * kernel.sum()
+    size = 2 * radius + 1
+    return ImageFilter.Kernel((size, size), kernel.ravel().tolist(), scale=float(kernel.sum()))
+
+
+SHARPEN = sharpen_kernel()
+# Photos much larger than the target are decoded at a reduced JPEG scale (exact DCT scaling, so
+# no detail the 28-pixel result could show is lost); this keeps a 12-megapixel photo fast.
+DRAFT_SIZE = (8 * SIZE, 8 * SIZE)
+# Bump when the output for the same photo changes: caches of finished images key on it.
+PIPELINE_VERSION = 1
+# Modes that hold one channel: a 28×28 image in one of them is already a model input.
+SINGLE_CHANNEL_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+# Everything Pillow raises for a file that is not an image, is truncated or is corrupt.
+_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
+                IndexError, ZeroDivisionError, Image.DecompressionBombError)
+
+Source = str | os.PathLike | bytes | Image.Image
+
+
+def describe(source: Source) -> str:
+    """How error messages name a source: the path, or the size of the bytes."""
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    return "<image>"
+
+
+def open_image(source: Source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` (a path, the bytes of a file, or a PIL image) upright and fully loaded.
+
+    Raises ``ValueError`` naming the reason: not an image, truncated, too many pixels, missing.
+    A large JPEG is decoded at a reduced scale, still at least 224 pixels a side.
+
+    >>> open_image("shirt.jpg").size
+    (800, 1200)
+    """
+    name = describe(source)
+    if isinstance(source, Image.Image):
+        image = source
+    else:
+        if isinstance(source, (bytes, bytearray)):
+            if not source:
+                raise ValueError(f"{name}: empty file, not an image")
+            stream = io.BytesIO(source)
+        else:
+            stream = Path(source)
+            if not stream.is_file():
+                raise ValueError(f"{stream}: file not found")
+        try:
+            with warnings.catch_warnings():
+                # Our own limit below decides; Pillow's warning would only repeat it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(stream)
+        except Image.DecompressionBombError as error:
+            raise ValueError(f"{name}: too many pixels ({error}); refused as a possible decompression bomb") from None
+        except _READ_ERRORS as error:
+            raise ValueError(f"{name}: not a readable image ({error})") from None
+    try:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ValueError(
+                f"{name}: too many pixels: {width}×{height}, over the limit of {max_pixels:,}; "
+                "refused as a possible decompression bomb (make it smaller first)"
+            )
+        if width == 0 or height == 0:
+            raise ValueError(f"{name}: image is empty ({width}×{height} pixels)")
+        try:
+            if image.format == "JPEG" and image is not source:
+                image.draft(image.mode, DRAFT_SIZE)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # Animated GIF/WebP/PNG: the first frame, the one shown as the product shot, is read.
+                image.load()
+                return ImageOps.exif_transpose(image)  # always a new, loaded image
+        except _READ_ERRORS as error:
+            raise ValueError(f"{name}: not a readable image, truncated or corrupt ({error})") from None
+    finally:
+        if image is not source:
+            image.close()
+
+
+def is_model_ready(image: Image.Image) -> bool:
+    """True for a 28×28 single-channel image: already Fashion-MNIST-like, taken as it is."""
+    return image.size == (SIZE, SIZE) and image.mode in SINGLE_CHANNEL_MODES
+
+
+def to_grayscale_array(image: Image.Image) -> np.ndarray:
+    """A single-channel image as uint8, scaling 16- and 32-bit depths (Pillow's own ``convert("L")``
+    clips them at 255 instead)."""
+    if image.mode in ("1", "L"):
+        return np.asarray(image.convert("L"))
+    array = np.asarray(image).astype(np.float64)
+    if image.mode == "F":
+        top = 1.0 if array.size and np.nanmax(array) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if (image.mode.startswith("I;16") or array.max(initial=0) > 255) else 255.0
+    return np.clip(np.rint(np.nan_to_num(array) * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """RGB: transparency composited on white, palette/CMYK/YCbCr/16-bit converted."""
+    if image.mode in SINGLE_CHANNEL_MODES:
+        return Image.fromarray(to_grayscale_array(image), "L").convert("RGB")
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def corner_colour(image: Image.Image) -> tuple[int, int, int]:
+    """The background colour of an RGB image: the median of its four corner pixels (so one odd
+    corner, a watermark or a JPEG speck, does not decide)."""
+    width, height = image.size
+    corners = [image.getpixel(xy) for xy in ((0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1))]
+    return tuple(int(round(value)) for value in np.median(np.asarray(corners, dtype=np.float64), axis=0))
+
+
+def trim_box(image: Image.Image, background: tuple[int, int, int], fuzz: float = TRIM_FUZZ) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the RGB ``image``'s pixels farther than ``fuzz`` from
+    ``background``; None when there are none."""
+    difference = np.asarray(ImageChops.difference(image, Image.new("RGB", image.size, background)))
+    # Sum of squared channel differences through a lookup table: several times faster than floats.
+    squared = _SQUARES[difference[..., 0]]
+    squared += _SQUARES[difference[..., 1]]
+    squared += _SQUARES[difference[..., 2]]
+    foreground = squared > 3 * (fuzz * 255.0) ** 2
+    rows = np.flatnonzero(foreground.any(axis=1))
+    if rows.size == 0:
+        return None
+    columns = np.flatnonzero(foreground.any(axis=0))
+    return int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1
+
+
+_SQUARES = np.arange(256, dtype=np.uint32) ** 2
+
+
+def sharpen(image: Image.Image, kernel: ImageFilter.Kernel = SHARPEN) -> Image.Image:
+    """``image`` (RGB or L) sharpened; the border repeats its edge pixels (ImageMagick's default
+    virtual pixels), where Pillow alone would leave the outermost pixels unfiltered."""
+    radius = kernel.filterargs[0][0] // 2
+    array = np.asarray(image)
+    padding = ((radius, radius), (radius, radius)) + ((0, 0),) * (array.ndim - 2)
+    extended = Image.fromarray(np.pad(array, padding, mode="edge"), image.mode)
+    return extended.filter(kernel).crop((radius, radius, radius + image.width, radius + image.height))
+
+
+def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
+    steps = [("original", image)]
+    if is_model_ready(image):
+        return steps + [("grayscale", Image.fromarray(to_grayscale_array(image), "L"))]
+    rgb_image = on_white(image)
+    steps.append(("on white", rgb_image))
+    background = corner_colour(rgb_image)
+    box = trim_box(rgb_image, background)
+    if box is None:
+        width, height = image.size
+        raise ValueError(
+            f"{name}: image is {width}×{height} pixels of one colour, nothing but background; "
+            "give a photo of the garment"
+        )
+    trimmed = rgb_image.crop(box)
+    steps.append(("trimmed", trimmed))
+    width, height = trimmed.size
+    scale = SIZE / max(width, height)
+    new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = trimmed.resize(new_size, RESAMPLE, reducing_gap=3.0)
+    steps.append(("resized", resized))
+    sharpened = sharpen(resized)
+    steps.append(("sharpened", sharpened))
+    # The canvas takes the photo's own background colour, so after negation it matches the rest.
+    padded = Image.new("RGB", (SIZE, SIZE), background)
+    padded.paste(sharpened, ((SIZE - new_size[0]) // 2, (SIZE - new_size[1]) // 2))
+    steps.append(("padded", padded))
+    negated = ImageOps.invert(padded)
+    steps.append(("negated", negated))
+    steps.append(("grayscale", negated.convert("L")))
+    return steps
+
+
+def pipeline_steps(source: Source, max_pixels: int = MAX_PIXELS) -> list[tuple[str, Image.Image]]:
+    """Every named step from the photo as read to the 28×28 grayscale model input (the last step).
+
+    >>> [name for name, image in pipeline_steps("shirt.jpg")][-1]
+    'grayscale'
+    """
+    return _steps(open_image(source, max_pixels), describe(source))
+
+
+def photo_to_input(source: Source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """The model input for one photo: float32 (28, 28) in [0, 1], light garment on black.
+
+    ``source`` is a path, the bytes of an image file, or a PIL image. Raises ``ValueError`` with
+    the reason when it is not an image, is truncated, has too many pixels or shows nothing.
+
+    >>> photo_to_input("shirt.jpg").shape
+    (28, 28)
+    """
+    last = pipeline_steps(source, max_pixels)[-1][1]
+    return np.asarray(last, dtype=np.float32) / np.float32(255.0)
+
+
+def draw_steps(source: Source, out: str | os.PathLike, height: int = 168) -> Path:
+    """Draw the pipeline's steps side by side, each scaled to ``height`` and labelled, into ``out``.
+
+    >>> draw_steps("shirt.jpg", "steps.png")
+    PosixPath('steps.png')
+    """
+    from apparel.artifacts import atomic_path
+
+    steps = pipeline_steps(source)
+    label_height, gap = 24, 8
+    tiles = []
+    for name, image in steps:
+        shown = on_white(image) if image.mode not in ("RGB", "L") else image.convert("RGB")
+        width = max(1, round(shown.width * height / shown.height))
+        # Small steps are enlarged pixel by pixel, so the 28×28 grid stays visible.
+        resample = Image.Resampling.NEAREST if shown.height < height else Image.Resampling.LANCZOS
+        # "x", not "×": Pillow's built-in bitmap font has no "×".
+        tiles.append((f"{name} {image.width}x{image.height}", shown.resize((width, height), resample)))
+    canvas = Image.new("RGB", (sum(t.width for _, t in tiles) + gap * (len(tiles) + 1), height + label_height + 2 * gap), "white")
+    draw = ImageDraw.Draw(canvas)
+    x = gap
+    for label, tile in tiles:
+        canvas.paste(tile, (x, gap + label_height))
+        draw.rectangle([x - 1, gap + label_height - 1, x + tile.width, gap + label_height + tile.height], outline=(160, 160, 160))
+        draw.text((x, gap), label, fill="black")
+        x += tile.width + gap
+    out = Path(out)
+    with atomic_path(out) as temporary:
+        canvas.save(temporary, format="PNG")
+    return out

@@ -1,0 +1,310 @@
+"""`apparel catalog`: Shopify exports in both header styles, every untouched byte kept."""
+
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from apparel.catalog import CatalogConfig, categorize_catalog, load_mapping, parse_records
+from apparel.cli import main
+from local_http import serve
+from test_photos import garment_photo
+from test_sources import model_dir  # noqa: F401 (a fixture)
+
+BOM = "\ufeff"
+OLD_HEADER = ["Handle", "Title", "Body (HTML)", "Vendor", "Product Category", "Type", "Tags", "Published",
+              "Option1 Name", "Option1 Value", "Variant SKU", "Variant Price", "Image Src", "Image Position",
+              "Image Alt Text", "Variant Image", "Status"]
+NEW_HEADER = ["Title", "URL handle", "Description", "Vendor", "Product category", "Type", "Tags",
+              "Published on online store", "Status", "SKU", "Price", "Product image URL", "Image position",
+              "Image alt text", "Variant image URL"]
+DRESSES = "Apparel & Accessories > Clothing > Dresses"
+HANDBAGS = '"Apparel & Accessories > Handbags, Wallets & Cases > Handbags"'
+
+
+class ShapePredictor:
+    """Stands in for a model: tall garments are dresses (0.91), wide ones bags (0.91), square ones
+    shirts at only 0.35 (below the default --min-confidence)."""
+
+    def __init__(self, fail_on_call=None):
+        self.calls, self.fail_on_call = [], fail_on_call
+
+    def predict_proba(self, images):
+        self.calls.append(len(images))
+        if self.fail_on_call == len(self.calls):
+            raise KeyboardInterrupt
+        probabilities = np.full((len(images), 10), 0.01)
+        for row, image in zip(probabilities, np.asarray(images)):
+            height = len(np.flatnonzero(image.max(axis=1) > 0.1))
+            width = len(np.flatnonzero(image.max(axis=0) > 0.1))
+            if abs(height - width) <= 3:
+                row[[6, 0, 2]] = (0.35, 0.3, 0.28)
+            else:
+                row[3 if height > width else 8] = 0.91
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def shop(tmp_path):
+    """tmp_path/images with a dress (tall), a tote (wide), a square shirt and a broken JPEG."""
+    images = tmp_path / "images"
+    images.mkdir()
+    garment_photo().save(images / "dress.png")
+    garment_photo(size=(400, 300), box=(40, 90, 360, 220), colour=(30, 60, 150)).convert("RGB").save(images / "tote.jpg", quality=90)
+    garment_photo(size=(300, 300), box=(60, 60, 240, 240), colour=(40, 120, 60)).save(images / "square.png")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 40)
+    (tmp_path / "secret.png").write_bytes((images / "dress.png").read_bytes())
+    with serve(images) as (base, _):
+        yield tmp_path, base
+
+
+def row(**cells):
+    """A row of the old-style header: raw cell text by column name (unnamed cells are empty)."""
+    keys = {name.lower().replace(" ", "_").replace("(", "").replace(")", ""): i for i, name in enumerate(OLD_HEADER)}
+    raw = [""] * len(OLD_HEADER)
+    for key, value in cells.items():
+        raw[keys[key]] = value
+    return raw
+
+
+def old_style_catalog(base):
+    """(input rows, expected output rows), raw cell text, in the older header style."""
+    product = dict(vendor="Acme", published="TRUE", option1_name="Title", option1_value="Default Title", status="active")
+    body = '"<p>Light, airy ""linen""</p>\r\n<p>Second line</p>"'
+    rows = [
+        row(handle="summer-dress", title="Summer Dress", body_html=body, vendor="Acme", tags='"summer, sale"',
+            published="TRUE", option1_name="Size", option1_value="S", variant_sku="SD-S", variant_price="49.00",
+            image_src="images/dress.png", image_position="1", image_alt_text='"A dress"', status="active"),
+        row(handle="summer-dress", option1_value="M", variant_sku="SD-M", variant_price="49.00"),
+        row(handle="summer-dress", image_src="images/tote.jpg", image_position="2"),
+        row(handle="city-tote", title="City Tote", body_html="<p>Roomy</p>", type='""', tags='""',
+            image_src=f"{base}/tote.jpg", image_position="1", **product),
+        row(handle="plain-shirt", title="Plain Shirt", type="Shirts", image_src="images/square.png", **product),
+        row(handle="old-coat", title="Old Coat", product_category="Apparel & Accessories > Clothing > Outerwear > Coats & Jackets",
+            type="Coat", tags="existing", image_src="images/dress.png", **product),
+        row(handle="broken-thing", title="Broken", image_src="images/broken.jpg", **product),
+        row(handle="missing-thing", title="Missing", image_src="images/nothing.png", **product),
+        row(handle="sneaky", title="Sneaky", image_src="../secret.png", **product),
+        row(handle="absolute", title="Absolute", image_src="/etc/hostname", **product),
+        row(handle="slow-one", title="Slow", image_src=f"{base}/slow/dress.png", **product),
+        row(handle="no-photo", title="No Photo", variant_price="  12.00 ", **product),
+        row(handle="café-bag", title='"Café Bag ☕"', image_src="images/tote.jpg", **product),
+        row(handle="fallback", title="Fallback", image_src="images/broken.jpg", image_position="1", **product),
+        row(handle="fallback", image_src="images/dress.png", image_position="2"),
+        row(handle="variant-only", title="Variant Only", variant_image="images/dress.png", **product),
+    ]
+    expected = [list(cells) for cells in rows]
+    category, type_, tags = 4, 5, 6
+    expected[0][category], expected[0][type_], expected[0][tags] = DRESSES, "Dress", '"summer, sale, apparel:Dress"'
+    expected[3][category], expected[3][type_], expected[3][tags] = HANDBAGS, '"Bag"', '"apparel:Bag"'
+    expected[5][tags] = '"existing, apparel:Dress"'
+    expected[12][category], expected[12][type_], expected[12][tags] = HANDBAGS, "Bag", "apparel:Bag"
+    expected[13][category], expected[13][type_], expected[13][tags] = DRESSES, "Dress", "apparel:Dress"
+    expected[15][category], expected[15][type_], expected[15][tags] = DRESSES, "Dress", "apparel:Dress"
+    return rows, expected
+
+
+def as_bytes(header, rows, newline="\r\n", bom=True, final_newline=False) -> bytes:
+    text = newline.join(",".join(cells) for cells in [header] + rows) + (newline if final_newline else "")
+    return ((BOM if bom else "") + text).encode("utf-8")
+
+
+def config(model_dir, shop_dir, **changes) -> CatalogConfig:
+    settings = dict(model_dir=str(model_dir), images_dir=str(shop_dir), allow_private=True, timeout=0.5, workers=4)
+    return CatalogConfig(**{**settings, **changes})
+
+
+def review_rows(path):
+    with open(path, encoding="utf-8", newline="") as handle:
+        return {row["handle"]: row for row in csv.DictReader(handle)}
+
+
+def test_categories_are_filled_and_every_other_byte_is_kept(shop, model_dir):
+    shop_dir, base = shop
+    rows, expected = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
+    assert source.read_bytes() == as_bytes(OLD_HEADER, rows)  # the input is never touched
+    assert (report.rows, report.products, report.categorized, report.low_confidence) == (16, 13, 6, 1)
+    assert (report.failed, report.no_image, report.changed_cells) == (5, 1, 16)
+
+    review = review_rows(shop_dir / "out.review.csv")
+    assert review["plain-shirt"]["status"] == "low confidence"
+    assert review["plain-shirt"]["label"] == "Shirt" and review["plain-shirt"]["probability"].startswith("0.3")
+    assert review["plain-shirt"]["top_k"].startswith("Shirt 0.3")
+    assert "not a readable image" in review["broken-thing"]["error"]
+    assert "file not found" in review["missing-thing"]["error"]
+    assert "'..' is refused" in review["sneaky"]["error"]
+    assert "absolute paths are refused" in review["absolute"]["error"]
+    assert "timed out" in review["slow-one"]["error"]
+    assert review["no-photo"]["status"] == "no image"
+    assert set(review) == {"plain-shirt", "broken-thing", "missing-thing", "sneaky", "absolute", "slow-one", "no-photo"}
+
+
+def test_reruns_are_idempotent_and_use_the_cache(shop, model_dir):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    first = categorize_catalog(source, shop_dir / "a.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    output = (shop_dir / "a.csv").read_bytes()
+    again = ShapePredictor()
+    second = categorize_catalog(source, shop_dir / "a.csv", config(model_dir, shop_dir), predictor=again)
+    assert (shop_dir / "a.csv").read_bytes() == output
+    # 7 images classified: the first run's 6, plus images/dress.png found in the cache on its second try.
+    assert (first.predicted, first.cached) == (6, 1)
+    assert (second.predicted, second.cached) == (0, 7) and again.calls == []
+    # Categorising the categorised file changes nothing more.
+    third = categorize_catalog(shop_dir / "a.csv", shop_dir / "b.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert (shop_dir / "b.csv").read_bytes() == output and third.changed_cells == 0
+
+
+def test_overwrite_replaces_a_filled_category(shop, model_dir):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir, overwrite=True), predictor=ShapePredictor())
+    written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
+    old_coat = next(cells for cells in written if cells[0] == "old-coat")
+    assert old_coat[4] == DRESSES and old_coat[5] == "Coat"  # Type is only ever filled when empty
+
+
+def test_current_header_style_without_bom(shop, model_dir):
+    shop_dir, base = shop
+
+    def new_row(title="", handle="", category="", type_="", tags="", image="", position="", variant_image=""):
+        return [title, handle, "", "Acme" if title else "", category, type_, tags, "TRUE" if title else "",
+                "active" if title else "", "", "9.99", image, position, "", variant_image]
+
+    rows = [new_row("Tote", "tote", image=f"{base}/tote.jpg", position="1"),
+            new_row(handle="tote", image="images/dress.png", position="2"),
+            new_row("Dress", "dress", tags='"red,long"', image="images/dress.png", position="1"),
+            new_row("Shirt", "shirt", image="images/square.png")]
+    source = shop_dir / "new.csv"
+    source.write_bytes(as_bytes(NEW_HEADER, rows, newline="\n", bom=False, final_newline=True))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    expected = [list(cells) for cells in rows]
+    expected[0][4:7] = [HANDBAGS, "Bag", "apparel:Bag"]
+    expected[2][4:7] = [DRESSES, "Dress", '"red,long, apparel:Dress"']
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(NEW_HEADER, expected, newline="\n", bom=False, final_newline=True)
+    assert (report.categorized, report.low_confidence) == (2, 1)
+
+
+def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
+    shop_dir, base = shop
+    rows, expected = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    settings = config(model_dir, shop_dir, batch_size=1, workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor(fail_on_call=3))
+    assert not (shop_dir / "out.csv").exists()  # nothing half-written
+    assert len((shop_dir / "out.cache.jsonl").read_text().splitlines()) == 2
+    resumed = categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    # The two finished images (images/dress.png and the tote's URL) serve five products.
+    assert (resumed.cached, resumed.predicted) == (5, 2)
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
+    # A damaged cache line (killed mid-write) is skipped, not fatal.
+    with open(shop_dir / "out.cache.jsonl", "a") as handle:
+        handle.write('{"key": "x", "probab')
+    assert categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor()).cached == 7
+
+
+def test_min_confidence_and_a_custom_mapping(shop, model_dir):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    mapping = shop_dir / "mapping.csv"
+    mapping.write_text(load_mapping_text().replace("Apparel & Accessories > Clothing > Clothing Tops > Shirts", "My Shop > Shirts"), encoding="utf-8")
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir, min_confidence=0.0, mapping=str(mapping)),
+                                predictor=ShapePredictor())
+    assert report.low_confidence == 0
+    written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
+    shirt = next(cells for cells in written if cells[0] == "plain-shirt")
+    assert shirt[4:7] == ["My Shop > Shirts", "Shirts", "apparel:Shirt"]
+    mapping.write_text("class,category\nDress,X\nJumpsuit,Y\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown class 'Jumpsuit'"):
+        load_mapping(mapping)
+    mapping.write_text("class,category\nDress,X\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no row for T-shirt/top"):
+        load_mapping(mapping)
+
+
+def load_mapping_text() -> str:
+    from apparel.catalog import DEFAULT_MAPPING
+
+    return DEFAULT_MAPPING.read_text(encoding="utf-8")
+
+
+def test_the_shipped_mapping_is_the_shopify_taxonomy():
+    mapping = load_mapping()
+    assert mapping["Bag"] == "Apparel & Accessories > Handbags, Wallets & Cases > Handbags"
+    assert mapping["Ankle boot"] == "Apparel & Accessories > Shoes > Boots"
+    assert len(mapping) == 10 and all(path.startswith("Apparel & Accessories > ") for path in mapping.values())
+
+
+def test_records_keep_their_spans_and_read_like_the_csv_module():
+    text = 'a,"b,1","c ""q""\r\nd",\r\n\r\n"",x\ny,"z"'
+    records = parse_records(text)
+    assert [[cell.value for cell in record.cells] for record in records] == [
+        row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    assert [text[cell.start:cell.end] for cell in records[0].cells] == ["a", '"b,1"', '"c ""q""\r\nd"', ""]
+    with pytest.raises(ValueError, match="line 1: a quoted cell is never closed"):
+        parse_records('a,"open\n')
+
+
+def test_bad_inputs_are_clear_errors(shop, model_dir):
+    shop_dir, _ = shop
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, []))
+    with pytest.raises(ValueError, match="is the input file"):
+        categorize_catalog(source, source, config(model_dir, shop_dir))
+    (shop_dir / "latin1.csv").write_bytes("Handle,Title\ncaf\xe9,x\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="not UTF-8"):
+        categorize_catalog(shop_dir / "latin1.csv", shop_dir / "o.csv", config(model_dir, shop_dir))
+    (shop_dir / "other.csv").write_text("Name,Price\nx,1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no Handle / URL handle column"):
+        categorize_catalog(shop_dir / "other.csv", shop_dir / "o.csv", config(model_dir, shop_dir))
+    with pytest.raises(ValueError, match="min_confidence"):
+        CatalogConfig(min_confidence=1.5)
+
+
+def test_the_command_with_a_trained_model(shop, model_dir, capsys):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    out = shop_dir / "categorized.csv"
+    assert main(["catalog", str(source), "--out", str(out), "--model", str(model_dir), "--images-dir", str(shop_dir),
+                 "--min-confidence", "0", "--allow-private", "--timeout", "0.5"]) == 0
+    printed = capsys.readouterr().out
+    assert "13 products in 16 rows: 7 categorised" in printed and "review:" in printed
+    before = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"), newline="")))
+    after = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"), newline="")))
+    assert len(after) == len(before)  # no row lost
+    mapping = set(load_mapping().values())
+    for old, new in zip(before, after):
+        changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
+        assert set(changed) <= {4, 5, 6}
+        if changed:
+            assert new[4] == old[4] or new[4] in mapping
+            assert new[6].split(", ")[-1].startswith("apparel:")
+    raw_before, raw_after = source.read_bytes().split(b"\r\n"), out.read_bytes().split(b"\r\n")
+    assert raw_after[3:5] == raw_before[3:5] == [b"summer-dress,,,,,,,,,M,SD-M,49.00,,,,,", b"summer-dress,,,,,,,,,,,,images/tote.jpg,2,,,"]
+    assert main(["catalog", str(source), "--out", str(source)]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+def test_our_tag_is_added_once_and_replaced_only_with_overwrite():
+    from apparel.catalog import _with_tag
+
+    assert _with_tag("", "apparel:Dress", "apparel:", False) == "apparel:Dress"
+    assert _with_tag("summer,  sale ", "apparel:Dress", "apparel:", False) == "summer,  sale, apparel:Dress"
+    assert _with_tag("summer, APPAREL:dress", "apparel:Dress", "apparel:", False) == "summer, APPAREL:dress"
+    assert _with_tag("summer, apparel:Coat", "apparel:Dress", "apparel:", False) == "summer, apparel:Coat"
+    assert _with_tag("apparel:Coat, summer", "apparel:Dress", "apparel:", True) == "summer, apparel:Dress"

@@ -1,0 +1,222 @@
+"""Image sources: files, folders, globs, URLs (from a server on 127.0.0.1), and their safety rules."""
+
+import csv
+import io
+import json
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from apparel import sources
+from apparel.sources import FetchConfig, ImageSource, expand_sources, fetch_url, predict_sources, resolve_inside
+from local_http import serve
+from test_photos import garment_photo
+
+LOCAL = FetchConfig(timeout=1.0, allow_private=True)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_dataset):
+    """A tiny model trained on synthetic data: real predictions, no dependence on models/default."""
+    from apparel.config import TrainConfig
+    from apparel.training import train
+
+    out = tmp_path_factory.mktemp("model")
+    train(TrainConfig(epochs=1, hidden=8, jit_compile=False), dataset=tiny_dataset, out_dir=out, verbose=0)
+    return out
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    folder = tmp_path / "shop"
+    (folder / "bags").mkdir(parents=True)
+    garment_photo().save(folder / "dress.png")
+    garment_photo(size=(400, 300), box=(40, 90, 360, 220)).save(folder / "bags" / "tote.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    return folder
+
+
+@pytest.fixture
+def server(image_folder):
+    with serve(image_folder) as (base, server):
+        yield base, server
+
+
+def test_expand_files_folders_globs_and_urls(image_folder, tmp_path):
+    found = expand_sources([str(image_folder), str(image_folder / "*.png"), str(image_folder / "notes.txt"),
+                            "https://example.com/a.jpg", "ftp://example.com/a.jpg",
+                            str(tmp_path / "missing.png"), str(tmp_path / "none-*.png")])
+    names = [source.name for source in found]
+    assert names[:3] == [str(image_folder / "bags" / "tote.jpg"), str(image_folder / "broken.jpg"), str(image_folder / "dress.png")]
+    assert names[3:] == [str(image_folder / "dress.png"), str(image_folder / "notes.txt"), "https://example.com/a.jpg",
+                         "ftp://example.com/a.jpg", str(tmp_path / "missing.png"), str(tmp_path / "none-*.png")]
+    assert found[5].url == "https://example.com/a.jpg" and found[5].error is None
+    assert "only http and https" in found[6].error
+    assert found[7].error == "file not found" and found[8].error == "no files match this pattern"
+    recursive = expand_sources([str(tmp_path / "**" / "*.jpg")])
+    assert {s.path.name for s in recursive} == {"tote.jpg", "broken.jpg"}
+
+
+def test_paths_from_a_catalog_stay_inside_the_images_dir(tmp_path):
+    images = tmp_path / "images"
+    (images / "shirts").mkdir(parents=True)
+    (tmp_path / "secret.png").write_bytes(b"x")
+    assert resolve_inside("shirts/blue.jpg", images) == (images / "shirts" / "blue.jpg").resolve()
+    assert resolve_inside("shirts\\blue.jpg", images) == (images / "shirts" / "blue.jpg").resolve()
+    for escape in ("../secret.png", "shirts/../../secret.png", "/etc/passwd", "C:\\Windows\\win.ini", "\\\\server\\share\\x.png"):
+        with pytest.raises(ValueError, match="refused"):
+            resolve_inside(escape, images)
+    os.symlink(tmp_path / "secret.png", images / "link.png")
+    with pytest.raises(ValueError, match="outside --images-dir"):
+        resolve_inside("link.png", images)
+
+
+def test_fetch_from_a_local_server(server, image_folder):
+    base, _ = server
+    assert fetch_url(f"{base}/dress.png", LOCAL) == (image_folder / "dress.png").read_bytes()
+    assert fetch_url(f"{base}/redirect/3/dress.png", LOCAL) == (image_folder / "dress.png").read_bytes()
+    with pytest.raises(ValueError, match="more than 5 redirects"):
+        fetch_url(f"{base}/loop", LOCAL)
+    with pytest.raises(ValueError, match="more than 2 redirects"):
+        fetch_url(f"{base}/redirect/3/dress.png", FetchConfig(allow_private=True, max_redirects=2))
+    with pytest.raises(ValueError, match="HTTP 404"):
+        fetch_url(f"{base}/missing.png", LOCAL)
+    with pytest.raises(ValueError, match="over the limit of 100"):
+        fetch_url(f"{base}/dress.png", FetchConfig(allow_private=True, max_bytes=100))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(ValueError, match="cannot connect to 127.0.0.1"):
+        fetch_url(f"http://127.0.0.1:{port}/dress.png", LOCAL)
+
+
+def test_a_slow_url_times_out(server):
+    base, _ = server
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="timed out after 0.5 s"):
+        fetch_url(f"{base}/slow/dress.png", FetchConfig(timeout=0.5, allow_private=True))
+    assert time.monotonic() - start < 2.5
+
+
+def test_private_addresses_are_refused_unless_allowed(server):
+    base, httpd = server
+    with pytest.raises(ValueError, match="127.0.0.1, a private, loopback or link-local address"):
+        fetch_url(f"{base}/dress.png")
+    port = base.rsplit(":", 1)[1]
+    with pytest.raises(ValueError, match="loopback"):
+        fetch_url(f"http://localhost:{port}/dress.png")
+    assert httpd.requests == []  # refused before connecting
+    for address in ("10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fe80::1", "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0"):
+        with pytest.raises(ValueError, match="refused"):
+            sources.checked_addresses(address, 80)
+    assert sources.checked_addresses("10.1.2.3", 80, allow_private=True) == ["10.1.2.3"]
+    for url in ("file:///etc/passwd", "ftp://example.com/x.png", "gopher://x/"):
+        with pytest.raises(ValueError, match="only http and https"):
+            fetch_url(url, LOCAL)
+
+
+def test_a_redirect_to_a_private_address_is_refused(server, monkeypatch):
+    base, httpd = server
+    # Pretend the local server is a public one: the redirect's target must still be checked.
+    monkeypatch.setattr(sources, "_is_public", lambda address: str(address) == "127.0.0.1")
+    with pytest.raises(ValueError, match="10.0.0.7, a private"):
+        fetch_url(f"{base}/to/http://10.0.0.7/latest/meta-data", FetchConfig(timeout=1.0))
+    assert len(httpd.requests) == 1
+
+
+def test_the_host_header_names_the_host_not_the_address(server, monkeypatch):
+    base, httpd = server
+    port = base.rsplit(":", 1)[1]
+    assert fetch_url(f"http://localhost:{port}/dress.png", LOCAL).startswith(b"\x89PNG")
+    assert httpd.hosts == [f"localhost:{port}"]
+
+
+class CountingPredictor:
+    """Stands in for a model: 'Dress' for tall garments, 'Bag' for wide ones; counts its calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict_proba(self, images):
+        images = np.asarray(images)
+        self.calls.append(len(images))
+        probabilities = np.full((len(images), 10), 0.01, dtype=np.float32)
+        for row, image in zip(probabilities, images):
+            rows, columns = np.flatnonzero(image.max(axis=1) > 0.1), np.flatnonzero(image.max(axis=0) > 0.1)
+            row[3 if len(rows) > len(columns) else 8] = 0.91
+        return probabilities
+
+    @staticmethod
+    def top_k(probabilities, k=3):
+        from apparel.prediction import Predictor
+
+        return Predictor.top_k(probabilities, k)
+
+
+def test_predict_sources_reads_in_parallel_and_predicts_in_one_batch(server, image_folder):
+    base, _ = server
+    np.save(image_folder / "stack.npy", np.zeros((2, 28, 28), dtype=np.uint8))
+    items = [str(image_folder / "dress.png"), f"{base}/bags/tote.jpg", str(image_folder / "broken.jpg"),
+             f"{base}/missing.jpg", str(image_folder / "stack.npy"), str(image_folder / "nowhere.png")]
+    predictor = CountingPredictor()
+    ticks = []
+    results = predict_sources(expand_sources(items), predictor, top_k=2, fetch=LOCAL, progress=ticks.append)
+    assert predictor.calls == [4]  # dress, tote and the stack's two images, together
+    assert len(ticks) == 6
+    assert [r["file"] for r in results] == items[:4] + [items[4] + "[0]", items[4] + "[1]", items[5]]
+    assert results[0]["label"] == "Dress" and results[1]["label"] == "Bag"
+    assert results[0]["probability"] == pytest.approx(0.91) and len(results[0]["top_k"]) == 2
+    assert "not a readable image" in results[2]["error"] and "HTTP 404" in results[3]["error"]
+    assert results[6]["error"] == "file not found"
+    json.dumps(results)
+    assert predict_sources([ImageSource("x", error="file not found")], predictor) == [{"file": "x", "error": "file not found"}]
+
+
+def test_read_source_names_the_source_in_errors(server):
+    base, _ = server
+    with pytest.raises(ValueError, match=r"^http://127.0.0.1:\d+/broken.jpg: not a readable image"):
+        sources.read_source(ImageSource(f"{base}/broken.jpg", url=f"{base}/broken.jpg"), LOCAL)
+    image = sources.read_source(ImageSource("d", url=f"{base}/dress.png"), LOCAL)
+    assert image.shape == (1, 28, 28) and image.dtype == np.float32
+
+
+def test_predict_command_on_folders_globs_and_urls(server, image_folder, model_dir, capsys):
+    from apparel.cli import main
+
+    base, _ = server
+    items = [str(image_folder), str(image_folder / "*.png"), f"{base}/bags/tote.jpg"]
+    assert main(["predict", str(model_dir), *items, "--allow-private", "--json", "--top-k", "2"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    files = [result["file"] for result in results]
+    assert files == [str(image_folder / "bags" / "tote.jpg"), str(image_folder / "broken.jpg"), str(image_folder / "dress.png"),
+                     str(image_folder / "dress.png"), f"{base}/bags/tote.jpg"]
+    assert "not a readable image" in results[1]["error"]
+    for result in results[:1] + results[2:]:
+        assert set(result) == {"file", "label", "probability", "top_k"} and len(result["top_k"]) == 2
+
+    assert main(["predict", "--model-dir", str(model_dir), str(image_folder), "--csv"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "label_3", "probability_3", "error"]
+    assert [row[0] for row in rows[1:]] == files[:3] and rows[2][-1].startswith("not a readable image")
+    assert 0 <= float(rows[1][2]) <= 1
+
+    assert main(["predict", str(model_dir), str(image_folder / "dress.png"), f"{base}/dress.png"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[0].split() == ["file", "top", "1", "top", "2", "top", "3"]
+    assert str(image_folder / "dress.png") in captured.out
+    assert f"{base}/dress.png: error: 127.0.0.1 resolves to 127.0.0.1, a private" in captured.err
+    assert main(["predict", str(model_dir), f"{base}/dress.png"]) == 1  # nothing could be read
+
+
+def test_preprocess_command_draws_the_steps(image_folder, tmp_path, capsys):
+    from apparel.cli import main
+
+    assert main(["preprocess", str(image_folder / "dress.png"), "--out", str(tmp_path / "steps.png")]) == 0
+    assert "trimmed 121×281" in capsys.readouterr().out
+    assert (tmp_path / "steps.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["preprocess", str(image_folder / "broken.jpg"), "--out", str(tmp_path / "x.png")]) == 2
+    assert "not a readable image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
