@@ -10,13 +10,24 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data venv run test test-slow clean
+.PHONY: setup data browser postgres venv run test test-slow clean
 
-setup: data venv
+setup: data browser postgres venv
 
 data:
 	@if [ ! -f $(DATA_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+
+# Debian's Chromium for the web page's browser test (Playwright drives it; no browser download).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; fi
+
+# Debian's PostgreSQL server binaries: the benchmark test runs two workers on one study in a
+# throwaway cluster (it starts and removes its own; the Debian service is not used).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; fi
 
 venv: $(BIN)/apparel
 

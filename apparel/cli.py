@@ -30,6 +30,9 @@ TRAIN_FLAGS = {
     "limit": (int, "train on the first N training images only"),
     "validation_split": (float, "fraction of the training set held out (default: the model's)"),
     "steps_per_execution": (int, "training steps per compiled call (default 64)"),
+    "schedule": (str, "learning-rate schedule: constant (default), cosine, one-cycle"),
+    "label_smoothing": (float, "label smoothing (default 0)"),
+    "early_stopping": (int, "stop after this many epochs without a better validation accuracy"),
 }
 
 
@@ -71,6 +74,10 @@ def train_config_from_args(args):
     flags = {key: getattr(args, key) for key in TRAIN_FLAGS if getattr(args, key) is not None}
     if args.metrics:
         flags["metrics"] = [name.strip() for name in args.metrics.split(",") if name.strip()]
+    if args.augment is not None:
+        flags["augment"] = [name.strip() for name in args.augment.split(",") if name.strip()]
+    if args.mixed_precision is not None:
+        flags["mixed_precision"] = args.mixed_precision
     if args.batch_norm is not None:
         flags["batch_norm"] = args.batch_norm
     if args.jit_compile is not None:
@@ -84,7 +91,7 @@ def cmd_train(args) -> int:
 
     config = train_config_from_args(args)
     _status(f"training {config.model} ({config.optimizer}, {config.epochs} epochs, batch {config.batch_size}) → {args.out}")
-    result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2)
+    result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
     metrics = result.metrics
     print(
         f"{config.model}: test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
@@ -126,38 +133,76 @@ def _split_model_dir(args) -> tuple[str | None, list[str]]:
 
 def cmd_predict(args) -> int:
     _quiet_tensorflow()
-    import numpy as np
-
-    from apparel.prediction import Predictor, read_image_file
+    from apparel.prediction import Predictor
+    from apparel.sources import FetchConfig, expand_sources, predict_sources
 
     model_dir, files = _split_model_dir(args)
     if not files:
-        raise ValueError("give at least one image file (28×28 PNG/JPEG or .npy) to classify")
+        raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
+    sources = expand_sources(files)
     predictor = Predictor.from_dir(model_dir)
-    names, batches, failures = [], [], []
-    for file in files:
-        try:
-            images = read_image_file(file)
-        except ValueError as error:
-            failures.append({"file": file, "error": str(error)})
-            continue
-        names.extend([file] if len(images) == 1 else [f"{file}[{i}]" for i in range(len(images))])
-        batches.append(images)
-    results = []
-    if batches:
-        probabilities = predictor.predict_proba(np.concatenate(batches))
-        for name, top in zip(names, predictor.top_k(probabilities, args.top_k)):
-            results.append({"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
-                            "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]})
+    fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
+    from tqdm import tqdm
+
+    # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
+    with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
+        outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update)
+    results = [outcome for outcome in outcomes if "error" not in outcome]
+    failures = [outcome for outcome in outcomes if "error" in outcome]
     if args.json:
-        print(json.dumps(results + failures, indent=2))
+        print(json.dumps(outcomes, indent=2))
+    elif args.csv:
+        import csv
+
+        k = max([len(result["top_k"]) for result in results], default=args.top_k)
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["file"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")] + ["error"])
+        for outcome in outcomes:
+            ranked = [value for item in outcome.get("top_k", []) for value in (item["label"], f"{item['probability']:.6f}")]
+            writer.writerow([outcome["file"]] + ranked + [""] * (2 * k - len(ranked)) + [outcome.get("error", "")])
     else:
-        for result in results:
-            ranked = ", ".join(f"{item['label']} {item['probability']:.1%}" for item in result["top_k"])
-            print(f"{result['file']}: {ranked}")
+        if results:
+            rows = [[result["file"]] + [f"{item['label']} {item['probability']:.1%}" for item in result["top_k"]] for result in results]
+            header = ["file"] + [f"top {i}" for i in range(1, len(rows[0]))]
+            widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
+            for row in [header] + rows:
+                print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         for failure in failures:
             print(f"{failure['file']}: error: {failure['error']}", file=sys.stderr)
     return 1 if failures and not results else 0
+
+
+def cmd_preprocess(args) -> int:
+    from apparel.photos import draw_steps, pipeline_steps
+    from apparel.sources import FetchConfig, fetch_url, is_url
+
+    source = fetch_url(args.file, FetchConfig(allow_private=args.allow_private)) if is_url(args.file) else args.file
+    steps = pipeline_steps(source)
+    draw_steps(source, args.out)
+    print(" → ".join(f"{name} {image.width}×{image.height}" for name, image in steps))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    _quiet_tensorflow()
+    from tqdm import tqdm
+
+    from apparel.catalog import CatalogConfig, categorize_catalog
+
+    config = CatalogConfig(model_dir=args.model_dir, images_dir=args.images_dir, mapping=args.mapping,
+                           min_confidence=args.min_confidence, overwrite=args.overwrite,
+                           allow_private=args.allow_private, timeout=args.timeout)
+    _status(f"categorising {args.csv} → {args.out} …")
+    with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
+        report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
+    print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
+          f"{report.low_confidence} below --min-confidence {config.min_confidence:g}, "
+          f"{report.failed} with unreadable images, {report.no_image} without images")
+    print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
+    print(f"wrote {report.output}")
+    print(f"review: {report.review}")
+    return 0
 
 
 def cmd_plots(args) -> int:
@@ -170,12 +215,54 @@ def cmd_plots(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    _quiet_tensorflow()
+    from apparel.export import export_model
+
+    _status(f"exporting {args.model_dir or 'the shipped model'} as {args.format} …")
+    print(export_model(args.model_dir, args.format, args.out))
+    return 0
+
+
 def cmd_models(args) -> int:
     from apparel.models import MODELS
 
     for name, spec in MODELS.items():
         defaults = ", ".join(f"{key}={value}" for key, value in spec.defaults().items())
         print(f"{name:<9} {spec.description}\n{'':<9} defaults: {defaults}; validation split {spec.validation_split}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    _quiet_tensorflow()
+    from apparel.service import run_server
+
+    settings = {key: getattr(args, key) for key in ("max_batch", "max_wait_ms", "max_body_bytes", "taxonomy") if getattr(args, key) is not None}
+    _status(f"loading the model and serving on http://{args.host}:{args.port}/ (Ctrl-C stops) …")
+    run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
+               inference_threads=args.inference_threads, **settings)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    _quiet_tensorflow()
+    from apparel import bench_report
+    from apparel.benchmarking import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
+
+    options = read_study_file(args.study_file) if args.study_file else {"axes": {}, "settings": {}, "train": {}}
+    axes = {**options["axes"], **{name: parse_axis(name, getattr(args, name)) for name in AXIS_TYPES if getattr(args, name) is not None}}
+    settings = {**options["settings"], **{key: getattr(args, key) for key in SETTING_TYPES if getattr(args, key, None) is not None}}
+    spec, bench_settings = build_study(axes, settings, options["train"])
+    name, storage = bench_settings.study_name(spec), redact(bench_settings.storage)
+    what = f"a grid of {spec.size()}" if spec.search is None else f"{spec.search} TPE trials over a space of {spec.size()}"
+    _status(f"study {name} in {storage}: {what}, {bench_settings.workers} worker(s); rerun the same command to resume")
+    records = run_study(spec, bench_settings)
+    print(bench_report.results_table(records))
+    export = settings.get("export")
+    if export:
+        meta = {"study": name, "storage": storage, "spec": spec.describe()}
+        for path in bench_report.write_exports(records, export, meta):
+            print(f"wrote {path}")
     return 0
 
 
@@ -198,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--metrics", help="comma-separated Keras metric names (default: accuracy)")
     train.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (mlp)")
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA compilation")
+    train.add_argument("--augment", help="comma-separated training augmentations: shift, flip, erase (default none)")
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None, help="float16 compute (default off)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same parameters)")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="recompute test metrics, per-class figures and the confusion matrix")
@@ -205,20 +295,83 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help=data_dir_help)
     evaluate.set_defaults(handler=cmd_evaluate)
 
-    predict = commands.add_parser("predict", help="classify image files")
-    predict.add_argument("files", nargs="+", metavar="[DIR] FILE", help="optional run directory, then images (28×28 PNG/JPEG, .npy)")
+    predict = commands.add_parser("predict", help="classify product photos: files, folders, glob patterns, URLs")
+    predict.add_argument("files", nargs="+", metavar="[DIR] IMAGE",
+                         help="optional run directory, then images: files (any size, JPEG/PNG/WebP/…, or .npy), "
+                              "folders (searched recursively), glob patterns, http(s) URLs")
     predict.add_argument("--model-dir", help="run directory (default: the first argument if it is one, else the shipped model)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
-    predict.add_argument("--json", action="store_true", help="print JSON")
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON")
+    output.add_argument("--csv", action="store_true", help="print CSV")
+    predict.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per URL (default 10)")
+    predict.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
     predict.set_defaults(handler=cmd_predict)
+
+    preprocess = commands.add_parser("preprocess", help="show the photo pipeline's steps for one image")
+    preprocess.add_argument("file", help="image file or http(s) URL")
+    preprocess.add_argument("--out", required=True, help="PNG to write, the steps side by side")
+    preprocess.add_argument("--allow-private", action="store_true", help="also fetch URLs on private addresses")
+    preprocess.set_defaults(handler=cmd_preprocess)
+
+    catalog = commands.add_parser("catalog", help="fill categories, types and tags of a Shopify product CSV from its photos")
+    catalog.add_argument("csv", help="Shopify product export (either header style)")
+    catalog.add_argument("--out", required=True, help="CSV to write (a review CSV and an image cache go beside it)")
+    catalog.add_argument("--model-dir", "--model", dest="model_dir", help="run directory (default: the shipped model)")
+    catalog.add_argument("--images-dir", help="folder that local image paths resolve inside (default: the CSV's folder)")
+    catalog.add_argument("--mapping", help="class,category CSV to use instead of the shipped Shopify taxonomy mapping")
+    catalog.add_argument("--min-confidence", type=float, default=0.5, help="write predictions at least this likely (default 0.5)")
+    catalog.add_argument("--overwrite", action="store_true", help="replace categories that are already filled")
+    catalog.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per image URL (default 10)")
+    catalog.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
+    catalog.set_defaults(handler=cmd_catalog)
 
     plots = commands.add_parser("plots", help="write sample grids, predictions, curves and confusion matrix PNGs")
     plots.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
     plots.add_argument("--data-dir", help=data_dir_help)
     plots.set_defaults(handler=cmd_plots)
 
+    export = commands.add_parser("export", help="export a model as LiteRT (.tflite), SavedModel or ONNX")
+    export.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
+    export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
+    export.set_defaults(handler=cmd_export)
+
     models = commands.add_parser("models", help="list the registered models and their defaults")
     models.set_defaults(handler=cmd_models)
+
+    serve = commands.add_parser("serve", help="serve predictions over HTTP: TF-Serving REST API, photo uploads, web page")
+    serve.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--max-batch", type=int, help="images per model call (default 64)")
+    serve.add_argument("--max-wait-ms", type=float, help="how long a batch waits for more requests (default 2)")
+    serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 16 MiB)")
+    serve.add_argument("--inference-threads", type=int, help="TensorFlow threads per operation (default: one per core)")
+    serve.add_argument("--taxonomy", help="class → store category CSV (default: the shipped apparel/taxonomy.csv)")
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    serve.set_defaults(handler=cmd_serve)
+
+    bench = commands.add_parser("bench", help="benchmark study over optimizers, activations, widths, epochs … (Optuna)")
+    list_help = "comma-separated values to try"
+    for name, help_text in (("models", "registered model names"), ("optimizers", "Keras optimizer names"),
+                            ("activations", "Keras activation names"), ("hidden", "hidden widths"),
+                            ("outputs", "output logits"), ("epochs", "epoch counts"), ("batch_sizes", "batch sizes"),
+                            ("learning_rates", "learning rates ('default': the optimizer's)"), ("seeds", "seeds (repeats)")):
+        bench.add_argument("--" + name.replace("_", "-"), dest=name, metavar="A,B", help=f"{help_text}; {list_help}")
+    bench.add_argument("--study-file", help="TOML file of axes and settings (flags override it)")
+    bench.add_argument("--search", type=int, metavar="N", help="run N trials of Optuna's TPE instead of the full grid")
+    bench.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study database (default sqlite:///runs/bench/bench.db)")
+    bench.add_argument("--study", metavar="NAME", help="study name (default: derived from the axes)")
+    bench.add_argument("--workers", type=int, metavar="N", help="local worker processes (default 1); threads are divided among them")
+    bench.add_argument("--export", metavar="DIR", help="write results.csv, results.md, results.json and charts here")
+    bench.add_argument("--limit", type=int, metavar="N", help="train on the first N training images (quick studies)")
+    bench.add_argument("--validation-split", type=float, help="hold out this fraction of the training set; TPE then steers on it")
+    bench.add_argument("--data-dir", help=data_dir_help)
+    bench.add_argument("--no-verify", dest="verify_data", action="store_false", default=None,
+                       help="skip the SHA-256 check of the data (other IDX data of the same layout)")
+    bench.add_argument("--retry-failed", action="store_true", default=None, help="run trials that raised once more")
+    bench.set_defaults(handler=cmd_bench)
     return parser
 
 
