@@ -1,0 +1,231 @@
+"""Turn HTTP request bodies into model input, rejecting every client mistake with a clear reason.
+
+Kept apart from the FastAPI app so the rules can be read (and tested) on their own:
+
+- ``json_body`` — bytes → a JSON value; malformed JSON is a 400.
+- ``instances_to_images`` — TensorFlow Serving's ``instances`` list → float32 (N, 28, 28) in [0, 1].
+  Each instance is a 28×28 array of numbers or ``{"b64": "<base64 image bytes>"}``. Pixel scale
+  is decided per instance: **if any value is above 1 the instance is read as 0–255 and divided by
+  255, otherwise it is already 0–1** (for a 0–255 image whose brightest pixel is 1 the two readings
+  differ by less than 1/255). Values must lie in [0, 255]; NaN, infinities, booleans, strings and
+  ragged arrays are rejected.
+- ``multipart_files`` — a ``multipart/form-data`` body → ``[(filename, bytes), ...]``, parsed in
+  memory (the body is already bounded), so nothing from a request is ever written to disk.
+
+    >>> from apparel.payloads import instances_to_images
+    >>> instances_to_images([[[0] * 28] * 28]).shape
+    (1, 28, 28)
+
+Every error is a ``RequestError(status, message)``; the app answers it as ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from apparel.data import IMAGE_SHAPE
+
+
+class RequestError(ValueError):
+    """A client mistake: the HTTP status to answer and a message saying what to send instead."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_body(body: bytes):
+    """The JSON value of a request body (UTF-8/16/32)."""
+    if not body.strip():
+        raise RequestError(400, "the request body is empty; send a JSON object such as {\"instances\": [...]}")
+    try:
+        return json.loads(body)
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        raise RequestError(400, f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise RequestError(400, "the JSON body is nested too deeply") from None
+
+
+def array_instance(instance) -> np.ndarray:
+    """One 28×28 array of numbers (0–1, or 0–255 when any value is above 1) → float32 in [0, 1]."""
+    try:
+        array = np.asarray(instance)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise RequestError(422, "each instance must be a 28×28 array of numbers; this one is ragged") from None
+    return scale_pixels(array[None])[0]
+
+
+def scale_pixels(batch: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) numbers → float32 in [0, 1], each image scaled by the rule in the module docstring."""
+    if batch.shape[1:] != IMAGE_SHAPE:
+        shape = "×".join(str(n) for n in batch.shape[1:]) or "a single number"
+        raise RequestError(422, f"each instance must be a 28×28 array of pixel values, got {shape}")
+    if batch.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings
+        raise RequestError(422, "instance values must be numbers (0–1, or 0–255)")
+    # Few passes over the data: this runs on the event loop for every request.
+    low, high = batch.min(), batch.max()  # NaN, if any, comes out as both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise RequestError(422, "instance values must be finite numbers; found NaN or infinity")
+    if low < 0 or high > 255:
+        raise RequestError(422, f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    images = batch.astype(np.float32)
+    if high > 1:
+        over_one = images.reshape(len(images), -1).max(axis=1) > 1
+        images[over_one] /= np.float32(255.0)
+    return images
+
+
+def instances_to_images(
+    instances,
+    *,
+    max_instances: int = 256,
+    decode_photo: Callable[[bytes], np.ndarray] | None = None,
+) -> np.ndarray:
+    """TensorFlow Serving ``instances`` → float32 (N, 28, 28) in [0, 1].
+
+    ``decode_photo(image_bytes)`` turns a ``{"b64": ...}`` instance into a (28, 28) array (the
+    photo pipeline); it must raise ``ValueError`` for bytes that are not a usable image.
+    """
+    if not isinstance(instances, list):
+        raise RequestError(422, "\"instances\" must be a list of 28×28 arrays or {\"b64\": \"<base64 image>\"} objects")
+    if not instances:
+        raise RequestError(422, "\"instances\" is empty; send at least one image")
+    if len(instances) > max_instances:
+        raise RequestError(413, f"{len(instances)} instances in one request; the limit is {max_instances}, split the request")
+    if not any(isinstance(instance, dict) for instance in instances):
+        # The common case, all arrays: one numpy conversion for the whole request.
+        try:
+            batch = np.asarray(instances)
+        except (ValueError, TypeError, OverflowError, RecursionError):
+            batch = None  # ragged somewhere: find and name the culprit below
+        if batch is not None and batch.ndim == 3:
+            return scale_pixels(batch)
+    images = []
+    for index, instance in enumerate(instances):
+        try:
+            if isinstance(instance, dict):
+                images.append(b64_instance(instance, decode_photo))
+            else:
+                images.append(array_instance(instance))
+        except RequestError as error:
+            raise RequestError(error.status, f"instances[{index}]: {error.message}") from None
+    return np.stack(images)
+
+
+def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | None) -> np.ndarray:
+    if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
+        raise RequestError(422, "an object instance must be {\"b64\": \"<base64-encoded image file>\"} and nothing else")
+    try:
+        data = base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(422, "the \"b64\" value is not valid base64") from None
+    if not data:
+        raise RequestError(422, "the \"b64\" value decodes to no bytes; send an image file")
+    if decode_photo is None:
+        raise RequestError(422, "this server takes no image files, only 28×28 arrays")
+    try:
+        return np.asarray(decode_photo(data), dtype=np.float32)
+    except ValueError as error:
+        raise RequestError(422, f"the \"b64\" image cannot be used: {error}") from None
+
+
+def predict_request(payload, *, max_instances: int = 256, decode_photo=None) -> tuple[str, np.ndarray]:
+    """A TensorFlow Serving ``:predict`` body → (response key, images).
+
+    ``{"instances": [...]}`` answers ``{"predictions": ...}``; the columnar ``{"inputs": [...]}``
+    (the same list, for this single-input model) answers ``{"outputs": ...}``.
+    """
+    if not isinstance(payload, dict):
+        raise RequestError(422, "the body must be a JSON object such as {\"instances\": [...]}")
+    unknown = sorted(set(payload) - {"instances", "inputs", "signature_name"})
+    if unknown:
+        raise RequestError(422, f"unknown key {unknown[0]!r}; send {{\"instances\": [...]}} (or \"inputs\")")
+    signature = payload.get("signature_name", "serving_default")
+    if signature != "serving_default":
+        raise RequestError(422, f"unknown signature_name {signature!r}; this model has only \"serving_default\"")
+    if ("instances" in payload) == ("inputs" in payload):
+        raise RequestError(422, "send exactly one of \"instances\" (row format) or \"inputs\" (columnar format)")
+    key, answer = ("instances", "predictions") if "instances" in payload else ("inputs", "outputs")
+    return answer, instances_to_images(payload[key], max_instances=max_instances, decode_photo=decode_photo)
+
+
+class _MultipartCollector:
+    """Callbacks for python-multipart's parser that keep each file part in memory."""
+
+    def __init__(self, max_files: float, max_fields: float):
+        self.max_files, self.max_fields = max_files, max_fields
+        self.files: list[tuple[str, bytes]] = []
+        self.fields = 0
+        self.ended = False
+        self.open_part = False
+        self._headers: dict[bytes, bytes] = {}
+        self._data = bytearray()
+        self._name = bytearray()
+        self._value = bytearray()
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self.on_part_begin,
+            "on_part_data": lambda data, start, end: self._data.extend(data[start:end]),
+            "on_part_end": self.on_part_end,
+            "on_header_field": lambda data, start, end: self._name.extend(data[start:end]),
+            "on_header_value": lambda data, start, end: self._value.extend(data[start:end]),
+            "on_header_end": self.on_header_end,
+            "on_end": self.on_end,
+        }
+
+    def on_part_begin(self):
+        self.open_part, self._headers, self._data = True, {}, bytearray()
+
+    def on_header_end(self):
+        self._headers[bytes(self._name).lower()] = bytes(self._value)
+        self._name, self._value = bytearray(), bytearray()
+
+    def on_part_end(self):
+        from python_multipart.multipart import parse_options_header
+
+        self.open_part = False
+        _, disposition = parse_options_header(self._headers.get(b"content-disposition", b""))
+        if b"filename" in disposition:
+            self.files.append((disposition[b"filename"].decode("utf-8", "replace"), bytes(self._data)))
+            if len(self.files) > self.max_files:
+                raise RequestError(413, f"more than {self.max_files} files in one upload; the limit is {self.max_files}")
+        else:
+            self.fields += 1
+            if self.fields > self.max_fields:
+                raise RequestError(413, f"more than {self.max_fields} form fields; send only the image files")
+
+    def on_end(self):
+        self.ended = True
+
+
+def multipart_files(
+    body: bytes, content_type: str, *, max_files: float = float("inf"), max_fields: float = 100
+) -> list[tuple[str, bytes]]:
+    """The file parts of a ``multipart/form-data`` body, as (filename, content); other fields are
+    ignored. More than ``max_files`` files or ``max_fields`` other fields is a 413."""
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise RequestError(400, "the multipart Content-Type has no boundary; let your HTTP client build the form")
+    collector = _MultipartCollector(max_files, max_fields)
+    try:
+        parser = MultipartParser(boundary, collector.callbacks())
+        parser.write(body)
+        parser.finalize()
+    except RequestError:
+        raise
+    except (FormParserError, ValueError) as error:
+        raise RequestError(400, f"malformed multipart body: {error}") from None
+    if collector.open_part or not collector.ended:
+        raise RequestError(400, "the multipart body is cut short (no closing boundary); send the whole form")
+    return collector.files

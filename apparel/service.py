@@ -1,0 +1,444 @@
+"""The prediction service: a FastAPI app over a loaded `Predictor`, and `run_server` to serve it.
+
+Three layers, as in Ludwig's ``serve.py``: ``create_app(predictor)`` builds the app (tests call it
+in-process), ``run_server(model_dir, host, port)`` loads the model once and runs it with uvicorn,
+and ``apparel serve`` parses the flags.
+
+    >>> from apparel.prediction import Predictor
+    >>> from apparel.service import create_app, run_server
+    >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)
+    >>> run_server("runs/reference", host="127.0.0.1", port=8000)      # blocks; Ctrl-C stops it
+
+Endpoints: TensorFlow Serving's REST API (``POST /v1/models/apparel:predict``, ``GET
+/v1/models/apparel``, ``GET /v1/models/apparel/metadata``), photo uploads (``POST /predict``),
+health (``/v2/health/live``, ``/v2/health/ready``), Prometheus ``/metrics``, OpenAPI ``/docs``, and
+the web page at ``/``. Every client mistake is a 4xx ``{"error": "<what to do>"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gc
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+from apparel import artifacts, photos
+from apparel.batching import MicroBatcher, inference_function, warm_up
+from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+from apparel.payloads import RequestError, json_body, multipart_files, predict_request
+from apparel.prediction import Predictor
+
+MODEL_NAME = "apparel"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
+BYTES_STREAM = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")
+# The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.
+PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Limits and batching of the service; every field is also a keyword of ``create_app``."""
+
+    max_body_bytes: int = 16 * 1024 * 1024  # one request body; more is a 413
+    max_instances: int = 256  # images in one :predict request; more is a 413
+    max_files: int = 16  # files in one /predict upload; more is a 413
+    max_pixels: int = photos.MAX_PIXELS  # a photo's width × height above this is refused (bombs)
+    max_decoding: int = 4  # photos decoded at once (a 40-megapixel photo takes ~160 MB to decode)
+    max_batch: int = 64  # images in one model call
+    max_wait_ms: float = 2.0  # how long a request that finds the model idle waits for others to join it
+    top_k: int = 3  # classes listed per photo by /predict unless ?top_k= says otherwise
+    taxonomy: str | None = None  # class → store category CSV; None: the shipped apparel/taxonomy.csv
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.name == "taxonomy":
+                continue
+            least = 0 if field.name == "max_wait_ms" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
+                raise ValueError(f"{field.name} must be a number of at least {least}, got {value!r}")
+
+    def replace(self, **changes) -> "ServiceConfig":
+        unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            names = ", ".join(field.name for field in dataclasses.fields(self))
+            raise ValueError(f"unknown service setting {unknown[0]!r}; known: {names}")
+        return dataclasses.replace(self, **changes)
+
+
+class Metrics:
+    """The Prometheus series of one app, in its own registry (two apps in a process never clash)."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter("apparel_http_requests", "HTTP requests by route, method and status",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("apparel_http_request_duration_seconds", "Time from request to response, by route",
+                                 ["route"], registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
+        self.batch_size = Histogram("apparel_batch_size", "Images per model call (micro-batching)",
+                                    registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.inference = Histogram("apparel_inference_seconds", "Duration of one model call",
+                                   registry=self.registry,
+                                   buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
+        self.model_info = Gauge("apparel_model_info", "The model being served (value 1)", ["version", "model"],
+                                registry=self.registry)
+
+    def observe_batch(self, size: int, seconds: float) -> None:
+        self.batch_size.observe(size)
+        self.inference.observe(seconds)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request (plain ASGI: cheaper than ``BaseHTTPMiddleware``).
+
+    The route label is the matched path template, or ``other`` for paths that match nothing, so
+    random URLs cannot grow the number of series. ``routes`` are the app's own paths and mount
+    prefixes, for the routes (docs, static files) that do not name themselves in the scope.
+    """
+
+    def __init__(self, app, metrics: Metrics, routes: set[str]):
+        self.app = app
+        self.metrics = metrics
+        self.routes = routes
+
+    def route_label(self, scope) -> str:
+        route = getattr(scope.get("route"), "path", None)
+        if route is not None:
+            return route
+        path = scope.get("path", "")
+        if path in self.routes:
+            return path
+        prefix = "/" + path.split("/", 2)[1] if path.count("/") > 1 else None
+        return prefix if prefix in self.routes else "other"
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = self.route_label(scope)
+            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError(400, "the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def require_content_type(request: Request, expected: str) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != expected:
+        raise RequestError(415, f"Content-Type must be {expected}, got {content_type or 'none'}")
+    return content_type
+
+
+def model_description(predictor: Predictor) -> dict:
+    """Version (the first 12 hex digits of model.keras's SHA-256), test accuracy and the model's
+    name, from its run directory; ``None`` where the predictor has no directory."""
+    info = {"version": None, "test_accuracy": None, "model": None, "parameters": None}
+    if predictor.model_dir is None:
+        return info
+    from apparel.catalog import file_digest
+
+    model_dir = Path(predictor.model_dir)
+    info["version"] = file_digest(model_dir / artifacts.MODEL_FILE)[:12]
+    metrics_path = model_dir / artifacts.METRICS_FILE
+    if metrics_path.is_file():
+        try:
+            metrics = artifacts.read_json(metrics_path)
+        except ValueError:
+            metrics = {}
+        info.update({key: metrics.get(key) for key in ("test_accuracy", "model", "parameters")})
+    return info
+
+
+def has_photos(payload, max_instances: int) -> bool:
+    """Whether a :predict body holds ``{"b64": ...}`` instances (checked only within the limit)."""
+    if not isinstance(payload, dict):
+        return False
+    instances = payload.get("instances", payload.get("inputs"))
+    return isinstance(instances, list) and len(instances) <= max_instances and any(
+        isinstance(instance, dict) for instance in instances)
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A float (28, 28) image in [0, 1] as a ``data:image/png;base64,…`` URL (the page shows it)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.rint(image * 255).astype(np.uint8), "L").save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# Documentation of the bodies the handlers read themselves (they parse the raw body, for speed and
+# to enforce the limits before anything is decoded).
+PREDICT_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {
+            "schema": {"type": "object", "properties": {
+                "instances": {"type": "array", "items": {}, "description":
+                              "each a 28×28 array of pixels (0–1; an instance with any value above 1 is read as 0–255) "
+                              "or {\"b64\": \"<base64 image file>\"} (any photo: the product-photo pipeline applies)"},
+                "inputs": {"type": "array", "items": {}, "description": "columnar form of the same list"},
+                "signature_name": {"type": "string", "enum": ["serving_default"]}}},
+            "example": {"instances": [[[0] * 28] * 28]}}},
+    }
+}
+UPLOAD_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                      "description": "product photos (JPEG, PNG, WebP, GIF, …)"}}}}},
+    }
+}
+
+
+def create_app(predictor: Predictor, config: ServiceConfig | None = None, **settings) -> FastAPI:
+    """The service app over a loaded predictor. ``settings`` override fields of ``ServiceConfig``.
+
+    >>> app = create_app(Predictor.from_dir("runs/reference"), max_files=4)
+    """
+    from apparel.catalog import load_mapping
+
+    config = (config or ServiceConfig()).replace(**settings)
+    categories = load_mapping(config.taxonomy)  # class → taxonomy path ("" for none)
+    metrics = Metrics()
+    description = model_description(predictor)
+    metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
+    batcher = MicroBatcher(inference_function(predictor.model), max_batch=config.max_batch,
+                           max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch)
+    state = {"ready": True}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        state["ready"] = True
+        yield
+        state["ready"] = False
+        batcher.close()
+
+    app = FastAPI(title="apparel", version=description["version"] or "unversioned", lifespan=lifespan,
+                  description="Classify clothing product images into the ten Fashion-MNIST classes.")
+    app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
+    routes: set[str] = set()  # filled in once every route is defined, below
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+
+    @app.exception_handler(RequestError)
+    async def client_mistake(request, error: RequestError):
+        return error_response(error.status, error.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, error: StarletteHTTPException):
+        return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request, error: RequestValidationError):
+        messages = [f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()]
+        return error_response(422, "; ".join(messages) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def server_fault(request, error: Exception):
+        return error_response(500, f"internal error ({type(error).__name__}); the server is still up, please report it")
+
+    # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
+    decode_slots = threading.BoundedSemaphore(config.max_decoding)
+
+    def decode_photo(data: bytes) -> np.ndarray:
+        with decode_slots:
+            try:
+                return photos.photo_to_input(data, max_pixels=config.max_pixels)
+            except ValueError as error:
+                # The pipeline names a bytes source "<N bytes>" and Pillow names its stream by its
+                # address; the caller names the file or instance instead.
+                raise ValueError(BYTES_STREAM.sub("the file", str(error).removeprefix(f"<{len(data)} bytes>: "))) from None
+
+    @app.post(f"/v1/models/{MODEL_NAME}:predict", openapi_extra=PREDICT_BODY_DOC, tags=["TensorFlow Serving"],
+              summary="Class probabilities for 28×28 arrays or base64 images (TensorFlow Serving REST)")
+    async def predict_instances(request: Request):
+        require_content_type(request, "application/json")
+        body = await read_body(request, config.max_body_bytes)
+        arguments = dict(max_instances=config.max_instances, decode_photo=decode_photo)
+        if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
+            key, images = await run_in_threadpool(lambda: predict_request(json_body(body), **arguments))
+        else:
+            payload = json_body(body)
+            if has_photos(payload, config.max_instances):  # decoding photos takes milliseconds
+                key, images = await run_in_threadpool(predict_request, payload, **arguments)
+            else:
+                key, images = predict_request(payload, **arguments)
+        probabilities = await batcher.predict(images)
+        return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
+
+    @app.get(f"/v1/models/{MODEL_NAME}", tags=["TensorFlow Serving"], summary="Model status")
+    async def model_status():
+        return {"model_version_status": [{
+            "version": description["version"] or "unversioned",
+            "state": "AVAILABLE" if state["ready"] else "END",
+            "status": {"error_code": "OK", "error_message": ""}}]}
+
+    @app.get(f"/v1/models/{MODEL_NAME}/metadata", tags=["TensorFlow Serving"], summary="Classes, input, version, accuracy")
+    async def model_metadata():
+        return {
+            "model_spec": {"name": MODEL_NAME, "signature_name": "serving_default", "version": description["version"]},
+            "class_names": list(CLASS_NAMES),
+            "input_shape": list(IMAGE_SHAPE),
+            "input_range": "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}",
+            "model_version": description["version"],
+            "test_accuracy": description["test_accuracy"],
+            "model": description["model"],
+            "parameters": description["parameters"],
+            "limits": dataclasses.asdict(config),
+        }
+
+    @app.post("/predict", openapi_extra=UPLOAD_BODY_DOC, tags=["photos"],
+              summary="Top classes and store category for each uploaded photo")
+    async def predict_photos(
+        request: Request,
+        top_k: int | None = Query(None, ge=1, le=len(CLASS_NAMES), description="classes per photo (default 3)"),
+        preview: bool = Query(False, description="include each photo's 28×28 model input as a PNG data URL"),
+    ):
+        content_type = require_content_type(request, "multipart/form-data")
+        body = await read_body(request, config.max_body_bytes)
+        files = await run_in_threadpool(multipart_files, body, content_type, max_files=config.max_files)
+        if not files:
+            raise RequestError(400, "no file in the upload; send one or more images as multipart/form-data files")
+        for name, content in files:
+            if not content:
+                raise RequestError(400, f"{name!r} is empty; choose an image file")
+
+        def decode_all() -> np.ndarray:
+            images = []
+            for name, content in files:
+                try:
+                    images.append(decode_photo(content))
+                except ValueError as error:
+                    raise RequestError(422, f"{name!r}: {error}") from None
+            return np.stack(images)
+
+        images = await run_in_threadpool(decode_all)
+        probabilities = await batcher.predict(images)
+        results = []
+        for (name, _), image, top in zip(files, images, Predictor.top_k(probabilities, top_k or config.top_k)):
+            result = {"file": name, "label": top[0][0], "probability": top[0][1],
+                      "top_k": [{"label": label, "probability": p} for label, p in top],
+                      "category": categories[top[0][0]] or None}
+            if preview:
+                result["input_png"] = png_data_url(image)
+            results.append(result)
+        return {"predictions": results}
+
+    @app.get("/v2/health/live", tags=["health"], summary="The process answers")
+    async def live():
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["health"], summary="The model is loaded and serving")
+    async def ready():
+        if not state["ready"]:
+            return error_response(503, "shutting down")
+        return {"ready": True}
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
+    async def prometheus_metrics():
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    routes.update(route.path for route in app.routes)
+    return app
+
+
+def run_server(
+    model_dir: str | os.PathLike | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    access_log: bool = False,
+    log_level: str = "info",
+    inference_threads: int | None = None,
+    **settings,
+) -> None:
+    """Load the model once (``None``: the shipped default), then serve it until interrupted.
+
+    ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, …). The access log is off by
+    default: at hundreds of requests a second it costs more than the requests.
+    ``inference_threads`` sets TensorFlow's threads per operation (``None``: one per core).
+    """
+    import uvicorn
+
+    from apparel.catalog import load_mapping
+
+    config = ServiceConfig().replace(**settings)  # reject a bad setting before the slow model load
+    load_mapping(config.taxonomy)
+    if inference_threads is not None:
+        if inference_threads < 1:
+            raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
+        import tensorflow as tf
+
+        # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.
+        tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
+    predictor = Predictor.from_dir(model_dir)
+    app = create_app(predictor, config)
+    # Each malformed upload would log a parser warning: the client already gets the reason.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    warm_up(app.state.batcher.infer, config.max_batch)
+    # TensorFlow and Keras leave ~400,000 objects that live as long as the process; a full garbage
+    # collection walking them pauses every request for ~200 ms. Frozen, they are never walked.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level)

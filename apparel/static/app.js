@@ -1,0 +1,119 @@
+// The apparel page: each chosen or dropped photo is sent on its own to POST /predict?preview=true,
+// so one bad file fails alone and results appear as they come. No framework, no build step.
+"use strict";
+
+const PARALLEL = 4; // uploads in flight at once; the server batches them together
+
+const drop = document.getElementById("drop");
+const input = document.getElementById("files");
+const results = document.getElementById("results");
+const statusLine = document.getElementById("status");
+const template = document.getElementById("card");
+
+function percent(p) {
+  return (100 * p).toFixed(1) + "%";
+}
+
+function categoryText(category) {
+  if (category == null) return "";
+  if (typeof category === "string") return "Category: " + category;
+  const path = category.path || category.breadcrumb || category.full_name;
+  if (Array.isArray(path)) return "Category: " + path.join(" › ");
+  return "Category: " + (path || category.name || JSON.stringify(category));
+}
+
+function newCard(file) {
+  const card = template.content.firstElementChild.cloneNode(true);
+  card.querySelector(".name").textContent = file.name;
+  const photo = card.querySelector(".photo");
+  photo.src = URL.createObjectURL(file);
+  photo.addEventListener("load", () => URL.revokeObjectURL(photo.src), { once: true });
+  results.prepend(card);
+  return card;
+}
+
+function showPrediction(card, prediction) {
+  card.querySelector(".input").src = prediction.input_png;
+  card.querySelector(".label").textContent = prediction.label;
+  card.querySelector(".category").textContent = categoryText(prediction.category);
+  const list = card.querySelector(".top");
+  for (const { label, probability } of prediction.top_k) {
+    const item = document.createElement("li");
+    const name = document.createElement("span");
+    name.textContent = label;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    const fill = document.createElement("span");
+    fill.style.width = percent(probability);
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = percent(probability);
+    item.append(name, bar, value);
+    list.append(item);
+  }
+}
+
+function showError(card, message) {
+  card.classList.add("failed");
+  card.querySelector(".input").removeAttribute("src");
+  card.querySelector(".label").textContent = "Error: " + message;
+}
+
+async function classify(file, card) {
+  const form = new FormData();
+  form.append("files", file, file.name);
+  try {
+    const response = await fetch("/predict?preview=true", { method: "POST", body: form });
+    const body = await response.json().catch(() => ({ error: response.statusText }));
+    if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
+    showPrediction(card, body.predictions[0]);
+  } catch (error) {
+    showError(card, error.message);
+  }
+}
+
+async function classifyAll(files) {
+  const queue = Array.from(files).map((file) => [file, newCard(file)]);
+  const total = queue.length;
+  let done = 0;
+  statusLine.textContent = `Classifying ${total} photo${total === 1 ? "" : "s"}…`;
+  async function worker() {
+    while (queue.length) {
+      const [file, card] = queue.shift();
+      await classify(file, card);
+      done += 1;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, total) }, worker));
+  statusLine.textContent = `Classified ${done} photo${done === 1 ? "" : "s"}.`;
+}
+
+input.addEventListener("change", () => {
+  if (input.files.length) classifyAll(input.files);
+  input.value = ""; // choosing the same file again still fires "change"
+});
+
+for (const type of ["dragenter", "dragover"]) {
+  drop.addEventListener(type, (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+}
+for (const type of ["dragleave", "drop"]) {
+  drop.addEventListener(type, () => drop.classList.remove("over"));
+}
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  const files = event.dataTransfer.files; // not filtered: the server says why a file is refused
+  if (files.length) classifyAll(files);
+});
+
+fetch("/v1/models/apparel/metadata")
+  .then((response) => response.json())
+  .then((meta) => {
+    const accuracy = meta.test_accuracy == null ? "" : `, test accuracy ${percent(meta.test_accuracy)}`;
+    document.getElementById("model").textContent =
+      `Model ${meta.model || "?"} (version ${meta.model_version || "?"}${accuracy})`;
+  })
+  .catch(() => {});

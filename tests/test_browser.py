@@ -1,0 +1,87 @@
+"""The web page in a real browser: Debian's Chromium, driven by Playwright (no browser download),
+against a real uvicorn server on 127.0.0.1 serving a tiny model trained here."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from apparel.data import CLASS_NAMES
+from apparel.prediction import Predictor
+from apparel.service import create_app
+from serving import garment_photo, running_server, train_tiny_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Headless as root in a container: no sandbox, no GPU, and nothing that reaches the network.
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-default-apps", "--disable-extensions", "--disable-sync",
+    "--no-first-run", "--no-default-browser-check", "--metrics-recording-only", "--mute-audio",
+]
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: `make setup` installs Debian's chromium")
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup)")
+
+
+@pytest.fixture(scope="module")
+def base_url(tiny_dataset, tmp_path_factory):
+    model_dir = train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("browser_model"))
+    with running_server(create_app(Predictor.from_dir(model_dir))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(base_url):
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1100, "height": 800})
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(base_url + "/")
+        yield page
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+        browser.close()
+
+
+def card_results(page, count):
+    """Wait until ``count`` cards are finished, then return (name, label) of each, newest first."""
+    page.wait_for_function(
+        "n => document.querySelectorAll('.card').length >= n && "
+        "[...document.querySelectorAll('.card .label')].every(e => e.textContent !== 'classifying…')",
+        arg=count, timeout=20_000)
+    return page.eval_on_selector_all(".card", "cards => cards.map(c => [c.querySelector('.name').textContent, "
+                                     "c.querySelector('.label').textContent])")
+
+
+def test_uploading_a_photo_shows_its_label_input_and_top_3(page, tmp_path):
+    photo = tmp_path / "red-dress.jpg"
+    photo.write_bytes(garment_photo())
+    page.set_input_files("#files", str(photo))
+    (name, label), = card_results(page, 1)
+    assert name == "red-dress.jpg" and label in CLASS_NAMES
+    card = page.locator(".card").first
+    assert card.locator(".top li").count() == 3
+    assert card.locator(".input").get_attribute("src").startswith("data:image/png;base64,")
+    assert card.locator(".photo").evaluate("img => img.complete && img.naturalWidth") == 240
+    assert card.locator(".input").evaluate("img => img.complete && img.naturalWidth") == 28
+    assert card.locator(".category").text_content().startswith("Category: Apparel & Accessories")
+    assert "Model seed-mlp" in page.locator("#model").text_content()
+    page.screenshot(path=str(tmp_path / "page.png"))
+
+
+def test_dropping_photos_and_a_bad_file(page):
+    page.reload()
+    page.evaluate("""async ([photo]) => {
+        const bytes = Uint8Array.from(atob(photo), c => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+        transfer.items.add(new File(["not an image"], "notes.txt", { type: "text/plain" }));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true }));
+    }""", [base64.b64encode(garment_photo(colour=(30, 30, 160))).decode()])
+    results = dict(card_results(page, 2))
+    assert results["dropped.jpg"] in CLASS_NAMES
+    assert results["notes.txt"].startswith("Error: 'notes.txt': not a readable image")
+    assert page.locator(".card.failed").count() == 1

@@ -1,0 +1,529 @@
+"""The prediction service, in-process (every endpoint, every client mistake, fuzzing) and over a
+real uvicorn server on 127.0.0.1. The model is a tiny one trained here, never models/default."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import builtins
+import hashlib
+import io
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apparel import artifacts, cli, photos
+from apparel.batching import MicroBatcher, inference_function
+from apparel.data import CLASS_NAMES
+from apparel.payloads import RequestError, instances_to_images, multipart_files
+from apparel.prediction import Predictor
+from apparel.service import ServiceConfig, create_app
+from serving import garment_photo, mnist_png, running_server, train_tiny_model
+
+with warnings.catch_warnings():
+    # Starlette's test client now prefers the httpx2 package; httpx works the same for these tests.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+PREDICT = "/v1/models/apparel:predict"
+LIMITS = dict(max_body_bytes=200_000, max_instances=8, max_files=3, max_pixels=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dataset, tmp_path_factory):
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.from_dir(model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, **LIMITS), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def post_json(client, payload, path=PREDICT):
+    return client.post(path, content=json.dumps(payload), headers={"Content-Type": "application/json"})
+
+
+def upload(client, *files, query=""):
+    return client.post("/predict" + query, files=[("files", (name, content, "application/octet-stream")) for name, content in files])
+
+
+def image_batch(count, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 28, 28)).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- TensorFlow Serving API
+
+
+def test_predict_matches_the_predictor_in_both_pixel_scales(client, predictor):
+    images = image_batch(3)
+    expected = predictor.predict_proba(images)
+    for instances in (images.tolist(), (images / 255.0).tolist()):  # 0–255 integers, then 0–1 floats
+        response = post_json(client, {"instances": instances})
+        assert response.status_code == 200, response.text
+        predictions = np.array(response.json()["predictions"])
+        assert predictions.shape == (3, 10)
+        np.testing.assert_allclose(predictions, expected, atol=1e-5)
+        np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_columnar_inputs_answer_outputs(client, predictor):
+    images = image_batch(2, seed=1)
+    response = post_json(client, {"inputs": images.tolist(), "signature_name": "serving_default"})
+    assert response.status_code == 200
+    np.testing.assert_allclose(response.json()["outputs"], predictor.predict_proba(images), atol=1e-5)
+
+
+def test_b64_instances_go_through_the_photo_pipeline(client, predictor):
+    pixels = image_batch(1, seed=2)[0]
+    photo = garment_photo()
+    instances = [{"b64": base64.b64encode(mnist_png(pixels)).decode()}, {"b64": base64.b64encode(photo).decode()},
+                 pixels.tolist()]
+    response = post_json(client, {"instances": instances})
+    assert response.status_code == 200, response.text
+    predictions = np.array(response.json()["predictions"])
+    expected = predictor.predict_proba(np.stack([pixels / 255.0, photos.photo_to_input(photo), pixels / 255.0]))
+    np.testing.assert_allclose(predictions, expected, atol=1e-5)
+
+
+def test_inference_function_matches_predict_proba(predictor, tiny_dataset):
+    infer = inference_function(predictor.model)
+    for count in (1, 7, 64):
+        images = tiny_dataset.x_test[:count]
+        np.testing.assert_allclose(infer(images), predictor.predict_proba(images), atol=1e-6)
+
+
+def test_status_and_metadata(client, model_dir):
+    version = hashlib.sha256((model_dir / artifacts.MODEL_FILE).read_bytes()).hexdigest()[:12]
+    status = client.get("/v1/models/apparel").json()["model_version_status"][0]
+    assert status["state"] == "AVAILABLE" and status["version"] == version
+    metadata = client.get("/v1/models/apparel/metadata").json()
+    assert metadata["class_names"] == list(CLASS_NAMES)
+    assert metadata["input_shape"] == [28, 28]
+    assert metadata["model_version"] == version
+    accuracy = json.loads((model_dir / artifacts.METRICS_FILE).read_text())["test_accuracy"]
+    assert metadata["test_accuracy"] == pytest.approx(accuracy)
+    assert metadata["limits"]["max_instances"] == LIMITS["max_instances"]
+
+
+# ---------------------------------------------------------------- photo uploads and the page
+
+
+def test_upload_gives_top_k_category_and_preview(client, predictor):
+    photo, pixels = garment_photo(), image_batch(1, seed=3)[0]
+    response = upload(client, ("shirt.jpg", photo), ("small.png", mnist_png(pixels)), query="?preview=true")
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    assert [first["file"], second["file"]] == ["shirt.jpg", "small.png"]
+    expected = predictor.predict_proba(np.stack([photos.photo_to_input(photo), pixels / 255.0]))
+    for result, row in zip((first, second), expected):
+        assert [item["label"] for item in result["top_k"]] == [CLASS_NAMES[i] for i in np.argsort(-row)[:3]]
+        assert result["label"] == result["top_k"][0]["label"]
+        assert result["probability"] == pytest.approx(row.max(), abs=1e-5)
+        assert result["category"].startswith("Apparel & Accessories")
+    preview = Image.open(io.BytesIO(base64.b64decode(second["input_png"].split(",", 1)[1])))
+    assert preview.size == (28, 28)
+    np.testing.assert_array_equal(np.asarray(preview), pixels)
+
+
+def test_upload_top_k_parameter_and_no_preview_by_default(client):
+    result = upload(client, ("a.jpg", garment_photo()), query="?top_k=5").json()["predictions"][0]
+    assert len(result["top_k"]) == 5 and "input_png" not in result
+
+
+def test_page_and_its_files_are_served(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert f"/static/{name}" in page.text
+        assert client.get(f"/static/{name}").status_code == 200
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {PREDICT, "/predict", "/v1/models/apparel", "/v1/models/apparel/metadata", "/v2/health/live",
+            "/v2/health/ready", "/metrics"} <= set(paths)
+
+
+# ---------------------------------------------------------------- health, metrics, batching
+
+
+def test_health(client):
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+
+
+def test_metrics_count_routes_statuses_latency_and_batches(client):
+    post_json(client, {"instances": image_batch(2).tolist()})
+    post_json(client, {"instances": "nope"})
+    client.get("/no/such/path")
+    client.get("/docs")
+    client.get("/static/app.js")
+    text = client.get("/metrics").text
+    assert f'apparel_http_requests_total{{method="POST",route="{PREDICT}",status="200"}}' in text
+    assert f'apparel_http_requests_total{{method="POST",route="{PREDICT}",status="422"}}' in text
+    assert 'route="other",status="404"' in text
+    assert 'route="/docs",status="200"' in text and 'route="/static",status="200"' in text
+    assert f'apparel_http_request_duration_seconds_count{{route="{PREDICT}"}}' in text
+    assert "apparel_batch_size_count" in text and "apparel_inference_seconds_count" in text
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows(predictor):
+    import httpx
+
+    app = create_app(predictor, max_wait_ms=20)
+    images = image_batch(24, seed=4)
+    expected = predictor.predict_proba(images)
+
+    async def send_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            return await asyncio.gather(*(http.post(PREDICT, json={"instances": [image.tolist()]}) for image in images))
+
+    responses = asyncio.run(send_all())
+    app.state.batcher.close()
+    for response, row in zip(responses, expected):
+        assert response.status_code == 200
+        np.testing.assert_allclose(response.json()["predictions"][0], row, atol=1e-5)
+    batches = app.state.metrics.batch_size.collect()[0].samples
+    count = next(sample.value for sample in batches if sample.name.endswith("_count"))
+    assert count < len(images)  # some requests were answered by a shared model call
+
+
+def test_micro_batcher_respects_max_batch_and_delivers_errors():
+    sizes = []
+
+    def infer(images):
+        sizes.append(len(images))
+        if np.isnan(images).any():
+            raise RuntimeError("model failure")
+        return np.repeat(images.reshape(len(images), -1)[:, :1], 10, axis=1)
+
+    batcher = MicroBatcher(infer, max_batch=4, max_wait_ms=50)
+
+    async def run():
+        calls = [batcher.predict(np.full((1, 28, 28), i, np.float32)) for i in range(10)]
+        return await asyncio.gather(*calls)
+
+    results = asyncio.run(run())
+    assert [float(r[0, 0]) for r in results] == list(range(10)) and max(sizes) <= 4 and sum(sizes) == 10
+    with pytest.raises(RuntimeError, match="model failure"):
+        asyncio.run(batcher.predict(np.full((1, 28, 28), np.nan, np.float32)))
+    batcher.close()
+    with pytest.raises(ValueError, match="max_batch"):
+        MicroBatcher(infer, max_batch=0)
+
+
+# ---------------------------------------------------------------- client mistakes → 4xx with a message
+
+
+def nested(depth):
+    return "[" * depth + "]" * depth
+
+
+BOMB = None
+
+
+def bomb_png() -> bytes:
+    """A PNG that declares 5000×5000 pixels (over the 1 MP test limit) and is only a few kB."""
+    global BOMB
+    if BOMB is None:
+        buffer = io.BytesIO()
+        Image.new("L", (5000, 5000)).save(buffer, format="PNG")
+        BOMB = buffer.getvalue()
+    return BOMB
+
+
+JSON_MISTAKES = {
+    # name: (body bytes, content type, status, message fragment)
+    "wrong content type": (b'{"instances": []}', "text/plain", 415, "Content-Type must be application/json"),
+    "no content type": (b'{"instances": []}', None, 415, "Content-Type"),
+    "body over the limit": (b" " * 200_001, "application/json", 413, "limit"),
+    "empty body": (b"", "application/json", 400, "empty"),
+    "malformed JSON": (b'{"instances": [1, 2', "application/json", 400, "not valid JSON"),
+    "not UTF-8": (b'{"instances": "\xff\xfe\xfa"}', "application/json", 400, "not valid JSON"),
+    "nested too deeply": (nested(100_000).encode(), "application/json", 400, "JSON"),
+    "not an object": (b"[1, 2, 3]", "application/json", 422, "JSON object"),
+    "unknown key": (b'{"instances": [], "extra": 1}', "application/json", 422, "unknown key 'extra'"),
+    "both formats": (b'{"instances": [], "inputs": []}', "application/json", 422, "exactly one"),
+    "unknown signature": (b'{"instances": [], "signature_name": "x"}', "application/json", 422, "signature_name"),
+    "instances not a list": (b'{"instances": "abc"}', "application/json", 422, "must be a list"),
+    "no instances": (b'{"instances": []}', "application/json", 422, "empty"),
+    "too many instances": (json.dumps({"instances": [[[0] * 28] * 28] * 9}).encode(), "application/json", 413, "limit is 8"),
+    "wrong shape": (json.dumps({"instances": [[[0] * 27] * 28]}).encode(), "application/json", 422, "28×28"),
+    "flat instance": (json.dumps({"instances": [[0] * 784]}).encode(), "application/json", 422, "28×28"),
+    "scalar instance": (b'{"instances": [5]}', "application/json", 422, "28×28"),
+    "ragged": (json.dumps({"instances": [[[0] * 28] * 27 + [[0] * 5]]}).encode(), "application/json", 422, "instances[0]"),
+    "strings": (json.dumps({"instances": [[["a"] * 28] * 28]}).encode(), "application/json", 422, "numbers"),
+    "booleans": (json.dumps({"instances": [[[True] * 28] * 28]}).encode(), "application/json", 422, "numbers"),
+    "NaN": (json.dumps({"instances": [[[float("nan")] * 28] * 28]}).encode(), "application/json", 422, "NaN"),
+    "Infinity": (json.dumps({"instances": [[[0] * 27 + [float("inf")]] * 28]}).encode(), "application/json", 422, "NaN or infinity"),
+    "huge integer": (json.dumps({"instances": [[[10**30] * 28] * 28]}).encode(), "application/json", 422, "numbers"),
+    "negative": (json.dumps({"instances": [[[-1] * 28] * 28]}).encode(), "application/json", 422, "[0, 255]"),
+    "over 255": (json.dumps({"instances": [[[256] * 28] * 28]}).encode(), "application/json", 422, "[0, 255]"),
+    "b64 not base64": (b'{"instances": [{"b64": "***"}]}', "application/json", 422, "not valid base64"),
+    "b64 with extra key": (b'{"instances": [{"b64": "", "x": 1}]}', "application/json", 422, "b64"),
+    "b64 empty": (b'{"instances": [{"b64": ""}]}', "application/json", 422, "no bytes"),
+    "b64 not an image": (json.dumps({"instances": [{"b64": base64.b64encode(b"hello").decode()}]}).encode(),
+                         "application/json", 422, "not a readable image"),
+}
+
+
+@pytest.mark.parametrize("name", JSON_MISTAKES)
+def test_json_mistakes_are_4xx_with_a_message(client, name):
+    body, content_type, status, fragment = JSON_MISTAKES[name]
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post(PREDICT, content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"] and "BytesIO" not in response.json()["error"]
+
+
+def upload_mistakes():
+    photo = garment_photo(fmt="PNG")
+    return {
+        # name: (files, status, message fragment)
+        "not an image": ([("notes.txt", b"just some text")], 422, "'notes.txt': not a readable image"),
+        "truncated image": ([("cut.png", photo[: len(photo) // 2])], 422, "'cut.png'"),
+        "decompression bomb": ([("bomb.png", bomb_png())], 422, "decompression bomb"),
+        "empty file": ([("empty.jpg", b"")], 400, "'empty.jpg' is empty"),
+        "one good one bad": ([("good.png", photo), ("bad.gif", b"GIF89a")], 422, "'bad.gif'"),
+        "too many files": ([(f"{i}.png", photo) for i in range(4)], 413, "the limit is 3"),
+        "blank photo": ([("white.png", garment_photo(colour=(255, 255, 255), fmt="PNG"))], 422, "one colour"),
+    }
+
+
+@pytest.mark.parametrize("name", list(upload_mistakes()))
+def test_upload_mistakes_are_4xx_with_a_message(client, name):
+    files, status, fragment = upload_mistakes()[name]
+    response = upload(client, *files)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "body, content_type, status, fragment",
+    [
+        (b"--x\r\n", "application/json", 415, "multipart/form-data"),
+        (b"abc", "multipart/form-data", 400, "no boundary"),
+        (b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\nabc",
+         "multipart/form-data; boundary=x", 400, "cut short"),
+        (b"--x\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--x--\r\n",
+         "multipart/form-data; boundary=x", 400, "no file"),
+        (b"garbage that is not multipart", "multipart/form-data; boundary=x", 400, "multipart"),
+        (b"x" * 200_001, "multipart/form-data; boundary=x", 413, "limit"),
+        (b"".join(b"--x\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n" % i for i in range(101)) + b"--x--\r\n",
+         "multipart/form-data; boundary=x", 413, "form fields"),
+    ],
+)
+def test_malformed_uploads_are_4xx(client, body, content_type, status, fragment):
+    response = client.post("/predict", content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["error"]
+
+
+def test_bad_parameters_paths_and_methods_are_json_errors(client):
+    response = upload(client, ("a.jpg", garment_photo()), query="?top_k=0")
+    assert response.status_code == 422 and "top_k" in response.json()["error"]
+    assert client.get("/nowhere").json() == {"error": "Not Found"}
+    assert client.get(PREDICT).status_code == 405 and "error" in client.get(PREDICT).json()
+
+
+def test_chunked_body_over_the_limit_is_413(client):
+    def chunks():
+        for _ in range(30):
+            yield b" " * 10_000
+
+    response = client.post(PREDICT, content=chunks(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+
+
+def test_nothing_is_written_to_disk_while_serving(predictor, monkeypatch):
+    written = []
+    real_open = builtins.open
+
+    def watching_open(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax+"):
+            written.append(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    big_photo = garment_photo(size=(1000, 1000), fmt="BMP")  # 3 MB: over Starlette's 1 MB spooling to disk
+    with TestClient(create_app(predictor, max_body_bytes=8_000_000)) as big_client:
+        monkeypatch.setattr(builtins, "open", watching_open)
+        for name in ("TemporaryFile", "NamedTemporaryFile", "SpooledTemporaryFile", "mkstemp", "mkdtemp"):
+            monkeypatch.setattr(tempfile, name, lambda *a, _name=name, **k: written.append(_name))
+        assert upload(big_client, ("big.bmp", big_photo), ("small.jpg", garment_photo())).status_code == 200
+        assert upload(big_client, ("bad.png", b"not a png")).status_code == 422
+        assert post_json(big_client, {"instances": image_batch(2).tolist()}).status_code == 200
+        large = post_json(big_client, {"instances": image_batch(120).tolist()})  # ~330 kB: parsed off the loop
+        assert large.status_code == 200 and len(large.json()["predictions"]) == 120
+        monkeypatch.undo()
+    assert written == []
+
+
+# ---------------------------------------------------------------- fuzzing
+
+
+def mutate(rng, body: bytes) -> bytes:
+    """One random edit of ``body``: flip, delete, insert, duplicate or truncate bytes."""
+    data = bytearray(body)
+    for _ in range(int(rng.integers(1, 6))):
+        choice = rng.integers(0, 5)
+        position = int(rng.integers(0, max(1, len(data))))
+        if choice == 0 and data:
+            data[position] = int(rng.integers(0, 256))
+        elif choice == 1 and data:
+            del data[position : position + int(rng.integers(1, 50))]
+        elif choice == 2:
+            data[position:position] = bytes(rng.integers(0, 256, size=int(rng.integers(1, 20))).astype(np.uint8))
+        elif choice == 3:
+            chunk = data[position : position + int(rng.integers(1, 200))]
+            data[position:position] = chunk
+        else:
+            data = data[:position]
+    return bytes(data)
+
+
+def random_json(rng, depth=0):
+    kind = rng.integers(0, 8 if depth < 4 else 4)
+    if kind == 0:
+        return float(rng.normal() * 10 ** int(rng.integers(0, 6)))
+    if kind == 1:
+        return int(rng.integers(-300, 300))
+    if kind == 2:
+        return [None, True, False, "x", "", float("nan"), float("inf")][int(rng.integers(0, 7))]
+    if kind == 3:
+        return {"b64": base64.b64encode(bytes(rng.integers(0, 256, size=int(rng.integers(0, 40))).astype(np.uint8))).decode()}
+    if kind in (4, 5, 6):
+        return [random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 30)))]
+    return {str(rng.integers(0, 3)): random_json(rng, depth + 1)}
+
+
+FUZZ_BOUNDARY = "fuzzboundary"
+FUZZ_CONTENT_TYPES = ["application/json", "multipart/form-data; boundary=" + FUZZ_BOUNDARY, "text/plain", "",
+                      "multipart/form-data", "application/json; charset=utf-16", "multipart/form-data; boundary="]
+
+
+def fuzz_bodies(path: str, count: int, seed: int):
+    """``count`` (body, content type) pairs for ``path``: valid bodies mutated, random JSON values,
+    random bytes under random content types."""
+    rng = np.random.default_rng(seed)
+    if path == PREDICT:
+        valid = [json.dumps({"instances": image_batch(2).tolist()}).encode(),
+                 json.dumps({"instances": [{"b64": base64.b64encode(garment_photo(fmt="PNG")).decode()}]}).encode()]
+        own_type = "application/json"
+    else:
+        photo = garment_photo(size=(60, 80), fmt="PNG")
+        valid = [(f"--{FUZZ_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n"
+                  f"Content-Type: image/png\r\n\r\n").encode() + photo + f"\r\n--{FUZZ_BOUNDARY}--\r\n".encode()]
+        own_type = "multipart/form-data; boundary=" + FUZZ_BOUNDARY
+    for index in range(count):
+        case = index % 4
+        if case in (0, 1):
+            yield mutate(rng, valid[int(rng.integers(0, len(valid)))]), own_type
+        elif case == 2 and path == PREDICT and index % 8 == 2:
+            payload = {"instances": random_json(rng)} if rng.random() < 0.7 else random_json(rng)
+            yield json.dumps(payload).encode(), own_type
+        elif case == 2 and path == PREDICT:  # well-formed JSON, an image with a few values or rows changed
+            instances = image_batch(int(rng.integers(1, 4)), seed=index).tolist()
+            for _ in range(int(rng.integers(0, 3))):
+                image = instances[int(rng.integers(0, len(instances)))]
+                row = int(rng.integers(0, 28))
+                if rng.random() < 0.5:
+                    image[row][int(rng.integers(0, 28))] = random_json(rng, depth=3)
+                else:
+                    del image[row]
+            yield json.dumps({"instances": instances}).encode(), own_type
+        elif case == 2:
+            yield valid[0], own_type  # unmutated now and then: the server still answers 200
+        else:
+            body = bytes(rng.integers(0, 256, size=int(rng.integers(0, 3000))).astype(np.uint8))
+            yield body, FUZZ_CONTENT_TYPES[int(rng.integers(0, len(FUZZ_CONTENT_TYPES)))]
+
+
+@pytest.mark.parametrize("path", [PREDICT, "/predict"])
+def test_fuzzed_bodies_never_cause_a_server_error(client, path):
+    statuses = []
+    for body, content_type in fuzz_bodies(path, count=300, seed=1234):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code < 500, (path, body[:200], response.text)
+        if response.status_code >= 400:
+            assert response.json()["error"]
+        statuses.append(response.status_code)
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    assert 200 in statuses and len(set(statuses)) >= 3  # the fuzzing reached valid and several invalid answers
+
+
+# ---------------------------------------------------------------- the request rules on their own
+
+
+def test_instances_scale_rule_is_per_instance():
+    dark = np.zeros((28, 28))
+    dark[0, 0] = 1.0  # brightest value 1: read as 0–1
+    bright = np.zeros((28, 28))
+    bright[0, 0] = 255  # a value above 1: read as 0–255
+    images = instances_to_images([dark.tolist(), bright.tolist()])
+    assert images.dtype == np.float32 and images[0, 0, 0] == 1.0 and images[1, 0, 0] == 1.0
+    with pytest.raises(RequestError, match="limit is 1") as error:
+        instances_to_images([dark.tolist()] * 2, max_instances=1)
+    assert error.value.status == 413
+
+
+def test_multipart_files_keeps_every_file_and_ignores_fields():
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"x.png\"\r\n\r\n\x89PNG\r\n\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"files\"; filename=\"y.jpg\"\r\n\r\n\r\n--b--\r\n")
+    assert multipart_files(body, "multipart/form-data; boundary=b") == [("x.png", b"\x89PNG\r\n"), ("y.jpg", b"")]
+
+
+def test_service_config_rejects_unknown_and_bad_settings(predictor):
+    with pytest.raises(ValueError, match="unknown service setting 'max_bacth'"):
+        ServiceConfig().replace(max_bacth=3)
+    with pytest.raises(ValueError, match="max_files must be a number of at least 1"):
+        ServiceConfig(max_files=0)
+    with pytest.raises(ValueError, match="unknown service setting"):
+        create_app(predictor, nonsense=1)
+
+
+# ---------------------------------------------------------------- a real server and the command line
+
+
+def test_real_uvicorn_server_on_loopback(predictor, monkeypatch):
+    import httpx
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import serve_load
+
+    app = create_app(predictor)
+    with running_server(app) as base_url:
+        with httpx.Client(base_url=base_url, timeout=10) as http:
+            assert http.get("/v2/health/ready").json() == {"ready": True}
+            response = http.post(PREDICT, json={"instances": image_batch(1).tolist()})
+            assert response.status_code == 200 and len(response.json()["predictions"][0]) == 10
+            files = {"files": ("a.jpg", garment_photo(), "image/jpeg")}
+            assert http.post("/predict", files=files).json()["predictions"][0]["label"] in CLASS_NAMES
+            assert http.post(PREDICT, content=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+            assert "text/html" in http.get("/").headers["content-type"]
+        # The load generator of benchmarks/serve_load.py, briefly: bounded in count and time.
+        port = int(base_url.rsplit(":", 1)[1])
+        result = asyncio.run(serve_load.run_level(port, clients=4, seconds=2.0, max_requests=40, client="raw"))
+        assert result.requests == 40 and result.errors == 0 and result.p99_ms > 0
+    assert app.state.batcher._executor is None  # shutdown stopped the inference thread
+
+
+def test_serve_command_reports_a_missing_model(tmp_path, capsys):
+    assert cli.main(["serve", str(tmp_path / "nothing"), "--port", "1"]) == 2
+    assert "holds no model.keras" in capsys.readouterr().err
+    assert cli.main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
+    assert "max_batch must be a number of at least 1" in capsys.readouterr().err
