@@ -8,7 +8,7 @@ instead of paying the per-call overhead once per request.
     >>> from apparel.prediction import Predictor
     >>> from apparel.batching import MicroBatcher, inference_function
     >>> predictor = Predictor.from_dir("runs/reference")
-    >>> batcher = MicroBatcher(inference_function(predictor.model), max_batch=64, max_wait_ms=2)
+    >>> batcher = MicroBatcher(inference_function(predictor), max_batch=64, max_wait_ms=2)
     >>> probabilities = await batcher.predict(images)      # (N, 10), in an async handler
     >>> batcher.close()
 """
@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apparel.data import IMAGE_SHAPE
-from apparel.prediction import compile_forward, softmax
+from apparel.prediction import softmax
 
 
-def inference_function(model) -> Callable[[np.ndarray], np.ndarray]:
-    """A function float32 (N, 28, 28) → probabilities (N, 10), compiled once for any N
-    (`prediction.compile_forward` without XLA, so no batch is padded), with its first call — the
-    one that sets up kernels — made here rather than on a request."""
-    forward = compile_forward(model)
+def inference_function(predictor) -> Callable[[np.ndarray], np.ndarray]:
+    """A function float32 (N, 28, 28) → probabilities (N, 10) over the predictor's compiled
+    forward pass (Keras graph or LiteRT), with its first call — the one that sets up kernels —
+    made here rather than on a request."""
+    forward = predictor.forward()
 
     def run(images: np.ndarray) -> np.ndarray:
         return softmax(forward(images))

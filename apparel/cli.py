@@ -140,7 +140,7 @@ def cmd_predict(args) -> int:
     if not files:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
     sources = expand_sources(files)
-    predictor = Predictor.from_dir(model_dir)
+    predictor = Predictor.from_litert(args.litert) if args.litert else Predictor.from_dir(model_dir)
     fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
     from tqdm import tqdm
 
@@ -240,7 +240,7 @@ def cmd_serve(args) -> int:
     settings = {key: getattr(args, key) for key in ("max_batch", "max_wait_ms", "max_body_bytes", "taxonomy") if getattr(args, key) is not None}
     _status(f"loading the model and serving on http://{args.host}:{args.port}/ (Ctrl-C stops) …")
     run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
-               inference_threads=args.inference_threads, **settings)
+               inference_threads=args.inference_threads, litert=args.litert, **settings)
     return 0
 
 
@@ -301,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                               "folders (searched recursively), glob patterns, http(s) URLs")
     predict.add_argument("--model-dir", help="run directory (default: the first argument if it is one, else the shipped model)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
+    predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("--csv", action="store_true", help="print CSV")
@@ -350,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--inference-threads", type=int, help="TensorFlow threads per operation (default: one per core)")
     serve.add_argument("--taxonomy", help="class → store category CSV (default: the shipped apparel/taxonomy.csv)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
+    serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead of Keras")
     serve.set_defaults(handler=cmd_serve)
 
     bench = commands.add_parser("bench", help="benchmark study over optimizers, activations, widths, epochs … (Optuna)")

@@ -4,7 +4,7 @@ Three layers, as in Ludwig's ``serve.py``: ``create_app(predictor)`` builds the 
 in-process), ``run_server(model_dir, host, port)`` loads the model once and runs it with uvicorn,
 and ``apparel serve`` parses the flags.
 
-    >>> from apparel.prediction import Predictor
+    >>> from apparel.prediction import Predictor, resolve_model_dir
     >>> from apparel.service import create_app, run_server
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)
     >>> run_server("runs/reference", host="127.0.0.1", port=8000)      # blocks; Ctrl-C stops it
@@ -256,7 +256,7 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     metrics = Metrics()
     description = model_description(predictor)
     metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
-    batcher = MicroBatcher(inference_function(predictor.model), max_batch=config.max_batch,
+    batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
                            max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch)
     state = {"ready": True}
 
@@ -411,6 +411,7 @@ def run_server(
     access_log: bool = False,
     log_level: str = "info",
     inference_threads: int | None = None,
+    litert: str | os.PathLike | None = None,
     **settings,
 ) -> None:
     """Load the model once (``None``: the shipped default), then serve it until interrupted.
@@ -418,6 +419,7 @@ def run_server(
     ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, …). The access log is off by
     default: at hundreds of requests a second it costs more than the requests.
     ``inference_threads`` sets TensorFlow's threads per operation (``None``: one per core).
+    ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras.
     """
     import uvicorn
 
@@ -432,7 +434,10 @@ def run_server(
 
         # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.
         tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
-    predictor = Predictor.from_dir(model_dir)
+    if litert is not None:
+        predictor = Predictor.from_litert(litert, resolve_model_dir(model_dir))
+    else:
+        predictor = Predictor.from_dir(model_dir)
     app = create_app(predictor, config)
     # Each malformed upload would log a parser warning: the client already gets the reason.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)

@@ -51,3 +51,26 @@ def test_unknown_format_and_missing_model_are_clear(run_dir, tmp_path):
         export_model(tmp_path, "litert", tmp_path / "x.tflite")
     with pytest.raises(ValueError, match="no such LiteRT model"):
         LiteRTPredictor(tmp_path / "missing.tflite")
+
+
+def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_dataset, capsys):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from apparel.service import create_app
+
+    tflite = export_model(run_dir, "litert", tmp_path / "model.tflite")
+    keras_probabilities = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
+    lite = Predictor.from_litert(tflite, run_dir)
+    np.testing.assert_allclose(lite.predict_proba(tiny_dataset.x_test), keras_probabilities, atol=1e-5)
+
+    np.save(tmp_path / "images.npy", tiny_dataset.x_test[:2])
+    assert main(["predict", str(tmp_path / "images.npy"), "--litert", str(tflite), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["probability"] for r in results] == pytest.approx(keras_probabilities[:2].max(axis=1), abs=1e-5)
+
+    with TestClient(create_app(lite)) as client:
+        response = client.post("/v1/models/apparel:predict", json={"instances": tiny_dataset.x_test[:3].tolist()})
+    assert response.status_code == 200
+    np.testing.assert_allclose(response.json()["predictions"], keras_probabilities[:3], atol=1e-5)

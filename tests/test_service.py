@@ -97,7 +97,7 @@ def test_b64_instances_go_through_the_photo_pipeline(client, predictor):
 
 
 def test_inference_function_matches_predict_proba(predictor, tiny_dataset):
-    infer = inference_function(predictor.model)
+    infer = inference_function(predictor)
     for count in (1, 7, 64):
         images = tiny_dataset.x_test[:count]
         np.testing.assert_allclose(infer(images), predictor.predict_proba(images), atol=1e-6)
