@@ -268,8 +268,10 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
         state["ready"] = False
         batcher.close()
 
+    # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
+    # that the swagger-ui-bundle package ships, so the docs work without a network.
     app = FastAPI(title="apparel", version=description["version"] or "unversioned", lifespan=lifespan,
-                  description="Classify clothing product images into the ten Fashion-MNIST classes.")
+                  docs_url=None, description="Classify clothing product images into the ten Fashion-MNIST classes.")
     app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
     routes: set[str] = set()  # filled in once every route is defined, below
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
@@ -398,6 +400,18 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     async def page():
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
 
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="apparel API",
+                                   swagger_js_url="/docs-static/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-static/swagger-ui.css",
+                                   swagger_favicon_url="/docs-static/favicon-32x32.png")
+
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     routes.update(route.path for route in app.routes)
     return app

@@ -149,7 +149,10 @@ def test_page_and_its_files_are_served(client):
         assert f"/static/{name}" in page.text
         assert client.get(f"/static/{name}").status_code == 200
     assert "http://" not in page.text and "https://" not in page.text  # no CDN
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-static/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()  # the docs page works offline
+    assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {PREDICT, "/predict", "/v1/models/apparel", "/v1/models/apparel/metadata", "/v2/health/live",
             "/v2/health/ready", "/metrics"} <= set(paths)
