@@ -28,10 +28,28 @@ def atomic_path(path: str | os.PathLike):
     os.close(handle)
     try:
         yield Path(temporary)
+        # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+        os.chmod(temporary, 0o666 & ~_umask())
+        # On disk before the rename, so a power cut cannot leave an empty file under the name.
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` can only set it, briefly
+    exposing other threads to a different one)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o022
 
 
 def write_json(path: str | os.PathLike, payload) -> None:

@@ -93,9 +93,13 @@ def cmd_train(args) -> int:
     _status(f"training {config.model} ({config.optimizer}, {config.epochs} epochs, batch {config.batch_size}) → {args.out}")
     result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
     metrics = result.metrics
+
+    def figure(key: str) -> str:
+        return "n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}"
+
     print(
-        f"{config.model}: test accuracy {metrics['test_accuracy']:.4f}, test loss {metrics['test_loss']:.4f}, "
-        f"train accuracy {metrics['train_accuracy']:.4f}, train loss {metrics['train_loss']:.4f}, "
+        f"{config.model}: test accuracy {figure('test_accuracy')}, test loss {figure('test_loss')}, "
+        f"train accuracy {figure('train_accuracy')}, train loss {figure('train_loss')}, "
         f"{metrics['fit_seconds']:.1f} s ({metrics['epoch_seconds']:.2f} s/epoch), {metrics['parameters']:,} parameters"
     )
     print(f"wrote {args.out}/model.keras, config.json, history.json, metrics.json")

@@ -53,6 +53,10 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
     out = Path(out)
+    if out.is_dir() and format != "saved_model":
+        raise ValueError(f"{out} is a directory; give a file path for --format {format}")
+    if out.exists() and format == "saved_model" and not (out / "saved_model.pb").is_file():
+        raise ValueError(f"{out} exists and is not a SavedModel; choose a new --out (it would be replaced)")
     model = probabilities_model(load_model(model_dir))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from apparel.data import IMAGE_SHAPE
+from apparel.prediction import as_model_input
 
 
 class RequestError(ValueError):
@@ -62,23 +63,15 @@ def array_instance(instance) -> np.ndarray:
 
 
 def scale_pixels(batch: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) numbers → float32 in [0, 1], each image scaled by the rule in the module docstring."""
+    """(N, 28, 28) numbers → float32 in [0, 1], by the rule every entry point shares
+    (``prediction.as_model_input``); a mistake is a 422."""
     if batch.shape[1:] != IMAGE_SHAPE:
         shape = "×".join(str(n) for n in batch.shape[1:]) or "a single number"
         raise RequestError(422, f"each instance must be a 28×28 array of pixel values, got {shape}")
-    if batch.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings
-        raise RequestError(422, "instance values must be numbers (0–1, or 0–255)")
-    # Few passes over the data: this runs on the event loop for every request.
-    low, high = batch.min(), batch.max()  # NaN, if any, comes out as both
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise RequestError(422, "instance values must be finite numbers; found NaN or infinity")
-    if low < 0 or high > 255:
-        raise RequestError(422, f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
-    images = batch.astype(np.float32)
-    if high > 1:
-        over_one = images.reshape(len(images), -1).max(axis=1) > 1
-        images[over_one] /= np.float32(255.0)
-    return images
+    try:
+        return as_model_input(batch)
+    except ValueError as error:
+        raise RequestError(422, f"instance {error}") from None
 
 
 def instances_to_images(

@@ -64,23 +64,34 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
-    """Images as float32 (N, 28, 28) in [0, 1]: uint8 is scaled, floats are taken as they are.
+    """Images as float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one.
 
-    A single (28, 28) image becomes a batch of one.
+    One pixel-scale rule for every entry point (library, CLI, HTTP): ``uint8`` is 0–255; for any
+    other numbers each image is read as 0–255 if one of its values is above 1, else as 0–1 (for a
+    0–255 image whose brightest pixel is 1 the two readings differ by less than 1/255). Values
+    outside [0, 255], NaN, infinities and non-numbers are refused with a ``ValueError``.
     """
     array = np.asarray(images)
     if array.shape == IMAGE_SHAPE:
         array = array[None]
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"images must have shape (N, 28, 28) or (28, 28), got {array.shape}")
+        shape = "×".join(str(n) for n in array.shape) or "a single number"
+        raise ValueError(f"images must be 28×28 arrays of pixel values, shaped (N, 28, 28) or (28, 28); got {shape}")
+    if array.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings, complex
+        raise ValueError("pixel values must be numbers (0–1, or 0–255)")
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
-    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
-        raise ValueError(f"images must be numeric, got dtype {array.dtype}")
-    array = array.astype(np.float32)
-    if not np.isfinite(array).all():
-        raise ValueError("images contain NaN or infinite values")
-    return array
+    if array.size == 0:
+        return array.astype(np.float32)
+    low, high = array.min(), array.max()  # NaN, if any, comes out as both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
+    if low < 0 or high > 255:
+        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    batch = np.array(array, dtype=np.float32, copy=high > 1 or array.dtype != np.float32)
+    if high > 1:
+        batch[batch.reshape(len(batch), -1).max(axis=1) > 1] /= np.float32(255.0)
+    return batch
 
 
 def compile_forward(model, jit_compile: bool = False):
@@ -201,12 +212,15 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"{path}: not a readable .npy array ({error})") from None
+        except (ValueError, OSError, EOFError) as error:
+            raise ValueError(f"{path}: not a readable .npy array ({error or 'empty file'})") from None
         try:
-            return as_model_input(array)
+            batch = as_model_input(array)
         except ValueError as error:
             raise ValueError(f"{path}: {error}") from None
+        if len(batch) == 0:
+            raise ValueError(f"{path}: holds no images (shape {array.shape})")
+        return batch
     from PIL import Image, UnidentifiedImageError
 
     try:

@@ -130,7 +130,6 @@ def split_validation(dataset: Dataset, fraction: float) -> tuple[tuple[np.ndarra
 
 
 CHECKPOINT_DIR = "checkpoints"
-BEST_CHECKPOINT = "best.keras"
 STATE_FILE = "state.json"
 
 
@@ -167,17 +166,21 @@ def _epoch_callback(run_dir: Path | None, history: dict, monitor_best: bool):
                 return
             checkpoints.mkdir(parents=True, exist_ok=True)
             if improved:
-                artifacts.save_model(self.model, checkpoints / BEST_CHECKPOINT)
+                # Named by epoch and recorded in the state below: after a kill between the two
+                # writes, a resumed run never picks up a best model the state does not know.
+                artifacts.save_model(self.model, checkpoints / f"best-{epoch + 1}.keras")
             # Epoch-numbered checkpoint, then the state naming it: a kill at any point leaves
             # a state that points at a complete checkpoint.
             checkpoint = checkpoints / f"epoch-{epoch + 1}.keras"
             artifacts.save_model(self.model, checkpoint)
             artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
-            previous = _read_state(run_dir)
-            artifacts.write_json(checkpoints / STATE_FILE, {"epoch": epoch + 1, "checkpoint": checkpoint.name,
-                                                             "best_epoch": self.best_epoch})
-            if previous and previous["checkpoint"] != checkpoint.name:
-                (checkpoints / previous["checkpoint"]).unlink(missing_ok=True)
+            state = {"epoch": epoch + 1, "checkpoint": checkpoint.name, "best_epoch": self.best_epoch,
+                     "best_checkpoint": f"best-{self.best_epoch}.keras" if self.best_epoch else None}
+            artifacts.write_json(checkpoints / STATE_FILE, state)
+            # Whatever the state no longer names is stale, including files a kill left behind.
+            for stale in checkpoints.glob("*.keras"):
+                if stale.name not in (state["checkpoint"], state["best_checkpoint"]):
+                    stale.unlink(missing_ok=True)
 
     return EpochRecorder()
 
@@ -290,11 +293,12 @@ def train(
         )
     fit_seconds = time.perf_counter() - started
 
-    best_file = run_dir / CHECKPOINT_DIR / BEST_CHECKPOINT if run_dir is not None else None
+    state = _read_state(run_dir) if run_dir is not None else None
     if recorder.best_weights is not None:
         trainable.set_weights(recorder.best_weights)
-    elif best_file is not None and best_file.exists():
+    elif state and state.get("best_checkpoint"):
         # The best epoch came before an interruption.
+        best_file = run_dir / CHECKPOINT_DIR / state["best_checkpoint"]
         trainable.set_weights(keras.models.load_model(best_file, compile=False, safe_mode=True).get_weights())
 
     test = evaluate_model(base, dataset.x_test, dataset.y_test, batch_size=max(config.batch_size, 256))

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
-
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "walkthrough.ipynb"
 # A CI run: one epoch on 2,000 images, a 2 × 2 study of one epoch on 1,000, 40 product photos.
@@ -26,7 +25,7 @@ SMALL = {
     "bench_limit": 1000,
     "photo_count": 40,
 }
-# One epoch of seed-mlp on 2,000 images reaches ~0.70 test accuracy; chance is 0.10.
+# One epoch of seed-mlp on 2,000 images reached 0.76 test accuracy (seed 6); chance is 0.10.
 ACCURACY_FLOOR = 0.5
 TIMEOUT_S = 600  # per cell
 
@@ -105,7 +104,7 @@ def test_committed_notebook_keeps_a_full_run_and_stays_small():
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.get("outputs") for cell in code[1:]), "every cell after the parameters shows its output"
     assert not any(output.output_type == "error" for cell in code for output in cell.outputs)
-    images = sum(1 for cell in code for output in cell.outputs if "image/png" in output.get("data", {}))
+    images = sum(1 for cell in code for output in cell.outputs if any(key.startswith("image/") for key in output.get("data", {})))
     assert images >= 8
     summary = summary_of(notebook)
     assert summary["epochs"] == 20 and summary["train_images"] == 60000
@@ -113,7 +112,6 @@ def test_committed_notebook_keeps_a_full_run_and_stays_small():
 
 
 def test_notebook_runs_top_to_bottom_with_small_parameters(tmp_path, monkeypatch):
-    pytest.importorskip("nbclient")
     # Keras's cache goes to a temporary home, not the user's ~/.keras.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
@@ -130,13 +128,33 @@ def test_notebook_runs_top_to_bottom_with_small_parameters(tmp_path, monkeypatch
     assert (tmp_path / "keras" / "datasets" / "fashion-mnist").is_dir()
     assert not list(tmp_path.glob("apparel-notebook-*")), "the notebook removes its scratch folder"
     images = sum(1 for cell in notebook.cells if cell.cell_type == "code"
-                 for output in cell.outputs if "image/png" in output.get("data", {}))
+                 for output in cell.outputs if any(key.startswith("image/") for key in output.get("data", {})))
     assert images >= 8
+
+
+# Lines TensorFlow's and LiteRT's C++ code writes straight to the kernel's stderr, whatever the
+# log level: dropped from a saved notebook (they say nothing about the run).
+NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on\..*"
+    r"|INFO: Created TensorFlow Lite XNNPACK delegate for CPU\."
+)
+
+
+def drop_library_noise(notebook) -> None:
+    """Remove stderr outputs that hold nothing but the lines of ``NOISE``."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [
+                output for output in cell.outputs
+                if not (output.output_type == "stream" and output.name == "stderr"
+                        and all(NOISE.fullmatch(line) for line in output.text.splitlines() if line.strip()))
+            ]
 
 
 def main(argv: list[str]) -> int:
     """``--out FILE [name=value ...]``: execute with those parameters (Python literals) and save,
-    without per-cell timing metadata."""
+    without per-cell timing metadata or the C++ libraries' stderr noise."""
     import ast
 
     import nbformat
@@ -149,6 +167,7 @@ def main(argv: list[str]) -> int:
         name, _, value = item.partition("=")
         parameters[name] = ast.literal_eval(value)
     notebook = execute(parameters, record_timing=False)
+    drop_library_noise(notebook)
     nbformat.write(notebook, argv[1])
     print(json.dumps(summary_of(notebook)))
     return 0

@@ -137,3 +137,11 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, tmp_path
     assert len(json.loads((tmp_path / "history.json").read_text())["loss"]) == 4
     assert not (tmp_path / "checkpoints").exists()
     assert (tmp_path / "model.keras").exists()
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    artifacts.write_json(tmp_path / "a.json", {"x": 1})
+    mode = os.stat(tmp_path / "a.json").st_mode & 0o777
+    assert mode == 0o666 & ~artifacts._umask()
