@@ -6,10 +6,10 @@ queueing missing grid points, popping a queued trial, asking TPE for a new one �
 lock per study: ``flock`` on a file beside a SQLite database, ``pg_advisory_lock`` on PostgreSQL,
 ``GET_LOCK`` on MySQL. Optuna's own queue pop is not enough: through Python's sqlite3 its
 read-then-update is not one transaction, and its ``GridSampler`` re-evaluates points when workers
-race or a grid point's trial died. A claimed trial names its worker (host, boot, pid) and beats a
-heartbeat into the store; a trial whose local process is gone, or whose heartbeat is older than
-the grace period (a worker on another machine), is marked interrupted and its parameters queued
-again — once, since the new trial records ``retry_of``.
+race or a grid point's trial died. A claimed trial names its worker (host, boot, PID namespace,
+pid) and beats a heartbeat into the store; a trial whose local process is gone, or whose heartbeat
+is older than the grace period (a worker on another machine), is marked interrupted and its
+parameters queued again — once, since the new trial records ``retry_of``.
 
     >>> from apparel.bench_store import open_study, claim
     >>> study = open_study(spec, settings)
@@ -195,13 +195,18 @@ def _identity() -> dict:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         boot = ""
-    return {"host": socket.gethostname(), "boot": boot, "pid": os.getpid()}
+    try:  # containers can share a host name and boot id, yet number their processes apart
+        pid_namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pid_namespace = ""
+    return {"host": socket.gethostname(), "boot": boot, "pid_namespace": pid_namespace, "pid": os.getpid()}
 
 
 def _dead_here(worker: dict | None) -> bool:
-    """True when ``worker`` ran on this machine and its process is gone (or a zombie)."""
+    """True when ``worker`` ran on this machine, in this PID namespace, and its process is gone
+    (or a zombie). Any other worker is judged by its heartbeat."""
     me = _identity()
-    if not worker or worker.get("host") != me["host"] or worker.get("boot") != me["boot"] or worker.get("pid") == me["pid"]:
+    if not worker or any(worker.get(key) != me[key] for key in ("host", "boot", "pid_namespace")) or worker.get("pid") == me["pid"]:
         return False
     try:
         os.kill(int(worker["pid"]), 0)

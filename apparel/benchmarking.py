@@ -53,12 +53,28 @@ __all__ = ["AXES", "AXIS_FIELDS", "AXIS_TYPES", "SETTING_TYPES", "BenchSettings"
 
 def run_trial(study, trial, spec: StudySpec, dataset) -> None:
     """Train the trial's configuration and store its figures; an exception is stored as the
-    trial's error (the study goes on); an interrupt leaves it to be re-run."""
+    trial's error (the study goes on); an interrupt leaves it to be re-run. A trial finished
+    meanwhile by another worker (judged dead, say) is left as it is: this one says so and goes on."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        _run_trial(study, trial, spec, dataset)
+    except UpdateFinishedTrialError as error:
+        print(f"apparel bench: trial {trial.number} was finished by another worker meanwhile; "
+              f"its result here is dropped ({error})", file=sys.stderr)
+
+
+def _run_trial(study, trial, spec: StudySpec, dataset) -> None:
     import keras
+    from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     from apparel.artifacts import library_versions
     from apparel.training import train
+
+    def tell(*args, **kwargs):
+        # skip_if_finished covers a trial already finished; the error, one finished in between.
+        study.tell(trial, *args, skip_if_finished=True, **kwargs)
 
     config = spec.config_for(trial.params)
     trial.set_user_attr("config", config.to_dict())
@@ -68,10 +84,13 @@ def run_trial(study, trial, spec: StudySpec, dataset) -> None:
         learning_rate = _learning_rate(result.model)
     except Exception as error:  # noqa: BLE001 — any failure of one configuration is a result
         trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:2000])
-        study.tell(trial, state=TrialState.FAIL)
+        tell(state=TrialState.FAIL)
         return
     except BaseException:
-        study.tell(trial, state=TrialState.FAIL)  # no "error": interrupted, re-run next time
+        try:
+            tell(state=TrialState.FAIL)  # no "error": interrupted, re-run next time
+        except UpdateFinishedTrialError:
+            pass  # finished by another worker: nothing to re-run
         raise
     finally:
         keras.backend.clear_session()
@@ -83,7 +102,7 @@ def run_trial(study, trial, spec: StudySpec, dataset) -> None:
     trial.set_user_attr("history", {key: [_finite(v) for v in values] for key, values in result.history.items()})
     trial.set_user_attr("learning_rate", learning_rate)
     # TPE steers on held-out data when there is any, so the test set stays a test.
-    study.tell(trial, metrics.get("validation_accuracy", metrics["test_accuracy"]))
+    tell(metrics.get("validation_accuracy", metrics["test_accuracy"]))
 
 
 def _finite(value):

@@ -173,6 +173,8 @@ def read_csv_text(path: Path) -> tuple[bytes, str]:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ValueError(f"{path}: file not found") from None
+    except OSError as error:  # a folder, no permission, …
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error}); give a readable CSV file") from None
     bom = BOM if raw.startswith(BOM) else b""
     try:
         return bom, raw[len(bom):].decode("utf-8")
@@ -295,12 +297,25 @@ def read_cache(path: Path) -> dict[str, list[float]]:
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
-                probabilities = [float(p) for p in entry["probabilities"]]
+                key, probabilities = str(entry["key"]), [float(p) for p in entry["probabilities"]]
             except (ValueError, KeyError, TypeError):
                 continue
             if len(probabilities) == len(CLASS_NAMES):
-                cache[str(entry["key"])] = probabilities
+                cache[key] = probabilities
     return cache
+
+
+def open_cache(path: Path):
+    """The cache opened for appending. A last line cut short by an interruption is ended first,
+    so the next entry starts a line of its own instead of being glued to it (and lost)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")
+    if handle.tell() > 0:
+        with open(path, "rb") as existing:
+            existing.seek(-1, os.SEEK_END)
+            if existing.read(1) != b"\n":
+                handle.write("\n")
+    return handle
 
 
 def file_digest(path: Path) -> str:
@@ -350,6 +365,8 @@ def categorize_catalog(
     csv_path, out = Path(csv_path), Path(out)
     if out.resolve() == csv_path.resolve():
         raise ValueError(f"--out {out} is the input file; write to a new file and keep the original export")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}")
     bom, text = read_csv_text(csv_path)
     records = parse_records(text)
     if not records:
@@ -395,6 +412,8 @@ def categorize_catalog(
                 batch = to_read[start : start + config.batch_size]
                 inputs, done = [], []
                 for (product, source, key), (_, array, error) in zip(batch, read_sources([s for _, s, _ in batch], fetch, config.workers)):
+                    if error is None and len(array) == 0:  # one input row per entry of done, always
+                        error = "holds no images"
                     if error is not None:
                         errors[product.handle].append(f"{source.name}: {error}")
                     else:
@@ -411,7 +430,7 @@ def categorize_catalog(
                 probabilities = np.asarray(predictor.predict_proba(np.concatenate(inputs)), dtype=np.float64)
                 predicted += len(done)
                 lines = []
-                for (product, source, key), row in zip(done, probabilities):
+                for (product, source, key), row in zip(done, probabilities, strict=True):
                     values = [round(float(p), 6) for p in row]
                     outcome[product.handle] = (source.name, values)
                     if key is not None:
@@ -419,8 +438,7 @@ def categorize_catalog(
                         lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
                 if lines:
                     if cache_file is None:
-                        cache_path.parent.mkdir(parents=True, exist_ok=True)
-                        cache_file = open(cache_path, "a", encoding="utf-8")
+                        cache_file = open_cache(cache_path)
                     cache_file.writelines(lines)
                     cache_file.flush()  # an interruption keeps every finished batch
     finally:

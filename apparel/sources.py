@@ -19,12 +19,13 @@ import ipaddress
 import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import numpy as np
 
@@ -33,6 +34,12 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".
 URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Only this IPv6 block is global unicast; the rest is special-purpose (IPv4-compatible ::/96,
+# site-local fec0::/10, local-use NAT64 64:ff9b:1::/48 whose IPv4 position the operator picks, …).
+GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+NAT64_V6 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: the IPv4 address is the last 32 bits
+# Characters left as they are in a request target: RFC 3986 reserved ones, and '%' for escapes already made.
+TARGET_SAFE = "/?:@!$&'()*+,;=~%"
 
 
 @dataclass(frozen=True)
@@ -129,16 +136,52 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
 
 
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Whether ``address`` is public unicast; an IPv6 address that carries an IPv4 one (mapped,
+    6to4, Teredo's server and client, NAT64) is judged by the IPv4 addresses its packets reach."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if address in NAT64_V6:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        embedded = [inner for inner in embedded if inner is not None]
+        if embedded:
+            return all(_is_public(inner) for inner in embedded)
+        if address not in GLOBAL_UNICAST_V6:
+            return False
     return address.is_global and not address.is_multicast
 
 
-def checked_addresses(host: str, port: int, allow_private: bool = False) -> list[str]:
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list:
+    """``socket.getaddrinfo``, given up after ``timeout`` seconds (``TimeoutError``): the lookup
+    itself cannot be interrupted, so it runs in a daemon thread that is left to finish alone."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    outcome: list = []
+
+    def lookup():
+        try:
+            outcome.append((socket.getaddrinfo(host, port, type=socket.SOCK_STREAM), None))
+        except BaseException as error:  # noqa: BLE001 — handed to the caller's thread
+            outcome.append((None, error))
+
+    thread = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    thread.start()
+    thread.join(max(timeout, 0.0))
+    if not outcome:
+        raise TimeoutError(f"no answer within {timeout:g} s")
+    infos, error = outcome[0]
+    if error is not None:
+        raise error
+    return infos
+
+
+def checked_addresses(host: str, port: int, allow_private: bool = False, timeout: float | None = None) -> list[str]:
     """The addresses ``host`` resolves to; ``ValueError`` if any is private, loopback, link-local
-    or otherwise not public (unless ``allow_private``), or if it does not resolve."""
+    or otherwise not public (unless ``allow_private``), or if it does not resolve (within
+    ``timeout`` seconds, when given)."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port, timeout)
+    except TimeoutError:
+        raise ValueError(f"cannot resolve host {host!r}: timed out") from None
     except (socket.gaierror, UnicodeError) as error:
         raise ValueError(f"cannot resolve host {host!r} ({error})") from None
     addresses = []
@@ -160,43 +203,40 @@ def fetch_url(url: str, config: FetchConfig = FetchConfig()) -> bytes:
     """The body of an http(s) URL, within ``config``'s deadline, size cap and redirect limit.
 
     The host is resolved and checked first, and the connection goes to that checked address (so a
-    second DNS answer cannot swap in a private one). Raises ``ValueError`` with the reason.
+    second DNS answer cannot swap in a private one). The deadline covers the whole fetch: the DNS
+    lookups, connections, redirects and body. Raises ``ValueError`` with the reason.
 
     >>> jpeg = fetch_url("https://cdn.shopify.com/s/files/shirt.jpg")
     """
+    import http.client
+
     import urllib3
 
     deadline = time.monotonic() + config.timeout
+    timed_out = f"{url}: timed out after {config.timeout:g} s"
     current = url
     for _ in range(config.max_redirects + 1):
-        parts = urlsplit(current)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise ValueError(f"{current}: only http and https URLs are fetched")
-        if not parts.hostname:
-            raise ValueError(f"{current}: no host in the URL")
-        try:
-            port = parts.port or (443 if scheme == "https" else 80)
-        except ValueError:
-            raise ValueError(f"{current}: bad port in the URL") from None
-        address = checked_addresses(parts.hostname, port, config.allow_private)[0]
-        host_header = parts.netloc.rsplit("@", 1)[-1]  # never send credentials embedded in a URL
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        scheme, host, port, host_header, target = _request_parts(current)
+        if deadline <= time.monotonic():
+            raise ValueError(timed_out)
+        address = checked_addresses(host, port, config.allow_private, timeout=deadline - time.monotonic())[0]
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ValueError(f"{url}: timed out after {config.timeout:g} s")
+            raise ValueError(timed_out)
         timeout = urllib3.Timeout(connect=remaining, read=remaining)
         if scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
                 address, port, timeout=timeout, retries=False, maxsize=1,
-                cert_reqs="CERT_REQUIRED", server_hostname=parts.hostname, assert_hostname=parts.hostname,
+                cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
             )
         else:
             pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        watchdog = _Watchdog(remaining)
+        pool.ConnectionCls = watchdog.watching(pool.ConnectionCls)
         headers = {"Host": host_header, "User-Agent": config.user_agent, "Accept": "image/*",
                    "Accept-Encoding": "identity"}
         try:
-            with pool:
+            with watchdog, pool:
                 response = pool.urlopen("GET", target, headers=headers, redirect=False, retries=False,
                                         preload_content=False, assert_same_host=False)
                 try:
@@ -205,16 +245,121 @@ def fetch_url(url: str, config: FetchConfig = FetchConfig()) -> bytes:
                         continue
                     if response.status != 200:
                         raise ValueError(f"{url}: HTTP {response.status} {response.reason or ''}".rstrip())
-                    return _read_body(response, url, config, deadline)
+                    body = _read_body(response, url, config, deadline)
                 finally:
                     response.release_conn()
+                if watchdog.expired:  # the body ended because the watchdog cut the connection
+                    raise ValueError(timed_out)
+                return body
         except urllib3.exceptions.NewConnectionError as error:  # before TimeoutError: a subclass of it
-            raise ValueError(f"{url}: cannot connect to {parts.hostname}:{port} ({error.__cause__ or error})") from None
+            if watchdog.expired:
+                raise ValueError(timed_out) from None
+            raise ValueError(f"{url}: cannot connect to {host}:{port} ({error.__cause__ or error})") from None
         except urllib3.exceptions.TimeoutError:
-            raise ValueError(f"{url}: timed out after {config.timeout:g} s") from None
-        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise ValueError(timed_out) from None
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, UnicodeError) as error:
+            if watchdog.expired:
+                raise ValueError(timed_out) from None
             raise ValueError(f"{url}: cannot fetch ({type(error).__name__}: {error})") from None
     raise ValueError(f"{url}: more than {config.max_redirects} redirects")
+
+
+def _request_parts(url: str) -> tuple[str, str, int, str, str]:
+    """(scheme, host, port, Host header, request target) of an http(s) URL, as sent: the host
+    IDNA-encoded, the path and query percent-encoded, credentials left out. ``ValueError`` names
+    the URL and what is wrong with it.
+
+    >>> _request_parts("https://bücher.example/a shirt.jpg?q=ü")
+    ('https', 'xn--bcher-kva.example', 443, 'xn--bcher-kva.example', '/a%20shirt.jpg?q=%C3%BC')
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ValueError(f"{url}: not a valid URL ({error})") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"{url}: only http and https URLs are fetched")
+    if not parts.hostname:
+        raise ValueError(f"{url}: no host in the URL")
+    try:
+        port = parts.port or (443 if scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"{url}: bad port in the URL") from None
+    host = parts.hostname
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")  # the codec getaddrinfo itself uses
+        except UnicodeError as error:
+            raise ValueError(f"{url}: {parts.hostname!r} is not a valid host name ({error})") from None
+    host_header = f"[{host}]" if ":" in host else host  # never send credentials embedded in a URL
+    if parts.port is not None:
+        host_header += f":{parts.port}"
+    target = quote(parts.path or "/", safe=TARGET_SAFE)
+    if parts.query:
+        target += "?" + quote(parts.query, safe=TARGET_SAFE)
+    return scheme, host, port, host_header, target
+
+
+class _Watchdog:
+    """Shuts the connection down when the deadline passes, so no step of a fetch can outlast it: a
+    socket timeout bounds each ``recv`` only, and a server trickling a byte at a time resets it.
+
+    ``pool.ConnectionCls = watchdog.watching(pool.ConnectionCls)``, then ``with watchdog: …``.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer: threading.Timer | None = None
+
+    def watching(self, connection_class: type) -> type:
+        """``connection_class`` whose new sockets this watchdog watches."""
+        watchdog = self
+
+        class Watched(connection_class):
+            def _new_conn(self):
+                sock = super()._new_conn()
+                watchdog.watch(sock)
+                return sock
+
+        return Watched
+
+    def watch(self, sock: socket.socket) -> None:
+        # A descriptor of our own for the socket: it stays valid when TLS wraps (and detaches) the
+        # socket or urllib3 closes it, so a late shutdown never hits a reused descriptor.
+        with self._lock:
+            self._sockets.append(sock.dup())
+            if self.expired:
+                self._shutdown()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self.expired = True
+                self._shutdown()
+
+    def _shutdown(self) -> None:
+        for sock in self._sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns at once
+            except OSError:
+                pass  # already closed by the other end
+
+    def __enter__(self) -> _Watchdog:
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._timer.cancel()
+            self._timer = None
+            for sock in self._sockets:
+                sock.close()
+            self._sockets.clear()
 
 
 def _read_body(response, url: str, config: FetchConfig, deadline: float) -> bytes:
@@ -233,8 +378,8 @@ def _read_body(response, url: str, config: FetchConfig, deadline: float) -> byte
 
 
 def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pixels: int | None = None) -> np.ndarray:
-    """The model inputs of one source, float32 (N, 28, 28): one image for a photo, N for a ``.npy``
-    stack. Raises ``ValueError`` with the reason it cannot be read."""
+    """The model inputs of one source, float32 (N, 28, 28): one image for a photo, N ≥ 1 for a
+    ``.npy`` stack. Raises ``ValueError`` with the reason it cannot be read."""
     from apparel import photos
     from apparel.prediction import read_image_file
 

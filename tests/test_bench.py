@@ -237,6 +237,50 @@ def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again
     assert queued[0].system_attrs["fixed_params"] == trial.params
 
 
+def test_a_worker_in_another_pid_namespace_is_not_judged_by_its_pid():
+    from apparel.bench_store import _dead_here, _identity
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    me = _identity()
+    assert me["pid_namespace"] == os.readlink("/proc/self/ns/pid")
+    assert _dead_here({**me, "pid": gone.pid})  # same host, boot and namespace: the pid tells
+    # A container sharing host name and boot id numbers its processes apart: its heartbeat tells.
+    assert not _dead_here({**me, "pid_namespace": "pid:[4026599999]", "pid": gone.pid})
+    assert not _dead_here({key: value for key, value in me.items() if key != "pid_namespace"} | {"pid": gone.pid})
+    assert not _dead_here({**me, "pid": os.getpid()})
+
+
+def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import apparel.training
+    from apparel.benchmarking import run_trial
+    from optuna.trial import TrialState
+
+    spec = StudySpec.from_axes({"seeds": [0, 1]})
+    study = open_study(spec, settings_for(tmp_path))
+    with locked(study):
+        reconcile(study, spec)
+
+    def finish(trial):  # what another worker's reconcile does to a trial it judges dead
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+
+    # Finished before this worker starts on it, and while it trains (then stores its figures).
+    first, _ = claim(study, spec)
+    finish(first)
+    run_trial(study, first, spec, dataset=None)
+    second, _ = claim(study, spec)
+    result = SimpleNamespace(model=None, history={"loss": [0.5]}, metrics={"test_accuracy": 0.9})
+    monkeypatch.setattr(apparel.training, "train", lambda *args, **kwargs: finish(second) or result)
+    run_trial(study, second, spec, dataset=None)
+
+    trials = study.get_trials(deepcopy=False)
+    assert [trial_kind(trials[t.number]) for t in (first, second)] == ["interrupted", "interrupted"]
+    assert "test_accuracy" not in trials[second.number].user_attrs
+    assert capsys.readouterr().err.count("was finished by another worker meanwhile") == 2
+
+
 def test_study_file_flags_and_mismatches(tmp_path):
     study_file = tmp_path / "study.toml"
     study_file.write_text('optimizers = ["adam", "ftrl"]\nepochs = 5\nsearch = 2\nlimit = 1000\n'

@@ -214,6 +214,60 @@ def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
     assert categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor()).cached == 7
 
 
+def test_a_cache_cut_mid_line_or_not_ours_does_not_lose_new_entries(shop, model_dir):
+    shop_dir, base = shop
+    rows, expected = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    settings = config(model_dir, shop_dir, batch_size=1, workers=1)
+    with pytest.raises(KeyboardInterrupt):
+        categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor(fail_on_call=3))
+    cache = shop_dir / "out.cache.jsonl"
+    with open(cache, "a") as handle:  # a line without a key, then one killed mid-write
+        handle.write('{"probabilities": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]}\n{"key": "x", "probab')
+    resumed = categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    assert (resumed.cached, resumed.predicted) == (5, 2)
+    # The entries appended after the cut line start lines of their own, so nothing is predicted again.
+    again = ShapePredictor()
+    assert categorize_catalog(source, shop_dir / "out.csv", settings, predictor=again).cached == 7 and again.calls == []
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
+
+
+def test_empty_npy_images_are_recorded_errors_and_keep_the_batch_aligned(shop, model_dir):
+    shop_dir, _ = shop
+    images = shop_dir / "images"
+    (images / "empty.npy").write_bytes(b"")
+    np.save(images / "none.npy", np.zeros((0, 28, 28), dtype=np.uint8))
+    rows = [row(handle="empty", title="Empty", type='""', image_src="images/empty.npy"),
+            row(handle="none", title="None", type='""', image_src="images/none.npy"),
+            row(handle="dress", title="Dress", type='""', image_src="images/dress.png"),
+            row(handle="tote", title="Tote", type='""', image_src="images/tote.jpg")]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    predictor = ShapePredictor()
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=predictor)
+    assert (report.categorized, report.failed, predictor.calls) == (2, 2, [2])  # one batch of the two photos
+    review = review_rows(shop_dir / "out.review.csv")
+    assert "not a readable .npy array" in review["empty"]["error"] and "holds no images" in review["none"]["error"]
+    written = {cells[0]: cells for cells in csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline=""))}
+    assert written["dress"][5] == "Dress" and written["tote"][5] == "Bag"  # each photo its own prediction
+
+    # Should a reader ever hand back zero images for a source, the catalog records an error too.
+    from apparel import catalog
+
+    real = catalog.read_sources
+
+    def zero_images_for_none(sources, *args):
+        for source, array, error in real(sources, *args):
+            yield (source, np.zeros((0, 28, 28), np.float32), None) if source.name.endswith("none.npy") else (source, array, error)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(catalog, "read_sources", zero_images_for_none)
+        categorize_catalog(source, shop_dir / "again.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert (shop_dir / "again.csv").read_bytes() == (shop_dir / "out.csv").read_bytes()
+    assert review_rows(shop_dir / "again.review.csv")["none"]["error"] == "images/none.npy: holds no images"
+
+
 def test_min_confidence_and_a_custom_mapping(shop, model_dir):
     shop_dir, base = shop
     rows, _ = old_style_catalog(base)
@@ -272,6 +326,25 @@ def test_bad_inputs_are_clear_errors(shop, model_dir):
         categorize_catalog(shop_dir / "other.csv", shop_dir / "o.csv", config(model_dir, shop_dir))
     with pytest.raises(ValueError, match="min_confidence"):
         CatalogConfig(min_confidence=1.5)
+    # Folders and unreadable files are clear errors naming the path, never tracebacks.
+    (shop_dir / "good.csv").write_bytes(as_bytes(OLD_HEADER, []))
+    with pytest.raises(ValueError, match=f"^{shop_dir}: cannot read it \\(Is a directory\\)"):
+        categorize_catalog(shop_dir, shop_dir / "o.csv", config(model_dir, shop_dir))
+    with pytest.raises(ValueError, match=f"^--out {shop_dir} is a folder"):
+        categorize_catalog(shop_dir / "good.csv", shop_dir, config(model_dir, shop_dir))
+    with pytest.raises(ValueError, match=f"^{shop_dir}: cannot read it \\(Is a directory\\)"):
+        load_mapping(shop_dir)
+    with pytest.raises(ValueError, match="cannot read it"):
+        categorize_catalog(shop_dir / "good.csv", shop_dir / "o.csv", config(model_dir, shop_dir, mapping=str(shop_dir)))
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with pytest.MonkeyPatch.context() as patch:  # as root a chmod would not stop the read
+        patch.setattr(type(source), "read_bytes", refused)
+        with pytest.raises(ValueError, match=r"products.csv: cannot read it \(Permission denied\)"):
+            categorize_catalog(source, shop_dir / "o.csv", config(model_dir, shop_dir))
+    assert not (shop_dir / "o.csv").exists()
 
 
 def test_the_command_with_a_trained_model(shop, model_dir, capsys):

@@ -1,10 +1,14 @@
 """Image sources: files, folders, globs, URLs (from a server on 127.0.0.1), and their safety rules."""
 
+import contextlib
 import csv
 import io
+import ipaddress
 import json
 import os
+import re
 import socket
+import threading
 import time
 
 import numpy as np
@@ -102,6 +106,94 @@ def test_a_slow_url_times_out(server):
     assert time.monotonic() - start < 2.5
 
 
+@contextlib.contextmanager
+def trickling_server(head: bytes, body: bytes, pause: float = 0.2):
+    """A server on 127.0.0.1 that sends ``head`` at once, then ``body`` one byte every ``pause``
+    seconds (so no single read ever waits long); yields its base URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+
+    def answer(connection):
+        with connection, contextlib.suppress(OSError):  # the client hung up
+            connection.settimeout(5)
+            connection.recv(65536)
+            connection.sendall(head)
+            for i in range(len(body)):
+                if stop.wait(pause):
+                    return
+                connection.sendall(body[i : i + 1])
+
+    def accept():
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_a_server_trickling_bytes_cannot_outlast_the_deadline():
+    # One byte every 0.2 s never trips a per-read timeout; the whole fetch must still end at 1 s.
+    response = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n"
+    for head, body in ((response, b"x" * 1000), (b"", response + b"x" * 1000)):  # trickled body, then headers
+        with trickling_server(head, body) as base:
+            start = time.monotonic()
+            with pytest.raises(ValueError, match="timed out after 1 s"):
+                fetch_url(f"{base}/shirt.png", LOCAL)
+            assert time.monotonic() - start < 2.0
+    # Without a Content-Length the cut-short body is not taken for the whole one.
+    with trickling_server(b"HTTP/1.0 200 OK\r\n\r\n", b"x" * 1000) as base:
+        with pytest.raises(ValueError, match="timed out after 1 s"):
+            fetch_url(f"{base}/shirt.png", LOCAL)
+
+
+def test_a_slow_dns_lookup_counts_against_the_deadline(monkeypatch):
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        time.sleep(2.0)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    start = time.monotonic()
+    with pytest.raises(ValueError, match="cannot resolve host 'shop.example': timed out"):
+        fetch_url("http://shop.example/shirt.png", FetchConfig(timeout=0.5))
+    assert time.monotonic() - start < 1.5
+
+
+def test_urls_are_percent_encoded_and_idn_hosts_sent_as_punycode(server, image_folder, monkeypatch):
+    base, httpd = server
+    (image_folder / "blue shirt.png").write_bytes((image_folder / "dress.png").read_bytes())
+    (image_folder / "café.png").write_bytes((image_folder / "dress.png").read_bytes())
+    expected = (image_folder / "dress.png").read_bytes()
+    assert fetch_url(f"{base}/blue shirt.png", LOCAL) == expected
+    assert fetch_url(f"{base}/café.png?size=große Größe", LOCAL) == expected
+    assert fetch_url(f"{base}/caf%C3%A9.png", LOCAL) == expected  # escapes already made are kept
+    assert httpd.requests[-3:] == ["/blue%20shirt.png", "/caf%C3%A9.png?size=gro%C3%9Fe%20Gr%C3%B6%C3%9Fe",
+                                   "/caf%C3%A9.png"]
+
+    resolved = []
+    monkeypatch.setattr(sources, "checked_addresses", lambda host, *args, **kwargs: resolved.append(host) or ["127.0.0.1"])
+    port = base.rsplit(":", 1)[1]
+    assert fetch_url(f"http://bücher.example:{port}/dress.png", LOCAL) == expected
+    assert resolved == ["xn--bcher-kva.example"] and httpd.hosts[-1] == f"xn--bcher-kva.example:{port}"
+
+    for url, reason in ((f"http://{'ü' * 70}.example/x.png", "not a valid host name"),
+                        ("http://[::1/x.png", "not a valid URL"), ("http://example.com:99999/x.png", "bad port")):
+        with pytest.raises(ValueError, match=f"^{re.escape(url)}: .*{reason}"):
+            fetch_url(url, LOCAL)
+
+
 def test_private_addresses_are_refused_unless_allowed(server):
     base, httpd = server
     with pytest.raises(ValueError, match="127.0.0.1, a private, loopback or link-local address"):
@@ -114,6 +206,17 @@ def test_private_addresses_are_refused_unless_allowed(server):
         with pytest.raises(ValueError, match="refused"):
             sources.checked_addresses(address, 80)
     assert sources.checked_addresses("10.1.2.3", 80, allow_private=True) == ["10.1.2.3"]
+    # Private IPv4 reached through IPv6: NAT64 (well-known and local-use), 6to4, IPv4-compatible,
+    # Teredo (private server, then private client), site-local, SIIT-translated.
+    for address in ("64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:7f00:1::1", "::127.0.0.1", "::8.8.8.8",
+                    "2001:0:a00:1:8000:63bf:f7f7:f7f7", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "fec0::1",
+                    "::ffff:0:a00:1"):
+        with pytest.raises(ValueError, match="refused"):
+            sources.checked_addresses(address, 80)
+    # The same forms around public IPv4 addresses, and plain public addresses, are fetched.
+    for address in ("64:ff9b::808:808", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
+                    "::ffff:8.8.8.8", "2606:4700::1", "8.8.8.8"):
+        assert sources._is_public(ipaddress.ip_address(address)), address
     for url in ("file:///etc/passwd", "ftp://example.com/x.png", "gopher://x/"):
         with pytest.raises(ValueError, match="only http and https"):
             fetch_url(url, LOCAL)
@@ -174,6 +277,19 @@ def test_predict_sources_reads_in_parallel_and_predicts_in_one_batch(server, ima
     assert results[6]["error"] == "file not found"
     json.dumps(results)
     assert predict_sources([ImageSource("x", error="file not found")], predictor) == [{"file": "x", "error": "file not found"}]
+
+
+def test_empty_npy_files_are_errors_not_missing_rows(image_folder):
+    (image_folder / "empty.npy").write_bytes(b"")
+    np.save(image_folder / "none.npy", np.zeros((0, 28, 28), dtype=np.uint8))
+    np.save(image_folder / "one.npy", np.zeros((28, 28), dtype=np.uint8))
+    items = [str(image_folder / name) for name in ("empty.npy", "none.npy", "dress.png", "one.npy")]
+    predictor = CountingPredictor()
+    results = predict_sources(expand_sources(items), predictor)
+    assert [r["file"] for r in results] == items and predictor.calls == [2]
+    assert "not a readable .npy array" in results[0]["error"] and "holds no images" in results[1]["error"]
+    assert results[2]["label"] == "Dress" and "label" in results[3]
+    assert predict_sources(expand_sources(items[:2]), predictor) == results[:2] and predictor.calls == [2]
 
 
 def test_read_source_names_the_source_in_errors(server):
