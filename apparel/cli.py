@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (mlp)")
     train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA compilation")
     train.add_argument("--augment", help="comma-separated training augmentations: shift, flip, erase (default none)")
-    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None, help="float16 compute (default off)")
+    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 compute with float32 weights (default off: no gain on this CPU)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same parameters)")
     train.set_defaults(handler=cmd_train)
 

@@ -43,7 +43,7 @@ def register_model(name: str, *, validation_split: float = 0.1, jit_compile: boo
     """Decorator adding a builder to ``MODELS``; its first docstring line is the description."""
 
     def decorate(builder: Callable) -> Callable:
-        description = (builder.__doc__ or "").strip().splitlines()[0]
+        description = (builder.__doc__ or "").strip().splitlines()[0].replace("``", "")
         MODELS[name] = ModelSpec(name, builder, description, validation_split, jit_compile)
         return builder
 
