@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres venv run test test-slow clean
+.PHONY: setup data browser postgres venv run test test-slow notebook clean
 
 setup: data browser postgres venv
 
@@ -49,6 +49,12 @@ test: setup
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
+
+# JupyterLab in the project's environment (its kernel is the venv's Python), on the walk-through.
+# Jupyter refuses to run as root unless told (containers, CI machines).
+notebook: data venv
+	$(BIN)/pip install -q -e '.[dev,notebook]'
+	$(BIN)/jupyter lab $(shell [ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/walkthrough.ipynb
 
 clean:
 	rm -rf runs .pytest_cache
