@@ -33,7 +33,7 @@ def test_seed_mlp_is_the_reference_architecture():
 def test_reference_compile_settings():
     import keras
 
-    model = build_model(TrainConfig())
+    _, model = build_model(TrainConfig())
     assert isinstance(model.optimizer, keras.optimizers.Adam)
     assert isinstance(model.loss, keras.losses.SparseCategoricalCrossentropy)
     assert model.loss.get_config()["from_logits"] is True
