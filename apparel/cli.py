@@ -68,9 +68,7 @@ def train_config_from_args(args):
 
     config = TrainConfig()
     if args.config:
-        values = read_config_file(args.config)
-        values.pop("versions", None)
-        config = config.replace(**values)
+        config = config.replace(**read_config_file(args.config))
     flags = {key: getattr(args, key) for key in TRAIN_FLAGS if getattr(args, key) is not None}
     if args.metrics:
         flags["metrics"] = [name.strip() for name in args.metrics.split(",") if name.strip()]

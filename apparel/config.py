@@ -81,10 +81,7 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TrainConfig":
         """Read a config written by ``save`` or by hand, as JSON or TOML."""
-        values = read_config_file(path)
-        for key in RECORD_ONLY_KEYS:
-            values.pop(key, None)
-        return cls.from_dict(values)
+        return cls.from_dict(read_config_file(path))
 
 
 # Keys that `save` records beside the parameters and that are not parameters themselves.
@@ -92,7 +89,7 @@ RECORD_ONLY_KEYS = ("versions",)
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
-    """A dict from a ``.json`` or ``.toml`` file, with a clear error if it cannot be read."""
+    """The parameters in a ``.json`` or ``.toml`` file, with a clear error if it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -104,6 +101,8 @@ def read_config_file(path: str | os.PathLike) -> dict:
         raise ValueError(f"config file {path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}") from None
     if not isinstance(values, dict):
         raise ValueError(f"config file {path} must hold a mapping of parameter names to values")
+    for key in RECORD_ONLY_KEYS:  # a run's config.json is a valid config file
+        values.pop(key, None)
     return values
 
 

@@ -194,7 +194,9 @@ def test_current_header_style_without_bom(shop, model_dir):
     assert (report.categorized, report.low_confidence) == (2, 1)
 
 
-def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
+def interrupted_run(shop, model_dir):
+    """An old-style catalog whose run was interrupted at its third image: (shop dir, source,
+    settings, the expected output rows)."""
     shop_dir, base = shop
     rows, expected = old_style_catalog(base)
     source = shop_dir / "products.csv"
@@ -202,6 +204,11 @@ def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
     settings = config(model_dir, shop_dir, batch_size=1, workers=1)
     with pytest.raises(KeyboardInterrupt):
         categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor(fail_on_call=3))
+    return shop_dir, source, settings, expected
+
+
+def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
+    shop_dir, source, settings, expected = interrupted_run(shop, model_dir)
     assert not (shop_dir / "out.csv").exists()  # nothing half-written
     assert len((shop_dir / "out.cache.jsonl").read_text().splitlines()) == 2
     resumed = categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor())
@@ -215,13 +222,7 @@ def test_an_interrupted_run_resumes_from_the_cache(shop, model_dir):
 
 
 def test_a_cache_cut_mid_line_or_not_ours_does_not_lose_new_entries(shop, model_dir):
-    shop_dir, base = shop
-    rows, expected = old_style_catalog(base)
-    source = shop_dir / "products.csv"
-    source.write_bytes(as_bytes(OLD_HEADER, rows))
-    settings = config(model_dir, shop_dir, batch_size=1, workers=1)
-    with pytest.raises(KeyboardInterrupt):
-        categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor(fail_on_call=3))
+    shop_dir, source, settings, expected = interrupted_run(shop, model_dir)
     cache = shop_dir / "out.cache.jsonl"
     with open(cache, "a") as handle:  # a line without a key, then one killed mid-write
         handle.write('{"probabilities": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]}\n{"key": "x", "probab')
