@@ -129,6 +129,51 @@ def split_validation(dataset: Dataset, fraction: float) -> tuple[tuple[np.ndarra
     return (dataset.x_train[:cut], dataset.y_train[:cut]), (dataset.x_train[cut:], dataset.y_train[cut:])
 
 
+def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0, first_epoch: int = 0):
+    """The training set as a TensorFlow dataset of batches, reshuffled every epoch.
+
+    The same batches as Keras's own numpy input (a fresh permutation each epoch, a last partial
+    batch), built more cheaply: the arrays sit in memory as tensors, each epoch gathers them once
+    in shuffled order, and every batch is then a contiguous slice. Keras's pipeline gathers each
+    batch in a per-batch function; for a model as small as the reference that costs about a sixth
+    of the epoch (docs/performance.md). Epoch ``e``'s order depends only on ``seed`` and ``e``, so
+    a run resumed at ``first_epoch`` sees the batches the uninterrupted run would have seen.
+    Other backends get the arrays back for Keras to batch.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return x, y
+    import tensorflow as tf
+
+    count = len(x)
+    full = count // batch_size
+    images, labels = tf.constant(x), tf.constant(y)
+    epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
+
+    def one_epoch(_):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch.assign_add(1) - 1])
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=key)
+        shuffled_x, shuffled_y = tf.gather(images, order), tf.gather(labels, order)
+        cut = full * batch_size
+        batches = tf.data.Dataset.from_tensor_slices((
+            tf.reshape(shuffled_x[:cut], (full, batch_size, *x.shape[1:])),
+            tf.reshape(shuffled_y[:cut], (full, batch_size, *y.shape[1:])),
+        ))
+        if cut < count:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors((shuffled_x[cut:], shuffled_y[cut:])))
+        return batches
+
+    # A new iterator per epoch reruns the shuffle; the known length gives Keras its progress bar.
+    dataset = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size))).prefetch(4)
+    # tf.data's autotuner runs in the background and, on two cores, takes CPU from the training
+    # step: with it on, epochs of the reference model varied from 0.9 to 2 s; off, 0.86–0.91 s.
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 
@@ -281,12 +326,15 @@ def train(
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping))
     started = time.perf_counter()
     if initial_epoch < config.epochs:
+        batches = shuffled_batches(x_train, y_fit, config.batch_size, config.seed, initial_epoch)
+        if isinstance(batches, tuple):
+            inputs = {"x": batches[0], "y": batches[1], "batch_size": config.batch_size}
+        else:
+            inputs = {"x": batches, "shuffle": False}  # the dataset shuffles itself
         trainable.fit(
-            x_train,
-            y_fit,
+            **inputs,
             epochs=config.epochs,
             initial_epoch=initial_epoch,
-            batch_size=config.batch_size,
             validation_data=validation,
             callbacks=callbacks,
             verbose=verbose,
