@@ -94,31 +94,21 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     return batch
 
 
-def compile_forward(model, jit_compile: bool = False):
+def compile_forward(model):
     """A function from a float32 batch (N, 28, 28) to its ten class logits (N, 10), compiled once.
 
     Keras's ``predict`` builds a data pipeline and callbacks on every call (tens of milliseconds,
     more than a small model's arithmetic; its docs say it is meant for large inputs), so the model
-    is called inside a TensorFlow graph instead. Without XLA the graph's batch dimension is left
-    open and it is traced once, for every N. XLA compiles per concrete shape, so with
-    ``jit_compile`` batches are padded to the next power of two: a handful of compilations, not one
-    per batch size. On other Keras backends this falls back to ``predict_on_batch``.
+    is called inside a TensorFlow graph instead, traced once with an open batch dimension. XLA is
+    not used here: on this project's CPU it was slower for both a dense and a convolutional model,
+    for single images and for batches (docs/performance.md). On other Keras backends this falls
+    back to ``predict_on_batch``.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
         return lambda batch: np.asarray(model.predict_on_batch(batch))[:, :NUM_CLASSES]
     import tensorflow as tf
-
-    if jit_compile:
-        compiled = tf.function(lambda batch: model(batch, training=False)[:, :NUM_CLASSES], jit_compile=True)
-
-        def run_padded(batch: np.ndarray) -> np.ndarray:
-            padded = np.zeros((_bucket(len(batch)),) + IMAGE_SHAPE, dtype=np.float32)
-            padded[: len(batch)] = batch
-            return compiled(padded).numpy()[: len(batch)]
-
-        return run_padded
 
     @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32)])
     def logits(batch):
@@ -129,11 +119,6 @@ def compile_forward(model, jit_compile: bool = False):
     return lambda batch: graph(tf.constant(batch, dtype=tf.float32)).numpy()
 
 
-def _bucket(size: int) -> int:
-    """The power of two at or above ``size``."""
-    return 1 << max(0, size - 1).bit_length()
-
-
 @dataclass
 class Predictor:
     """A loaded model with the calls a user needs: class logits, probabilities, top-k labels."""
@@ -141,18 +126,12 @@ class Predictor:
     model: object
     model_dir: Path | None = None
     batch_size: int = 1024
-    jit_compile: bool = False  # XLA for the forward pass: faster for dense models, slower for conv
     _forward: object = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike | None = None) -> "Predictor":
-        from apparel.models import MODELS
-
         path = resolve_model_dir(model_dir)
-        config_path = path / artifacts.CONFIG_FILE
-        name = artifacts.read_json(config_path).get("model") if config_path.exists() else None
-        jit_compile = MODELS[name].jit_compile if name in MODELS else False
-        return cls(load_model(path), path, jit_compile=jit_compile)
+        return cls(load_model(path), path)
 
     @classmethod
     def from_litert(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None) -> "Predictor":
@@ -173,7 +152,7 @@ class Predictor:
     def forward(self):
         """The compiled function float32 (N, 28, 28) → ten class logits that every call uses."""
         if self._forward is None:
-            self._forward = compile_forward(self.model, self.jit_compile)
+            self._forward = compile_forward(self.model)
         return self._forward
 
     def logits(self, images: np.ndarray) -> np.ndarray:
