@@ -95,6 +95,10 @@ class LiteRTPredictor:
         self.path = Path(path)
         if not self.path.is_file():
             raise ValueError(f"{self.path}: no such LiteRT model; make one with `apparel export DIR --format litert`")
+        if threads is None:
+            # LiteRT's own default is one thread; on this project's 2-core CPU a batch of 10,000
+            # images runs 1.6× faster on both (docs/performance.md).
+            threads = len(os.sched_getaffinity(0))
         self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
