@@ -26,8 +26,9 @@ class ModelSpec:
     # Fraction of the training set held out for model selection. The reference trains on all
     # 60,000 images, so seed-mlp holds none out by default.
     validation_split: float
-    # XLA compiles dense networks into much faster CPU code, but its CPU convolutions are slower
-    # than TensorFlow's oneDNN kernels, so convolutional models default to no XLA.
+    # For training: XLA compiles a dense network's step into much faster CPU code, but its CPU
+    # convolutions are slower than TensorFlow's oneDNN kernels, so convolutional models default to
+    # no XLA. (Inference never uses XLA: see prediction.compile_forward.)
     jit_compile: bool
 
     def defaults(self) -> dict:
