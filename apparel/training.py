@@ -138,12 +138,8 @@ def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 
     batch in a per-batch function; for a model as small as the reference that costs about a sixth
     of the epoch (docs/performance.md). Epoch ``e``'s order depends only on ``seed`` and ``e``, so
     a run resumed at ``first_epoch`` sees the batches the uninterrupted run would have seen.
-    Other backends get the arrays back for Keras to batch.
+    TensorFlow backend only (``train`` gives other backends the arrays for Keras to batch).
     """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return x, y
     import tensorflow as tf
 
     count = len(x)
@@ -326,11 +322,11 @@ def train(
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping))
     started = time.perf_counter()
     if initial_epoch < config.epochs:
-        batches = shuffled_batches(x_train, y_fit, config.batch_size, config.seed, initial_epoch)
-        if isinstance(batches, tuple):
-            inputs = {"x": batches[0], "y": batches[1], "batch_size": config.batch_size}
-        else:
+        if keras.backend.backend() == "tensorflow":
+            batches = shuffled_batches(x_train, y_fit, config.batch_size, config.seed, initial_epoch)
             inputs = {"x": batches, "shuffle": False}  # the dataset shuffles itself
+        else:
+            inputs = {"x": x_train, "y": y_fit, "batch_size": config.batch_size}
         trainable.fit(
             **inputs,
             epochs=config.epochs,
