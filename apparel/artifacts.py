@@ -6,6 +6,7 @@ A run directory holds ``model.keras``, ``config.json``, ``history.json``, ``metr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -95,3 +96,11 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return versions
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

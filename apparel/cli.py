@@ -1,44 +1,85 @@
 """The ``apparel`` command: one subcommand per library function.
 
-Heavy libraries (TensorFlow, matplotlib) are imported inside each subcommand, so ``apparel --help``
-answers at once.
+The package's modules import TensorFlow, Keras, matplotlib and Optuna only inside the functions that
+use them, so ``apparel --help`` answers at once; FastAPI loads only for ``apparel serve``. Flags of
+the configs (training, catalog, service) are made from their dataclass fields.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from pathlib import Path
 
-TRAIN_FLAGS = {
-    # flag: (type, help)
-    "model": (str, "registered model name (see `apparel models`); default seed-mlp"),
-    "hidden": (int, "hidden width (seed-mlp: 256)"),
-    "outputs": (int, "number of output logits (seed-mlp: 20, as the reference; 10 is natural)"),
-    "activation": (str, "Keras activation name: relu, tanh, sigmoid, gelu, …"),
-    "depth": (int, "hidden layers (mlp) or residual stages (resnet)"),
-    "blocks": (int, "residual blocks per stage (resnet)"),
-    "width": (int, "filters of the first convolution (cnn, resnet)"),
-    "dropout": (float, "dropout rate"),
-    "optimizer": (str, "Keras optimizer name: adam, ftrl, sgd, rmsprop, adamw, nadam, lion, …"),
-    "learning_rate": (float, "learning rate (default: the optimizer's own)"),
-    "epochs": (int, "training epochs (default 20)"),
-    "batch_size": (int, "batch size (default 32)"),
-    "seed": (int, "random seed (default 0)"),
-    "limit": (int, "train on the first N training images only"),
-    "validation_split": (float, "fraction of the training set held out (default: the model's)"),
-    "steps_per_execution": (int, "training steps per compiled call (default 64)"),
-    "schedule": (str, "learning-rate schedule: constant (default), cosine, one-cycle"),
-    "label_smoothing": (float, "label smoothing (default 0)"),
-    "early_stopping": (int, "stop after this many epochs without a better validation accuracy"),
-}
+from apparel import data
+from apparel.artifacts import MODEL_FILE
+from apparel.bench import report as bench_report
+from apparel.bench.spec import AXES
+from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
+from apparel.config import TrainConfig, read_config_file
+from apparel.evaluation import evaluate_run
+from apparel.images.fetch import FetchConfig, fetch_url, is_url
+from apparel.images.photos import draw_steps, pipeline_steps
+from apparel.images.sources import expand_sources, predict_sources
+from apparel.inference.export import export_model
+from apparel.inference.prediction import Predictor, resolve_model_dir
+from apparel.models import MODELS
+from apparel.errors import ParameterError
+from apparel.plots import write_plots
+from apparel.serve.config import ServiceConfig
+from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.training import train
+
+REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
+# Flags whose name is not the parameter's with dashes.
+FLAG_NAMES = {"verify_data": "--no-verify", "out_dir": "--out", "run_dir": "--out"}
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up banner says nothing a user can act on.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def flag_name(parameter: str) -> str:
+    """How the CLI spells a library parameter: ``images_dir`` → ``--images-dir``."""
+    return FLAG_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def quiet_tensorflow(verbose: bool = False) -> None:
+    """Silence TensorFlow's C++ start-up lines (absl, oneDNN: "All log messages before
+    absl::InitializeLog() …") unless asked for; they must be set before TensorFlow is imported."""
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO, WARNING and ERROR lines
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # the default, said: no oneDNN notice
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    os.environ.setdefault("GLOG_minloglevel", "3")  # absl's pre-InitializeLog lines
+
+
+def add_config_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of a ``Config`` dataclass: its type, help and default come from the field.
+
+    Every flag defaults to ``None`` ("not given"), so the config's own default applies.
+    """
+    for field in dataclasses.fields(config_class):
+        if field.name in skip:
+            continue
+        kind = config_class.value_type(field.name)
+        flag, help_text = flag_name(field.name), config_class.help(field.name)
+        if kind is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is tuple:
+            parser.add_argument(flag, dest=field.name, type=_comma_list, metavar="A,B", help=help_text)
+        else:
+            parser.add_argument(flag, dest=field.name, type=kind, help=help_text)
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def config_changes(args, config_class) -> dict:
+    """The fields of ``config_class`` whose flags were given."""
+    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
+            if getattr(args, field.name, None) is not None}
 
 
 def _status(message: str) -> None:
@@ -46,8 +87,6 @@ def _status(message: str) -> None:
 
 
 def cmd_data(args) -> int:
-    from apparel import data
-
     _status(f"reading and verifying {data.resolve_data_dir(args.data_dir)} …")
     dataset = data.load_dataset(args.data_dir, scaled=False)
     names = {"x_train": "Input training data", "y_train": "Output training data",
@@ -64,29 +103,13 @@ def cmd_data(args) -> int:
 
 def train_config_from_args(args):
     """Defaults, then ``--config`` file, then flags that were given."""
-    from apparel.config import TrainConfig, read_config_file
-
     config = TrainConfig()
     if args.config:
         config = config.replace(**read_config_file(args.config))
-    flags = {key: getattr(args, key) for key in TRAIN_FLAGS if getattr(args, key) is not None}
-    if args.metrics:
-        flags["metrics"] = [name.strip() for name in args.metrics.split(",") if name.strip()]
-    if args.augment is not None:
-        flags["augment"] = [name.strip() for name in args.augment.split(",") if name.strip()]
-    if args.mixed_precision is not None:
-        flags["mixed_precision"] = args.mixed_precision
-    if args.batch_norm is not None:
-        flags["batch_norm"] = args.batch_norm
-    if args.jit_compile is not None:
-        flags["jit_compile"] = args.jit_compile
-    return config.replace(**flags)
+    return config.replace(**config_changes(args, TrainConfig))
 
 
 def cmd_train(args) -> int:
-    _quiet_tensorflow()
-    from apparel.training import train
-
     config = train_config_from_args(args)
     _status(f"training {config.model} ({config.optimizer}, {config.epochs} epochs, batch {config.batch_size}) → {args.out}")
     result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
@@ -105,10 +128,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    _quiet_tensorflow()
-    from apparel.evaluation import evaluate_run
-    from apparel.prediction import resolve_model_dir
-
     model_dir = resolve_model_dir(args.model_dir)
     _status(f"evaluating {model_dir} on the test set …")
     report = evaluate_run(model_dir, data_dir=args.data_dir)
@@ -124,8 +143,6 @@ def cmd_evaluate(args) -> int:
 
 def _split_model_dir(args) -> tuple[str | None, list[str]]:
     """``predict [DIR] FILE...``: the first argument is the model when it is a run directory."""
-    from apparel.artifacts import MODEL_FILE
-
     files = list(args.files)
     model_dir = args.model_dir
     if model_dir is None and files and (Path(files[0]) / MODEL_FILE).is_file():
@@ -134,10 +151,6 @@ def _split_model_dir(args) -> tuple[str | None, list[str]]:
 
 
 def cmd_predict(args) -> int:
-    _quiet_tensorflow()
-    from apparel.prediction import Predictor
-    from apparel.sources import FetchConfig, expand_sources, predict_sources
-
     model_dir, files = _split_model_dir(args)
     if not files:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
@@ -175,9 +188,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_preprocess(args) -> int:
-    from apparel.photos import draw_steps, pipeline_steps
-    from apparel.sources import FetchConfig, fetch_url, is_url
-
     source = fetch_url(args.file, FetchConfig(allow_private=args.allow_private)) if is_url(args.file) else args.file
     steps = pipeline_steps(source)
     draw_steps(source, args.out)
@@ -187,14 +197,9 @@ def cmd_preprocess(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    _quiet_tensorflow()
     from tqdm import tqdm
 
-    from apparel.catalog import CatalogConfig, categorize_catalog
-
-    config = CatalogConfig(model_dir=args.model_dir, images_dir=args.images_dir, mapping=args.mapping,
-                           min_confidence=args.min_confidence, overwrite=args.overwrite,
-                           allow_private=args.allow_private, timeout=args.timeout)
+    config = CatalogConfig(**config_changes(args, CatalogConfig))
     _status(f"categorising {args.csv} → {args.out} …")
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
@@ -208,9 +213,6 @@ def cmd_catalog(args) -> int:
 
 
 def cmd_plots(args) -> int:
-    _quiet_tensorflow()
-    from apparel.plots import write_plots
-
     _status("drawing plots …")
     for path in write_plots(args.model_dir, data_dir=args.data_dir):
         print(path)
@@ -218,17 +220,12 @@ def cmd_plots(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _quiet_tensorflow()
-    from apparel.export import export_model
-
     _status(f"exporting {args.model_dir or 'the shipped model'} as {args.format} …")
     print(export_model(args.model_dir, args.format, args.out))
     return 0
 
 
 def cmd_models(args) -> int:
-    from apparel.models import MODELS
-
     for name, spec in MODELS.items():
         defaults = ", ".join(f"{key}={value}" for key, value in spec.defaults().items())
         print(f"{name:<9} {spec.description}\n{'':<9} defaults: {defaults}; validation split {spec.validation_split}")
@@ -236,10 +233,10 @@ def cmd_models(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    _quiet_tensorflow()
-    from apparel.service import run_server
+    # FastAPI and uvicorn load only when serving, so that every other command starts at once.
+    from apparel.serve.app import run_server
 
-    settings = {key: getattr(args, key) for key in ("max_batch", "max_wait_ms", "max_body_bytes", "taxonomy") if getattr(args, key) is not None}
+    settings = config_changes(args, ServiceConfig)
     _status(f"loading the model and serving on http://{args.host}:{args.port}/ (Ctrl-C stops) …")
     run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
                inference_threads=args.inference_threads, litert=args.litert, **settings)
@@ -247,10 +244,6 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    _quiet_tensorflow()
-    from apparel import bench_report
-    from apparel.benchmarking import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
-
     options = read_study_file(args.study_file) if args.study_file else {"axes": {}, "settings": {}, "train": {}}
     axes = {**options["axes"], **{name: parse_axis(name, getattr(args, name)) for name in AXIS_TYPES if getattr(args, name) is not None}}
     settings = {**options["settings"], **{key: getattr(args, key) for key in SETTING_TYPES if getattr(args, key, None) is not None}}
@@ -270,6 +263,8 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras (Fashion-MNIST).")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     data_dir_help = "directory with the Fashion-MNIST IDX files (default $APPAREL_DATA_DIR or Debian's)"
 
@@ -282,13 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run directory to write")
     train.add_argument("--config", help="JSON or TOML file of parameters (flags override it)")
     train.add_argument("--data-dir", help=data_dir_help)
-    for key, (kind, help_text) in TRAIN_FLAGS.items():
-        train.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, help=help_text)
-    train.add_argument("--metrics", help="comma-separated Keras metric names (default: accuracy)")
-    train.add_argument("--batch-norm", action=argparse.BooleanOptionalAction, default=None, help="batch normalisation (mlp)")
-    train.add_argument("--jit-compile", action=argparse.BooleanOptionalAction, default=None, help="XLA compilation")
-    train.add_argument("--augment", help="comma-separated training augmentations: shift, flip, erase (default none)")
-    train.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None, help="bfloat16 compute with float32 weights (default off: no gain on this CPU)")
+    add_config_flags(train, TrainConfig)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same parameters)")
     train.set_defaults(handler=cmd_train)
 
@@ -320,13 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     catalog = commands.add_parser("catalog", help="fill categories, types and tags of a Shopify product CSV from its photos")
     catalog.add_argument("csv", help="Shopify product export (either header style)")
     catalog.add_argument("--out", required=True, help="CSV to write (a review CSV and an image cache go beside it)")
-    catalog.add_argument("--model-dir", "--model", dest="model_dir", help="run directory (default: the shipped model)")
-    catalog.add_argument("--images-dir", help="folder that local image paths resolve inside (default: the CSV's folder)")
-    catalog.add_argument("--mapping", help="class,category CSV to use instead of the shipped Shopify taxonomy mapping")
-    catalog.add_argument("--min-confidence", type=float, default=0.5, help="write predictions at least this likely (default 0.5)")
-    catalog.add_argument("--overwrite", action="store_true", help="replace categories that are already filled")
-    catalog.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per image URL (default 10)")
-    catalog.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
+    catalog.add_argument("--model", dest="model_dir", help=argparse.SUPPRESS)  # the old spelling of --model-dir
+    add_config_flags(catalog, CatalogConfig)
     catalog.set_defaults(handler=cmd_catalog)
 
     plots = commands.add_parser("plots", help="write sample grids, predictions, curves and confusion matrix PNGs")
@@ -347,22 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    serve.add_argument("--max-batch", type=int, help="images per model call (default 64)")
-    serve.add_argument("--max-wait-ms", type=float, help="how long a batch waits for more requests (default 2)")
-    serve.add_argument("--max-body-bytes", type=int, help="largest request body accepted (default 16 MiB)")
+    add_config_flags(serve, ServiceConfig)
     serve.add_argument("--inference-threads", type=int, help="TensorFlow threads per operation (default: one per core)")
-    serve.add_argument("--taxonomy", help="class → store category CSV (default: the shipped apparel/taxonomy.csv)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead of Keras")
     serve.set_defaults(handler=cmd_serve)
 
     bench = commands.add_parser("bench", help="benchmark study over optimizers, activations, widths, epochs … (Optuna)")
-    list_help = "comma-separated values to try"
-    for name, help_text in (("models", "registered model names"), ("optimizers", "Keras optimizer names"),
-                            ("activations", "Keras activation names"), ("hidden", "hidden widths"),
-                            ("outputs", "output logits"), ("epochs", "epoch counts"), ("batch_sizes", "batch sizes"),
-                            ("learning_rates", "learning rates ('default': the optimizer's)"), ("seeds", "seeds (repeats)")):
-        bench.add_argument("--" + name.replace("_", "-"), dest=name, metavar="A,B", help=f"{help_text}; {list_help}")
+    for axis, name in AXES.items():
+        help_text = TrainConfig.help(name)
+        bench.add_argument(flag_name(axis), dest=axis, metavar="A,B", help=f"values to try, comma-separated ('default': the model's or optimizer's own): {help_text}")
     bench.add_argument("--study-file", help="TOML file of axes and settings (flags override it)")
     bench.add_argument("--search", type=int, metavar="N", help="run N trials of Optuna's TPE instead of the full grid")
     bench.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study database (default sqlite:///runs/bench/bench.db)")
@@ -380,20 +358,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. A user's mistake (any ``ValueError`` or ``OSError``) is one line on stderr
+    and exit code 2; anything else is a bug: a short note saying how to report it, exit code 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow(args.verbose)
     try:
         return args.handler(args)
-    except ValueError as error:
-        print(f"apparel {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"apparel {args.command}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (`apparel predict … | head`): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except ParameterError as error:  # the library names parameters; say which flags they are
+        flags = ", ".join(flag_name(parameter) for parameter in error.parameters)
+        return _fail(args, f"{error} ({flags})", 2)
+    except (ValueError, OSError) as error:
+        return _fail(args, str(error) or type(error).__name__, 2)
+    except KeyboardInterrupt:
+        print(f"apparel {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # a bug: say so briefly, the traceback only when asked for
+        if args.verbose:
+            raise
+        return _fail(args, f"unexpected {type(error).__name__}: {error}. This is a bug: please report it at "
+                           f"{REPORT_URL} with the command and `apparel -v {args.command} …`'s output", 1)
+
+
+def _fail(args, message: str, code: int) -> int:
+    print(f"apparel {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

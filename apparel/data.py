@@ -32,6 +32,7 @@ CLASS_NAMES = (
     "Bag",
     "Ankle boot",
 )
+NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE = (28, 28)
 DEFAULT_DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
 DATA_DIR_ENV = "APPAREL_DATA_DIR"

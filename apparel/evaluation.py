@@ -13,7 +13,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.data import CLASS_NAMES, Dataset, load_dataset
-from apparel.prediction import NUM_CLASSES, Predictor, resolve_model_dir
+from apparel.inference.prediction import NUM_CLASSES, Predictor, resolve_model_dir
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:

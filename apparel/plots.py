@@ -22,7 +22,8 @@ RIGHT_COLOUR = "tab:blue"
 WRONG_COLOUR = "tab:red"
 
 
-def _figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib ``Figure`` of this size in inches: every chart of the package starts here."""
     # Figure objects, not pyplot: no global state, no GUI backend needed on a server.
     from matplotlib.figure import Figure
 
@@ -33,7 +34,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, named: bool = False, cou
     """The first ``count`` images in a square grid, labelled by number (colour map as
     ``imshow`` draws it) or, with ``named``, by class name in black on white."""
     side = int(np.ceil(np.sqrt(count)))
-    figure = _figure(10, 10)
+    figure = new_figure(10, 10)
     for index in range(min(count, len(images))):
         axes = figure.add_subplot(side, side, index + 1)
         axes.set_xticks([])
@@ -54,7 +55,7 @@ def predictions_grid(images: np.ndarray, probabilities: np.ndarray, labels: np.n
     columns = 5
     count = min(count, len(images))
     rows = int(np.ceil(count / columns))
-    figure = _figure(2 * 2 * columns, 2.2 * rows)
+    figure = new_figure(2 * 2 * columns, 2.2 * rows)
     for index in range(count):
         predicted = int(np.argmax(probabilities[index]))
         true = int(labels[index])
@@ -82,7 +83,7 @@ def predictions_grid(images: np.ndarray, probabilities: np.ndarray, labels: np.n
 
 def training_curves(history: dict):
     """Loss and accuracy per epoch, with the validation curves when the run held data out."""
-    figure = _figure(10, 4)
+    figure = new_figure(10, 4)
     for position, metric in enumerate(("loss", "accuracy"), start=1):
         axes = figure.add_subplot(1, 2, position)
         for key, style in ((metric, "-o"), (f"val_{metric}", "--s")):
@@ -100,7 +101,7 @@ def training_curves(history: dict):
 def confusion_matrix_figure(matrix, title: str = "Confusion matrix (test set)"):
     """Counts of true class (rows) against predicted class (columns)."""
     matrix = np.asarray(matrix)
-    figure = _figure(8, 7)
+    figure = new_figure(8, 7)
     axes = figure.add_subplot(1, 1, 1)
     image = axes.imshow(matrix, cmap="Blues")
     figure.colorbar(image, ax=axes, fraction=0.046)
@@ -132,7 +133,7 @@ def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.P
     """Write every figure of a run into ``model_dir/plots/`` and return the paths."""
     from apparel.data import load_dataset
     from apparel.evaluation import classification_report
-    from apparel.prediction import Predictor, resolve_model_dir
+    from apparel.inference.prediction import Predictor, resolve_model_dir
 
     model_dir = resolve_model_dir(model_dir)
     if dataset is None:

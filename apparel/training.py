@@ -22,7 +22,6 @@ from apparel.data import Dataset, load_dataset
 from apparel.models import create_model, get_spec
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta", "ftrl", "lion", "adafactor")
-MODEL_OPTIONS = ("hidden", "outputs", "activation", "depth", "blocks", "width", "dropout", "batch_norm")
 
 
 @dataclass
@@ -88,9 +87,7 @@ def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
                     f"unknown metric {name!r}; use Keras metric identifiers such as accuracy, "
                     "SparseTopKCategoricalAccuracy, MeanSquaredError, AUC"
                 ) from None
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
-    options = {key: getattr(config, key) for key in MODEL_OPTIONS}
+    options = config.model_options()
     previous_policy = keras.config.dtype_policy()
     if config.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")

@@ -51,7 +51,7 @@ def main() -> None:
     from apparel.data import CLASS_NAMES, load_dataset
     from apparel.evaluation import evaluate_run
     from apparel.plots import confusion_matrix_figure, save_figure
-    from apparel.prediction import Predictor
+    from apparel.inference.prediction import Predictor
 
     dataset = load_dataset()
     figures_dir = args.out.parent / args.out.stem

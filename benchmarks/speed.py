@@ -96,7 +96,7 @@ def _time_calls(function, repeats: int) -> list[float]:
 
 
 def _reference_model(args):
-    from apparel.prediction import load_model
+    from apparel.inference.prediction import load_model
 
     return load_model(args.model_dir_mlp)
 
@@ -117,8 +117,9 @@ def phase_reference_predict(args) -> dict:
 
 def _inference_paths(args):
     """Candidate batch-inference paths of `apparel` for the seed-mlp run: name → function."""
-    from apparel.export import LiteRTPredictor, export_model
-    from apparel.prediction import Predictor
+    from apparel.inference.export import export_model
+    from apparel.inference.litert import LiteRTPredictor
+    from apparel.inference.prediction import Predictor
 
     predictor = Predictor.from_dir(args.model_dir_mlp)
     paths = {"keras-compiled": predictor.predict_proba}
@@ -146,8 +147,8 @@ def phase_latency(args) -> dict:
     """Single-image latency of the service's default path (`Predictor.predict_proba` on one
     image), and of the same model exported to LiteRT (`apparel serve --litert`)."""
     from apparel.data import load_dataset
-    from apparel.export import export_model
-    from apparel.prediction import Predictor
+    from apparel.inference.export import export_model
+    from apparel.inference.prediction import Predictor
 
     images = load_dataset(args.data_dir).x_test
     results = {}

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from apparel import bench_report
-from apparel.bench_spec import AXIS_FIELDS, BenchSettings, StudySpec, build_study, parse_axis, read_study_file
-from apparel.bench_store import claim, locked, open_study, point_key, reconcile, trial_kind
-from apparel.benchmarking import run_study
+from apparel.bench import report as bench_report
+from apparel.bench.spec import AXIS_FIELDS, BenchSettings, StudySpec, build_study, parse_axis, read_study_file
+from apparel.bench.store import claim, locked, open_study, point_key, reconcile, trial_kind
+from apparel.bench.study import run_study
 from apparel.cli import main
 from apparel.config import TrainConfig
 
@@ -238,7 +238,7 @@ def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again
 
 
 def test_a_worker_in_another_pid_namespace_is_not_judged_by_its_pid():
-    from apparel.bench_store import _dead_here, _identity
+    from apparel.bench.store import _dead_here, _identity
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
@@ -255,7 +255,7 @@ def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, mo
     from types import SimpleNamespace
 
     import apparel.training
-    from apparel.benchmarking import run_trial
+    from apparel.bench.study import run_trial
     from optuna.trial import TrialState
 
     spec = StudySpec.from_axes({"seeds": [0, 1]})

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from apparel.data import CLASS_NAMES
-from apparel.prediction import Predictor
-from apparel.service import create_app
+from apparel.inference.prediction import Predictor
+from apparel.serve.app import create_app
 from serving import garment_photo, running_server, train_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -6,7 +6,9 @@ import io
 import numpy as np
 import pytest
 
-from apparel.catalog import CatalogConfig, categorize_catalog, load_mapping, parse_records
+from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.shop.splice import parse_records
+from apparel.shop.taxonomy import load_mapping
 from apparel.cli import main
 from local_http import serve
 from test_photos import garment_photo
@@ -254,7 +256,7 @@ def test_empty_npy_images_are_recorded_errors_and_keep_the_batch_aligned(shop, m
     assert written["dress"][5] == "Dress" and written["tote"][5] == "Bag"  # each photo its own prediction
 
     # Should a reader ever hand back zero images for a source, the catalog records an error too.
-    from apparel import catalog
+    from apparel.shop import catalog
 
     real = catalog.read_sources
 
@@ -291,7 +293,7 @@ def test_min_confidence_and_a_custom_mapping(shop, model_dir):
 
 
 def load_mapping_text() -> str:
-    from apparel.catalog import DEFAULT_MAPPING
+    from apparel.shop.taxonomy import DEFAULT_MAPPING
 
     return DEFAULT_MAPPING.read_text(encoding="utf-8")
 
@@ -375,7 +377,7 @@ def test_the_command_with_a_trained_model(shop, model_dir, capsys):
 
 
 def test_our_tag_is_added_once_and_replaced_only_with_overwrite():
-    from apparel.catalog import _with_tag
+    from apparel.shop.catalog import _with_tag
 
     assert _with_tag("", "apparel:Dress", "apparel:", False) == "apparel:Dress"
     assert _with_tag("summer,  sale ", "apparel:Dress", "apparel:", False) == "summer,  sale, apparel:Dress"

@@ -1,6 +1,7 @@
 """Command-line smoke tests on the real data (small subsets) or synthetic files."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -78,3 +79,40 @@ def test_predict_rejects_wrong_sizes_clearly(tmp_path, capsys, tiny_dataset):
     Image.new("L", (40, 30)).save(tmp_path / "big.png")
     assert main(["predict", "--model-dir", str(tmp_path / "run"), str(tmp_path / "big.png")]) == 1
     assert "40×30 pixels" in capsys.readouterr().err
+
+
+def test_a_bad_value_is_one_line_naming_the_parameter_and_its_flag(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "run"), "--epochs", "0"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error == "apparel train: error: epochs must be a number of at least 1, got 0 (--epochs)"
+
+
+def test_library_errors_name_parameters_not_flags():
+    from apparel.config import TrainConfig
+    from apparel.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="^epochs must be") as caught:
+        TrainConfig(epochs=0)
+    assert caught.value.parameters == ("epochs",)
+
+
+def test_an_unexpected_error_says_how_to_report_it(monkeypatch, capsys):
+    from apparel import cli
+
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(cli, "cmd_models", broken)
+    assert main(["models"]) == 1
+    error = capsys.readouterr().err
+    assert "This is a bug: please report it" in error and "Traceback" not in error and len(error.splitlines()) == 1
+
+
+def test_tensorflow_start_up_lines_are_silenced_unless_verbose(monkeypatch):
+    from apparel.cli import quiet_tensorflow
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    quiet_tensorflow(verbose=True)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    quiet_tensorflow()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"

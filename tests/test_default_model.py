@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from apparel.prediction import DEFAULT_MODEL_DIR, Predictor
+from apparel.inference.prediction import DEFAULT_MODEL_DIR, Predictor
 from conftest import needs_real_data
 
 pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.keras").is_file(), reason="no shipped model")

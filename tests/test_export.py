@@ -5,8 +5,9 @@ import pytest
 
 from apparel.cli import main
 from apparel.config import TrainConfig
-from apparel.export import LiteRTPredictor, export_model
-from apparel.prediction import Predictor
+from apparel.inference.export import export_model
+from apparel.inference.litert import LiteRTPredictor
+from apparel.inference.prediction import Predictor
 from apparel.training import train
 
 
@@ -58,7 +59,7 @@ def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_datase
 
     from fastapi.testclient import TestClient
 
-    from apparel.service import create_app
+    from apparel.serve.app import create_app
 
     tflite = export_model(run_dir, "litert", tmp_path / "model.tflite")
     keras_probabilities = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
@@ -74,3 +75,26 @@ def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_datase
         response = client.post("/v1/models/apparel:predict", json={"instances": tiny_dataset.x_test[:3].tolist()})
     assert response.status_code == 200
     np.testing.assert_allclose(response.json()["predictions"], keras_probabilities[:3], atol=1e-5)
+
+
+def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monkeypatch):
+    """`apparel serve DIR --litert FILE` through the CLI: uvicorn.run is replaced by a test client."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    tflite = export_model(run_dir, "litert", tmp_path / "model.tflite")
+    answers = {}
+
+    def serve_in_process(app, **options):
+        with TestClient(app) as client:
+            answers["predict"] = client.post("/v1/models/apparel:predict",
+                                             json={"instances": tiny_dataset.x_test[:2].tolist()})
+            answers["metadata"] = client.get("/v1/models/apparel/metadata")
+
+    monkeypatch.setattr(uvicorn, "run", serve_in_process)
+    assert main(["serve", str(run_dir), "--litert", str(tflite), "--port", "0"]) == 0
+    assert answers["predict"].status_code == 200
+    probabilities = np.array(answers["predict"].json()["predictions"])
+    expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test[:2])
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    assert answers["metadata"].json()["model_version"] is not None  # the run directory's metadata

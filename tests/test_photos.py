@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from apparel import photos
+from apparel.images import photos
 from conftest import needs_real_data
 
 
@@ -172,7 +172,7 @@ def test_draw_steps_writes_a_png(tmp_path):
 
 
 def test_render_product_photo_keeps_the_luma():
-    from apparel.photo_check import render_product_photo
+    from apparel.images.photo_check import render_product_photo
 
     image = np.zeros((28, 28), dtype=np.uint8)
     image[4:24, 10:18] = 200
@@ -187,8 +187,8 @@ def test_product_photos_keep_the_models_accuracy(tmp_path):
     """The check of the README on 300 test images, with a small model trained here."""
     from apparel.config import TrainConfig
     from apparel.data import Dataset, load_dataset
-    from apparel.photo_check import photo_check
-    from apparel.prediction import Predictor
+    from apparel.images.photo_check import photo_check
+    from apparel.inference.prediction import Predictor
     from apparel.training import train
 
     raw = load_dataset(scaled=False)

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apparel import artifacts, cli, photos
-from apparel.batching import MicroBatcher, inference_function
+from apparel import artifacts, cli
+from apparel.images import photos
+from apparel.serve.batching import MicroBatcher, inference_function
 from apparel.data import CLASS_NAMES
-from apparel.payloads import RequestError, instances_to_images, multipart_files
-from apparel.prediction import Predictor
-from apparel.service import ServiceConfig, create_app
+from apparel.serve.payloads import RequestError, instances_to_images, multipart_files
+from apparel.inference.prediction import Predictor
+from apparel.serve.app import ServiceConfig, create_app
 from serving import garment_photo, mnist_png, running_server, train_tiny_model
 
 with warnings.catch_warnings():

@@ -14,8 +14,9 @@ import time
 import numpy as np
 import pytest
 
-from apparel import sources
-from apparel.sources import FetchConfig, ImageSource, expand_sources, fetch_url, predict_sources, resolve_inside
+from apparel.images import fetch, sources
+from apparel.images.fetch import FetchConfig, fetch_url
+from apparel.images.sources import ImageSource, expand_sources, predict_sources, resolve_inside
 from local_http import serve
 from test_photos import garment_photo
 
@@ -183,7 +184,7 @@ def test_urls_are_percent_encoded_and_idn_hosts_sent_as_punycode(server, image_f
                                    "/caf%C3%A9.png"]
 
     resolved = []
-    monkeypatch.setattr(sources, "checked_addresses", lambda host, *args, **kwargs: resolved.append(host) or ["127.0.0.1"])
+    monkeypatch.setattr(fetch, "checked_addresses", lambda host, *args, **kwargs: resolved.append(host) or ["127.0.0.1"])
     port = base.rsplit(":", 1)[1]
     assert fetch_url(f"http://bücher.example:{port}/dress.png", LOCAL) == expected
     assert resolved == ["xn--bcher-kva.example"] and httpd.hosts[-1] == f"xn--bcher-kva.example:{port}"
@@ -204,19 +205,19 @@ def test_private_addresses_are_refused_unless_allowed(server):
     assert httpd.requests == []  # refused before connecting
     for address in ("10.1.2.3", "192.168.0.1", "169.254.169.254", "::1", "fe80::1", "::ffff:127.0.0.1", "100.64.0.1", "0.0.0.0"):
         with pytest.raises(ValueError, match="refused"):
-            sources.checked_addresses(address, 80)
-    assert sources.checked_addresses("10.1.2.3", 80, allow_private=True) == ["10.1.2.3"]
+            fetch.checked_addresses(address, 80)
+    assert fetch.checked_addresses("10.1.2.3", 80, allow_private=True) == ["10.1.2.3"]
     # Private IPv4 reached through IPv6: NAT64 (well-known and local-use), 6to4, IPv4-compatible,
     # Teredo (private server, then private client), site-local, SIIT-translated.
     for address in ("64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:7f00:1::1", "::127.0.0.1", "::8.8.8.8",
                     "2001:0:a00:1:8000:63bf:f7f7:f7f7", "2001:0:4136:e378:8000:63bf:f5ff:fffe", "fec0::1",
                     "::ffff:0:a00:1"):
         with pytest.raises(ValueError, match="refused"):
-            sources.checked_addresses(address, 80)
+            fetch.checked_addresses(address, 80)
     # The same forms around public IPv4 addresses, and plain public addresses, are fetched.
     for address in ("64:ff9b::808:808", "2002:808:808::1", "2001:0:4136:e378:8000:63bf:f7f7:f7f7",
                     "::ffff:8.8.8.8", "2606:4700::1", "8.8.8.8"):
-        assert sources._is_public(ipaddress.ip_address(address)), address
+        assert fetch._is_public(ipaddress.ip_address(address)), address
     for url in ("file:///etc/passwd", "ftp://example.com/x.png", "gopher://x/"):
         with pytest.raises(ValueError, match="only http and https"):
             fetch_url(url, LOCAL)
@@ -225,7 +226,7 @@ def test_private_addresses_are_refused_unless_allowed(server):
 def test_a_redirect_to_a_private_address_is_refused(server, monkeypatch):
     base, httpd = server
     # Pretend the local server is a public one: the redirect's target must still be checked.
-    monkeypatch.setattr(sources, "_is_public", lambda address: str(address) == "127.0.0.1")
+    monkeypatch.setattr(fetch, "_is_public", lambda address: str(address) == "127.0.0.1")
     with pytest.raises(ValueError, match="10.0.0.7, a private"):
         fetch_url(f"{base}/to/http://10.0.0.7/latest/meta-data", FetchConfig(timeout=1.0))
     assert len(httpd.requests) == 1
@@ -255,7 +256,7 @@ class CountingPredictor:
 
     @staticmethod
     def top_k(probabilities, k=3):
-        from apparel.prediction import Predictor
+        from apparel.inference.prediction import Predictor
 
         return Predictor.top_k(probabilities, k)
 

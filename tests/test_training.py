@@ -6,7 +6,7 @@ import pytest
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.evaluation import evaluate_run
-from apparel.prediction import Predictor
+from apparel.inference.prediction import Predictor
 from apparel.training import shuffled_batches, train
 
 QUICK = TrainConfig(epochs=2, hidden=32, batch_size=32)

@@ -1,6 +1,6 @@
 """Load a trained model and turn images into class probabilities.
 
-    >>> from apparel.prediction import Predictor
+    >>> from apparel.inference.prediction import Predictor
     >>> predictor = Predictor.from_dir("runs/reference")
     >>> probabilities = predictor.predict_proba(images)      # (N, 10), rows sum to 1
     >>> predictor.top_k(probabilities, k=3)[0]
@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+from apparel.data import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
+from apparel.inference.inputs import as_model_input, softmax
+from apparel.inference.litert import LiteRTPredictor
 
-NUM_CLASSES = len(CLASS_NAMES)
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
 # The model shipped with the project: used when no model directory is given.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "default"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
@@ -50,48 +51,24 @@ def load_model(model_dir: str | os.PathLike | None = None):
         raise ValueError(f"cannot load {path}: {error}; retrain it or restore the file") from None
 
 
-def probability_model(model):
-    """The walk-through's softmax wrapper: a model that outputs probabilities over all outputs."""
+def probability_model(model, all_outputs: bool = False):
+    """``model`` followed by a softmax: over its ten class logits (the reference model has 20),
+    or, with ``all_outputs``, over every output as the walk-through's ``Sequential([model,
+    Softmax()])`` does. Exports use the first form: it stays serialisable in safe mode.
+
+    >>> probability_model(load_model("runs/reference")).predict(images)   # (N, 10)
+    """
     import keras
 
-    return keras.Sequential([model, keras.layers.Softmax()])
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exponentials = np.exp(shifted)
-    return exponentials / exponentials.sum(axis=-1, keepdims=True)
-
-
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    """Images as float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one.
-
-    One pixel-scale rule for every entry point (library, CLI, HTTP): ``uint8`` is 0–255; for any
-    other numbers each image is read as 0–255 if one of its values is above 1, else as 0–1 (for a
-    0–255 image whose brightest pixel is 1 the two readings differ by less than 1/255). Values
-    outside [0, 255], NaN, infinities and non-numbers are refused with a ``ValueError``.
-    """
-    array = np.asarray(images)
-    if array.shape == IMAGE_SHAPE:
-        array = array[None]
-    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
-        shape = "×".join(str(n) for n in array.shape) or "a single number"
-        raise ValueError(f"images must be 28×28 arrays of pixel values, shaped (N, 28, 28) or (28, 28); got {shape}")
-    if array.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings, complex
-        raise ValueError("pixel values must be numbers (0–1, or 0–255)")
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / np.float32(255.0)
-    if array.size == 0:
-        return array.astype(np.float32)
-    low, high = array.min(), array.max()  # NaN, if any, comes out as both
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
-    if low < 0 or high > 255:
-        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
-    batch = np.array(array, dtype=np.float32, copy=high > 1 or array.dtype != np.float32)
-    if high > 1:
-        batch[batch.reshape(len(batch), -1).max(axis=1) > 1] /= np.float32(255.0)
-    return batch
+    if all_outputs:
+        return keras.Sequential([model, keras.layers.Softmax()])
+    inputs = keras.Input(shape=IMAGE_SHAPE, name="images")
+    logits = model(inputs, training=False)
+    if logits.shape[-1] != NUM_CLASSES:
+        # A 1×1 slice as a layer (no Lambda), so the graph stays serialisable in safe mode.
+        logits = keras.layers.Cropping1D((0, logits.shape[-1] - NUM_CLASSES))(keras.layers.Reshape((-1, 1))(logits))
+        logits = keras.layers.Reshape((NUM_CLASSES,))(logits)
+    return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
 
 
 def compile_forward(model):
@@ -140,8 +117,6 @@ class Predictor:
         run it was exported from, for its metadata. The interpreter is not thread-safe: call this
         predictor from one thread at a time.
         """
-        from apparel.export import LiteRTPredictor
-
         runtime = LiteRTPredictor(path)
         predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None)
         # The exported model outputs probabilities; their logarithms are logits up to a constant,
@@ -176,41 +151,3 @@ class Predictor:
         k = max(1, min(k, NUM_CLASSES))
         order = np.argsort(-probabilities, axis=-1)[:, :k]
         return [[(CLASS_NAMES[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]
-
-
-def read_image_file(path: str | os.PathLike) -> np.ndarray:
-    """Images from a 28×28 PNG/JPEG (any mode, converted to grayscale) or a ``.npy`` array of
-    one (28, 28) image or a stack (N, 28, 28).
-
-    Fashion-MNIST images are light garments on a black background; give images in that form.
-    Returns float32 (N, 28, 28) in [0, 1]. Raises ``ValueError`` with the reason it cannot be read.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise ValueError(f"{path}: not a readable .npy array ({error or 'empty file'})") from None
-        try:
-            batch = as_model_input(array)
-        except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
-        if len(batch) == 0:
-            raise ValueError(f"{path}: holds no images (shape {array.shape})")
-        return batch
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            grayscale = np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise ValueError(f"{path}: not a readable image ({error})") from None
-    if grayscale.shape != IMAGE_SHAPE:
-        raise ValueError(
-            f"{path}: image is {grayscale.shape[1]}×{grayscale.shape[0]} pixels; the model takes 28×28 "
-            "grayscale images like Fashion-MNIST's"
-        )
-    return as_model_input(grayscale)

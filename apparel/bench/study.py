@@ -1,13 +1,13 @@
 """Benchmark studies: train every point of a grid (or N points chosen by Optuna's TPE) over the
 training axes, in an Optuna study stored in a database, resumable and shared by many workers.
 
-    >>> from apparel.benchmarking import StudySpec, BenchSettings, run_study
+    >>> from apparel.bench.study import StudySpec, BenchSettings, run_study
     >>> spec = StudySpec.from_axes({"optimizers": ["adam", "ftrl"], "epochs": [5]})
     >>> records = run_study(spec, BenchSettings(storage="sqlite:///runs/bench/mine.db", study="mine"))
     >>> records[0]["test_accuracy"]
 
-The axes and settings live in ``apparel.bench_spec``, the store, its lock and the resume logic in
-``apparel.bench_store``, the tables and charts in ``apparel.bench_report``.
+The axes and settings live in ``apparel.bench.spec``, the store, its lock and the resume logic in
+``apparel.bench.store``, the tables and charts in ``apparel.bench.report``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Callable
 
-from apparel.bench_spec import (  # re-exported: the public API of a study, in one place
+from apparel.bench.spec import (  # re-exported: the public API of a study, in one place
     AXES,
     AXIS_FIELDS,
     AXIS_TYPES,
@@ -31,7 +31,7 @@ from apparel.bench_spec import (  # re-exported: the public API of a study, in o
     read_study_file,
     resolved_axes,
 )
-from apparel.bench_store import (
+from apparel.bench.store import (
     Heartbeat,
     claim,
     live_trials,
@@ -184,8 +184,6 @@ def threads_per_worker(workers: int) -> int:
 def run_study(spec: StudySpec, settings: BenchSettings, dataset=None, show_progress: bool = True) -> list[dict]:
     """Run (or resume) the study to the end with ``settings.workers`` workers and return its
     records (see ``collect``). ``dataset`` (tests, notebooks) needs a single worker."""
-    if settings.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {settings.workers}")
     if dataset is not None and settings.workers > 1:
         raise ValueError("an in-memory dataset serves one worker; give data_dir for several")
     storage = open_storage(settings)

@@ -8,7 +8,7 @@ was made from Zalando's product photos (Xiao, Rasul, Vollgraf 2017, section 2):
 5. negate the intensities,
 6. convert to 8-bit grayscale.
 
-    >>> from apparel.photos import photo_to_input, pipeline_steps
+    >>> from apparel.images.photos import photo_to_input, pipeline_steps
     >>> image = photo_to_input("shirt.jpg")          # float32 (28, 28) in [0, 1]
     >>> [name for name, _ in pipeline_steps("shirt.jpg")]
     ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale']
@@ -20,19 +20,25 @@ single-channel is taken as it is: it is read as Fashion-MNIST-like (light garmen
 
 from __future__ import annotations
 
-import io
 import os
-import struct
-import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
-SIZE = 28
-# A photo's declared width × height above this is refused before it is decoded (decompression
-# bombs): 40 megapixels is above any phone camera's output and decodes in ~160 MB as RGBA.
-MAX_PIXELS = 40_000_000
+from apparel.data import IMAGE_SHAPE
+from apparel.errors import SourceError
+from apparel.images.decode import (  # re-exported: the pipeline's first step
+    MAX_PIXELS,
+    Source,
+    describe,
+    is_model_ready,
+    on_white,
+    open_image,
+    to_grayscale_array,
+)
+
+SIZE = IMAGE_SHAPE[0]  # the square model input's side
 # Step 1: a row or column is background when every pixel is within this fraction of the maximum
 # intensity of the corner colour (root-mean-square distance over R, G, B, so 5 % is 12.75 levels).
 TRIM_FUZZ = 0.05
@@ -61,112 +67,8 @@ def sharpen_kernel(radius: int = SHARPEN_RADIUS, sigma: float = SHARPEN_SIGMA) -
 
 
 SHARPEN = sharpen_kernel()
-# Photos much larger than the target are decoded at a reduced JPEG scale (exact DCT scaling, so
-# no detail the 28-pixel result could show is lost); this keeps a 12-megapixel photo fast.
-DRAFT_SIZE = (8 * SIZE, 8 * SIZE)
 # Bump when the output for the same photo changes: caches of finished images key on it.
 PIPELINE_VERSION = 1
-# Modes that hold one channel: a 28×28 image in one of them is already a model input.
-SINGLE_CHANNEL_MODES = {"1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
-# Everything Pillow raises for a file that is not an image, is truncated or is corrupt.
-_READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error,
-                IndexError, ZeroDivisionError, Image.DecompressionBombError)
-
-Source = str | os.PathLike | bytes | Image.Image
-
-
-def describe(source: Source) -> str:
-    """How error messages name a source: the path, or the size of the bytes."""
-    if isinstance(source, (str, os.PathLike)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray)):
-        return f"<{len(source)} bytes>"
-    return "<image>"
-
-
-def open_image(source: Source, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` (a path, the bytes of a file, or a PIL image) upright and fully loaded.
-
-    Raises ``ValueError`` naming the reason: not an image, truncated, too many pixels, missing.
-    A large JPEG is decoded at a reduced scale, still at least 224 pixels a side.
-
-    >>> open_image("shirt.jpg").size
-    (800, 1200)
-    """
-    name = describe(source)
-    if isinstance(source, Image.Image):
-        image = source
-    else:
-        if isinstance(source, (bytes, bytearray)):
-            if not source:
-                raise ValueError(f"{name}: empty file, not an image")
-            stream = io.BytesIO(source)
-        else:
-            stream = Path(source)
-            if not stream.is_file():
-                raise ValueError(f"{stream}: file not found")
-        try:
-            with warnings.catch_warnings():
-                # Our own limit below decides; Pillow's warning would only repeat it.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                image = Image.open(stream)
-        except Image.DecompressionBombError as error:
-            raise ValueError(f"{name}: too many pixels ({error}); refused as a possible decompression bomb") from None
-        except _READ_ERRORS as error:
-            raise ValueError(f"{name}: not a readable image ({error})") from None
-    try:
-        width, height = image.size
-        if width * height > max_pixels:
-            raise ValueError(
-                f"{name}: too many pixels: {width}×{height}, over the limit of {max_pixels:,}; "
-                "refused as a possible decompression bomb (make it smaller first)"
-            )
-        if width == 0 or height == 0:
-            raise ValueError(f"{name}: image is empty ({width}×{height} pixels)")
-        try:
-            if image.format == "JPEG" and image is not source:
-                image.draft(image.mode, DRAFT_SIZE)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                # Animated GIF/WebP/PNG: the first frame, the one shown as the product shot, is read.
-                image.load()
-                return ImageOps.exif_transpose(image)  # always a new, loaded image
-        except _READ_ERRORS as error:
-            raise ValueError(f"{name}: not a readable image, truncated or corrupt ({error})") from None
-    finally:
-        if image is not source:
-            image.close()
-
-
-def is_model_ready(image: Image.Image) -> bool:
-    """True for a 28×28 single-channel image: already Fashion-MNIST-like, taken as it is."""
-    return image.size == (SIZE, SIZE) and image.mode in SINGLE_CHANNEL_MODES
-
-
-def to_grayscale_array(image: Image.Image) -> np.ndarray:
-    """A single-channel image as uint8, scaling 16- and 32-bit depths (Pillow's own ``convert("L")``
-    clips them at 255 instead)."""
-    if image.mode in ("1", "L"):
-        return np.asarray(image.convert("L"))
-    array = np.asarray(image).astype(np.float64)
-    if image.mode == "F":
-        top = 1.0 if array.size and np.nanmax(array) <= 1.0 else 255.0
-    else:
-        top = 65535.0 if (image.mode.startswith("I;16") or array.max(initial=0) > 255) else 255.0
-    return np.clip(np.rint(np.nan_to_num(array) * (255.0 / top)), 0, 255).astype(np.uint8)
-
-
-def on_white(image: Image.Image) -> Image.Image:
-    """RGB: transparency composited on white, palette/CMYK/YCbCr/16-bit converted."""
-    if image.mode in SINGLE_CHANNEL_MODES:
-        return Image.fromarray(to_grayscale_array(image), "L").convert("RGB")
-    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
 def corner_colour(image: Image.Image) -> tuple[int, int, int]:
     """The background colour of an RGB image: the median of its four corner pixels (so one odd
     corner, a watermark or a JPEG speck, does not decide)."""
@@ -214,8 +116,8 @@ def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
     box = trim_box(rgb_image, background)
     if box is None:
         width, height = image.size
-        raise ValueError(
-            f"{name}: image is {width}×{height} pixels of one colour, nothing but background; "
+        raise SourceError(
+            name, f"image is {width}×{height} pixels of one colour, nothing but background; "
             "give a photo of the garment"
         )
     trimmed = rgb_image.crop(box)

@@ -4,8 +4,8 @@ Three layers, as in Ludwig's ``serve.py``: ``create_app(predictor)`` builds the 
 in-process), ``run_server(model_dir, host, port)`` loads the model once and runs it with uvicorn,
 and ``apparel serve`` parses the flags.
 
-    >>> from apparel.prediction import Predictor, resolve_model_dir
-    >>> from apparel.service import create_app, run_server
+    >>> from apparel.inference.prediction import Predictor, resolve_model_dir
+    >>> from apparel.serve.app import create_app, run_server
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)
     >>> run_server("runs/reference", host="127.0.0.1", port=8000)      # blocks; Ctrl-C stops it
 
@@ -24,11 +24,10 @@ import io
 import json
 import logging
 import os
-import re
 import threading
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,49 +39,20 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from apparel import artifacts, photos
-from apparel.batching import MicroBatcher, inference_function, warm_up
+from apparel import artifacts
+from apparel.images import photos
+from apparel.serve.batching import MicroBatcher, inference_function, warm_up
 from apparel.data import CLASS_NAMES, IMAGE_SHAPE
-from apparel.payloads import RequestError, json_body, multipart_files, predict_request
-from apparel.prediction import Predictor
+from apparel.serve.config import ServiceConfig
+from apparel.shop.taxonomy import load_mapping
+from apparel.serve.payloads import RequestError, json_body, multipart_files, predict_request
+from apparel.inference.prediction import Predictor, resolve_model_dir
 
 MODEL_NAME = "apparel"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
-BYTES_STREAM = re.compile(r"<_io\.BytesIO object at 0x[0-9a-f]+>")
 # The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """Limits and batching of the service; every field is also a keyword of ``create_app``."""
-
-    max_body_bytes: int = 16 * 1024 * 1024  # one request body; more is a 413
-    max_instances: int = 256  # images in one :predict request; more is a 413
-    max_files: int = 16  # files in one /predict upload; more is a 413
-    max_pixels: int = photos.MAX_PIXELS  # a photo's width × height above this is refused (bombs)
-    max_decoding: int = 4  # photos decoded at once (a 40-megapixel photo takes ~160 MB to decode)
-    max_batch: int = 64  # images in one model call
-    max_wait_ms: float = 2.0  # how long a request that finds the model idle waits for others to join it
-    top_k: int = 3  # classes listed per photo by /predict unless ?top_k= says otherwise
-    taxonomy: str | None = None  # class → store category CSV; None: the shipped apparel/taxonomy.csv
-
-    def __post_init__(self):
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.name == "taxonomy":
-                continue
-            least = 0 if field.name == "max_wait_ms" else 1
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= least:
-                raise ValueError(f"{field.name} must be a number of at least {least}, got {value!r}")
-
-    def replace(self, **changes) -> "ServiceConfig":
-        unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(self)})
-        if unknown:
-            names = ", ".join(field.name for field in dataclasses.fields(self))
-            raise ValueError(f"unknown service setting {unknown[0]!r}; known: {names}")
-        return dataclasses.replace(self, **changes)
 
 
 class Metrics:
@@ -187,10 +157,8 @@ def model_description(predictor: Predictor) -> dict:
     info = {"version": None, "test_accuracy": None, "model": None, "parameters": None}
     if predictor.model_dir is None:
         return info
-    from apparel.catalog import file_digest
-
     model_dir = Path(predictor.model_dir)
-    info["version"] = file_digest(model_dir / artifacts.MODEL_FILE)[:12]
+    info["version"] = artifacts.file_digest(model_dir / artifacts.MODEL_FILE)[:12]
     metrics_path = model_dir / artifacts.METRICS_FILE
     if metrics_path.is_file():
         try:
@@ -244,28 +212,48 @@ UPLOAD_BODY_DOC = {
 }
 
 
+@dataclass
+class Service:
+    """What every handler of one app shares: the model behind its batcher, the limits, the metrics,
+    the model's description and the class → store category mapping."""
+
+    config: ServiceConfig
+    batcher: MicroBatcher
+    metrics: Metrics
+    description: dict
+    categories: dict[str, str]
+    ready: bool = True
+    # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
+    decode_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self):
+        self.decode_slots = threading.BoundedSemaphore(self.config.max_decoding)
+
+    def decode_photo(self, data: bytes) -> np.ndarray:
+        """One uploaded photo as a model input (``SourceError`` when it cannot be one)."""
+        with self.decode_slots:
+            return photos.photo_to_input(data, max_pixels=self.config.max_pixels)
+
+
 def create_app(predictor: Predictor, config: ServiceConfig | None = None, **settings) -> FastAPI:
     """The service app over a loaded predictor. ``settings`` override fields of ``ServiceConfig``.
 
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_files=4)
     """
-    from apparel.catalog import load_mapping
-
     config = (config or ServiceConfig()).replace(**settings)
-    categories = load_mapping(config.taxonomy)  # class → taxonomy path ("" for none)
     metrics = Metrics()
     description = model_description(predictor)
     metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
     batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
                            max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch)
-    state = {"ready": True}
+    service = Service(config, batcher, metrics, description, load_mapping(config.taxonomy))
 
     @asynccontextmanager
     async def lifespan(app):
         batcher.start()
-        state["ready"] = True
+        service.ready = True
         yield
-        state["ready"] = False
+        service.ready = False
         batcher.close()
 
     # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
@@ -275,6 +263,17 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
     routes: set[str] = set()  # filled in once every route is defined, below
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    add_error_handlers(app)
+    add_serving_routes(app, service)
+    add_photo_routes(app, service)
+    add_health_routes(app, service)
+    add_page_routes(app)
+    routes.update(route.path for route in app.routes)
+    return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error a JSON ``{"error": message}``: client mistakes 4xx, the rest a 500 that says so."""
 
     @app.exception_handler(RequestError)
     async def client_mistake(request, error: RequestError):
@@ -293,24 +292,23 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     async def server_fault(request, error: Exception):
         return error_response(500, f"internal error ({type(error).__name__}); the server is still up, please report it")
 
-    # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
-    decode_slots = threading.BoundedSemaphore(config.max_decoding)
 
-    def decode_photo(data: bytes) -> np.ndarray:
-        with decode_slots:
-            try:
-                return photos.photo_to_input(data, max_pixels=config.max_pixels)
-            except ValueError as error:
-                # The pipeline names a bytes source "<N bytes>" and Pillow names its stream by its
-                # address; the caller names the file or instance instead.
-                raise ValueError(BYTES_STREAM.sub("the file", str(error).removeprefix(f"<{len(data)} bytes>: "))) from None
+def add_serving_routes(app: FastAPI, service: Service) -> None:
+    """TensorFlow Serving's REST API: predict, model status, metadata."""
+    config, description = service.config, service.description
+
+    def decode_instance(data: bytes) -> np.ndarray:
+        try:
+            return service.decode_photo(data)
+        except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
+            raise ValueError(getattr(error, "reason", str(error))) from None
 
     @app.post(f"/v1/models/{MODEL_NAME}:predict", openapi_extra=PREDICT_BODY_DOC, tags=["TensorFlow Serving"],
               summary="Class probabilities for 28×28 arrays or base64 images (TensorFlow Serving REST)")
     async def predict_instances(request: Request):
         require_content_type(request, "application/json")
         body = await read_body(request, config.max_body_bytes)
-        arguments = dict(max_instances=config.max_instances, decode_photo=decode_photo)
+        arguments = dict(max_instances=config.max_instances, decode_photo=decode_instance)
         if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
             key, images = await run_in_threadpool(lambda: predict_request(json_body(body), **arguments))
         else:
@@ -319,14 +317,14 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
                 key, images = await run_in_threadpool(predict_request, payload, **arguments)
             else:
                 key, images = predict_request(payload, **arguments)
-        probabilities = await batcher.predict(images)
+        probabilities = await service.batcher.predict(images)
         return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
 
     @app.get(f"/v1/models/{MODEL_NAME}", tags=["TensorFlow Serving"], summary="Model status")
     async def model_status():
         return {"model_version_status": [{
             "version": description["version"] or "unversioned",
-            "state": "AVAILABLE" if state["ready"] else "END",
+            "state": "AVAILABLE" if service.ready else "END",
             "status": {"error_code": "OK", "error_message": ""}}]}
 
     @app.get(f"/v1/models/{MODEL_NAME}/metadata", tags=["TensorFlow Serving"], summary="Classes, input, version, accuracy")
@@ -343,6 +341,11 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
             "limits": dataclasses.asdict(config),
         }
 
+
+def add_photo_routes(app: FastAPI, service: Service) -> None:
+    """``POST /predict``: uploaded photos → top classes and store category each."""
+    config = service.config
+
     @app.post("/predict", openapi_extra=UPLOAD_BODY_DOC, tags=["photos"],
               summary="Top classes and store category for each uploaded photo")
     async def predict_photos(
@@ -358,27 +361,36 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
         for name, content in files:
             if not content:
                 raise RequestError(400, f"{name!r} is empty; choose an image file")
+        images = await run_in_threadpool(decode_uploads, service, files)
+        probabilities = await service.batcher.predict(images)
+        ranked = Predictor.top_k(probabilities, top_k or config.top_k)
+        return {"predictions": [photo_result(name, image, top, service.categories, preview)
+                                for (name, _), image, top in zip(files, images, ranked)]}
 
-        def decode_all() -> np.ndarray:
-            images = []
-            for name, content in files:
-                try:
-                    images.append(decode_photo(content))
-                except ValueError as error:
-                    raise RequestError(422, f"{name!r}: {error}") from None
-            return np.stack(images)
 
-        images = await run_in_threadpool(decode_all)
-        probabilities = await batcher.predict(images)
-        results = []
-        for (name, _), image, top in zip(files, images, Predictor.top_k(probabilities, top_k or config.top_k)):
-            result = {"file": name, "label": top[0][0], "probability": top[0][1],
-                      "top_k": [{"label": label, "probability": p} for label, p in top],
-                      "category": categories[top[0][0]] or None}
-            if preview:
-                result["input_png"] = png_data_url(image)
-            results.append(result)
-        return {"predictions": results}
+def decode_uploads(service: Service, files: list[tuple[str, bytes]]) -> np.ndarray:
+    """Every uploaded file as a model input; an unreadable one is a 422 naming it."""
+    images = []
+    for name, content in files:
+        try:
+            images.append(service.decode_photo(content))
+        except ValueError as error:  # a SourceError names "<N bytes>"; the upload's name is better
+            raise RequestError(422, f"{name!r}: {getattr(error, 'reason', error)}") from None
+    return np.stack(images)
+
+
+def photo_result(name: str, image: np.ndarray, top: list[tuple[str, float]], categories: dict[str, str],
+                 preview: bool) -> dict:
+    result = {"file": name, "label": top[0][0], "probability": top[0][1],
+              "top_k": [{"label": label, "probability": p} for label, p in top],
+              "category": categories[top[0][0]] or None}
+    if preview:
+        result["input_png"] = png_data_url(image)
+    return result
+
+
+def add_health_routes(app: FastAPI, service: Service) -> None:
+    """Liveness, readiness and Prometheus metrics."""
 
     @app.get("/v2/health/live", tags=["health"], summary="The process answers")
     async def live():
@@ -386,7 +398,7 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
 
     @app.get("/v2/health/ready", tags=["health"], summary="The model is loaded and serving")
     async def ready():
-        if not state["ready"]:
+        if not service.ready:
             return error_response(503, "shutting down")
         return {"ready": True}
 
@@ -394,7 +406,12 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     async def prometheus_metrics():
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def add_page_routes(app: FastAPI) -> None:
+    """The web page, its files, and the OpenAPI docs served from the local Swagger UI copy."""
+    from swagger_ui_bundle import swagger_ui_path
 
     @app.get("/", include_in_schema=False)
     async def page():
@@ -409,12 +426,8 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
                                    swagger_css_url="/docs-static/swagger-ui.css",
                                    swagger_favicon_url="/docs-static/favicon-32x32.png")
 
-    from swagger_ui_bundle import swagger_ui_path
-
     app.mount("/docs-static", StaticFiles(directory=swagger_ui_path), name="docs-static")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    routes.update(route.path for route in app.routes)
-    return app
 
 
 def run_server(
@@ -436,8 +449,6 @@ def run_server(
     ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras.
     """
     import uvicorn
-
-    from apparel.catalog import load_mapping
 
     config = ServiceConfig().replace(**settings)  # reject a bad setting before the slow model load
     load_mapping(config.taxonomy)

@@ -2,11 +2,11 @@
 
 Each test image is rendered as a product photo — upscaled to about 400 px, negated back to a light
 background, coloured, given a margin, saved as JPEG in memory — then run through
-:func:`apparel.photos.photo_to_input`. The model's accuracy on those inputs is compared with its
+:func:`apparel.images.photos.photo_to_input`. The model's accuracy on those inputs is compared with its
 accuracy on the original images; the drop is what the pipeline costs.
 
-    >>> from apparel.photo_check import photo_check
-    >>> from apparel.prediction import Predictor
+    >>> from apparel.images.photo_check import photo_check
+    >>> from apparel.inference.prediction import Predictor
     >>> report = photo_check(Predictor.from_dir("runs/reference"), x_test_uint8, y_test)
     >>> report.drop_points
     0.9
@@ -24,7 +24,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image
 
-from apparel.photos import photo_to_input
+from apparel.config import Config, option
+from apparel.data import IMAGE_SHAPE
+from apparel.errors import ParameterError
+from apparel.images.photos import photo_to_input
 
 # Garment colours as (R, G, B); their chroma is laid on the garment, their luma is not.
 PALETTE = (
@@ -41,11 +44,21 @@ PALETTE = (
 
 
 @dataclass(frozen=True)
-class PhotoCheckConfig:
-    size: int = 400                 # longest edge of the upscaled garment, pixels (about 400)
-    margin: tuple[float, float] = (0.05, 0.25)  # margin per side, a random fraction of `size`
-    jpeg_quality: tuple[int, int] = (75, 95)    # random JPEG quality per photo
-    seed: int = 0                   # the colours, margins and qualities drawn
+class PhotoCheckConfig(Config):
+    """How test images are rendered as product photos."""
+
+    size: int = option(400, "longest edge of the upscaled garment, pixels", minimum=28)
+    margin: tuple[float, float] = option((0.05, 0.25), "margin per side, a random fraction of `size` in this range")
+    jpeg_quality: tuple[int, int] = option((75, 95), "random JPEG quality per photo, in this range")
+    seed: int = option(0, "the colours, margins and qualities drawn")
+
+    def check(self) -> None:
+        low, high = self.margin
+        if not 0 <= low <= high:
+            raise ParameterError(f"{{}} must be (low, high) with 0 <= low <= high, got {self.margin}", "margin")
+        low, high = self.jpeg_quality
+        if not 1 <= low <= high <= 100:
+            raise ParameterError(f"{{}} must be (low, high) within 1..100, got {self.jpeg_quality}", "jpeg_quality")
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def photos_as_inputs(images: np.ndarray, config: PhotoCheckConfig = PhotoCheckCo
     A refused photo becomes a blank input, so it counts as a wrong prediction.
     """
     rng = np.random.default_rng(config.seed)
-    inputs = np.zeros((len(images), 28, 28), dtype=np.float32)
+    inputs = np.zeros((len(images), *IMAGE_SHAPE), dtype=np.float32)
     failed = 0
     for index, image in enumerate(images):
         try:
@@ -107,7 +120,7 @@ def photo_check(predictor, images: np.ndarray, labels: np.ndarray, config: Photo
     import time
 
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
         raise ValueError(f"images must be uint8 (N, 28, 28) as in the IDX files, got {images.dtype} {images.shape}")
     labels = np.asarray(labels)
     original = float((predictor.predict(images) == labels).mean())

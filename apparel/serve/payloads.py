@@ -12,7 +12,7 @@ Kept apart from the FastAPI app so the rules can be read (and tested) on their o
 - ``multipart_files`` — a ``multipart/form-data`` body → ``[(filename, bytes), ...]``, parsed in
   memory (the body is already bounded), so nothing from a request is ever written to disk.
 
-    >>> from apparel.payloads import instances_to_images
+    >>> from apparel.serve.payloads import instances_to_images
     >>> instances_to_images([[[0] * 28] * 28]).shape
     (1, 28, 28)
 
@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from apparel.data import IMAGE_SHAPE
-from apparel.prediction import as_model_input
+from apparel.inference.prediction import as_model_input
 
 
 class RequestError(ValueError):

@@ -5,8 +5,8 @@ finds the model idle waits at most ``max_wait_ms`` for company), run on a worker
 loop keeps serving, and each request gets its own rows back. Throughput then grows with concurrency
 instead of paying the per-call overhead once per request.
 
-    >>> from apparel.prediction import Predictor
-    >>> from apparel.batching import MicroBatcher, inference_function
+    >>> from apparel.inference.prediction import Predictor
+    >>> from apparel.serve.batching import MicroBatcher, inference_function
     >>> predictor = Predictor.from_dir("runs/reference")
     >>> batcher = MicroBatcher(inference_function(predictor), max_batch=64, max_wait_ms=2)
     >>> probabilities = await batcher.predict(images)      # (N, 10), in an async handler
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from apparel.data import IMAGE_SHAPE
-from apparel.prediction import softmax
+from apparel.inference.prediction import softmax
 
 
 def inference_function(predictor) -> Callable[[np.ndarray], np.ndarray]:

@@ -11,7 +11,7 @@ pid) and beats a heartbeat into the store; a trial whose local process is gone, 
 is older than the grace period (a worker on another machine), is marked interrupted and its
 parameters queued again — once, since the new trial records ``retry_of``.
 
-    >>> from apparel.bench_store import open_study, claim
+    >>> from apparel.bench.store import open_study, claim
     >>> study = open_study(spec, settings)
     >>> trial, others_running = claim(study, spec)
 """
@@ -28,7 +28,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from apparel.bench_spec import AXIS_FIELDS, SPEC_ATTR, BenchSettings, StudySpec
+from apparel.bench.spec import AXIS_FIELDS, SPEC_ATTR, BenchSettings, StudySpec
 from apparel.config import TrainConfig
 
 

@@ -1,6 +1,6 @@
 """Benchmark results: the ranked table (terminal and Markdown), CSV/JSON exports and four charts.
 
-Works on the records ``apparel.benchmarking.collect`` returns; charts are matplotlib ``Figure``
+Works on the records ``apparel.bench.study.collect`` returns; charts are matplotlib ``Figure``
 objects, as in ``apparel.plots``.
 
     >>> from apparel import bench_report
@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 
 from apparel import artifacts
-from apparel.bench_spec import AXIS_FIELDS, is_reference
+from apparel.plots import new_figure, save_figure
+from apparel.bench.spec import AXIS_FIELDS, is_reference
 
 CSV_COLUMNS = (*AXIS_FIELDS, "test_accuracy", "test_loss", "train_accuracy", "fit_seconds", "state")
 CHART_FILES = ("accuracy_by_optimizer.png", "optimizer_activation_heatmap.png", "accuracy_vs_epochs.png",
@@ -155,8 +156,6 @@ def csv_text(records: list[dict]) -> str:
 
 def write_exports(records: list[dict], out_dir: str | os.PathLike, meta: dict | None = None) -> list[Path]:
     """Write results.csv, results.md, results.json and the four charts into ``out_dir``."""
-    from apparel.plots import save_figure
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = meta or {}
@@ -180,12 +179,6 @@ def write_exports(records: list[dict], out_dir: str | os.PathLike, meta: dict | 
 
 # ---------------------------------------------------------------------------------------------
 # Charts
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height))
 
 
 def _colours(names: list[str]) -> dict:
@@ -226,7 +219,7 @@ def accuracy_by_optimizer(records: list[dict]):
     activations = _ordered(records, "activation")
     colours = _colours([str(a) for a in activations])
     repeated = any(len(group) > 1 for group in _seed_groups(records).values())
-    figure = _figure(min(16, max(6, 0.4 * len(optimizers) * len(activations) + 2)), 4.5)
+    figure = new_figure(min(16, max(6, 0.4 * len(optimizers) * len(activations) + 2)), 4.5)
     axes = figure.add_subplot(1, 1, 1)
     width = 0.8 / len(activations)
     lowest = 1.0
@@ -268,7 +261,7 @@ def optimizer_activation_heatmap(records: list[dict]):
             cell = [r for r in records if r["optimizer"] == optimizer and r["activation"] == activation]
             if cell:
                 grid[i, j] = _cell(cell)[0]
-    figure = _figure(2.2 + 1.3 * len(activations), 1.2 + 0.45 * len(optimizers))
+    figure = new_figure(2.2 + 1.3 * len(activations), 1.2 + 0.45 * len(optimizers))
     axes = figure.add_subplot(1, 1, 1)
     image = axes.imshow(grid, cmap="viridis", aspect="auto")
     figure.colorbar(image, ax=axes, label="test accuracy")
@@ -294,7 +287,7 @@ def accuracy_vs_epochs(records: list[dict]):
     each ``epochs`` setting of the study."""
     optimizers = _ordered(records, "optimizer")
     colours = _colours([str(o) for o in optimizers])
-    figure = _figure(12, 4.5)
+    figure = new_figure(12, 4.5)
     curves = figure.add_subplot(1, 2, 1)
     finals = figure.add_subplot(1, 2, 2)
     for optimizer in optimizers:
@@ -329,7 +322,7 @@ def accuracy_vs_time(records: list[dict]):
     activations = _ordered(records, "activation")
     colours = _colours([str(o) for o in optimizers])
     markers = dict(zip(activations, "os^Dv<>Pp*"))
-    figure = _figure(8, 5)
+    figure = new_figure(8, 5)
     axes = figure.add_subplot(1, 1, 1)
     for optimizer in optimizers:
         for activation in activations:

@@ -2,7 +2,7 @@
 fixed rest of the training configuration, grid or TPE, and where it is stored — from flags or a
 TOML study file.
 
-    >>> from apparel.bench_spec import StudySpec
+    >>> from apparel.bench.spec import StudySpec
     >>> spec = StudySpec.from_axes({"optimizers": ["adam", "ftrl"], "activations": ["relu", "tanh"]})
     >>> spec.size(), spec.varying()
     (4, ['optimizer', 'activation'])
@@ -16,7 +16,8 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from apparel.config import TrainConfig
+from apparel.config import Config, TrainConfig, option
+from apparel.errors import ParameterError
 
 # Axis name in flags and study files → TrainConfig field, in the order of the results columns.
 AXES = {
@@ -74,7 +75,7 @@ class StudySpec:
         fixed = {key: value for key, value in base.to_dict().items() if key not in AXIS_FIELDS}
         spec = cls(chosen, TrainConfig().replace(**fixed), search)
         if search is not None and not 1 <= search <= spec.size():
-            raise ValueError(f"--search takes 1 to {spec.size()} trials (the size of this space), got {search}")
+            raise ParameterError(f"{{}} takes 1 to {spec.size()} trials (the size of this space), got {search}", "search")
         return spec
 
     def size(self) -> int:
@@ -110,18 +111,19 @@ class StudySpec:
 
 
 @dataclass(frozen=True)
-class BenchSettings:
+class BenchSettings(Config):
     """Where and how a study runs (nothing here changes a trial's result)."""
 
-    storage: str = DEFAULT_STORAGE  # any SQLAlchemy URL; postgresql:// uses psycopg 3
-    study: str | None = None  # None: "bench-" + a hash of the spec, so one command = one study
-    workers: int = 1  # local worker processes; 1 runs in this process
-    data_dir: str | None = None  # Fashion-MNIST IDX files (default: $APPAREL_DATA_DIR or Debian's)
-    verify_data: bool = True  # False skips the SHA-256 check (other IDX data of the same layout)
-    retry_failed: bool = False  # run trials that raised once more
-    heartbeat_seconds: int = 20  # how often a running trial says it is alive
-    grace_seconds: int = 90  # silence after which a trial on another machine counts as dead
-    poll_seconds: float = 2.0  # while waiting for other workers' trials
+    storage: str = option(DEFAULT_STORAGE, "SQLAlchemy URL of the study database (postgresql:// uses psycopg 3)")
+    study: str | None = option(None, "study name (default: derived from the axes, so one command = one study)")
+    workers: int = option(1, "local worker processes, the CPU threads divided among them; 1 runs in this process",
+                          minimum=1)
+    data_dir: str | None = option(None, "Fashion-MNIST IDX files (default: $APPAREL_DATA_DIR or Debian's)")
+    verify_data: bool = option(True, "check the data's SHA-256 (off: other IDX data of the same layout)")
+    retry_failed: bool = option(False, "run trials that raised once more")
+    heartbeat_seconds: int = option(20, "how often a running trial says it is alive", minimum=1)
+    grace_seconds: int = option(90, "silence after which a trial on another machine counts as dead", minimum=1)
+    poll_seconds: float = option(2.0, "while waiting for other workers' trials", minimum=0.0)
 
     def study_name(self, spec: StudySpec) -> str:
         return self.study or spec.default_name()
@@ -131,8 +133,7 @@ class BenchSettings:
 # Options: a TOML study file, then flags
 
 
-AXIS_TYPES = {"models": str, "optimizers": str, "activations": str, "hidden": int, "outputs": int, "epochs": int,
-              "batch_sizes": int, "learning_rates": float, "seeds": int}
+AXIS_TYPES = {axis: TrainConfig.value_type(name) for axis, name in AXES.items()}
 # Study-file keys besides the axes, with their types; flags of the same name override them.
 SETTING_TYPES = {"study": str, "storage": str, "search": int, "workers": int, "export": str, "limit": int,
                  "data_dir": str, "validation_split": float, "retry_failed": bool, "verify_data": bool}
@@ -201,10 +202,6 @@ def build_study(axes: dict, settings: dict, train: dict | None = None) -> tuple[
     for key in ("limit", "validation_split"):
         if settings.get(key) is not None:
             fixed[key] = settings[key]
-    if fixed.get("limit") is not None and fixed["limit"] < 1:
-        raise ValueError(f"--limit must be a positive number of training images, got {fixed['limit']}")
-    if fixed.get("validation_split") is not None and not 0 <= fixed["validation_split"] < 1:
-        raise ValueError(f"--validation-split must be in [0, 1), got {fixed['validation_split']}")
     base = TrainConfig().replace(**fixed)
     spec = StudySpec.from_axes(axes, base, settings.get("search"))
     known = {key: settings[key] for key in ("storage", "study", "workers", "data_dir", "verify_data", "retry_failed")

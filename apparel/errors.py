@@ -1,0 +1,50 @@
+"""The two errors the library raises for a caller's mistake; both are ``ValueError``s.
+
+``ParameterError`` is about a parameter's value. Its message is written with ``{}`` where the
+parameter goes, so each caller names it in its own terms: the library as ``images_dir``, the CLI as
+``--images-dir``; nobody re-words the text.
+
+    >>> error = ParameterError("{} is not a folder: shop/images", "images_dir")
+    >>> str(error)
+    'images_dir is not a folder: shop/images'
+    >>> error.render(lambda name: "--" + name.replace("_", "-"))
+    '--images-dir is not a folder: shop/images'
+
+``SourceError`` is about one input (a file, a URL, an upload): ``source`` names it as the code that
+read it knew it, ``reason`` says what is wrong, and a caller that knows a better name (the upload's
+file name, the catalog row) puts its own in front of ``reason``.
+
+    >>> error = SourceError("<2,048 bytes>", "not an image")
+    >>> str(error), error.reason
+    ('<2,048 bytes>: not an image', 'not an image')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class ParameterError(ValueError):
+    """A parameter's value is wrong; ``parameters`` are the names the message mentions."""
+
+    def __init__(self, template: str, *parameters: str):
+        self.template = template
+        self.parameters = parameters
+        super().__init__(template.format(*parameters))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        """The message with each parameter named by ``name(parameter)``."""
+        return self.template.format(*map(name, self.parameters))
+
+
+class SourceError(ValueError):
+    """One input cannot be used: ``source`` names it, ``reason`` says why."""
+
+    def __init__(self, source: str, reason: str):
+        self.source = str(source)
+        self.reason = reason
+        super().__init__(f"{self.source}: {reason}")
+
+    def renamed(self, source: str) -> "SourceError":
+        """The same reason, the source named as the caller knows it."""
+        return SourceError(source, self.reason)

@@ -1,0 +1,232 @@
+"""Where images come from: files, folders, glob patterns and http(s) URLs, read safely and in batches.
+
+    >>> from apparel.images.sources import expand_sources, predict_sources
+    >>> sources = expand_sources(["photos/", "*.jpg", "https://example.com/shirt.jpg"])
+    >>> results = predict_sources(sources, Predictor.from_dir("runs/reference"), top_k=3)
+    >>> results[0]
+    {'file': 'photos/a.jpg', 'label': 'Shirt', 'probability': 0.91, 'top_k': [...]}
+
+URLs are fetched by the hardened ``images.fetch``; paths read from a catalog must stay inside its
+images directory.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from apparel.errors import SourceError
+from apparel.data import IMAGE_SHAPE
+from apparel.images import photos
+from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
+from apparel.inference.inputs import as_model_input
+
+# What a folder is searched for; a file named explicitly is tried whatever its suffix.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npy"})
+GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """One image to read: a local path or a URL, or the reason it cannot be read."""
+
+    name: str                        # as shown to the user: the path or URL
+    path: Path | None = None
+    url: str | None = None
+    error: str | None = None         # set when the source was refused before reading
+
+
+def url_source(url: str) -> ImageSource:
+    """A source for ``url``: fetched when its scheme is http or https, else refused with the reason."""
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in FETCHED_SCHEMES:
+        return ImageSource(url, url=url)
+    return ImageSource(url, error=f"only http and https URLs are fetched, not {scheme}://")
+
+
+def expand_sources(items: Iterable[str]) -> list[ImageSource]:
+    """Files, folders (searched recursively for image files), glob patterns and URLs, in order.
+
+    An item that names nothing becomes a source with an ``error``, so a run reports it and goes on.
+
+    >>> [s.name for s in expand_sources(["shop/"])]
+    ['shop/bags/tote.jpg', 'shop/dress.png']
+    """
+    sources: list[ImageSource] = []
+    for item in items:
+        item = str(item)
+        if is_url(item):
+            sources.append(url_source(item))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            found = _images_in(path)
+            sources.extend(ImageSource(str(p), path=p) for p in found)
+            if not found:
+                sources.append(ImageSource(item, error=f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder"))
+        elif path.is_file():
+            sources.append(ImageSource(item, path=path))
+        elif GLOB_CHARACTERS.search(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            for match in matches:
+                match_path = Path(match)
+                if match_path.is_dir():
+                    sources.extend(ImageSource(str(p), path=p) for p in _images_in(match_path))
+                elif match_path.is_file():
+                    sources.append(ImageSource(match, path=match_path))
+            if not matches:
+                sources.append(ImageSource(item, error="no files match this pattern"))
+        else:
+            sources.append(ImageSource(item, error="file not found"))
+    return sources
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
+    """A path read from a catalog, resolved inside ``images_dir``: absolute paths, ``..`` and
+    symbolic links leading out are refused.
+
+    >>> resolve_inside("shirts/blue.jpg", "images")
+    PosixPath('/home/me/shop/images/shirts/blue.jpg')
+    """
+    text = value.strip()
+    if not text:
+        raise SourceError(value, "empty image path")
+    posix = PurePosixPath(text.replace("\\", "/"))
+    if posix.is_absolute() or re.match(r"^[A-Za-z]:", text):
+        raise SourceError(value, "absolute paths are refused; give a path relative to --images-dir")
+    if ".." in posix.parts:
+        raise SourceError(value, "'..' is refused; image paths must stay inside --images-dir")
+    root = Path(images_dir).resolve()
+    resolved = (root / Path(*posix.parts)).resolve()
+    if not resolved.is_relative_to(root):
+        raise SourceError(value, f"leads outside --images-dir {root} (through a symbolic link); refused")
+    return resolved
+
+
+def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pixels: int | None = None) -> np.ndarray:
+    """The model inputs of one source, float32 (N, 28, 28): one image for a photo, N ≥ 1 for a
+    ``.npy`` stack. Raises ``ValueError`` with the reason it cannot be read."""
+    limit = photos.MAX_PIXELS if max_pixels is None else max_pixels
+    if source.error is not None:
+        raise SourceError(source.name, source.error)
+    if source.url is not None:
+        data = fetch_url(source.url, fetch)
+        return _named(source.name, photos.photo_to_input, data, limit)[None]
+    if source.path is not None and source.path.suffix.lower() == ".npy":
+        return _named(source.name, read_image_file, source.path)
+    return _named(source.name, photos.photo_to_input, source.path, limit)[None]
+
+
+def _named(name: str, read: Callable, data, *args):
+    """``read(data, *args)``, its errors naming the source as the user gave it."""
+    try:
+        return read(data, *args)
+    except SourceError as error:
+        raise error.renamed(name) from None
+
+
+def read_sources(
+    sources: list[ImageSource], fetch: FetchConfig = FetchConfig(), workers: int = 4
+) -> Iterator[tuple[ImageSource, np.ndarray | None, str | None]]:
+    """``(source, inputs, error)`` for each source, in order; reading and fetching overlap in
+    ``workers`` threads (Pillow and sockets release the GIL)."""
+
+    def attempt(source: ImageSource):
+        try:
+            return source, read_source(source, fetch), None
+        except ValueError as error:  # a SourceError's reason; the source is named beside it
+            return source, None, getattr(error, "reason", str(error))
+
+    if workers <= 1 or len(sources) <= 1:
+        yield from map(attempt, sources)
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(attempt, sources)
+
+
+def _result(name: str, top: list[tuple[str, float]]) -> dict:
+    return {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
+            "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
+
+
+def predict_sources(
+    sources: list[ImageSource],
+    predictor,
+    top_k: int = 3,
+    fetch: FetchConfig = FetchConfig(),
+    batch_size: int = 256,
+    workers: int = 4,
+    progress: Callable[[int], object] | None = None,
+) -> list[dict]:
+    """Classify every source; images are read in parallel and predicted ``batch_size`` at a time.
+
+    Returns one dict per image, in order: ``{"file", "label", "probability", "top_k"}``, or
+    ``{"file", "error"}`` for a source that could not be read (the run goes on).
+    """
+    results: list[dict] = []
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start : start + batch_size]
+        slots: list[dict | tuple[str, int]] = []   # an error dict, or (name, row in the batch)
+        arrays, rows = [], 0
+        for source, inputs, error in read_sources(chunk, fetch, workers):
+            if error is not None:
+                slots.append({"file": source.name, "error": error})
+            else:
+                names = [source.name] if len(inputs) == 1 else [f"{source.name}[{i}]" for i in range(len(inputs))]
+                slots.extend((name, rows + i) for i, name in enumerate(names))
+                arrays.append(inputs)
+                rows += len(inputs)
+            if progress is not None:
+                progress(1)
+        tops = predictor.top_k(predictor.predict_proba(np.concatenate(arrays)), top_k) if arrays else []
+        results.extend(slot if isinstance(slot, dict) else _result(slot[0], tops[slot[1]]) for slot in slots)
+    return results
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Images from a 28×28 PNG/JPEG (any mode, converted to grayscale) or a ``.npy`` array of
+    one (28, 28) image or a stack (N, 28, 28).
+
+    Fashion-MNIST images are light garments on a black background; give images in that form.
+    Returns float32 (N, 28, 28) in [0, 1]. Raises ``ValueError`` with the reason it cannot be read.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(path, "file not found")
+    if path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise SourceError(path, f"not a readable .npy array ({error or 'empty file'})") from None
+        try:
+            batch = as_model_input(array)
+        except ValueError as error:
+            raise SourceError(path, f"{error}") from None
+        if len(batch) == 0:
+            raise SourceError(path, f"holds no images (shape {array.shape})")
+        return batch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            grayscale = np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
+        raise SourceError(path, f"not a readable image ({error})") from None
+    if grayscale.shape != IMAGE_SHAPE:
+        raise SourceError(
+            path, f"image is {grayscale.shape[1]}×{grayscale.shape[0]} pixels; the model takes 28×28 "
+            "grayscale images like Fashion-MNIST's"
+        )
+    return as_model_input(grayscale)

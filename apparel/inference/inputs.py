@@ -1,0 +1,50 @@
+"""Model inputs: the one pixel-scale rule every entry point (library, CLI, HTTP) shares.
+
+    >>> from apparel.inference.inputs import as_model_input
+    >>> as_model_input(np.full((28, 28), 255, np.uint8)).max()
+    1.0
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from apparel.data import IMAGE_SHAPE
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities from logits along the last axis, computed stably."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """Images as float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one.
+
+    One pixel-scale rule for every entry point (library, CLI, HTTP): ``uint8`` is 0–255; for any
+    other numbers each image is read as 0–255 if one of its values is above 1, else as 0–1 (for a
+    0–255 image whose brightest pixel is 1 the two readings differ by less than 1/255). Values
+    outside [0, 255], NaN, infinities and non-numbers are refused with a ``ValueError``.
+    """
+    array = np.asarray(images)
+    if array.shape == IMAGE_SHAPE:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
+        shape = "×".join(str(n) for n in array.shape) or "a single number"
+        raise ValueError(f"images must be 28×28 arrays of pixel values, shaped (N, 28, 28) or (28, 28); got {shape}")
+    if array.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings, complex
+        raise ValueError("pixel values must be numbers (0–1, or 0–255)")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255.0)
+    if array.size == 0:
+        return array.astype(np.float32)
+    low, high = array.min(), array.max()  # NaN, if any, comes out as both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
+    if low < 0 or high > 255:
+        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    batch = np.array(array, dtype=np.float32, copy=high > 1 or array.dtype != np.float32)
+    if high > 1:
+        batch[batch.reshape(len(batch), -1).max(axis=1) > 1] /= np.float32(255.0)
+    return batch

@@ -1,0 +1,435 @@
+"""Categorise a Shopify product CSV export from its product photos.
+
+    >>> from apparel.shop.catalog import CatalogConfig, categorize_catalog
+    >>> report = categorize_catalog("products.csv", "categorized.csv", CatalogConfig(images_dir="images"))
+    >>> report.categorized, report.low_confidence, report.failed
+    (118, 4, 1)
+
+Both header styles of Shopify's export are read: the older (``Handle``, ``Product Category``,
+``Image Src``, …) and the current (``URL handle``, ``Product category``, ``Product image URL``, …).
+A product's rows share its handle; its first row holds the product's fields and its first image
+that can be read is classified. For each product predicted with at least ``min_confidence``:
+
+- the category column gets the Shopify taxonomy path of the class when it is empty (always with
+  ``overwrite``), from the mapping file ``taxonomy.csv`` (or the user's own, same layout);
+- ``Type`` gets the class name when it is empty;
+- ``Tags`` gets ``apparel:<class>`` unless it has an ``apparel:`` tag already (replaced with
+  ``overwrite``).
+
+Everything else keeps its bytes: the output is the input with only the changed cells spliced in
+(the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
+a UTF-8 BOM stay as they were, and no row can be lost. Products below ``min_confidence``, and those
+whose images all failed, are listed in a review CSV beside the output. Finished images are cached
+beside the output, so an interrupted run resumes and a rerun gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
+from apparel.config import Config, option
+from apparel.data import CLASS_NAMES
+from apparel.errors import ParameterError, SourceError
+from apparel.inference.prediction import Predictor, resolve_model_dir
+from apparel.images.fetch import FetchConfig, is_url
+from apparel.images.photos import PIPELINE_VERSION
+from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
+from apparel.images.sources import ImageSource, read_sources, resolve_inside, url_source
+from apparel.shop.taxonomy import load_mapping
+
+# Column roles and the header names of each Shopify export style (compared case-insensitively).
+COLUMNS = {
+    "handle": ("handle", "url handle"),
+    "title": ("title",),
+    "category": ("product category",),
+    "type": ("type",),
+    "tags": ("tags",),
+    "image": ("image src", "product image url"),
+    "image_position": ("image position",),
+    "variant_image": ("variant image", "variant image url"),
+}
+REVIEW_FIELDS = ("handle", "title", "image", "status", "label", "probability", "top_k", "error")
+
+
+@dataclass(frozen=True)
+class CatalogConfig(Config):
+    """How a catalog is categorised (``apparel catalog`` flags)."""
+
+    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped model)")
+    images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
+    mapping: str | None = option(None, "class,category CSV to use instead of the shipped Shopify taxonomy mapping")
+    min_confidence: float = option(0.5, "write predictions at least this likely; lower ones are listed for review",
+                                   minimum=0.0, maximum=1.0)
+    overwrite: bool = option(False, "replace categories that are already filled")
+    allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
+    timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
+    tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
+    batch_size: int = option(64, "images predicted (and cached) together", minimum=1)
+    workers: int = option(4, "images read and fetched in parallel", minimum=1)
+
+
+@dataclass(frozen=True)
+class CatalogReport:
+    rows: int                        # data rows in the input (and, always, in the output)
+    products: int                    # distinct handles
+    categorized: int                 # products whose prediction was written (or already there)
+    changed_cells: int               # cells that differ from the input
+    low_confidence: int              # products below min_confidence (in the review file)
+    failed: int                      # products whose images could not be read (in the review file)
+    no_image: int                    # products with no image at all (in the review file)
+    predicted: int                   # images classified by the model in this run
+    cached: int                      # images taken from the cache of an earlier run
+    output: str
+    review: str
+    cache: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- raw CSV records with their spans
+
+
+def find_columns(header: Record, path: Path) -> dict[str, int | None]:
+    names = [cell.value.strip().lower() for cell in header.cells]
+    columns = {}
+    for role, accepted in COLUMNS.items():
+        columns[role] = next((names.index(name) for name in accepted if name in names), None)
+    if columns["handle"] is None:
+        raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
+    if columns["image"] is None and columns["variant_image"] is None:
+        raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify")
+    if columns["category"] is None and columns["type"] is None and columns["tags"] is None:
+        raise SourceError(path, "none of Product category, Type, Tags; nothing to write")
+    return columns
+
+
+@dataclass
+class Product:
+    handle: str
+    row: Record                      # the row holding the product's fields
+    images: list[str]                # image references in display order
+
+
+def group_products(records: list[Record], columns: dict[str, int | None]) -> list[Product]:
+    products: dict[str, Product] = {}
+    positions: dict[str, list[tuple[float, int, str]]] = {}
+    for order, record in enumerate(records):
+        handle = record.value(columns["handle"]).strip()
+        if not handle:
+            continue
+        product = products.get(handle)
+        if product is None:
+            product = products[handle] = Product(handle, record, [])
+            positions[handle] = []
+        elif not product.row.value(columns["title"]).strip() and record.value(columns["title"]).strip():
+            product.row = record
+        image = record.value(columns["image"]).strip()
+        if image:
+            try:
+                position = float(record.value(columns["image_position"]))
+            except ValueError:
+                position = float("inf")
+            positions[handle].append((position, order, image))
+    for record in records:  # variant images, after the product's own
+        handle = record.value(columns["handle"]).strip()
+        image = record.value(columns["variant_image"]).strip()
+        if handle and image:
+            positions[handle].append((float("inf"), len(records), image))
+    for handle, product in products.items():
+        for _, _, image in sorted(positions[handle], key=lambda item: item[:2]):
+            if image not in product.images:
+                product.images.append(image)
+    return list(products.values())
+
+
+def image_source(reference: str, images_dir: Path) -> ImageSource:
+    if is_url(reference):
+        return url_source(reference)
+    try:
+        return ImageSource(reference, path=resolve_inside(reference, images_dir))
+    except SourceError as error:
+        return ImageSource(reference, error=error.reason)
+
+
+def cache_key(source: ImageSource, model_digest: str) -> str | None:
+    """What identifies a finished image: the model, the pipeline, and the URL or the file's
+    path, size and modification time. None for a source that cannot be read."""
+    if source.url is not None:
+        identity = source.url
+    elif source.path is not None:
+        try:
+            stat = source.path.stat()
+        except OSError:
+            return None
+        identity = f"{source.path}|{stat.st_size}|{stat.st_mtime_ns}"
+    else:
+        return None
+    return f"{model_digest[:16]}|v{PIPELINE_VERSION}|{identity}"
+
+
+def read_cache(path: Path) -> dict[str, list[float]]:
+    """The finished images of earlier runs; a line cut short by an interruption is skipped."""
+    cache = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                key, probabilities = str(entry["key"]), [float(p) for p in entry["probabilities"]]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if len(probabilities) == len(CLASS_NAMES):
+                cache[key] = probabilities
+    return cache
+
+
+def open_cache(path: Path):
+    """The cache opened for appending. A last line cut short by an interruption is ended first,
+    so the next entry starts a line of its own instead of being glued to it (and lost)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a", encoding="utf-8")
+    if handle.tell() > 0:
+        with open(path, "rb") as existing:
+            existing.seek(-1, os.SEEK_END)
+            if existing.read(1) != b"\n":
+                handle.write("\n")
+    return handle
+
+
+# ---------------------------------------------------------------- the catalog run
+
+
+def companion_paths(out: Path) -> tuple[Path, Path]:
+    """(review CSV, image cache) beside the output: ``x.csv`` → ``x.review.csv``, ``x.cache.jsonl``."""
+    return out.with_name(f"{out.stem}.review{out.suffix or '.csv'}"), out.with_name(f"{out.stem}.cache.jsonl")
+
+
+def _with_tag(tags: str, tag: str, prefix: str, overwrite: bool) -> str:
+    """``tags`` with ``tag`` added. A tag of ours already there (same prefix) is kept, as a filled
+    category is, unless ``overwrite``; the user's own tags and their spacing are never changed."""
+    items = [item.strip() for item in tags.split(",") if item.strip()]
+    ours = [item for item in items if item.lower().startswith(prefix.lower())]
+    if [item.lower() for item in ours] == [tag.lower()] or (ours and not overwrite):
+        return tags
+    if not ours:
+        return f"{tags.rstrip()}, {tag}" if tags.strip() else tag
+    return ", ".join([item for item in items if item not in ours] + [tag])
+
+
+def categorize_catalog(
+    csv_path: str | os.PathLike,
+    out: str | os.PathLike,
+    config: CatalogConfig = CatalogConfig(),
+    predictor=None,
+    progress: Callable[[int], object] | None = None,
+) -> CatalogReport:
+    """Write ``out``: the catalog with categories, types and tags filled from the product photos;
+    a review CSV and the image cache beside it. See the module docstring for the rules.
+
+    ``predictor`` (anything with ``predict_proba``) replaces loading ``config.model_dir``;
+    ``progress(n)`` is called as images finish.
+    """
+    csv_path, out = Path(csv_path), Path(out)
+    images_dir = _checked_paths(csv_path, out, config)
+    bom, text = read_csv_text(csv_path)
+    records = parse_records(text)
+    if not records:
+        raise SourceError(csv_path, "empty; expected a Shopify product export with a header row")
+    header, rows = records[0], records[1:]
+    columns = find_columns(header, csv_path)
+    mapping = load_mapping(config.mapping)
+    products = group_products(rows, columns)
+    review_path, cache_path = companion_paths(out)
+    classifier = Classifier(config, resolve_model_dir(config.model_dir), cache_path, predictor, progress)
+    classifier.classify(products, images_dir)
+    decisions = decide_cells(products, header, columns, classifier, mapping, config)
+    with atomic_path(out) as temporary:
+        temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
+    write_review(review_path, decisions.review)
+    return CatalogReport(
+        rows=len(rows), products=len(products), categorized=decisions.categorized,
+        changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, failed=decisions.failed,
+        no_image=decisions.no_image, predicted=classifier.predicted, cached=classifier.cached,
+        output=str(out), review=str(review_path), cache=str(cache_path),
+    )
+
+
+def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:
+    """The folder local image paths resolve inside, after checking the output path."""
+    if out.resolve() == csv_path.resolve():
+        raise ValueError(f"--out {out} is the input file; write to a new file and keep the original export")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}")
+    if config.images_dir is None:
+        return csv_path.resolve().parent
+    images_dir = Path(config.images_dir)
+    if not images_dir.is_dir():
+        raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
+    return images_dir
+
+
+class Classifier:
+    """Classifies each product's first readable image, through the cache of finished images.
+
+    Each product's images are tried in order until one is read: first images first, for all
+    products. After ``classify``, ``outcome`` maps a handle to (image, probabilities) and
+    ``errors`` a handle to the reasons its images could not be read.
+    """
+
+    def __init__(self, config: CatalogConfig, model_dir: Path, cache_path: Path, predictor=None,
+                 progress: Callable[[int], object] | None = None):
+        self.config, self.model_dir, self.cache_path = config, model_dir, cache_path
+        self.predictor, self.progress = predictor, progress or (lambda count: None)
+        self.model_digest = file_digest(model_dir / MODEL_FILE)
+        self.cache = read_cache(cache_path)
+        self.fetch = FetchConfig(timeout=config.timeout, allow_private=config.allow_private)
+        self.outcome: dict[str, tuple[str, list[float]]] = {}
+        self.errors: dict[str, list[str]] = {}
+        self.predicted = self.cached = 0
+        self._cache_file = None
+
+    def classify(self, products: list[Product], images_dir: Path) -> None:
+        self.errors.update({product.handle: [] for product in products})
+        try:
+            for attempt in itertools.count():
+                pending = [(p, image_source(p.images[attempt], images_dir)) for p in products
+                           if p.handle not in self.outcome and attempt < len(p.images)]
+                if not pending:
+                    break
+                to_read = self._take_cached(pending)
+                for start in range(0, len(to_read), self.config.batch_size):
+                    self._predict_batch(to_read[start : start + self.config.batch_size])
+        finally:
+            if self._cache_file is not None:
+                self._cache_file.close()
+
+    def _take_cached(self, pending: list[tuple[Product, ImageSource]]) -> list[tuple[Product, ImageSource, str | None]]:
+        """Answer what the cache holds; return the rest, with their cache keys."""
+        to_read = []
+        for product, source in pending:
+            key = cache_key(source, self.model_digest)
+            if key is not None and key in self.cache:
+                self.outcome[product.handle] = (source.name, self.cache[key])
+                self.cached += 1
+                self.progress(1)
+            else:
+                to_read.append((product, source, key))
+        return to_read
+
+    def _predict_batch(self, batch: list[tuple[Product, ImageSource, str | None]]) -> None:
+        inputs, done = [], []
+        results = read_sources([source for _, source, _ in batch], self.fetch, self.config.workers)
+        for (product, source, key), (_, array, error) in zip(batch, results):
+            if error is None and len(array) == 0:  # one input row per entry of done, always
+                error = "holds no images"
+            if error is not None:
+                self.errors[product.handle].append(f"{source.name}: {error}")
+            else:
+                inputs.append(array[:1])
+                done.append((product, source, key))
+            self.progress(1)
+        if not inputs:
+            return
+        if self.predictor is None:
+            self.predictor = Predictor.from_dir(self.model_dir)
+        probabilities = np.asarray(self.predictor.predict_proba(np.concatenate(inputs)), dtype=np.float64)
+        self.predicted += len(done)
+        lines = []
+        for (product, source, key), row in zip(done, probabilities, strict=True):
+            values = [round(float(p), 6) for p in row]
+            self.outcome[product.handle] = (source.name, values)
+            if key is not None:
+                self.cache[key] = values
+                lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
+        self._remember(lines)
+
+    def _remember(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        if self._cache_file is None:
+            self._cache_file = open_cache(self.cache_path)
+        self._cache_file.writelines(lines)
+        self._cache_file.flush()  # an interruption keeps every finished batch
+
+
+@dataclass
+class Decisions:
+    """The cells to write, as (start, end, new text) in the original text, and the review rows."""
+
+    edits: list[tuple[int, int, str]] = field(default_factory=list)
+    review: list[dict] = field(default_factory=list)
+    categorized: int = 0
+    low_confidence: int = 0
+    failed: int = 0
+    no_image: int = 0
+
+
+def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
+                 mapping: dict[str, str], config: CatalogConfig) -> Decisions:
+    """What to write for each product, and which products a person should review."""
+    decisions = Decisions()
+    for product in products:
+        title = product.row.value(columns["title"])
+        if not product.images:
+            decisions.no_image += 1
+            decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
+            continue
+        if product.handle not in classifier.outcome:
+            decisions.failed += 1
+            decisions.review.append({"handle": product.handle, "title": title, "image": product.images[0],
+                                     "status": "unreadable image", "error": " | ".join(classifier.errors[product.handle])})
+            continue
+        image, probabilities = classifier.outcome[product.handle]
+        order = np.argsort(probabilities)[::-1]
+        label, confidence = CLASS_NAMES[order[0]], probabilities[order[0]]
+        base = {"handle": product.handle, "title": title, "image": image, "label": label,
+                "probability": f"{confidence:.4f}"}
+        if confidence < config.min_confidence:
+            decisions.low_confidence += 1
+            decisions.review.append({**base, "status": "low confidence",
+                                     "top_k": "; ".join(f"{CLASS_NAMES[i]} {probabilities[i]:.4f}" for i in order[:3])})
+            continue
+        decisions.categorized += 1
+        for role, value in wanted_cells(product, columns, label, mapping, config).items():
+            index = columns[role]
+            if index >= len(product.row.cells):
+                decisions.review.append({**base, "status": "row too short",
+                                         "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
+                continue
+            cell = product.row.cells[index]
+            if value != cell.value:
+                decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+    return decisions
+
+
+def wanted_cells(product: Product, columns: dict[str, int | None], label: str, mapping: dict[str, str],
+                 config: CatalogConfig) -> dict[str, str]:
+    """Role → value for a product predicted as ``label``: category when empty (or ``overwrite``),
+    type when empty, our tag."""
+    wanted = {}
+    if columns["category"] is not None and mapping[label]:
+        if config.overwrite or not product.row.value(columns["category"]).strip():
+            wanted["category"] = mapping[label]
+    if columns["type"] is not None and not product.row.value(columns["type"]).strip():
+        wanted["type"] = label
+    if columns["tags"] is not None:
+        wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + label,
+                                   config.tag_prefix, config.overwrite)
+    return wanted
+
+
+def write_review(path: Path, review: list[dict]) -> None:
+    with atomic_path(path) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=REVIEW_FIELDS)
+            writer.writeheader()
+            writer.writerows(review)
