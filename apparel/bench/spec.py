@@ -64,9 +64,10 @@ class StudySpec:
             if len(set(values)) != len(values):
                 raise ValueError(f"axis {key!r} repeats a value: {list(values)}")
             for value in values:
-                base.replace(**{name: value})  # type check with the config's own message
+                # The axis's own message first (it names the axis), then the config's type and bounds.
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "seed" and value <= 0:
                     raise ValueError(f"axis {key!r}: values must be positive, got {value}")
+                base.replace(**{name: value})
             chosen[name] = tuple(float(v) if name == "learning_rate" and v is not None else v for v in values)
         from apparel.models import get_spec
 
