@@ -1,0 +1,1 @@
+"""Pretrained networks built from Keras layers, their weights read from registry packages."""
