@@ -148,6 +148,18 @@ class TrainConfig(Config):
     width: int | None = option(None, "filters of the first convolution (cnn, resnet)", minimum=1, model=True)
     dropout: float | None = option(None, "dropout rate", minimum=0.0, below=1.0, model=True)
     batch_norm: bool | None = option(None, "batch normalisation (mlp)", model=True)
+    image_size: int | None = option(None, "photo models: side of the square input, pixels (efficientnet-lite0: 224)",
+                                    minimum=32, model=True)
+
+    # Photo models train on the store's own photos instead of Fashion-MNIST.
+    images: tuple[str, ...] = option((), "photo models: a folder of class folders (with train/ and validation/ "
+                                         "inside, or split here) or a CSV of path,label; more, comma-separated, "
+                                         "add training photos")
+    per_class_limit: int | None = option(None, "photo models: at most N training photos of each class", minimum=1)
+    head_epochs: int | None = option(None, "photo models: epochs of the new head on the frozen backbone before "
+                                           "fine-tuning (efficientnet-lite0: 30)", minimum=1)
+    fine_tune_blocks: int | None = option(None, "photo models: the backbone's top blocks trained with the head "
+                                                "(efficientnet-lite0: 4 of 16)", minimum=0, maximum=16)
 
     # Optimisation, as the walk-through's compile() and fit().
     optimizer: str = option("adam", "Keras optimizer name: adam, ftrl, sgd, rmsprop, adamw, nadam, lion, …")
@@ -165,8 +177,9 @@ class TrainConfig(Config):
     schedule: str = option("constant", "learning-rate schedule, per step over all epochs",
                            choices=("constant", "cosine", "one-cycle"))
     label_smoothing: float = option(0.0, "label smoothing", minimum=0.0, below=1.0)
-    augment: tuple[str, ...] = option((), "comma-separated training augmentations: shift, flip, erase "
-                                          "(active only while training; default none)")
+    augment: tuple[str, ...] | None = option(None, "comma-separated training augmentations, active only while "
+                                                   "training: shift, flip, erase (Fashion-MNIST), crop, flip, colour "
+                                                   "(photos; efficientnet-lite0: all three); default: the model's")
     early_stopping: int | None = option(None, "stop after this many epochs without a better validation accuracy",
                                         minimum=1)
     mixed_precision: bool = option(False, "bfloat16 compute with float32 weights (default off: no gain on this CPU)")
@@ -194,7 +207,7 @@ class TrainConfig(Config):
 
 
 # Keys that `save` records beside the parameters and that are not parameters themselves.
-RECORD_ONLY_KEYS = ("versions",)
+RECORD_ONLY_KEYS = ("versions", "input")
 
 
 def read_config_file(path: str | os.PathLike) -> dict:

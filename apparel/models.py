@@ -1,9 +1,10 @@
 """Model registry: builders by name, each returning an uncompiled Keras model that maps a batch of
-28×28 images in [0, 1] to logits.
+inputs to logits: 28×28 images in [0, 1] (Fashion-MNIST models) or N×N RGB photos with values
+0–255 (photo models, ``input_kind="photo"``).
 
     >>> from apparel.models import create_model, MODELS
     >>> sorted(MODELS)
-    ['cnn', 'mlp', 'resnet', 'seed-mlp']
+    ['cnn', 'efficientnet-lite0', 'mlp', 'resnet', 'seed-mlp']
     >>> model = create_model("seed-mlp", hidden=128)     # None or missing: the model's default
 
 Models use Keras layers only, so they run under any Keras backend.
@@ -30,6 +31,13 @@ class ModelSpec:
     # convolutions are slower than TensorFlow's oneDNN kernels, so convolutional models default to
     # no XLA. (Inference never uses XLA: see prediction.compile_forward.)
     jit_compile: bool
+    # What the model takes: "fashion-mnist" (28×28 grayscale arrays) or "photo" (N×N RGB).
+    input_kind: str = "fashion-mnist"
+    # Photo models only: the augmentations used when the config names none, the epochs of the head
+    # on the frozen backbone, and the backbone's top blocks fine-tuned after them.
+    augment: tuple[str, ...] = ()
+    head_epochs: int = 0
+    fine_tune_blocks: int = 0
 
     def defaults(self) -> dict:
         """The builder's keyword defaults, e.g. ``{"hidden": 256, "outputs": 20, ...}``."""
@@ -40,12 +48,13 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, validation_split: float = 0.1, jit_compile: bool = True):
-    """Decorator adding a builder to ``MODELS``; its first docstring line is the description."""
+def register_model(name: str, *, validation_split: float = 0.1, jit_compile: bool = True, **photo_settings):
+    """Decorator adding a builder to ``MODELS``; its first docstring line is the description.
+    ``photo_settings`` are ModelSpec's photo fields (``input_kind``, ``augment``, …)."""
 
     def decorate(builder: Callable) -> Callable:
         description = (builder.__doc__ or "").strip().splitlines()[0].replace("``", "")
-        MODELS[name] = ModelSpec(name, builder, description, validation_split, jit_compile)
+        MODELS[name] = ModelSpec(name, builder, description, validation_split, jit_compile, **photo_settings)
         return builder
 
     return decorate
@@ -216,7 +225,28 @@ def resnet(
     return keras.Model(inputs, outputs_, name="resnet")
 
 
-AUGMENTATIONS = ("shift", "flip", "erase")
+@register_model(
+    "efficientnet-lite0", jit_compile=False, input_kind="photo",
+    augment=("crop", "flip", "colour"), head_epochs=30, fine_tune_blocks=4,
+)
+def efficientnet_lite0(image_size: int = 224, outputs: int = 10, dropout: float = 0.2, weights: str | None = "imagenet"):
+    """EfficientNet-Lite0 pretrained on ImageNet with a new classification head: RGB photos."""
+    import keras
+    from keras import layers
+
+    from apparel.backbones.efficientnet_lite import efficientnet_lite0 as backbone_model
+
+    _check_positive(image_size=image_size, outputs=outputs)
+    backbone = backbone_model((image_size, image_size, 3), include_top=False, weights=weights, pooling="avg",
+                              name="backbone")
+    inputs = keras.Input((image_size, image_size, 3))
+    features = layers.Dropout(dropout, name="head_dropout")(backbone(inputs))
+    return keras.Model(inputs, layers.Dense(outputs, name="classifier")(features), name="efficientnet_lite0")
+
+
+# Fashion-MNIST: shift, flip, erase; photos: crop (a random zoom into up to a quarter of the
+# photo, shifted), flip, colour (brightness, contrast and saturation jitter of about 10 %).
+AUGMENTATIONS = ("shift", "flip", "erase", "crop", "colour")
 
 
 def with_augmentation(model, augment: tuple[str, ...]):
@@ -224,7 +254,9 @@ def with_augmentation(model, augment: tuple[str, ...]):
     inference the added layers pass images through unchanged.
 
     ``augment`` names any of: ``shift`` (up to 10 % each way), ``flip`` (left–right),
-    ``erase`` (a random rectangle, as in random erasing).
+    ``erase`` (a random rectangle, as in random erasing), ``crop`` (zoom in by up to 25 % at a
+    random place), ``colour`` (brightness, contrast, saturation). Uncovered borders take the
+    background: black for 28×28 arrays, white for photos.
     """
     import keras
     from keras import layers
@@ -234,12 +266,22 @@ def with_augmentation(model, augment: tuple[str, ...]):
         raise ValueError(f"unknown augmentation {', '.join(unknown)}; choose from: {', '.join(AUGMENTATIONS)}")
     if not augment:
         return model
-    stack = [keras.Input(shape=INPUT_SHAPE), layers.Reshape(INPUT_SHAPE + (1,))]
-    if "shift" in augment:
-        stack.append(layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=0.0))
+    shape = tuple(model.input_shape[1:])
+    photo = len(shape) == 3
+    top = 255.0 if photo else 1.0
+    background = 255.0 if photo else 0.0
+    stack = [keras.Input(shape=shape)] + ([] if photo else [layers.Reshape(shape + (1,))])
+    if "crop" in augment:
+        stack.append(layers.RandomZoom((-0.25, 0.0), fill_mode="constant", fill_value=background))
+    if "shift" in augment or "crop" in augment:
+        stack.append(layers.RandomTranslation(0.1, 0.1, fill_mode="constant", fill_value=background))
     if "flip" in augment:
         stack.append(layers.RandomFlip("horizontal"))
+    if "colour" in augment:
+        stack += [layers.RandomBrightness(0.1, value_range=(0.0, top)), layers.RandomContrast(0.1, value_range=(0.0, top))]
+        if photo:
+            stack.append(layers.RandomSaturation((0.4, 0.6), value_range=(0.0, top)))
     if "erase" in augment:
-        stack.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.2), fill_value=0.0, value_range=(0.0, 1.0)))
-    stack += [layers.Reshape(INPUT_SHAPE), model]
+        stack.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.2), fill_value=background, value_range=(0.0, top)))
+    stack += ([] if photo else [layers.Reshape(shape)]) + [model]
     return keras.Sequential(stack, name=f"{model.name}_augmented")

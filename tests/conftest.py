@@ -61,3 +61,54 @@ def tiny_dataset() -> Dataset:
         arrays["test_images"].astype(np.float32) / scale,
         arrays["test_labels"].astype(np.int64),
     )
+
+
+# Photo models: garment-like shapes in colour on white, one shape per class, rendered here (no
+# data set photo is committed). A model trained on them for an epoch learns them.
+PHOTO_CLASSES = ("dress", "shoes", "t-shirt")
+
+
+def render_photo(label: int, rng: np.random.Generator, size: tuple[int, int] = (96, 120)):
+    """A PIL photo of class ``PHOTO_CLASSES[label]``: a dark coloured shape on a white ground."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(c) for c in rng.integers(0, 160, 3))
+    x, y = (int(v) for v in rng.integers(8, 24, 2))
+    if label == 0:    # a long trapezium
+        draw.polygon([(x + 20, y), (x + 40, y), (x + 60, y + 80), (x, y + 80)], fill=colour)
+    elif label == 1:  # a low wide block
+        draw.rectangle([x, y + 50, x + 60, y + 75], fill=colour)
+    else:             # a T
+        draw.rectangle([x, y, x + 60, y + 18], fill=colour)
+        draw.rectangle([x + 20, y, x + 40, y + 60], fill=colour)
+    return image
+
+
+def write_photo_folders(root: Path, per_class: int = 8, seed: int = 0) -> Path:
+    """``root/<class>/<n>.jpg`` for each of PHOTO_CLASSES."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(PHOTO_CLASSES):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for index in range(per_class):
+            render_photo(label, rng).save(root / name / f"{index}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photo_run(tmp_path_factory) -> Path:
+    """A run directory of a tiny photo model (efficientnet-lite0 at 32×32, random weights, three
+    classes), written as ``apparel train`` writes one, with its input contract."""
+    from apparel import artifacts
+    from apparel.config import TrainConfig
+    from apparel.contract import CONFIG_KEY, InputContract
+    from apparel.models import create_model
+
+    run_dir = tmp_path_factory.mktemp("photo-run")
+    model = create_model("efficientnet-lite0", image_size=32, outputs=len(PHOTO_CLASSES), weights=None)
+    artifacts.save_model(model, run_dir / artifacts.MODEL_FILE)
+    contract = InputContract(kind="photo", size=32, class_names=PHOTO_CLASSES)
+    TrainConfig(model="efficientnet-lite0", image_size=32).save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict()})
+    artifacts.write_json(run_dir / artifacts.METRICS_FILE, {"validation_accuracy": 0.5})
+    return run_dir

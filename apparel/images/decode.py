@@ -55,11 +55,11 @@ def describe(source: Source) -> str:
     return "<image>"
 
 
-def open_image(source: Source, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def open_image(source: Source, max_pixels: int = MAX_PIXELS, draft_size: tuple[int, int] = DRAFT_SIZE) -> Image.Image:
     """Decode ``source`` (a path, the bytes of a file, or a PIL image) upright and fully loaded.
 
     Raises ``SourceError`` (a ``ValueError``) naming the reason: not an image, truncated, too many pixels, missing.
-    A large JPEG is decoded at a reduced scale, still at least 224 pixels a side.
+    A large JPEG is decoded at a reduced scale, still at least ``draft_size`` (224 pixels) a side.
 
     >>> open_image("shirt.jpg").size
     (800, 1200)
@@ -96,7 +96,7 @@ def open_image(source: Source, max_pixels: int = MAX_PIXELS) -> Image.Image:
             raise SourceError(name, f"image is empty ({width}×{height} pixels)")
         try:
             if image.format == "JPEG" and image is not source:
-                image.draft(image.mode, DRAFT_SIZE)
+                image.draft(image.mode, draft_size)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 # Animated GIF/WebP/PNG: the first frame, the one shown as the product shot, is read.

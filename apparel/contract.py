@@ -1,0 +1,106 @@
+"""What a trained model takes and what it answers: its input contract, saved in config.json.
+
+    >>> from apparel.contract import InputContract
+    >>> contract = InputContract.for_run("models/photos")
+    >>> contract.kind, contract.shape, contract.class_names[:2]
+    ('photo', (224, 224, 3), ('dress', 'hat'))
+
+Two kinds: ``fashion-mnist`` models take 28×28 grayscale arrays, light garment on black, in
+[0, 1] (a photo goes through the Fashion-MNIST pipeline first); ``photo`` models take RGB photos
+padded to a white square and resized to N×N, pixel values 0–255 (the model normalises them
+itself). A run directory without the record (written before photo models existed) is a
+Fashion-MNIST model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from apparel import artifacts
+from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+
+KINDS = ("fashion-mnist", "photo")
+# The key under which config.json records the contract, beside the training parameters.
+CONFIG_KEY = "input"
+
+
+@dataclass(frozen=True)
+class InputContract:
+    kind: str = "fashion-mnist"  # fashion-mnist or photo
+    size: int = IMAGE_SHAPE[0]  # side of the square input, pixels
+    class_names: tuple[str, ...] = CLASS_NAMES  # the answers, in the order of the model's logits
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"size must be a positive number of pixels, got {self.size!r}")
+        if len(self.class_names) < 2:
+            raise ValueError("class_names must name at least two classes")
+        object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
+
+    @property
+    def is_photo(self) -> bool:
+        return self.kind == "photo"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One input's shape: (28, 28) or (N, N, 3)."""
+        return (self.size, self.size, 3) if self.is_photo else (self.size, self.size)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> str:
+        """The preprocessing a caller must apply, in words (export metadata, the service)."""
+        if self.is_photo:
+            return (f"RGB photo composited on white, centred on a white square, resized to "
+                    f"{self.size}×{self.size}; float32 pixel values 0–255, shape (N, {self.size}, {self.size}, 3)")
+        return ("Fashion-MNIST: 28×28 grayscale, light garment on black, float32 in [0, 1], shape (N, 28, 28); "
+                "a photo goes through the Fashion-MNIST pipeline (trim, resize, sharpen, pad, negate)")
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "size": self.size, "class_names": list(self.class_names)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "InputContract":
+        unknown = sorted(set(values) - {"kind", "size", "class_names"})
+        if unknown:
+            raise ValueError(f"unknown input contract key {', '.join(unknown)}")
+        return cls(**{**values, "class_names": tuple(values.get("class_names", CLASS_NAMES))})
+
+    @classmethod
+    def for_export(cls, export_path: str | os.PathLike) -> "InputContract | None":
+        """The contract written beside an export (``apparel export``; see ``metadata_path``), or
+        None when there is none."""
+        try:
+            recorded = json.loads(metadata_path(export_path).read_text(encoding="utf-8"))
+            return cls.from_dict({key: recorded[key] for key in ("kind", "size", "class_names")})
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @classmethod
+    def for_run(cls, run_dir: str | os.PathLike) -> "InputContract":
+        """The contract recorded in ``run_dir/config.json`` (Fashion-MNIST when none is)."""
+        path = Path(run_dir) / artifacts.CONFIG_FILE
+        try:
+            recorded = json.loads(path.read_text(encoding="utf-8")).get(CONFIG_KEY)
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        return cls() if recorded is None else cls.from_dict(recorded)
+
+
+FASHION_MNIST = InputContract()
+# The metadata file of an export: inside a SavedModel directory, else beside the file.
+EXPORT_METADATA_FILE = "apparel.json"
+
+
+def metadata_path(export_path: str | os.PathLike) -> Path:
+    """Where an export's metadata lies: ``model.tflite`` → ``model.tflite.json``,
+    ``model.onnx`` → ``model.onnx.json``, a SavedModel directory → ``DIR/apparel.json``."""
+    path = Path(export_path)
+    return path / EXPORT_METADATA_FILE if path.is_dir() else path.with_name(path.name + ".json")

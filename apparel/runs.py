@@ -1,0 +1,143 @@
+"""A training run's directory while it trains: every epoch checkpointed, the best epoch kept, an
+interrupted run resumed, and what ``train`` returns.
+
+Shared by Fashion-MNIST training (``training``) and photo-model training (``photo_training``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from apparel import artifacts
+from apparel.config import TrainConfig
+from apparel.models import get_spec
+
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the trained Keras model and the figures written to the run directory."""
+
+    model: object
+    config: TrainConfig
+    history: dict = field(default_factory=dict)  # per-epoch lists: loss, accuracy, seconds, val_*
+    metrics: dict = field(default_factory=dict)  # test_* or validation_*, train_*, fit_seconds, parameters
+    run_dir: Path | None = None
+
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+
+
+def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool):
+    """A callback that times each epoch and, for a run directory, makes each epoch durable: the
+    full training state (model and optimizer) for ``--resume``, the best epoch's weights by
+    validation accuracy, then history.json and the checkpoint state, each written atomically."""
+    import keras
+
+    checkpoints = run_dir / CHECKPOINT_DIR if run_dir is not None else None
+
+    class EpochRecorder(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = history
+            accuracies = history.get("val_accuracy", [])
+            self.best = max(accuracies) if accuracies else -np.inf
+            self.best_epoch = int(np.argmax(accuracies)) + 1 if accuracies else None
+            self.best_weights = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.history.setdefault("seconds", []).append(round(time.perf_counter() - self._started, 4))
+            for key, value in (logs or {}).items():
+                if key != "learning_rate":
+                    self.history.setdefault(key, []).append(float(value))
+            improved = monitor_best and (logs or {}).get("val_accuracy", -np.inf) > self.best
+            if improved:
+                self.best, self.best_epoch = float(logs["val_accuracy"]), epoch + 1
+                self.best_weights = self.model.get_weights()
+            if checkpoints is None:
+                return
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            if improved:
+                # Named by epoch and recorded in the state below: after a kill between the two
+                # writes, a resumed run never picks up a best model the state does not know.
+                artifacts.save_model(self.model, checkpoints / f"best-{epoch + 1}.keras")
+            # Epoch-numbered checkpoint, then the state naming it: a kill at any point leaves
+            # a state that points at a complete checkpoint.
+            checkpoint = checkpoints / f"epoch-{epoch + 1}.keras"
+            artifacts.save_model(self.model, checkpoint)
+            artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
+            state = {"epoch": epoch + 1, "checkpoint": checkpoint.name, "best_epoch": self.best_epoch,
+                     "best_checkpoint": f"best-{self.best_epoch}.keras" if self.best_epoch else None}
+            artifacts.write_json(checkpoints / STATE_FILE, state)
+            # Whatever the state no longer names is stale, including files a kill left behind.
+            for stale in checkpoints.glob("*.keras"):
+                if stale.name not in (state["checkpoint"], state["best_checkpoint"]):
+                    stale.unlink(missing_ok=True)
+
+    return EpochRecorder()
+
+
+def read_state(run_dir: Path) -> dict | None:
+    path = run_dir / CHECKPOINT_DIR / STATE_FILE
+    return artifacts.read_json(path) if path.exists() else None
+
+
+def resume_run(run_dir: Path, config: TrainConfig):
+    """The compiled model and history of an interrupted run, after checking it is the same run."""
+    import keras
+
+    state = read_state(run_dir)
+    if state is None:
+        raise ValueError(f"{run_dir} holds no interrupted training to resume; drop --resume to start one")
+    saved = TrainConfig.load(run_dir / artifacts.CONFIG_FILE)
+    if saved != config:
+        changed = [key for key, value in config.to_dict().items() if saved.to_dict()[key] != value]
+        raise ValueError(
+            f"--resume needs the same parameters as the interrupted run; these differ: {', '.join(changed)} "
+            f"(see {run_dir / artifacts.CONFIG_FILE})"
+        )
+    trainable = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["checkpoint"], safe_mode=True)
+    history = artifacts.read_json(run_dir / artifacts.HISTORY_FILE)
+    history = {key: values[: state["epoch"]] for key, values in history.items()}
+    return trainable, history, state["epoch"]
+
+
+def check_resumable(run_dir: Path | None, resume: bool) -> None:
+    """Refuse to resume nothing, and to start over an interrupted run by mistake."""
+    interrupted = run_dir is not None and read_state(run_dir) is not None
+    if resume and run_dir is None:
+        raise ValueError("resume needs the run directory of the interrupted training")
+    if interrupted and not resume:
+        raise ValueError(
+            f"{run_dir} holds an interrupted training; rerun with --resume to continue it, or choose another --out"
+        )
+
+
+def restore_best(trainable, recorder, run_dir: Path | None) -> None:
+    """Give ``trainable`` the weights of the best epoch by validation accuracy, if one was kept."""
+    import keras
+
+    state = read_state(run_dir) if run_dir is not None else None
+    if recorder.best_weights is not None:
+        trainable.set_weights(recorder.best_weights)
+    elif state and state.get("best_checkpoint"):
+        # The best epoch came before an interruption.
+        best_file = run_dir / CHECKPOINT_DIR / state["best_checkpoint"]
+        trainable.set_weights(keras.models.load_model(best_file, compile=False, safe_mode=True).get_weights())
+
+
+def augmentations(config: TrainConfig) -> tuple[str, ...]:
+    """The augmentations ``config`` trains with: its own, else its model's default."""
+    return get_spec(config.model).augment if config.augment is None else config.augment
+
+
+def base_model(trainable, config: TrainConfig):
+    """The inference model inside a (possibly augmented) training model."""
+    return trainable.layers[-1] if augmentations(config) else trainable

@@ -1,0 +1,125 @@
+"""Photo models: labelled photo collections, the two-phase training, the run directory's input
+contract, resume, and measuring a photo run on a folder. Tiny rendered photos, 32×32 inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import PHOTO_CLASSES, write_photo_folders
+
+from apparel.config import TrainConfig
+from apparel.contract import InputContract
+from apparel.evaluation import evaluate_run
+from apparel.inference.prediction import Predictor
+from apparel.photo_data import MIN_PER_CLASS, load_photo_splits, photo_batches
+from apparel.training import train
+
+TINY = dict(model="efficientnet-lite0", image_size=32, epochs=1, head_epochs=2, batch_size=8, fine_tune_blocks=1)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    return write_photo_folders(tmp_path_factory.mktemp("photos"), per_class=10)
+
+
+def test_a_folder_of_class_folders_is_split_stratified(photo_folder):
+    splits = load_photo_splits([photo_folder], validation_split=0.2, seed=0)
+    assert splits.class_names == PHOTO_CLASSES
+    assert splits.train.counts() == {name: 8 for name in PHOTO_CLASSES}
+    assert splits.validation.counts() == {name: 2 for name in PHOTO_CLASSES}
+    assert not set(splits.train.paths) & set(splits.validation.paths)
+
+
+def test_train_and_validation_folders_are_used_as_they_are(tmp_path):
+    write_photo_folders(tmp_path / "train", per_class=6)
+    write_photo_folders(tmp_path / "validation", per_class=2, seed=1)
+    splits = load_photo_splits([tmp_path], validation_split=0.5, seed=0)
+    assert len(splits.train) == 18 and len(splits.validation) == 6
+    assert all("/validation/" in path for path in splits.validation.paths)
+
+
+def test_a_csv_of_path_and_label_with_relative_paths(photo_folder, tmp_path):
+    rows = ["path,label"] + [f"{photo_folder}/{name}/{i}.jpg,{name}" for name in PHOTO_CLASSES for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    splits = load_photo_splits([tmp_path / "labels.csv"], validation_split=0.2, seed=0)
+    assert splits.class_names == PHOTO_CLASSES and len(splits.train) + len(splits.validation) == 18
+
+
+def test_unreadable_and_tiny_photos_are_skipped_and_counted(tmp_path):
+    write_photo_folders(tmp_path, per_class=7)
+    (tmp_path / "dress" / "broken.jpg").write_bytes(b"not a photo at all")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "shoes" / "icon.png")
+    splits = load_photo_splits([tmp_path], validation_split=0.2, seed=0)
+    assert set(splits.skipped) == {str(tmp_path / "dress" / "broken.jpg"), str(tmp_path / "shoes" / "icon.png")}
+    assert "too small" in splits.skipped[str(tmp_path / "shoes" / "icon.png")]
+    assert len(splits.train) + len(splits.validation) == 21
+
+
+def test_a_class_with_too_few_photos_is_a_clear_error(tmp_path):
+    write_photo_folders(tmp_path, per_class=8)
+    for path in sorted((tmp_path / "shoes").iterdir())[2:]:
+        path.unlink()
+    with pytest.raises(ValueError, match=rf"too few readable training photos in shoes \(\d\); give each class at least {MIN_PER_CLASS}"):
+        load_photo_splits([tmp_path], validation_split=0.2, seed=0)
+
+
+def test_a_photo_that_fails_to_decode_gets_weight_zero_and_is_recorded(photo_folder, tmp_path):
+    splits = load_photo_splits([photo_folder], validation_split=0.2, seed=0)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(open(splits.train.paths[0], "rb").read()[:200])  # the header opens, the body is gone
+    photos = splits.train.subset([0, 1])
+    photos = type(photos)((str(truncated), photos.paths[1]), photos.labels, photos.class_names)
+    skipped = {}
+    images, labels, weights = next(iter(photo_batches(photos, 32, batch_size=2, skipped=skipped)))
+    assert images.shape == (2, 32, 32, 3) and list(weights.numpy()) == [0.0, 1.0]
+    assert list(skipped) == [str(truncated)]
+
+
+def test_training_writes_a_photo_run_that_predicts_its_own_classes(photo_folder, tmp_path):
+    result = train(TrainConfig(images=(str(photo_folder),), validation_split=0.2, **TINY), out_dir=tmp_path / "run")
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["input"] == {"kind": "photo", "size": 32, "class_names": list(PHOTO_CLASSES)}
+    assert TrainConfig.load(run / "config.json") == result.config  # the recorded contract is not a parameter
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["train_images"] == 24 and metrics["validation_images"] == 6 and metrics["epochs_run"] == 1
+    assert 0.0 <= metrics["validation_accuracy"] <= 1.0 and metrics["head_best_epoch"] >= 1
+    assert set(metrics["validation_report"]["per_class"]) == set(PHOTO_CLASSES)
+    assert not (run / "checkpoints").exists()
+    predictor = Predictor.from_dir(run)
+    assert predictor.contract == InputContract("photo", 32, PHOTO_CLASSES)
+    probabilities = predictor.predict_proba(np.full((2, 32, 32, 3), 255, np.uint8))
+    assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="takes RGB photos of 32×32×3"):
+        predictor.predict_proba(np.zeros((1, 28, 28), np.float32))
+    report = evaluate_run(run, images=photo_folder)
+    assert report["images_images"] == 30 and set(report["per_class"]) == set(PHOTO_CLASSES)
+    assert sum(map(sum, report["confusion_matrix"])) == 30
+
+
+def test_an_interrupted_photo_run_resumes(photo_folder, tmp_path):
+    import keras
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    config = TrainConfig(images=(str(photo_folder),), validation_split=0.2, **{**TINY, "epochs": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "run", callbacks=[StopAfterFirstEpoch()])
+    assert (tmp_path / "run" / "checkpoints" / "state.json").exists()
+    with pytest.raises(ValueError, match="interrupted training"):
+        train(config, out_dir=tmp_path / "run")
+    result = train(config, out_dir=tmp_path / "run", resume=True)
+    assert result.metrics["epochs_run"] == 2 and len(result.history["loss"]) == 2
+
+
+def test_a_fashion_mnist_model_refuses_images_and_a_photo_model_needs_them(photo_folder):
+    with pytest.raises(ValueError, match="takes Fashion-MNIST arrays, not photos"):
+        train(TrainConfig(model="cnn", images=(str(photo_folder),)))
+    with pytest.raises(ValueError, match="images"):
+        train(TrainConfig(model="efficientnet-lite0"))
