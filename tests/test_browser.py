@@ -1,16 +1,19 @@
 """The web page in a real browser: Debian's Chromium, driven by Playwright (no browser download),
-against a real uvicorn server on 127.0.0.1 serving a tiny model trained here."""
+against real uvicorn servers on 127.0.0.1 serving a tiny model trained here and the tiny photo
+model of the ``photo_run`` fixture."""
 
 from __future__ import annotations
 
 import base64
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from apparel.data import CLASS_NAMES
 from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
+from conftest import PHOTO_CLASSES, render_photo
 from serving import garment_photo, running_server, train_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -33,17 +36,38 @@ def base_url(tiny_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(base_url):
+def browser():
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1100, "height": 800})
-        page = context.new_page()
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(base_url + "/")
+        yield browser
+        browser.close()
+
+
+def open_page(browser, url):
+    """A new page at ``url`` and the list its JavaScript errors go to."""
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    return page, errors
+
+
+@pytest.fixture(scope="module")
+def page(browser, base_url):
+    page, errors = open_page(browser, base_url + "/")
+    yield page
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+    page.context.close()
+
+
+@pytest.fixture(scope="module")
+def photo_page(browser, photo_run):
+    with running_server(create_app(Predictor.from_dir(photo_run))) as url:
+        page, errors = open_page(browser, url + "/")
         yield page
         assert errors == [], f"JavaScript errors on the page: {errors}"
-        browser.close()
+        page.context.close()
 
 
 def card_results(page, count):
@@ -67,6 +91,8 @@ def test_uploading_a_photo_shows_its_label_input_and_top_3(page, tmp_path):
     assert card.locator(".input").get_attribute("src").startswith("data:image/png;base64,")
     assert card.locator(".photo").evaluate("img => img.complete && img.naturalWidth") == 240
     assert card.locator(".input").evaluate("img => img.complete && img.naturalWidth") == 28
+    assert card.locator(".input-caption").text_content() == "model input 28×28"
+    assert page.locator("#classes").text_content() == "10 classes: " + ", ".join(CLASS_NAMES)
     assert card.locator(".category").text_content().startswith("Category: Apparel & Accessories")
     assert "Model seed-mlp" in page.locator("#model").text_content()
     page.screenshot(path=str(tmp_path / "page.png"))
@@ -85,3 +111,18 @@ def test_dropping_photos_and_a_bad_file(page):
     assert results["dropped.jpg"] in CLASS_NAMES
     assert results["notes.txt"].startswith("Error: 'notes.txt': not a readable image")
     assert page.locator(".card.failed").count() == 1
+
+
+def test_the_page_follows_a_photo_model(photo_page, tmp_path):
+    photo = tmp_path / "blue-dress.jpg"
+    render_photo(0, np.random.default_rng(5)).save(photo, quality=90)
+    photo_page.set_input_files("#files", str(photo))
+    (name, label), = card_results(photo_page, 1)
+    assert name == "blue-dress.jpg" and label in PHOTO_CLASSES
+    card = photo_page.locator(".card").first
+    assert card.locator(".top li").count() == 3
+    assert card.locator(".input").evaluate("img => img.complete && img.naturalWidth") == 32  # the RGB input
+    assert card.locator(".input-caption").text_content() == "model input 32×32 RGB"
+    assert photo_page.locator("#classes").text_content() == "3 classes: dress, shoes, t-shirt"
+    assert "validation accuracy 50.0%" in photo_page.locator("#model").text_content()
+    assert "RGB photo" in photo_page.locator("#preprocessing").text_content()

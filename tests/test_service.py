@@ -1,5 +1,6 @@
 """The prediction service, in-process (every endpoint, every client mistake, fuzzing) and over a
-real uvicorn server on 127.0.0.1. The model is a tiny one trained here, never models/default."""
+real uvicorn server on 127.0.0.1. The models are a tiny one trained here and the tiny photo model
+of the ``photo_run`` fixture, never models/default or models/photos."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from PIL import Image
 
 from apparel import artifacts, cli
 from apparel.images import photos
-from apparel.serve.batching import MicroBatcher, inference_function
+from apparel.serve import app as service_app
+from apparel.serve.batching import MicroBatcher, inference_function, warm_up
 from apparel.data import CLASS_NAMES
 from apparel.serve.payloads import RequestError, instances_to_images, multipart_files
 from apparel.inference.prediction import Predictor
-from apparel.serve.app import ServiceConfig, create_app
+from apparel.serve.app import ServiceConfig, create_app, served_model_dir
+from apparel.shop.taxonomy import load_mapping
+from conftest import PHOTO_CLASSES, render_photo
 from serving import garment_photo, mnist_png, running_server, train_tiny_model
 
 with warnings.catch_warnings():
@@ -115,6 +119,8 @@ def test_status_and_metadata(client, model_dir):
     accuracy = json.loads((model_dir / artifacts.METRICS_FILE).read_text())["test_accuracy"]
     assert metadata["test_accuracy"] == pytest.approx(accuracy)
     assert metadata["limits"]["max_instances"] == LIMITS["max_instances"]
+    assert metadata["kind"] == "fashion-mnist" and "Fashion-MNIST pipeline" in metadata["preprocessing"]
+    assert metadata["accuracy"] == pytest.approx(accuracy) and metadata["accuracy_split"] == "test"
 
 
 # ---------------------------------------------------------------- photo uploads and the page
@@ -157,6 +163,141 @@ def test_page_and_its_files_are_served(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {PREDICT, "/predict", "/v1/models/apparel", "/v1/models/apparel/metadata", "/v2/health/live",
             "/v2/health/ready", "/metrics"} <= set(paths)
+
+
+# ---------------------------------------------------------------- a photo model: the service follows its contract
+
+
+@pytest.fixture(scope="module")
+def photo_predictor(photo_run):
+    return Predictor.from_dir(photo_run)
+
+
+@pytest.fixture(scope="module")
+def photo_client(photo_predictor):
+    with TestClient(create_app(photo_predictor, **LIMITS), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def rendered_photo(label: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
+    buffer = io.BytesIO()
+    render_photo(label, np.random.default_rng(seed)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def photo_array(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(32, 32, 3)).astype(np.uint8)
+
+
+def test_photo_model_upload_gives_its_classes_and_an_rgb_preview(photo_client, photo_predictor):
+    photo = rendered_photo(0)
+    response = upload(photo_client, ("dress.jpg", photo), ("shoes.png", rendered_photo(1, fmt="PNG")),
+                      query="?preview=true")
+    assert response.status_code == 200, response.text
+    first, second = response.json()["predictions"]
+    model_input = photos.photo_input(photo, photo_predictor.contract)
+    expected = photo_predictor.predict_proba(model_input[None])[0]
+    assert [item["label"] for item in first["top_k"]] == [PHOTO_CLASSES[i] for i in np.argsort(-expected)]
+    assert first["probability"] == pytest.approx(expected.max(), abs=1e-5)
+    mapping = load_mapping()
+    for result in (first, second):
+        assert result["label"] in PHOTO_CLASSES and len(result["top_k"]) == 3  # top_k 3 of 3 classes
+        # A class the store mapping does not name has no category (null), rather than an error.
+        assert result["category"] == (mapping.get(result["label"]) or None)
+    preview = Image.open(io.BytesIO(base64.b64decode(first["input_png"].split(",", 1)[1])))
+    assert preview.size == (32, 32) and preview.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(preview), np.rint(model_input).astype(np.uint8))
+
+
+def test_photo_model_top_k_is_bounded_by_its_classes(photo_client):
+    response = upload(photo_client, ("a.jpg", rendered_photo(2)), query="?top_k=4")
+    assert response.status_code == 422 and "top_k" in response.json()["error"]
+    assert "less than or equal to 3" in response.json()["error"]
+    result = upload(photo_client, ("a.jpg", rendered_photo(2)), query="?top_k=2").json()["predictions"][0]
+    assert len(result["top_k"]) == 2 and "input_png" not in result
+
+
+def test_photo_model_b64_and_array_instances(photo_client, photo_predictor):
+    photo, pixels = rendered_photo(2, seed=1), photo_array(seed=1)
+    response = post_json(photo_client, {"instances": [{"b64": base64.b64encode(photo).decode()}, pixels.tolist()]})
+    assert response.status_code == 200, response.text
+    predictions = np.array(response.json()["predictions"])
+    expected = photo_predictor.predict_proba(np.stack([photos.photo_input(photo, photo_predictor.contract), pixels]))
+    assert predictions.shape == (2, len(PHOTO_CLASSES))
+    np.testing.assert_allclose(predictions, expected, atol=1e-5)
+    # The per-instance scale rule: the same photo as 0–1 floats gives the same answer.
+    for instances in ([pixels.tolist()], [(pixels / 255.0).tolist()]):
+        response = post_json(photo_client, {"inputs": instances})
+        assert response.status_code == 200, response.text
+        np.testing.assert_allclose(response.json()["outputs"], expected[1:], atol=1e-4)
+
+
+PHOTO_MODEL_MISTAKES = {
+    # name: (instances, message fragments)
+    "a Fashion-MNIST array": ([[[0] * 28] * 28], ["32×32×3", "got 28×28", "Fashion-MNIST", "b64"]),
+    "several Fashion-MNIST arrays": ([[[0] * 28] * 28] * 2, ["32×32×3", "got 28×28", "b64"]),
+    "a photo of the wrong size": ([[[[0] * 3] * 28] * 28], ["32×32×3", "got 28×28×3"]),
+    "RGBA": ([[[[0] * 4] * 32] * 32], ["32×32×3", "got 32×32×4"]),
+    "grayscale at the right size": ([[[0] * 32] * 32], ["32×32×3", "got 32×32"]),
+    "over 255": ([[[[256] * 3] * 32] * 32], ["[0, 255]"]),
+    "NaN": ([[[[float("nan")] * 3] * 32] * 32], ["NaN"]),
+    "ragged": ([[[[0] * 3] * 32] * 31 + [[[0] * 2] * 32]], ["instances[0]", "32×32×3"]),
+    "strings": ([[[["a"] * 3] * 32] * 32], ["numbers"]),
+}
+
+
+@pytest.mark.parametrize("name", PHOTO_MODEL_MISTAKES)
+def test_photo_model_refuses_arrays_of_another_shape_with_what_to_send(photo_client, name):
+    instances, fragments = PHOTO_MODEL_MISTAKES[name]
+    response = post_json(photo_client, {"instances": instances})
+    assert response.status_code == 422, response.text
+    for fragment in fragments:
+        assert fragment in response.json()["error"]
+
+
+def test_fashion_mnist_model_refuses_photo_arrays(client):
+    response = post_json(client, {"instances": [photo_array().tolist()]})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert "28×28" in error and "got 32×32×3" in error and "b64" in error
+
+
+def test_photo_model_metadata_and_page_description(photo_client, photo_predictor, photo_run):
+    metadata = photo_client.get("/v1/models/apparel/metadata").json()
+    assert metadata["kind"] == "photo"
+    assert metadata["input_shape"] == [32, 32, 3]
+    assert metadata["class_names"] == list(PHOTO_CLASSES)
+    assert metadata["preprocessing"] == photo_predictor.contract.describe()
+    assert metadata["accuracy"] == pytest.approx(0.5) and metadata["accuracy_split"] == "validation"
+    assert metadata["validation_accuracy"] == pytest.approx(0.5) and metadata["test_accuracy"] is None
+    version = hashlib.sha256((photo_run / artifacts.MODEL_FILE).read_bytes()).hexdigest()[:12]
+    assert metadata["model_version"] == version
+    schema = photo_client.get("/openapi.json").json()
+    parameters = {item["name"]: item for item in schema["paths"]["/predict"]["post"]["parameters"]}
+    assert parameters["top_k"]["schema"]["anyOf"][0]["maximum"] == 3
+    assert "32×32×3" in schema["paths"][PREDICT]["post"]["summary"]
+
+
+def test_photo_model_batcher_uses_the_contract_shape(photo_predictor):
+    infer = inference_function(photo_predictor)
+    images = np.stack([photo_array(seed) for seed in range(3)]).astype(np.float32)
+    np.testing.assert_allclose(infer(images), photo_predictor.predict_proba(images), atol=1e-5)
+    assert warm_up(infer, 3, photo_predictor.contract.shape) == 3
+    assert warm_up(infer, 50, photo_predictor.contract.shape, seconds=0) == 1  # stops at the time limit
+
+
+def test_serve_without_a_directory_prefers_the_shipped_photo_model(photo_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("APPAREL_MODEL_DIR", raising=False)
+    monkeypatch.setattr(service_app, "DEFAULT_PHOTO_MODEL_DIR", photo_run)
+    assert served_model_dir() == photo_run
+    assert served_model_dir(photo_run) == photo_run
+    monkeypatch.setattr(service_app, "DEFAULT_PHOTO_MODEL_DIR", tmp_path / "not-trained-yet")
+    fallback = served_model_dir()
+    assert fallback.name == "default"
+    note = capsys.readouterr().err
+    assert note.count("\n") == 1 and "not-trained-yet" in note and "Fashion-MNIST" in note
+    monkeypatch.setenv("APPAREL_MODEL_DIR", str(photo_run))
+    assert served_model_dir() == photo_run
 
 
 # ---------------------------------------------------------------- health, metrics, batching
@@ -467,6 +608,22 @@ def test_fuzzed_bodies_never_cause_a_server_error(client, path):
     assert client.get("/v2/health/live").status_code == 200
     assert client.get("/v2/health/ready").status_code == 200
     assert 200 in statuses and len(set(statuses)) >= 3  # the fuzzing reached valid and several invalid answers
+
+
+def test_fuzzed_bodies_to_a_photo_model_never_cause_a_server_error(photo_client):
+    rng = np.random.default_rng(99)
+    valid = [json.dumps({"instances": [photo_array().tolist()]}).encode(),
+             json.dumps({"instances": [{"b64": base64.b64encode(rendered_photo(0, fmt="PNG")).decode()}]}).encode(),
+             json.dumps({"instances": image_batch(1).tolist()}).encode()]
+    statuses = []
+    for index in range(120):
+        body = valid[index % 3] if index % 10 == 0 else mutate(rng, valid[int(rng.integers(0, 3))])
+        response = photo_client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code < 500, (body[:200], response.text)
+        if response.status_code >= 400:
+            assert response.json()["error"]
+        statuses.append(response.status_code)
+    assert 200 in statuses and 422 in statuses and photo_client.get("/v2/health/ready").status_code == 200
 
 
 # ---------------------------------------------------------------- the request rules on their own

@@ -9,6 +9,11 @@ and ``apparel serve`` parses the flags.
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)
     >>> run_server("runs/reference", host="127.0.0.1", port=8000)      # blocks; Ctrl-C stops it
 
+The app follows the served model's input contract (``apparel.contract``): a Fashion-MNIST model
+takes 28×28 arrays, a photo model S×S×3 RGB arrays, and both take image files (``{"b64": ...}``
+instances and uploads), which ``photos.photo_input`` makes into the model's input. Class names,
+top-k bound, store categories, previews and metadata come from the contract too.
+
 Endpoints: TensorFlow Serving's REST API (``POST /v1/models/apparel:predict``, ``GET
 /v1/models/apparel``, ``GET /v1/models/apparel/metadata``), photo uploads (``POST /predict``),
 health (``/v2/health/live``, ``/v2/health/ready``), Prometheus ``/metrics``, OpenAPI ``/docs``, and
@@ -24,6 +29,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -40,13 +46,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from apparel import artifacts
+from apparel.contract import InputContract
 from apparel.images import photos
 from apparel.serve.batching import MicroBatcher, inference_function, warm_up
-from apparel.data import CLASS_NAMES, IMAGE_SHAPE
 from apparel.serve.config import ServiceConfig
 from apparel.shop.taxonomy import load_mapping
-from apparel.serve.payloads import RequestError, json_body, multipart_files, predict_request
-from apparel.inference.prediction import Predictor, resolve_model_dir
+from apparel.serve.payloads import RequestError, json_body, multipart_files, predict_request, shape_text
+from apparel.inference.prediction import (DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
+                                          resolve_model_dir)
 
 MODEL_NAME = "apparel"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -152,9 +159,16 @@ def require_content_type(request: Request, expected: str) -> str:
 
 
 def model_description(predictor: Predictor) -> dict:
-    """Version (the first 12 hex digits of model.keras's SHA-256), test accuracy and the model's
-    name, from its run directory; ``None`` where the predictor has no directory."""
-    info = {"version": None, "test_accuracy": None, "model": None, "parameters": None}
+    """Version (the first 12 hex digits of model.keras's SHA-256), held-out accuracy and the
+    model's name, from its run directory; ``None`` where the predictor has no directory.
+
+    The held-out accuracy is ``test_accuracy`` for a Fashion-MNIST model (its test set) and
+    ``validation_accuracy`` for a photo model (the folder its settings were chosen on);
+    ``accuracy_split`` says which.
+    """
+    split = "validation" if predictor.contract.is_photo else "test"
+    info = {"version": None, "test_accuracy": None, "validation_accuracy": None, "accuracy": None,
+            "accuracy_split": split, "model": None, "parameters": None}
     if predictor.model_dir is None:
         return info
     model_dir = Path(predictor.model_dir)
@@ -165,7 +179,9 @@ def model_description(predictor: Predictor) -> dict:
             metrics = artifacts.read_json(metrics_path)
         except ValueError:
             metrics = {}
-        info.update({key: metrics.get(key) for key in ("test_accuracy", "model", "parameters")})
+        keys = ("test_accuracy", "validation_accuracy", "model", "parameters")
+        info.update({key: metrics.get(key) for key in keys})
+        info["accuracy"] = info[f"{split}_accuracy"]
     return info
 
 
@@ -179,29 +195,50 @@ def has_photos(payload, max_instances: int) -> bool:
 
 
 def png_data_url(image: np.ndarray) -> str:
-    """A float (28, 28) image in [0, 1] as a ``data:image/png;base64,…`` URL (the page shows it)."""
+    """A model input as a ``data:image/png;base64,…`` URL (the page shows it): a float (28, 28)
+    image in [0, 1] as grayscale, a float (S, S, 3) photo input with values 0–255 as RGB."""
     from PIL import Image
 
+    if image.ndim == 3:
+        pixels, mode = np.clip(np.rint(image), 0, 255).astype(np.uint8), "RGB"
+    else:
+        pixels, mode = np.rint(image * 255).astype(np.uint8), "L"
     buffer = io.BytesIO()
-    Image.fromarray(np.rint(image * 255).astype(np.uint8), "L").save(buffer, format="PNG")
+    Image.fromarray(pixels, mode).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-# Documentation of the bodies the handlers read themselves (they parse the raw body, for speed and
-# to enforce the limits before anything is decoded).
-PREDICT_BODY_DOC = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {
-            "schema": {"type": "object", "properties": {
-                "instances": {"type": "array", "items": {}, "description":
-                              "each a 28×28 array of pixels (0–1; an instance with any value above 1 is read as 0–255) "
-                              "or {\"b64\": \"<base64 image file>\"} (any photo: the product-photo pipeline applies)"},
-                "inputs": {"type": "array", "items": {}, "description": "columnar form of the same list"},
-                "signature_name": {"type": "string", "enum": ["serving_default"]}}},
-            "example": {"instances": [[[0] * 28] * 28]}}},
+def input_range(contract: InputContract) -> str:
+    if contract.is_photo:
+        return "RGB 0–255, or 0–1 for an instance with no value above 1; or {\"b64\": image file}"
+    return "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}"
+
+
+def predict_body_doc(contract: InputContract) -> dict:
+    """OpenAPI documentation of the :predict body, which the handler reads itself (it parses the
+    raw body, for speed and to enforce the limits before anything is decoded)."""
+    if contract.is_photo:
+        instance = (f"a {shape_text(contract.shape)} array of RGB pixel values, photo on white padded to a square "
+                    f"({input_range(contract)}), or {{\"b64\": \"<base64 image file>\"}} (any photo: it is padded "
+                    "to a white square and resized)")
+        example = {"instances": [{"b64": "<base64 of a JPEG or PNG file>"}]}
+    else:
+        instance = ("a 28×28 array of pixels, light garment on black (0–1; an instance with any value above 1 is "
+                    "read as 0–255) or {\"b64\": \"<base64 image file>\"} (any photo: the Fashion-MNIST pipeline applies)")
+        example = {"instances": [[[0] * 28] * 28]}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {
+                "schema": {"type": "object", "properties": {
+                    "instances": {"type": "array", "items": {}, "description": "each " + instance},
+                    "inputs": {"type": "array", "items": {}, "description": "columnar form of the same list"},
+                    "signature_name": {"type": "string", "enum": ["serving_default"]}}},
+                "example": example}},
+        }
     }
-}
+
+
 UPLOAD_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -214,14 +251,16 @@ UPLOAD_BODY_DOC = {
 
 @dataclass
 class Service:
-    """What every handler of one app shares: the model behind its batcher, the limits, the metrics,
-    the model's description and the class → store category mapping."""
+    """What every handler of one app shares: the predictor (its contract and class names) and the
+    batcher in front of its model, the limits, the metrics, the model's description and the
+    class → store category mapping (``None`` for a class the mapping does not name)."""
 
     config: ServiceConfig
+    predictor: Predictor
     batcher: MicroBatcher
     metrics: Metrics
     description: dict
-    categories: dict[str, str]
+    categories: dict[str, str | None]
     ready: bool = True
     # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
     decode_slots: threading.BoundedSemaphore = field(init=False)
@@ -229,10 +268,22 @@ class Service:
     def __post_init__(self):
         self.decode_slots = threading.BoundedSemaphore(self.config.max_decoding)
 
+    @property
+    def contract(self) -> InputContract:
+        return self.predictor.contract
+
     def decode_photo(self, data: bytes) -> np.ndarray:
-        """One uploaded photo as a model input (``SourceError`` when it cannot be one)."""
+        """One uploaded photo as the model's input (``SourceError`` when it cannot be one)."""
         with self.decode_slots:
-            return photos.photo_to_input(data, max_pixels=self.config.max_pixels)
+            return photos.photo_input(data, self.contract, max_pixels=self.config.max_pixels)
+
+
+def store_categories(class_names: tuple[str, ...], taxonomy: str | None) -> dict[str, str | None]:
+    """Class → store category for the served model's classes. A class the mapping does not name (a
+    store's own photo classes, say) gets none rather than stopping the service; so does a class
+    whose category is empty."""
+    mapping = load_mapping(taxonomy)
+    return {name: mapping.get(name) or None for name in class_names}
 
 
 def create_app(predictor: Predictor, config: ServiceConfig | None = None, **settings) -> FastAPI:
@@ -246,7 +297,8 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
     batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
                            max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch)
-    service = Service(config, batcher, metrics, description, load_mapping(config.taxonomy))
+    categories = store_categories(predictor.class_names, config.taxonomy)
+    service = Service(config, predictor, batcher, metrics, description, categories)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -258,8 +310,11 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
 
     # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
     # that the swagger-ui-bundle package ships, so the docs work without a network.
+    contract = predictor.contract
+    summary = (f"Classify clothing product photos into {contract.num_classes} classes: "
+               f"{', '.join(contract.class_names)}. Input: {contract.describe()}.")
     app = FastAPI(title="apparel", version=description["version"] or "unversioned", lifespan=lifespan,
-                  docs_url=None, description="Classify clothing product images into the ten Fashion-MNIST classes.")
+                  docs_url=None, description=summary)
     app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
     routes: set[str] = set()  # filled in once every route is defined, below
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
@@ -295,7 +350,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 def add_serving_routes(app: FastAPI, service: Service) -> None:
     """TensorFlow Serving's REST API: predict, model status, metadata."""
-    config, description = service.config, service.description
+    config, description, contract = service.config, service.description, service.contract
 
     def decode_instance(data: bytes) -> np.ndarray:
         try:
@@ -303,12 +358,13 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
         except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
             raise ValueError(getattr(error, "reason", str(error))) from None
 
-    @app.post(f"/v1/models/{MODEL_NAME}:predict", openapi_extra=PREDICT_BODY_DOC, tags=["TensorFlow Serving"],
-              summary="Class probabilities for 28×28 arrays or base64 images (TensorFlow Serving REST)")
+    @app.post(f"/v1/models/{MODEL_NAME}:predict", openapi_extra=predict_body_doc(contract), tags=["TensorFlow Serving"],
+              summary=f"Class probabilities for {shape_text(contract.shape)} arrays or base64 images "
+                      "(TensorFlow Serving REST)")
     async def predict_instances(request: Request):
         require_content_type(request, "application/json")
         body = await read_body(request, config.max_body_bytes)
-        arguments = dict(max_instances=config.max_instances, decode_photo=decode_instance)
+        arguments = dict(contract=contract, max_instances=config.max_instances, decode_photo=decode_instance)
         if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
             key, images = await run_in_threadpool(lambda: predict_request(json_body(body), **arguments))
         else:
@@ -331,11 +387,16 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
     async def model_metadata():
         return {
             "model_spec": {"name": MODEL_NAME, "signature_name": "serving_default", "version": description["version"]},
-            "class_names": list(CLASS_NAMES),
-            "input_shape": list(IMAGE_SHAPE),
-            "input_range": "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}",
+            "kind": contract.kind,  # "fashion-mnist" (28×28 grayscale) or "photo" (S×S RGB)
+            "class_names": list(contract.class_names),
+            "input_shape": list(contract.shape),
+            "input_range": input_range(contract),
+            "preprocessing": contract.describe(),
             "model_version": description["version"],
+            "accuracy": description["accuracy"],  # held out: on the split below
+            "accuracy_split": description["accuracy_split"],
             "test_accuracy": description["test_accuracy"],
+            "validation_accuracy": description["validation_accuracy"],
             "model": description["model"],
             "parameters": description["parameters"],
             "limits": dataclasses.asdict(config),
@@ -344,14 +405,16 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
 
 def add_photo_routes(app: FastAPI, service: Service) -> None:
     """``POST /predict``: uploaded photos → top classes and store category each."""
-    config = service.config
+    config, contract = service.config, service.contract
+    input_size = "×".join(str(n) for n in contract.shape[:2])
 
     @app.post("/predict", openapi_extra=UPLOAD_BODY_DOC, tags=["photos"],
               summary="Top classes and store category for each uploaded photo")
     async def predict_photos(
         request: Request,
-        top_k: int | None = Query(None, ge=1, le=len(CLASS_NAMES), description="classes per photo (default 3)"),
-        preview: bool = Query(False, description="include each photo's 28×28 model input as a PNG data URL"),
+        top_k: int | None = Query(None, ge=1, le=contract.num_classes,
+                                  description=f"classes per photo (default {min(config.top_k, contract.num_classes)})"),
+        preview: bool = Query(False, description=f"include each photo's {input_size} model input as a PNG data URL"),
     ):
         content_type = require_content_type(request, "multipart/form-data")
         body = await read_body(request, config.max_body_bytes)
@@ -363,7 +426,7 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
                 raise RequestError(400, f"{name!r} is empty; choose an image file")
         images = await run_in_threadpool(decode_uploads, service, files)
         probabilities = await service.batcher.predict(images)
-        ranked = Predictor.top_k(probabilities, top_k or config.top_k)
+        ranked = service.predictor.top_k(probabilities, top_k or config.top_k)
         return {"predictions": [photo_result(name, image, top, service.categories, preview)
                                 for (name, _), image, top in zip(files, images, ranked)]}
 
@@ -379,11 +442,11 @@ def decode_uploads(service: Service, files: list[tuple[str, bytes]]) -> np.ndarr
     return np.stack(images)
 
 
-def photo_result(name: str, image: np.ndarray, top: list[tuple[str, float]], categories: dict[str, str],
+def photo_result(name: str, image: np.ndarray, top: list[tuple[str, float]], categories: dict[str, str | None],
                  preview: bool) -> dict:
     result = {"file": name, "label": top[0][0], "probability": top[0][1],
               "top_k": [{"label": label, "probability": p} for label, p in top],
-              "category": categories[top[0][0]] or None}
+              "category": categories.get(top[0][0])}
     if preview:
         result["input_png"] = png_data_url(image)
     return result
@@ -430,6 +493,24 @@ def add_page_routes(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
+def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
+    """The run directory ``apparel serve`` serves: ``model_dir`` when given, else
+    ``$APPAREL_MODEL_DIR``, else the shipped photo model ``models/photos`` (uploads and the web page
+    are for photos) — or, until that model exists, ``models/default``, with a one-line note.
+
+    >>> served_model_dir("runs/reference")
+    PosixPath('runs/reference')
+    """
+    if model_dir is not None or os.environ.get(MODEL_DIR_ENV):
+        return resolve_model_dir(model_dir)
+    if (DEFAULT_PHOTO_MODEL_DIR / artifacts.MODEL_FILE).is_file():
+        return resolve_model_dir(DEFAULT_PHOTO_MODEL_DIR)
+    fallback = resolve_model_dir(None)
+    print(f"note: no shipped photo model in {DEFAULT_PHOTO_MODEL_DIR} yet; serving the Fashion-MNIST model "
+          f"{fallback}", file=sys.stderr, flush=True)
+    return fallback
+
+
 def run_server(
     model_dir: str | os.PathLike | None = None,
     host: str = "127.0.0.1",
@@ -441,17 +522,20 @@ def run_server(
     litert: str | os.PathLike | None = None,
     **settings,
 ) -> None:
-    """Load the model once (``None``: the shipped default), then serve it until interrupted.
+    """Load the model once, then serve it until interrupted. ``None`` serves the shipped photo model
+    (uploads and the page are for photos; see ``served_model_dir``).
 
     ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, …). The access log is off by
     default: at hundreds of requests a second it costs more than the requests.
     ``inference_threads`` sets TensorFlow's threads per operation (``None``: one per core).
-    ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras.
+    ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras; the
+    run directory it was exported from gives its input contract and metadata.
     """
     import uvicorn
 
     config = ServiceConfig().replace(**settings)  # reject a bad setting before the slow model load
     load_mapping(config.taxonomy)
+    model_dir = served_model_dir(model_dir)
     if inference_threads is not None:
         if inference_threads < 1:
             raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
@@ -460,13 +544,13 @@ def run_server(
         # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.
         tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
     if litert is not None:
-        predictor = Predictor.from_litert(litert, resolve_model_dir(model_dir))
+        predictor = Predictor.from_litert(litert, model_dir)
     else:
         predictor = Predictor.from_dir(model_dir)
     app = create_app(predictor, config)
     # Each malformed upload would log a parser warning: the client already gets the reason.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
-    warm_up(app.state.batcher.infer, config.max_batch)
+    warm_up(app.state.batcher.infer, config.max_batch, predictor.contract.shape)
     # TensorFlow and Keras leave ~400,000 objects that live as long as the process; a full garbage
     # collection walking them pauses every request for ~200 ms. Frozen, they are never walked.
     gc.collect()

@@ -9,7 +9,7 @@ instead of paying the per-call overhead once per request.
     >>> from apparel.serve.batching import MicroBatcher, inference_function
     >>> predictor = Predictor.from_dir("runs/reference")
     >>> batcher = MicroBatcher(inference_function(predictor), max_batch=64, max_wait_ms=2)
-    >>> probabilities = await batcher.predict(images)      # (N, 10), in an async handler
+    >>> probabilities = await batcher.predict(images)      # (N, classes), in an async handler
     >>> batcher.close()
 """
 
@@ -24,28 +24,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from apparel.data import IMAGE_SHAPE
 from apparel.inference.prediction import softmax
+
+# The warm-up's time limit: every batch size up to max_batch takes ~1 s for a 28×28 model, but
+# ~40 s for a 224-pixel photo model on two cores; sizes not reached are set up by their first request.
+WARM_UP_SECONDS = 10.0
 
 
 def inference_function(predictor) -> Callable[[np.ndarray], np.ndarray]:
-    """A function float32 (N, 28, 28) → probabilities (N, 10) over the predictor's compiled
-    forward pass (Keras graph or LiteRT), with its first call — the one that sets up kernels —
-    made here rather than on a request."""
+    """A function from float32 model inputs (N, *predictor.contract.shape) to probabilities
+    (N, classes) over the predictor's compiled forward pass (Keras graph or LiteRT), with its first
+    call — the one that sets up kernels — made here rather than on a request."""
     forward = predictor.forward()
 
     def run(images: np.ndarray) -> np.ndarray:
         return softmax(forward(images))
 
-    run(np.zeros((1, *IMAGE_SHAPE), np.float32))
+    run(np.zeros((1, *predictor.contract.shape), np.float32))
     return run
 
 
-def warm_up(infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> None:
-    """Run every batch size from 1 to ``max_batch`` once: the first call of a new shape sets up
-    kernels for it, and no request should wait for that."""
+def warm_up(infer: Callable[[np.ndarray], np.ndarray], max_batch: int, shape: tuple[int, ...],
+            seconds: float = WARM_UP_SECONDS) -> int:
+    """Run every batch size from 1 to ``max_batch`` once, inputs of ``shape`` (the contract's):
+    the first call of a new shape sets up kernels for it, and no request should wait for that.
+    Stops after ``seconds``; returns the largest size warmed up.
+
+    >>> warm_up(app.state.batcher.infer, 64, predictor.contract.shape)
+    64
+    """
+    deadline = time.perf_counter() + seconds
     for size in range(1, max_batch + 1):
-        infer(np.zeros((size, *IMAGE_SHAPE), np.float32))
+        infer(np.zeros((size, *shape), np.float32))
+        if time.perf_counter() > deadline:
+            return size
+    return max_batch
 
 
 class MicroBatcher:
@@ -54,8 +67,9 @@ class MicroBatcher:
     A request that finds the model idle waits at most ``max_wait_ms`` for others to join it (no wait
     once ``max_batch`` images are there); requests that arrive while the model is busy go together
     into the next call as soon as it is free. The batching itself happens on the event loop, so the
-    worker thread is woken once per batch, not once per request. ``infer`` maps float32 (N, 28, 28)
-    to (N, 10); ``on_batch(size, seconds)`` is told about each model call (the service's metrics).
+    worker thread is woken once per batch, not once per request. ``infer`` maps float32 model
+    inputs (N, …) to probabilities (N, classes); ``on_batch(size, seconds)`` is told about each
+    model call (the service's metrics).
     """
 
     def __init__(
@@ -89,7 +103,7 @@ class MicroBatcher:
             executor.shutdown(wait=True)
 
     async def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (k, 10) for float32 images (k, 28, 28), computed in a shared batch."""
+        """Probabilities (k, classes) for float32 model inputs (k, …), computed in a shared batch."""
         loop = asyncio.get_running_loop()
         pending = self._loops.get(loop)
         if pending is None:

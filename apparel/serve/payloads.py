@@ -3,18 +3,23 @@
 Kept apart from the FastAPI app so the rules can be read (and tested) on their own:
 
 - ``json_body`` — bytes → a JSON value; malformed JSON is a 400.
-- ``instances_to_images`` — TensorFlow Serving's ``instances`` list → float32 (N, 28, 28) in [0, 1].
-  Each instance is a 28×28 array of numbers or ``{"b64": "<base64 image bytes>"}``. Pixel scale
-  is decided per instance: **if any value is above 1 the instance is read as 0–255 and divided by
-  255, otherwise it is already 0–1** (for a 0–255 image whose brightest pixel is 1 the two readings
-  differ by less than 1/255). Values must lie in [0, 255]; NaN, infinities, booleans, strings and
-  ragged arrays are rejected.
+- ``instances_to_images`` — TensorFlow Serving's ``instances`` list → the served model's input, as
+  its ``InputContract`` says: float32 (N, 28, 28) in [0, 1] for a Fashion-MNIST model, float32
+  (N, S, S, 3) with values 0–255 for a photo model. Each instance is an array of that shape or
+  ``{"b64": "<base64 image bytes>"}`` (an image file, made into the model's input by the caller's
+  ``decode_photo``). Pixel scale is decided per instance: **if any value is above 1 the instance is
+  read as 0–255, otherwise as 0–1** (for a 0–255 image whose brightest pixel is 1 the two readings
+  differ by less than 1/255). Values must lie in [0, 255]; NaN, infinities, booleans, strings,
+  ragged arrays and arrays of the other kind of model (a 28×28 array sent to a photo model, an
+  S×S×3 array to a 28×28 model) are rejected with a message saying what to send.
 - ``multipart_files`` — a ``multipart/form-data`` body → ``[(filename, bytes), ...]``, parsed in
   memory (the body is already bounded), so nothing from a request is ever written to disk.
 
     >>> from apparel.serve.payloads import instances_to_images
     >>> instances_to_images([[[0] * 28] * 28]).shape
     (1, 28, 28)
+    >>> instances_to_images([[[[0] * 3] * 32] * 32], contract=InputContract("photo", 32, ("a", "b"))).shape
+    (1, 32, 32, 3)
 
 Every error is a ``RequestError(status, message)``; the app answers it as ``{"error": message}``.
 """
@@ -28,8 +33,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from apparel.data import IMAGE_SHAPE
-from apparel.inference.prediction import as_model_input
+from apparel.contract import FASHION_MNIST, InputContract
+from apparel.inference.inputs import as_model_input, as_photo_input
 
 
 class RequestError(ValueError):
@@ -53,23 +58,47 @@ def json_body(body: bytes):
         raise RequestError(400, "the JSON body is nested too deeply") from None
 
 
-def array_instance(instance) -> np.ndarray:
-    """One 28×28 array of numbers (0–1, or 0–255 when any value is above 1) → float32 in [0, 1]."""
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(str(n) for n in shape) or "a single number"
+
+
+def what_to_send(contract: InputContract) -> str:
+    """The instances a model of ``contract`` takes, in words (the start of every shape message)."""
+    if contract.is_photo:
+        return (f"this photo model takes {shape_text(contract.shape)} arrays of RGB pixel values (0–255, or 0–1) "
+                "or {\"b64\": \"<base64 image file>\"} photos of any size")
+    return ("this Fashion-MNIST model takes 28×28 arrays of grayscale pixel values (light garment on black) "
+            "or {\"b64\": \"<base64 image file>\"} photos")
+
+
+def wrong_shape(shape: tuple[int, ...], contract: InputContract) -> RequestError:
+    """The 422 for an array instance of the wrong shape; it names the other kind of model's input."""
+    message = f"each instance must be a {shape_text(contract.shape)} array: {what_to_send(contract)}; got {shape_text(shape)}"
+    if contract.is_photo and shape == FASHION_MNIST.shape:
+        message += " (a Fashion-MNIST array, which this model does not take; send the photo itself as b64)"
+    elif not contract.is_photo and len(shape) == 3 and shape[-1] == 3:
+        message += " (a colour photo array; send the photo file as b64, it goes through the Fashion-MNIST pipeline)"
+    return RequestError(422, message)
+
+
+def array_instance(instance, contract: InputContract = FASHION_MNIST) -> np.ndarray:
+    """One array of numbers of the contract's shape (0–1, or 0–255 when any value is above 1) → the
+    model's input for it."""
     try:
         array = np.asarray(instance)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(422, "each instance must be a 28×28 array of numbers; this one is ragged") from None
-    return scale_pixels(array[None])[0]
+        raise RequestError(422, f"each instance must be a {shape_text(contract.shape)} array of numbers; "
+                                "this one is ragged") from None
+    return scale_pixels(array[None], contract)[0]
 
 
-def scale_pixels(batch: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) numbers → float32 in [0, 1], by the rule every entry point shares
-    (``prediction.as_model_input``); a mistake is a 422."""
-    if batch.shape[1:] != IMAGE_SHAPE:
-        shape = "×".join(str(n) for n in batch.shape[1:]) or "a single number"
-        raise RequestError(422, f"each instance must be a 28×28 array of pixel values, got {shape}")
+def scale_pixels(batch: np.ndarray, contract: InputContract = FASHION_MNIST) -> np.ndarray:
+    """(N, *contract.shape) numbers → the model's input, by the rule every entry point shares
+    (``inference.inputs``: [0, 1] for 28×28 models, 0–255 for photo models); a mistake is a 422."""
+    if batch.shape[1:] != contract.shape:
+        raise wrong_shape(batch.shape[1:], contract)
     try:
-        return as_model_input(batch)
+        return as_photo_input(batch, contract.size) if contract.is_photo else as_model_input(batch)
     except ValueError as error:
         raise RequestError(422, f"instance {error}") from None
 
@@ -77,16 +106,19 @@ def scale_pixels(batch: np.ndarray) -> np.ndarray:
 def instances_to_images(
     instances,
     *,
+    contract: InputContract = FASHION_MNIST,
     max_instances: int = 256,
     decode_photo: Callable[[bytes], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """TensorFlow Serving ``instances`` → float32 (N, 28, 28) in [0, 1].
+    """TensorFlow Serving ``instances`` → float32 (N, *contract.shape): the model's input.
 
-    ``decode_photo(image_bytes)`` turns a ``{"b64": ...}`` instance into a (28, 28) array (the
-    photo pipeline); it must raise ``ValueError`` for bytes that are not a usable image.
+    ``decode_photo(image_bytes)`` turns a ``{"b64": ...}`` instance into one input of the
+    contract's shape (the photo pipeline); it must raise ``ValueError`` for bytes that are not a
+    usable image.
     """
     if not isinstance(instances, list):
-        raise RequestError(422, "\"instances\" must be a list of 28×28 arrays or {\"b64\": \"<base64 image>\"} objects")
+        raise RequestError(422, f"\"instances\" must be a list of {shape_text(contract.shape)} arrays "
+                                "or {\"b64\": \"<base64 image>\"} objects")
     if not instances:
         raise RequestError(422, "\"instances\" is empty; send at least one image")
     if len(instances) > max_instances:
@@ -97,21 +129,22 @@ def instances_to_images(
             batch = np.asarray(instances)
         except (ValueError, TypeError, OverflowError, RecursionError):
             batch = None  # ragged somewhere: find and name the culprit below
-        if batch is not None and batch.ndim == 3:
-            return scale_pixels(batch)
+        if batch is not None and batch.ndim == len(contract.shape) + 1:
+            return scale_pixels(batch, contract)
     images = []
     for index, instance in enumerate(instances):
         try:
             if isinstance(instance, dict):
-                images.append(b64_instance(instance, decode_photo))
+                images.append(b64_instance(instance, decode_photo, contract))
             else:
-                images.append(array_instance(instance))
+                images.append(array_instance(instance, contract))
         except RequestError as error:
             raise RequestError(error.status, f"instances[{index}]: {error.message}") from None
     return np.stack(images)
 
 
-def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | None) -> np.ndarray:
+def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | None,
+                 contract: InputContract = FASHION_MNIST) -> np.ndarray:
     if set(instance) != {"b64"} or not isinstance(instance["b64"], str):
         raise RequestError(422, "an object instance must be {\"b64\": \"<base64-encoded image file>\"} and nothing else")
     try:
@@ -121,14 +154,18 @@ def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | N
     if not data:
         raise RequestError(422, "the \"b64\" value decodes to no bytes; send an image file")
     if decode_photo is None:
-        raise RequestError(422, "this server takes no image files, only 28×28 arrays")
+        raise RequestError(422, f"this server takes no image files, only {shape_text(contract.shape)} arrays")
     try:
-        return np.asarray(decode_photo(data), dtype=np.float32)
+        image = np.asarray(decode_photo(data), dtype=np.float32)
     except ValueError as error:
         raise RequestError(422, f"the \"b64\" image cannot be used: {error}") from None
+    if image.shape != contract.shape:  # a decoder for another kind of model: the server's mistake
+        raise RuntimeError(f"decode_photo gave an input of shape {image.shape}, not the model's {contract.shape}")
+    return image
 
 
-def predict_request(payload, *, max_instances: int = 256, decode_photo=None) -> tuple[str, np.ndarray]:
+def predict_request(payload, *, contract: InputContract = FASHION_MNIST, max_instances: int = 256,
+                    decode_photo=None) -> tuple[str, np.ndarray]:
     """A TensorFlow Serving ``:predict`` body → (response key, images).
 
     ``{"instances": [...]}`` answers ``{"predictions": ...}``; the columnar ``{"inputs": [...]}``
@@ -145,7 +182,8 @@ def predict_request(payload, *, max_instances: int = 256, decode_photo=None) -> 
     if ("instances" in payload) == ("inputs" in payload):
         raise RequestError(422, "send exactly one of \"instances\" (row format) or \"inputs\" (columnar format)")
     key, answer = ("instances", "predictions") if "instances" in payload else ("inputs", "outputs")
-    return answer, instances_to_images(payload[key], max_instances=max_instances, decode_photo=decode_photo)
+    return answer, instances_to_images(payload[key], contract=contract, max_instances=max_instances,
+                                       decode_photo=decode_photo)
 
 
 class _MultipartCollector:

@@ -1,5 +1,7 @@
 // The apparel page: each chosen or dropped photo is sent on its own to POST /predict?preview=true,
 // so one bad file fails alone and results appear as they come. No framework, no build step.
+// What the served model takes (a 28×28 Fashion-MNIST input or an S×S colour photo) and its classes
+// come from the metadata endpoint: the page works for either kind of model.
 "use strict";
 
 const PARALLEL = 4; // uploads in flight at once; the server batches them together
@@ -9,6 +11,8 @@ const input = document.getElementById("files");
 const results = document.getElementById("results");
 const statusLine = document.getElementById("status");
 const template = document.getElementById("card");
+let inputKind = "fashion-mnist"; // updated from the metadata
+let inputCaption = "model input";
 
 function percent(p) {
   return (100 * p).toFixed(1) + "%";
@@ -25,6 +29,8 @@ function categoryText(category) {
 function newCard(file) {
   const card = template.content.firstElementChild.cloneNode(true);
   card.querySelector(".name").textContent = file.name;
+  card.querySelector(".input").classList.add(inputKind === "photo" ? "rgb" : "grayscale");
+  card.querySelector(".input-caption").textContent = inputCaption;
   const photo = card.querySelector(".photo");
   photo.src = URL.createObjectURL(file);
   photo.addEventListener("load", () => URL.revokeObjectURL(photo.src), { once: true });
@@ -109,11 +115,25 @@ drop.addEventListener("drop", (event) => {
   if (files.length) classifyAll(files);
 });
 
+function showModel(meta) {
+  const split = meta.accuracy_split || "test";
+  const value = meta.accuracy == null ? meta.test_accuracy : meta.accuracy;
+  const accuracy = value == null ? "" : `, ${split} accuracy ${percent(value)}`;
+  document.getElementById("model").textContent =
+    `Model ${meta.model || "?"} (version ${meta.model_version || "?"}${accuracy})`;
+  const names = meta.class_names || [];
+  document.getElementById("classes").textContent = names.length
+    ? `${names.length} classes: ${names.join(", ")}` : "";
+  if (meta.preprocessing) document.getElementById("preprocessing").textContent = ": " + meta.preprocessing;
+  inputKind = meta.kind || "fashion-mnist";
+  const shape = meta.input_shape || [];
+  if (shape.length >= 2) {
+    inputCaption = `model input ${shape[0]}×${shape[1]}${inputKind === "photo" ? " RGB" : ""}`;
+    for (const caption of document.querySelectorAll(".input-caption")) caption.textContent = inputCaption;
+  }
+}
+
 fetch("/v1/models/apparel/metadata")
   .then((response) => response.json())
-  .then((meta) => {
-    const accuracy = meta.test_accuracy == null ? "" : `, test accuracy ${percent(meta.test_accuracy)}`;
-    document.getElementById("model").textContent =
-      `Model ${meta.model || "?"} (version ${meta.model_version || "?"}${accuracy})`;
-  })
+  .then(showModel)
   .catch(() => {});
