@@ -20,9 +20,10 @@ from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
 from apparel.config import TrainConfig, read_config_file
+from apparel.contract import FASHION_MNIST, InputContract, metadata_path
 from apparel.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
-from apparel.images.photos import draw_steps, pipeline_steps
+from apparel.images.photos import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
 from apparel.inference.export import export_model
 from apparel.inference.prediction import Predictor, resolve_model_dir
@@ -49,7 +50,6 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     if verbose:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO, WARNING and ERROR lines
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # the default, said: no oneDNN notice
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("GLOG_minloglevel", "3")  # absl's pre-InitializeLog lines
 
@@ -118,23 +118,31 @@ def cmd_train(args) -> int:
     def figure(key: str) -> str:
         return "n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}"
 
+    # Fashion-MNIST runs end on the test set; photo runs on their validation photos.
+    held_out = "test" if "test_accuracy" in metrics else "validation"
     print(
-        f"{config.model}: test accuracy {figure('test_accuracy')}, test loss {figure('test_loss')}, "
+        f"{config.model}: {held_out} accuracy {figure(held_out + '_accuracy')}, {held_out} loss {figure(held_out + '_loss')}, "
         f"train accuracy {figure('train_accuracy')}, train loss {figure('train_loss')}, "
-        f"{metrics['fit_seconds']:.1f} s ({metrics['epoch_seconds']:.2f} s/epoch), {metrics['parameters']:,} parameters"
+        f"{metrics['fit_seconds']:.1f} s, {metrics['parameters']:,} parameters"
     )
     print(f"wrote {args.out}/model.keras, config.json, history.json, metrics.json")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    model_dir = resolve_model_dir(args.model_dir)
-    _status(f"evaluating {model_dir} on the test set …")
-    report = evaluate_run(model_dir, data_dir=args.data_dir)
-    print(f"test accuracy {report['test_accuracy']:.4f}, test loss {report['test_loss']:.4f} ({report['test_images']} images)")
-    print(f"{'class':<12} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
+    model_dir = resolve_model_dir(args.model_dir, photos=args.images is not None)
+    _status(f"evaluating {model_dir} on {args.images or 'the test set'} …")
+    report = evaluate_run(model_dir, data_dir=args.data_dir, images=args.images)
+    if args.images is None:
+        print(f"test accuracy {report['test_accuracy']:.4f}, test loss {report['test_loss']:.4f} ({report['test_images']} images)")
+    else:
+        skipped = f", {report['images_skipped']} unreadable left out" if report.get("images_skipped") else ""
+        print(f"accuracy {report['images_accuracy']:.4f}, loss {report['images_loss']:.4f} "
+              f"({report['images_images']} photos in {args.images}{skipped})")
+    width = max(12, *(len(name) + 1 for name in report["per_class"]))
+    print(f"{'class':<{width}} {'precision':>9} {'recall':>7} {'f1':>6} {'support':>7}")
     for name, row in report["per_class"].items():
-        print(f"{name:<12} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>7}")
+        print(f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>7}")
     confused = "; ".join(f"{a} ↔ {b}: {pair['mistakes']}" for pair in report["most_confused"][:3] for a, b in [pair["classes"]])
     print(f"most confused: {confused}")
     print(f"updated {model_dir}/metrics.json")
@@ -155,7 +163,10 @@ def cmd_predict(args) -> int:
     if not files:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
     sources = expand_sources(files)
-    predictor = Predictor.from_litert(args.litert) if args.litert else Predictor.from_dir(model_dir)
+    # Without a model directory, photos go to the shipped photo model, arrays to the Fashion-MNIST one.
+    photos = any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources)
+    predictor = (Predictor.from_litert(args.litert, model_dir) if args.litert
+                 else Predictor.from_dir(model_dir, photos=photos))
     fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
     from tqdm import tqdm
 
@@ -189,8 +200,10 @@ def cmd_predict(args) -> int:
 
 def cmd_preprocess(args) -> int:
     source = fetch_url(args.file, FetchConfig(allow_private=args.allow_private)) if is_url(args.file) else args.file
-    steps = pipeline_steps(source)
-    draw_steps(source, args.out)
+    # The Fashion-MNIST pipeline unless --model names a photo model (config.json alone says so).
+    contract = InputContract.for_run(resolve_model_dir(args.model_dir)) if args.model_dir else FASHION_MNIST
+    steps = model_steps(source, contract)
+    draw_steps(source, args.out, contract=contract)
     print(" → ".join(f"{name} {image.width}×{image.height}" for name, image in steps))
     print(f"wrote {args.out}")
     return 0
@@ -214,14 +227,16 @@ def cmd_catalog(args) -> int:
 
 def cmd_plots(args) -> int:
     _status("drawing plots …")
-    for path in write_plots(args.model_dir, data_dir=args.data_dir):
+    for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images):
         print(path)
     return 0
 
 
 def cmd_export(args) -> int:
     _status(f"exporting {args.model_dir or 'the shipped model'} as {args.format} …")
-    print(export_model(args.model_dir, args.format, args.out))
+    out = export_model(args.model_dir, args.format, args.out)
+    print(out)
+    print(metadata_path(out))
     return 0
 
 
@@ -262,35 +277,50 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras (Fashion-MNIST).")
+    parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    data_dir_help = "directory with the Fashion-MNIST IDX files (default $APPAREL_DATA_DIR or Debian's)"
+    for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_plots, _add_export, _add_models, _add_serve, _add_bench):
+        add(commands)
+    return parser
 
+
+DATA_DIR_HELP = "directory with the Fashion-MNIST IDX files (default $APPAREL_DATA_DIR or Debian's)"
+
+
+def _add_data(commands) -> None:
     data = commands.add_parser("data", help="verify the data set and print its shapes")
-    data.add_argument("--data-dir", help=data_dir_help)
+    data.add_argument("--data-dir", help=DATA_DIR_HELP)
     data.add_argument("--keras-cache", action="store_true", help="also copy it into Keras's cache for load_data()")
     data.set_defaults(handler=cmd_data)
 
+
+def _add_train(commands) -> None:
     train = commands.add_parser("train", help="train a model and write a run directory")
     train.add_argument("--out", required=True, help="run directory to write")
     train.add_argument("--config", help="JSON or TOML file of parameters (flags override it)")
-    train.add_argument("--data-dir", help=data_dir_help)
+    train.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_config_flags(train, TrainConfig)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same parameters)")
     train.set_defaults(handler=cmd_train)
 
+
+def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="recompute test metrics, per-class figures and the confusion matrix")
     evaluate.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
-    evaluate.add_argument("--data-dir", help=data_dir_help)
+    evaluate.add_argument("--data-dir", help=DATA_DIR_HELP)
+    evaluate.add_argument("--images", metavar="FOLDER",
+                          help="measure a photo model on these labelled photos: a folder of class folders or a path,label CSV")
     evaluate.set_defaults(handler=cmd_evaluate)
 
+
+def _add_predict(commands) -> None:
     predict = commands.add_parser("predict", help="classify product photos: files, folders, glob patterns, URLs")
     predict.add_argument("files", nargs="+", metavar="[DIR] IMAGE",
                          help="optional run directory, then images: files (any size, JPEG/PNG/WebP/…, or .npy), "
                               "folders (searched recursively), glob patterns, http(s) URLs")
-    predict.add_argument("--model-dir", help="run directory (default: the first argument if it is one, else the shipped model)")
+    predict.add_argument("--model-dir", help="run directory (default: the first argument if it is one, else the shipped photo model; for .npy arrays the Fashion-MNIST one)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
     predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
     output = predict.add_mutually_exclusive_group()
@@ -300,12 +330,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
     predict.set_defaults(handler=cmd_predict)
 
+
+def _add_preprocess(commands) -> None:
     preprocess = commands.add_parser("preprocess", help="show the photo pipeline's steps for one image")
     preprocess.add_argument("file", help="image file or http(s) URL")
     preprocess.add_argument("--out", required=True, help="PNG to write, the steps side by side")
     preprocess.add_argument("--allow-private", action="store_true", help="also fetch URLs on private addresses")
+    preprocess.add_argument("--model", dest="model_dir", metavar="DIR",
+                            help="show the steps to this run's input (a photo model's: on white, square, resized); "
+                                 "default: the Fashion-MNIST pipeline")
     preprocess.set_defaults(handler=cmd_preprocess)
 
+
+def _add_catalog(commands) -> None:
     catalog = commands.add_parser("catalog", help="fill categories, types and tags of a Shopify product CSV from its photos")
     catalog.add_argument("csv", help="Shopify product export (either header style)")
     catalog.add_argument("--out", required=True, help="CSV to write (a review CSV and an image cache go beside it)")
@@ -313,22 +350,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(catalog, CatalogConfig)
     catalog.set_defaults(handler=cmd_catalog)
 
+
+def _add_plots(commands) -> None:
     plots = commands.add_parser("plots", help="write sample grids, predictions, curves and confusion matrix PNGs")
     plots.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
-    plots.add_argument("--data-dir", help=data_dir_help)
+    plots.add_argument("--data-dir", help=DATA_DIR_HELP)
+    plots.add_argument("--images", metavar="FOLDER",
+                       help="draw a photo model on these labelled photos: a folder of class folders or a path,label CSV")
     plots.set_defaults(handler=cmd_plots)
 
+
+def _add_export(commands) -> None:
     export = commands.add_parser("export", help="export a model as LiteRT (.tflite), SavedModel or ONNX")
     export.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
     export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
     export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
     export.set_defaults(handler=cmd_export)
 
+
+def _add_models(commands) -> None:
     models = commands.add_parser("models", help="list the registered models and their defaults")
     models.set_defaults(handler=cmd_models)
 
+
+def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve predictions over HTTP: TF-Serving REST API, photo uploads, web page")
-    serve.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    serve.add_argument("model_dir", nargs="?", help="run directory (default: the shipped photo model)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_config_flags(serve, ServiceConfig)
@@ -337,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead of Keras")
     serve.set_defaults(handler=cmd_serve)
 
+
+def _add_bench(commands) -> None:
     bench = commands.add_parser("bench", help="benchmark study over optimizers, activations, widths, epochs … (Optuna)")
     for axis, name in AXES.items():
         help_text = TrainConfig.help(name)
@@ -349,12 +398,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--export", metavar="DIR", help="write results.csv, results.md, results.json and charts here")
     bench.add_argument("--limit", type=int, metavar="N", help="train on the first N training images (quick studies)")
     bench.add_argument("--validation-split", type=float, help="hold out this fraction of the training set; TPE then steers on it")
-    bench.add_argument("--data-dir", help=data_dir_help)
+    bench.add_argument("--data-dir", help=DATA_DIR_HELP)
     bench.add_argument("--no-verify", dest="verify_data", action="store_false", default=None,
                        help="skip the SHA-256 check of the data (other IDX data of the same layout)")
     bench.add_argument("--retry-failed", action="store_true", default=None, help="run trials that raised once more")
     bench.set_defaults(handler=cmd_bench)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -285,11 +285,14 @@ def test_min_confidence_and_a_custom_mapping(shop, model_dir):
     shirt = next(cells for cells in written if cells[0] == "plain-shirt")
     assert shirt[4:7] == ["My Shop > Shirts", "Shirts", "apparel:Shirt"]
     mapping.write_text("class,category\nDress,X\nJumpsuit,Y\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="unknown class 'Jumpsuit'"):
-        load_mapping(mapping)
-    mapping.write_text("class,category\nDress,X\n", encoding="utf-8")
+    assert load_mapping(mapping, ["Dress"]) == {"Dress": "X", "Jumpsuit": "Y"}  # rows for other models' classes are kept
     with pytest.raises(ValueError, match="no row for T-shirt/top"):
         load_mapping(mapping)
+    with pytest.raises(ValueError, match="no row for shoes, t-shirt"):
+        load_mapping(mapping, ["Dress", "shoes", "t-shirt"])
+    mapping.write_text("class,category\nDress,X\nDress,Y\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'Dress' has two rows"):
+        load_mapping(mapping, ["Dress"])
 
 
 def load_mapping_text() -> str:
@@ -298,11 +301,55 @@ def load_mapping_text() -> str:
     return DEFAULT_MAPPING.read_text(encoding="utf-8")
 
 
+PHOTO_MODEL_CLASSES = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
+
+
 def test_the_shipped_mapping_is_the_shopify_taxonomy():
+    from apparel.data import CLASS_NAMES
+
     mapping = load_mapping()
     assert mapping["Bag"] == "Apparel & Accessories > Handbags, Wallets & Cases > Handbags"
     assert mapping["Ankle boot"] == "Apparel & Accessories > Shoes > Boots"
-    assert len(mapping) == 10 and all(path.startswith("Apparel & Accessories > ") for path in mapping.values())
+    photo = load_mapping(class_names=PHOTO_MODEL_CLASSES)  # one file for both shipped models
+    assert photo == mapping and set(mapping) == set(CLASS_NAMES) | set(PHOTO_MODEL_CLASSES)
+    assert mapping["dress"] == mapping["Dress"] == DRESSES and mapping["shoes"] == "Apparel & Accessories > Shoes"
+    assert {mapping[name] for name in ("longsleeve", "shirt", "t-shirt")} == {"Apparel & Accessories > Clothing > Shirts & Tops"}
+    assert len(mapping) == 20 and all(path.startswith("Apparel & Accessories > ") for path in mapping.values())
+
+
+class PhotoShapePredictor:
+    """Stands in for a photo model of classes dress, shoes, t-shirt: everything is a t-shirt."""
+
+    def __init__(self, contract):
+        self.contract, self.calls = contract, []
+
+    def predict_proba(self, images):
+        images = np.asarray(images)
+        assert images.shape[1:] == self.contract.shape  # the photo pipeline, not the 28×28 one
+        self.calls.append(len(images))
+        return np.tile([0.05, 0.05, 0.9], (len(images), 1))
+
+
+def test_a_photo_model_labels_with_its_own_classes_and_its_own_cache(shop, model_dir, photo_run):
+    from apparel.contract import InputContract
+
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir), predictor=photo)
+    assert report.categorized == 7 and photo.calls
+    written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
+    dress = next(cells for cells in written if cells[0] == "summer-dress")
+    assert dress[4:7] == ["Apparel & Accessories > Clothing > Shirts & Tops", "t-shirt", "summer, sale, apparel:t-shirt"]
+    # Switching the model never reuses the other model's probabilities: same output, same cache file.
+    fashion = ShapePredictor()
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=fashion)
+    assert (report.predicted, report.cached) == (6, 1)  # as on a first run: dress.png once, found again on a second try
+    again = PhotoShapePredictor(photo.contract)
+    assert categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir), predictor=again).cached == 7
+    assert again.calls == []
 
 
 def test_records_keep_their_spans_and_read_like_the_csv_module():
@@ -374,6 +421,23 @@ def test_the_command_with_a_trained_model(shop, model_dir, capsys):
     assert raw_after[3:5] == raw_before[3:5] == [b"summer-dress,,,,,,,,,M,SD-M,49.00,,,,,", b"summer-dress,,,,,,,,,,,,images/tote.jpg,2,,,"]
     assert main(["catalog", str(source), "--out", str(source)]) == 2
     assert "is the input file" in capsys.readouterr().err
+
+
+def test_the_command_with_a_photo_model_writes_its_classes(shop, photo_run, capsys):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    out = shop_dir / "categorized.csv"
+    assert main(["catalog", str(source), "--out", str(out), "--model", str(photo_run), "--images-dir", str(shop_dir),
+                 "--min-confidence", "0", "--allow-private", "--timeout", "0.5"]) == 0
+    assert "13 products in 16 rows: 7 categorised" in capsys.readouterr().out
+    after = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"), newline="")))
+    mapping = load_mapping()
+    written = [cells for cells in after[1:] if cells[6].startswith("apparel:") or ", apparel:" in cells[6]]
+    labels = {cells[6].split("apparel:")[-1] for cells in written}
+    assert len(written) == 7 and labels <= {"dress", "shoes", "t-shirt"}
+    assert all(cells[4] == mapping[cells[6].split("apparel:")[-1]] for cells in written if cells[0] != "old-coat")
 
 
 def test_our_tag_is_added_once_and_replaced_only_with_overwrite():

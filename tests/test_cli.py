@@ -116,3 +116,54 @@ def test_tensorflow_start_up_lines_are_silenced_unless_verbose(monkeypatch):
     assert "TF_CPP_MIN_LOG_LEVEL" not in os.environ
     quiet_tensorflow()
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"
+
+
+@pytest.fixture
+def photo_copy(photo_run, tmp_path):
+    """A copy of the tiny photo run (the commands write into it), with a training history."""
+    import shutil
+
+    run = shutil.copytree(photo_run, tmp_path / "run")
+    (run / "history.json").write_text(json.dumps({"loss": [1.2, 0.9], "accuracy": [0.4, 0.6],
+                                                  "val_loss": [1.1, 1.0], "val_accuracy": [0.5, 0.55]}))
+    return run
+
+
+def test_photo_model_evaluate_and_plots_on_a_folder(photo_copy, tmp_path, capsys):
+    from conftest import PHOTO_CLASSES, write_photo_folders
+
+    folder = write_photo_folders(tmp_path / "photos", per_class=3)
+    assert main(["evaluate", str(photo_copy)]) == 2
+    assert "holds a photo model: give images" in (err := capsys.readouterr().err) and err.endswith("(--images)\n")
+    assert main(["evaluate", str(photo_copy), "--images", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"photos in {folder}" in out and "accuracy" in out and "most confused" in out
+    table = [line.split()[0] for line in out.splitlines()[2:2 + len(PHOTO_CLASSES)]]
+    assert table == list(PHOTO_CLASSES)  # the model's classes, not Fashion-MNIST's
+    evaluation = json.loads((photo_copy / "metrics.json").read_text())["evaluations"][str(folder)]
+    assert evaluation["images_images"] == 9 and np.sum(evaluation["confusion_matrix"]) == 9
+
+    assert main(["plots", str(photo_copy)]) == 2
+    assert "holds a photo model: give images" in (err := capsys.readouterr().err) and err.endswith("(--images)\n")
+    assert main(["plots", str(photo_copy), "--images", str(folder)]) == 0
+    names = sorted(p.name for p in (photo_copy / "plots").iterdir())
+    assert names == ["confusion_matrix.png", "predictions.png", "training_curves.png"]
+    with Image.open(photo_copy / "plots" / "predictions.png") as image:
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    # The photos are drawn in colour (the grayscale grid would have r == g == b everywhere but the labels).
+    coloured = (np.abs(pixels[..., 0] - pixels[..., 1]) > 40) | (np.abs(pixels[..., 1] - pixels[..., 2]) > 40)
+    assert coloured.mean() > 0.01
+
+
+def test_preprocess_draws_the_photo_models_steps(photo_run, tmp_path, capsys):
+    from conftest import render_photo
+
+    photo = tmp_path / "shirt.png"  # a JPEG would be decoded at a reduced size (draft mode), as the pipeline reads it
+    render_photo(2, np.random.default_rng(0)).save(photo)
+    assert main(["preprocess", str(photo), "--out", str(tmp_path / "steps.png"), "--model", str(photo_run)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "original 96×120 → on white 96×120 → square 120×120 → resized 32×32", f"wrote {tmp_path / 'steps.png'}"]
+    with Image.open(tmp_path / "steps.png") as image:
+        assert image.format == "PNG" and image.width > 3 * image.height
+    assert main(["preprocess", str(photo), "--out", str(tmp_path / "fashion.png")]) == 0  # the default pipeline
+    assert capsys.readouterr().out.splitlines()[0].endswith("stretched 28×28")

@@ -98,3 +98,54 @@ def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monke
     expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test[:2])
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert answers["metadata"].json()["model_version"] is not None  # the run directory's metadata
+
+
+def test_a_photo_model_exports_with_its_contract(photo_run, tmp_path, capsys):
+    """LiteRT through the CLI: RGB 0–255 in, softmax over the run's classes out, the contract in
+    model.tflite.json, so `predict --litert FILE` needs no run directory."""
+    import json
+
+    from conftest import PHOTO_CLASSES, render_photo
+
+    tflite = tmp_path / "photos.tflite"
+    assert main(["export", str(photo_run), "--format", "litert", "--out", str(tflite)]) == 0
+    assert capsys.readouterr().out.split() == [str(tflite), f"{tflite}.json"]
+    metadata = json.loads((tmp_path / "photos.tflite.json").read_text())
+    assert (metadata["kind"], metadata["size"], metadata["class_names"]) == ("photo", 32, list(PHOTO_CLASSES))
+    assert metadata["input"] == {"shape": [None, 32, 32, 3], "dtype": "float32", "range": [0.0, 255.0]}
+    assert "white square" in metadata["preprocessing"] and metadata["output"]["shape"] == [None, 3]
+
+    rng = np.random.default_rng(0)
+    photos = rng.uniform(0, 255, (5, 32, 32, 3)).astype(np.float32)
+    keras_predictor = Predictor.from_dir(photo_run)
+    expected = keras_predictor.predict_proba(photos)
+    lite = Predictor.from_litert(tflite)  # the contract from the metadata file
+    assert lite.contract == keras_predictor.contract
+    np.testing.assert_allclose(lite.predict_proba(photos), expected, atol=1e-5)
+    np.testing.assert_allclose(lite.predict_proba(photos[:1]), expected[:1], atol=1e-5)  # the batch resized back
+    with pytest.raises(ValueError):
+        lite.predict_proba(np.zeros((1, 28, 28), np.float32))  # a Fashion-MNIST array is refused, not answered
+
+    render_photo(0, rng).save(tmp_path / "dress.jpg")
+    assert main(["predict", "--litert", str(tflite), str(tmp_path / "dress.jpg"), "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    assert [item["label"] for item in result["top_k"]] and {item["label"] for item in result["top_k"]} <= set(PHOTO_CLASSES)
+    assert main(["predict", "--litert", str(tflite), str(photo_run), str(tmp_path / "dress.jpg"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [result]  # naming the run gives the same answer
+
+
+def test_a_photo_saved_model_answers_its_metadata(photo_run, tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    path = export_model(photo_run, "saved_model", tmp_path / "saved")
+    served = tf.saved_model.load(str(path))
+    photos = np.random.default_rng(1).uniform(0, 255, (3, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(served.serve(tf.constant(photos))),
+                               Predictor.from_dir(photo_run).predict_proba(photos), atol=1e-5)
+    signature = served.signatures["serving_default"].structured_input_signature[1]
+    assert signature["images"].shape.as_list() == [None, 32, 32, 3]
+    answered = json.loads(served.signatures["metadata"]()["metadata"].numpy().decode())
+    assert answered == json.loads((path / "apparel.json").read_text())
+    assert answered["class_names"] == ["dress", "shoes", "t-shirt"] and answered["format"] == "saved_model"

@@ -22,6 +22,18 @@ def garment_photo(size=(300, 400), box=(90, 60, 210, 340), colour=(180, 40, 40),
     return image
 
 
+def dyed_garment(colour=(20, 20, 25), background=(255, 255, 255), size=(300, 400)) -> Image.Image:
+    """A 'dress' with shading (a darker stripe, a fainter seam) dyed ``colour``, on ``background``,
+    lit alike: each pixel is the background times (1 - shade · (1 - colour)), as a photo shows it."""
+    shade = np.zeros(size[::-1], dtype=np.float32)
+    shade[60:340, 90:210] = 0.7
+    shade[150:170, 90:210] = 1.0
+    shade[100:300, 140:145] = 0.4
+    dye = np.asarray(colour, dtype=np.float32) / 255
+    pixels = np.asarray(background, dtype=np.float32) * (1 - shade[..., None] * (1 - dye))
+    return Image.fromarray(np.rint(pixels).astype(np.uint8), "RGB")
+
+
 def encoded(image: Image.Image, format: str, **options) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format, **options)
@@ -41,7 +53,7 @@ def test_photo_becomes_a_centred_light_on_black_28x28_input():
 
 def test_steps_are_named_and_the_last_is_the_input():
     steps = photos.pipeline_steps(garment_photo())
-    assert [name for name, _ in steps] == ["original", "on white", "trimmed", "resized", "sharpened", "padded", "negated", "grayscale"]
+    assert [name for name, _ in steps] == ["original", "on white", "trimmed", "resized", "sharpened", "padded", "negated", "grayscale", "stretched"]
     trimmed = dict(steps)["trimmed"]
     assert trimmed.size == (121, 281)  # exactly the garment's box: the margin is gone
     assert max(dict(steps)["resized"].size) == 28
@@ -54,8 +66,34 @@ def test_the_margin_and_size_of_the_photo_do_not_matter():
     small = photos.photo_to_input(garment_photo())
     wide_margin = photos.photo_to_input(garment_photo(size=(700, 500), box=(400, 100, 520, 380)))
     np.testing.assert_allclose(small, wide_margin, atol=1 / 255)
+    # The dark stripe keeps its 20 px, so it is fainter at 28 px in the bigger photo; stretched to
+    # the same maximum, the rest of the garment comes out a little brighter.
     bigger = photos.photo_to_input(garment_photo(size=(900, 1200), box=(270, 180, 630, 1020)))
-    assert np.abs(bigger - small).mean() < 0.03
+    assert np.abs(bigger - small).mean() < 0.04
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (232, 232, 232), (245, 235, 215)], ids=["white", "light grey", "cream"])
+@pytest.mark.parametrize("colour", [(25, 35, 90), (20, 20, 25), (190, 25, 35), (245, 185, 200), (200, 185, 230)],
+                         ids=["navy", "black", "red", "pastel pink", "pastel lavender"])
+def test_the_garments_colour_and_the_background_do_not_matter(colour, background):
+    reference = photos.photo_to_input(dyed_garment())  # black on white: the full range as it is
+    result = photos.photo_to_input(dyed_garment(colour, background))
+    assert result.max() == 1.0 and result[:, :4].max() == 0.0  # stretched: garment 255, background 0
+    # Left: the sharpening's overshoot, clipped on a dark garment but not on a pale one.
+    assert np.abs(result - reference).max() < 0.07
+    assert np.abs(result - reference).mean() < 0.02
+    # As a JPEG, ringing at the edges can move the trimmed box by a pixel: close on average.
+    jpeg = photos.photo_to_input(encoded(dyed_garment(colour, background), "JPEG", quality=90))
+    assert np.abs(jpeg - reference).mean() < 0.03
+
+
+def test_stretching_maps_the_background_to_0_and_the_maximum_to_255():
+    negated = Image.fromarray(np.array([[20, 20, 60], [100, 20, 10]], dtype=np.uint8), "L")
+    background = (235, 235, 235)  # negates to 20
+    np.testing.assert_array_equal(np.asarray(photos.stretch_levels(negated, background)), [[0, 0, 128], [255, 0, 0]])
+    # Almost no contrast (noise on an empty photo) is amplified at most 255 / MIN_RANGE times.
+    faint = Image.fromarray(np.array([[20, 22]], dtype=np.uint8), "L")
+    assert np.asarray(photos.stretch_levels(faint, background)).max() == round(2 * 255 / photos.MIN_RANGE)
 
 
 def test_sharpening_is_imagemagick_radius_1_sigma_1():
@@ -182,6 +220,33 @@ def test_render_product_photo_keeps_the_luma():
     np.testing.assert_allclose(photos.photo_to_input(photo)[6:22, 12:16], 200 / 255, atol=0.12)
 
 
+def test_photo_check_dyes_garments_any_colour_on_any_light_background():
+    from apparel.errors import ParameterError
+    from apparel.images.photo_check import PhotoCheckConfig, photos_as_inputs, render_product_photo
+
+    images = np.zeros((4, 28, 28), dtype=np.uint8)
+    for index, image in enumerate(images):
+        image[3:25, 8 + index:20] = 150 + 30 * index
+        image[10:13, 8 + index:20] = 255  # a darker band: the full range, as in Fashion-MNIST
+    tinted = PhotoCheckConfig(size=84, colours="any", background=(200, 255), seed=1)
+    photo = Image.open(io.BytesIO(render_product_photo(images[0], np.random.default_rng(0), tinted)))
+    corner = np.asarray(photo.getpixel((1, 1)))
+    assert corner.min() >= 197 and corner.max() <= 255 and photo.getpixel((1, 1)) != (255, 255, 255)
+    white = PhotoCheckConfig(size=84, colours="any")
+    luma, _ = photos_as_inputs(images, PhotoCheckConfig(size=84))
+    for config in (white, tinted):
+        inputs, failed = photos_as_inputs(images, config)
+        assert failed == 0 and inputs.max(axis=(1, 2)).min() == 1.0
+        # Stretched back to the full range: close to the luma-keeping photos' inputs. (On a pale
+        # dye the sharpening's overshoot at these hard edges is stretched to 255 where a dark
+        # garment's is clipped, which dims the rest a little.)
+        assert np.abs(inputs - luma).mean() < 0.1, config
+    with pytest.raises(ParameterError, match="background"):
+        PhotoCheckConfig(background=(200, 300))
+    with pytest.raises(ParameterError, match="colours"):
+        PhotoCheckConfig(colours="rainbow")
+
+
 @needs_real_data
 def test_product_photos_keep_the_models_accuracy(tmp_path):
     """The check of the README on 300 test images, with a small model trained here."""
@@ -199,3 +264,19 @@ def test_product_photos_keep_the_models_accuracy(tmp_path):
     assert report.original_accuracy > 0.7 and report.failed == 0
     # 300 images measure the drop to about ±2 points; the benchmark holds the 2-point target on 10,000.
     assert report.drop_points <= 5.0, report
+
+
+def test_photo_rgb_steps_end_in_photo_to_rgb(tmp_path):
+    from apparel.contract import InputContract
+    from apparel.images.photo_rgb import photo_rgb_steps, photo_to_rgb
+
+    photo = garment_photo(size=(90, 60), box=(10, 10, 80, 50)).convert("RGBA")
+    steps = photo_rgb_steps(photo, 32)
+    assert [(name, image.size) for name, image in steps] == [
+        ("original", (90, 60)), ("on white", (90, 60)), ("square", (90, 90)), ("resized", (32, 32))]
+    np.testing.assert_array_equal(np.asarray(steps[-1][1]), photo_to_rgb(photo, 32))
+    contract = InputContract(kind="photo", size=32, class_names=("a", "b"))
+    assert [name for name, _ in photos.model_steps(photo, contract)] == [name for name, _ in steps]
+    out = photos.draw_steps(photo, tmp_path / "steps.png", contract=contract)
+    with Image.open(out) as image:
+        assert image.format == "PNG"

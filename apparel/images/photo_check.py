@@ -11,9 +11,13 @@ accuracy on the original images; the drop is what the pipeline costs.
     >>> report.drop_points
     0.9
 
-The colour keeps each pixel's luma (ITU-R 601, the weights of Pillow's grayscale conversion): a
-Fashion-MNIST image *is* the luma of a coloured photo, so a colour with that luma is a photo the
-data set could have come from.
+By default (``colours="luma"``) the colour keeps each pixel's luma (ITU-R 601, the weights of
+Pillow's grayscale conversion): a Fashion-MNIST image *is* the luma of a coloured photo, so a colour
+with that luma is a photo the data set could have come from. With ``colours="any"`` the garment is
+dyed instead: a colour from :data:`ANY_PALETTE` (black, navy, red, pastels, off-white…) replaces its
+brightness, so a pale garment is a faint one, as a real dyed garment photographed on white would
+be. ``background`` tints the light: the background and the garment are both multiplied by a random
+light tone, as a grey or tinted sweep (or an off white balance) would show them.
 """
 
 from __future__ import annotations
@@ -41,6 +45,26 @@ PALETTE = (
     (60, 160, 200),   # sky blue
     (128, 128, 128),  # grey (no colour)
 )
+# colours="any": garment colours as (R, G, B) that replace its brightness, from black to off-white.
+ANY_PALETTE = (
+    (20, 20, 25),     # black
+    (60, 60, 65),     # charcoal
+    (25, 35, 90),     # navy
+    (50, 80, 200),    # royal blue
+    (190, 25, 35),    # red
+    (110, 20, 40),    # burgundy
+    (30, 90, 50),     # forest green
+    (110, 110, 60),   # olive
+    (120, 70, 40),    # brown
+    (220, 170, 40),   # mustard
+    (150, 150, 150),  # mid grey
+    (120, 180, 225),  # sky blue
+    (200, 185, 230),  # lavender (pastel)
+    (245, 185, 200),  # pink (pastel)
+    (180, 225, 195),  # mint (pastel)
+    (225, 215, 195),  # cream (off-white)
+    (215, 215, 215),  # light grey (white-ish)
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,10 @@ class PhotoCheckConfig(Config):
     margin: tuple[float, float] = option((0.05, 0.25), "margin per side, a random fraction of `size` in this range")
     jpeg_quality: tuple[int, int] = option((75, 95), "random JPEG quality per photo, in this range")
     seed: int = option(0, "the colours, margins and qualities drawn")
+    colours: str = option("luma", "garment colour: 'luma' keeps each pixel's brightness, 'any' dyes the garment "
+                          "a random colour (black to off-white) that replaces it", choices=("luma", "any"))
+    background: tuple[int, int] = option((255, 255), "random light tone per channel, in this range, that tints "
+                                         "background and garment alike; (255, 255) is white")
 
     def check(self) -> None:
         low, high = self.margin
@@ -59,6 +87,9 @@ class PhotoCheckConfig(Config):
         low, high = self.jpeg_quality
         if not 1 <= low <= high <= 100:
             raise ParameterError(f"{{}} must be (low, high) within 1..100, got {self.jpeg_quality}", "jpeg_quality")
+        low, high = self.background
+        if not 0 <= low <= high <= 255:
+            raise ParameterError(f"{{}} must be (low, high) within 0..255, got {self.background}", "background")
 
 
 @dataclass(frozen=True)
@@ -77,20 +108,30 @@ class PhotoCheckReport:
 
 def render_product_photo(image: np.ndarray, rng: np.random.Generator, config: PhotoCheckConfig = PhotoCheckConfig()) -> bytes:
     """A 28×28 uint8 Fashion-MNIST image (light on black) as the JPEG bytes of a product photo:
-    upscaled, dark-on-white, coloured, with a white margin.
+    upscaled, dark-on-white, coloured, with a margin of the background's colour.
 
     >>> jpeg = render_product_photo(x_test[0], np.random.default_rng(0))
     """
     garment = Image.fromarray(np.asarray(image, dtype=np.uint8), "L").resize((config.size, config.size), Image.Resampling.BICUBIC)
     strength = np.asarray(garment, dtype=np.float32) / 255.0     # 1 on the garment, 0 on the background
-    luma = 255.0 - np.asarray(garment, dtype=np.float32)          # negated: light background
-    colour = np.asarray(PALETTE[rng.integers(len(PALETTE))], dtype=np.float32)
-    colour_cb, colour_cr = np.asarray(Image.new("RGB", (1, 1), tuple(int(c) for c in colour)).convert("YCbCr").getpixel((0, 0))[1:], dtype=np.float32)
-    planes = [luma, 128.0 + strength * (colour_cb - 128.0), 128.0 + strength * (colour_cr - 128.0)]
-    photo = Image.merge("YCbCr", [Image.fromarray(np.clip(np.rint(p), 0, 255).astype(np.uint8), "L") for p in planes]).convert("RGB")
+    if config.colours == "any":
+        colour = np.asarray(ANY_PALETTE[rng.integers(len(ANY_PALETTE))], dtype=np.float32)
+        # The dye replaces the brightness: white where strength is 0, the colour where it is 1.
+        rgb = 255.0 + strength[..., None] * (colour - 255.0)
+    else:
+        luma = 255.0 - np.asarray(garment, dtype=np.float32)          # negated: light background
+        colour = np.asarray(PALETTE[rng.integers(len(PALETTE))], dtype=np.float32)
+        colour_cb, colour_cr = np.asarray(Image.new("RGB", (1, 1), tuple(int(c) for c in colour)).convert("YCbCr").getpixel((0, 0))[1:], dtype=np.float32)
+        planes = [luma, 128.0 + strength * (colour_cb - 128.0), 128.0 + strength * (colour_cr - 128.0)]
+        ycbcr = Image.merge("YCbCr", [Image.fromarray(np.clip(np.rint(p), 0, 255).astype(np.uint8), "L") for p in planes])
+        rgb = np.asarray(ycbcr.convert("RGB"), dtype=np.float32)
     low, high = config.margin
     left, top, right, bottom = (int(rng.uniform(low, high) * config.size) for _ in range(4))
-    canvas = Image.new("RGB", (config.size + left + right, config.size + top + bottom), "white")
+    # Drawn only when it can vary, so the default draws (and photos) are those of a white background.
+    tone = (255, 255, 255) if config.background == (255, 255) else tuple(int(t) for t in rng.integers(config.background[0], config.background[1] + 1, 3))
+    rgb = rgb * (np.asarray(tone, dtype=np.float32) / 255.0)
+    photo = Image.fromarray(np.clip(np.rint(rgb), 0, 255).astype(np.uint8), "RGB")
+    canvas = Image.new("RGB", (config.size + left + right, config.size + top + bottom), tone)
     canvas.paste(photo, (left, top))
     buffer = io.BytesIO()
     canvas.save(buffer, format="JPEG", quality=int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))

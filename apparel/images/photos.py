@@ -6,12 +6,15 @@ was made from Zalando's product photos (Xiao, Rasul, Vollgraf 2017, section 2):
 3. sharpen with a Gaussian of radius and σ 1.0,
 4. extend the short edge to 28, the garment centred,
 5. negate the intensities,
-6. convert to 8-bit grayscale.
+6. convert to 8-bit grayscale,
+7. stretch the levels: the background to 0, the brightest pixel to 255 (not in the paper, but
+   every Fashion-MNIST image spans that range; it makes the garment's colour and the background's
+   tone irrelevant).
 
     >>> from apparel.images.photos import photo_to_input, pipeline_steps
     >>> image = photo_to_input("shirt.jpg")          # float32 (28, 28) in [0, 1]
     >>> [name for name, _ in pipeline_steps("shirt.jpg")]
-    ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale']
+    ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale', 'stretched']
 
 Before step 1 the photo is read in any mode (RGB, RGBA or LA composited on white, palette, grayscale,
 CMYK, 16-bit) and turned upright by its EXIF orientation. An image that is already 28×28 and
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageOps
 
+from apparel.contract import FASHION_MNIST, InputContract
 from apparel.data import IMAGE_SHAPE
 from apparel.errors import SourceError
 from apparel.images.decode import (  # re-exported: the pipeline's first step
@@ -37,6 +41,7 @@ from apparel.images.decode import (  # re-exported: the pipeline's first step
     open_image,
     to_grayscale_array,
 )
+from apparel.images.photo_rgb import photo_rgb_steps, photo_to_rgb
 
 SIZE = IMAGE_SHAPE[0]  # the square model input's side
 # Step 1: a row or column is background when every pixel is within this fraction of the maximum
@@ -67,8 +72,20 @@ def sharpen_kernel(radius: int = SHARPEN_RADIUS, sigma: float = SHARPEN_SIGMA) -
 
 
 SHARPEN = sharpen_kernel()
+# Step 7: Fashion-MNIST's images span the full range whatever the garment's colour: the brightest
+# pixel is 254 or 255 in every test image, the background 0. A photo of a navy, red or pastel garment
+# does not: negated, its maximum is dim (a pale garment is a faint one), and a light-grey or tinted
+# background negates to a grey, not to black. So the negated background colour is mapped to 0 and
+# the brightest pixel to 255, clipped: colour and background drop out, the garment's shading stays.
+# The brightest pixel, not a percentile: in Fashion-MNIST it is often one pixel (the sharpening's
+# overshoot), and after the resize to 28 a JPEG speck is averaged away. A photo with less contrast
+# than MIN_RANGE levels is stretched as if its maximum were that far above the background, so the
+# noise of an almost empty photo (white on white) is amplified at most 255 / MIN_RANGE times.
+MIN_RANGE = 16
 # Bump when the output for the same photo changes: caches of finished images key on it.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
+
+
 def corner_colour(image: Image.Image) -> tuple[int, int, int]:
     """The background colour of an RGB image: the median of its four corner pixels (so one odd
     corner, a watermark or a JPEG speck, does not decide)."""
@@ -106,6 +123,17 @@ def sharpen(image: Image.Image, kernel: ImageFilter.Kernel = SHARPEN) -> Image.I
     return extended.filter(kernel).crop((radius, radius, radius + image.width, radius + image.height))
 
 
+def stretch_levels(grayscale: Image.Image, background: tuple[int, int, int], min_range: int = MIN_RANGE) -> Image.Image:
+    """The negated 8-bit ``grayscale`` image with the level of the negated ``background`` colour
+    mapped to 0 and its brightest pixel to 255 (at most ``255 / min_range`` times amplified)."""
+    negated_background = tuple(255 - value for value in background)
+    low = Image.new("RGB", (1, 1), negated_background).convert("L").getpixel((0, 0))
+    pixels = np.asarray(grayscale, dtype=np.float32)
+    high = max(float(pixels.max()), low + min_range)
+    stretched = (pixels - low) * (255.0 / (high - low))
+    return Image.fromarray(np.clip(np.rint(stretched), 0, 255).astype(np.uint8), "L")
+
+
 def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
     steps = [("original", image)]
     if is_model_ready(image):
@@ -135,7 +163,9 @@ def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
     steps.append(("padded", padded))
     negated = ImageOps.invert(padded)
     steps.append(("negated", negated))
-    steps.append(("grayscale", negated.convert("L")))
+    grayscale = negated.convert("L")
+    steps.append(("grayscale", grayscale))
+    steps.append(("stretched", stretch_levels(grayscale, background)))
     return steps
 
 
@@ -143,7 +173,7 @@ def pipeline_steps(source: Source, max_pixels: int = MAX_PIXELS) -> list[tuple[s
     """Every named step from the photo as read to the 28×28 grayscale model input (the last step).
 
     >>> [name for name, image in pipeline_steps("shirt.jpg")][-1]
-    'grayscale'
+    'stretched'
     """
     return _steps(open_image(source, max_pixels), describe(source))
 
@@ -161,15 +191,38 @@ def photo_to_input(source: Source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return np.asarray(last, dtype=np.float32) / np.float32(255.0)
 
 
-def draw_steps(source: Source, out: str | os.PathLike, height: int = 168) -> Path:
-    """Draw the pipeline's steps side by side, each scaled to ``height`` and labelled, into ``out``.
+def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One photo as the model of ``contract`` takes it: float32 (28, 28) in [0, 1] through the
+    Fashion-MNIST pipeline above, or float32 (N, N, 3) with values 0–255 for a photo model.
+
+    >>> photo_input("shirt.jpg", InputContract.for_run("models/photos")).shape
+    (224, 224, 3)
+    """
+    if contract.is_photo:
+        return photo_to_rgb(source, contract.size, max_pixels).astype(np.float32)
+    return photo_to_input(source, max_pixels)
+
+
+def model_steps(source: Source, contract: InputContract = FASHION_MNIST,
+                max_pixels: int = MAX_PIXELS) -> list[tuple[str, Image.Image]]:
+    """The named steps from the photo as read to the input of the model of ``contract``: the
+    Fashion-MNIST pipeline's (``pipeline_steps``) or a photo model's (``photo_rgb_steps``)."""
+    if contract.is_photo:
+        return photo_rgb_steps(source, contract.size, max_pixels)
+    return pipeline_steps(source, max_pixels)
+
+
+def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,
+               contract: InputContract = FASHION_MNIST) -> Path:
+    """Draw the steps to the model input of ``contract`` (default: the Fashion-MNIST pipeline)
+    side by side, each scaled to ``height`` and labelled, into ``out``.
 
     >>> draw_steps("shirt.jpg", "steps.png")
     PosixPath('steps.png')
     """
     from apparel.artifacts import atomic_path
 
-    steps = pipeline_steps(source)
+    steps = model_steps(source, contract)
     label_height, gap = 24, 8
     tiles = []
     for name, image in steps:

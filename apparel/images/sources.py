@@ -22,11 +22,12 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import SourceError
 from apparel.data import IMAGE_SHAPE
 from apparel.images import photos
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
-from apparel.inference.inputs import as_model_input
+from apparel.inference.inputs import as_model_input, as_photo_input
 
 # What a folder is searched for; a file named explicitly is tried whatever its suffix.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npy"})
@@ -114,18 +115,20 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
     return resolved
 
 
-def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pixels: int | None = None) -> np.ndarray:
-    """The model inputs of one source, float32 (N, 28, 28): one image for a photo, N ≥ 1 for a
-    ``.npy`` stack. Raises ``ValueError`` with the reason it cannot be read."""
+def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pixels: int | None = None,
+                contract: InputContract = FASHION_MNIST) -> np.ndarray:
+    """The model inputs of one source as ``contract`` says (see ``photos.photo_input``): one
+    image for a photo, N ≥ 1 for a ``.npy`` stack. Raises ``ValueError`` with the reason it
+    cannot be read."""
     limit = photos.MAX_PIXELS if max_pixels is None else max_pixels
     if source.error is not None:
         raise SourceError(source.name, source.error)
     if source.url is not None:
         data = fetch_url(source.url, fetch)
-        return _named(source.name, photos.photo_to_input, data, limit)[None]
+        return _named(source.name, photos.photo_input, data, contract, limit)[None]
     if source.path is not None and source.path.suffix.lower() == ".npy":
-        return _named(source.name, read_image_file, source.path)
-    return _named(source.name, photos.photo_to_input, source.path, limit)[None]
+        return _named(source.name, read_image_file, source.path, contract)
+    return _named(source.name, photos.photo_input, source.path, contract, limit)[None]
 
 
 def _named(name: str, read: Callable, data, *args):
@@ -137,14 +140,15 @@ def _named(name: str, read: Callable, data, *args):
 
 
 def read_sources(
-    sources: list[ImageSource], fetch: FetchConfig = FetchConfig(), workers: int = 4
+    sources: list[ImageSource], fetch: FetchConfig = FetchConfig(), workers: int = 4,
+    contract: InputContract = FASHION_MNIST,
 ) -> Iterator[tuple[ImageSource, np.ndarray | None, str | None]]:
     """``(source, inputs, error)`` for each source, in order; reading and fetching overlap in
     ``workers`` threads (Pillow and sockets release the GIL)."""
 
     def attempt(source: ImageSource):
         try:
-            return source, read_source(source, fetch), None
+            return source, read_source(source, fetch, contract=contract), None
         except ValueError as error:  # a SourceError's reason; the source is named beside it
             return source, None, getattr(error, "reason", str(error))
 
@@ -179,7 +183,7 @@ def predict_sources(
         chunk = sources[start : start + batch_size]
         slots: list[dict | tuple[str, int]] = []   # an error dict, or (name, row in the batch)
         arrays, rows = [], 0
-        for source, inputs, error in read_sources(chunk, fetch, workers):
+        for source, inputs, error in read_sources(chunk, fetch, workers, predictor.contract):
             if error is not None:
                 slots.append({"file": source.name, "error": error})
             else:
@@ -194,9 +198,10 @@ def predict_sources(
     return results
 
 
-def read_image_file(path: str | os.PathLike) -> np.ndarray:
+def read_image_file(path: str | os.PathLike, contract: InputContract = FASHION_MNIST) -> np.ndarray:
     """Images from a 28×28 PNG/JPEG (any mode, converted to grayscale) or a ``.npy`` array of
-    one (28, 28) image or a stack (N, 28, 28).
+    one (28, 28) image or a stack (N, 28, 28); for a photo model's ``contract``, a ``.npy`` of
+    (N, size, size, 3) RGB photos.
 
     Fashion-MNIST images are light garments on a black background; give images in that form.
     Returns float32 (N, 28, 28) in [0, 1]. Raises ``ValueError`` with the reason it cannot be read.
@@ -210,7 +215,7 @@ def read_image_file(path: str | os.PathLike) -> np.ndarray:
         except (ValueError, OSError, EOFError) as error:
             raise SourceError(path, f"not a readable .npy array ({error or 'empty file'})") from None
         try:
-            batch = as_model_input(array)
+            batch = as_photo_input(array, contract.size) if contract.is_photo else as_model_input(array)
         except ValueError as error:
             raise SourceError(path, f"{error}") from None
         if len(batch) == 0:

@@ -3,12 +3,24 @@
     >>> from apparel.inference.export import export_model
     >>> export_model("runs/reference", "litert", "runs/reference/model.tflite")
 
-Every format outputs the ten class probabilities (softmax over the class logits), so an exported
-model answers like ``Predictor.predict_proba``.
+Every format takes the inputs of the run's contract (``apparel.contract``) and outputs the
+probabilities over its classes (softmax over the class logits), so an exported model answers like
+``Predictor.predict_proba``:
+
+- a Fashion-MNIST model: float32 (N, 28, 28) in [0, 1], light garment on black;
+- a photo model: float32 (N, S, S, 3) RGB with values 0–255, the photo on white padded to a white
+  square and resized to S×S (the model normalises the pixels itself).
+
+The preprocessing is written down with the export, for callers without this package: a metadata
+file (``model.tflite.json``, ``model.onnx.json``, or ``apparel.json`` inside a SavedModel) holds
+``kind``, ``size``, ``class_names``, the preprocessing in words and the input and output shapes.
+A SavedModel also answers it from a ``metadata`` signature, and an ONNX file holds it in its
+``metadata_props``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -16,14 +28,44 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.data import IMAGE_SHAPE
-from apparel.inference.prediction import load_model, probability_model
+from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
+from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
 
 FORMATS = ("litert", "saved_model", "onnx")
+INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ONNX graph
 
 
-def _export_saved_model(model, path: Path) -> None:
-    model.export(str(path), format="tf_saved_model", verbose=False)
+def export_metadata(contract: InputContract, format: str) -> dict:
+    """What an export takes and answers, written beside it (see the module docstring)."""
+    scale = [0.0, 255.0] if contract.is_photo else [0.0, 1.0]
+    return {
+        **contract.to_dict(),
+        "preprocessing": contract.describe(),
+        "format": format,
+        "input": {"shape": [None, *contract.shape], "dtype": "float32", "range": scale},
+        "output": {"shape": [None, contract.num_classes], "dtype": "float32",
+                   "meaning": "softmax probabilities over class_names, in that order"},
+    }
+
+
+def _export_saved_model(model, path: Path, contract: InputContract, metadata: dict | None = None) -> None:
+    """A SavedModel whose ``serve`` (default) signature takes the contract's batch; with
+    ``metadata``, a second signature ``metadata`` returns it as a JSON string."""
+    import tensorflow as tf
+    from keras.export import ExportArchive
+
+    archive = ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", model.__call__,
+                         input_signature=[tf.TensorSpec([None, *contract.shape], tf.float32, name=INPUT_NAME)])
+    if metadata is not None:
+        text = json.dumps(metadata, ensure_ascii=False)
+        archive.add_endpoint("metadata", lambda: {"metadata": tf.constant(text)}, input_signature=[])
+    archive.write_out(str(path), verbose=False)
+
+
+def _write_metadata(path: Path, metadata: dict) -> None:
+    path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os.PathLike) -> Path:
@@ -34,7 +76,8 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
       SavedModel — ``TFLiteConverter.from_keras_model`` does not accept Keras 3 models;
     - ``onnx``: an ``.onnx`` file through Keras's own ``export(format="onnx")`` (needs tf2onnx).
 
-    The output appears only when complete.
+    The metadata file is written with it (see the module docstring). The output appears only
+    when complete.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
@@ -43,27 +86,45 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
         raise ValueError(f"{out} is a directory; give a file path for --format {format}")
     if out.exists() and format == "saved_model" and not (out / "saved_model.pb").is_file():
         raise ValueError(f"{out} exists and is not a SavedModel; choose a new --out (it would be replaced)")
-    model = probability_model(load_model(model_dir))
+    model_dir = resolve_model_dir(model_dir)
+    contract = InputContract.for_run(model_dir)
+    metadata = export_metadata(contract, format)
+    model = probability_model(load_model(model_dir), num_classes=contract.num_classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
         work = Path(work)
         if format == "saved_model":
-            _export_saved_model(model, work / "saved_model")
+            _export_saved_model(model, work / "saved_model", contract, metadata)
+            _write_metadata(work / "saved_model" / EXPORT_METADATA_FILE, metadata)
             if out.exists():
                 shutil.rmtree(out)
             os.replace(work / "saved_model", out)
-        elif format == "litert":
+            return out
+        built = work / f"model.{'tflite' if format == 'litert' else 'onnx'}"
+        if format == "litert":
             import tensorflow as tf
 
-            _export_saved_model(model, work / "saved_model")
-            flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert()
-            (work / "model.tflite").write_bytes(flatbuffer)
-            os.replace(work / "model.tflite", out)
+            _export_saved_model(model, work / "saved_model", contract)
+            built.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert())
         else:
-            model(np.zeros((1,) + IMAGE_SHAPE, dtype=np.float32))  # Keras's ONNX export needs a called model
-            try:
-                model.export(str(work / "model.onnx"), format="onnx", verbose=False)
-            except ImportError as error:
-                raise ValueError(f"ONNX export needs tf2onnx ({error}); `pip install tf2onnx`") from None
-            os.replace(work / "model.onnx", out)
+            _export_onnx(model, built, contract, metadata)
+        _write_metadata(work / "model.json", metadata)
+        os.replace(work / "model.json", metadata_path(out))
+        os.replace(built, out)
     return out
+
+
+def _export_onnx(model, path: Path, contract: InputContract, metadata: dict) -> None:
+    import tensorflow as tf
+
+    model(np.zeros((1, *contract.shape), dtype=np.float32))  # Keras's ONNX export needs a called model
+    signature = [tf.TensorSpec([None, *contract.shape], tf.float32, name=INPUT_NAME)]
+    try:
+        model.export(str(path), format="onnx", verbose=False, input_signature=signature)
+        import onnx
+    except ImportError as error:
+        raise ValueError(f"ONNX export needs tf2onnx and onnx ({error}); `pip install tf2onnx`") from None
+    exported = onnx.load(str(path))
+    entry = exported.metadata_props.add()
+    entry.key, entry.value = "apparel", json.dumps(metadata, ensure_ascii=False)
+    onnx.save(exported, str(path))

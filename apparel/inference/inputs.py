@@ -48,3 +48,34 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     if high > 1:
         batch[batch.reshape(len(batch), -1).max(axis=1) > 1] /= np.float32(255.0)
     return batch
+
+
+def as_photo_input(images: np.ndarray, size: int) -> np.ndarray:
+    """RGB photos as float32 (N, size, size, 3) with values 0–255, the input of a photo model; a
+    single (size, size, 3) photo becomes a batch of one.
+
+    The same pixel-scale rule as ``as_model_input``: ``uint8`` is 0–255; otherwise each photo is
+    read as 0–255 if one of its values is above 1, else as 0–1. Anything else — a 28×28 array, the
+    wrong size, NaN, values outside [0, 255] — is refused with a ``ValueError`` that says what to send.
+    """
+    array = np.asarray(images)
+    shape = (size, size, 3)
+    if array.shape == shape:
+        array = array[None]
+    if array.ndim != 4 or array.shape[1:] != shape:
+        got = "×".join(str(n) for n in array.shape) or "a single number"
+        raise ValueError(f"this photo model takes RGB photos of {size}×{size}×3 pixel values, shaped (N, {size}, {size}, 3), "
+                         f"or image files; got {got}")
+    if array.dtype.kind not in "iuf":
+        raise ValueError("pixel values must be numbers (0–255, or 0–1)")
+    if array.dtype == np.uint8 or array.size == 0:
+        return array.astype(np.float32)
+    low, high = array.min(), array.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
+    if low < 0 or high > 255:
+        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    batch = np.array(array, dtype=np.float32, copy=True)
+    unit = batch.reshape(len(batch), -1).max(axis=1) <= 1
+    batch[unit] *= np.float32(255.0)
+    return batch

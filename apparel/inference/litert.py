@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.inference.inputs import as_model_input
+from apparel.inference.inputs import as_model_input, as_photo_input
 
 
 class LiteRTPredictor:
@@ -35,9 +35,15 @@ class LiteRTPredictor:
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The exported input's shape: (1, 28, 28) for Fashion-MNIST models, (1, N, N, 3) for photos."""
+        return tuple(int(n) for n in self._interpreter.get_input_details()[0]["shape"])
+
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities over the ten classes, (N, 10)."""
-        batch = as_model_input(images)
+        """Probabilities over the classes, (N, classes), for inputs as the model takes them."""
+        shape = self.input_shape
+        batch = as_model_input(images) if len(shape) == 3 else as_photo_input(images, shape[1])
         if self._batch != len(batch):
             self._interpreter.resize_tensor_input(self._input, batch.shape, strict=False)
             self._interpreter.allocate_tensors()

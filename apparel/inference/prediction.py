@@ -6,8 +6,10 @@
     >>> predictor.top_k(probabilities, k=3)[0]
     [('Ankle boot', 0.97), ('Sneaker', 0.02), ('Sandal', 0.01)]
 
-The predicted class is the highest of the ten class logits: the reference model's extra logits
-(it has 20 outputs) are never a label.
+Every run directory says what its model takes (``apparel.contract.InputContract``): 28×28
+Fashion-MNIST arrays or N×N RGB photos, and the names of its classes. The predicted class is the
+highest of the model's class logits: the reference model's extra logits (it has 20 outputs for ten
+classes) are never a label.
 """
 
 from __future__ import annotations
@@ -19,19 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.data import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES
-from apparel.inference.inputs import as_model_input, softmax
+from apparel.contract import FASHION_MNIST, InputContract
+from apparel.inference.inputs import as_model_input, as_photo_input, softmax
 from apparel.inference.litert import LiteRTPredictor
 
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
-# The model shipped with the project: used when no model directory is given.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "models" / "default"
+# The models shipped with the project, used when no model directory is given: the Fashion-MNIST
+# model for arrays (and the walk-through), the photo model for photo files, uploads and catalogs.
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+DEFAULT_MODEL_DIR = MODELS_DIR / "default"
+DEFAULT_PHOTO_MODEL_DIR = MODELS_DIR / "photos"
 
 
-def resolve_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
-    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped ``models/default``."""
+def resolve_model_dir(model_dir: str | os.PathLike | None = None, photos: bool = False) -> Path:
+    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``models/photos`` when
+    ``photos`` (the inputs are photo files), ``models/default`` otherwise."""
     if model_dir is None:
-        model_dir = os.environ.get(MODEL_DIR_ENV) or DEFAULT_MODEL_DIR
+        model_dir = os.environ.get(MODEL_DIR_ENV) or (DEFAULT_PHOTO_MODEL_DIR if photos else DEFAULT_MODEL_DIR)
     path = Path(model_dir)
     if not (path / artifacts.MODEL_FILE).is_file():
         raise ValueError(
@@ -51,10 +57,12 @@ def load_model(model_dir: str | os.PathLike | None = None):
         raise ValueError(f"cannot load {path}: {error}; retrain it or restore the file") from None
 
 
-def probability_model(model, all_outputs: bool = False):
-    """``model`` followed by a softmax: over its ten class logits (the reference model has 20),
-    or, with ``all_outputs``, over every output as the walk-through's ``Sequential([model,
-    Softmax()])`` does. Exports use the first form: it stays serialisable in safe mode.
+def probability_model(model, all_outputs: bool = False, num_classes: int | None = None):
+    """``model`` followed by a softmax: over its class logits (the reference model has 20 outputs
+    for ten classes), or, with ``all_outputs``, over every output as the walk-through's
+    ``Sequential([model, Softmax()])`` does. Exports use the first form: it stays serialisable in
+    safe mode. ``num_classes`` defaults to the model's outputs, capped at Fashion-MNIST's ten for
+    28×28 models.
 
     >>> probability_model(load_model("runs/reference")).predict(images)   # (N, 10)
     """
@@ -62,17 +70,19 @@ def probability_model(model, all_outputs: bool = False):
 
     if all_outputs:
         return keras.Sequential([model, keras.layers.Softmax()])
-    inputs = keras.Input(shape=IMAGE_SHAPE, name="images")
+    inputs = keras.Input(shape=model.input_shape[1:], name="images")
     logits = model(inputs, training=False)
-    if logits.shape[-1] != NUM_CLASSES:
+    if num_classes is None:
+        num_classes = logits.shape[-1] if len(model.input_shape) == 4 else FASHION_MNIST.num_classes
+    if logits.shape[-1] != num_classes:
         # A 1×1 slice as a layer (no Lambda), so the graph stays serialisable in safe mode.
-        logits = keras.layers.Cropping1D((0, logits.shape[-1] - NUM_CLASSES))(keras.layers.Reshape((-1, 1))(logits))
-        logits = keras.layers.Reshape((NUM_CLASSES,))(logits)
+        logits = keras.layers.Cropping1D((0, logits.shape[-1] - num_classes))(keras.layers.Reshape((-1, 1))(logits))
+        logits = keras.layers.Reshape((num_classes,))(logits)
     return keras.Model(inputs, keras.layers.Softmax(name="probabilities")(logits))
 
 
-def compile_forward(model):
-    """A function from a float32 batch (N, 28, 28) to its ten class logits (N, 10), compiled once.
+def compile_forward(model, contract: InputContract = FASHION_MNIST):
+    """A function from a float32 batch of the contract's inputs to the class logits, compiled once.
 
     Keras's ``predict`` builds a data pipeline and callbacks on every call (tens of milliseconds,
     more than a small model's arithmetic; its docs say it is meant for large inputs), so the model
@@ -83,13 +93,14 @@ def compile_forward(model):
     """
     import keras
 
+    classes = contract.num_classes
     if keras.backend.backend() != "tensorflow":
-        return lambda batch: np.asarray(model.predict_on_batch(batch))[:, :NUM_CLASSES]
+        return lambda batch: np.asarray(model.predict_on_batch(batch))[:, :classes]
     import tensorflow as tf
 
-    @tf.function(input_signature=[tf.TensorSpec([None, *IMAGE_SHAPE], tf.float32)])
+    @tf.function(input_signature=[tf.TensorSpec([None, *contract.shape], tf.float32)])
     def logits(batch):
-        return model(batch, training=False)[:, :NUM_CLASSES]
+        return model(batch, training=False)[:, :classes]
 
     # Calling the traced graph itself skips tf.function's dispatch: less Python per call.
     graph = logits.get_concrete_function()
@@ -103,51 +114,74 @@ class Predictor:
     model: object
     model_dir: Path | None = None
     batch_size: int = 1024
+    contract: InputContract = FASHION_MNIST  # what the model takes and the names of its classes
     _forward: object = field(default=None, init=False, repr=False)
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike | None = None) -> "Predictor":
-        path = resolve_model_dir(model_dir)
-        return cls(load_model(path), path)
+    def from_dir(cls, model_dir: str | os.PathLike | None = None, photos: bool = False) -> "Predictor":
+        """The model of a run directory (see ``resolve_model_dir`` for ``None`` and ``photos``)."""
+        path = resolve_model_dir(model_dir, photos)
+        contract = InputContract.for_run(path)
+        # Photo models are some 200 times the arithmetic of the 28×28 ones: smaller batches.
+        return cls(load_model(path), path, 32 if contract.is_photo else 1024, contract)
 
     @classmethod
     def from_litert(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None) -> "Predictor":
         """A predictor that runs an exported LiteRT model (``apparel export --format litert``)
         instead of Keras: the fastest path for single images on this CPU. ``model_dir`` names the
-        run it was exported from, for its metadata. The interpreter is not thread-safe: call this
-        predictor from one thread at a time.
+        run it was exported from, for its metadata; without it the contract is read from the
+        export's metadata file (``model.tflite.json``), else Fashion-MNIST is assumed. The
+        interpreter is not thread-safe: call this predictor from one thread at a time.
         """
         runtime = LiteRTPredictor(path)
-        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None)
+        if model_dir is not None:
+            contract = InputContract.for_run(model_dir)
+        else:
+            contract = InputContract.for_export(path) or FASHION_MNIST
+        if tuple(runtime.input_shape[1:]) != contract.shape:
+            raise ValueError(f"{path} takes inputs of shape {tuple(runtime.input_shape[1:])}, not {contract.shape}; "
+                             "give model_dir, the run directory it was exported from")
+        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None, contract=contract)
         # The exported model outputs probabilities; their logarithms are logits up to a constant,
         # which softmax and argmax ignore.
         predictor._forward = lambda batch: np.log(np.maximum(runtime.predict_proba(batch), np.finfo(np.float32).tiny))
         return predictor
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.contract.class_names
+
     def forward(self):
-        """The compiled function float32 (N, 28, 28) → ten class logits that every call uses."""
+        """The compiled function float32 inputs → class logits that every call uses."""
         if self._forward is None:
-            self._forward = compile_forward(self.model)
+            self._forward = compile_forward(self.model, self.contract)
         return self._forward
 
+    def model_input(self, images: np.ndarray) -> np.ndarray:
+        """``images`` checked and scaled as the model takes them (see ``inputs``); ``ValueError``
+        for the wrong kind (a 28×28 array to a photo model, a photo array to a 28×28 model)."""
+        if self.contract.is_photo:
+            return as_photo_input(images, self.contract.size)
+        return as_model_input(images)
+
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """The ten class logits for each image, (N, 10)."""
-        batch = as_model_input(images)
+        """The class logits for each image, (N, classes)."""
+        batch = self.model_input(images)
         forward = self.forward()
         chunks = [forward(batch[start : start + self.batch_size]) for start in range(0, len(batch), self.batch_size)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, NUM_CLASSES), dtype=np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.contract.num_classes), dtype=np.float32)
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities over the ten classes, (N, 10); each row sums to 1."""
+        """Probabilities over the classes, (N, classes); each row sums to 1."""
         return softmax(self.logits(images))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The predicted class index for each image, (N,)."""
         return self.logits(images).argmax(axis=-1)
 
-    @staticmethod
-    def top_k(probabilities: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
+    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
         """For each row, the ``k`` most likely (class name, probability) pairs, best first."""
-        k = max(1, min(k, NUM_CLASSES))
+        names = self.contract.class_names
+        k = max(1, min(k, len(names)))
         order = np.argsort(-probabilities, axis=-1)[:, :k]
-        return [[(CLASS_NAMES[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]
+        return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]

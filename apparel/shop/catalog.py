@@ -21,6 +21,10 @@ Everything else keeps its bytes: the output is the input with only the changed c
 a UTF-8 BOM stay as they were, and no row can be lost. Products below ``min_confidence``, and those
 whose images all failed, are listed in a review CSV beside the output. Finished images are cached
 beside the output, so an interrupted run resumes and a rerun gives the same bytes.
+
+The labels are the model's own class names (``InputContract``): the shipped photo model
+(``models/photos``: ``dress``, ``t-shirt``, …) unless ``model_dir`` names another run, whose
+photos go through its own pipeline (a photo model's RGB square or the Fashion-MNIST 28×28).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
 from apparel.config import Config, option
-from apparel.data import CLASS_NAMES
+from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.images.fetch import FetchConfig, is_url
@@ -64,7 +68,7 @@ REVIEW_FIELDS = ("handle", "title", "image", "status", "label", "probability", "
 class CatalogConfig(Config):
     """How a catalog is categorised (``apparel catalog`` flags)."""
 
-    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped model)")
+    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
     mapping: str | None = option(None, "class,category CSV to use instead of the shipped Shopify taxonomy mapping")
     min_confidence: float = option(0.5, "write predictions at least this likely; lower ones are listed for review",
@@ -161,9 +165,10 @@ def image_source(reference: str, images_dir: Path) -> ImageSource:
         return ImageSource(reference, error=error.reason)
 
 
-def cache_key(source: ImageSource, model_digest: str) -> str | None:
-    """What identifies a finished image: the model, the pipeline, and the URL or the file's
-    path, size and modification time. None for a source that cannot be read."""
+def cache_key(source: ImageSource, model_digest: str, contract: InputContract = InputContract()) -> str | None:
+    """What identifies a finished image: the model (its file's digest), its input kind and size,
+    the pipeline, and the URL or the file's path, size and modification time. None for a source
+    that cannot be read."""
     if source.url is not None:
         identity = source.url
     elif source.path is not None:
@@ -174,11 +179,12 @@ def cache_key(source: ImageSource, model_digest: str) -> str | None:
         identity = f"{source.path}|{stat.st_size}|{stat.st_mtime_ns}"
     else:
         return None
-    return f"{model_digest[:16]}|v{PIPELINE_VERSION}|{identity}"
+    return f"{model_digest[:16]}|{contract.kind}{contract.size}|v{PIPELINE_VERSION}|{identity}"
 
 
-def read_cache(path: Path) -> dict[str, list[float]]:
-    """The finished images of earlier runs; a line cut short by an interruption is skipped."""
+def read_cache(path: Path, num_classes: int) -> dict[str, list[float]]:
+    """The finished images of earlier runs (``num_classes`` probabilities each); a line cut short
+    by an interruption is skipped."""
     cache = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -187,7 +193,7 @@ def read_cache(path: Path) -> dict[str, list[float]]:
                 key, probabilities = str(entry["key"]), [float(p) for p in entry["probabilities"]]
             except (ValueError, KeyError, TypeError):
                 continue
-            if len(probabilities) == len(CLASS_NAMES):
+            if len(probabilities) == num_classes:
                 cache[key] = probabilities
     return cache
 
@@ -235,8 +241,9 @@ def categorize_catalog(
     """Write ``out``: the catalog with categories, types and tags filled from the product photos;
     a review CSV and the image cache beside it. See the module docstring for the rules.
 
-    ``predictor`` (anything with ``predict_proba``) replaces loading ``config.model_dir``;
-    ``progress(n)`` is called as images finish.
+    ``predictor`` (anything with ``predict_proba``, and ``contract`` when it is not the
+    contract of ``config.model_dir``) replaces loading the model; the model directory still
+    names the cache's model. ``progress(n)`` is called as images finish.
     """
     csv_path, out = Path(csv_path), Path(out)
     images_dir = _checked_paths(csv_path, out, config)
@@ -246,10 +253,10 @@ def categorize_catalog(
         raise SourceError(csv_path, "empty; expected a Shopify product export with a header row")
     header, rows = records[0], records[1:]
     columns = find_columns(header, csv_path)
-    mapping = load_mapping(config.mapping)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
-    classifier = Classifier(config, resolve_model_dir(config.model_dir), cache_path, predictor, progress)
+    classifier = Classifier(config, resolve_model_dir(config.model_dir, photos=True), cache_path, predictor, progress)
+    mapping = load_mapping(config.mapping, classifier.class_names)
     classifier.classify(products, images_dir)
     decisions = decide_cells(products, header, columns, classifier, mapping, config)
     with atomic_path(out) as temporary:
@@ -281,8 +288,8 @@ class Classifier:
     """Classifies each product's first readable image, through the cache of finished images.
 
     Each product's images are tried in order until one is read: first images first, for all
-    products. After ``classify``, ``outcome`` maps a handle to (image, probabilities) and
-    ``errors`` a handle to the reasons its images could not be read.
+    products. After ``classify``, ``outcome`` maps a handle to (image, probabilities over
+    ``class_names``) and ``errors`` a handle to the reasons its images could not be read.
     """
 
     def __init__(self, config: CatalogConfig, model_dir: Path, cache_path: Path, predictor=None,
@@ -290,12 +297,18 @@ class Classifier:
         self.config, self.model_dir, self.cache_path = config, model_dir, cache_path
         self.predictor, self.progress = predictor, progress or (lambda count: None)
         self.model_digest = file_digest(model_dir / MODEL_FILE)
-        self.cache = read_cache(cache_path)
+        # What the model takes and answers: the predictor's own, else the run directory's record.
+        self.contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
+        self.cache = read_cache(cache_path, self.contract.num_classes)
         self.fetch = FetchConfig(timeout=config.timeout, allow_private=config.allow_private)
         self.outcome: dict[str, tuple[str, list[float]]] = {}
         self.errors: dict[str, list[str]] = {}
         self.predicted = self.cached = 0
         self._cache_file = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.contract.class_names
 
     def classify(self, products: list[Product], images_dir: Path) -> None:
         self.errors.update({product.handle: [] for product in products})
@@ -316,7 +329,7 @@ class Classifier:
         """Answer what the cache holds; return the rest, with their cache keys."""
         to_read = []
         for product, source in pending:
-            key = cache_key(source, self.model_digest)
+            key = cache_key(source, self.model_digest, self.contract)
             if key is not None and key in self.cache:
                 self.outcome[product.handle] = (source.name, self.cache[key])
                 self.cached += 1
@@ -327,7 +340,7 @@ class Classifier:
 
     def _predict_batch(self, batch: list[tuple[Product, ImageSource, str | None]]) -> None:
         inputs, done = [], []
-        results = read_sources([source for _, source, _ in batch], self.fetch, self.config.workers)
+        results = read_sources([source for _, source, _ in batch], self.fetch, self.config.workers, self.contract)
         for (product, source, key), (_, array, error) in zip(batch, results):
             if error is None and len(array) == 0:  # one input row per entry of done, always
                 error = "holds no images"
@@ -340,7 +353,7 @@ class Classifier:
         if not inputs:
             return
         if self.predictor is None:
-            self.predictor = Predictor.from_dir(self.model_dir)
+            self.predictor = Predictor.from_dir(self.model_dir, photos=True)
         probabilities = np.asarray(self.predictor.predict_proba(np.concatenate(inputs)), dtype=np.float64)
         self.predicted += len(done)
         lines = []
@@ -390,13 +403,14 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             continue
         image, probabilities = classifier.outcome[product.handle]
         order = np.argsort(probabilities)[::-1]
-        label, confidence = CLASS_NAMES[order[0]], probabilities[order[0]]
+        names = classifier.class_names
+        label, confidence = names[order[0]], probabilities[order[0]]
         base = {"handle": product.handle, "title": title, "image": image, "label": label,
                 "probability": f"{confidence:.4f}"}
         if confidence < config.min_confidence:
             decisions.low_confidence += 1
             decisions.review.append({**base, "status": "low confidence",
-                                     "top_k": "; ".join(f"{CLASS_NAMES[i]} {probabilities[i]:.4f}" for i in order[:3])})
+                                     "top_k": "; ".join(f"{names[i]} {probabilities[i]:.4f}" for i in order[:3])})
             continue
         decisions.categorized += 1
         for role, value in wanted_cells(product, columns, label, mapping, config).items():
