@@ -169,7 +169,9 @@ def train_photo_model(
         base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / "head.json")
     else:
         (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped), {}, 0
-    recorder = epoch_recorder(run_dir, history, monitor_best=True)
+    # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
+    baseline = None if resume else (head_figures["head_validation_accuracy"], trainable.get_weights())
+    recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
     classes, size = len(splits.class_names), image_size(config)
     if initial_epoch < config.epochs:
         trainable.fit(

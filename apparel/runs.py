@@ -32,10 +32,13 @@ CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 
 
-def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool):
+def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, baseline: tuple | None = None):
     """A callback that times each epoch and, for a run directory, makes each epoch durable: the
     full training state (model and optimizer) for ``--resume``, the best epoch's weights by
-    validation accuracy, then history.json and the checkpoint state, each written atomically."""
+    validation accuracy, then history.json and the checkpoint state, each written atomically.
+
+    ``baseline`` is ``(validation accuracy, weights)`` of the model before the first epoch (a
+    photo model's head on the frozen backbone): an epoch is kept only if it beats it."""
     import keras
 
     checkpoints = run_dir / CHECKPOINT_DIR if run_dir is not None else None
@@ -48,6 +51,8 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool):
             self.best = max(accuracies) if accuracies else -np.inf
             self.best_epoch = int(np.argmax(accuracies)) + 1 if accuracies else None
             self.best_weights = None
+            if baseline is not None and not accuracies:
+                self.best, self.best_weights, self.best_epoch = baseline[0], baseline[1], 0
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
