@@ -13,8 +13,33 @@ SMALL_OPTIONS = {
 }
 
 
+# Photo models take N×N RGB photos; tiny ones at 32×32, random weights (no ImageNet file read).
+PHOTO_SMALL_OPTIONS = {"efficientnet-lite0": {"image_size": 32, "outputs": 3, "weights": None}}
+
+
 def test_every_registered_model_has_small_options():
-    assert set(MODELS) == set(SMALL_OPTIONS)
+    assert set(MODELS) == set(SMALL_OPTIONS) | set(PHOTO_SMALL_OPTIONS)
+    assert {name for name, spec in MODELS.items() if spec.input_kind == "photo"} == set(PHOTO_SMALL_OPTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(PHOTO_SMALL_OPTIONS))
+def test_photo_model_shape_training_step_and_round_trip(name, tmp_path):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = create_model(name, **PHOTO_SMALL_OPTIONS[name])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(12, 32, 32, 3)).astype(np.float32)
+    labels = np.arange(12) % 3
+    logits = np.asarray(model(images, training=False))
+    assert logits.shape == (12, 3) and np.isfinite(logits).all()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    losses = model.fit(images, labels, epochs=5, batch_size=12, shuffle=False, verbose=0).history["loss"]
+    assert losses[-1] < losses[0]
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(np.asarray(reloaded(images, training=False)), np.asarray(model(images, training=False)), atol=1e-5)
 
 
 def test_seed_mlp_is_the_reference_architecture():

@@ -14,6 +14,8 @@ import time
 import numpy as np
 import pytest
 
+from apparel.contract import FASHION_MNIST
+from apparel.inference.prediction import Predictor
 from apparel.images import fetch, sources
 from apparel.images.fetch import FetchConfig, fetch_url
 from apparel.images.sources import ImageSource, expand_sources, predict_sources, resolve_inside
@@ -254,11 +256,10 @@ class CountingPredictor:
             row[3 if len(rows) > len(columns) else 8] = 0.91
         return probabilities
 
-    @staticmethod
-    def top_k(probabilities, k=3):
-        from apparel.inference.prediction import Predictor
+    contract = FASHION_MNIST  # its inputs are 28×28 and its classes Fashion-MNIST's
 
-        return Predictor.top_k(probabilities, k)
+    def top_k(self, probabilities, k=3):
+        return Predictor(model=None).top_k(probabilities, k)
 
 
 def test_predict_sources_reads_in_parallel_and_predicts_in_one_batch(server, image_folder):
