@@ -234,7 +234,7 @@ def efficientnet_lite0(image_size: int = 224, outputs: int = 10, dropout: float 
     import keras
     from keras import layers
 
-    from apparel.backbones.efficientnet_lite import efficientnet_lite0 as backbone_model
+    from apparel.backbones.efficientnet_lite import efficientnet_lite0 as backbone_model  # imports Keras
 
     _check_positive(image_size=image_size, outputs=outputs)
     backbone = backbone_model((image_size, image_size, 3), include_top=False, weights=weights, pooling="avg",

@@ -25,6 +25,7 @@ import numpy as np
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
+from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
 from apparel.photo_data import PhotoSet, PhotoSplits, load_photo_splits, photo_batches
@@ -111,6 +112,7 @@ def compile_fine_tuning(base, config: TrainConfig, steps_per_epoch: int):
     batch normalisation frozen (batches of 32 photos give poor statistics), behind augmentation."""
     import keras
 
+    # Imported here: the backbone module imports Keras, which the CLI must not load to start.
     from apparel.backbones.efficientnet_lite import set_trainable_blocks
 
     spec = get_spec(config.model)
@@ -188,8 +190,6 @@ def train_photo_model(
 
 
 def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dict, best_epoch, skipped) -> dict:
-    from apparel.evaluation import evaluate_photo_model
-
     report = evaluate_photo_model(base, splits.validation, image_size(config), splits.class_names)
     return {
         "model": config.model,

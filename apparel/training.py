@@ -20,6 +20,7 @@ from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.data import Dataset, load_dataset
 from apparel.errors import ParameterError
+from apparel.evaluation import evaluate_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_loss, make_optimizer
 from apparel.photo_training import train_photo_model
@@ -212,8 +213,6 @@ def _stopping(config: TrainConfig, validation) -> list:
 def _metrics(config: TrainConfig, base, dataset: Dataset, history: dict, train_images: int, validation,
              best_epoch, fit_seconds: float) -> dict:
     """The run's figures: the test set's, then the training's as Keras reported them."""
-    from apparel.evaluation import evaluate_model
-
     test = evaluate_model(base, dataset.x_test, dataset.y_test, batch_size=max(config.batch_size, 256))
     metrics = {
         "model": config.model,
