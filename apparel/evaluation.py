@@ -15,7 +15,7 @@ from apparel import artifacts
 from apparel.data import CLASS_NAMES, NUM_CLASSES, Dataset, load_dataset
 from apparel.errors import ParameterError
 from apparel.inference.prediction import Predictor, resolve_model_dir
-from apparel.photo_data import PhotoSet, photo_batches, read_labelled_photos
+from apparel.photo_data import PhotoSet, photo_outputs, read_labelled_photos
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:
@@ -74,19 +74,9 @@ def evaluate_photo_model(model, photos: PhotoSet, size: int, class_names: tuple[
     """Loss, accuracy and the classification report of a photo model on labelled photos
     (unreadable photos are left out and counted in ``skipped``)."""
     import keras
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def forward(batch):
-        return model(batch, training=False)
 
     skipped: dict = {}
-    logits, labels = [], []
-    for images, batch_labels, weights in photo_batches(photos, size, batch_size, skipped=skipped):
-        readable = weights.numpy() > 0
-        logits.append(forward(images).numpy()[readable])
-        labels.append(batch_labels.numpy()[readable])
-    logits, labels = np.concatenate(logits), np.concatenate(labels)
+    logits, labels = photo_outputs(model, photos, size, batch_size, skipped)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
     predicted = logits.argmax(axis=-1)
     return {

@@ -215,3 +215,20 @@ def photo_batches(photos: PhotoSet, size: int, batch_size: int, seed: int | None
         dataset = dataset.shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.batch(batch_size).prefetch(2)
+
+
+def photo_outputs(model, photos: PhotoSet, size: int, batch_size: int = 32, skipped: dict | None = None):
+    """``model``'s outputs (N, …) and the labels (N,) of every readable photo, in one pass of
+    inference; photos that fail to decode are left out (and recorded in ``skipped``)."""
+    import tensorflow as tf
+
+    @tf.function(reduce_retracing=True)
+    def forward(batch):
+        return model(batch, training=False)
+
+    outputs, labels = [], []
+    for images, batch_labels, weights in photo_batches(photos, size, batch_size, skipped=skipped):
+        readable = weights.numpy() > 0
+        outputs.append(forward(images).numpy()[readable])
+        labels.append(batch_labels.numpy()[readable])
+    return np.concatenate(outputs), np.concatenate(labels)

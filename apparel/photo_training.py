@@ -28,7 +28,7 @@ from apparel.contract import CONFIG_KEY, InputContract
 from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
-from apparel.photo_data import PhotoSet, PhotoSplits, load_photo_splits, photo_batches
+from apparel.photo_data import PhotoSplits, load_photo_splits, photo_batches, photo_outputs
 from apparel.runs import (CHECKPOINT_DIR, TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
                           restore_best, resume_run)
 
@@ -58,22 +58,6 @@ def _one_hot(batches, classes: int):
     return batches.map(one_hot)
 
 
-def pooled_features(backbone, photos: PhotoSet, size: int, batch_size: int, skipped: dict):
-    """The backbone's pooled features (N, C) and the labels of every readable photo, in one pass."""
-    import tensorflow as tf
-
-    @tf.function(reduce_retracing=True)
-    def forward(batch):
-        return backbone(batch, training=False)
-
-    features, labels = [], []
-    for images, batch_labels, weights in photo_batches(photos, size, batch_size, skipped=skipped):
-        readable = weights.numpy() > 0
-        features.append(forward(images).numpy()[readable])
-        labels.append(batch_labels.numpy()[readable])
-    return np.concatenate(features), np.concatenate(labels)
-
-
 def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict) -> dict:
     """Phase 1: the head (dropout, dense) on the frozen backbone's pooled features. ``base`` keeps
     the head of the best epoch by validation accuracy. Returns the phase's figures."""
@@ -82,8 +66,8 @@ def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict) -> d
     started = time.perf_counter()
     size, classes = image_size(config), len(splits.class_names)
     backbone = base.get_layer("backbone")
-    x_train, y_train = pooled_features(backbone, splits.train, size, config.batch_size, skipped)
-    x_val, y_val = pooled_features(backbone, splits.validation, size, config.batch_size, skipped)
+    x_train, y_train = photo_outputs(backbone, splits.train, size, config.batch_size, skipped)
+    x_val, y_val = photo_outputs(backbone, splits.validation, size, config.batch_size, skipped)
     feature_seconds = time.perf_counter() - started
     # The head's layers are base's own, so training them here trains base's head.
     head = keras.Sequential([keras.Input((x_train.shape[1],)), base.get_layer("head_dropout"), base.get_layer("classifier")])
