@@ -61,7 +61,7 @@ class InputContract:
             return (f"RGB photo composited on white, centred on a white square, resized to "
                     f"{self.size}×{self.size}; float32 pixel values 0–255, shape (N, {self.size}, {self.size}, 3)")
         return ("Fashion-MNIST: 28×28 grayscale, light garment on black, float32 in [0, 1], shape (N, 28, 28); "
-                "a photo goes through the Fashion-MNIST pipeline (trim, resize, sharpen, pad, negate)")
+                "a photo goes through the Fashion-MNIST pipeline (trim, resize, sharpen, pad, negate, stretch)")
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "size": self.size, "class_names": list(self.class_names)}

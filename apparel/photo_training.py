@@ -16,7 +16,6 @@ saved model is the epoch with the best validation accuracy.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -29,12 +28,16 @@ from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
 from apparel.photo_data import PhotoSplits, load_photo_splits, photo_batches, photo_outputs
-from apparel.runs import (CHECKPOINT_DIR, TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
-                          restore_best, resume_run)
+from apparel.runs import (TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
+                          finish_run, restore_best, resume_run)
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3
 HEAD_BATCH_SIZE = 64
+# Beside the run's files: phase 1's figures (kept for a resumed run until it completes), and the
+# photos left out with the reason.
+HEAD_FILE = "head.json"
+SKIPPED_FILE = "skipped.json"
 
 
 def image_size(config: TrainConfig) -> int:
@@ -123,7 +126,7 @@ def _start(config: TrainConfig, splits: PhotoSplits, run_dir: Path | None, skipp
         config.save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict(), "versions": artifacts.library_versions()})
     head_figures = fit_head(base, splits, config, skipped)
     if run_dir is not None:
-        artifacts.write_json(run_dir / "head.json", head_figures)
+        artifacts.write_json(run_dir / HEAD_FILE, head_figures)
     trainable = compile_fine_tuning(base, config, -(-len(splits.train) // config.batch_size))
     return base, trainable, head_figures
 
@@ -152,7 +155,7 @@ def train_photo_model(
     keras.utils.set_random_seed(config.seed)
     if resume:
         trainable, history, initial_epoch = resume_run(run_dir, config)
-        base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / "head.json")
+        base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
     else:
         (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped), {}, 0
     # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
@@ -198,10 +201,7 @@ def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dic
 
 
 def _write_run(run_dir: Path, base, history: dict, metrics: dict, skipped: dict) -> None:
-    artifacts.save_model(base, run_dir / artifacts.MODEL_FILE)
-    artifacts.write_json(run_dir / artifacts.HISTORY_FILE, history)
-    artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
     if skipped:  # which photos were left out, and why
-        artifacts.write_json(run_dir / "skipped.json", skipped)
-    (run_dir / "head.json").unlink(missing_ok=True)
-    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        artifacts.write_json(run_dir / SKIPPED_FILE, skipped)
+    finish_run(run_dir, base, history, metrics)
+    (run_dir / HEAD_FILE).unlink(missing_ok=True)

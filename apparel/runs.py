@@ -6,6 +6,7 @@ Shared by Fashion-MNIST training (``training``) and photo-model training (``phot
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,3 +147,11 @@ def augmentations(config: TrainConfig) -> tuple[str, ...]:
 def base_model(trainable, config: TrainConfig):
     """The inference model inside a (possibly augmented) training model."""
     return trainable.layers[-1] if augmentations(config) else trainable
+
+
+def finish_run(run_dir: Path, base, history: dict, metrics: dict) -> None:
+    """Write the trained model and its figures, then drop the checkpoints: the run is complete."""
+    artifacts.save_model(base, run_dir / artifacts.MODEL_FILE)
+    artifacts.write_json(run_dir / artifacts.HISTORY_FILE, history)
+    artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)

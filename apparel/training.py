@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +23,8 @@ from apparel.evaluation import evaluate_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_loss, make_optimizer
 from apparel.photo_training import train_photo_model
-from apparel.runs import (CHECKPOINT_DIR, TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
-                          restore_best, resume_run)
+from apparel.runs import (TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
+                          finish_run, restore_best, resume_run)
 
 def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
     """The registered model named by ``config``, compiled as the walk-through compiles it.
@@ -175,10 +174,7 @@ def train(
     restore_best(trainable, recorder, run_dir)
     metrics = _metrics(config, base, dataset, history, len(x_train), validation, recorder.best_epoch, fit_seconds)
     if run_dir is not None:
-        artifacts.save_model(base, run_dir / artifacts.MODEL_FILE)
-        artifacts.write_json(run_dir / artifacts.HISTORY_FILE, history)
-        artifacts.write_json(run_dir / artifacts.METRICS_FILE, metrics)
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        finish_run(run_dir, base, history, metrics)
     return TrainResult(base, config, history, metrics, run_dir)
 
 
