@@ -21,6 +21,7 @@ file name, the catalog row) puts its own in front of ``reason``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 
@@ -30,11 +31,24 @@ class ParameterError(ValueError):
     def __init__(self, template: str, *parameters: str):
         self.template = template
         self.parameters = parameters
-        super().__init__(template.format(*parameters))
+        super().__init__(_fill(template, parameters))
 
     def render(self, name: Callable[[str], str]) -> str:
         """The message with each parameter named by ``name(parameter)``."""
-        return self.template.format(*map(name, self.parameters))
+        return _fill(self.template, [name(parameter) for parameter in self.parameters])
+
+
+def _fill(template: str, names) -> str:
+    """Each ``{}`` (or ``{!r}``, quoted) in turn replaced by a name. Not ``str.format``: the message
+    quotes the user's own values and paths, and a brace in one (``--schedule '{x}'``) must not
+    break the error itself."""
+    names = list(names)
+    queue = iter(names)
+    return _MARKER.sub(lambda marker: repr(next(queue)) if marker.group(1) else next(queue), template,
+                       count=len(names))
+
+
+_MARKER = re.compile(r"\{(!r)?\}")
 
 
 class SourceError(ValueError):

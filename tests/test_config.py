@@ -54,3 +54,11 @@ def test_unreadable_config_file_is_reported(tmp_path):
         TrainConfig.load(path)
     with pytest.raises(ValueError, match="cannot read config file"):
         TrainConfig.load(tmp_path / "missing.json")
+
+
+def test_a_value_with_braces_gets_the_error_not_a_crash():
+    from apparel.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=r"unknown schedule '\{x\}'") as caught:
+        TrainConfig(schedule="{x}")
+    assert caught.value.render(lambda name: "--" + name).startswith("unknown --schedule '{x}'")
