@@ -17,7 +17,7 @@ from pathlib import Path
 from apparel import data
 from apparel.artifacts import MODEL_FILE
 from apparel.bench import report as bench_report
-from apparel.bench.spec import AXES
+from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
 from apparel.config import TrainConfig, read_config_file
 from apparel.contract import FASHION_MNIST, InputContract, metadata_path
@@ -36,7 +36,7 @@ from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
 # Flags whose name is not the parameter's with dashes.
-FLAG_NAMES = {"verify_data": "--no-verify", "out_dir": "--out", "run_dir": "--out"}
+FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out"}
 
 
 def flag_name(parameter: str) -> str:
@@ -112,7 +112,8 @@ def train_config_from_args(args):
 def cmd_train(args) -> int:
     config = train_config_from_args(args)
     _status(f"training {config.model} ({config.optimizer}, {config.epochs} epochs, batch {config.batch_size}) → {args.out}")
-    result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2, resume=args.resume)
+    result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2,
+                   resume=args.resume, overwrite=args.overwrite)
     metrics = result.metrics
 
     def figure(key: str) -> str:
@@ -303,6 +304,7 @@ def _add_train(commands) -> None:
     train.add_argument("--data-dir", help=DATA_DIR_HELP)
     add_config_flags(train, TrainConfig)
     train.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (same parameters)")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its files only)")
     train.set_defaults(handler=cmd_train)
 
 
@@ -392,16 +394,10 @@ def _add_bench(commands) -> None:
         bench.add_argument(flag_name(axis), dest=axis, metavar="A,B", help=f"values to try, comma-separated ('default': the model's or optimizer's own): {help_text}")
     bench.add_argument("--study-file", help="TOML file of axes and settings (flags override it)")
     bench.add_argument("--search", type=int, metavar="N", help="run N trials of Optuna's TPE instead of the full grid")
-    bench.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study database (default sqlite:///runs/bench/bench.db)")
-    bench.add_argument("--study", metavar="NAME", help="study name (default: derived from the axes)")
-    bench.add_argument("--workers", type=int, metavar="N", help="local worker processes (default 1); threads are divided among them")
     bench.add_argument("--export", metavar="DIR", help="write results.csv, results.md, results.json and charts here")
-    bench.add_argument("--limit", type=int, metavar="N", help="train on the first N training images (quick studies)")
-    bench.add_argument("--validation-split", type=float, help="hold out this fraction of the training set; TPE then steers on it")
-    bench.add_argument("--data-dir", help=DATA_DIR_HELP)
-    bench.add_argument("--no-verify", dest="verify_data", action="store_false", default=None,
-                       help="skip the SHA-256 check of the data (other IDX data of the same layout)")
-    bench.add_argument("--retry-failed", action="store_true", default=None, help="run trials that raised once more")
+    for name in ("limit", "validation_split"):  # fixed in every trial
+        bench.add_argument(flag_name(name), type=TrainConfig.value_type(name), help=TrainConfig.help(name))
+    add_config_flags(bench, BenchSettings)
     bench.set_defaults(handler=cmd_bench)
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXIS_FIELDS, BenchSettings, StudySpec, build_study, parse_axis, read_study_file
-from apparel.bench.store import claim, locked, open_study, point_key, reconcile, trial_kind
+from apparel.bench.store import claim, locked, open_storage, open_study, point_key, reconcile, trial_id, trial_kind
 from apparel.bench.study import run_study
 from apparel.cli import main
 from apparel.config import TrainConfig
@@ -219,17 +219,18 @@ def test_tpe_search_runs_n_distinct_points_and_resumes_to_a_larger_n(tiny_datase
 def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again(tmp_path):
     spec = StudySpec.from_axes({"seeds": [0, 1]})
     settings = settings_for(tmp_path, heartbeat_seconds=1, grace_seconds=1)
-    study = open_study(spec, settings)
-    with locked(study):
-        reconcile(study, spec)
-    trial, _ = claim(study, spec)
+    storage = open_storage(settings)
+    study = open_study(spec, settings, storage)
+    with locked(study, storage):
+        reconcile(study, storage, spec)
+    trial, _ = claim(study, storage, spec)
     trial.set_user_attr("worker", {"host": "another-machine", "boot": "x", "pid": 1})
-    with locked(study):
-        reconcile(study, spec)  # its heartbeat is fresh: left alone
+    with locked(study, storage):
+        reconcile(study, storage, spec)  # its heartbeat is fresh: left alone
     assert trial_kind(study.get_trials(deepcopy=False)[trial.number]) == "running"
     time.sleep(2.5)  # no heartbeat for longer than the grace period
-    with locked(study):
-        reconcile(study, spec)
+    with locked(study, storage):
+        reconcile(study, storage, spec)
     trials = study.get_trials(deepcopy=False)
     assert trial_kind(trials[trial.number]) == "interrupted"
     queued = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
@@ -259,18 +260,20 @@ def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, mo
     from optuna.trial import TrialState
 
     spec = StudySpec.from_axes({"seeds": [0, 1]})
-    study = open_study(spec, settings_for(tmp_path))
-    with locked(study):
-        reconcile(study, spec)
+    settings = settings_for(tmp_path)
+    storage = open_storage(settings)
+    study = open_study(spec, settings, storage)
+    with locked(study, storage):
+        reconcile(study, storage, spec)
 
     def finish(trial):  # what another worker's reconcile does to a trial it judges dead
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        storage.set_trial_state_values(trial_id(storage, study.study_name, trial.number), state=TrialState.FAIL)
 
     # Finished before this worker starts on it, and while it trains (then stores its figures).
-    first, _ = claim(study, spec)
+    first, _ = claim(study, storage, spec)
     finish(first)
     run_trial(study, first, spec, dataset=None)
-    second, _ = claim(study, spec)
+    second, _ = claim(study, storage, spec)
     result = SimpleNamespace(model=None, history={"loss": [0.5]}, metrics={"test_accuracy": 0.9})
     monkeypatch.setattr(apparel.training, "train", lambda *args, **kwargs: finish(second) or result)
     run_trial(study, second, spec, dataset=None)
@@ -281,7 +284,7 @@ def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, mo
     assert capsys.readouterr().err.count("was finished by another worker meanwhile") == 2
 
 
-def test_study_file_flags_and_mismatches(tmp_path):
+def test_study_file_flags_and_mismatches(tmp_path, capsys):
     study_file = tmp_path / "study.toml"
     study_file.write_text('optimizers = ["adam", "ftrl"]\nepochs = 5\nsearch = 2\nlimit = 1000\n'
                           'storage = "sqlite:///x.db"\n[train]\nsteps_per_execution = 8\n')
@@ -310,3 +313,10 @@ def test_study_file_flags_and_mismatches(tmp_path):
     with pytest.raises(ValueError, match="in-memory"):
         open_study(StudySpec.from_axes({}), BenchSettings(storage="sqlite:///:memory:"))
     assert main(["bench", "--epochs", "1,x"]) == 2
+    assert "--epochs" in capsys.readouterr().err
+    # Settings flags come from BenchSettings' fields, and errors name them.
+    assert main(["bench", "--storage", "::not a url", "--heartbeat-seconds", "0"]) == 2
+    assert "heartbeat_seconds" in capsys.readouterr().err
+    assert main(["bench", "--storage", "::not a url"]) == 2
+    error = capsys.readouterr().err
+    assert "is not a database URL" in error and "(--storage)" in error

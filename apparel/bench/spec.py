@@ -10,6 +10,7 @@ TOML study file.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -135,9 +136,11 @@ class BenchSettings(Config):
 
 
 AXIS_TYPES = {axis: TrainConfig.value_type(name) for axis, name in AXES.items()}
-# Study-file keys besides the axes, with their types; flags of the same name override them.
-SETTING_TYPES = {"study": str, "storage": str, "search": int, "workers": int, "export": str, "limit": int,
-                 "data_dir": str, "validation_split": float, "retry_failed": bool, "verify_data": bool}
+# Study-file keys besides the axes, with their types; flags of the same name override them. The
+# search size and the export folder belong to the command; limit and validation split are fixed
+# TrainConfig values of every trial.
+SETTING_TYPES = {**{setting.name: BenchSettings.value_type(setting.name) for setting in dataclasses.fields(BenchSettings)},
+                 "search": int, "export": str, "limit": int, "validation_split": float}
 
 
 def parse_axis(name: str, text: str) -> list:
@@ -154,9 +157,9 @@ def parse_axis(name: str, text: str) -> list:
         try:
             values.append(kind(item))
         except ValueError:
-            raise ValueError(f"--{name.replace('_', '-')}: {item!r} is not {'an integer' if kind is int else 'a number'}") from None
+            raise ParameterError(f"{{}}: {item!r} is not {'an integer' if kind is int else 'a number'}", name) from None
     if not values:
-        raise ValueError(f"--{name.replace('_', '-')} needs at least one value")
+        raise ParameterError("{} needs at least one value", name)
     return values
 
 
@@ -205,8 +208,8 @@ def build_study(axes: dict, settings: dict, train: dict | None = None) -> tuple[
             fixed[key] = settings[key]
     base = TrainConfig().replace(**fixed)
     spec = StudySpec.from_axes(axes, base, settings.get("search"))
-    known = {key: settings[key] for key in ("storage", "study", "workers", "data_dir", "verify_data", "retry_failed")
-             if settings.get(key) is not None}
+    known = {setting.name: settings[setting.name] for setting in dataclasses.fields(BenchSettings)
+             if settings.get(setting.name) is not None}
     return spec, BenchSettings(**known)
 
 

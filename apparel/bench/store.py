@@ -12,8 +12,11 @@ is older than the grace period (a worker on another machine), is marked interrup
 parameters queued again — once, since the new trial records ``retry_of``.
 
     >>> from apparel.bench.store import open_study, claim
-    >>> study = open_study(spec, settings)
-    >>> trial, others_running = claim(study, spec)
+    >>> storage = open_storage(settings)
+    >>> study = open_study(spec, settings, storage)
+    >>> trial, others_running = claim(study, storage, spec)
+
+The storage is passed along beside the study (Optuna keeps a study's own storage private).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from apparel.bench.spec import AXIS_FIELDS, SPEC_ATTR, BenchSettings, StudySpec
 from apparel.config import TrainConfig
+from apparel.errors import ParameterError
 
 
 def normalize_storage_url(url: str) -> str:
@@ -43,7 +47,10 @@ def redact(url: str) -> str:
     """The URL without its password, for tables and exports."""
     import sqlalchemy
 
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:  # opening it says what is wrong; never echo a password
+        return "(not a database URL)"
 
 
 def open_storage(settings: BenchSettings):
@@ -55,8 +62,8 @@ def open_storage(settings: BenchSettings):
     try:
         parsed = sqlalchemy.engine.make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise ValueError(f"--storage {settings.storage!r} is not a database URL; e.g. sqlite:///runs/bench/bench.db "
-                         "or postgresql://user:password@host/db") from None
+        raise ParameterError(f"{{}} {settings.storage!r} is not a database URL; e.g. sqlite:///runs/bench/bench.db "
+                             "or postgresql://user:password@host/db", "storage") from None
     engine_kwargs = {}
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
@@ -85,7 +92,6 @@ def study_lock(storage, study_name: str):
     """Serialize claims on one study across processes and machines (see the module docstring)."""
     import sqlalchemy
 
-    storage = getattr(storage, "_backend", storage)  # a study's storage wraps the RDBStorage in a cache
     url = storage.engine.url
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -116,9 +122,14 @@ def study_lock(storage, study_name: str):
             connection.commit()
 
 
-def locked(study):
+def locked(study, storage):
     """``study_lock`` for an open study."""
-    return study_lock(study._storage, study.study_name)
+    return study_lock(storage, study.study_name)
+
+
+def trial_id(storage, study_name: str, number: int) -> int:
+    """The storage's id of trial ``number`` of a study: what heartbeats and state changes take."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
 def open_study(spec: StudySpec, settings: BenchSettings, storage=None):
@@ -136,11 +147,12 @@ def open_study(spec: StudySpec, settings: BenchSettings, storage=None):
         wanted = spec.describe()
         if stored is None:
             if study.get_trials(deepcopy=False):
-                raise ValueError(f"study {name!r} in {redact(storage.url)} was not made by `apparel bench`; choose another --study")
+                raise ParameterError(f"{{}} {name!r} in {redact(storage.url)} was not made by `apparel bench`; choose another name",
+                                     "study")
             study.set_user_attr(SPEC_ATTR, wanted)
         elif _difference(stored, wanted):
-            raise ValueError(f"study {name!r} in {redact(storage.url)} was made for a different space: "
-                             f"{_difference(stored, wanted)}; use the same flags to resume it, or a new --study name")
+            raise ParameterError(f"{{}} {name!r} in {redact(storage.url)} was made for a different space: "
+                                 f"{_difference(stored, wanted)}; use the same axes to resume it, or a new name", "study")
     return study
 
 
@@ -221,12 +233,12 @@ def _dead_here(worker: dict | None) -> bool:
     return state in ("Z", "X")
 
 
-def _fail(storage, trial) -> None:
+def _fail(storage, study, trial) -> None:
     import optuna
     from optuna.trial import TrialState
 
     try:
-        storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        storage.set_trial_state_values(trial_id(storage, study.study_name, trial.number), state=TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         pass  # it finished meanwhile
 
@@ -236,16 +248,15 @@ def params_of(trial) -> dict | None:
     return dict(params) if set(params) == set(AXIS_FIELDS) else None
 
 
-def reconcile(study, spec: StudySpec, retry_failed: bool = False) -> None:
+def reconcile(study, storage, spec: StudySpec, retry_failed: bool = False) -> None:
     """Under the study lock: mark trials of dead workers interrupted, queue them again, and (grid)
     queue every point no live trial covers. ``retry_failed`` also re-queues trials that raised."""
     import optuna
 
-    storage = study._storage
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         # A running trial without a worker was orphaned inside a claim, which holds this lock.
         if "worker" not in trial.user_attrs or _dead_here(trial.user_attrs["worker"]):
-            _fail(storage, trial)
+            _fail(storage, study, trial)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # heartbeats: workers on other machines
@@ -287,11 +298,11 @@ def distributions(spec: StudySpec) -> dict:
     return {name: CategoricalDistribution(list(spec.axes[name])) for name in AXIS_FIELDS}
 
 
-def claim(study, spec: StudySpec) -> tuple[object | None, bool]:
+def claim(study, storage, spec: StudySpec) -> tuple[object | None, bool]:
     """The next trial for this worker, marked with it and a first heartbeat; and whether trials of
     other workers are still running (so the caller should wait for them rather than stop)."""
-    with locked(study):
-        reconcile(study, spec)
+    with locked(study, storage):
+        reconcile(study, storage, spec)
         trials = study.get_trials(deepcopy=False)
         waiting = any(trial_kind(t) == "waiting" for t in trials)
         live = live_trials(trials)
@@ -302,7 +313,7 @@ def claim(study, spec: StudySpec) -> tuple[object | None, bool]:
             trial = _ask_new(study, spec, {t.user_attrs.get("point") for t in live})
         if trial is not None:
             trial.set_user_attr("worker", _identity())
-            study._storage.record_heartbeat(trial._trial_id)
+            storage.record_heartbeat(trial_id(storage, study.study_name, trial.number))
         others_running = any(trial_kind(t) == "running" for t in trials)
         return trial, others_running
 

@@ -43,12 +43,14 @@ from apparel.bench.store import (
     progress,
     reconcile,
     redact,
+    trial_id,
     trial_kind,
 )
 
 __all__ = ["AXES", "AXIS_FIELDS", "AXIS_TYPES", "SETTING_TYPES", "BenchSettings", "StudySpec", "build_study", "claim",
-           "collect", "is_reference", "live_trials", "open_study", "parse_axis", "progress", "read_study_file",
-           "reconcile", "redact", "resolved_axes", "run_study", "run_trial", "run_worker", "trial_kind"]
+           "collect", "is_reference", "live_trials", "locked", "open_storage", "open_study", "parse_axis", "progress",
+           "read_study_file", "reconcile", "redact", "resolved_axes", "run_study", "run_trial", "run_worker", "trial_id",
+           "trial_kind"]
 
 
 def run_trial(study, trial, spec: StudySpec, dataset) -> None:
@@ -125,7 +127,7 @@ def run_worker(spec: StudySpec, settings: BenchSettings, dataset=None,
     study = open_study(spec, settings, storage)
     ran = 0
     while True:
-        trial, others_running = claim(study, spec)
+        trial, others_running = claim(study, storage, spec)
         if trial is None:
             if not others_running:
                 return ran
@@ -144,7 +146,7 @@ def run_worker(spec: StudySpec, settings: BenchSettings, dataset=None,
             except BaseException:
                 study.tell(trial, state=TrialState.FAIL)  # interrupted: the next run takes it again
                 raise
-        with Heartbeat(storage, trial._trial_id, settings.heartbeat_seconds):
+        with Heartbeat(storage, trial_id(storage, study.study_name, trial.number), settings.heartbeat_seconds):
             run_trial(study, trial, spec, dataset)
         ran += 1
         if on_progress:
@@ -188,8 +190,8 @@ def run_study(spec: StudySpec, settings: BenchSettings, dataset=None, show_progr
         raise ValueError("an in-memory dataset serves one worker; give data_dir for several")
     storage = open_storage(settings)
     study = open_study(spec, settings, storage)
-    with locked(study):
-        reconcile(study, spec, retry_failed=settings.retry_failed)
+    with locked(study, storage):
+        reconcile(study, storage, spec, retry_failed=settings.retry_failed)
     done, total, _ = progress(study, spec)
     bar = _progress_bar(settings.study_name(spec), done, total, show_progress)
 
