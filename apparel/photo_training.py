@@ -28,16 +28,12 @@ from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
 from apparel.photo_data import PhotoSplits, load_photo_splits, photo_batches, photo_outputs
-from apparel.runs import (TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
-                          finish_run, restore_best, resume_run)
+from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, epoch_recorder, finish_run,
+                          prepare_run_dir, restore_best, resume_run)
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3
 HEAD_BATCH_SIZE = 64
-# Beside the run's files: phase 1's figures (kept for a resumed run until it completes), and the
-# photos left out with the reason.
-HEAD_FILE = "head.json"
-SKIPPED_FILE = "skipped.json"
 
 
 def image_size(config: TrainConfig) -> int:
@@ -137,6 +133,7 @@ def train_photo_model(
     verbose: int | str = "auto",
     resume: bool = False,
     callbacks: list | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train the photo model ``config`` names on ``config.images`` (see the module docstring) and,
     with ``out_dir``, write model.keras, config.json (with the input contract), history.json and
@@ -148,10 +145,10 @@ def train_photo_model(
         raise ValueError(f"model {config.model!r} takes Fashion-MNIST arrays, not photos; choose a photo model such "
                          "as efficientnet-lite0, or leave images empty")
     fraction = spec.validation_split if config.validation_split is None else config.validation_split
+    run_dir = Path(out_dir) if out_dir is not None else None
+    prepare_run_dir(run_dir, resume, overwrite)
     splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
     skipped = dict(splits.skipped)
-    run_dir = Path(out_dir) if out_dir is not None else None
-    check_resumable(run_dir, resume)
     keras.utils.set_random_seed(config.seed)
     if resume:
         trainable, history, initial_epoch = resume_run(run_dir, config)

@@ -15,6 +15,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.config import TrainConfig
+from apparel.errors import ParameterError
 from apparel.models import get_spec
 
 
@@ -31,6 +32,10 @@ class TrainResult:
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
+# A photo run's phase-1 figures (kept for a resumed run until it completes), and the training
+# photos that could not be read.
+HEAD_FILE = "head.json"
+SKIPPED_FILE = "skipped.json"
 
 
 def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, baseline: tuple | None = None):
@@ -101,29 +106,58 @@ def resume_run(run_dir: Path, config: TrainConfig):
 
     state = read_state(run_dir)
     if state is None:
-        raise ValueError(f"{run_dir} holds no interrupted training to resume; drop --resume to start one")
+        raise ParameterError(f"{{}} {run_dir} holds no interrupted training to resume; start one without {{}}",
+                             "out_dir", "resume")
     saved = TrainConfig.load(run_dir / artifacts.CONFIG_FILE)
     if saved != config:
         changed = [key for key, value in config.to_dict().items() if saved.to_dict()[key] != value]
-        raise ValueError(
-            f"--resume needs the same parameters as the interrupted run; these differ: {', '.join(changed)} "
-            f"(see {run_dir / artifacts.CONFIG_FILE})"
-        )
+        raise ParameterError(f"{{}} needs the same parameters as the interrupted run; these differ: {', '.join(changed)} "
+                             f"(see {run_dir / artifacts.CONFIG_FILE})", "resume")
     trainable = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["checkpoint"], safe_mode=True)
     history = artifacts.read_json(run_dir / artifacts.HISTORY_FILE)
     history = {key: values[: state["epoch"]] for key, values in history.items()}
     return trainable, history, state["epoch"]
 
 
-def check_resumable(run_dir: Path | None, resume: bool) -> None:
-    """Refuse to resume nothing, and to start over an interrupted run by mistake."""
-    interrupted = run_dir is not None and read_state(run_dir) is not None
-    if resume and run_dir is None:
-        raise ValueError("resume needs the run directory of the interrupted training")
-    if interrupted and not resume:
-        raise ValueError(
-            f"{run_dir} holds an interrupted training; rerun with --resume to continue it, or choose another --out"
-        )
+# Everything a run directory can hold that apparel wrote: what ``overwrite`` may remove.
+RUN_ENTRIES = (artifacts.MODEL_FILE, artifacts.CONFIG_FILE, artifacts.HISTORY_FILE, artifacts.METRICS_FILE,
+               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE)
+
+
+def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False) -> None:
+    """Make sure one directory never mixes two runs: a new run starts in an empty (or new)
+    directory; ``resume`` needs an interrupted run there; ``overwrite`` removes a previous run's
+    files first, and nothing else (a folder holding other files is refused, not emptied)."""
+    if run_dir is None:
+        if resume or overwrite:
+            raise ParameterError("{} needs {}, the run directory", "resume" if resume else "overwrite", "out_dir")
+        return
+    if resume and overwrite:
+        raise ParameterError("{} continues the run and {} replaces it; choose one", "resume", "overwrite")
+    interrupted = read_state(run_dir) is not None
+    if resume:
+        if not interrupted:
+            raise ParameterError(f"{{}} {run_dir} holds no interrupted training to resume; start one without {{}}",
+                                 "out_dir", "resume")
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ParameterError(f"{{}} {run_dir} is a file; give a folder for the run", "out_dir")
+    entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.exists() else []
+    if not entries:
+        return
+    if not overwrite:
+        if interrupted:
+            raise ParameterError(f"{{}} {run_dir} holds an interrupted training; continue it with {{}}, or start "
+                                 "over with {}", "out_dir", "resume", "overwrite")
+        raise ParameterError(f"{{}} {run_dir} already holds {', '.join(entries[:4])}{' …' if len(entries) > 4 else ''}; "
+                             "choose a new folder, or replace that run with {}", "out_dir", "overwrite")
+    foreign = [name for name in entries if name not in RUN_ENTRIES]
+    if foreign:
+        raise ParameterError(f"{{}} {run_dir} holds files a run does not write ({', '.join(foreign[:4])}); "
+                             "choose a folder of its own for the run", "out_dir")
+    for name in entries:
+        path = run_dir / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def restore_best(trainable, recorder, run_dir: Path | None) -> None:

@@ -23,8 +23,8 @@ from apparel.evaluation import evaluate_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_loss, make_optimizer
 from apparel.photo_training import train_photo_model
-from apparel.runs import (TrainResult, augmentations, base_model, check_resumable, epoch_recorder,
-                          finish_run, restore_best, resume_run)
+from apparel.runs import (TrainResult, augmentations, base_model, epoch_recorder,
+                          finish_run, prepare_run_dir, restore_best, resume_run)
 
 def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
     """The registered model named by ``config``, compiled as the walk-through compiles it.
@@ -128,13 +128,15 @@ def train(
     verbose: int | str = "auto",
     resume: bool = False,
     callbacks: list | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``config`` on Fashion-MNIST (or ``dataset``), evaluate on the test set, and — when
     ``out_dir`` is given — write model.keras, config.json, history.json and metrics.json there.
 
     Each finished epoch is checkpointed in ``out_dir/checkpoints``; after an interruption the same
     call with ``resume=True`` continues from the last finished epoch (and the checkpoints are
-    removed when training completes). With a validation split, the saved model is the epoch with
+    removed when training completes). A directory that already holds a run is refused unless
+    ``overwrite`` (see ``runs.prepare_run_dir``). With a validation split, the saved model is the epoch with
     the best validation accuracy. ``callbacks`` are extra Keras callbacks, run after the
     checkpointing one.
     """
@@ -144,13 +146,14 @@ def train(
     if spec.input_kind == "photo" or config.images:
         if dataset is not None or data_dir is not None:
             raise ParameterError("{} trains on Fashion-MNIST; photo models train on images", "dataset")
-        return train_photo_model(config, out_dir, verbose=verbose, resume=resume, callbacks=callbacks)
+        return train_photo_model(config, out_dir, verbose=verbose, resume=resume, callbacks=callbacks,
+                                 overwrite=overwrite)
     run_dir = Path(out_dir) if out_dir is not None else None
+    prepare_run_dir(run_dir, resume, overwrite)
     dataset = _training_data(config, dataset, data_dir)
     fraction = spec.validation_split if config.validation_split is None else config.validation_split
     (x_train, y_train), validation = split_validation(dataset, fraction)
     keras.utils.set_random_seed(config.seed)
-    check_resumable(run_dir, resume)
     if resume:
         trainable, history, initial_epoch = resume_run(run_dir, config)
         base = base_model(trainable, config)

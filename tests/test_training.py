@@ -8,6 +8,7 @@ from apparel.config import TrainConfig
 from apparel.evaluation import evaluate_run
 from apparel.inference.prediction import Predictor
 from apparel.training import shuffled_batches, train
+from conftest import needs_real_data
 
 QUICK = TrainConfig(epochs=2, hidden=32, batch_size=32)
 
@@ -127,7 +128,7 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, tmp_path
     assert json.loads((tmp_path / "checkpoints" / "state.json").read_text())["epoch"] == 2
     assert not (tmp_path / "model.keras").exists()
 
-    with pytest.raises(ValueError, match="interrupted training; rerun with --resume"):
+    with pytest.raises(ValueError, match="interrupted training; continue it with resume, or start over with overwrite"):
         train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0)
     with pytest.raises(ValueError, match="these differ: epochs"):
         train(config.replace(epochs=5), dataset=tiny_dataset, out_dir=tmp_path, verbose=0, resume=True)
@@ -171,3 +172,102 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     artifacts.write_json(tmp_path / "a.json", {"x": 1})
     mode = os.stat(tmp_path / "a.json").st_mode & 0o777
     assert mode == 0o666 & ~artifacts._umask()
+
+
+def test_a_run_directory_never_mixes_two_runs(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0)
+    before = {path.name: path.read_bytes() for path in run.iterdir()}
+    with pytest.raises(ValueError, match=r"out_dir .*run already holds config.json, history.json, metrics.json, "
+                                         r"model.keras; choose a new folder, or replace that run with overwrite"):
+        train(QUICK.replace(seed=1), dataset=tiny_dataset, out_dir=run, verbose=0)
+    assert {path.name: path.read_bytes() for path in run.iterdir()} == before  # nothing touched
+    with pytest.raises(ValueError, match="holds no interrupted training to resume"):
+        train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0, resume=True)
+    with pytest.raises(ValueError, match="resume continues the run and overwrite replaces it"):
+        train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0, resume=True, overwrite=True)
+
+    (run / "plots").mkdir()
+    (run / "plots" / "old.png").write_bytes(b"old figure")
+    result = train(QUICK.replace(seed=1), dataset=tiny_dataset, out_dir=run, verbose=0, overwrite=True)
+    assert TrainConfig.load(run / "config.json").seed == 1
+    assert json.loads((run / "metrics.json").read_text()) == result.metrics
+    assert sorted(path.name for path in run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.keras"]
+
+    # Overwrite replaces a run, not whatever else the folder holds.
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files a run does not write \(notes.txt\)"):
+        train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0, overwrite=True)
+    assert (run / "notes.txt").read_text() == "mine" and (run / "model.keras").exists()
+
+
+@needs_real_data
+def test_train_cli_refuses_an_occupied_out_naming_its_flags(tmp_path, capsys):
+    from apparel.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"the shipped model")
+    flags = ["train", "--out", str(run), "--epochs", "1", "--hidden", "8", "--limit", "500"]
+    assert main(flags) == 2
+    error = capsys.readouterr().err
+    assert "--out" in error and "already holds model.keras" in error and "--overwrite" in error
+    assert (run / "model.keras").read_bytes() == b"the shipped model"
+    assert main([*flags, "--overwrite"]) == 0
+    assert TrainConfig.load(run / "config.json").epochs == 1
+
+
+@needs_real_data
+def test_train_killed_at_random_points_ends_as_an_uninterrupted_run(tmp_path):
+    """SIGKILL `apparel train` three times at random moments, rerun it as its error says (--resume
+    when a checkpoint exists, --overwrite when only the run's first file does), and the finished
+    run has the uninterrupted run's configuration, epochs and figures."""
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    flags = ["--epochs", "6", "--hidden", "32", "--limit", "3000", "--validation-split", "0.2", "--seed", "3"]
+
+    def start(out, *extra):
+        return subprocess.Popen([sys.executable, "-m", "apparel", "train", "--out", str(out), *flags, *extra],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def epoch_of(state) -> int:
+        try:
+            return json.loads(state.read_text())["epoch"]
+        except (OSError, ValueError):
+            return 0
+
+    reference = start(tmp_path / "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    run, chooser, kills = tmp_path / "run", random.Random(0), 0
+    while True:
+        state = run / "checkpoints" / "state.json"
+        extra = ["--resume"] if state.exists() else ["--overwrite"] if run.exists() and any(run.iterdir()) else []
+        worker = start(run, *extra)
+        if kills == 3:
+            assert worker.wait(timeout=300) == 0, worker.stderr.read()
+            break
+        # A random moment after a random number of further epochs (0: once the run has begun).
+        epochs, deadline = epoch_of(state) + chooser.randint(0, 2), time.monotonic() + 120
+        while worker.poll() is None and not (epoch_of(state) >= epochs and (run / "config.json").exists()):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(chooser.uniform(0.0, 0.5))
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        worker.stderr.close()
+        kills += 1
+
+    ours, theirs = (TrainConfig.load(path / "config.json") for path in (run, tmp_path / "reference"))
+    assert ours == theirs
+    history, expected = (json.loads((path / "history.json").read_text()) for path in (run, tmp_path / "reference"))
+    assert len(history["loss"]) == len(expected["loss"]) == 6
+    np.testing.assert_allclose(history["val_accuracy"], expected["val_accuracy"], atol=0.01)
+    metrics, wanted = (json.loads((path / "metrics.json").read_text()) for path in (run, tmp_path / "reference"))
+    assert metrics["epochs_run"] == wanted["epochs_run"] and metrics["best_epoch"] == wanted["best_epoch"]
+    assert abs(metrics["test_accuracy"] - wanted["test_accuracy"]) <= 0.01
+    assert not (run / "checkpoints").exists()
