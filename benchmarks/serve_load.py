@@ -1,13 +1,21 @@
-"""Load test of `apparel serve`: throughput and latency at 1, 16 and 64 concurrent clients.
+"""Load test of `apparel serve`: throughput and latency at 1, 16 and 64 concurrent clients, then overload.
 
-Starts the server (``python -m apparel serve``) on a free 127.0.0.1 port, warms it up, then at each
-concurrency sends single-instance 28×28 JSON requests to ``POST /v1/models/apparel:predict`` over
-keep-alive connections until ``--requests`` are done or ``--seconds`` have passed, whichever comes
-first. Prints req/s, p50/p99 latency, errors and the mean micro-batch size per level; the last line
-is a JSON object (``rps_16``, ``p99_ms_16``, ``errors``, …), also written to ``--out`` if given.
+Starts the server (``python -m apparel serve``) on 127.0.0.1 (port 0: the port it bound is read
+from its log), warms it up, then at each concurrency sends single-instance 28×28 JSON requests to
+``POST /v1/models/apparel:predict`` over keep-alive connections until ``--requests`` are done or
+``--seconds`` have passed, whichever comes first. Prints req/s, p50/p99 latency, errors and the
+mean micro-batch size per level; the last line is a JSON object (``rps_16``, ``p99_ms_16``,
+``errors``, …), also written to ``--out`` if given.
+
+The overload level then starts a second server whose cap on concurrent requests
+(``--max-concurrent-requests``) is ``--overload-cap`` and sends from ``--overload-clients``
+clients, each waiting as a 503's Retry-After asks (``--overload-retry at-once``: asking again at
+once, the worst case): it reports the accepted (200) req/s, the share of 503s, the p99 latency of
+the accepted requests, and errors other than 503, which must be none.
 
     .venv/bin/python benchmarks/serve_load.py                       # the shipped model
     .venv/bin/python benchmarks/serve_load.py --model-dir runs/reference --seconds 5
+    .venv/bin/python benchmarks/serve_load.py --clients 16 --overload-clients 256 --overload-cap 16
 
 The load generator shares the machine's cores with the server, so it is kept lean: each client is a
 coroutine speaking HTTP/1.1 over its own asyncio connection, with the request bytes built once
@@ -23,7 +31,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,20 +49,18 @@ ROOT = Path(__file__).resolve().parent.parent
 class LevelResult:
     clients: int  # concurrent clients, each with its own keep-alive connection
     requests: int  # requests answered (any status) in the timed window
-    errors: int  # non-200 answers and failed connections
+    errors: int  # non-200 answers (503s included) and failed connections
     seconds: float  # length of the timed window
     rps: float  # requests answered per second
     p50_ms: float  # median latency
     p99_ms: float  # 99th percentile latency
+    accepted_rps: float  # 200 answers per second
+    accepted_p99_ms: float  # 99th percentile latency of the 200 answers
+    busy_share: float  # share of the answers that were 503 (refused: the server was full)
+    other_errors: int  # errors that are not 503s (other statuses, failed connections): 0 even under overload
     mean_batch: float | None  # images per model call on the server during the window
     server_cpu_ms: float | None  # server process CPU time (all threads) per answered request
     client_cpu_ms: float  # load generator CPU time per answered request
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
 
 
 def request_bytes(port: int, seed: int = 0) -> bytes:
@@ -67,8 +72,20 @@ def request_bytes(port: int, seed: int = 0) -> bytes:
     return head + body
 
 
-async def raw_client(port: int, request: bytes, stop: float, budget: list[int], latencies: list[float], errors: list[int]):
-    """Send ``request`` again and again on one connection until ``stop`` or the shared budget runs out."""
+async def back_off(retry_after: str | bytes | None, stop: float) -> None:
+    """Wait as a 503's Retry-After asks (seconds), but not past ``stop``."""
+    try:
+        seconds = float(retry_after)
+    except (TypeError, ValueError):
+        return
+    await asyncio.sleep(max(0.0, min(seconds, stop - time.perf_counter())))
+
+
+async def raw_client(port: int, request: bytes, stop: float, budget: list[int], answers: list[tuple[float, int]],
+                     errors: list[int], honour_retry_after: bool = False):
+    """Send ``request`` again and again on one connection until ``stop`` or the shared budget runs
+    out; each answer is recorded as (seconds, status), each failed connection in ``errors``. After
+    a 503 the client waits for its Retry-After if ``honour_retry_after``, else it asks again at once."""
     reader = writer = None
     try:
         while budget[0] > 0 and time.perf_counter() < stop:
@@ -89,15 +106,20 @@ async def raw_client(port: int, request: bytes, stop: float, budget: list[int], 
                 writer.close()
                 reader = writer = None
                 continue
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                errors[0] += 1
+            answers.append((time.perf_counter() - started, status))
+            if b"connection: close" in head.lower():
+                writer.close()
+                reader = writer = None
+            if status == 503 and honour_retry_after:
+                retry_after = re.search(rb"(?i)\r\nretry-after: *(\d+)", head)
+                await back_off(retry_after and retry_after.group(1), stop)
     finally:
         if writer is not None:
             writer.close()
 
 
-async def httpx_client(port: int, request: bytes, stop: float, budget: list[int], latencies: list[float], errors: list[int]):
+async def httpx_client(port: int, request: bytes, stop: float, budget: list[int], answers: list[tuple[float, int]],
+                       errors: list[int], honour_retry_after: bool = False):
     import httpx
 
     body = request.split(b"\r\n\r\n", 1)[1]
@@ -110,9 +132,9 @@ async def httpx_client(port: int, request: bytes, stop: float, budget: list[int]
             except httpx.HTTPError:
                 errors[0] += 1
                 continue
-            latencies.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                errors[0] += 1
+            answers.append((time.perf_counter() - started, response.status_code))
+            if response.status_code == 503 and honour_retry_after:
+                await back_off(response.headers.get("retry-after"), stop)
 
 
 def batch_totals(port: int) -> tuple[float, float] | None:
@@ -137,15 +159,16 @@ def process_cpu_seconds(pid: int | None) -> float | None:
 
 
 async def run_level(port: int, clients: int, seconds: float, max_requests: int, client: str,
-                    server_pid: int | None = None) -> LevelResult:
+                    server_pid: int | None = None, honour_retry_after: bool = False) -> LevelResult:
     request = request_bytes(port)
     worker = raw_client if client == "raw" else httpx_client
-    latencies: list[float] = []
+    answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
     before = batch_totals(port)
     server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
     started = time.perf_counter()
-    await asyncio.gather(*(worker(port, request, started + seconds, budget, latencies, errors) for _ in range(clients)))
+    await asyncio.gather(*(worker(port, request, started + seconds, budget, answers, errors, honour_retry_after)
+                           for _ in range(clients)))
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     server_after = process_cpu_seconds(server_pid)
@@ -154,16 +177,28 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
     mean_batch = None
     if before and after and after[1] > before[1]:
         mean_batch = round((after[0] - before[0]) / (after[1] - before[1]), 2)
-    answered = len(latencies)
-    milliseconds = np.array(latencies) * 1000 if latencies else np.array([np.nan])
-    return LevelResult(clients, answered, errors[0], round(elapsed, 3), round(answered / elapsed, 1),
-                       round(float(np.percentile(milliseconds, 50)), 2), round(float(np.percentile(milliseconds, 99)), 2),
+    answered = len(answers)
+    statuses = np.array([status for _, status in answers], dtype=int)
+    milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
+    accepted = milliseconds[statuses == 200]
+    busy = int((statuses == 503).sum())
+    refused = answered - len(accepted)
+    return LevelResult(clients, answered, errors[0] + refused, round(elapsed, 3), round(answered / elapsed, 1),
+                       percentile(milliseconds, 50), percentile(milliseconds, 99),
+                       round(len(accepted) / elapsed, 1), percentile(accepted, 99),
+                       round(busy / max(1, answered), 4), errors[0] + refused - busy,
                        mean_batch, None if server_cpu is None else round(1000 * server_cpu / max(1, answered), 3),
                        round(1000 * client_cpu / max(1, answered), 3))
 
 
-def start_server(model_dir: str | None, port: int, extra: list[str]) -> subprocess.Popen:
-    command = [sys.executable, "-m", "apparel", "serve", "--host", HOST, "--port", str(port), *extra]
+def percentile(milliseconds: np.ndarray, q: float) -> float:
+    return round(float(np.percentile(milliseconds, q)), 2) if len(milliseconds) else float("nan")
+
+
+def start_server(model_dir: str | None, extra: list[str]) -> subprocess.Popen:
+    """``apparel serve`` on 127.0.0.1, port 0: the system gives it a free port, and nothing can take
+    that port between its choice and the bind (``wait_ready`` reads it from the log)."""
+    command = [sys.executable, "-m", "apparel", "serve", "--host", HOST, "--port", "0", *extra]
     if model_dir:
         command.insert(4, model_dir)
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -174,19 +209,24 @@ def start_server(model_dir: str | None, port: int, extra: list[str]) -> subproce
     return server
 
 
-def wait_ready(server: subprocess.Popen, port: int, timeout: float = 180) -> None:
+def wait_ready(server: subprocess.Popen, timeout: float = 180) -> int:
+    """The port of ``server`` once it answers ready."""
     import urllib.request
 
-    deadline = time.monotonic() + timeout
+    deadline, port = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
+        server.log.seek(0)
+        log = server.log.read()
         if server.poll() is not None:
-            server.log.seek(0)
-            raise SystemExit(f"the server exited with status {server.returncode}:\n{server.log.read()[-3000:]}")
+            raise SystemExit(f"the server exited with status {server.returncode}:\n{log[-3000:]}")
+        bound = re.search(rf"running on http://{re.escape(HOST)}:(\d+)", log)
+        port = int(bound.group(1)) if bound else None
         try:
-            if urllib.request.urlopen(f"http://{HOST}:{port}/v2/health/ready", timeout=2).status == 200:
-                return
+            if port and urllib.request.urlopen(f"http://{HOST}:{port}/v2/health/ready", timeout=2).status == 200:
+                return port
         except OSError:
-            time.sleep(0.2)
+            pass
+        time.sleep(0.2)
     raise SystemExit(f"the server did not become ready within {timeout:.0f} s")
 
 
@@ -211,38 +251,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before the timed levels (default 1)")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw", help="load generator (default raw asyncio)")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `apparel serve` flag, e.g. --server-arg=--max-wait-ms=1")
+    parser.add_argument("--overload-clients", type=int, default=256, help="clients of the overload level (0: none; default 256)")
+    parser.add_argument("--overload-cap", type=int, default=16,
+                        help="the overload server's --max-concurrent-requests (default 16)")
+    parser.add_argument("--overload-retry", choices=("after", "at-once"), default="after",
+                        help="after a 503 the overload clients wait for its Retry-After (default), or ask again "
+                             "at once (the worst case: a flood of refusals competing with the work)")
     parser.add_argument("--out", help="also write the JSON summary here")
     args = parser.parse_args(argv)
     levels = [int(n) for n in args.clients.split(",") if n.strip()]
     if not levels or min(levels) < 1 or args.seconds <= 0 or args.requests < 1:
         parser.error("--clients must list positive integers; --seconds and --requests must be positive")
+    if args.overload_clients < 0 or args.overload_cap < 1:
+        parser.error("--overload-clients must be 0 or more, --overload-cap at least 1")
 
-    port = free_port()
-    server = start_server(args.model_dir, port, args.server_arg)
-    try:
-        wait_ready(server, port)
-        if args.warmup > 0:
-            asyncio.run(run_level(port, max(levels), args.warmup, args.requests, args.client))
-        results = []
-        for clients in levels:
-            result = asyncio.run(run_level(port, clients, args.seconds, args.requests, args.client, server.pid))
-            results.append(result)
-            print(f"{clients:>3} clients: {result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
-                  f"errors {result.errors}  ({result.requests} requests in {result.seconds:.1f} s, mean batch {result.mean_batch}, "
-                  f"CPU ms/request server {result.server_cpu_ms} client {result.client_cpu_ms})",
-                  flush=True)
-    finally:
-        stop_server(server)
+    results = measure(args, levels, args.server_arg)
     summary = {"model_dir": args.model_dir, "client": args.client, "cpus": os.cpu_count(),
                "errors": sum(result.errors for result in results)}
     for result in results:
         summary.update({f"rps_{result.clients}": result.rps, f"p50_ms_{result.clients}": result.p50_ms,
                         f"p99_ms_{result.clients}": result.p99_ms, f"mean_batch_{result.clients}": result.mean_batch})
     summary["levels"] = [asdict(result) for result in results]
+    if args.overload_clients:
+        cap = ["--max-concurrent-requests", str(args.overload_cap)]
+        overload, = measure(args, [args.overload_clients], [*args.server_arg, *cap], warm_clients=args.overload_cap,
+                            honour_retry_after=args.overload_retry == "after")
+        summary.update({"overload_cap": args.overload_cap, "overload_retry": args.overload_retry,
+                        "overload_accepted_rps": overload.accepted_rps,
+                        "overload_busy_share": overload.busy_share, "overload_accepted_p99_ms": overload.accepted_p99_ms,
+                        "overload_other_errors": overload.other_errors, "overload": asdict(overload)})
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
-    return 0 if summary["errors"] == 0 else 1
+    return 0 if summary["errors"] == 0 and summary.get("overload_other_errors", 0) == 0 else 1
+
+
+def measure(args, levels: list[int], server_args: list[str], warm_clients: int | None = None,
+            honour_retry_after: bool = False) -> list[LevelResult]:
+    """Start a server with ``server_args``, warm it up, run each level, stop it."""
+    server = start_server(args.model_dir, server_args)
+    results = []
+    try:
+        port = wait_ready(server)
+        if args.warmup > 0:
+            asyncio.run(run_level(port, warm_clients or max(levels), args.warmup, args.requests, args.client))
+        for clients in levels:
+            result = asyncio.run(run_level(port, clients, args.seconds, args.requests, args.client, server.pid,
+                                           honour_retry_after))
+            results.append(result)
+            print(f"{clients:>3} clients: {result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                  f"errors {result.errors}  ({result.requests} requests in {result.seconds:.1f} s, mean batch {result.mean_batch}, "
+                  f"CPU ms/request server {result.server_cpu_ms} client {result.client_cpu_ms})", flush=True)
+            if result.busy_share:
+                print(f"    accepted {result.accepted_rps:.1f} req/s, p99 {result.accepted_p99_ms:.2f} ms; "
+                      f"503 {100 * result.busy_share:.1f}% of answers; other errors {result.other_errors}", flush=True)
+    finally:
+        stop_server(server)
+    return results
 
 
 if __name__ == "__main__":

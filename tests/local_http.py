@@ -6,13 +6,12 @@ import contextlib
 import functools
 import http.server
 import threading
-import time
 from pathlib import Path
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves the folder; ``/slow/…`` waits 3 s first, ``/redirect/N/…`` redirects N times,
-    ``/loop`` redirects to itself, ``/to/URL`` redirects to URL."""
+    """Serves the folder; ``/slow/…`` waits 3 s first (less if the server stops meanwhile),
+    ``/redirect/N/…`` redirects N times, ``/loop`` redirects to itself, ``/to/URL`` redirects to URL."""
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -21,7 +20,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
         self.server.requests.append(self.path)
         self.server.hosts.append(self.headers.get("Host"))
         if self.path.startswith("/slow/"):
-            time.sleep(3)
+            if self.server.stopping.wait(3):
+                return  # the test is over: no answer, and no thread left sleeping
             self.path = self.path[len("/slow"):]
         elif self.path.startswith("/redirect/"):
             _, _, count, rest = self.path.split("/", 3)
@@ -44,12 +44,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
 def serve(folder: Path):
     """Serve ``folder`` on 127.0.0.1 (a free port); yields the base URL, e.g. ``http://127.0.0.1:41234``."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-    server.daemon_threads = True  # a sleeping /slow/ handler must not hold the test up
+    # Handler threads are joined on close (block_on_close); a sleeping /slow/ one wakes at `stopping`.
+    server.daemon_threads = False
+    server.stopping = threading.Event()
     server.requests, server.hosts = [], []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="local-http")
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", server
     finally:
+        server.stopping.set()
         server.shutdown()
+        thread.join()
         server.server_close()

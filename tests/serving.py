@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import base64
 import io
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -33,6 +33,41 @@ def garment_photo(size=(240, 320), colour=(180, 40, 40), fmt="JPEG") -> bytes:
     return buffer.getvalue()
 
 
+def mutate(rng, body: bytes) -> bytes:
+    """One random edit of ``body``: flip, delete, insert, duplicate or truncate bytes."""
+    data = bytearray(body)
+    for _ in range(int(rng.integers(1, 6))):
+        choice = rng.integers(0, 5)
+        position = int(rng.integers(0, max(1, len(data))))
+        if choice == 0 and data:
+            data[position] = int(rng.integers(0, 256))
+        elif choice == 1 and data:
+            del data[position : position + int(rng.integers(1, 50))]
+        elif choice == 2:
+            data[position:position] = bytes(rng.integers(0, 256, size=int(rng.integers(1, 20))).astype(np.uint8))
+        elif choice == 3:
+            chunk = data[position : position + int(rng.integers(1, 200))]
+            data[position:position] = chunk
+        else:
+            data = data[:position]
+    return bytes(data)
+
+
+def random_json(rng, depth=0):
+    kind = rng.integers(0, 8 if depth < 4 else 4)
+    if kind == 0:
+        return float(rng.normal() * 10 ** int(rng.integers(0, 6)))
+    if kind == 1:
+        return int(rng.integers(-300, 300))
+    if kind == 2:
+        return [None, True, False, "x", "", float("nan"), float("inf")][int(rng.integers(0, 7))]
+    if kind == 3:
+        return {"b64": base64.b64encode(bytes(rng.integers(0, 256, size=int(rng.integers(0, 40))).astype(np.uint8))).decode()}
+    if kind in (4, 5, 6):
+        return [random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 30)))]
+    return {str(rng.integers(0, 3)): random_json(rng, depth + 1)}
+
+
 def mnist_png(pixels: np.ndarray) -> bytes:
     """A 28×28 grayscale PNG, which the photo pipeline takes as it is."""
     buffer = io.BytesIO()
@@ -40,28 +75,38 @@ def mnist_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_server(app, timeout: float = 30.0):
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
+    """Serve ``app`` with uvicorn on 127.0.0.1 in a thread, with the limits and timeouts of its
+    ``ServiceConfig``; yields the base URL. The port is the one the server itself bound (port 0:
+    nothing else can take it in between), and the thread is stopped and joined on the way out."""
     import uvicorn
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
+    from apparel.serve.server import server_options
+
+    options = server_options(app.state.config, "127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, **options, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, name="uvicorn-under-test")
     thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
     try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        stop_server_thread(server, thread, timeout)
+
+
+def stop_server_thread(server, thread: threading.Thread, timeout: float) -> None:
+    """Ask a uvicorn ``server`` running in ``thread`` to exit (as Ctrl-C does); if it has not after
+    ``timeout`` s, force it (as a second Ctrl-C does). Raises if the thread is still alive."""
+    server.should_exit = True
+    thread.join(timeout)
+    if thread.is_alive():
+        server.force_exit = True
         thread.join(timeout)
+    if thread.is_alive():
+        raise RuntimeError("the uvicorn thread did not stop")

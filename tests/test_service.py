@@ -28,7 +28,7 @@ from apparel.inference.prediction import Predictor
 from apparel.serve.app import ServiceConfig, create_app, served_model_dir
 from apparel.shop.taxonomy import load_mapping
 from conftest import PHOTO_CLASSES, render_photo
-from serving import garment_photo, mnist_png, running_server, train_tiny_model
+from serving import garment_photo, mnist_png, mutate, running_server, train_tiny_model
 
 with warnings.catch_warnings():
     # Starlette's test client now prefers the httpx2 package; httpx works the same for these tests.
@@ -515,99 +515,7 @@ def test_nothing_is_written_to_disk_while_serving(predictor, monkeypatch):
     assert written == []
 
 
-# ---------------------------------------------------------------- fuzzing
-
-
-def mutate(rng, body: bytes) -> bytes:
-    """One random edit of ``body``: flip, delete, insert, duplicate or truncate bytes."""
-    data = bytearray(body)
-    for _ in range(int(rng.integers(1, 6))):
-        choice = rng.integers(0, 5)
-        position = int(rng.integers(0, max(1, len(data))))
-        if choice == 0 and data:
-            data[position] = int(rng.integers(0, 256))
-        elif choice == 1 and data:
-            del data[position : position + int(rng.integers(1, 50))]
-        elif choice == 2:
-            data[position:position] = bytes(rng.integers(0, 256, size=int(rng.integers(1, 20))).astype(np.uint8))
-        elif choice == 3:
-            chunk = data[position : position + int(rng.integers(1, 200))]
-            data[position:position] = chunk
-        else:
-            data = data[:position]
-    return bytes(data)
-
-
-def random_json(rng, depth=0):
-    kind = rng.integers(0, 8 if depth < 4 else 4)
-    if kind == 0:
-        return float(rng.normal() * 10 ** int(rng.integers(0, 6)))
-    if kind == 1:
-        return int(rng.integers(-300, 300))
-    if kind == 2:
-        return [None, True, False, "x", "", float("nan"), float("inf")][int(rng.integers(0, 7))]
-    if kind == 3:
-        return {"b64": base64.b64encode(bytes(rng.integers(0, 256, size=int(rng.integers(0, 40))).astype(np.uint8))).decode()}
-    if kind in (4, 5, 6):
-        return [random_json(rng, depth + 1) for _ in range(int(rng.integers(0, 30)))]
-    return {str(rng.integers(0, 3)): random_json(rng, depth + 1)}
-
-
-FUZZ_BOUNDARY = "fuzzboundary"
-FUZZ_CONTENT_TYPES = ["application/json", "multipart/form-data; boundary=" + FUZZ_BOUNDARY, "text/plain", "",
-                      "multipart/form-data", "application/json; charset=utf-16", "multipart/form-data; boundary="]
-
-
-def fuzz_bodies(path: str, count: int, seed: int):
-    """``count`` (body, content type) pairs for ``path``: valid bodies mutated, random JSON values,
-    random bytes under random content types."""
-    rng = np.random.default_rng(seed)
-    if path == PREDICT:
-        valid = [json.dumps({"instances": image_batch(2).tolist()}).encode(),
-                 json.dumps({"instances": [{"b64": base64.b64encode(garment_photo(fmt="PNG")).decode()}]}).encode()]
-        own_type = "application/json"
-    else:
-        photo = garment_photo(size=(60, 80), fmt="PNG")
-        valid = [(f"--{FUZZ_BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n"
-                  f"Content-Type: image/png\r\n\r\n").encode() + photo + f"\r\n--{FUZZ_BOUNDARY}--\r\n".encode()]
-        own_type = "multipart/form-data; boundary=" + FUZZ_BOUNDARY
-    for index in range(count):
-        case = index % 4
-        if case in (0, 1):
-            yield mutate(rng, valid[int(rng.integers(0, len(valid)))]), own_type
-        elif case == 2 and path == PREDICT and index % 8 == 2:
-            payload = {"instances": random_json(rng)} if rng.random() < 0.7 else random_json(rng)
-            yield json.dumps(payload).encode(), own_type
-        elif case == 2 and path == PREDICT:  # well-formed JSON, an image with a few values or rows changed
-            instances = image_batch(int(rng.integers(1, 4)), seed=index).tolist()
-            for _ in range(int(rng.integers(0, 3))):
-                image = instances[int(rng.integers(0, len(instances)))]
-                row = int(rng.integers(0, 28))
-                if rng.random() < 0.5:
-                    image[row][int(rng.integers(0, 28))] = random_json(rng, depth=3)
-                else:
-                    del image[row]
-            yield json.dumps({"instances": instances}).encode(), own_type
-        elif case == 2:
-            yield valid[0], own_type  # unmutated now and then: the server still answers 200
-        else:
-            body = bytes(rng.integers(0, 256, size=int(rng.integers(0, 3000))).astype(np.uint8))
-            yield body, FUZZ_CONTENT_TYPES[int(rng.integers(0, len(FUZZ_CONTENT_TYPES)))]
-
-
-@pytest.mark.parametrize("path", [PREDICT, "/predict"])
-def test_fuzzed_bodies_never_cause_a_server_error(client, path):
-    statuses = []
-    for body, content_type in fuzz_bodies(path, count=300, seed=1234):
-        headers = {"Content-Type": content_type} if content_type else {}
-        response = client.post(path, content=body, headers=headers)
-        assert response.status_code < 500, (path, body[:200], response.text)
-        if response.status_code >= 400:
-            assert response.json()["error"]
-        statuses.append(response.status_code)
-    assert client.get("/v2/health/live").status_code == 200
-    assert client.get("/v2/health/ready").status_code == 200
-    assert 200 in statuses and len(set(statuses)) >= 3  # the fuzzing reached valid and several invalid answers
+# ---------------------------------------------------------------- fuzzing (each POST route: test_serve_chaos.py)
 
 
 def test_fuzzed_bodies_to_a_photo_model_never_cause_a_server_error(photo_client):

@@ -17,13 +17,16 @@ top-k bound, store categories, previews and metadata come from the contract too.
 Endpoints: TensorFlow Serving's REST API (``POST /v1/models/apparel:predict``, ``GET
 /v1/models/apparel``, ``GET /v1/models/apparel/metadata``), photo uploads (``POST /predict``),
 health (``/v2/health/live``, ``/v2/health/ready``), Prometheus ``/metrics``, OpenAPI ``/docs``, and
-the web page at ``/``. Every client mistake is a 4xx ``{"error": "<what to do>"}``.
+the web page at ``/``. Every client mistake is a 4xx ``{"error": "<what to do>"}``; a request the
+service cannot take now (too many at once, a full queue, an answer past its deadline) is a 503
+with ``Retry-After``. The limits and timeouts are ``ServiceConfig``'s; ``admission``, ``security``
+and ``server`` apply them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import dataclasses
 import gc
 import io
 import json
@@ -48,8 +51,11 @@ from starlette.requests import ClientDisconnect
 from apparel import artifacts
 from apparel.contract import InputContract
 from apparel.images import photos
-from apparel.serve.batching import MicroBatcher, inference_function, warm_up
+from apparel.serve.admission import AdmissionMiddleware, busy_response
+from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
 from apparel.serve.config import ServiceConfig
+from apparel.serve.security import ApiKeyMiddleware, OriginMiddleware, bind_settings, exposure_warning
+from apparel.serve.server import server_options
 from apparel.shop.taxonomy import load_mapping
 from apparel.serve.payloads import RequestError, json_body, multipart_files, predict_request, shape_text
 from apparel.inference.prediction import (DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
@@ -60,6 +66,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
 # The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
+HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # open without the API key, for probes
+logger = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -158,9 +166,10 @@ def require_content_type(request: Request, expected: str) -> str:
     return content_type
 
 
-def model_description(predictor: Predictor) -> dict:
-    """Version (the first 12 hex digits of model.keras's SHA-256), held-out accuracy and the
-    model's name, from its run directory; ``None`` where the predictor has no directory.
+def model_description(predictor: Predictor, model_file: str | os.PathLike | None = None) -> dict:
+    """Version (the first 12 hex digits of the SHA-256 of the model file served: ``model_file``,
+    else the run directory's model.keras), held-out accuracy and the model's name, from its run
+    directory; ``None`` where there is no file or directory.
 
     The held-out accuracy is ``test_accuracy`` for a Fashion-MNIST model (its test set) and
     ``validation_accuracy`` for a photo model (the folder its settings were chosen on);
@@ -169,20 +178,36 @@ def model_description(predictor: Predictor) -> dict:
     split = "validation" if predictor.contract.is_photo else "test"
     info = {"version": None, "test_accuracy": None, "validation_accuracy": None, "accuracy": None,
             "accuracy_split": split, "model": None, "parameters": None}
+    if model_file is not None:
+        info["version"] = artifacts.file_digest(model_file)[:12]
     if predictor.model_dir is None:
         return info
     model_dir = Path(predictor.model_dir)
-    info["version"] = artifacts.file_digest(model_dir / artifacts.MODEL_FILE)[:12]
+    if model_file is None:
+        info["version"] = artifacts.file_digest(model_dir / artifacts.MODEL_FILE)[:12]
     metrics_path = model_dir / artifacts.METRICS_FILE
     if metrics_path.is_file():
         try:
             metrics = artifacts.read_json(metrics_path)
-        except ValueError:
+        except ValueError as error:
+            logger.warning("the model's accuracy is not shown: %s", error)
+            metrics = {}
+        if not isinstance(metrics, dict):
+            # The figures are for people; a damaged file must not keep the model from serving.
+            logger.warning("the model's accuracy is not shown: %s holds a JSON %s, not an object",
+                           metrics_path, type(metrics).__name__)
             metrics = {}
         keys = ("test_accuracy", "validation_accuracy", "model", "parameters")
         info.update({key: metrics.get(key) for key in keys})
         info["accuracy"] = info[f"{split}_accuracy"]
     return info
+
+
+def model_input_name(predictor: Predictor) -> str | None:
+    """The name of the model's one input (TensorFlow Serving's named ``inputs``); ``None`` where
+    the runtime does not say (an exported model)."""
+    inputs = getattr(predictor.model, "inputs", None) or []
+    return inputs[0].name if len(inputs) == 1 else None
 
 
 def has_photos(payload, max_instances: int) -> bool:
@@ -286,17 +311,21 @@ def store_categories(class_names: tuple[str, ...], taxonomy: str | None) -> dict
     return {name: mapping.get(name) or None for name in class_names}
 
 
-def create_app(predictor: Predictor, config: ServiceConfig | None = None, **settings) -> FastAPI:
-    """The service app over a loaded predictor. ``settings`` override fields of ``ServiceConfig``.
+def create_app(predictor: Predictor, config: ServiceConfig | None = None, *,
+               model_file: str | os.PathLike | None = None, **settings) -> FastAPI:
+    """The service app over a loaded predictor. ``settings`` override fields of ``ServiceConfig``;
+    ``model_file`` is the file the predictor runs when it is not the run directory's model.keras
+    (an exported ``.tflite``): the version shown is its digest.
 
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_files=4)
     """
     config = (config or ServiceConfig()).replace(**settings)
     metrics = Metrics()
-    description = model_description(predictor)
+    description = model_description(predictor, model_file)
     metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
     batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
-                           max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch)
+                           max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch,
+                           max_queued=config.max_queued_images)
     categories = store_categories(predictor.class_names, config.taxonomy)
     service = Service(config, predictor, batcher, metrics, description, categories)
 
@@ -317,8 +346,9 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
                   docs_url=None, description=summary)
     app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
     routes: set[str] = set()  # filled in once every route is defined, below
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
-    add_error_handlers(app)
+    add_guards(app, config)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # the outermost: it counts refusals too
+    add_error_handlers(app, config)
     add_serving_routes(app, service)
     add_photo_routes(app, service)
     add_health_routes(app, service)
@@ -327,7 +357,33 @@ def create_app(predictor: Predictor, config: ServiceConfig | None = None, **sett
     return app
 
 
-def add_error_handlers(app: FastAPI) -> None:
+def add_guards(app: FastAPI, config: ServiceConfig) -> None:
+    """The checks every request passes before a handler, outermost first: its Host, its API key,
+    its Origin, then whether the service has room for it."""
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+    app.add_middleware(AdmissionMiddleware, limit=config.max_concurrent_requests, retry_after=config.retry_after_s)
+    app.add_middleware(OriginMiddleware, allowed_origins=config.allowed_origins)
+    if config.api_key:
+        app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS)
+    if config.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts), www_redirect=False)
+
+
+async def answered_in_time(config: ServiceConfig, work):
+    """Await ``work`` (a coroutine), which must finish within the request deadline, or raise
+    ``Overloaded`` (a 503): past it the client is better told to come back than kept waiting.
+    A step on a worker thread (parsing, decoding) runs to its end before the deadline can cut in;
+    the wait for the model, which grows with the queue, is cut short (and leaves the queue)."""
+    try:
+        async with asyncio.timeout(config.request_deadline_s):
+            return await work
+    except TimeoutError:
+        raise Overloaded(f"the server is too busy to answer within {config.request_deadline_s:g} s; "
+                         "try again shortly") from None
+
+
+def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
     """Every error a JSON ``{"error": message}``: client mistakes 4xx, the rest a 500 that says so."""
 
     @app.exception_handler(RequestError)
@@ -337,6 +393,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, error: StarletteHTTPException):
         return JSONResponse({"error": str(error.detail)}, status_code=error.status_code, headers=error.headers)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request, error: Overloaded):
+        return busy_response(str(error), config.retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(request, error: RequestValidationError):
@@ -351,6 +411,7 @@ def add_error_handlers(app: FastAPI) -> None:
 def add_serving_routes(app: FastAPI, service: Service) -> None:
     """TensorFlow Serving's REST API: predict, model status, metadata."""
     config, description, contract = service.config, service.description, service.contract
+    input_name = model_input_name(service.predictor)
 
     def decode_instance(data: bytes) -> np.ndarray:
         try:
@@ -364,7 +425,11 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
     async def predict_instances(request: Request):
         require_content_type(request, "application/json")
         body = await read_body(request, config.max_body_bytes)
-        arguments = dict(contract=contract, max_instances=config.max_instances, decode_photo=decode_instance)
+        return await answered_in_time(config, answer(body))
+
+    async def answer(body: bytes) -> Response:
+        arguments = dict(contract=contract, max_instances=config.max_instances, decode_photo=decode_instance,
+                         input_name=input_name)
         if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
             key, images = await run_in_threadpool(lambda: predict_request(json_body(body), **arguments))
         else:
@@ -387,6 +452,7 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
     async def model_metadata():
         return {
             "model_spec": {"name": MODEL_NAME, "signature_name": "serving_default", "version": description["version"]},
+            "input_name": input_name,  # the name of TensorFlow Serving's {"inputs": {name: [...]}}
             "kind": contract.kind,  # "fashion-mnist" (28×28 grayscale) or "photo" (S×S RGB)
             "class_names": list(contract.class_names),
             "input_shape": list(contract.shape),
@@ -399,7 +465,7 @@ def add_serving_routes(app: FastAPI, service: Service) -> None:
             "validation_accuracy": description["validation_accuracy"],
             "model": description["model"],
             "parameters": description["parameters"],
-            "limits": dataclasses.asdict(config),
+            "limits": config.limits(),
         }
 
 
@@ -418,6 +484,9 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
     ):
         content_type = require_content_type(request, "multipart/form-data")
         body = await read_body(request, config.max_body_bytes)
+        return await answered_in_time(config, answer(body, content_type, top_k or config.top_k, preview))
+
+    async def answer(body: bytes, content_type: str, top_k: int, preview: bool) -> dict:
         files = await run_in_threadpool(multipart_files, body, content_type, max_files=config.max_files)
         if not files:
             raise RequestError(400, "no file in the upload; send one or more images as multipart/form-data files")
@@ -426,7 +495,7 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
                 raise RequestError(400, f"{name!r} is empty; choose an image file")
         images = await run_in_threadpool(decode_uploads, service, files)
         probabilities = await service.batcher.predict(images)
-        ranked = service.predictor.top_k(probabilities, top_k or config.top_k)
+        ranked = service.predictor.top_k(probabilities, top_k)
         return {"predictions": [photo_result(name, image, top, service.categories, preview)
                                 for (name, _), image, top in zip(files, images, ranked)]}
 
@@ -529,11 +598,18 @@ def run_server(
     default: at hundreds of requests a second it costs more than the requests.
     ``inference_threads`` sets TensorFlow's threads per operation (``None``: one per core).
     ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras; the
-    run directory it was exported from gives its input contract and metadata.
+    run directory it was exported from gives its input contract and metadata, the ``.tflite`` its
+    version.
+
+    On a loopback ``host`` only loopback Host names are answered (DNS rebinding); the API key is
+    ``api_key`` or ``$APPAREL_API_KEY``, and serving beyond loopback without one prints a warning.
+    The timeouts and caps of ``ServiceConfig`` apply; Ctrl-C (or SIGTERM) lets the requests in
+    flight finish for up to ``shutdown_timeout_s``, then closes their connections.
     """
     import uvicorn
 
-    config = ServiceConfig().replace(**settings)  # reject a bad setting before the slow model load
+    # Reject a bad setting before the slow model load.
+    config = bind_settings(ServiceConfig().replace(**settings), host)
     load_mapping(config.taxonomy)
     model_dir = served_model_dir(model_dir)
     if inference_threads is not None:
@@ -547,7 +623,7 @@ def run_server(
         predictor = Predictor.from_litert(litert, model_dir)
     else:
         predictor = Predictor.from_dir(model_dir)
-    app = create_app(predictor, config)
+    app = create_app(predictor, config, model_file=litert)
     # Each malformed upload would log a parser warning: the client already gets the reason.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
     warm_up(app.state.batcher.infer, config.max_batch, predictor.contract.shape)
@@ -555,4 +631,7 @@ def run_server(
     # collection walking them pauses every request for ~200 ms. Frozen, they are never walked.
     gc.collect()
     gc.freeze()
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level)
+    warning = exposure_warning(config, host)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    uvicorn.run(app, **server_options(config, host, port), access_log=access_log, log_level=log_level)

@@ -3,7 +3,10 @@
 Concurrent requests are gathered into one model call (up to ``max_batch`` images; a request that
 finds the model idle waits at most ``max_wait_ms`` for company), run on a worker thread so the event
 loop keeps serving, and each request gets its own rows back. Throughput then grows with concurrency
-instead of paying the per-call overhead once per request.
+instead of paying the per-call overhead once per request. The queue is bounded (``max_queued``
+images): past it ``predict`` raises ``Overloaded`` at once, for the service to answer 503, rather
+than answering everyone late; a request that gave up (its deadline passed, its client went away)
+is dropped from the queue instead of costing model time.
 
     >>> from apparel.inference.prediction import Predictor
     >>> from apparel.serve.batching import MicroBatcher, inference_function
@@ -29,6 +32,10 @@ from apparel.inference.prediction import softmax
 # The warm-up's time limit: every batch size up to max_batch takes ~1 s for a 28×28 model, but
 # ~40 s for a 224-pixel photo model on two cores; sizes not reached are set up by their first request.
 WARM_UP_SECONDS = 10.0
+
+
+class Overloaded(RuntimeError):
+    """The service cannot take this request now: answer 503 and ask the client to come back."""
 
 
 def inference_function(predictor) -> Callable[[np.ndarray], np.ndarray]:
@@ -69,7 +76,7 @@ class MicroBatcher:
     into the next call as soon as it is free. The batching itself happens on the event loop, so the
     worker thread is woken once per batch, not once per request. ``infer`` maps float32 model
     inputs (N, …) to probabilities (N, classes); ``on_batch(size, seconds)`` is told about each
-    model call (the service's metrics).
+    model call (the service's metrics). ``max_queued`` bounds the images waiting (``None``: no bound).
     """
 
     def __init__(
@@ -79,6 +86,7 @@ class MicroBatcher:
         max_batch: int = 64,
         max_wait_ms: float = 2.0,
         on_batch: Callable[[int, float], None] | None = None,
+        max_queued: int | None = None,
     ):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
@@ -88,6 +96,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait_ms = max_wait_ms
         self.on_batch = on_batch
+        self.max_queued = max_queued
         self._executor: ThreadPoolExecutor | None = None
         self._loops: dict[asyncio.AbstractEventLoop, _LoopQueue] = {}
 
@@ -103,11 +112,15 @@ class MicroBatcher:
             executor.shutdown(wait=True)
 
     async def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities (k, classes) for float32 model inputs (k, …), computed in a shared batch."""
+        """Probabilities (k, classes) for float32 model inputs (k, …), computed in a shared batch;
+        ``Overloaded`` when they would take the queue past ``max_queued`` images."""
         loop = asyncio.get_running_loop()
         pending = self._loops.get(loop)
         if pending is None:
             pending = self._loops[loop] = _LoopQueue()
+        if self.max_queued is not None and pending.size + len(images) > self.max_queued:
+            raise Overloaded(f"{pending.size:,} images are waiting for the model, the most it queues is "
+                             f"{self.max_queued:,}; try again shortly")
         future = loop.create_future()
         pending.items.append((images, future, loop.time()))
         pending.size += len(images)
@@ -128,9 +141,13 @@ class MicroBatcher:
         batch, size = [], 0
         while pending.items and (not batch or size + len(pending.items[0][0]) <= self.max_batch):
             item = pending.items.popleft()
+            pending.size -= len(item[0])
+            if item[1].done():  # cancelled: the request's deadline passed or its client went away
+                continue
             batch.append(item)
             size += len(item[0])
-        pending.size -= size
+        if not batch:
+            return
         pending.busy = True
         self.start()
         images = batch[0][0] if len(batch) == 1 else np.concatenate([item[0] for item in batch])

@@ -9,16 +9,26 @@ Kept apart from the app so that the CLI builds ``apparel serve``'s flags without
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
 from apparel.config import Config, option
+from apparel.errors import ParameterError
 from apparel.images.decode import MAX_PIXELS
+
+# Where `apparel serve` reads the API key when --api-key is not given: a flag's value is visible
+# to every user of the machine (`ps`), an environment variable only to the server's own user.
+API_KEY_ENV = "APPAREL_API_KEY"
 
 
 @dataclass(frozen=True)
 class ServiceConfig(Config):
-    """Limits and batching of the service; every field is also a keyword of ``create_app``."""
+    """Limits and batching of the service; every field is also a keyword of ``create_app``.
+
+    Fields marked ``private`` are not shown by the metadata endpoint: a key, a file path on the
+    server, the names it answers to are nobody's business but the operator's.
+    """
 
     KEY_NAME: ClassVar[str] = "service setting"
 
@@ -32,4 +42,49 @@ class ServiceConfig(Config):
     max_wait_ms: float = option(2.0, "how long a request that finds the model idle waits for others to join it",
                                 minimum=0.0)
     top_k: int = option(3, "classes listed per photo by /predict unless ?top_k= says otherwise", minimum=1)
-    taxonomy: str | None = option(None, "class → store category CSV (default: the shipped apparel/shop/taxonomy.csv)")
+    taxonomy: str | None = option(None, "class → store category CSV (default: the shipped apparel/shop/taxonomy.csv)",
+                                  private=True)
+
+    # Admission control: each prediction request may hold a body of max_body_bytes, so their
+    # number bounds the memory; a full queue answers at once rather than late.
+    max_concurrent_requests: int = option(64, "prediction requests (POST) handled at once; more are answered 503 "
+                                              "with Retry-After", minimum=1)
+    max_queued_images: int = option(2048, "images waiting for the model; a request that would go past it is "
+                                          "answered 503 with Retry-After", minimum=1)
+    max_connections: int = option(1024, "open connections; a new one past it is answered 503 and closed", minimum=1)
+    retry_after_s: int = option(1, "the Retry-After of a 503: seconds a client should wait before trying again",
+                                minimum=0)
+    request_deadline_s: float = option(30.0, "seconds from a request's body to its answer; a request not answered "
+                                             "by then (the queue was long) gets a 503", minimum=0.001)
+
+    # Timeouts: a client that sends slowly must not hold a connection (and its memory) forever.
+    header_timeout_s: float = option(10.0, "seconds a client has to send a request's headers; slower is a 408 and "
+                                           "the connection closed", minimum=0.001)
+    body_timeout_s: float = option(60.0, "seconds a client has to send a request's body once its headers are in; "
+                                         "slower is a 408 and the connection closed", minimum=0.001)
+    keep_alive_s: float = option(5.0, "seconds an idle keep-alive connection stays open", minimum=0.001)
+    shutdown_timeout_s: float = option(10.0, "on Ctrl-C / SIGTERM, seconds to finish requests in flight before "
+                                             "closing their connections", minimum=0.0)
+
+    # Browsers: a page on another site may send requests to a local server (DNS rebinding, forms).
+    allowed_hosts: tuple[str, ...] = option((), "Host header names answered (e.g. apparel.example.com,localhost); "
+                                                "default: only loopback names on a loopback address, any elsewhere",
+                                            private=True)
+    allowed_origins: tuple[str, ...] = option((), "web origins besides the service's own whose pages may POST to "
+                                                  "it (e.g. https://shop.example.com)", private=True)
+    api_key: str | None = option(None, f"key every request but health must bring (Authorization: Bearer KEY or "
+                                       f"X-API-Key: KEY); default ${API_KEY_ENV}, which other users cannot see "
+                                       "as they can a flag", private=True)
+
+    def check(self) -> None:
+        largest = max(self.max_instances, self.max_files)
+        if self.max_queued_images < largest:
+            raise ParameterError(f"{{}} must be at least {{}} and {{}} ({largest}): one full request must fit, "
+                                 f"got {self.max_queued_images}", "max_queued_images", "max_instances", "max_files")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ParameterError("{} is empty; give a key, or none to serve without one", "api_key")
+
+    def limits(self) -> dict:
+        """The settings a client may see (the metadata endpoint): all but the private ones."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                if not field.metadata.get("private")}

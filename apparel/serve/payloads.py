@@ -165,11 +165,12 @@ def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | N
 
 
 def predict_request(payload, *, contract: InputContract = FASHION_MNIST, max_instances: int = 256,
-                    decode_photo=None) -> tuple[str, np.ndarray]:
+                    decode_photo=None, input_name: str | None = None) -> tuple[str, np.ndarray]:
     """A TensorFlow Serving ``:predict`` body → (response key, images).
 
     ``{"instances": [...]}`` answers ``{"predictions": ...}``; the columnar ``{"inputs": [...]}``
-    (the same list, for this single-input model) answers ``{"outputs": ...}``.
+    (the same list, for this single-input model) answers ``{"outputs": ...}``, and so does its
+    named form ``{"inputs": {"<input_name>": [...]}}`` (any one name when ``input_name`` is ``None``).
     """
     if not isinstance(payload, dict):
         raise RequestError(422, "the body must be a JSON object such as {\"instances\": [...]}")
@@ -182,8 +183,23 @@ def predict_request(payload, *, contract: InputContract = FASHION_MNIST, max_ins
     if ("instances" in payload) == ("inputs" in payload):
         raise RequestError(422, "send exactly one of \"instances\" (row format) or \"inputs\" (columnar format)")
     key, answer = ("instances", "predictions") if "instances" in payload else ("inputs", "outputs")
-    return answer, instances_to_images(payload[key], contract=contract, max_instances=max_instances,
+    instances = payload[key]
+    if key == "inputs" and isinstance(instances, dict):
+        instances = named_input(instances, input_name)
+    return answer, instances_to_images(instances, contract=contract, max_instances=max_instances,
                                        decode_photo=decode_photo)
+
+
+def named_input(inputs: dict, input_name: str | None):
+    """The list of TensorFlow Serving's ``{"inputs": {name: [...]}}``: this model has one input."""
+    expected = repr(input_name) if input_name else "its name"
+    if len(inputs) != 1:
+        raise RequestError(422, f"this model has one input, so \"inputs\" must name one ({expected}), "
+                                f"not {len(inputs)}; or send {{\"inputs\": [...]}}")
+    (name, instances), = inputs.items()
+    if input_name is not None and name != input_name:
+        raise RequestError(422, f"unknown input {name!r}; this model's input is {input_name!r}")
+    return instances
 
 
 class _MultipartCollector:

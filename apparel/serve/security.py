@@ -1,0 +1,123 @@
+"""What keeps other people's web pages and other machines' users out of the service.
+
+A page on any site can make the visitor's browser send requests to a server on their own machine:
+a multipart form POST needs no permission (``OriginMiddleware`` refuses one that names another
+site as its ``Origin``), and a site whose name is re-pointed at 127.0.0.1 (DNS rebinding) can even
+read the answers — unless the server refuses a ``Host`` that is not its own (Starlette's
+``TrustedHostMiddleware``, with the loopback names on a loopback bind: ``bind_settings``). Beyond
+loopback an API key keeps out whoever can reach the port (``ApiKeyMiddleware``), and
+``exposure_warning`` says so when there is none.
+
+    >>> config = bind_settings(ServiceConfig(), "127.0.0.1")
+    >>> config.allowed_hosts
+    ('127.0.0.1', 'localhost', '[::1]')
+    >>> exposure_warning(ServiceConfig(), "0.0.0.0")
+    'warning: serving on 0.0.0.0 without an API key: ...'
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+
+from apparel.serve.config import API_KEY_ENV, ServiceConfig
+
+# The names a browser on this machine uses for a loopback server, as Host headers spell them.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# Methods a browser lets any page send across sites without asking the server first.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding to ``host`` serves this machine only (``127.0.0.1``, ``::1``, ``localhost``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_settings(config: ServiceConfig, host: str, environ: Mapping[str, str] = os.environ) -> ServiceConfig:
+    """``config`` completed for serving on ``host``: the API key from ``$APPAREL_API_KEY`` unless
+    one is given, and on a loopback address only loopback Host names unless some are given."""
+    changes = {}
+    if config.api_key is None and environ.get(API_KEY_ENV, "").strip():
+        changes["api_key"] = environ[API_KEY_ENV].strip()
+    if not config.allowed_hosts and is_loopback(host):
+        bound = f"[{host}]" if ":" in host else host.lower()
+        changes["allowed_hosts"] = LOOPBACK_NAMES + ((bound,) if bound not in LOOPBACK_NAMES else ())
+    return config.replace(**changes)
+
+
+def exposure_warning(config: ServiceConfig, host: str) -> str | None:
+    """A warning when ``host`` reaches beyond this machine and no API key is required."""
+    if is_loopback(host) or config.api_key:
+        return None
+    return (f"warning: serving on {host} without an API key: anyone who can reach this port can use the model; "
+            f"set ${API_KEY_ENV} (or --api-key) to require one, or serve on 127.0.0.1")
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class ApiKeyMiddleware:
+    """Every request but those to ``open_paths`` (health) must bring ``key``, as
+    ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; others get a 401."""
+
+    def __init__(self, app, key: str, open_paths: frozenset[str]):
+        self.app = app
+        self.key = key.encode()
+        self.open_paths = open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        given = headers.get("x-api-key")
+        if given is None:
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        # compare_digest: the time taken must not tell how much of a guess was right.
+        if given is None or not hmac.compare_digest(given.encode(), self.key):
+            message = ("this server requires an API key: send Authorization: Bearer KEY or X-API-Key: KEY"
+                       if given is None else "wrong API key")
+            return await error(401, message, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+class OriginMiddleware:
+    """Refuses requests that change something (POST, …) sent by a browser from a page of another
+    origin than the server's own or ``allowed_origins``. Clients that are not browsers send no
+    ``Origin`` and pass."""
+
+    def __init__(self, app, allowed_origins: tuple[str, ...] = ()):
+        self.app = app
+        self.allowed_origins = {origin.lower().rstrip("/") for origin in allowed_origins}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if origin is not None and not self.allowed(origin, headers.get("host", "")):
+            message = (f"requests from pages of another site (Origin: {origin}) are refused; open the service's own "
+                       "page, or start it with --allowed-origins ORIGIN")
+            return await error(403, message)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def allowed(self, origin: str, host: str) -> bool:
+        origin = origin.strip().lower().rstrip("/")
+        if origin in self.allowed_origins:
+            return True
+        # The service's own page: the Origin names the host and port the request went to. (An
+        # opaque origin, "null", names none.) The scheme is not compared: a TLS proxy in front
+        # changes it, and the Host check already decides which names are this server.
+        return origin != "null" and bool(host) and urlsplit(origin).netloc == host.strip().lower()

@@ -1,0 +1,522 @@
+"""The service under abuse: fuzzed bodies on every POST route, slow and too many clients, overload,
+shutdown with a client hanging, and browsers on other sites (issue #13, findings 4, 9 and 10).
+
+In-process where that is enough (FastAPI's TestClient, httpx's ASGI transport); a real uvicorn
+server on 127.0.0.1 (port 0, bound once) for what only a socket shows: read timeouts, the
+connection cap, shutdown. Every wait is bounded; every server thread is joined.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import select
+import shutil
+import socket
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from apparel import artifacts
+from apparel.inference.prediction import Predictor
+from apparel.serve import app as service_app
+from apparel.serve.app import create_app
+from apparel.serve.batching import MicroBatcher, Overloaded
+from apparel.serve.config import ServiceConfig
+from apparel.serve.security import LOOPBACK_NAMES, bind_settings, exposure_warning
+from serving import garment_photo, mutate, random_json, running_server, stop_server_thread, train_tiny_model
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+PREDICT = "/v1/models/apparel:predict"
+LIMITS = dict(max_body_bytes=200_000, max_instances=8, max_files=3, max_pixels=1_000_000)
+# Short timeouts, so that the slow-client tests take seconds.
+QUICK = dict(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=0.5, shutdown_timeout_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_dataset, tmp_path_factory):
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("chaos"))
+
+
+@pytest.fixture(scope="module")
+def predictor(model_dir):
+    return Predictor.from_dir(model_dir)
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    with TestClient(create_app(predictor, **LIMITS), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def image_batch(count, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 28, 28)).astype(np.uint8)
+
+
+def post_json(client, payload, **headers):
+    return client.post(PREDICT, content=json.dumps(payload), headers={"Content-Type": "application/json", **headers})
+
+
+# ---------------------------------------------------------------- fuzzing: 1,000 bodies a route, no 5xx
+
+BOUNDARY = "fuzzboundary"
+CONTENT_TYPES = ["application/json", "multipart/form-data; boundary=" + BOUNDARY, "text/plain", "",
+                 "multipart/form-data", "application/json; charset=utf-16", "multipart/form-data; boundary=",
+                 "multipart/form-data; boundary=" + "b" * 300, 'multipart/form-data; boundary="unclosed',
+                 "multipart/form-data; boundary=other", "application/json; charset=latin-1"]
+
+
+def part(name: str, filename: str | None, content: bytes, boundary: str = BOUNDARY) -> bytes:
+    disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+    head = f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: image/png\r\n\r\n"
+    return head.encode() + content + b"\r\n"
+
+
+def json_bodies(rng, index: int) -> bytes:
+    """A :predict body that is well-formed JSON with something wrong (or nothing) in it."""
+    kind = index % 8
+    if kind == 0:
+        return json.dumps({"instances": random_json(rng)} if rng.random() < 0.7 else random_json(rng)).encode()
+    if kind == 1:  # an image with values or rows changed
+        instances = image_batch(int(rng.integers(1, 4)), seed=index).tolist()
+        image = instances[0]
+        image[int(rng.integers(0, 28))][int(rng.integers(0, 28))] = random_json(rng, depth=3)
+        if rng.random() < 0.5:
+            del image[int(rng.integers(0, 27))]
+        return json.dumps({"instances": instances}).encode()
+    if kind == 2:  # huge numbers: beyond float64, beyond int64, as literals numpy must refuse
+        literal = ["1e400", "-1e400", "1" + "0" * 400, "1e-400", "123456789012345678901234567890"][index % 5]
+        row = ",".join([literal] * 28)
+        return ('{"instances": [[' + ",".join(f"[{row}]" for _ in range(28)) + "]]}").encode()
+    if kind == 3:  # nested structures: deep, wide, objects where arrays go
+        depth = int(rng.integers(1, 3000))
+        nested = ["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth,
+                  json.dumps({"instances": [[[{"x": 1}] * 28] * 28]}), json.dumps({"instances": [[[[[0]]]]]})]
+        return nested[index % len(nested)].encode()
+    if kind == 4:  # bad base64: wrong alphabet, padding, whitespace, not a string
+        values = ["***", "abc", "YWJj=", "YW Jj", "=" * 8, 12, None, ["YWJj"], {"b64": "x"},
+                  base64.b64encode(bytes(rng.integers(0, 256, 64).astype(np.uint8))).decode()]
+        return json.dumps({"instances": [{"b64": values[int(rng.integers(0, len(values)))]}]}).encode()
+    if kind == 5:  # TensorFlow Serving's named-input form, right and wrong
+        named = [{"input_layer": image_batch(1).tolist()}, {"other": image_batch(1).tolist()},
+                 {"a": [], "b": []}, {}, {"input_layer": "x"}, {"input_layer": {"input_layer": []}}]
+        return json.dumps({"inputs": named[int(rng.integers(0, len(named)))]}).encode()
+    if kind == 6:  # wrong types at the top
+        values = [{"instances": None}, {"instances": 5}, {"signature_name": 1, "instances": []}, [], "x", 1e308,
+                  {"instances": [[0] * 28] * 28}, {"inputs": True}]
+        return json.dumps(values[int(rng.integers(0, len(values)))]).encode()
+    return json.dumps({"instances": image_batch(1, seed=index).tolist()}).encode()  # valid: a 200
+
+
+def multipart_bodies(rng, index: int, photo: bytes) -> tuple[bytes, str]:
+    """A /predict body with its own Content-Type: broken boundaries, parts and headers."""
+    own = "multipart/form-data; boundary=" + BOUNDARY
+    kind = index % 8
+    if kind == 0:  # the boundary in the body is not the header's
+        return part("files", "a.png", photo, boundary="other") + b"--other--\r\n", own
+    if kind == 1:  # a closing boundary missing, doubled, or without its CRLF
+        ends = [b"", b"--" + BOUNDARY.encode() + b"--", b"--" + BOUNDARY.encode() + b"----\r\n--" + BOUNDARY.encode()]
+        return part("files", "a.png", photo) + ends[index % 3], own
+    if kind == 2:  # odd part headers: no disposition, filename without quotes, a huge header
+        heads = [b"Content-Type: image/png\r\n\r\n",
+                 b"Content-Disposition: form-data; name=files; filename=a.png\r\n\r\n",
+                 b"Content-Disposition: form-data; name=\"files\"; filename=\"" + b"x" * 5000 + b"\"\r\n\r\n",
+                 b"Content-Disposition: form-data\r\n" * 200 + b"\r\n", b"no colon here\r\n\r\n"]
+        head = heads[int(rng.integers(0, len(heads)))]
+        return b"--" + BOUNDARY.encode() + b"\r\n" + head + photo + b"\r\n--" + BOUNDARY.encode() + b"--\r\n", own
+    if kind == 3:  # files that are not images, empty, or random bytes
+        content = [b"", b"GIF89a", bytes(rng.integers(0, 256, 500).astype(np.uint8)), photo[: len(photo) // 3]]
+        return part("files", "x.png", content[int(rng.integers(0, len(content)))]) + f"--{BOUNDARY}--\r\n".encode(), own
+    if kind == 4:  # too many files, or fields only
+        parts = [part("files", f"{i}.png", photo) for i in range(int(rng.integers(0, 6)))]
+        return b"".join(parts) + part("note", None, b"hello") + f"--{BOUNDARY}--\r\n".encode(), own
+    if kind == 5:  # a good body under a wrong Content-Type
+        body = part("files", "a.png", photo) + f"--{BOUNDARY}--\r\n".encode()
+        return body, CONTENT_TYPES[int(rng.integers(0, len(CONTENT_TYPES)))]
+    if kind == 6:
+        return mutate(rng, part("files", "a.png", photo) + f"--{BOUNDARY}--\r\n".encode()), own
+    return part("files", "a.png", photo) + f"--{BOUNDARY}--\r\n".encode(), own  # valid: a 200
+
+
+def chaos_bodies(path: str, count: int, seed: int):
+    """``count`` (body, content type) pairs for ``path``: a third valid bodies mutated (flips,
+    truncations, insertions), a half built to be wrong in one way each, the rest random bytes."""
+    rng = np.random.default_rng(seed)
+    photo = garment_photo(size=(60, 80), fmt="PNG")
+    if path == PREDICT:
+        valid = [json.dumps({"instances": image_batch(2).tolist()}).encode(),
+                 json.dumps({"instances": [{"b64": base64.b64encode(photo).decode()}]}).encode(),
+                 json.dumps({"inputs": {"input_layer": image_batch(1).tolist()}}).encode()]
+        own = "application/json"
+    else:
+        valid = [part("files", "a.png", photo) + f"--{BOUNDARY}--\r\n".encode()]
+        own = "multipart/form-data; boundary=" + BOUNDARY
+    for index in range(count):
+        case = index % 6
+        if case in (0, 1):
+            yield mutate(rng, valid[int(rng.integers(0, len(valid)))]), own
+        elif case in (2, 3, 4):
+            yield (json_bodies(rng, index // 6), own) if path == PREDICT else multipart_bodies(rng, index // 6, photo)
+        else:
+            body = bytes(rng.integers(0, 256, size=int(rng.integers(0, 3000))).astype(np.uint8))
+            yield body, CONTENT_TYPES[int(rng.integers(0, len(CONTENT_TYPES)))]
+
+
+@pytest.mark.parametrize("path", [PREDICT, "/predict"])
+def test_a_thousand_chaotic_bodies_never_cause_a_server_error(client, path):
+    statuses = []
+    started = time.monotonic()
+    for body, content_type in chaos_bodies(path, count=1000, seed=13):
+        headers = {"Content-Type": content_type} if content_type else {}
+        response = client.post(path, content=body, headers=headers)
+        assert response.status_code < 500, (path, content_type, body[:200], response.text)
+        if response.status_code >= 400:
+            assert response.json()["error"]
+        statuses.append(response.status_code)
+    assert time.monotonic() - started < 60
+    assert client.get("/v2/health/ready").status_code == 200
+    # The bodies reached the model (200) and many different refusals.
+    assert statuses.count(200) >= 50 and len(set(statuses)) >= 4, sorted(set(statuses))
+
+
+# ---------------------------------------------------------------- admission control and deadlines (finding 4)
+
+
+def test_requests_past_the_concurrency_cap_get_503_with_retry_after(predictor):
+    import httpx
+
+    app = create_app(predictor, max_concurrent_requests=2, retry_after_s=7)
+    body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def slow_body():  # a client still sending: its request holds a slot
+            yield body[:10]
+            await release.wait()
+            yield body[10:]
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=10) as http:
+            json_type = {"Content-Type": "application/json"}
+            held = [asyncio.create_task(http.post(PREDICT, content=slow_body(), headers=json_type)) for _ in range(2)]
+            await asyncio.sleep(0.2)
+            refused = await http.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+            health = await http.get("/v2/health/ready")  # not counted: probes answer under overload
+            release.set()
+            answered = await asyncio.gather(*held)
+            after = await http.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+        return refused, health, answered, after
+
+    refused, health, answered, after = asyncio.run(scenario())
+    app.state.batcher.close()
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
+    assert "busy" in refused.json()["error"]
+    assert health.status_code == 200
+    assert [response.status_code for response in answered] == [200, 200] and after.status_code == 200
+
+
+def test_a_full_queue_refuses_at_once_and_skips_requests_that_gave_up():
+    started, release, calls = threading.Event(), threading.Event(), []
+
+    def infer(images):
+        calls.append(len(images))
+        started.set()
+        release.wait(10)
+        return np.zeros((len(images), 10), np.float32)
+
+    batcher = MicroBatcher(infer, max_batch=4, max_wait_ms=0, max_queued=8)
+
+    async def scenario():
+        running = asyncio.create_task(batcher.predict(np.zeros((4, 28, 28), np.float32)))
+        while not started.is_set():
+            await asyncio.sleep(0.01)
+        given_up = asyncio.create_task(batcher.predict(np.zeros((3, 28, 28), np.float32)))
+        waiting = asyncio.create_task(batcher.predict(np.zeros((5, 28, 28), np.float32)))
+        await asyncio.sleep(0.05)
+        with pytest.raises(Overloaded, match="most it queues is 8"):
+            await batcher.predict(np.zeros((1, 28, 28), np.float32))
+        given_up.cancel()  # as the request deadline does
+        release.set()
+        return [len(result) for result in await asyncio.gather(running, waiting)]
+
+    assert asyncio.run(scenario()) == [4, 5]
+    batcher.close()
+    assert calls == [4, 5]  # the 3 images whose request gave up never reached the model
+
+
+def test_a_request_past_its_deadline_gets_503_and_an_overloaded_queue_503(predictor, monkeypatch):
+    app = create_app(predictor, request_deadline_s=0.3, retry_after_s=2)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        real_infer = app.state.batcher.infer
+        app.state.batcher.infer = lambda images: (time.sleep(1.0), real_infer(images))[1]
+        started = time.monotonic()
+        response = post_json(test_client, {"instances": image_batch(1).tolist()})
+        assert response.status_code == 503 and time.monotonic() - started < 0.9
+        assert response.headers["retry-after"] == "2" and "within 0.3 s" in response.json()["error"]
+        app.state.batcher.infer = real_infer
+
+        async def full(images):
+            raise Overloaded("1,000 images are waiting")
+
+        monkeypatch.setattr(app.state.batcher, "predict", full)
+        response = test_client.post("/predict", files=[("files", ("a.png", garment_photo(fmt="PNG"), "image/png"))])
+        assert response.status_code == 503 and response.headers["retry-after"] == "2"
+        assert "waiting" in response.json()["error"]
+
+
+def test_queue_must_hold_one_full_request():
+    with pytest.raises(ValueError, match="max_queued_images must be at least max_instances and max_files"):
+        ServiceConfig(max_instances=300, max_queued_images=256)
+
+
+# ---------------------------------------------------------------- slow clients on a real server (finding 4)
+
+
+def raw_connection(base_url: str) -> socket.socket:
+    host, port = base_url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=5)
+    return connection
+
+
+def read_until_closed(connection: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    started, received = time.monotonic(), b""
+    connection.settimeout(limit)
+    while True:
+        chunk = connection.recv(65536)
+        if not chunk:
+            return received, time.monotonic() - started
+        received += chunk
+
+
+def test_slow_clients_are_cut_off_while_others_are_answered(predictor):
+    import httpx
+
+    app = create_app(predictor, **QUICK)
+    body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+    with running_server(app) as base_url:
+        silent = raw_connection(base_url)  # connects, sends nothing
+        half_headers = raw_connection(base_url)
+        half_headers.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
+        half_body = raw_connection(base_url)
+        half_body.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:100])
+        trickle = raw_connection(base_url)  # headers a byte at a time: each byte in time, the whole too late
+        with httpx.Client(base_url=base_url, timeout=5) as http:
+            for _ in range(3):  # meanwhile others are answered at once
+                assert http.post(PREDICT, content=body, headers={"Content-Type": "application/json"}).status_code == 200
+            trickle_started = time.monotonic()
+            for byte in b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n":
+                # Stop once the server has answered: a byte sent after it closed would reset the connection.
+                if select.select([trickle], [], [], 0.1)[0]:
+                    break
+                trickle.sendall(bytes([byte]))
+            assert time.monotonic() - trickle_started < 1.5
+        for connection in (silent, half_headers, half_body, trickle):
+            answer, seconds = read_until_closed(connection, limit=3)
+            assert seconds < 2.0, seconds
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            connection.close()
+        with httpx.Client(base_url=base_url, timeout=5) as http:
+            assert http.get("/v2/health/ready").status_code == 200
+
+
+def test_idle_keep_alive_connections_close_and_too_many_connections_get_503(predictor):
+    app = create_app(predictor, **QUICK, max_connections=2, retry_after_s=3)
+    with running_server(app) as base_url:
+        kept = raw_connection(base_url)
+        kept.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        held = raw_connection(base_url)
+        time.sleep(0.1)
+        extra = raw_connection(base_url)  # the third connection: past the cap
+        answer, _ = read_until_closed(extra, limit=3)
+        assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 3" in answer.lower()
+        answer, seconds = read_until_closed(kept, limit=3)  # answered, then idle past keep_alive_s
+        assert answer.startswith(b"HTTP/1.1 200") and seconds < 2.0
+        for connection in (kept, held, extra):
+            connection.close()
+
+
+def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor):
+    """What Ctrl-C does (uvicorn's signal handler sets ``should_exit``) with a request being
+    computed and a client stuck half-way through its body: the first is answered, the second cut
+    off, and the server stops within shutdown_timeout_s."""
+    import uvicorn
+
+    from apparel.serve.server import server_options
+
+    app = create_app(predictor, header_timeout_s=30, body_timeout_s=30, shutdown_timeout_s=1.5)
+    real_infer = app.state.batcher.infer
+    app.state.batcher.infer = lambda images: (time.sleep(0.5), real_infer(images))[1]
+    options = server_options(app.state.config, "127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, **options, log_level="critical"))
+    thread = threading.Thread(target=server.run, name="uvicorn-shutdown-test")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.02)
+        base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+        head = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body))
+        stuck = raw_connection(base_url)
+        stuck.sendall(head + body[:50])
+        working = raw_connection(base_url)
+        working.sendall(head + body)
+        time.sleep(0.2)  # the working request is in the model now
+        started = time.monotonic()
+        server.should_exit = True
+        answer, _ = read_until_closed(working, limit=5)
+        assert answer.startswith(b"HTTP/1.1 200") and b"predictions" in answer
+        _, seconds = read_until_closed(stuck, limit=5)
+        thread.join(5)
+        assert not thread.is_alive() and time.monotonic() - started < 3.0
+        assert seconds < 3.0
+        stuck.close()
+        working.close()
+    finally:
+        stop_server_thread(server, thread, 5)
+
+
+# ---------------------------------------------------------------- browsers and other machines (finding 9)
+
+
+def test_loopback_binds_answer_only_loopback_host_names(predictor):
+    import httpx
+
+    config = bind_settings(ServiceConfig(), "127.0.0.1", environ={})
+    assert set(LOOPBACK_NAMES) <= set(config.allowed_hosts)
+    assert bind_settings(ServiceConfig(), "0.0.0.0", environ={}).allowed_hosts == ()
+    assert "[::1]" in bind_settings(ServiceConfig(), "::1", environ={}).allowed_hosts
+    with running_server(create_app(predictor, config)) as base_url:
+        port = base_url.rsplit(":", 1)[1]
+        with httpx.Client(base_url=base_url, timeout=5) as http:
+            for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST"):
+                assert http.get("/v1/models/apparel", headers={"Host": host}).status_code == 200
+            # A site whose name was re-pointed to 127.0.0.1 (DNS rebinding) sends its own name.
+            rebound = http.get("/v1/models/apparel/metadata", headers={"Host": f"evil.example:{port}"})
+            assert rebound.status_code == 400 and "class_names" not in rebound.text
+
+
+def test_cross_origin_posts_are_refused(predictor):
+    app = create_app(predictor, allowed_origins=("https://shop.example.com",))
+    files = [("files", ("a.png", garment_photo(fmt="PNG"), "image/png"))]
+    with TestClient(app, base_url="http://127.0.0.1:8000") as test_client:
+        for origin in ("http://evil.example", "null", "http://127.0.0.1:9999", "https://shop.example.com.evil.example"):
+            response = test_client.post("/predict", files=files, headers={"Origin": origin})
+            assert response.status_code == 403 and "another site" in response.json()["error"], origin
+        for origin in ("http://127.0.0.1:8000", "https://shop.example.com", None):  # its own page, allowed, no browser
+            headers = {"Origin": origin} if origin else {}
+            assert test_client.post("/predict", files=files, headers=headers).status_code == 200, origin
+        refused = post_json(test_client, {"instances": image_batch(1).tolist()}, Origin="http://evil.example")
+        assert refused.status_code == 403
+
+
+def test_metadata_shows_no_path_and_no_key(predictor):
+    app = create_app(predictor, taxonomy=None, api_key="s3cret-key")
+    with TestClient(app) as test_client:
+        metadata = test_client.get("/v1/models/apparel/metadata", headers={"X-API-Key": "s3cret-key"}).json()
+    assert "taxonomy" not in metadata["limits"] and "api_key" not in metadata["limits"]
+    assert "s3cret" not in json.dumps(metadata) and "taxonomy" not in json.dumps(metadata)
+    assert metadata["limits"]["max_concurrent_requests"] == 64
+
+
+def test_an_api_key_is_required_on_every_route_but_health(predictor):
+    app = create_app(predictor, api_key="s3cret-key")
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        for path in ("/v1/models/apparel", "/v1/models/apparel/metadata", "/metrics", "/", "/openapi.json", "/docs"):
+            response = test_client.get(path)
+            assert response.status_code == 401 and "API key" in response.json()["error"], path
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert test_client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+            assert test_client.get(path, headers={"Authorization": "Bearer s3cret-key"}).status_code == 200, path
+        assert post_json(test_client, {"instances": image_batch(1).tolist()}).status_code == 401
+        keyed = post_json(test_client, {"instances": image_batch(1).tolist()}, **{"X-API-Key": "s3cret-key"})
+        assert keyed.status_code == 200
+        for path in ("/v2/health/live", "/v2/health/ready"):
+            assert test_client.get(path).status_code == 200
+
+
+def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, monkeypatch, capsys):
+    import uvicorn
+
+    assert bind_settings(ServiceConfig(), "0.0.0.0", environ={"APPAREL_API_KEY": "from-env"}).api_key == "from-env"
+    assert bind_settings(ServiceConfig(api_key="flag"), "0.0.0.0", environ={"APPAREL_API_KEY": "env"}).api_key == "flag"
+    assert "without an API key" in exposure_warning(ServiceConfig(), "0.0.0.0")
+    assert exposure_warning(ServiceConfig(api_key="k"), "0.0.0.0") is None
+    assert exposure_warning(ServiceConfig(), "127.0.0.1") is None
+    assert exposure_warning(ServiceConfig(), "localhost") is None
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, options=options))
+    monkeypatch.delenv("APPAREL_API_KEY", raising=False)
+    service_app.run_server(model_dir, host="0.0.0.0", port=0, header_timeout_s=3)
+    assert "warning: serving on 0.0.0.0 without an API key" in capsys.readouterr().err
+    assert served["options"]["timeout_graceful_shutdown"] == ServiceConfig().shutdown_timeout_s
+    assert served["options"]["http"].settings.header_timeout_s == 3
+    monkeypatch.setenv("APPAREL_API_KEY", "from-env")
+    service_app.run_server(model_dir, host="0.0.0.0", port=0)
+    assert "warning" not in capsys.readouterr().err
+    with TestClient(served["app"]) as test_client:
+        assert test_client.get("/v1/models/apparel").status_code == 401
+        assert test_client.get("/v1/models/apparel", headers={"X-API-Key": "from-env"}).status_code == 200
+
+
+# ---------------------------------------------------------------- TensorFlow Serving details (finding 10)
+
+
+def test_named_inputs_are_the_columnar_form(client, predictor):
+    images = image_batch(2, seed=5)
+    name = client.get("/v1/models/apparel/metadata").json()["input_name"]
+    assert name == predictor.model.inputs[0].name
+    response = post_json(client, {"inputs": {name: images.tolist()}})
+    assert response.status_code == 200, response.text
+    np.testing.assert_allclose(response.json()["outputs"], predictor.predict_proba(images), atol=1e-5)
+    wrong = post_json(client, {"inputs": {"pixels": images.tolist()}})
+    assert wrong.status_code == 422 and f"this model's input is {name!r}" in wrong.json()["error"]
+    two = post_json(client, {"inputs": {name: images.tolist(), "other": []}})
+    assert two.status_code == 422 and "one input" in two.json()["error"]
+
+
+def test_litert_serving_shows_the_version_of_the_tflite(model_dir, tmp_path, monkeypatch):
+    import uvicorn
+
+    from apparel.inference.export import export_model
+
+    tflite = export_model(model_dir, "litert", tmp_path / "model.tflite")
+    served = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
+    service_app.run_server(model_dir, port=0, litert=tflite)
+    # A loopback bind answers loopback Host names only: not TestClient's "testserver".
+    with TestClient(served["app"], base_url="http://127.0.0.1") as test_client:
+        metadata = test_client.get("/v1/models/apparel/metadata").json()
+        status = test_client.get("/v1/models/apparel").json()["model_version_status"][0]
+    expected = hashlib.sha256(tflite.read_bytes()).hexdigest()[:12]
+    assert metadata["model_version"] == expected == status["version"]
+    assert expected != hashlib.sha256((model_dir / artifacts.MODEL_FILE).read_bytes()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("content", ["[0.9, 0.8]", '"accurate"', "null", "{not json"])
+def test_a_metrics_file_that_is_not_an_object_is_ignored_with_a_warning(predictor, model_dir, tmp_path, content,
+                                                                         caplog):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(model_dir / artifacts.MODEL_FILE, run_dir / artifacts.MODEL_FILE)
+    (run_dir / artifacts.METRICS_FILE).write_text(content)
+    damaged = Predictor(predictor.model, run_dir, contract=predictor.contract)
+    with caplog.at_level(logging.WARNING, logger="apparel.serve.app"):
+        app = create_app(damaged)
+    assert "accuracy is not shown" in caplog.text and str(run_dir) in caplog.text
+    with TestClient(app) as test_client:
+        metadata = test_client.get("/v1/models/apparel/metadata").json()
+    assert metadata["test_accuracy"] is None and metadata["model_version"] is not None
