@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -117,7 +116,12 @@ def test_resume_after_sigkill_reruns_only_the_interrupted_trial(idx_dir, tmp_pat
         while True:
             states = _states(database)
             if states["COMPLETE"] >= 1 and states["RUNNING"] == 1:
-                break
+                # Frozen, the worker cannot finish that trial between this look and the kill.
+                worker.send_signal(signal.SIGSTOP)
+                states = _states(database)
+                if states["COMPLETE"] >= 1 and states["RUNNING"] == 1:
+                    break
+                worker.send_signal(signal.SIGCONT)
             assert worker.poll() is None, f"the worker ended before it could be killed: {states}"
             assert time.monotonic() < deadline, "the worker never finished a trial"
             time.sleep(0.02)
@@ -167,15 +171,10 @@ def test_two_workers_on_one_sqlite_study_never_duplicate_a_trial(idx_dir, tmp_pa
     _run_two_workers(f"sqlite:///{tmp_path / 'store' / 'bench.db'}", idx_dir, "sqlite-pair")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def postgres_url():
-    """A throwaway PostgreSQL cluster on a free 127.0.0.1 port, removed afterwards."""
+    """A throwaway PostgreSQL cluster listening on a Unix socket only (no TCP port to pick and
+    race for), removed afterwards."""
     binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not binaries:
         pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql, as `make setup` does)")
@@ -185,14 +184,14 @@ def postgres_url():
     if os.geteuid() == 0:  # the server refuses to run as root
         shutil.chown(root, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
+    data = root / "data"
     try:
         subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
                        check=True, capture_output=True, timeout=120)
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-l", root / "server.log", "-w", "-t", "60",
-                        "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
+                        "-o", f"-k {root} -c listen_addresses='' -c fsync=off", "start"],
                        check=True, capture_output=True, timeout=120)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres@/postgres?host={root}"
     finally:
         subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
@@ -218,9 +217,11 @@ def test_tpe_search_runs_n_distinct_points_and_resumes_to_a_larger_n(tiny_datase
 
 def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again(tmp_path):
     spec = StudySpec.from_axes({"seeds": [0, 1]})
-    settings = settings_for(tmp_path, heartbeat_seconds=1, grace_seconds=1)
-    storage = open_storage(settings)
-    study = open_study(spec, settings, storage)
+    # A minute of grace while its heartbeat must count as fresh, however slow the machine is;
+    # then one second, waited out for sure.
+    patient = settings_for(tmp_path, heartbeat_seconds=1, grace_seconds=60)
+    storage = open_storage(patient)
+    study = open_study(spec, patient, storage)
     with locked(study, storage):
         reconcile(study, storage, spec)
     trial, _ = claim(study, storage, spec)
@@ -228,7 +229,10 @@ def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again
     with locked(study, storage):
         reconcile(study, storage, spec)  # its heartbeat is fresh: left alone
     assert trial_kind(study.get_trials(deepcopy=False)[trial.number]) == "running"
-    time.sleep(2.5)  # no heartbeat for longer than the grace period
+    strict = settings_for(tmp_path, heartbeat_seconds=1, grace_seconds=1)
+    storage = open_storage(strict)
+    study = open_study(spec, strict, storage)
+    time.sleep(1.5)  # no heartbeat for longer than the grace period
     with locked(study, storage):
         reconcile(study, storage, spec)
     trials = study.get_trials(deepcopy=False)
