@@ -2,16 +2,30 @@
 
 A run directory holds ``model.keras``, ``config.json``, ``history.json``, ``metrics.json`` and
 ``plots/``; it is enough on its own to rebuild, reload and re-evaluate the model.
+
+    >>> with atomic_path("runs/x/metrics.json") as temporary:
+    ...     temporary.write_text("{}")
+    >>> with atomic_directory("exports/saved") as temporary:   # a folder, swapped in whole
+    ...     (temporary / "saved_model.pb").write_bytes(b"...")
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
+import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no telling a killed writer's temporary from a live one's
+    fcntl = None
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -22,23 +36,157 @@ PLOTS_DIR = "plots"
 
 @contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    The temporary is ``.<name>.partial-<random><suffix>`` (the suffix kept: ``model.save`` wants
+    ``.keras``). The file is synced before the rename and the folder after it, so after a crash or
+    a power cut ``path`` holds the old file or the new one. A writer killed mid-write leaves its
+    temporary behind; the next write of the same path removes it (``remove_stale_temporaries``).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
+    remove_stale_temporaries(path)
+    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
+    handle = _claim(handle)
     try:
         yield Path(temporary)
         # mkstemp makes the file private (0600); give it the permissions a plain open() would.
         os.chmod(temporary, 0o666 & ~_umask())
         # On disk before the rename, so a power cut cannot leave an empty file under the name.
-        with open(temporary, "rb") as handle:
-            os.fsync(handle.fileno())
+        with open(temporary, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, path)
+        sync_directory(path.parent)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        if handle is not None:
+            os.close(handle)
 
+
+@contextmanager
+def atomic_directory(path: str | os.PathLike):
+    """Yield a temporary folder beside ``path``; if the block succeeds it takes the place of ``path``
+    (a folder or nothing) in one step and the old folder is removed, so a crash at any point leaves
+    the old folder or the new one under the name, never neither or a mix.
+
+    The step is Linux's ``renameat2(RENAME_EXCHANGE)``. Where that is missing (another system, a
+    file system without it) the old folder is renamed aside first: a crash between the two renames
+    leaves it as ``.<name>.partial-…`` until the next write of ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    temporary = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), dir=path.parent))
+    handle = _claim(os.open(temporary, os.O_RDONLY)) if fcntl is not None else None
+    try:
+        yield temporary
+        os.chmod(temporary, 0o777 & ~_umask())  # mkdtemp's 0700 → a plain mkdir's
+        _sync_tree(temporary)
+        if not path.exists():
+            os.replace(temporary, path)
+        elif not _exchange(temporary, path):
+            aside = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), dir=path.parent))
+            os.replace(path, aside / path.name)
+            try:
+                os.replace(temporary, path)
+            except BaseException:
+                os.replace(aside / path.name, path)
+                raise
+            shutil.rmtree(aside)
+        sync_directory(path.parent)
+    finally:
+        if temporary.exists():  # the unfinished folder, or after the swap the old one
+            shutil.rmtree(temporary)
+        if handle is not None:
+            os.close(handle)
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}.partial-"
+
+
+def _claim(handle: int) -> int | None:
+    """Lock a new temporary for as long as its writer lives (the kernel drops the lock when the
+    process dies, however it dies), so that other writers leave it alone; the handle to close."""
+    if fcntl is None:
+        os.close(handle)
+        return None
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    return handle
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries of ``path`` (see ``atomic_path``) whose writer was killed: those no
+    live process holds a lock on. Returns what was removed."""
+    path = Path(path)
+    if fcntl is None or not path.parent.is_dir():
+        return []
+    removed = []
+    prefix = _temporary_prefix(path)
+    for entry in path.parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            handle = os.open(entry, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:  # gone meanwhile, or not ours to open
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its writer is still at work
+            os.close(handle)
+            continue
+        try:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+            removed.append(entry)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(handle)
+    return removed
+
+
+def sync_directory(directory: str | os.PathLike) -> None:
+    """fsync a folder, so the names just renamed in it survive a power cut (not on Windows,
+    where a folder cannot be opened)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _sync_tree(root: Path) -> None:
+    """fsync every file and folder under ``root`` (a SavedModel's writer syncs none of them)."""
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with open(os.path.join(folder, name), "rb") as written:
+                os.fsync(written.fileno())
+        sync_directory(folder)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two paths in one step: Linux's renameat2(RENAME_EXCHANGE), which Python's os lacks.
+    False where it is not available (another system, an old C library, a file system without it)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_current_directory, rename_exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE from <fcntl.h>, <stdio.h>
+    if renameat2(at_current_directory, os.fsencode(first), at_current_directory, os.fsencode(second),
+                 rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 def _umask() -> int:
     """The process's umask, read without changing it (``os.umask`` can only set it, briefly

@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 
+from apparel.errors import ParameterError
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.shop.splice import parse_records
 from apparel.shop.taxonomy import load_mapping
@@ -362,6 +363,20 @@ def test_records_keep_their_spans_and_read_like_the_csv_module():
         parse_records('a,"open\n')
 
 
+def test_a_csv_cut_inside_a_quoted_cell_is_refused_even_after_doubled_quotes():
+    text = 'Handle,Body\r\nx,"<p>A ""linen"" dress, ""airy""</p>\r\nsecond line"\r\ny,"say ""hi"""\r\n'
+    assert [[cell.value for cell in record.cells] for record in parse_records(text)] == list(
+        csv.reader(io.StringIO(text, newline="")))
+    quoted = [cell for record in parse_records(text) for cell in record.cells if cell.quoted]
+    for cell in quoted:
+        # Every cut before the closing quote, but those just after a quote: 'x,"a ""' ends a cell "a ".
+        for cut in (cut for cut in range(cell.start + 1, cell.end) if text[cut - 1] != '"'):
+            with pytest.raises(ValueError, match="a quoted cell is never closed; is the CSV complete?"):
+                parse_records(text[:cut])
+    with pytest.raises(ValueError, match="line 1: a quoted cell is never closed"):
+        parse_records('a,"open ""x"" more\n')
+
+
 def test_bad_inputs_are_clear_errors(shop, model_dir):
     shop_dir, _ = shop
     source = shop_dir / "products.csv"
@@ -380,7 +395,7 @@ def test_bad_inputs_are_clear_errors(shop, model_dir):
     (shop_dir / "good.csv").write_bytes(as_bytes(OLD_HEADER, []))
     with pytest.raises(ValueError, match=f"^{shop_dir}: cannot read it \\(Is a directory\\)"):
         categorize_catalog(shop_dir, shop_dir / "o.csv", config(model_dir, shop_dir))
-    with pytest.raises(ValueError, match=f"^--out {shop_dir} is a folder"):
+    with pytest.raises(ValueError, match=f"^out {shop_dir} is a folder"):
         categorize_catalog(shop_dir / "good.csv", shop_dir, config(model_dir, shop_dir))
     with pytest.raises(ValueError, match=f"^{shop_dir}: cannot read it \\(Is a directory\\)"):
         load_mapping(shop_dir)
@@ -395,6 +410,70 @@ def test_bad_inputs_are_clear_errors(shop, model_dir):
         with pytest.raises(ValueError, match=r"products.csv: cannot read it \(Permission denied\)"):
             categorize_catalog(source, shop_dir / "o.csv", config(model_dir, shop_dir))
     assert not (shop_dir / "o.csv").exists()
+
+
+def test_no_file_written_may_be_the_input(shop, model_dir, capsys):
+    """The review CSV and the cache are named after the output; neither they nor the output may
+    be the input, by name or through a link, and the input stays as it was."""
+    shop_dir, _ = shop
+    original = as_bytes(OLD_HEADER, [row(handle="x", title="=X", image_src="images/dress.png")])
+    review_input = shop_dir / "shop.review.csv"
+    review_input.write_bytes(original)
+    settings = config(model_dir, shop_dir)
+    with pytest.raises(ParameterError, match="is the review CSV of out") as error:
+        categorize_catalog(review_input, shop_dir / "shop.csv", settings, predictor=ShapePredictor())
+    assert error.value.parameters == ("csv_path", "out")
+    cache_input = shop_dir / "shop.cache.jsonl"
+    cache_input.write_bytes(original)
+    with pytest.raises(ParameterError, match="is the image cache of out"):
+        categorize_catalog(cache_input, shop_dir / "shop.csv", settings, predictor=ShapePredictor())
+    (shop_dir / "products.csv").write_bytes(original)
+    (shop_dir / "hard.csv").hardlink_to(shop_dir / "products.csv")
+    with pytest.raises(ParameterError, match="hard.csv is the input file") as error:
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "hard.csv", settings, predictor=ShapePredictor())
+    assert error.value.parameters == ("out",)
+    (shop_dir / "linked.review.csv").symlink_to(shop_dir / "products.csv")
+    with pytest.raises(ParameterError, match="is the review CSV of out"):
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "linked.csv", settings, predictor=ShapePredictor())
+    (shop_dir / "pair.review.csv").symlink_to(shop_dir / "pair.csv")
+    with pytest.raises(ParameterError, match="the output .*pair.csv and the review CSV .*pair.review.csv are one file"):
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "pair.csv", settings, predictor=ShapePredictor())
+    (shop_dir / "boxed.review.csv").mkdir()
+    with pytest.raises(ParameterError, match="would write its review CSV to .*boxed.review.csv, a folder"):
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "boxed.csv", settings, predictor=ShapePredictor())
+    assert main(["catalog", str(review_input), "--out", str(shop_dir / "shop.csv"), "--model-dir", str(model_dir)]) == 2
+    printed = capsys.readouterr().err
+    assert f"{review_input} is the review CSV of" in printed and "--out" in printed
+    for path in (review_input, cache_input, shop_dir / "products.csv"):
+        assert path.read_bytes() == original
+    assert not (shop_dir / "shop.csv").exists() and not (shop_dir / "linked.csv").exists()
+
+
+def test_the_review_csv_neutralises_formulas_and_the_output_keeps_them(shop, model_dir):
+    """OWASP's CSV-injection rule for the review (a file for a spreadsheet): a cell starting with
+    = + - @ tab or carriage return starts with ' instead. The output keeps the store's bytes."""
+    shop_dir, _ = shop
+    rows = [row(handle='"=HYPERLINK(""http://evil.example"",""x"")"', title="@SUM(A1:A9)", image_src="images/square.png"),
+            row(handle="+plus", title='"-2+3"', image_src="=cmd|' /C calc'!A0"),
+            row(handle="tabbed", title='"\tTabbed"'),
+            row(handle="returned", title='"\rReturned"'),
+            row(handle="dress", title="=1+1", product_category="=2+2", image_src="images/dress.png")]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    review = (shop_dir / "out.review.csv").read_text(encoding="utf-8")
+    cells = [cell for line in csv.reader(io.StringIO(review, newline="")) for cell in line]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    by_handle = review_rows(shop_dir / "out.review.csv")
+    assert set(by_handle) == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "'+plus", "tabbed", "returned"}
+    hyperlink = by_handle["'=HYPERLINK(\"http://evil.example\",\"x\")"]
+    assert (hyperlink["title"], hyperlink["status"]) == ("'@SUM(A1:A9)", "low confidence")
+    assert by_handle["'+plus"]["title"] == "'-2+3" and by_handle["'+plus"]["image"] == "'=cmd|' /C calc'!A0"
+    assert by_handle["'+plus"]["error"].startswith("'=cmd|' /C calc'!A0: ")
+    assert (by_handle["tabbed"]["title"], by_handle["returned"]["title"]) == ("'\tTabbed", "'\rReturned")
+    expected = [list(cells) for cells in rows]
+    expected[4][5:7] = ["Dress", "apparel:Dress"]  # the category "=2+2" was filled already: kept as it was
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
 
 
 def test_the_command_with_a_trained_model(shop, model_dir, capsys):

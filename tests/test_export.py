@@ -86,7 +86,7 @@ def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monke
     answers = {}
 
     def serve_in_process(app, **options):
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             answers["predict"] = client.post("/v1/models/apparel:predict",
                                              json={"instances": tiny_dataset.x_test[:2].tolist()})
             answers["metadata"] = client.get("/v1/models/apparel/metadata")
@@ -149,3 +149,37 @@ def test_a_photo_saved_model_answers_its_metadata(photo_run, tmp_path):
     answered = json.loads(served.signatures["metadata"]()["metadata"].numpy().decode())
     assert answered == json.loads((path / "apparel.json").read_text())
     assert answered["class_names"] == ["dress", "shoes", "t-shirt"] and answered["format"] == "saved_model"
+
+
+@pytest.mark.parametrize("step", ["replace", "rmtree"])
+def test_a_saved_model_export_stopped_midway_leaves_a_whole_one(run_dir, tmp_path, monkeypatch, step):
+    """Re-exporting builds the new SavedModel beside the old one and swaps them: stopped at any
+    step, the path holds a whole export, old or new, and the next export leaves nothing beside it.
+    (The SavedModel writer is a stand-in here: the swap is what is tested.)"""
+    import os
+    import shutil
+
+    from apparel.inference import export
+
+    def write_out(model, path, contract, metadata=None):
+        (path / "variables").mkdir(parents=True)
+        (path / "saved_model.pb").write_bytes(b"graph")
+
+    monkeypatch.setattr(export, "_export_saved_model", write_out)
+    out = export_model(run_dir, "saved_model", tmp_path / "saved")
+    (out / "old").write_text("the first export")
+    owner = os if step == "replace" else shutil
+    real = getattr(owner, step)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, step, stopped)
+    try:
+        export_model(run_dir, "saved_model", out)
+    except KeyboardInterrupt:
+        pass
+    assert (out / "saved_model.pb").read_bytes() == b"graph" and (out / "apparel.json").is_file()
+    monkeypatch.setattr(owner, step, real)
+    export_model(run_dir, "saved_model", out)
+    assert not (out / "old").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["saved"]

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from apparel.artifacts import atomic_directory, atomic_path
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
 
@@ -90,41 +90,37 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     contract = InputContract.for_run(model_dir)
     metadata = export_metadata(contract, format)
     model = probability_model(load_model(model_dir), num_classes=contract.num_classes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as work:
-        work = Path(work)
-        if format == "saved_model":
-            _export_saved_model(model, work / "saved_model", contract, metadata)
-            _write_metadata(work / "saved_model" / EXPORT_METADATA_FILE, metadata)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(work / "saved_model", out)
-            return out
-        built = work / f"model.{'tflite' if format == 'litert' else 'onnx'}"
+    if format == "saved_model":
+        # Built beside the old one and swapped in whole: a crash leaves the old export or the new one.
+        with atomic_directory(out) as work:
+            _export_saved_model(model, work, contract, metadata)
+            _write_metadata(work / EXPORT_METADATA_FILE, metadata)
+        return out
+    with tempfile.TemporaryDirectory(prefix="apparel-export-") as scratch, atomic_path(out) as built:
         if format == "litert":
             import tensorflow as tf
 
-            _export_saved_model(model, work / "saved_model", contract)
-            built.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(work / "saved_model")).convert())
+            _export_saved_model(model, Path(scratch) / "saved_model", contract)
+            built.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "saved_model")).convert())
         else:
-            _export_onnx(model, built, contract, metadata)
-        _write_metadata(work / "model.json", metadata)
-        os.replace(work / "model.json", metadata_path(out))
-        os.replace(built, out)
+            _export_onnx(model, Path(scratch) / "model.onnx", built, contract, metadata)
+        with atomic_path(metadata_path(out)) as temporary:
+            _write_metadata(temporary, metadata)
     return out
 
 
-def _export_onnx(model, path: Path, contract: InputContract, metadata: dict) -> None:
+def _export_onnx(model, scratch: Path, path: Path, contract: InputContract, metadata: dict) -> None:
+    """Keras's ONNX export to ``scratch``, then written to ``path`` with the metadata added."""
     import tensorflow as tf
 
     model(np.zeros((1, *contract.shape), dtype=np.float32))  # Keras's ONNX export needs a called model
     signature = [tf.TensorSpec([None, *contract.shape], tf.float32, name=INPUT_NAME)]
     try:
-        model.export(str(path), format="onnx", verbose=False, input_signature=signature)
+        model.export(str(scratch), format="onnx", verbose=False, input_signature=signature)
         import onnx
     except ImportError as error:
         raise ValueError(f"ONNX export needs tf2onnx and onnx ({error}); `pip install tf2onnx`") from None
-    exported = onnx.load(str(path))
+    exported = onnx.load(str(scratch))
     entry = exported.metadata_props.add()
     entry.key, entry.value = "apparel", json.dumps(metadata, ensure_ascii=False)
     onnx.save(exported, str(path))

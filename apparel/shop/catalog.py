@@ -19,8 +19,11 @@ that can be read is classified. For each product predicted with at least ``min_c
 Everything else keeps its bytes: the output is the input with only the changed cells spliced in
 (the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
 a UTF-8 BOM stay as they were, and no row can be lost. Products below ``min_confidence``, and those
-whose images all failed, are listed in a review CSV beside the output. Finished images are cached
-beside the output, so an interrupted run resumes and a rerun gives the same bytes.
+whose images all failed, are listed in a review CSV beside the output; it is for people with a
+spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
+(the output is never escaped). Finished images are cached beside the output, so an interrupted run
+(even a killed one) resumes and a rerun gives the same bytes. None of the three files may be the
+input.
 
 The labels are the model's own class names (``InputContract``): the shipped photo model
 (``models/photos``: ``dress``, ``t-shirt``, …) unless ``model_dir`` names another run, whose
@@ -62,6 +65,9 @@ COLUMNS = {
     "variant_image": ("variant image", "variant image url"),
 }
 REVIEW_FIELDS = ("handle", "title", "image", "status", "label", "probability", "top_k", "error")
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), in the review CSV.
+# Not defusedcsv: it leaves out tab and carriage return, and rewrites "|" inside the cells it escapes.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -271,17 +277,45 @@ def categorize_catalog(
 
 
 def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:
-    """The folder local image paths resolve inside, after checking the output path."""
-    if out.resolve() == csv_path.resolve():
-        raise ValueError(f"--out {out} is the input file; write to a new file and keep the original export")
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}")
+    """The folder local image paths resolve inside, after checking the files to write."""
+    _check_written_paths(csv_path, out)
     if config.images_dir is None:
         return csv_path.resolve().parent
     images_dir = Path(config.images_dir)
     if not images_dir.is_dir():
         raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
     return images_dir
+
+
+def _check_written_paths(csv_path: Path, out: Path) -> None:
+    """Refuse a file to write (the output, its review CSV, its cache) that is the input or another
+    of them: ``catalog x.review.csv --out x.csv`` would replace its own input with the review."""
+    review, cache = companion_paths(out)
+    if out.is_dir():
+        raise ParameterError(f"{{}} {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}", "out")
+    for role, written in (("review CSV", review), ("image cache", cache)):
+        if written.is_dir():
+            raise ParameterError(f"{{}} {out} would write its {role} to {written}, a folder; give the output "
+                                 "another name", "out")
+    if _same_file(csv_path, out):
+        raise ParameterError(f"{{}} {out} is the input file; write to a new file and keep the original export", "out")
+    for role, written in (("review CSV", review), ("image cache", cache)):
+        if _same_file(csv_path, written):
+            raise ParameterError(f"{{}} {csv_path} is the {role} of {{}} {out}, which would replace it; "
+                                 "give the output another name", "csv_path", "out")
+    named = (("output", out), ("review CSV", review), ("image cache", cache))
+    for (role, path), (other_role, other) in itertools.combinations(named, 2):
+        if _same_file(path, other):
+            raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
+                                 "give the output another name", "out")
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether two names reach one file: through links too where both exist, else by resolved path."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist (yet)
+        return path.resolve() == other.resolve()
 
 
 class Classifier:
@@ -442,8 +476,22 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str, m
 
 
 def write_review(path: Path, review: list[dict]) -> None:
+    """The review CSV, every cell made safe to open in a spreadsheet (``spreadsheet_safe``). Only
+    this file is: the output keeps the store's own cells byte for byte, as Shopify reads them."""
     with atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=REVIEW_FIELDS)
             writer.writeheader()
-            writer.writerows(review)
+            # Numbers and empty cells stay as they are: only text can be read as a formula.
+            writer.writerows({key: spreadsheet_safe(value) if isinstance(value, str) else value
+                              for key, value in row.items()} for row in review)
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` as a spreadsheet shows it but never runs it: one that would start a formula
+    (``=HYPERLINK(…)``, ``@SUM(…)``, ``-1+1``) gets a leading ``'``, which marks a cell as text.
+
+        >>> spreadsheet_safe("@SUM(A1:A9)"), spreadsheet_safe("Summer dress")
+        ("'@SUM(A1:A9)", 'Summer dress')
+    """
+    return "'" + value if value.startswith(FORMULA_STARTS) else value

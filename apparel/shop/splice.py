@@ -35,7 +35,9 @@ class Record:
         return self.cells[index].value if index is not None and index < len(self.cells) else ""
 
 
-_QUOTED = re.compile(r'"([^"]*(?:""[^"]*)*)"')
+# A quoted cell ends at a quote that is not one of a doubled pair: without the look-ahead, an
+# unclosed cell holding "" would backtrack and end at the first quote of a pair, hiding the cut.
+_QUOTED = re.compile(r'"([^"]*(?:""[^"]*)*)"(?!")')
 _UNQUOTED = re.compile(r"[^,\r\n]*")
 
 
