@@ -36,7 +36,7 @@ from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
 # Flags whose name is not the parameter's with dashes.
-FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out"}
+FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out", "csv_path": "CSV"}
 
 
 def flag_name(parameter: str) -> str:

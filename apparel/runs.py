@@ -134,6 +134,8 @@ def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool 
         return
     if resume and overwrite:
         raise ParameterError("{} continues the run and {} replaces it; choose one", "resume", "overwrite")
+    for name in RUN_ENTRIES:  # what a killed run was writing when it died is nobody's file
+        artifacts.remove_stale_temporaries(run_dir / name)
     interrupted = read_state(run_dir) is not None
     if resume:
         if not interrupted:

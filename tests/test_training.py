@@ -271,3 +271,13 @@ def test_train_killed_at_random_points_ends_as_an_uninterrupted_run(tmp_path):
     assert metrics["epochs_run"] == wanted["epochs_run"] and metrics["best_epoch"] == wanted["best_epoch"]
     assert abs(metrics["test_accuracy"] - wanted["test_accuracy"]) <= 0.01
     assert not (run / "checkpoints").exists()
+
+
+def test_a_killed_saves_temporary_does_not_make_a_folder_foreign(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    leftover = run / ".model.keras.partial-k1ll3d.keras"  # what a SIGKILL during save_model leaves
+    leftover.write_bytes(b"half a model")
+    train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0)
+    assert not leftover.exists()
+    assert sorted(path.name for path in run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.keras"]
