@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.images.decode import ACCEPTED_FORMATS
 from apparel.images.photo_rgb import photo_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
@@ -96,7 +97,7 @@ def _screen(pairs: list[tuple[str, str]], skipped: dict[str, str]) -> list[tuple
     kept = []
     for path, label in pairs:
         try:
-            with Image.open(path) as image:
+            with Image.open(path, formats=ACCEPTED_FORMATS) as image:  # what prediction accepts, no more
                 width, height = image.size
         except Exception as error:  # Pillow raises many types for a file that is not an image
             skipped[path] = f"not a readable image ({type(error).__name__})"

@@ -194,7 +194,7 @@ def test_refusals_name_their_reason(tmp_path):
         photos.photo_to_input(png_declaring(8000, 8000))  # refused before a pixel is decoded
     with pytest.raises(ValueError, match="too many pixels"):
         photos.photo_to_input(png_declaring(100_000, 100_000))
-    with pytest.raises(ValueError, match="40×30 pixels of one colour"):
+    with pytest.raises(ValueError, match="all one colour"):
         photos.photo_to_input(Image.new("RGB", (40, 30), "white"))
     with pytest.raises(ValueError, match="empty file"):
         photos.photo_to_input(b"")

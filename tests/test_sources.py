@@ -197,6 +197,15 @@ def test_urls_are_percent_encoded_and_idn_hosts_sent_as_punycode(server, image_f
             fetch_url(url, LOCAL)
 
 
+def test_a_url_with_port_0_is_refused_not_fetched_from_port_80(monkeypatch):
+    connected = []
+    monkeypatch.setattr(fetch, "checked_addresses", lambda host, port, *args, **kwargs: connected.append(port) or ["127.0.0.1"])
+    for url in ("http://example.com:0/shirt.jpg", "https://example.com:00/shirt.jpg"):
+        with pytest.raises(ValueError, match=f"^{re.escape(url)}: port 0 in the URL; a port is 1 to 65535"):
+            fetch_url(url, LOCAL)
+    assert connected == []  # refused before any lookup or connection
+
+
 def test_private_addresses_are_refused_unless_allowed(server):
     base, httpd = server
     with pytest.raises(ValueError, match="127.0.0.1, a private, loopback or link-local address"):

@@ -196,9 +196,13 @@ def _request_parts(url: str) -> tuple[str, str, int, str, str]:
     if not parts.hostname:
         raise SourceError(url, "no host in the URL")
     try:
-        port = parts.port or (443 if scheme == "https" else 80)
+        port = parts.port
     except ValueError:
         raise SourceError(url, "bad port in the URL") from None
+    if port == 0:  # falsy, it would otherwise read as "no port" and go to the scheme's default
+        raise SourceError(url, "port 0 in the URL; a port is 1 to 65535")
+    if port is None:
+        port = 443 if scheme == "https" else 80
     host = parts.hostname
     if not host.isascii():
         try:

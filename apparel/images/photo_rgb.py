@@ -11,26 +11,29 @@ side by side) in the picture; white is the background of most product photos.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
-from apparel.images.decode import MAX_PIXELS, Source, on_white, open_image
+from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS, WORK_PIXELS, Source, on_white, open_image
 
 # Bilinear with Pillow's reducing gap: within noise of Lanczos for a 224-pixel network input and
 # about twice as fast on a 500-pixel photo.
 RESAMPLE = Image.Resampling.BILINEAR
 
 
-def photo_to_rgb(source: Source, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def photo_to_rgb(source: Source, size: int, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
     """uint8 (size, size, 3): ``source`` (a path, the bytes of an image file or a PIL image)
     composited on white, centred on a white square and resized.
 
     Raises ``ValueError`` with the reason when it is not a readable image.
     """
-    return np.asarray(photo_rgb_steps(source, size, max_pixels)[-1][1], dtype=np.uint8)
+    return np.asarray(photo_rgb_steps(source, size, max_pixels, max_bytes)[-1][1], dtype=np.uint8)
 
 
-def photo_rgb_steps(source: Source, size: int, max_pixels: int = MAX_PIXELS) -> list[tuple[str, Image.Image]]:
+def photo_rgb_steps(source: Source, size: int, max_pixels: int = MAX_PIXELS,
+                    max_bytes: int = MAX_DECODE_BYTES) -> list[tuple[str, Image.Image]]:
     """Every named step of ``photo_to_rgb``, the last being its result: the photo as read,
     composited on white, padded to a white square, resized to ``size``×``size`` (a step with
     nothing to do passes its image on unchanged).
@@ -38,9 +41,14 @@ def photo_rgb_steps(source: Source, size: int, max_pixels: int = MAX_PIXELS) -> 
     >>> [name for name, image in photo_rgb_steps("shirt.jpg", 224)]
     ['original', 'on white', 'square', 'resized']
     """
-    original = open_image(source, max_pixels, draft_size=(size, size))
+    original = open_image(source, max_pixels, draft_size=(size, size), max_bytes=max_bytes)
     image = on_white(original)
     steps = [("original", original), ("on white", image)]
+    # A long, thin photo (40000×3) would make a square of its longest side, gigapixels: it is
+    # reduced first, so that the square stays within WORK_PIXELS.
+    factor = math.ceil(max(image.size) / math.isqrt(WORK_PIXELS))
+    if factor > 1:
+        image = image.reduce(factor)
     side = max(image.size)
     if image.width != image.height:
         square = Image.new("RGB", (side, side), (255, 255, 255))

@@ -16,9 +16,11 @@ was made from Zalando's product photos (Xiao, Rasul, Vollgraf 2017, section 2):
     >>> [name for name, _ in pipeline_steps("shirt.jpg")]
     ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale', 'stretched']
 
-Before step 1 the photo is read in any mode (RGB, RGBA or LA composited on white, palette, grayscale,
-CMYK, 16-bit) and turned upright by its EXIF orientation. An image that is already 28×28 and
-single-channel is taken as it is: it is read as Fashion-MNIST-like (light garment on black).
+Before step 1 the photo is read (JPEG, PNG, WebP, GIF, BMP or TIFF) in any mode (RGB, RGBA or LA
+composited on white, palette, grayscale, CMYK, 16-bit), turned upright by its EXIF orientation and,
+when large, reduced by a whole factor that keeps it at least 448 pixels a side (``decode``). An image
+that is already 28×28 and single-channel is taken as it is: it is read as Fashion-MNIST-like (light
+garment on black).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from apparel.contract import FASHION_MNIST, InputContract
 from apparel.data import IMAGE_SHAPE
 from apparel.errors import SourceError
 from apparel.images.decode import (  # re-exported: the pipeline's first step
+    MAX_DECODE_BYTES,
     MAX_PIXELS,
     Source,
     describe,
@@ -83,7 +86,7 @@ SHARPEN = sharpen_kernel()
 # noise of an almost empty photo (white on white) is amplified at most 255 / MIN_RANGE times.
 MIN_RANGE = 16
 # Bump when the output for the same photo changes: caches of finished images key on it.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 
 
 def corner_colour(image: Image.Image) -> tuple[int, int, int]:
@@ -143,11 +146,8 @@ def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
     background = corner_colour(rgb_image)
     box = trim_box(rgb_image, background)
     if box is None:
-        width, height = image.size
-        raise SourceError(
-            name, f"image is {width}×{height} pixels of one colour, nothing but background; "
-            "give a photo of the garment"
-        )
+        # No size named: the image here may be a reduced copy of the photo.
+        raise SourceError(name, "image is all one colour, nothing but background; give a photo of the garment")
     trimmed = rgb_image.crop(box)
     steps.append(("trimmed", trimmed))
     width, height = trimmed.size
@@ -169,29 +169,32 @@ def _steps(image: Image.Image, name: str) -> list[tuple[str, Image.Image]]:
     return steps
 
 
-def pipeline_steps(source: Source, max_pixels: int = MAX_PIXELS) -> list[tuple[str, Image.Image]]:
+def pipeline_steps(source: Source, max_pixels: int = MAX_PIXELS,
+                   max_bytes: int = MAX_DECODE_BYTES) -> list[tuple[str, Image.Image]]:
     """Every named step from the photo as read to the 28×28 grayscale model input (the last step).
 
     >>> [name for name, image in pipeline_steps("shirt.jpg")][-1]
     'stretched'
     """
-    return _steps(open_image(source, max_pixels), describe(source))
+    return _steps(open_image(source, max_pixels, max_bytes=max_bytes), describe(source))
 
 
-def photo_to_input(source: Source, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def photo_to_input(source: Source, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
     """The model input for one photo: float32 (28, 28) in [0, 1], light garment on black.
 
     ``source`` is a path, the bytes of an image file, or a PIL image. Raises ``ValueError`` with
-    the reason when it is not an image, is truncated, has too many pixels or shows nothing.
+    the reason when it is not an image in an accepted format, is truncated, has too many pixels,
+    takes over ``max_bytes`` decoded or shows nothing.
 
     >>> photo_to_input("shirt.jpg").shape
     (28, 28)
     """
-    last = pipeline_steps(source, max_pixels)[-1][1]
+    last = pipeline_steps(source, max_pixels, max_bytes)[-1][1]
     return np.asarray(last, dtype=np.float32) / np.float32(255.0)
 
 
-def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pixels: int = MAX_PIXELS,
+                max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
     """One photo as the model of ``contract`` takes it: float32 (28, 28) in [0, 1] through the
     Fashion-MNIST pipeline above, or float32 (N, N, 3) with values 0–255 for a photo model.
 
@@ -199,17 +202,17 @@ def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pix
     (224, 224, 3)
     """
     if contract.is_photo:
-        return photo_to_rgb(source, contract.size, max_pixels).astype(np.float32)
-    return photo_to_input(source, max_pixels)
+        return photo_to_rgb(source, contract.size, max_pixels, max_bytes).astype(np.float32)
+    return photo_to_input(source, max_pixels, max_bytes)
 
 
 def model_steps(source: Source, contract: InputContract = FASHION_MNIST,
-                max_pixels: int = MAX_PIXELS) -> list[tuple[str, Image.Image]]:
+                max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> list[tuple[str, Image.Image]]:
     """The named steps from the photo as read to the input of the model of ``contract``: the
     Fashion-MNIST pipeline's (``pipeline_steps``) or a photo model's (``photo_rgb_steps``)."""
     if contract.is_photo:
-        return photo_rgb_steps(source, contract.size, max_pixels)
-    return pipeline_steps(source, max_pixels)
+        return photo_rgb_steps(source, contract.size, max_pixels, max_bytes)
+    return pipeline_steps(source, max_pixels, max_bytes)
 
 
 def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,
@@ -227,11 +230,14 @@ def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,
     tiles = []
     for name, image in steps:
         shown = on_white(image) if image.mode not in ("RGB", "L") else image.convert("RGB")
-        width = max(1, round(shown.width * height / shown.height))
+        # Scaled to ``height``, but no wider than 4 × ``height``: a long, thin photo would
+        # otherwise make a canvas millions of pixels wide.
+        scale = min(height / shown.height, 4 * height / shown.width)
+        tile_size = (max(1, round(shown.width * scale)), max(1, round(shown.height * scale)))
         # Small steps are enlarged pixel by pixel, so the 28×28 grid stays visible.
         resample = Image.Resampling.NEAREST if shown.height < height else Image.Resampling.LANCZOS
         # "x", not "×": Pillow's built-in bitmap font has no "×".
-        tiles.append((f"{name} {image.width}x{image.height}", shown.resize((width, height), resample)))
+        tiles.append((f"{name} {image.width}x{image.height}", shown.resize(tile_size, resample)))
     canvas = Image.new("RGB", (sum(t.width for _, t in tiles) + gap * (len(tiles) + 1), height + label_height + 2 * gap), "white")
     draw = ImageDraw.Draw(canvas)
     x = gap

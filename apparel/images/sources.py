@@ -25,7 +25,7 @@ import numpy as np
 from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import SourceError
 from apparel.data import IMAGE_SHAPE
-from apparel.images import photos
+from apparel.images import decode, photos
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
 from apparel.inference.inputs import as_model_input, as_photo_input
 
@@ -66,31 +66,59 @@ def expand_sources(items: Iterable[str]) -> list[ImageSource]:
         if is_url(item):
             sources.append(url_source(item))
             continue
-        path = Path(item)
-        if path.is_dir():
-            found = _images_in(path)
-            sources.extend(ImageSource(str(p), path=p) for p in found)
-            if not found:
-                sources.append(ImageSource(item, error=f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder"))
-        elif path.is_file():
-            sources.append(ImageSource(item, path=path))
-        elif GLOB_CHARACTERS.search(item):
-            matches = sorted(glob.glob(item, recursive=True))
-            for match in matches:
-                match_path = Path(match)
-                if match_path.is_dir():
-                    sources.extend(ImageSource(str(p), path=p) for p in _images_in(match_path))
-                elif match_path.is_file():
-                    sources.append(ImageSource(match, path=match_path))
-            if not matches:
-                sources.append(ImageSource(item, error="no files match this pattern"))
-        else:
-            sources.append(ImageSource(item, error="file not found"))
+        try:
+            sources.extend(_path_sources(item))
+        except (OSError, RuntimeError, ValueError) as error:  # a name too long, a symbolic link loop, a NUL byte
+            sources.append(ImageSource(item, error=f"cannot read this path ({_path_reason(error)})"))
     return sources
 
 
+def _path_reason(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error)
+
+
+def _path_sources(item: str) -> list[ImageSource]:
+    """The sources a path names: the images in a folder, a file, or the matches of a pattern."""
+    path = Path(item)
+    if path.is_dir():
+        found = _images_in(path)
+        if not found:
+            return [ImageSource(item, error=f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")]
+        return [ImageSource(str(p), path=p) for p in found]
+    if path.is_file():
+        return [ImageSource(item, path=path)]
+    if GLOB_CHARACTERS.search(item):
+        matches = sorted(glob.glob(item, recursive=True))
+        if not matches:
+            return [ImageSource(item, error="no files match this pattern")]
+        sources = []
+        for match in matches:
+            match_path = Path(match)
+            if match_path.is_dir():
+                sources.extend(ImageSource(str(p), path=p) for p in _images_in(match_path))
+            elif match_path.is_file():
+                sources.append(ImageSource(match, path=match_path))
+        return sources
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return [ImageSource(item, error="file not found")]
+    except OSError as error:  # a symbolic link loop, no permission
+        return [ImageSource(item, error=f"cannot read this path ({_path_reason(error)})")]
+    return [ImageSource(item, error="not a file or a folder")]
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and _may_be_file(p))
+
+
+def _may_be_file(path: Path) -> bool:
+    """Whether ``path`` is a file, or might be one: a path that cannot even be looked at (no
+    permission, too long) is kept, so that reading it reports why, rather than left out unsaid."""
+    try:
+        return path.is_file()
+    except OSError:
+        return True
 
 
 def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
@@ -108,8 +136,11 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
         raise SourceError(value, "absolute paths are refused; give a path relative to --images-dir")
     if ".." in posix.parts:
         raise SourceError(value, "'..' is refused; image paths must stay inside --images-dir")
-    root = Path(images_dir).resolve()
-    resolved = (root / Path(*posix.parts)).resolve()
+    try:
+        root = Path(images_dir).resolve()
+        resolved = (root / Path(*posix.parts)).resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # a symbolic link loop (RuntimeError), a NUL byte
+        raise SourceError(value, f"cannot resolve the path ({_path_reason(error)})") from None
     if not resolved.is_relative_to(root):
         raise SourceError(value, f"leads outside --images-dir {root} (through a symbolic link); refused")
     return resolved
@@ -207,31 +238,25 @@ def read_image_file(path: str | os.PathLike, contract: InputContract = FASHION_M
     Returns float32 (N, 28, 28) in [0, 1]. Raises ``ValueError`` with the reason it cannot be read.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SourceError(path, "file not found")
-    if path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as error:
-            raise SourceError(path, f"not a readable .npy array ({error or 'empty file'})") from None
-        try:
-            batch = as_photo_input(array, contract.size) if contract.is_photo else as_model_input(array)
-        except ValueError as error:
-            raise SourceError(path, f"{error}") from None
-        if len(batch) == 0:
-            raise SourceError(path, f"holds no images (shape {array.shape})")
-        return batch
-    from PIL import Image, UnidentifiedImageError
-
+    if path.suffix.lower() != ".npy":
+        image = decode.open_image(path)
+        if image.size[::-1] != IMAGE_SHAPE:
+            raise SourceError(path, "image is not 28×28 pixels; the model takes 28×28 grayscale images like Fashion-MNIST's")
+        single = image.mode in decode.SINGLE_CHANNEL_MODES
+        return as_model_input(decode.to_grayscale_array(image) if single else np.asarray(image.convert("L")))
     try:
-        with Image.open(path) as image:
-            image.load()
-            grayscale = np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise SourceError(path, f"not a readable image ({error})") from None
-    if grayscale.shape != IMAGE_SHAPE:
-        raise SourceError(
-            path, f"image is {grayscale.shape[1]}×{grayscale.shape[0]} pixels; the model takes 28×28 "
-            "grayscale images like Fashion-MNIST's"
-        )
-    return as_model_input(grayscale)
+        found = path.is_file()
+        # Mapped, not read: a header declaring a shape larger than the file is refused before
+        # anything that size is allocated.
+        array = np.load(path, mmap_mode="r", allow_pickle=False) if found else None
+    except Exception as error:  # noqa: BLE001 — numpy raises several types for a malformed header
+        raise SourceError(path, f"not a readable .npy array ({_path_reason(error) or 'empty file'})") from None
+    if array is None:
+        raise SourceError(path, "file not found")
+    try:
+        batch = as_photo_input(array, contract.size) if contract.is_photo else as_model_input(array)
+    except ValueError as error:
+        raise SourceError(path, f"{error}") from None
+    if len(batch) == 0:
+        raise SourceError(path, f"holds no images (shape {array.shape})")
+    return batch
