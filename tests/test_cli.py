@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,14 +72,26 @@ def test_predict_prints_json_for_png_and_npy(run_dir, tmp_path, capsys):
     assert "not a readable image" in results[3]["error"]
 
 
-def test_predict_rejects_wrong_sizes_clearly(tmp_path, capsys, tiny_dataset):
-    from apparel.training import train
+def test_predict_says_what_is_wrong_with_each_input(tmp_path, capsys, tiny_dataset):
+    from PIL import ImageDraw
+
     from apparel.config import TrainConfig
+    from apparel.training import train
 
     train(TrainConfig(epochs=1, hidden=8), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
-    Image.new("L", (40, 30)).save(tmp_path / "big.png")
-    assert main(["predict", "--model-dir", str(tmp_path / "run"), str(tmp_path / "big.png")]) == 1
-    assert "40×30 pixels" in capsys.readouterr().err
+    np.save(tmp_path / "wide.npy", np.full((2, 40, 30), 0.5, dtype=np.float32))
+    Image.new("L", (40, 30)).save(tmp_path / "blank.png")
+    garment = Image.new("L", (40, 30))
+    ImageDraw.Draw(garment).rectangle((10, 5, 30, 25), fill=200)
+    garment.save(tmp_path / "garment.png")  # any size of photo goes through the photo pipeline
+    files = [str(tmp_path / name) for name in ("wide.npy", "blank.png")]
+    assert main(["predict", "--model-dir", str(tmp_path / "run"), *files]) == 1  # nothing predicted
+    error = capsys.readouterr().err
+    assert "wide.npy: error: images must be 28×28 arrays" in error and "got 2×40×30" in error
+    assert "blank.png: error: image is all one colour" in error
+    assert main(["predict", "--model-dir", str(tmp_path / "run"), *files, str(tmp_path / "garment.png"), "--json"]) == 0
+    results = {Path(result["file"]).name: result for result in json.loads(capsys.readouterr().out)}
+    assert "label" in results["garment.png"] and "error" in results["blank.png"]
 
 
 def test_a_bad_value_is_one_line_naming_the_parameter_and_its_flag(tmp_path, capsys):
