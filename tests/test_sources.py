@@ -78,7 +78,7 @@ def test_paths_from_a_catalog_stay_inside_the_images_dir(tmp_path):
         with pytest.raises(ValueError, match="refused"):
             resolve_inside(escape, images)
     os.symlink(tmp_path / "secret.png", images / "link.png")
-    with pytest.raises(ValueError, match="outside --images-dir"):
+    with pytest.raises(ValueError, match="outside images_dir"):
         resolve_inside("link.png", images)
 
 
@@ -106,7 +106,7 @@ def test_a_slow_url_times_out(server):
     start = time.monotonic()
     with pytest.raises(ValueError, match="timed out after 0.5 s"):
         fetch_url(f"{base}/slow/dress.png", FetchConfig(timeout=0.5, allow_private=True))
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 30  # the server answers after 60 s: only the deadline ends it sooner
 
 
 @contextlib.contextmanager
@@ -153,7 +153,7 @@ def test_a_server_trickling_bytes_cannot_outlast_the_deadline():
             start = time.monotonic()
             with pytest.raises(ValueError, match="timed out after 1 s"):
                 fetch_url(f"{base}/shirt.png", LOCAL)
-            assert time.monotonic() - start < 2.0
+            assert time.monotonic() - start < 30  # the whole body takes 200 s to trickle
     # Without a Content-Length the cut-short body is not taken for the whole one.
     with trickling_server(b"HTTP/1.0 200 OK\r\n\r\n", b"x" * 1000) as base:
         with pytest.raises(ValueError, match="timed out after 1 s"):
@@ -161,17 +161,20 @@ def test_a_server_trickling_bytes_cannot_outlast_the_deadline():
 
 
 def test_a_slow_dns_lookup_counts_against_the_deadline(monkeypatch):
-    real = socket.getaddrinfo
+    answered = threading.Event()
 
-    def slow(host, *args, **kwargs):
-        time.sleep(2.0)
-        return real(host, *args, **kwargs)
+    def slow(host, *args, **kwargs):  # a resolver that hangs, and never asks the real network
+        answered.wait(60)
+        raise socket.gaierror(socket.EAI_AGAIN, "no answer")
 
     monkeypatch.setattr(socket, "getaddrinfo", slow)
     start = time.monotonic()
-    with pytest.raises(ValueError, match="cannot resolve host 'shop.example': timed out"):
-        fetch_url("http://shop.example/shirt.png", FetchConfig(timeout=0.5))
-    assert time.monotonic() - start < 1.5
+    try:
+        with pytest.raises(ValueError, match="cannot resolve host 'shop.example': timed out"):
+            fetch_url("http://shop.example/shirt.png", FetchConfig(timeout=0.5))
+        assert time.monotonic() - start < 30  # the lookup would take 60 s: the deadline ended it
+    finally:
+        answered.set()  # the lookup's thread ends now, not after the test
 
 
 def test_urls_are_percent_encoded_and_idn_hosts_sent_as_punycode(server, image_folder, monkeypatch):

@@ -113,6 +113,17 @@ def checked_addresses(host: str, port: int, allow_private: bool = False, timeout
     return addresses
 
 
+def _pinned_pool(scheme: str, address: str, port: int, host: str, seconds: float):
+    """A one-connection pool to the checked ``address`` that still verifies ``host``'s certificate."""
+    import urllib3
+
+    timeout = urllib3.Timeout(connect=seconds, read=seconds)
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                                           cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host)
+    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+
+
 def fetch_url(url: str, config: FetchConfig = FetchConfig()) -> bytes:
     """The body of an http(s) URL, within ``config``'s deadline, size cap and redirect limit.
 
@@ -137,15 +148,7 @@ def fetch_url(url: str, config: FetchConfig = FetchConfig()) -> bytes:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise timed_out
-        timeout = urllib3.Timeout(connect=remaining, read=remaining)
-        if scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
-                address, port, timeout=timeout, retries=False, maxsize=1,
-                cert_reqs="CERT_REQUIRED", server_hostname=host, assert_hostname=host,
-            )
-        else:
-            pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
-        watchdog = _Watchdog(remaining)
+        pool, watchdog = _pinned_pool(scheme, address, port, host, remaining), _Watchdog(remaining)
         pool.ConnectionCls = watchdog.watching(pool.ConnectionCls)
         headers = {"Host": host_header, "User-Agent": config.user_agent, "Accept": "image/*",
                    "Accept-Encoding": "identity"}

@@ -133,16 +133,16 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
         raise SourceError(value, "empty image path")
     posix = PurePosixPath(text.replace("\\", "/"))
     if posix.is_absolute() or re.match(r"^[A-Za-z]:", text):
-        raise SourceError(value, "absolute paths are refused; give a path relative to --images-dir")
+        raise SourceError(value, "absolute paths are refused; give a path relative to images_dir (the images folder)")
     if ".." in posix.parts:
-        raise SourceError(value, "'..' is refused; image paths must stay inside --images-dir")
+        raise SourceError(value, "'..' is refused; image paths must stay inside images_dir (the images folder)")
     try:
         root = Path(images_dir).resolve()
         resolved = (root / Path(*posix.parts)).resolve()
     except (OSError, RuntimeError, ValueError) as error:  # a symbolic link loop (RuntimeError), a NUL byte
         raise SourceError(value, f"cannot resolve the path ({_path_reason(error)})") from None
     if not resolved.is_relative_to(root):
-        raise SourceError(value, f"leads outside --images-dir {root} (through a symbolic link); refused")
+        raise SourceError(value, f"leads outside images_dir {root} (through a symbolic link); refused")
     return resolved
 
 
