@@ -16,6 +16,18 @@ from apparel.data import DEFAULT_DATA_DIR, FILES, Dataset  # noqa: E402
 NUM_SAMPLES = 256
 REAL_DATA = (DEFAULT_DATA_DIR / FILES["test_labels"][0]).is_file()
 needs_real_data = pytest.mark.skipif(not REAL_DATA, reason="dataset-fashion-mnist is not installed (make setup)")
+# `make test` sets this: it has just run `make setup`, so a test skipped for something setup
+# installs (the data, Chromium, PostgreSQL) means a broken install, and fails instead.
+STRICT = os.environ.get("APPAREL_STRICT_SKIPS") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if STRICT and report.skipped and "make setup" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"skipped although `make setup` has run: {report.longrepr}"
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -14,6 +14,7 @@ from apparel.data import CLASS_NAMES
 from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
 from conftest import PHOTO_CLASSES, render_photo
+from playwright import sync_api  # a dev dependency: missing is a broken install, not a skip
 from serving import garment_photo, running_server, train_tiny_model
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -25,7 +26,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: `make setup` installs Debian's chromium")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (make setup)")
 
 
 @pytest.fixture(scope="module")

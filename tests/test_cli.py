@@ -30,11 +30,10 @@ def test_data_reports_missing_files_as_an_error(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    pytest.importorskip("tensorflow")
     from conftest import REAL_DATA
 
     if not REAL_DATA:
-        pytest.skip("dataset-fashion-mnist is not installed")
+        pytest.skip("dataset-fashion-mnist is not installed (make setup)")
     out = tmp_path_factory.mktemp("run")
     assert main(["train", "--out", str(out), "--epochs", "1", "--limit", "2000", "--hidden", "64"]) == 0
     return out

@@ -2,19 +2,14 @@
 
 import json
 
-import pytest
-
 from apparel.inference.prediction import DEFAULT_MODEL_DIR, Predictor
 from conftest import needs_real_data
-
-pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "model.keras").is_file(), reason="no shipped model")
 
 
 def test_shipped_model_is_small_and_complete():
     assert (DEFAULT_MODEL_DIR / "model.keras").stat().st_size <= 5 * 1024 * 1024
     config = json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())
     assert config["seed"] is not None and "versions" in config
-
 
 @needs_real_data
 def test_shipped_model_scores_its_stated_test_accuracy():
