@@ -1,0 +1,75 @@
+"""Evaluation figures against values worked out by hand, not by the code under test."""
+
+import math
+
+import numpy as np
+import pytest
+
+from apparel.evaluation import classification_report, evaluate_model, evaluate_run, most_confused_pairs
+
+NAMES = ("a", "b", "c")
+# Six images: true classes and what a model said.
+LABELS = np.array([0, 0, 0, 1, 1, 2])
+PREDICTED = np.array([0, 0, 1, 1, 2, 1])
+
+
+def test_per_class_figures_and_the_confusion_matrix_match_a_hand_count():
+    report = classification_report(LABELS, PREDICTED, NAMES)
+    # Rows are true classes: a → a twice and b once; b → b once and c once; c → b once.
+    assert report["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 1, 0]]
+    # a: said 2 times, right both times (precision 1), found 2 of its 3 (recall 2/3), F1 = 0.8.
+    # b: said 3 times, right once (1/3), found 1 of 2 (1/2), F1 = 2·(1/3)(1/2)/(5/6) = 0.4.
+    # c: said once, wrongly (0), found 0 of 1 (0), F1 0.
+    assert report["per_class"] == {
+        "a": {"precision": 1.0, "recall": 0.6667, "f1": 0.8, "support": 3},
+        "b": {"precision": 0.3333, "recall": 0.5, "f1": 0.4, "support": 2},
+        "c": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+    }
+
+
+def test_confused_pairs_count_mistakes_both_ways_most_first():
+    # b ↔ c: one b taken for c and one c taken for b; a ↔ b: one a taken for b; a ↔ c: none.
+    assert classification_report(LABELS, PREDICTED, NAMES)["most_confused"] == [
+        {"classes": ["b", "c"], "mistakes": 2},
+        {"classes": ["a", "b"], "mistakes": 1},
+    ]
+    matrix = np.array([[5, 0, 3], [4, 5, 0], [1, 2, 5]])  # a↔c 4, a↔b 4, b↔c 2; ties keep matrix order
+    assert most_confused_pairs(matrix, NAMES, count=2) == [
+        {"classes": ["a", "b"], "mistakes": 4},
+        {"classes": ["a", "c"], "mistakes": 4},
+    ]
+
+
+class FixedLogits:
+    """A stand-in model whose logits are given: loss and accuracy can be worked out by hand."""
+
+    def __init__(self, logits):
+        self.logits = np.asarray(logits, dtype=np.float32)
+
+    def predict(self, images, batch_size=None, verbose=0):
+        return self.logits[: len(images)]
+
+
+def test_loss_and_accuracy_are_the_cross_entropy_and_hit_rate_of_the_logits():
+    logits = [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [3.0, 0.0, 1.0]]
+    labels = np.array([0, 2, 1, 2])
+    figures = evaluate_model(FixedLogits(logits), np.zeros((4, 28, 28)), labels)
+    # Hits: row 0 only (row 2 ties, and argmax takes the first class, 0, not the label 1).
+    assert figures["accuracy"] == 0.25
+    losses = [math.log(math.exp(2) + 2) - 2, math.log(math.e + 2), math.log(3), math.log(math.exp(3) + 1 + math.e) - 1]
+    assert figures["loss"] == pytest.approx(sum(losses) / 4, rel=1e-5)
+
+
+def test_a_runs_test_accuracy_is_the_share_of_argmax_hits(tiny_dataset, tmp_path):
+    from apparel.config import TrainConfig
+    from apparel.inference.prediction import Predictor
+    from apparel.training import train
+
+    result = train(TrainConfig(epochs=1, hidden=16), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
+    # Counted here from the predictor's probabilities, not through evaluate_model.
+    hits = Predictor.from_dir(tmp_path / "run").predict_proba(tiny_dataset.x_test).argmax(axis=1) == tiny_dataset.y_test
+    assert result.metrics["test_accuracy"] == pytest.approx(hits.mean(), abs=1e-9)
+    report = evaluate_run(tmp_path / "run", dataset=tiny_dataset, write=False)
+    assert report["test_accuracy"] == pytest.approx(hits.mean(), abs=1e-9)
+    assert np.sum(report["confusion_matrix"]) == len(tiny_dataset.y_test)
+    assert np.trace(report["confusion_matrix"]) == hits.sum()
