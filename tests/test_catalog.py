@@ -527,3 +527,43 @@ def test_our_tag_is_added_once_and_replaced_only_with_overwrite():
     assert _with_tag("summer, APPAREL:dress", "apparel:Dress", "apparel:", False) == "summer, APPAREL:dress"
     assert _with_tag("summer, apparel:Coat", "apparel:Dress", "apparel:", False) == "summer, apparel:Coat"
     assert _with_tag("apparel:Coat, summer", "apparel:Dress", "apparel:", True) == "summer, apparel:Dress"
+
+
+def test_edits_are_spliced_in_file_order_whatever_order_they_come_in():
+    from apparel.shop.splice import splice
+
+    text = "a,b,c\r\nd,e,f"
+    assert splice(text, [(9, 10, "E"), (0, 1, "A"), (4, 5, "C")]) == "A,b,C\r\nd,E,f"
+    assert splice(text, []) == text
+
+
+def test_a_products_cells_go_to_the_row_that_carries_its_title(shop, model_dir):
+    shop_dir, _ = shop
+    rows = [row(handle="late-title", image_src="images/dress.png", image_position="1"),
+            row(handle="late-title", title="Late Title", vendor="Acme", status="active")]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
+    written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
+    assert written[1][4:7] == ["", "", ""]  # the first row has the image, but no title: left alone
+    assert written[2][4:7] == [DRESSES, "Dress", "apparel:Dress"]
+
+
+def test_the_command_passes_overwrite_on(shop, photo_run, capsys):
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    flags = ["catalog", str(source), "--model", str(photo_run), "--images-dir", str(shop_dir), "--min-confidence", "0",
+             "--allow-private", "--timeout", "0.5"]
+
+    def old_coat(out):
+        written = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"), newline="")))
+        return next(cells for cells in written if cells[0] == "old-coat")
+
+    assert main([*flags, "--out", str(shop_dir / "kept.csv")]) == 0
+    assert old_coat(shop_dir / "kept.csv")[4] == rows[5][4]  # filled already: kept
+    assert main([*flags, "--out", str(shop_dir / "replaced.csv"), "--overwrite"]) == 0
+    replaced = old_coat(shop_dir / "replaced.csv")
+    assert replaced[4] != rows[5][4] and replaced[4] in set(load_mapping().values())
+    capsys.readouterr()
