@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from apparel.cli import main
+from apparel.data import CLASS_NAMES
 from conftest import needs_real_data
 
 
@@ -91,6 +92,61 @@ def test_predict_says_what_is_wrong_with_each_input(tmp_path, capsys, tiny_datas
     assert main(["predict", "--model-dir", str(tmp_path / "run"), *files, str(tmp_path / "garment.png"), "--json"]) == 0
     results = {Path(result["file"]).name: result for result in json.loads(capsys.readouterr().out)}
     assert "label" in results["garment.png"] and "error" in results["blank.png"]
+
+
+def test_predict_csv_has_one_padded_row_per_input(tmp_path, capsys, tiny_dataset):
+    import csv
+    import io
+
+    from apparel.config import TrainConfig
+    from apparel.training import train
+
+    train(TrainConfig(epochs=1, hidden=8), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
+    np.save(tmp_path / "two.npy", tiny_dataset.x_test[:2])
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert main(["predict", "--model-dir", str(tmp_path / "run"), str(tmp_path / "two.npy"), str(tmp_path / "bad.png"),
+                 "--csv", "--top-k", "2"]) == 0
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
+    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "error"]
+    assert [row[0] for row in rows[1:]] == [f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(tmp_path / "bad.png")]
+    assert all(len(row) == 6 for row in rows)  # the failed row is padded to the header's width
+    for row in rows[1:3]:
+        assert row[1] in CLASS_NAMES and row[3] in CLASS_NAMES and float(row[2]) >= float(row[4]) and row[5] == ""
+    assert rows[3][1:5] == ["", "", "", ""] and "not a readable image" in rows[3][5]
+
+
+def test_models_lists_every_registered_model_with_its_defaults(capsys):
+    from apparel.models import MODELS
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, spec in MODELS.items():
+        assert f"{name} " in out and spec.description in out
+    assert "hidden=256, outputs=20" in out  # the walk-through's model, as the reference builds it
+
+
+@needs_real_data
+def test_data_keras_cache_makes_keras_load_data_work_offline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert main(["data", "--keras-cache"]) == 0
+    assert "Installed into Keras's cache" in capsys.readouterr().out
+    cached = sorted(path.name for path in (tmp_path / "keras" / "datasets" / "fashion-mnist").iterdir())
+    assert cached == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz",
+                      "train-labels-idx1-ubyte.gz"]
+
+
+def test_bench_search_runs_n_distinct_trials_from_the_command(idx_dir, tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "export"
+    flags = ["bench", "--optimizers", "adam,sgd", "--activations", "relu,tanh", "--search", "3", "--epochs", "1",
+             "--hidden", "8", "--storage", f"sqlite:///{tmp_path / 'bench.db'}", "--data-dir", str(idx_dir),
+             "--no-verify-data", "--export", str(out)]
+    assert main(flags) == 0
+    assert "3 TPE trials over a space of 4" in capsys.readouterr().err
+    with open(out / "results.csv", newline="") as handle:
+        records = list(csv.DictReader(handle))
+    assert len(records) == 3 and len({(r["optimizer"], r["activation"]) for r in records}) == 3
 
 
 def test_a_bad_value_is_one_line_naming_the_parameter_and_its_flag(tmp_path, capsys):

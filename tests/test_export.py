@@ -36,9 +36,12 @@ def test_saved_model_matches_keras(run_dir, tmp_path, tiny_dataset):
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
 
 
-def test_onnx_matches_keras(run_dir, tmp_path, tiny_dataset):
+def test_onnx_from_the_command_matches_keras(run_dir, tmp_path, tiny_dataset, capsys):
     import onnxruntime
-    path = export_model(run_dir, "onnx", tmp_path / "model.onnx")
+
+    path = tmp_path / "model.onnx"
+    assert main(["export", str(run_dir), "--format", "onnx", "--out", str(path)]) == 0
+    assert capsys.readouterr().out.split() == [str(path), f"{path}.json"]  # the model, then its contract
     session = onnxruntime.InferenceSession(str(path))
     probabilities = session.run(None, {session.get_inputs()[0].name: tiny_dataset.x_test})[0]
     expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)

@@ -281,3 +281,31 @@ def test_a_killed_saves_temporary_does_not_make_a_folder_foreign(tiny_dataset, t
     train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0)
     assert not leftover.exists()
     assert sorted(path.name for path in run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.keras"]
+
+
+def test_a_best_epoch_from_before_an_interruption_is_the_saved_model(tiny_dataset, tmp_path):
+    import shutil
+
+    import keras
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    config = QUICK.replace(epochs=4, validation_split=0.25)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, callbacks=[Interrupt()])
+    state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
+    best = tmp_path / "checkpoints" / state["best_checkpoint"]
+    kept = shutil.copy(best, tmp_path / "best-before.keras")  # the run removes its checkpoints when done
+    # No later epoch can beat a perfect score: the best epoch stays the one before the interruption.
+    history = json.loads((tmp_path / "history.json").read_text())
+    history["val_accuracy"][state["best_epoch"] - 1] = 1.0
+    (tmp_path / "history.json").write_text(json.dumps(history))
+
+    result = train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, resume=True)
+    expected = keras.models.load_model(kept, compile=False).get_weights()
+    for saved, wanted in zip(Predictor.from_dir(tmp_path).model.get_weights(), expected):
+        np.testing.assert_array_equal(saved, wanted)
+    assert result.metrics["best_epoch"] == state["best_epoch"]
