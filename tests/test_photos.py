@@ -280,3 +280,38 @@ def test_photo_rgb_steps_end_in_photo_to_rgb(tmp_path):
     out = photos.draw_steps(photo, tmp_path / "steps.png", contract=contract)
     with Image.open(out) as image:
         assert image.format == "PNG"
+
+
+@pytest.mark.parametrize("odd", [(0, 0), (299, 0), (0, 399), (299, 399)], ids=["top left", "top right", "bottom left",
+                                                                                "bottom right"])
+def test_the_background_is_the_colour_most_corners_agree_on(odd):
+    from apparel.images.photos import corner_colour
+
+    photo = garment_photo(background=(200, 210, 220))
+    photo.putpixel(odd, (10, 250, 10))  # a watermark's speck in one corner
+    assert corner_colour(photo) == (200, 210, 220)
+
+
+def test_the_square_canvas_takes_the_photos_own_background():
+    from apparel.images.photos import pipeline_steps
+
+    background = (90, 140, 200)  # a blue studio wall, not white
+    wide = garment_photo(size=(400, 300), box=(40, 100, 360, 200), colour=(240, 240, 240), background=background)
+    steps = dict(pipeline_steps(wide))
+    padded = np.asarray(steps["padded"])
+    # The garment is wide: the canvas shows above and below it, in the wall's colour.
+    for row in (padded[0], padded[-1]):
+        np.testing.assert_allclose(row, np.broadcast_to(background, row.shape), atol=2)
+    assert np.asarray(steps["stretched"])[[0, -1]].max() == 0  # and it is background (black) in the input
+
+
+def test_a_callers_float_array_is_never_changed():
+    from apparel.inference.inputs import as_model_input
+
+    images = np.linspace(0, 255, 2 * 28 * 28, dtype=np.float32).reshape(2, 28, 28)
+    original = images.copy()
+    scaled = as_model_input(images)
+    np.testing.assert_array_equal(images, original)  # divided into a new array, not in place
+    np.testing.assert_allclose(scaled, original / 255, rtol=1e-6)
+    unit = original / 255
+    assert as_model_input(unit) is not None and np.array_equal(unit, original / 255)
