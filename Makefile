@@ -35,6 +35,8 @@ $(BIN)/apparel: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,ray]'  # ray: the batch tests run a local cluster
+	# TF Serving's gRPC stubs: the package requires `tensorflow`, which would replace tensorflow-cpu.
+	$(BIN)/pip install -q --no-deps 'tensorflow-serving-api>=2.21,<2.22'
 	@touch $@
 
 # The main job: the reference model on the real data, evaluated and plotted.

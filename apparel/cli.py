@@ -376,8 +376,10 @@ def _add_models(commands) -> None:
 
 
 def _add_serve(commands) -> None:
-    serve = commands.add_parser("serve", help="serve predictions over HTTP: TF-Serving REST API, photo uploads, web page")
-    serve.add_argument("model_dir", nargs="?", help="run directory (default: the shipped photo model)")
+    serve = commands.add_parser("serve", help="serve models by name: TF Serving REST, Open Inference Protocol (HTTP, "
+                                              "gRPC), photo uploads, web page; hot reload of --model-repository")
+    serve.add_argument("model_dir", nargs="?", help="one run directory, served as `apparel` (default: the shipped models "
+                                                    "fashion-mnist and photos, or --model-repository)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_config_flags(serve, ServiceConfig)

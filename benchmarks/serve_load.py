@@ -16,6 +16,13 @@ the accepted requests, and errors other than 503, which must be none.
     .venv/bin/python benchmarks/serve_load.py                       # the shipped model
     .venv/bin/python benchmarks/serve_load.py --model-dir runs/reference --seconds 5
     .venv/bin/python benchmarks/serve_load.py --clients 16 --overload-clients 256 --overload-cap 16
+    .venv/bin/python benchmarks/serve_load.py --protocols           # REST, V2 HTTP, gRPC; version swaps
+
+``--protocols`` serves both shipped models from a temporary model repository (gRPC on a port free
+when it is picked) and measures 16 clients (``--protocol-clients``) of each protocol on each
+model, single-image requests of 0–255 integers (JSON for REST and V2, raw ``UINT8`` for gRPC), then
+a level of REST load on the Fashion-MNIST model during which ``--swaps`` new versions appear, one
+every ``--swap-every`` s: failed requests (the target is 0) and the seconds each took to serve.
 
 The load generator shares the machine's cores with the server, so it is kept lean: each client is a
 coroutine speaking HTTP/1.1 over its own asyncio connection, with the request bytes built once
@@ -191,6 +198,152 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
                        round(1000 * client_cpu / max(1, answered), 3))
 
 
+def protocol_request(protocol: str, model: str, port: int, shape: tuple[int, ...], input_name: str):
+    """One single-image request of ``protocol``: HTTP bytes ready to write, or a gRPC message."""
+    image = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
+    if protocol == "grpc":
+        from tritonclient.grpc import service_pb2
+
+        request = service_pb2.ModelInferRequest(model_name=model)
+        request.inputs.add(name=input_name, datatype="UINT8", shape=[1, *shape])
+        request.raw_input_contents.append(image.tobytes())
+        return request
+    if protocol == "rest":
+        path, payload = f"/v1/models/{model}:predict", {"instances": [image.tolist()]}
+    else:
+        path = f"/v2/models/{model}/infer"
+        payload = {"inputs": [{"name": input_name, "shape": [1, *shape], "datatype": "UINT8",
+                               "data": image.ravel().tolist()}]}
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def grpc_client(stub, request, stop: float, budget: list[int], answers: list[tuple[float, int]],
+                      errors: list[int], honour_retry_after: bool = False):
+    """The gRPC twin of ``raw_client``: one call at a time on the shared channel."""
+    import grpc
+
+    while budget[0] > 0 and time.perf_counter() < stop:
+        budget[0] -= 1
+        started = time.perf_counter()
+        try:
+            await stub.ModelInfer(request, timeout=10)
+        except grpc.aio.AioRpcError:
+            errors[0] += 1
+            continue
+        answers.append((time.perf_counter() - started, 200))
+
+
+async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
+                             seconds: float, max_requests: int, shape, input_name: str) -> LevelResult:
+    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors."""
+    request = protocol_request(protocol, model, http_port, shape, input_name)
+    answers: list[tuple[float, int]] = []
+    errors, budget = [0], [max_requests]
+    started = time.perf_counter()
+    if protocol == "grpc":
+        import grpc
+        from tritonclient.grpc import service_pb2_grpc
+
+        async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            await asyncio.gather(*(grpc_client(stub, request, started + seconds, budget, answers, errors)
+                                   for _ in range(clients)))
+    else:
+        await asyncio.gather(*(raw_client(http_port, request, started + seconds, budget, answers, errors)
+                               for _ in range(clients)))
+    elapsed = time.perf_counter() - started
+    statuses = np.array([status for _, status in answers], dtype=int)
+    milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
+    failed = errors[0] + int((statuses != 200).sum())
+    return LevelResult(clients, len(answers), failed, round(elapsed, 3), round(len(answers) / elapsed, 1),
+                       percentile(milliseconds, 50), percentile(milliseconds, 99),
+                       round(int((statuses == 200).sum()) / elapsed, 1), percentile(milliseconds[statuses == 200], 99),
+                       0.0, failed, None, None, 0.0)
+
+
+def free_port() -> int:
+    """A port free now, for the server's gRPC (its HTTP port is chosen by the server itself)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return probe.getsockname()[1]
+
+
+def measure_protocols(args) -> dict:
+    """REST, V2 HTTP and gRPC at ``--protocol-clients`` on both shipped models, served from a
+    temporary model repository; then the swap level: ``--swaps`` new versions of the Fashion-MNIST
+    model, one every ``--swap-every`` s, under the same load over REST, counting failed requests."""
+    import shutil
+    import urllib.request
+
+    summary = {}
+    with tempfile.TemporaryDirectory() as folder:
+        repository = Path(folder)
+        for name, source in (("fashion-mnist", ROOT / "models" / "default"), ("photos", ROOT / "models" / "photos")):
+            shutil.copytree(source, repository / name / "1")
+        grpc_port = free_port()
+        server = start_server(None, ["--model-repository", str(repository), "--grpc-port", str(grpc_port),
+                                     "--poll-interval-s", str(args.poll_interval), *args.server_arg])
+        try:
+            port = wait_ready(server)
+            for model in ("fashion-mnist", "photos"):
+                metadata = json.load(urllib.request.urlopen(f"http://{HOST}:{port}/v2/models/{model}"))
+                shape, input_name = tuple(metadata["inputs"][0]["shape"][1:]), metadata["inputs"][0]["name"]
+                for protocol in ("rest", "v2", "grpc"):
+                    asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
+                                                   args.warmup, args.requests, shape, input_name))
+                    result = asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
+                                                            args.seconds, args.requests, shape, input_name))
+                    key = f"{protocol}_{model}"
+                    summary.update({f"rps_{key}": result.rps, f"p50_ms_{key}": result.p50_ms,
+                                    f"p99_ms_{key}": result.p99_ms, f"errors_{key}": result.errors})
+                    print(f"{protocol:>4} {model:<13} {args.protocol_clients} clients: {result.rps:8.1f} req/s  "
+                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+            if args.swaps:
+                summary.update(swap_level(args, repository, port, grpc_port))
+        finally:
+            stop_server(server)
+    return summary
+
+
+def swap_level(args, repository: Path, port: int, grpc_port: int) -> dict:
+    """Load on the Fashion-MNIST model while new versions appear (each copied aside, then renamed
+    into the repository so it appears whole); how long each took to serve, and failed requests."""
+    import shutil
+    import threading
+    import urllib.request
+
+    metadata_url = f"http://{HOST}:{port}/v2/models/fashion-mnist"
+    metadata = json.load(urllib.request.urlopen(metadata_url))
+    shape, input_name = tuple(metadata["inputs"][0]["shape"][1:]), metadata["inputs"][0]["name"]
+    delays = []
+
+    def swap():
+        for version in range(2, args.swaps + 2):
+            time.sleep(args.swap_every)
+            staging = repository / f".staging-{version}"
+            shutil.copytree(repository / "fashion-mnist" / "1", staging)
+            staging.rename(repository / "fashion-mnist" / str(version))
+            appeared = time.monotonic()
+            while json.load(urllib.request.urlopen(metadata_url))["versions"][-1] != str(version):
+                time.sleep(0.05)
+            delays.append(round(time.monotonic() - appeared, 2))
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    seconds = args.swap_every * (args.swaps + 1) + 2 * args.poll_interval
+    result = asyncio.run(run_protocol_level("rest", "fashion-mnist", port, grpc_port, args.protocol_clients,
+                                            seconds, 10**9, shape, input_name))
+    swapper.join()
+    print(f"swap: {args.swaps} new versions under {args.protocol_clients} clients: {result.requests} requests, "
+          f"errors {result.errors}, seconds to serve each {delays} (poll {args.poll_interval} s)", flush=True)
+    return {"swaps": args.swaps, "swap_errors": result.errors, "swap_requests": result.requests,
+            "swap_rps": result.rps, "swap_p99_ms": result.p99_ms, "swap_seconds_to_serve": delays}
+
+
 def percentile(milliseconds: np.ndarray, q: float) -> float:
     return round(float(np.percentile(milliseconds, q)), 2) if len(milliseconds) else float("nan")
 
@@ -257,8 +410,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overload-retry", choices=("after", "at-once"), default="after",
                         help="after a 503 the overload clients wait for its Retry-After (default), or ask again "
                              "at once (the worst case: a flood of refusals competing with the work)")
+    parser.add_argument("--protocols", action="store_true",
+                        help="instead: REST, V2 HTTP and gRPC on both shipped models, then the version-swap level")
+    parser.add_argument("--protocol-clients", type=int, default=16, help="clients per protocol level (default 16)")
+    parser.add_argument("--swaps", type=int, default=5, help="new versions during the swap level (default 5; 0: none)")
+    parser.add_argument("--swap-every", type=float, default=3.0, help="seconds between two new versions (default 3)")
+    parser.add_argument("--poll-interval", type=float, default=1.0, help="the server's --poll-interval-s (default 1)")
     parser.add_argument("--out", help="also write the JSON summary here")
     args = parser.parse_args(argv)
+    if args.protocols:
+        summary = {"cpus": os.cpu_count(), **measure_protocols(args)}
+        summary["errors"] = sum(value for key, value in summary.items() if key.startswith(("errors_", "swap_errors")))
+        if args.out:
+            Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary))
+        return 0 if summary["errors"] == 0 else 1
     levels = [int(n) for n in args.clients.split(",") if n.strip()]
     if not levels or min(levels) < 1 or args.seconds <= 0 or args.requests < 1:
         parser.error("--clients must list positive integers; --seconds and --requests must be positive")

@@ -161,8 +161,8 @@ def test_page_and_its_files_are_served(client):
     assert "cdn" not in docs.text.lower()  # the docs page works offline
     assert client.get("/docs-static/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {PREDICT, "/predict", "/v1/models/apparel", "/v1/models/apparel/metadata", "/v2/health/live",
-            "/v2/health/ready", "/metrics"} <= set(paths)
+    assert {"/v1/models/{name}:predict", "/predict", "/v1/models/{name}", "/v1/models/{name}/metadata",
+            "/v2/health/live", "/v2/health/ready", "/metrics", "/v2/models/{name}/infer"} <= set(paths)
 
 
 # ---------------------------------------------------------------- a photo model: the service follows its contract
@@ -275,7 +275,7 @@ def test_photo_model_metadata_and_page_description(photo_client, photo_predictor
     schema = photo_client.get("/openapi.json").json()
     parameters = {item["name"]: item for item in schema["paths"]["/predict"]["post"]["parameters"]}
     assert parameters["top_k"]["schema"]["anyOf"][0]["maximum"] == 3
-    assert "32×32×3" in schema["paths"][PREDICT]["post"]["summary"]
+    assert "32×32×3" in schema["paths"]["/v1/models/{name}:predict"]["post"]["summary"]
 
 
 def test_photo_model_batcher_uses_the_contract_shape(photo_predictor):
@@ -315,11 +315,13 @@ def test_metrics_count_routes_statuses_latency_and_batches(client):
     client.get("/docs")
     client.get("/static/app.js")
     text = client.get("/metrics").text
-    assert f'apparel_http_requests_total{{method="POST",route="{PREDICT}",status="200"}}' in text
-    assert f'apparel_http_requests_total{{method="POST",route="{PREDICT}",status="422"}}' in text
+    route = "/v1/models/{name}:predict"  # the template: one series for every model name
+    assert f'apparel_http_requests_total{{method="POST",route="{route}",status="200"}}' in text
+    assert f'apparel_http_requests_total{{method="POST",route="{route}",status="422"}}' in text
+    assert 'apparel_predictions_total{model="apparel",protocol="rest",status="200",version="' in text
     assert 'route="other",status="404"' in text
     assert 'route="/docs",status="200"' in text and 'route="/static",status="200"' in text
-    assert f'apparel_http_request_duration_seconds_count{{route="{PREDICT}"}}' in text
+    assert f'apparel_http_request_duration_seconds_count{{route="{route}"}}' in text
     assert "apparel_batch_size_count" in text and "apparel_inference_seconds_count" in text
 
 

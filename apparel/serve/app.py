@@ -1,26 +1,23 @@
-"""The prediction service: a FastAPI app over a loaded `Predictor`, and `run_server` to serve it.
+"""The prediction service: a FastAPI app over a registry of models, and `run_server` to serve it.
 
-Three layers, as in Ludwig's ``serve.py``: ``create_app(predictor)`` builds the app (tests call it
-in-process), ``run_server(model_dir, host, port)`` loads the model once and runs it with uvicorn,
-and ``apparel serve`` parses the flags.
+Three layers, as in Ludwig's ``serve.py``: ``create_app(predictor_or_registry)`` builds the app
+(tests call it in-process), ``run_server(model_dir, host, port)`` loads the models and runs it with
+uvicorn, and ``apparel serve`` parses the flags.
 
-    >>> from apparel.inference.prediction import Predictor, resolve_model_dir
+    >>> from apparel.inference.prediction import Predictor
     >>> from apparel.serve.app import create_app, run_server
-    >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)
-    >>> run_server("runs/reference", host="127.0.0.1", port=8000)      # blocks; Ctrl-C stops it
+    >>> app = create_app(Predictor.from_dir("runs/reference"), max_batch=32)   # one model, "apparel"
+    >>> run_server(model_repository="models", grpc_port=8001)   # blocks; Ctrl-C stops it
 
-The app follows the served model's input contract (``apparel.contract``): a Fashion-MNIST model
-takes 28×28 arrays, a photo model S×S×3 RGB arrays, and both take image files (``{"b64": ...}``
-instances and uploads), which ``photos.photo_input`` makes into the model's input. Class names,
-top-k bound, store categories, previews and metadata come from the contract too.
-
-Endpoints: TensorFlow Serving's REST API (``POST /v1/models/apparel:predict``, ``GET
-/v1/models/apparel``, ``GET /v1/models/apparel/metadata``), photo uploads (``POST /predict``),
-health (``/v2/health/live``, ``/v2/health/ready``), Prometheus ``/metrics``, OpenAPI ``/docs``, and
-the web page at ``/``. Every client mistake is a 4xx ``{"error": "<what to do>"}``; a request the
-service cannot take now (too many at once, a full queue, an answer past its deadline) is a 503
-with ``Retry-After``. The limits and timeouts are ``ServiceConfig``'s; ``admission``, ``security``
-and ``server`` apply them.
+Several models by name, each with versions (``registry``, ``repository``, hot reload in
+``reload``), each following its own input contract (``apparel.contract``). Protocols:
+TensorFlow Serving's REST API (``tfserving``), the Open Inference Protocol over HTTP (``v2``) and
+gRPC with TF Serving's PredictionService (``grpc_server``); here: photo uploads (``POST
+/predict``, to the default model), health (``/v2/health/live|ready``), Prometheus ``/metrics``,
+OpenAPI ``/docs`` and the web page at ``/``. Every client mistake is a 4xx ``{"error": "<what to
+do>"}``; a request the service cannot take now (too many at once, a full queue, an answer past its
+deadline) is a 503 with ``Retry-After``. The limits and timeouts are ``ServiceConfig``'s;
+``admission``, ``security`` and ``server`` apply them.
 """
 
 from __future__ import annotations
@@ -29,14 +26,11 @@ import asyncio
 import base64
 import gc
 import io
-import json
 import logging
 import os
 import sys
-import threading
-import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,177 +40,31 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from apparel import artifacts
-from apparel.contract import InputContract
-from apparel.images import photos
 from apparel.serve.admission import AdmissionMiddleware, busy_response
-from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
+from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
+from apparel.serve.handling import error_response, read_body, require_content_type
+from apparel.serve.payloads import RequestError, multipart_files
+from apparel.serve.registry import (ALIAS, Registry, ServedVersion, load_version, model_description,  # noqa: F401
+                                    model_input_name, serve_version, store_categories)
 from apparel.serve.security import ApiKeyMiddleware, OriginMiddleware, bind_settings, exposure_warning
 from apparel.serve.server import server_options
+from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
+from apparel.serve.tfserving import add_tfserving_routes
+from apparel.serve.v2 import add_v2_routes
 from apparel.shop.taxonomy import load_mapping
-from apparel.serve.payloads import RequestError, json_body, multipart_files, predict_request, shape_text
-from apparel.inference.prediction import (DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
+from apparel.inference.prediction import (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
                                           resolve_model_dir)
 
-MODEL_NAME = "apparel"
+MODEL_NAME = ALIAS
+SHIPPED_MODELS = {"fashion-mnist": DEFAULT_MODEL_DIR, "photos": DEFAULT_PHOTO_MODEL_DIR}  # served by these names
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
 # The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
 HEALTH_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})  # open without the API key, for probes
 logger = logging.getLogger(__name__)
-
-
-class Metrics:
-    """The Prometheus series of one app, in its own registry (two apps in a process never clash)."""
-
-    def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
-        self.registry = CollectorRegistry()
-        self.requests = Counter("apparel_http_requests", "HTTP requests by route, method and status",
-                                ["route", "method", "status"], registry=self.registry)
-        self.latency = Histogram("apparel_http_request_duration_seconds", "Time from request to response, by route",
-                                 ["route"], registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
-        self.batch_size = Histogram("apparel_batch_size", "Images per model call (micro-batching)",
-                                    registry=self.registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
-        self.inference = Histogram("apparel_inference_seconds", "Duration of one model call",
-                                   registry=self.registry,
-                                   buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
-        self.model_info = Gauge("apparel_model_info", "The model being served (value 1)", ["version", "model"],
-                                registry=self.registry)
-
-    def observe_batch(self, size: int, seconds: float) -> None:
-        self.batch_size.observe(size)
-        self.inference.observe(seconds)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request (plain ASGI: cheaper than ``BaseHTTPMiddleware``).
-
-    The route label is the matched path template, or ``other`` for paths that match nothing, so
-    random URLs cannot grow the number of series. ``routes`` are the app's own paths and mount
-    prefixes, for the routes (docs, static files) that do not name themselves in the scope.
-    """
-
-    def __init__(self, app, metrics: Metrics, routes: set[str]):
-        self.app = app
-        self.metrics = metrics
-        self.routes = routes
-
-    def route_label(self, scope) -> str:
-        route = getattr(scope.get("route"), "path", None)
-        if route is not None:
-            return route
-        path = scope.get("path", "")
-        if path in self.routes:
-            return path
-        prefix = "/" + path.split("/", 2)[1] if path.count("/") > 1 else None
-        return prefix if prefix in self.routes else "other"
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message):
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            route = self.route_label(scope)
-            self.metrics.requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-
-
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise RequestError(413, f"the body is over the limit of {limit:,} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(400, "the client went away before sending the whole body") from None
-    return b"".join(chunks)
-
-
-def require_content_type(request: Request, expected: str) -> str:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != expected:
-        raise RequestError(415, f"Content-Type must be {expected}, got {content_type or 'none'}")
-    return content_type
-
-
-def model_description(predictor: Predictor, model_file: str | os.PathLike | None = None) -> dict:
-    """Version (the first 12 hex digits of the SHA-256 of the model file served: ``model_file``,
-    else the run directory's model.keras), held-out accuracy and the model's name, from its run
-    directory; ``None`` where there is no file or directory.
-
-    The held-out accuracy is ``test_accuracy`` for a Fashion-MNIST model (its test set) and
-    ``validation_accuracy`` for a photo model (the folder its settings were chosen on);
-    ``accuracy_split`` says which.
-    """
-    split = "validation" if predictor.contract.is_photo else "test"
-    info = {"version": None, "test_accuracy": None, "validation_accuracy": None, "accuracy": None,
-            "accuracy_split": split, "model": None, "parameters": None}
-    if model_file is not None:
-        info["version"] = artifacts.file_digest(model_file)[:12]
-    if predictor.model_dir is None:
-        return info
-    model_dir = Path(predictor.model_dir)
-    if model_file is None:
-        info["version"] = artifacts.file_digest(model_dir / artifacts.MODEL_FILE)[:12]
-    metrics_path = model_dir / artifacts.METRICS_FILE
-    if metrics_path.is_file():
-        try:
-            metrics = artifacts.read_json(metrics_path)
-        except ValueError as error:
-            logger.warning("the model's accuracy is not shown: %s", error)
-            metrics = {}
-        if not isinstance(metrics, dict):
-            # The figures are for people; a damaged file must not keep the model from serving.
-            logger.warning("the model's accuracy is not shown: %s holds a JSON %s, not an object",
-                           metrics_path, type(metrics).__name__)
-            metrics = {}
-        keys = ("test_accuracy", "validation_accuracy", "model", "parameters")
-        info.update({key: metrics.get(key) for key in keys})
-        info["accuracy"] = info[f"{split}_accuracy"]
-    return info
-
-
-def model_input_name(predictor: Predictor) -> str | None:
-    """The name of the model's one input (TensorFlow Serving's named ``inputs``); ``None`` where
-    the runtime does not say (an exported model)."""
-    inputs = getattr(predictor.model, "inputs", None) or []
-    return inputs[0].name if len(inputs) == 1 else None
-
-
-def has_photos(payload, max_instances: int) -> bool:
-    """Whether a :predict body holds ``{"b64": ...}`` instances (checked only within the limit)."""
-    if not isinstance(payload, dict):
-        return False
-    instances = payload.get("instances", payload.get("inputs"))
-    return isinstance(instances, list) and len(instances) <= max_instances and any(
-        isinstance(instance, dict) for instance in instances)
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -233,37 +81,6 @@ def png_data_url(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def input_range(contract: InputContract) -> str:
-    if contract.is_photo:
-        return "RGB 0–255, or 0–1 for an instance with no value above 1; or {\"b64\": image file}"
-    return "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}"
-
-
-def predict_body_doc(contract: InputContract) -> dict:
-    """OpenAPI documentation of the :predict body, which the handler reads itself (it parses the
-    raw body, for speed and to enforce the limits before anything is decoded)."""
-    if contract.is_photo:
-        instance = (f"a {shape_text(contract.shape)} array of RGB pixel values, photo on white padded to a square "
-                    f"({input_range(contract)}), or {{\"b64\": \"<base64 image file>\"}} (any photo: it is padded "
-                    "to a white square and resized)")
-        example = {"instances": [{"b64": "<base64 of a JPEG or PNG file>"}]}
-    else:
-        instance = ("a 28×28 array of pixels, light garment on black (0–1; an instance with any value above 1 is "
-                    "read as 0–255) or {\"b64\": \"<base64 image file>\"} (any photo: the Fashion-MNIST pipeline applies)")
-        example = {"instances": [[[0] * 28] * 28]}
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {
-                "schema": {"type": "object", "properties": {
-                    "instances": {"type": "array", "items": {}, "description": "each " + instance},
-                    "inputs": {"type": "array", "items": {}, "description": "columnar form of the same list"},
-                    "signature_name": {"type": "string", "enum": ["serving_default"]}}},
-                "example": example}},
-        }
-    }
-
-
 UPLOAD_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -276,82 +93,83 @@ UPLOAD_BODY_DOC = {
 
 @dataclass
 class Service:
-    """What every handler of one app shares: the predictor (its contract and class names) and the
-    batcher in front of its model, the limits, the metrics, the model's description and the
-    class → store category mapping (``None`` for a class the mapping does not name)."""
+    """What the handlers of one app share: the limits, the registry of models and the metrics."""
 
     config: ServiceConfig
-    predictor: Predictor
-    batcher: MicroBatcher
+    registry: Registry
     metrics: Metrics
-    description: dict
-    categories: dict[str, str | None]
-    ready: bool = True
-    # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
-    decode_slots: threading.BoundedSemaphore = field(init=False)
 
-    def __post_init__(self):
-        self.decode_slots = threading.BoundedSemaphore(self.config.max_decoding)
-
-    @property
-    def contract(self) -> InputContract:
-        return self.predictor.contract
-
-    def decode_photo(self, data: bytes) -> np.ndarray:
-        """One uploaded photo as the model's input (``SourceError`` when it cannot be one)."""
-        with self.decode_slots:
-            return photos.photo_input(data, self.contract, max_pixels=self.config.max_pixels)
+    def default_version(self) -> ServedVersion:
+        return self.registry.resolve(ALIAS)
 
 
-def store_categories(class_names: tuple[str, ...], taxonomy: str | None) -> dict[str, str | None]:
-    """Class → store category for the served model's classes. A class the mapping does not name (a
-    store's own photo classes, say) gets none rather than stopping the service; so does a class
-    whose category is empty."""
-    mapping = load_mapping(taxonomy)
-    return {name: mapping.get(name) or None for name in class_names}
-
-
-def create_app(predictor: Predictor, config: ServiceConfig | None = None, *,
-               model_file: str | os.PathLike | None = None, **settings) -> FastAPI:
-    """The service app over a loaded predictor. ``settings`` override fields of ``ServiceConfig``;
-    ``model_file`` is the file the predictor runs when it is not the run directory's model.keras
-    (an exported ``.tflite``): the version shown is its digest.
+def create_app(models: Predictor | Registry, config: ServiceConfig | None = None, *,
+               model_file: str | os.PathLike | None = None, reloader=None, grpc_address: str | None = None,
+               **settings) -> FastAPI:
+    """The service app over a loaded predictor (served as the model ``apparel``) or a registry of
+    models. ``settings`` override fields of ``ServiceConfig`` (for a registry, its own config);
+    ``model_file`` is the file a predictor runs when it is not the run directory's model.keras (an
+    exported ``.tflite``): the version shown is its digest. ``reloader`` (``reload.Reloader``)
+    polls the repository while the app runs; ``grpc_address`` (``host:port``, port 0 for any free
+    one, read back from ``app.state.grpc_port``) serves gRPC, by default on ``config.grpc_port``.
 
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_files=4)
     """
-    config = (config or ServiceConfig()).replace(**settings)
-    metrics = Metrics()
-    description = model_description(predictor, model_file)
-    metrics.model_info.labels(str(description["version"]), str(description["model"])).set(1)
-    batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
-                           max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch,
-                           max_queued=config.max_queued_images)
-    categories = store_categories(predictor.class_names, config.taxonomy)
-    service = Service(config, predictor, batcher, metrics, description, categories)
+    if isinstance(models, Registry):
+        registry = models
+        config = (config or registry.config).replace(**settings)
+        registry.config = config
+    else:
+        config = (config or ServiceConfig()).replace(**settings)
+        registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate))
+        registry.add(serve_version(ALIAS, 1, models, config, registry.metrics, model_file=model_file, numbered=False))
+    metrics = registry.metrics
+    service = Service(config, registry, metrics)
+    default = service.default_version()
+    if grpc_address is None and config.grpc_port:
+        grpc_address = f"127.0.0.1:{config.grpc_port}"
 
     @asynccontextmanager
     async def lifespan(app):
-        batcher.start()
-        service.ready = True
-        yield
-        service.ready = False
-        batcher.close()
+        for served in registry.all_versions():
+            served.batcher.start()
+        grpc = None
+        if grpc_address is not None:
+            from apparel.serve.grpc_server import start_grpc_server
+
+            grpc, app.state.grpc_port = await start_grpc_server(registry, grpc_address)
+        if reloader is not None:
+            reloader.start(config.poll_interval_s)
+        registry.ready = True
+        try:
+            yield
+        finally:
+            registry.ready = False
+            if grpc is not None:
+                await grpc.stop(config.shutdown_timeout_s)
+            if reloader is not None:
+                await asyncio.to_thread(reloader.stop)
+            for served in registry.all_versions():
+                served.batcher.close()
 
     # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
     # that the swagger-ui-bundle package ships, so the docs work without a network.
-    contract = predictor.contract
-    summary = (f"Classify clothing product photos into {contract.num_classes} classes: "
+    contract = default.contract
+    summary = (f"Classify clothing product photos. Models: {', '.join(sorted(registry.models))}; the default "
+               f"({registry.default}, also named {ALIAS}) has {contract.num_classes} classes: "
                f"{', '.join(contract.class_names)}. Input: {contract.describe()}.")
-    app = FastAPI(title="apparel", version=description["version"] or "unversioned", lifespan=lifespan,
+    app = FastAPI(title="apparel", version=default.description["version"] or "unversioned", lifespan=lifespan,
                   docs_url=None, description=summary)
-    app.state.config, app.state.batcher, app.state.metrics = config, batcher, metrics
+    app.state.config, app.state.batcher, app.state.metrics = config, default.batcher, metrics
+    app.state.registry = registry
     routes: set[str] = set()  # filled in once every route is defined, below
     add_guards(app, config)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # the outermost: it counts refusals too
     add_error_handlers(app, config)
-    add_serving_routes(app, service)
+    add_tfserving_routes(app, registry, contract)
     add_photo_routes(app, service)
     add_health_routes(app, service)
+    add_v2_routes(app, registry)
     add_page_routes(app)
     routes.update(route.path for route in app.routes)
     return app
@@ -368,19 +186,6 @@ def add_guards(app: FastAPI, config: ServiceConfig) -> None:
         app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS)
     if config.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts), www_redirect=False)
-
-
-async def answered_in_time(config: ServiceConfig, work):
-    """Await ``work`` (a coroutine), which must finish within the request deadline, or raise
-    ``Overloaded`` (a 503): past it the client is better told to come back than kept waiting.
-    A step on a worker thread (parsing, decoding) runs to its end before the deadline can cut in;
-    the wait for the model, which grows with the queue, is cut short (and leaves the queue)."""
-    try:
-        async with asyncio.timeout(config.request_deadline_s):
-            return await work
-    except TimeoutError:
-        raise Overloaded(f"the server is too busy to answer within {config.request_deadline_s:g} s; "
-                         "try again shortly") from None
 
 
 def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
@@ -408,70 +213,9 @@ def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
         return error_response(500, f"internal error ({type(error).__name__}); the server is still up, please report it")
 
 
-def add_serving_routes(app: FastAPI, service: Service) -> None:
-    """TensorFlow Serving's REST API: predict, model status, metadata."""
-    config, description, contract = service.config, service.description, service.contract
-    input_name = model_input_name(service.predictor)
-
-    def decode_instance(data: bytes) -> np.ndarray:
-        try:
-            return service.decode_photo(data)
-        except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
-            raise ValueError(getattr(error, "reason", str(error))) from None
-
-    @app.post(f"/v1/models/{MODEL_NAME}:predict", openapi_extra=predict_body_doc(contract), tags=["TensorFlow Serving"],
-              summary=f"Class probabilities for {shape_text(contract.shape)} arrays or base64 images "
-                      "(TensorFlow Serving REST)")
-    async def predict_instances(request: Request):
-        require_content_type(request, "application/json")
-        body = await read_body(request, config.max_body_bytes)
-        return await answered_in_time(config, answer(body))
-
-    async def answer(body: bytes) -> Response:
-        arguments = dict(contract=contract, max_instances=config.max_instances, decode_photo=decode_instance,
-                         input_name=input_name)
-        if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
-            key, images = await run_in_threadpool(lambda: predict_request(json_body(body), **arguments))
-        else:
-            payload = json_body(body)
-            if has_photos(payload, config.max_instances):  # decoding photos takes milliseconds
-                key, images = await run_in_threadpool(predict_request, payload, **arguments)
-            else:
-                key, images = predict_request(payload, **arguments)
-        probabilities = await service.batcher.predict(images)
-        return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
-
-    @app.get(f"/v1/models/{MODEL_NAME}", tags=["TensorFlow Serving"], summary="Model status")
-    async def model_status():
-        return {"model_version_status": [{
-            "version": description["version"] or "unversioned",
-            "state": "AVAILABLE" if service.ready else "END",
-            "status": {"error_code": "OK", "error_message": ""}}]}
-
-    @app.get(f"/v1/models/{MODEL_NAME}/metadata", tags=["TensorFlow Serving"], summary="Classes, input, version, accuracy")
-    async def model_metadata():
-        return {
-            "model_spec": {"name": MODEL_NAME, "signature_name": "serving_default", "version": description["version"]},
-            "input_name": input_name,  # the name of TensorFlow Serving's {"inputs": {name: [...]}}
-            "kind": contract.kind,  # "fashion-mnist" (28×28 grayscale) or "photo" (S×S RGB)
-            "class_names": list(contract.class_names),
-            "input_shape": list(contract.shape),
-            "input_range": input_range(contract),
-            "preprocessing": contract.describe(),
-            "model_version": description["version"],
-            "accuracy": description["accuracy"],  # held out: on the split below
-            "accuracy_split": description["accuracy_split"],
-            "test_accuracy": description["test_accuracy"],
-            "validation_accuracy": description["validation_accuracy"],
-            "model": description["model"],
-            "parameters": description["parameters"],
-            "limits": config.limits(),
-        }
-
-
 def add_photo_routes(app: FastAPI, service: Service) -> None:
-    """``POST /predict``: uploaded photos → top classes and store category each."""
-    config, contract = service.config, service.contract
+    """``POST /predict``: uploaded photos → top classes and store category each, by the default model."""
+    config, registry, contract = service.config, service.registry, service.default_version().contract
     input_size = "×".join(str(n) for n in contract.shape[:2])
 
     @app.post("/predict", openapi_extra=UPLOAD_BODY_DOC, tags=["photos"],
@@ -484,28 +228,30 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
     ):
         content_type = require_content_type(request, "multipart/form-data")
         body = await read_body(request, config.max_body_bytes)
-        return await answered_in_time(config, answer(body, content_type, top_k or config.top_k, preview))
+        served = registry.resolve(ALIAS)
+        with registry.holding(served, "upload", bytes=len(body)):
+            return await registry.within_deadline(answer(served, body, content_type, top_k or config.top_k, preview))
 
-    async def answer(body: bytes, content_type: str, top_k: int, preview: bool) -> dict:
+    async def answer(served: ServedVersion, body: bytes, content_type: str, top_k: int, preview: bool) -> dict:
         files = await run_in_threadpool(multipart_files, body, content_type, max_files=config.max_files)
         if not files:
             raise RequestError(400, "no file in the upload; send one or more images as multipart/form-data files")
         for name, content in files:
             if not content:
                 raise RequestError(400, f"{name!r} is empty; choose an image file")
-        images = await run_in_threadpool(decode_uploads, service, files)
-        probabilities = await service.batcher.predict(images)
-        ranked = service.predictor.top_k(probabilities, top_k)
-        return {"predictions": [photo_result(name, image, top, service.categories, preview)
+        images = await run_in_threadpool(decode_uploads, served, config.max_pixels, files)
+        probabilities = await served.batcher.predict(images)
+        ranked = served.predictor.top_k(probabilities, top_k)
+        return {"predictions": [photo_result(name, image, top, served.categories, preview)
                                 for (name, _), image, top in zip(files, images, ranked)]}
 
 
-def decode_uploads(service: Service, files: list[tuple[str, bytes]]) -> np.ndarray:
+def decode_uploads(served: ServedVersion, max_pixels: int, files: list[tuple[str, bytes]]) -> np.ndarray:
     """Every uploaded file as a model input; an unreadable one is a 422 naming it."""
     images = []
     for name, content in files:
         try:
-            images.append(service.decode_photo(content))
+            images.append(served.decode_photo(content, max_pixels))
         except ValueError as error:  # a SourceError names "<N bytes>"; the upload's name is better
             raise RequestError(422, f"{name!r}: {getattr(error, 'reason', error)}") from None
     return np.stack(images)
@@ -528,10 +274,13 @@ def add_health_routes(app: FastAPI, service: Service) -> None:
     async def live():
         return {"live": True}
 
-    @app.get("/v2/health/ready", tags=["health"], summary="The model is loaded and serving")
+    @app.get("/v2/health/ready", tags=["health"], summary="Every model has a version loaded and serving")
     async def ready():
-        if not service.ready:
-            return error_response(503, "shutting down")
+        if not service.registry.ready:
+            return error_response(503, "starting or shutting down")
+        missing = [name for name, model in service.registry.models.items() if not model.versions]
+        if missing:
+            return error_response(503, f"no version of {', '.join(missing)} is available; see GET /v1/models/<name>")
         return {"ready": True}
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics")
@@ -580,6 +329,36 @@ def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
     return fallback
 
 
+def shipped_registry(config: ServiceConfig) -> Registry:
+    """The shipped models by name, ``fashion-mnist`` and ``photos`` (once it exists), warmed up;
+    the photo model is the default (uploads and the page are for photos)."""
+    registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate))
+    for name, model_dir in SHIPPED_MODELS.items():
+        if (Path(model_dir) / artifacts.MODEL_FILE).is_file():
+            registry.add(load_version(name, 1, model_dir, config, registry.metrics))
+    if not registry.models:
+        raise ValueError(f"no shipped model in {DEFAULT_MODEL_DIR.parent}; give a run directory or --model-repository")
+    registry.default = "photos" if "photos" in registry.models else "fashion-mnist"
+    return registry
+
+
+def repository_registry(config: ServiceConfig):
+    """The registry of ``config.model_repository`` after its first load, and its reloader."""
+    from apparel.serve.reload import Reloader
+    from apparel.serve.repository import Repository
+
+    registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate))
+    reloader = Reloader(Repository(config.model_repository), registry)
+    reloader.sync()
+    if reloader.error or not registry.all_versions():
+        problems = [f"{name} {number}: {status.error}" for name, model in registry.models.items()
+                    for number, status in model.status.items() if status.error]
+        raise ValueError(f"nothing to serve in the model repository {config.model_repository}: "
+                         + ("; ".join([reloader.error, *problems]).strip("; ")
+                            or "it holds no <model>/<version>/model.keras"))
+    return registry, reloader
+
+
 def run_server(
     model_dir: str | os.PathLike | None = None,
     host: str = "127.0.0.1",
@@ -591,15 +370,17 @@ def run_server(
     litert: str | os.PathLike | None = None,
     **settings,
 ) -> None:
-    """Load the model once, then serve it until interrupted. ``None`` serves the shipped photo model
-    (uploads and the page are for photos; see ``served_model_dir``).
+    """Load the models, then serve them until interrupted. With ``model_repository`` (a setting),
+    the repository's models, polled for new versions; with ``model_dir`` (or ``litert``), that one
+    model as ``apparel``; with neither, the shipped models by name (``fashion-mnist``, ``photos``;
+    the photo model is also ``apparel``, as uploads and the page are for photos).
 
-    ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, …). The access log is off by
-    default: at hundreds of requests a second it costs more than the requests.
+    ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, ``grpc_port=8001``, …). The access
+    log is off by default: at hundreds of requests a second it costs more than the requests.
     ``inference_threads`` sets TensorFlow's threads per operation (``None``: one per core).
     ``litert`` runs an exported ``.tflite`` of the model (``apparel export``) instead of Keras; the
     run directory it was exported from gives its input contract and metadata, the ``.tflite`` its
-    version.
+    version. Every version runs every batch size once (``warm_up_s``) before it takes traffic.
 
     On a loopback ``host`` only loopback Host names are answered (DNS rebinding); the API key is
     ``api_key`` or ``$APPAREL_API_KEY``, and serving beyond loopback without one prints a warning.
@@ -611,7 +392,8 @@ def run_server(
     # Reject a bad setting before the slow model load.
     config = bind_settings(ServiceConfig().replace(**settings), host)
     load_mapping(config.taxonomy)
-    model_dir = served_model_dir(model_dir)
+    if config.model_repository is not None and (model_dir is not None or litert is not None):
+        raise ValueError("give a run directory (or --litert) or --model-repository, not both")
     if inference_threads is not None:
         if inference_threads < 1:
             raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
@@ -619,14 +401,22 @@ def run_server(
 
         # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.
         tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
-    if litert is not None:
-        predictor = Predictor.from_litert(litert, model_dir)
+    reloader = None
+    if config.model_repository is not None:
+        models, reloader = repository_registry(config)
+    elif model_dir is not None or litert is not None or os.environ.get(MODEL_DIR_ENV):
+        model_dir = served_model_dir(model_dir)
+        models = Predictor.from_litert(litert, model_dir) if litert is not None else Predictor.from_dir(model_dir)
     else:
-        predictor = Predictor.from_dir(model_dir)
-    app = create_app(predictor, config, model_file=litert)
+        models = shipped_registry(config)
+    grpc_address = None
+    if config.grpc_port:
+        grpc_address = f"[{host}]:{config.grpc_port}" if ":" in host else f"{host}:{config.grpc_port}"
+    app = create_app(models, config, model_file=litert, reloader=reloader, grpc_address=grpc_address)
     # Each malformed upload would log a parser warning: the client already gets the reason.
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
-    warm_up(app.state.batcher.infer, config.max_batch, predictor.contract.shape)
+    if isinstance(models, Predictor):
+        warm_up(app.state.batcher.infer, config.max_batch, models.contract.shape, seconds=config.warm_up_s)
     # TensorFlow and Keras leave ~400,000 objects that live as long as the process; a full garbage
     # collection walking them pauses every request for ~200 ms. Frozen, they are never walked.
     gc.collect()

@@ -76,6 +76,24 @@ class ServiceConfig(Config):
                                        f"X-API-Key: KEY); default ${API_KEY_ENV}, which other users cannot see "
                                        "as they can a flag", private=True)
 
+    # Models: several by name, versions hot-reloaded from a TF Serving-layout repository.
+    model_repository: str | None = option(None, "folder of <model>/<version>/ run directories (TF Serving's layout; "
+                                                "models.json for version policies and labels), polled for new "
+                                                "versions; default: the shipped models fashion-mnist and photos",
+                                          private=True)
+    poll_interval_s: float = option(5.0, "seconds between two looks at the model repository for new or removed "
+                                         "versions", minimum=0.05)
+    warm_up_s: float = option(10.0, "seconds a version spends running every batch size once before it takes "
+                                    "traffic", minimum=0.0)
+
+    # Protocols and operations.
+    grpc_port: int = option(0, "port of the gRPC services (Open Inference Protocol and TF Serving's "
+                               "PredictionService); 0: no gRPC", minimum=0, maximum=65535)
+    log_sample_rate: float = option(0.0, "share of predictions written to --request-log (0 to 1)",
+                                    minimum=0.0, maximum=1.0)
+    request_log: str | None = option(None, "JSON-lines file the sampled predictions are appended to (inputs "
+                                           "summarised, never stored)", private=True)
+
     def check(self) -> None:
         largest = max(self.max_instances, self.max_files)
         if self.max_queued_images < largest:

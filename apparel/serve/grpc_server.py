@@ -1,0 +1,242 @@
+"""gRPC: the Open Inference Protocol's ``GRPCInferenceService`` and TensorFlow Serving's
+``PredictionService`` (``Predict``, ``GetModelMetadata``), on one port, on the app's event loop.
+
+The message types are the published ``.proto`` definitions as their registry packages ship them
+compiled: ``tritonclient[grpc]`` (``tritonclient.grpc.service_pb2``, KServe's
+``grpc_predict_v2.proto`` as Triton extends it) and ``tensorflow-serving-api`` (installed with
+``--no-deps`` beside ``tensorflow-cpu``). Requests go through the same registry, batcher, limits
+and deadline as HTTP; a client mistake is ``INVALID_ARGUMENT`` (``NOT_FOUND`` for an unknown model
+or version), a full service ``RESOURCE_EXHAUSTED`` — gRPC's own answer, too, past
+``max_concurrent_requests`` calls at once or a message over ``max_body_bytes``.
+
+    >>> server, port = await start_grpc_server(registry, "127.0.0.1:0")   # in the app's lifespan
+    >>> await server.stop(grace=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+
+import numpy as np
+
+from apparel import __version__
+from apparel.serve.batching import Overloaded
+from apparel.serve.payloads import RequestError
+from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
+from apparel.serve.tfserving import SIGNATURE, signature_def
+from apparel.serve.v2 import (NUMBER_TYPES, SERVER_NAME, byte_elements, model_metadata, output_tensors,
+                              serialize_bytes, tensor_images)
+
+INSTALL_HINT = ("gRPC needs the protocol stubs of tritonclient[grpc] and tensorflow-serving-api: "
+                ".venv/bin/pip install 'tritonclient[grpc]' && .venv/bin/pip install --no-deps tensorflow-serving-api")
+# Where each datatype's values lie in an InferTensorContents message (the non-raw form).
+CONTENTS_FIELDS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "UINT8": "uint_contents",
+                   "UINT16": "uint_contents", "INT8": "int_contents", "INT16": "int_contents",
+                   "INT32": "int_contents", "INT64": "int64_contents", "BYTES": "bytes_contents"}
+
+
+def status_code(error: Exception):
+    import grpc
+
+    if isinstance(error, Overloaded):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(error, RequestError) and error.status == 404:
+        return grpc.StatusCode.NOT_FOUND
+    return grpc.StatusCode.INVALID_ARGUMENT
+
+
+def answering_errors(method):
+    """Client mistakes and overload as gRPC statuses with the message HTTP would give."""
+    @functools.wraps(method)
+    async def call(self, request, context):
+        try:
+            return await method(self, request, context)
+        except (RequestError, Overloaded) as error:
+            await context.abort(status_code(error), getattr(error, "message", str(error)))
+    return call
+
+
+class Predictions:
+    """What both services share: resolve, hold the version, decode off the loop, batch."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    async def run(self, served: ServedVersion, message_bytes: int, name: str, datatype: str, shape, data):
+        config = self.registry.config
+        with self.registry.holding(served, "grpc", bytes=message_bytes):
+            async def work():
+                decode = functools.partial(served.decode_photo, max_pixels=config.max_pixels)
+                arguments = dict(max_instances=config.max_instances, decode_photo=decode)
+                if datatype == "BYTES":
+                    images = await asyncio.to_thread(tensor_images, served, name, datatype, shape, data, **arguments)
+                else:
+                    images = tensor_images(served, name, datatype, shape, data, **arguments)
+                return await served.batcher.predict(images)
+
+            return await self.registry.within_deadline(work())
+
+
+def inference_service(registry: Registry):
+    """The Open Inference Protocol's ``GRPCInferenceService`` (the calls a client of a model
+    needs; the repository, configuration and statistics calls answer UNIMPLEMENTED)."""
+    from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as rpc
+
+    predictions = Predictions(registry)
+
+    class InferenceService(rpc.GRPCInferenceServiceServicer):
+        async def ServerLive(self, request, context):
+            return pb.ServerLiveResponse(live=True)
+
+        async def ServerReady(self, request, context):
+            ready = registry.ready and all(model.versions for model in registry.models.values())
+            return pb.ServerReadyResponse(ready=ready)
+
+        async def ModelReady(self, request, context):
+            try:
+                registry.resolve(request.name, request.version or None)
+            except RequestError:
+                return pb.ModelReadyResponse(ready=False)
+            return pb.ModelReadyResponse(ready=True)
+
+        async def ServerMetadata(self, request, context):
+            return pb.ServerMetadataResponse(name=SERVER_NAME, version=__version__, extensions=[])
+
+        @answering_errors
+        async def ModelMetadata(self, request, context):
+            served = registry.resolve(request.name, request.version or None)
+            versions = [other.label for _, other in sorted(registry.find(request.name).versions.items())]
+            metadata = model_metadata(served, versions)
+            tensors = lambda items: [pb.ModelMetadataResponse.TensorMetadata(**item) for item in items]
+            return pb.ModelMetadataResponse(name=metadata["name"], versions=versions, platform=metadata["platform"],
+                                            inputs=tensors(metadata["inputs"]), outputs=tensors(metadata["outputs"]))
+
+        @answering_errors
+        async def ModelInfer(self, request, context):
+            registry.find(request.model_name)
+            served = registry.resolve(request.model_name, request.model_version or None)
+            if len(request.inputs) != 1:
+                raise RequestError(422, f"the model has one input, {served.input_name!r}; got {len(request.inputs)}")
+            tensor = request.inputs[0]
+            data = v2_input_data(tensor, request.raw_input_contents)
+            probabilities = await predictions.run(served, request.ByteSize(), tensor.name, tensor.datatype,
+                                                  list(tensor.shape), data)
+            wanted = [output.name for output in request.outputs] or None
+            response = pb.ModelInferResponse(model_name=served.name, model_version=served.label, id=request.id)
+            for name, datatype, shape, values in output_tensors(served, probabilities, wanted):
+                response.outputs.add(name=name, datatype=datatype, shape=shape)
+                response.raw_output_contents.append(serialize_bytes(values) if datatype == "BYTES"
+                                                    else values.astype("<f4").tobytes())
+            return response
+
+    return InferenceService(), rpc.add_GRPCInferenceServiceServicer_to_server
+
+
+def v2_input_data(tensor, raw_contents):
+    """The values of an input tensor: from ``raw_input_contents`` (what tritonclient sends) or
+    from its typed ``contents``."""
+    if tensor.datatype not in CONTENTS_FIELDS:
+        raise RequestError(422, f"input {tensor.name!r}: datatype {tensor.datatype!r} is not taken; send FP32, "
+                                "UINT8 or BYTES")
+    if raw_contents:
+        if len(raw_contents) != 1:
+            raise RequestError(422, "raw_input_contents must hold one entry, for the one input")
+        raw = raw_contents[0]
+        if tensor.datatype == "BYTES":
+            return byte_elements(raw)
+        try:
+            return np.frombuffer(raw, dtype=np.dtype(NUMBER_TYPES[tensor.datatype]).newbyteorder("<"))
+        except ValueError:
+            raise RequestError(422, f"input {tensor.name!r}: {len(raw):,} bytes are not whole "
+                                    f"{tensor.datatype} numbers") from None
+    values = getattr(tensor.contents, CONTENTS_FIELDS[tensor.datatype])
+    return list(values) if tensor.datatype == "BYTES" else np.asarray(values)
+
+
+def prediction_service(registry: Registry):
+    """TensorFlow Serving's ``PredictionService``: ``Predict`` and ``GetModelMetadata``
+    (``Classify``, ``Regress`` and ``MultiInference`` answer UNIMPLEMENTED)."""
+    import tensorflow as tf
+    from google.protobuf import json_format
+    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc as rpc
+
+    predictions = Predictions(registry)
+
+    def resolve(spec) -> ServedVersion:
+        registry.find(spec.name)
+        version = spec.version.value if spec.HasField("version") else None
+        return registry.resolve(spec.name, version, spec.version_label or None)
+
+    def answer_spec(target, served: ServedVersion) -> None:
+        target.name = served.name
+        target.version.value = served.number
+        target.signature_name = SIGNATURE
+
+    class PredictionService(rpc.PredictionServiceServicer):
+        @answering_errors
+        async def Predict(self, request, context):
+            served = resolve(request.model_spec)
+            if request.model_spec.signature_name not in ("", SIGNATURE):
+                raise RequestError(422, f"unknown signature_name {request.model_spec.signature_name!r}; this model "
+                                        f"has only {SIGNATURE!r}")
+            if list(request.inputs) != [served.input_name]:
+                raise RequestError(422, f"inputs must hold the model's one input {served.input_name!r}, got "
+                                        f"{sorted(request.inputs) or 'none'}")
+            if any(name != OUTPUT_NAME for name in request.output_filter):
+                raise RequestError(422, f"unknown output in output_filter; the output is {OUTPUT_NAME!r}")
+            proto = request.inputs[served.input_name]
+            try:
+                array = tf.make_ndarray(proto)
+            except Exception as error:  # a TensorProto whose content does not match its shape or dtype
+                raise RequestError(422, f"input {served.input_name!r} is not a valid tensor: {error}") from None
+            if proto.dtype == tf.string.as_datatype_enum:
+                data, datatype, shape = list(array.ravel()), "BYTES", [array.size]
+            elif array.dtype.kind in "iuf" and array.ndim >= 1:
+                datatype = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32"}.get(array.dtype, "FP64")
+                data, shape = array, list(array.shape)
+            else:
+                raise RequestError(422, f"input {served.input_name!r} must be DT_FLOAT (or DT_UINT8) pixel values of "
+                                        f"shape [N, {', '.join(map(str, served.contract.shape))}], or DT_STRING photo files")
+            probabilities = await predictions.run(served, request.ByteSize(), served.input_name, datatype, shape, data)
+            response = predict_pb2.PredictResponse()
+            answer_spec(response.model_spec, served)
+            response.outputs[OUTPUT_NAME].CopyFrom(tf.make_tensor_proto(probabilities.astype(np.float32)))
+            return response
+
+        @answering_errors
+        async def GetModelMetadata(self, request, context):
+            served = resolve(request.model_spec)
+            if any(field != "signature_def" for field in request.metadata_field):
+                raise RequestError(422, "the only metadata_field is \"signature_def\"")
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            answer_spec(response.model_spec, served)
+            signatures = json_format.ParseDict(signature_def(served), get_model_metadata_pb2.SignatureDefMap())
+            response.metadata["signature_def"].Pack(signatures)
+            return response
+
+    return PredictionService(), rpc.add_PredictionServiceServicer_to_server
+
+
+async def start_grpc_server(registry: Registry, address: str):
+    """Both services on ``address`` (``host:port``; port 0 for a free one), started on the running
+    event loop, so gRPC and HTTP requests share the batches. Returns the server and its port."""
+    try:
+        import grpc
+        services = [inference_service(registry), prediction_service(registry)]
+    except ImportError as error:
+        raise ValueError(f"{INSTALL_HINT} ({error})") from None
+    config = registry.config
+    server = grpc.aio.server(maximum_concurrent_rpcs=config.max_concurrent_requests, options=[
+        ("grpc.max_receive_message_length", config.max_body_bytes),
+        ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+    for servicer, add in services:
+        add(servicer, server)
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"gRPC cannot listen on {address}: the port is taken or the address is not this machine's")
+    await server.start()
+    return server, port

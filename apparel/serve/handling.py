@@ -1,0 +1,42 @@
+"""What every HTTP handler shares, whichever protocol it speaks: a bounded body, a checked
+Content-Type, and the ``{"error": message}`` answer.
+
+    >>> body = await read_body(request, limit=16 * 1024 * 1024)   # a 413 as soon as it is too big
+    >>> require_content_type(request, "application/json")         # a 415 otherwise
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+
+from apparel.serve.payloads import RequestError
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(413, f"the body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise RequestError(400, "the client went away before sending the whole body") from None
+    return b"".join(chunks)
+
+
+def require_content_type(request: Request, *expected: str) -> str:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() not in expected:
+        raise RequestError(415, f"Content-Type must be {' or '.join(expected)}, got {content_type or 'none'}")
+    return content_type

@@ -1,0 +1,176 @@
+"""A model repository in TensorFlow Serving's layout: which model versions should be served.
+
+    models/                         # apparel serve --model-repository models
+    ├── models.json                 # optional: version policy and labels per model, the default model
+    ├── fashion-mnist/
+    │   ├── 1/  model.keras config.json metrics.json …   (a run directory: apparel train --out …/1)
+    │   └── 2/
+    └── photos/
+        └── 7/
+
+A version is a folder named by a positive integer that holds a ``model.keras``. ``models.json``
+speaks TF Serving's ``model_config`` terms (its ``model_version_policy`` and ``version_labels``)::
+
+    {"default": "fashion-mnist",
+     "models": {"fashion-mnist": {"version_policy": {"latest": {"num_versions": 2}},
+                                  "version_labels": {"stable": 1, "canary": 2}},
+                "photos": {"version_policy": {"specific": {"versions": [7]}}}}}
+
+Without it every model serves its latest version and has no labels. Nothing here loads a model:
+``scan`` says what should be served, ``apparel.serve.reload`` makes it so.
+
+    >>> wanted = Repository("models").scan()
+    >>> wanted["fashion-mnist"].versions
+    {2: PosixPath('models/fashion-mnist/2')}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apparel import artifacts
+
+CONFIG_FILE = "models.json"
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a URL path segment with no escaping
+
+
+@dataclass(frozen=True)
+class VersionPolicy:
+    """TF Serving's ``model_version_policy``: the ``latest`` N versions, ``all``, or ``specific`` ones."""
+
+    kind: str = "latest"
+    count: int = 1  # for latest
+    versions: tuple[int, ...] = ()  # for specific
+
+    @classmethod
+    def from_dict(cls, value, model: str) -> "VersionPolicy":
+        where = f"{CONFIG_FILE}: models.{model}.version_policy"
+        if not isinstance(value, dict) or len(value) != 1:
+            raise ValueError(f"{where} must be one of {{\"latest\": {{\"num_versions\": N}}}}, {{\"all\": {{}}}}, "
+                             "{\"specific\": {\"versions\": [N, …]}}")
+        (kind, options), = value.items()
+        options = options or {}
+        if kind == "all" and options == {}:
+            return cls("all")
+        if kind == "latest" and set(options) <= {"num_versions"}:
+            count = options.get("num_versions", 1)
+            if isinstance(count, int) and not isinstance(count, bool) and count >= 1:
+                return cls("latest", count=count)
+            raise ValueError(f"{where}.latest.num_versions must be a whole number of at least 1, got {count!r}")
+        if kind == "specific" and set(options) == {"versions"}:
+            versions = options["versions"]
+            if isinstance(versions, list) and versions and all(is_version(number) for number in versions):
+                return cls("specific", versions=tuple(sorted(set(versions))))
+            raise ValueError(f"{where}.specific.versions must be a list of positive version numbers, got {versions!r}")
+        raise ValueError(f"{where}: unknown policy {json.dumps(value)}; use latest, all or specific")
+
+    def select(self, available: list[int]) -> list[int]:
+        """The versions to serve among those on disk."""
+        ordered = sorted(available)
+        if self.kind == "all":
+            return ordered
+        if self.kind == "latest":
+            return ordered[-self.count:]
+        return [number for number in ordered if number in self.versions]
+
+
+def is_version(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    policy: VersionPolicy = VersionPolicy()
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """The contents of ``models.json`` (all optional)."""
+
+    default: str | None = None
+    models: dict[str, ModelSettings] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, root: Path) -> "RepositoryConfig":
+        path = root / CONFIG_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{path} cannot be read: {error}") from None
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values) -> "RepositoryConfig":
+        if not isinstance(values, dict) or set(values) - {"default", "models"}:
+            raise ValueError(f"{CONFIG_FILE} must be an object with \"models\" and optionally \"default\"")
+        default = values.get("default")
+        if default is not None and not isinstance(default, str):
+            raise ValueError(f"{CONFIG_FILE}: \"default\" must be a model name")
+        models = values.get("models", {})
+        if not isinstance(models, dict):
+            raise ValueError(f"{CONFIG_FILE}: \"models\" must map model names to their settings")
+        return cls(default, {name: model_settings(name, settings) for name, settings in models.items()})
+
+
+def model_settings(name: str, settings) -> ModelSettings:
+    if not isinstance(settings, dict) or set(settings) - {"version_policy", "version_labels"}:
+        raise ValueError(f"{CONFIG_FILE}: models.{name} may hold only \"version_policy\" and \"version_labels\"")
+    policy = VersionPolicy.from_dict(settings["version_policy"], name) if "version_policy" in settings else VersionPolicy()
+    labels = settings.get("version_labels", {})
+    if not isinstance(labels, dict) or not all(isinstance(label, str) and not label.isdigit() and is_version(number)
+                                               for label, number in labels.items()):
+        raise ValueError(f"{CONFIG_FILE}: models.{name}.version_labels must map names (not numbers) to version "
+                         "numbers, such as {\"stable\": 1, \"canary\": 2}")
+    return ModelSettings(policy, dict(labels))
+
+
+@dataclass(frozen=True)
+class WantedModel:
+    """One model as the repository wants it served: version number → run directory, and labels."""
+
+    versions: dict[int, Path]
+    labels: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Repository:
+    """A folder of models in TF Serving's layout (see the module's docstring)."""
+
+    root: Path
+
+    def __post_init__(self):
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise ValueError(f"the model repository {self.root} is not a folder; give a folder holding "
+                             "<model name>/<version number>/model.keras")
+
+    def scan(self) -> tuple[dict[str, WantedModel], str | None]:
+        """Every model and the versions its policy selects, and the default model's name (from
+        ``models.json``, else ``None``). A ``models.json`` that cannot be used is a ``ValueError``."""
+        config = RepositoryConfig.read(self.root)
+        wanted = {}
+        for folder in sorted(self.root.iterdir()):
+            if not folder.is_dir() or not MODEL_NAME.match(folder.name):
+                continue
+            on_disk = {int(child.name): child for child in folder.iterdir()
+                       if child.name.isdigit() and int(child.name) >= 1 and (child / artifacts.MODEL_FILE).is_file()}
+            settings = config.models.get(folder.name, ModelSettings())
+            selected = settings.policy.select(list(on_disk))
+            wanted[folder.name] = WantedModel({number: on_disk[number] for number in selected}, settings.labels)
+        return wanted, config.default
+
+
+def version_fingerprint(path: Path) -> tuple[int, int] | None:
+    """(size, modification time) of a version's model file: a failed version is tried again only
+    once its file has changed (it was still being copied, or has been replaced)."""
+    try:
+        stat = (path / artifacts.MODEL_FILE).stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns

@@ -1,0 +1,235 @@
+"""TensorFlow Serving's REST API for every model of the registry, by name, version or label.
+
+    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]             status of its versions
+    GET  /v1/models/<name>[/versions/<v>|/labels/<l>]/metadata    signature (input shape and dtype,
+                                                                  output classes), version, accuracy
+    POST /v1/models/<name>[/versions/<v>|/labels/<l>]:predict     {"instances": […]} or {"inputs": …}
+    POST /v1/models/<name>[/versions/<v>|/labels/<l>]:classify    {"examples": [{"<input>": …}]}
+
+``<name>`` ``apparel`` is the default model (the one name earlier clients knew). An instance is an
+array of the model's input shape or ``{"b64": "<image file>"}`` (``payloads``). The same
+signature serves TF Serving's gRPC ``GetModelMetadata`` (``signature_def``).
+
+    >>> add_tfserving_routes(app, registry)
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from apparel.contract import InputContract
+from apparel.serve.handling import read_body, require_content_type
+from apparel.serve.payloads import RequestError, instances_to_images, json_body, predict_request, shape_text
+from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
+
+LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
+SIGNATURE = "serving_default"
+TAGS = ["TensorFlow Serving"]
+
+
+def input_range(contract: InputContract) -> str:
+    if contract.is_photo:
+        return "RGB 0–255, or 0–1 for an instance with no value above 1; or {\"b64\": image file}"
+    return "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}"
+
+
+def has_photos(payload, max_instances: int) -> bool:
+    """Whether a :predict body holds ``{"b64": ...}`` instances (checked only within the limit)."""
+    if not isinstance(payload, dict):
+        return False
+    instances = payload.get("instances", payload.get("inputs", payload.get("examples")))
+    return isinstance(instances, list) and len(instances) <= max_instances and any(
+        isinstance(instance, dict) for instance in instances)
+
+
+def signature_def(served: ServedVersion) -> dict:
+    """TF Serving's ``SignatureDefMap`` of a version, in its JSON form (``json_format`` reads it
+    into the protobuf for gRPC)."""
+    def tensor(name: str, shape: list[int]) -> dict:
+        return {"name": name, "dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": str(n)} for n in shape]}}
+
+    contract = served.contract
+    return {"signature_def": {SIGNATURE: {
+        "inputs": {served.input_name: tensor(served.input_name, [-1, *contract.shape])},
+        "outputs": {OUTPUT_NAME: tensor(OUTPUT_NAME, [-1, contract.num_classes])},
+        "method_name": "tensorflow/serving/predict"}}}
+
+
+def version_status(model: ServedModel, only: ServedVersion | None = None) -> dict:
+    """TF Serving's ``GetModelStatusResponse`` in JSON: each version's state and its load error."""
+    shown = {served.number: served.label for served in model.versions.values()}
+    statuses = []
+    for number, status in sorted(model.status.items()):
+        if only is not None and number != only.number:
+            continue
+        statuses.append({"version": shown.get(number, str(number)), "state": status.state,
+                         "status": {"error_code": "UNKNOWN" if status.error else "OK",
+                                    "error_message": status.error}})
+    return {"model_version_status": statuses}
+
+
+def predict_body_doc(contract: InputContract) -> dict:
+    """OpenAPI documentation of the :predict body, which the handler reads itself (it parses the
+    raw body, for speed and to enforce the limits before anything is decoded)."""
+    if contract.is_photo:
+        instance = (f"a {shape_text(contract.shape)} array of RGB pixel values, photo on white padded to a square "
+                    f"({input_range(contract)}), or {{\"b64\": \"<base64 image file>\"}} (any photo: it is padded "
+                    "to a white square and resized)")
+        example = {"instances": [{"b64": "<base64 of a JPEG or PNG file>"}]}
+    else:
+        instance = ("a 28×28 array of pixels, light garment on black (0–1; an instance with any value above 1 is "
+                    "read as 0–255) or {\"b64\": \"<base64 image file>\"} (any photo: the Fashion-MNIST pipeline applies)")
+        example = {"instances": [[[0] * 28] * 28]}
+    return {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "properties": {
+            "instances": {"type": "array", "items": {}, "description": "each " + instance},
+            "inputs": {"type": "array", "items": {}, "description": "columnar form of the same list"},
+            "signature_name": {"type": "string", "enum": [SIGNATURE]}}},
+        "example": example}}}}
+
+
+def classify_request(payload, served: ServedVersion, max_instances: int, decode_photo) -> np.ndarray:
+    """A ``:classify`` body (``{"examples": [{"<feature>": instance}, …]}``, each example one
+    feature: the model's one input) → its images."""
+    if not isinstance(payload, dict) or "examples" not in payload or set(payload) - {"examples", "context",
+                                                                                      "signature_name"}:
+        raise RequestError(422, "the body must be {\"examples\": [{\"" + served.input_name + "\": <instance>}, …]}")
+    if payload.get("signature_name", SIGNATURE) != SIGNATURE:
+        raise RequestError(422, f"unknown signature_name {payload['signature_name']!r}; this model has only {SIGNATURE!r}")
+    examples = payload["examples"]
+    if not isinstance(examples, list) or not all(isinstance(example, dict) and len(example) == 1 for example in examples):
+        raise RequestError(422, f"\"examples\" must be a list of objects of one feature, the model's input "
+                                f"{served.input_name!r}: an array or {{\"b64\": …}}")
+    instances = [next(iter(example.values())) for example in examples]
+    return instances_to_images(instances, contract=served.contract, max_instances=max_instances,
+                               decode_photo=decode_photo)
+
+
+def add_tfserving_routes(app: FastAPI, registry: Registry, doc_contract: InputContract) -> None:
+    """The routes above; ``doc_contract`` (the default model's) documents the body in OpenAPI."""
+    config = registry.config
+
+    def photo_decoder(served: ServedVersion):
+        def decode(data: bytes) -> np.ndarray:
+            try:
+                return served.decode_photo(data, config.max_pixels)
+            except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
+                raise ValueError(getattr(error, "reason", str(error))) from None
+        return decode
+
+    async def run(request: Request, name: str, version: str | None, label: str | None, verb: str) -> Response:
+        registry.find(name)  # an unknown model is a 404 before its body is read
+        require_content_type(request, "application/json")
+        body = await read_body(request, config.max_body_bytes)
+        served = registry.resolve(name, version, label)
+        with registry.holding(served, "rest", bytes=len(body)):
+            return await registry.within_deadline(answer(served, body, verb))
+
+    async def answer(served: ServedVersion, body: bytes, verb: str) -> Response:
+        decode = photo_decoder(served)
+
+        def parse(payload=None):
+            payload = json_body(body) if payload is None else payload
+            if verb == "classify":
+                return "results", classify_request(payload, served, config.max_instances, decode)
+            return predict_request(payload, contract=served.contract, max_instances=config.max_instances,
+                                   decode_photo=decode, input_name=served.input_name)
+
+        if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
+            key, images = await run_in_threadpool(parse)
+        else:
+            payload = json_body(body)
+            if has_photos(payload, config.max_instances):  # decoding photos takes milliseconds
+                key, images = await run_in_threadpool(parse, payload)
+            else:
+                key, images = parse(payload)
+        probabilities = await served.batcher.predict(images)
+        if key == "results":
+            ranked = served.predictor.top_k(probabilities, served.contract.num_classes)
+            return Response(json.dumps({"results": [[[label, p] for label, p in row] for row in ranked]}),
+                            media_type="application/json")
+        return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
+
+    predict_doc = dict(openapi_extra=predict_body_doc(doc_contract), tags=TAGS)
+    classify_doc = dict(tags=TAGS, summary="The classes of each example, best first (TensorFlow Serving :classify)")
+
+    @app.post("/v1/models/{name}:predict", **predict_doc,
+              summary=f"Class probabilities for {shape_text(doc_contract.shape)} arrays (the default model's) or "
+                      "base64 images (TensorFlow Serving REST)")
+    async def predict(request: Request, name: str):
+        return await run(request, name, None, None, "predict")
+
+    @app.post("/v1/models/{name}/versions/{version}:predict", **predict_doc, summary="Predict with one version")
+    async def predict_version(request: Request, name: str, version: str):
+        return await run(request, name, version, None, "predict")
+
+    @app.post("/v1/models/{name}/labels/{label}:predict", **predict_doc, summary="Predict with a labelled version")
+    async def predict_label(request: Request, name: str, label: str):
+        return await run(request, name, None, label, "predict")
+
+    @app.post("/v1/models/{name}:classify", **classify_doc)
+    async def classify(request: Request, name: str):
+        return await run(request, name, None, None, "classify")
+
+    @app.post("/v1/models/{name}/versions/{version}:classify", **classify_doc)
+    async def classify_version(request: Request, name: str, version: str):
+        return await run(request, name, version, None, "classify")
+
+    @app.post("/v1/models/{name}/labels/{label}:classify", **classify_doc)
+    async def classify_label(request: Request, name: str, label: str):
+        return await run(request, name, None, label, "classify")
+
+    @app.get("/v1/models/{name}", tags=TAGS, summary="Status of every version")
+    async def status(name: str):
+        if name.endswith((":predict", ":classify")):  # the POST routes, asked with GET
+            raise RequestError(405, f"{name.rsplit(':', 1)[1]} takes POST with a JSON body")
+        return version_status(registry.find(name))
+
+    @app.get("/v1/models/{name}/versions/{version}", tags=TAGS, summary="Status of one version")
+    async def status_version(name: str, version: str):
+        return version_status(registry.find(name), registry.resolve(name, version))
+
+    @app.get("/v1/models/{name}/labels/{label}", tags=TAGS, summary="Status of a labelled version")
+    async def status_label(name: str, label: str):
+        return version_status(registry.find(name), registry.resolve(name, label=label))
+
+    @app.get("/v1/models/{name}/metadata", tags=TAGS, summary="Signature, classes, version, accuracy")
+    async def metadata(name: str):
+        return model_metadata(registry, registry.resolve(name))
+
+    @app.get("/v1/models/{name}/versions/{version}/metadata", tags=TAGS, summary="Metadata of one version")
+    async def metadata_version(name: str, version: str):
+        return model_metadata(registry, registry.resolve(name, version))
+
+    @app.get("/v1/models/{name}/labels/{label}/metadata", tags=TAGS, summary="Metadata of a labelled version")
+    async def metadata_label(name: str, label: str):
+        return model_metadata(registry, registry.resolve(name, label=label))
+
+
+def model_metadata(registry: Registry, served: ServedVersion) -> dict:
+    """TF Serving's ``GetModelMetadataResponse`` (``model_spec``, ``metadata.signature_def``), and
+    beside it what a person needs: classes, input, preprocessing, accuracy, the limits."""
+    contract, description = served.contract, served.description
+    return {
+        "model_spec": {"name": served.name, "signature_name": SIGNATURE, "version": served.label},
+        "metadata": {"signature_def": signature_def(served)},
+        "input_name": served.input_name,  # the name of TensorFlow Serving's {"inputs": {name: [...]}}
+        "kind": contract.kind,  # "fashion-mnist" (28×28 grayscale) or "photo" (S×S RGB)
+        "class_names": list(contract.class_names),
+        "input_shape": list(contract.shape),
+        "input_range": input_range(contract),
+        "preprocessing": contract.describe(),
+        "model_version": description["version"],  # the digest of the model file
+        "accuracy": description["accuracy"],  # held out: on the split below
+        "accuracy_split": description["accuracy_split"],
+        "test_accuracy": description["test_accuracy"],
+        "validation_accuracy": description["validation_accuracy"],
+        "model": description["model"],
+        "parameters": description["parameters"],
+        "limits": registry.config.limits(),
+    }

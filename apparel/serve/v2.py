@@ -1,0 +1,260 @@
+"""KServe's Open Inference Protocol (V2) over HTTP, and the tensor rules its gRPC form shares.
+
+    GET  /v2                                              server metadata (name, version, extensions)
+    GET  /v2/health/live, /v2/health/ready                (app.py: they predate the other routes)
+    GET  /v2/models/<name>[/versions/<v>]                 model metadata: versions, typed inputs, outputs
+    GET  /v2/models/<name>[/versions/<v>]/ready           200 when it can answer, 404 otherwise
+    POST /v2/models/<name>[/versions/<v>]/infer           typed tensors in, typed tensors out
+
+The one input (named as the metadata says) is ``FP32`` (or another number type) of shape
+``[N, 28, 28]`` / ``[N, S, S, 3]`` under the pixel-scale rule of every entry point (0–1, or 0–255
+when a value is above 1; ``UINT8`` is always 0–255), or ``BYTES`` of shape ``[N]``: encoded
+photo files (base64 strings in JSON; raw bytes in the binary extension and over gRPC). The
+outputs are ``probabilities`` (``FP32 [N, classes]``) and ``label`` (``BYTES [N]``, the best
+class). The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
+ways: tritonclient uses it by default.
+
+    >>> add_v2_routes(app, registry)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import struct
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from apparel import __version__
+from apparel.serve.handling import read_body
+from apparel.serve.payloads import RequestError, scale_pixels, shape_text
+from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
+
+SERVER_NAME = "apparel"
+LABEL_OUTPUT = "label"
+HEADER_LENGTH = "inference-header-content-length"
+NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
+                "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
+TAGS = ["Open Inference Protocol (V2)"]
+
+
+def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
+    contract = served.contract
+    return {"name": served.name, "versions": versions, "platform": "tensorflow_keras",
+            "inputs": [{"name": served.input_name, "datatype": "FP32", "shape": [-1, *contract.shape]}],
+            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, contract.num_classes]},
+                        {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
+
+
+def byte_elements(raw: bytes) -> list[bytes]:
+    """The elements of a binary BYTES tensor: each a 4-byte little-endian length, then its bytes."""
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise RequestError(422, "a BYTES tensor is cut short: each element is a 4-byte length, then its bytes")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise RequestError(422, "a BYTES element is longer than the data sent")
+        elements.append(raw[offset : offset + length])
+        offset += length
+    return elements
+
+
+def serialize_bytes(elements: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(element)) + element for element in elements)
+
+
+def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, *, max_instances: int,
+                  decode_photo) -> np.ndarray:
+    """One input tensor → the model's input batch. ``data`` is a numpy array or nested list of
+    numbers, or for ``BYTES`` a list of encoded photo files (bytes)."""
+    contract = served.contract
+    if name != served.input_name:
+        raise RequestError(422, f"unknown input {name!r}; this model's one input is {served.input_name!r}")
+    if not isinstance(shape, (list, tuple)) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                                       for n in shape) or not shape:
+        raise RequestError(422, f"input {name!r}: \"shape\" must be a list of sizes, such as [N, "
+                                f"{', '.join(map(str, contract.shape))}]")
+    if shape[0] > max_instances:
+        raise RequestError(413, f"{shape[0]} instances in one request; the limit is {max_instances}, split the request")
+    if shape[0] == 0:
+        raise RequestError(422, f"input {name!r} is empty; send at least one image")
+    if datatype == "BYTES":
+        if len(shape) != 1 or len(data) != shape[0]:
+            raise RequestError(422, f"a BYTES input holds encoded photo files, shape [N]; got shape {list(shape)} "
+                                    f"with {len(data)} elements")
+        images = []
+        for index, photo in enumerate(data):
+            try:
+                images.append(decode_photo(photo))
+            except ValueError as error:
+                raise RequestError(422, f"{name}[{index}]: not a usable image: {getattr(error, 'reason', error)}") from None
+        return np.stack(images)
+    if datatype not in NUMBER_TYPES:
+        raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32 (or UINT8) pixel "
+                                f"values, or BYTES photo files")
+    if tuple(shape[1:]) != contract.shape:
+        raise RequestError(422, f"input {name!r} must have shape [N, {', '.join(map(str, contract.shape))}] "
+                                f"({shape_text(contract.shape)} per image), got {list(shape)}")
+    try:
+        array = np.asarray(data, dtype=NUMBER_TYPES[datatype]).reshape(shape)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        raise RequestError(422, f"input {name!r}: its data must be {int(np.prod(shape)):,} {datatype} numbers, as its "
+                                "shape says") from None
+    return scale_pixels(array, contract)
+
+
+def output_tensors(served: ServedVersion, probabilities: np.ndarray, wanted: list[str] | None) -> list[tuple]:
+    """(name, datatype, shape, values) of each output asked for (all when ``wanted`` is None):
+    numbers as float32 arrays, labels as a list of UTF-8 bytes."""
+    known = (OUTPUT_NAME, LABEL_OUTPUT)
+    for name in wanted or ():
+        if name not in known:
+            raise RequestError(422, f"unknown output {name!r}; the outputs are {', '.join(known)}")
+    tensors = []
+    for name in wanted or known:
+        if name == OUTPUT_NAME:
+            values = np.asarray(probabilities, dtype=np.float32)
+            tensors.append((name, "FP32", list(values.shape), values))
+        else:
+            names = served.contract.class_names
+            labels = [names[index].encode() for index in probabilities.argmax(axis=-1)]
+            tensors.append((name, "BYTES", [len(labels)], labels))
+    return tensors
+
+
+def parse_infer_body(body: bytes, header_length: str | None):
+    """The JSON of an infer request and its binary part (empty without the extension)."""
+    if header_length is None:
+        head, binary = body, b""
+    else:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise RequestError(400, f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
+        head, binary = body[: int(header_length)], body[int(header_length):]
+    try:
+        request = json.loads(head)
+    except (ValueError, RecursionError) as error:
+        raise RequestError(400, f"the inference request is not valid JSON: {error}") from None
+    if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
+        raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "
+                                "\"data\"}]}: the model has one input")
+    return request, binary
+
+
+def infer_input(tensor, binary: bytes):
+    """(name, datatype, shape, data) of the one input tensor, from its JSON ``data`` or its bytes."""
+    if not isinstance(tensor, dict):
+        raise RequestError(422, "an input tensor must be an object with \"name\", \"shape\", \"datatype\", \"data\"")
+    name, datatype, shape = tensor.get("name"), tensor.get("datatype"), tensor.get("shape")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size != len(binary):
+            raise RequestError(422, f"input {name!r}: binary_data_size {size!r} does not match the {len(binary):,} "
+                                    "bytes after the JSON header")
+        if datatype == "BYTES":
+            return name, datatype, shape, byte_elements(binary)
+        if datatype not in NUMBER_TYPES:
+            raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32, UINT8 or BYTES")
+        try:
+            return name, datatype, shape, np.frombuffer(binary, dtype=np.dtype(NUMBER_TYPES[datatype]).newbyteorder("<"))
+        except ValueError:
+            raise RequestError(422, f"input {name!r}: {len(binary):,} bytes are not whole {datatype} numbers") from None
+    if "data" not in tensor:
+        raise RequestError(422, f"input {name!r} has no \"data\"")
+    data = tensor["data"]
+    if datatype == "BYTES":
+        try:
+            return name, datatype, shape, [base64.b64decode(item, validate=True) for item in data]
+        except (TypeError, binascii.Error, ValueError):
+            raise RequestError(422, f"input {name!r}: BYTES data in JSON must be base64 strings of photo files") from None
+    return name, datatype, shape, data
+
+
+def infer_response(served: ServedVersion, request: dict, probabilities: np.ndarray) -> Response:
+    outputs = request.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
+        raise RequestError(422, "\"outputs\" must be a list of {\"name\": …} objects")
+    wanted = [output.get("name") for output in outputs] if outputs else None
+    binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
+    binary_wanted = {output.get("name"): bool((output.get("parameters") or {}).get("binary_data", binary_default))
+                     for output in outputs or ()}
+    answer = {"model_name": served.name, "model_version": served.label, "outputs": []}
+    if "id" in request:
+        answer["id"] = request["id"]
+    chunks = []
+    for name, datatype, shape, values in output_tensors(served, probabilities, wanted):
+        tensor = {"name": name, "datatype": datatype, "shape": shape}
+        if binary_wanted.get(name, binary_default):
+            raw = serialize_bytes(values) if datatype == "BYTES" else values.astype("<f4").tobytes()
+            tensor["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            tensor["data"] = [value.decode() for value in values] if datatype == "BYTES" else values.ravel().tolist()
+        answer["outputs"].append(tensor)
+    head = json.dumps(answer).encode()
+    if not chunks:
+        return Response(head, media_type="application/json")
+    return Response(head + b"".join(chunks), media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(len(head))})
+
+
+def add_v2_routes(app: FastAPI, registry: Registry) -> None:
+    config = registry.config
+
+    def versions_of(name: str) -> list[str]:
+        return [served.label for _, served in sorted(registry.find(name).versions.items())]
+
+    @app.get("/v2", tags=TAGS, summary="Server metadata")
+    async def server_metadata():
+        return {"name": SERVER_NAME, "version": __version__, "extensions": ["binary_tensor_data"]}
+
+    @app.get("/v2/models/{name}", tags=TAGS, summary="Model metadata: versions, typed input and outputs")
+    async def metadata(name: str):
+        return model_metadata(registry.resolve(name), versions_of(name))
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=TAGS, summary="Metadata of one version")
+    async def metadata_version(name: str, version: str):
+        return model_metadata(registry.resolve(name, version), versions_of(name))
+
+    @app.get("/v2/models/{name}/ready", tags=TAGS, summary="Whether the model can answer")
+    async def ready(name: str):
+        return {"name": registry.resolve(name).name, "ready": True}
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", tags=TAGS, summary="Whether the version can answer")
+    async def ready_version(name: str, version: str):
+        return {"name": registry.resolve(name, version).name, "ready": True}
+
+    async def infer(request: Request, name: str, version: str | None) -> Response:
+        registry.find(name)
+        body = await read_body(request, config.max_body_bytes)
+        served = registry.resolve(name, version)
+        with registry.holding(served, "v2", bytes=len(body)):
+            return await registry.within_deadline(answer(served, body, request.headers.get(HEADER_LENGTH)))
+
+    async def answer(served: ServedVersion, body: bytes, header_length: str | None) -> Response:
+        request, binary = parse_infer_body(body, header_length)
+        name, datatype, shape, data = infer_input(request["inputs"][0], binary)
+
+        def decode(photo: bytes) -> np.ndarray:
+            return served.decode_photo(photo, config.max_pixels)
+
+        arguments = dict(max_instances=config.max_instances, decode_photo=decode)
+        if datatype == "BYTES" or len(body) > 256 * 1024:  # decoding photos, or a large array: off the loop
+            images = await run_in_threadpool(tensor_images, served, name, datatype, shape, data, **arguments)
+        else:
+            images = tensor_images(served, name, datatype, shape, data, **arguments)
+        probabilities = await served.batcher.predict(images)
+        return infer_response(served, request, probabilities)
+
+    @app.post("/v2/models/{name}/infer", tags=TAGS, summary="Inference on typed tensors")
+    async def infer_latest(request: Request, name: str):
+        return await infer(request, name, None)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", tags=TAGS, summary="Inference with one version")
+    async def infer_version(request: Request, name: str, version: str):
+        return await infer(request, name, version)

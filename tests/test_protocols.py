@@ -1,0 +1,293 @@
+"""Several models by name over every protocol, proven with clients no one here wrote — tritonclient
+(Open Inference Protocol over HTTP and gRPC) and tensorflow-serving-api (TF Serving's gRPC
+PredictionService) — and hot reload of a model repository under load, over a real uvicorn server
+on 127.0.0.1. The models are the tiny ones of the other service tests, never the shipped ones."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apparel.inference.prediction import Predictor
+from apparel.serve.app import create_app
+from apparel.serve.config import ServiceConfig
+from apparel.serve.registry import Registry
+from apparel.serve.reload import Reloader
+from apparel.serve.repository import Repository
+from apparel.serve.telemetry import Metrics, RequestLog
+from serving import garment_photo, running_server, train_tiny_model
+
+tritonclient = pytest.importorskip("tritonclient.grpc", reason="make venv installs tritonclient[http,grpc]")
+pytest.importorskip("tensorflow_serving.apis", reason="make venv installs tensorflow-serving-api --no-deps")
+
+POLL = 0.3  # seconds between looks at the repository in these tests
+SETTINGS = dict(poll_interval_s=POLL, warm_up_s=0.0, max_wait_ms=1.0)
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tiny_dataset, tmp_path_factory):
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("fashion"))
+
+
+def make_repository(root: Path, fashion_run: Path, photo_run: Path, config: dict | None = None) -> Path:
+    shutil.copytree(fashion_run, root / "fashion-mnist" / "1")
+    shutil.copytree(photo_run, root / "photos" / "1")
+    if config is not None:
+        (root / "models.json").write_text(json.dumps(config))
+    return root
+
+
+def repository_app(root: Path, request_log: Path | None = None, **settings):
+    config = ServiceConfig(model_repository=str(root), request_log=str(request_log) if request_log else None,
+                           log_sample_rate=1.0 if request_log else 0.0, **{**SETTINGS, **settings})
+    registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate, seed=0))
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    return create_app(registry, reloader=reloader, grpc_address="127.0.0.1:0"), reloader
+
+
+@pytest.fixture(scope="module")
+def served(fashion_run, photo_run, tmp_path_factory):
+    """A server of both models (gRPC too) and the in-process predictors to compare with."""
+    root = make_repository(tmp_path_factory.mktemp("repo"), fashion_run, photo_run,
+                           {"default": "photos", "models": {"fashion-mnist": {"version_labels": {"stable": 1}}}})
+    log = tmp_path_factory.mktemp("logs") / "requests.jsonl"
+    app, _ = repository_app(root, request_log=log)
+    with running_server(app) as base_url:
+        yield {"url": base_url, "grpc": f"127.0.0.1:{app.state.grpc_port}", "log": log,
+               "fashion-mnist": Predictor.from_dir(fashion_run), "photos": Predictor.from_dir(photo_run)}
+
+
+def fashion_images(count=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 28, 28)).astype(np.uint8)
+
+
+def photo_images(count=2, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 32, 32, 3)).astype(np.uint8)
+
+
+def inputs_for(name):
+    return fashion_images() if name == "fashion-mnist" else photo_images()
+
+
+# ---------------------------------------------------------------- tritonclient, HTTP and gRPC
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "photos"])
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_http_infer_equals_the_predictor(served, name, binary):
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(served["url"].removeprefix("http://"))
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(name)
+    metadata = client.get_model_metadata(name)
+    assert metadata["inputs"][0]["shape"][1:] == list(served[name].contract.shape)
+    images = inputs_for(name).astype(np.float32)
+    tensor = http.InferInput(metadata["inputs"][0]["name"], list(images.shape), "FP32")
+    tensor.set_data_from_numpy(images, binary_data=binary)
+    outputs = [http.InferRequestedOutput("probabilities", binary_data=binary), http.InferRequestedOutput("label")]
+    result = client.infer(name, [tensor], outputs=outputs)
+    expected = served[name].predict_proba(images)
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-5)
+    names = served[name].contract.class_names
+    assert [label.decode() for label in result.as_numpy("label")] == [names[i] for i in expected.argmax(-1)]
+    client.close()
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "photos"])
+def test_tritonclient_grpc_infer_and_metadata(served, name):
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(served["grpc"])
+    assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(name)
+    metadata = client.get_model_metadata(name)
+    assert list(metadata.inputs[0].shape[1:]) == list(served[name].contract.shape) and metadata.versions == ["1"]
+    images = inputs_for(name)
+    tensor = grpcclient.InferInput(metadata.inputs[0].name, list(images.shape), "UINT8")
+    tensor.set_data_from_numpy(images)
+    result = client.infer(name, [tensor])
+    np.testing.assert_allclose(result.as_numpy("probabilities"), served[name].predict_proba(images), atol=1e-5)
+    client.close()
+
+
+def test_tritonclient_sends_photo_files_as_bytes_over_both_transports(served):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as http
+
+    from apparel.images.photos import photo_input
+
+    photo = garment_photo()
+    expected = served["photos"].predict_proba(photo_input(photo, served["photos"].contract)[None])
+    input_name = http.InferenceServerClient(served["url"].removeprefix("http://")).get_model_metadata("photos")[
+        "inputs"][0]["name"]
+    for module, address in ((http, served["url"].removeprefix("http://")), (grpcclient, served["grpc"])):
+        client = module.InferenceServerClient(address)
+        tensor = module.InferInput(input_name, [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([photo], dtype=np.object_))
+        result = client.infer("photos", [tensor])
+        np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=1e-4)
+        client.close()
+
+
+def test_grpc_errors_map_to_status_codes(served):
+    import grpc
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(served["grpc"])
+    wrong = grpcclient.InferInput(client.get_model_metadata("fashion-mnist").inputs[0].name, [1, 32, 32, 3], "FP32")
+    wrong.set_data_from_numpy(np.zeros((1, 32, 32, 3), np.float32))
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("fashion-mnist", [wrong])
+    assert error.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and "28" in error.value.message()
+    with pytest.raises(InferenceServerException) as error:
+        client.get_model_metadata("no-such-model")
+    assert error.value.status() == str(grpc.StatusCode.NOT_FOUND)
+    client.close()
+
+
+# ---------------------------------------------------------------- tensorflow-serving-api
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "photos"])
+def test_tensorflow_serving_stubs_predict_and_read_metadata(served, name):
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(served["grpc"]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        request.model_spec.name = name
+        metadata = stub.GetModelMetadata(request, timeout=30)
+        signatures = get_model_metadata_pb2.SignatureDefMap()
+        metadata.metadata["signature_def"].Unpack(signatures)
+        (input_name, input_info), = signatures.signature_def["serving_default"].inputs.items()
+        assert [dim.size for dim in input_info.tensor_shape.dim] == [-1, *served[name].contract.shape]
+        images = inputs_for(name).astype(np.float32)
+        predict = predict_pb2.PredictRequest()
+        predict.model_spec.name = name
+        predict.model_spec.signature_name = "serving_default"
+        predict.inputs[input_name].CopyFrom(tf.make_tensor_proto(images))
+        response = stub.Predict(predict, timeout=30)
+    assert response.model_spec.version.value == 1
+    np.testing.assert_allclose(tf.make_ndarray(response.outputs["probabilities"]),
+                               served[name].predict_proba(images), atol=1e-5)
+
+
+# ---------------------------------------------------------------- REST by name, V2 JSON, logs
+
+
+def test_rest_by_name_version_label_and_classify(served):
+    import httpx
+
+    images = fashion_images(2)
+    expected = served["fashion-mnist"].predict_proba(images)
+    with httpx.Client(base_url=served["url"], timeout=30) as http:
+        for path in ("/v1/models/fashion-mnist:predict", "/v1/models/fashion-mnist/versions/1:predict",
+                     "/v1/models/fashion-mnist/labels/stable:predict"):
+            answer = http.post(path, json={"instances": images.tolist()})
+            np.testing.assert_allclose(answer.json()["predictions"], expected, atol=1e-5)
+        classified = http.post("/v1/models/fashion-mnist:classify",
+                               json={"examples": [{"images": image.tolist()} for image in images]}).json()
+        names = served["fashion-mnist"].contract.class_names
+        assert [row[0][0] for row in classified["results"]] == [names[i] for i in expected.argmax(-1)]
+        photo = base64.b64encode(garment_photo()).decode()
+        assert http.post("/v1/models/apparel:predict", json={"instances": [{"b64": photo}]}).json()[
+            "predictions"][0].__len__() == 3  # the alias is the default model: photos
+        status = http.get("/v1/models/fashion-mnist").json()["model_version_status"]
+        assert status == [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+        assert http.get("/v1/models/fashion-mnist/labels/canary").status_code == 404
+        assert http.get("/v1/models/nothing/metadata").status_code == 404
+        signature = http.get("/v1/models/photos/metadata").json()["metadata"]["signature_def"]["signature_def"]
+        assert signature["serving_default"]["outputs"]["probabilities"]["tensor_shape"]["dim"][1]["size"] == "3"
+        v2 = http.post("/v2/models/fashion-mnist/versions/1/infer", json={"inputs": [
+            {"name": http.get("/v2/models/fashion-mnist").json()["inputs"][0]["name"], "shape": [2, 28, 28],
+             "datatype": "UINT8", "data": images.ravel().tolist()}]}).json()
+        np.testing.assert_allclose(np.reshape(v2["outputs"][0]["data"], (2, 10)), expected, atol=1e-5)
+        assert http.get("/v2").json()["extensions"] == ["binary_tensor_data"]
+        mistake = http.post("/v2/models/fashion-mnist/infer", json={"inputs": [{"name": "x"}]})
+        assert mistake.status_code == 422 and "input" in mistake.json()["error"]
+        metrics = http.get("/metrics").text
+    for protocol in ("rest", "v2", "grpc"):
+        assert f'model="fashion-mnist",protocol="{protocol}",status="200",version="1"' in metrics
+    lines = [json.loads(line) for line in served["log"].read_text().splitlines()]
+    assert {line["protocol"] for line in lines} >= {"rest", "v2", "grpc"}
+    assert all(set(line) == {"time", "model", "version", "protocol", "status", "ms", "bytes"} for line in lines)
+
+
+# ---------------------------------------------------------------- hot reload
+
+
+def test_versions_swap_under_load_without_a_failed_request(fashion_run, photo_run, tmp_path):
+    """Five new versions while 16 clients send requests: no request fails, each new version
+    serves within two poll intervals of its folder appearing (plus its load), a version that
+    cannot load keeps the working one serving and shows its error, a removed one unloads."""
+    import httpx
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    app, reloader = repository_app(root)
+    images = fashion_images(1).tolist()
+    failures, answers, stop = [], [], threading.Event()
+
+    def client():
+        with httpx.Client(base_url=base_url, timeout=30) as http:
+            while not stop.is_set():
+                response = http.post("/v1/models/fashion-mnist:predict", json={"instances": images})
+                (answers if response.status_code == 200 else failures).append(response.status_code)
+
+    with running_server(app) as base_url:
+        threads = [threading.Thread(target=client) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        try:
+            http = httpx.Client(base_url=base_url, timeout=30)
+            for version in range(2, 7):
+                staging = tmp_path / f"staging-{version}"
+                shutil.copytree(fashion_run, staging)
+                staging.rename(root / "fashion-mnist" / str(version))  # appears whole: a rename
+                appeared = time.monotonic()
+                while http.get("/v2/models/fashion-mnist").json()["versions"][-1] != str(version):
+                    assert time.monotonic() - appeared < 2 * POLL + 5, f"version {version} never served"
+                    time.sleep(0.02)
+            broken = root / "fashion-mnist" / "9"
+            broken.mkdir()
+            (broken / "model.keras").write_bytes(b"not a model")
+            time.sleep(3 * POLL)
+            status = {item["version"]: item for item in http.get("/v1/models/fashion-mnist").json()["model_version_status"]}
+            assert status["9"]["state"] == "END" and "failed to load" in status["9"]["status"]["error_message"]
+            assert status["6"]["state"] == "AVAILABLE" and status["5"]["state"] == "END"
+            assert http.get("/v2/models/fashion-mnist").json()["versions"] == ["6"]
+            shutil.rmtree(broken)
+            shutil.rmtree(root / "fashion-mnist" / "6")  # the latest left is 5 again
+            time.sleep(3 * POLL)
+            assert http.get("/v2/models/fashion-mnist").json()["versions"] == ["5"]
+            http.close()
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+    assert failures == [] and len(answers) > 50
+    assert reloader._thread is None  # the server's shutdown stopped the poller
+
+
+def test_a_broken_models_json_keeps_what_is_served(fashion_run, photo_run, tmp_path):
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run,
+                           {"models": {"fashion-mnist": {"version_policy": {"specific": {"versions": [1]}}}}})
+    config = ServiceConfig(model_repository=str(root), **SETTINGS)
+    registry = Registry(config, Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    assert sorted(registry.models) == ["fashion-mnist", "photos"]
+    (root / "models.json").write_text("{\"models\": {\"fashion-mnist\": {\"version_policy\": {\"newest\": 1}}}}")
+    reloader.sync()
+    assert "unknown policy" in reloader.error and sorted(registry.models["fashion-mnist"].versions) == [1]
+    for served in registry.all_versions():
+        served.batcher.close()
