@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
 import io
+import os
+import shutil
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -18,9 +23,36 @@ TINY = TrainConfig(epochs=1, hidden=16, batch_size=64)
 
 
 def train_tiny_model(dataset, out_dir):
-    """A seconds-long model in a real run directory (model.keras, metrics.json, …)."""
-    train(TINY, dataset=dataset, out_dir=out_dir, verbose=0)
-    return out_dir
+    """A seconds-long model in a real run directory (model.keras, metrics.json, …), copied into
+    ``out_dir``. Trained once per test session; under `make mutation`, whose hundreds of short
+    sessions set $APPAREL_TEST_MODEL_CACHE, once per mutation run. Training is seeded, so a copy
+    is the model a new training would give."""
+    shutil.copytree(_trained_once(dataset), out_dir, dirs_exist_ok=True)
+    return Path(out_dir)
+
+
+_TRAINED: dict[int, Path] = {}
+
+
+def _trained_once(dataset) -> Path:
+    shared = os.environ.get("APPAREL_TEST_MODEL_CACHE")
+    if shared:
+        target = Path(shared) / "tiny-model"
+        if not (target / "model.keras").exists():
+            work = Path(tempfile.mkdtemp(dir=shared))
+            train(TINY, dataset=dataset, out_dir=work / "run", verbose=0)
+            try:
+                os.replace(work / "run", target)  # atomic: a session beside this one sees all or nothing
+            except OSError:  # another session got there first
+                pass
+            shutil.rmtree(work, ignore_errors=True)
+        return target
+    if id(dataset) not in _TRAINED:
+        work = Path(tempfile.mkdtemp(prefix="apparel-tiny-model-"))
+        atexit.register(shutil.rmtree, work, True)
+        train(TINY, dataset=dataset, out_dir=work / "run", verbose=0)
+        _TRAINED[id(dataset)] = work / "run"
+    return _TRAINED[id(dataset)]
 
 
 def garment_photo(size=(240, 320), colour=(180, 40, 40), fmt="JPEG") -> bytes:
