@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 import pytest
 from PIL import Image
 
@@ -322,7 +323,12 @@ def test_metrics_count_routes_statuses_latency_and_batches(client):
     assert 'route="other",status="404"' in text
     assert 'route="/docs",status="200"' in text and 'route="/static",status="200"' in text
     assert f'apparel_http_request_duration_seconds_count{{route="{route}"}}' in text
-    assert "apparel_batch_size_count" in text and "apparel_inference_seconds_count" in text
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name.startswith(("apparel_batch_size", "apparel_inference_seconds"))}
+    # Recorded, not just declared: model calls were counted, with the images they carried.
+    assert samples["apparel_batch_size_count"] >= 1 and samples["apparel_batch_size_sum"] >= 2
+    assert samples["apparel_inference_seconds_count"] == samples["apparel_batch_size_count"]
+    assert samples["apparel_inference_seconds_sum"] > 0
 
 
 def test_concurrent_requests_share_batches_and_get_their_own_rows(predictor):
@@ -344,7 +350,9 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows(predictor):
         np.testing.assert_allclose(response.json()["predictions"][0], row, atol=1e-5)
     batches = app.state.metrics.batch_size.collect()[0].samples
     count = next(sample.value for sample in batches if sample.name.endswith("_count"))
-    assert count < len(images)  # some requests were answered by a shared model call
+    images_seen = next(sample.value for sample in batches if sample.name.endswith("_sum"))
+    assert images_seen == len(images)  # every image went through a recorded model call
+    assert 1 <= count < len(images)  # and some calls answered several requests at once
 
 
 def test_micro_batcher_respects_max_batch_and_delivers_errors():
@@ -588,7 +596,8 @@ def test_real_uvicorn_server_on_loopback(predictor, monkeypatch):
             assert "text/html" in http.get("/").headers["content-type"]
         # The load generator of benchmarks/serve_load.py, briefly: bounded in count and time.
         port = int(base_url.rsplit(":", 1)[1])
-        result = asyncio.run(serve_load.run_level(port, clients=4, seconds=2.0, max_requests=40, client="raw"))
+        # Bounded by count: 40 requests, however slow the machine (the minute is only a backstop).
+        result = asyncio.run(serve_load.run_level(port, clients=4, seconds=60.0, max_requests=40, client="raw"))
         assert result.requests == 40 and result.errors == 0 and result.p99_ms > 0
     assert app.state.batcher._executor is None  # shutdown stopped the inference thread
 
@@ -598,3 +607,14 @@ def test_serve_command_reports_a_missing_model(tmp_path, capsys):
     assert "holds no model.keras" in capsys.readouterr().err
     assert cli.main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
     assert "max_batch must be a number of at least 1" in capsys.readouterr().err
+
+
+def test_ready_turns_503_when_the_server_shuts_down(predictor):
+    app = create_app(predictor)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+    # Shut down (the lifespan has ended): load balancers must stop sending; liveness stays.
+    after = TestClient(app, base_url="http://127.0.0.1")
+    response = after.get("/v2/health/ready")
+    assert response.status_code == 503 and "starting or shutting down" in response.json()["error"]
+    assert after.get("/v2/health/live").status_code == 200
