@@ -30,32 +30,16 @@ from apparel.serve.app import create_app
 from apparel.serve.batching import MicroBatcher, Overloaded
 from apparel.serve.config import ServiceConfig
 from apparel.serve.security import LOOPBACK_NAMES, bind_settings, exposure_warning
-from serving import garment_photo, mutate, random_json, running_server, stop_server_thread, train_tiny_model
+from serving import garment_photo, mutate, random_json, running_server, stop_server_thread
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-PREDICT = "/v1/models/apparel:predict"
-LIMITS = dict(max_body_bytes=200_000, max_instances=8, max_files=3, max_pixels=1_000_000)
+from test_service import LIMITS, PREDICT, client, model_dir, predictor  # noqa: F401 (fixtures)
+
 # Short timeouts, so that the slow-client tests take seconds.
 QUICK = dict(header_timeout_s=0.5, body_timeout_s=0.5, keep_alive_s=0.5, shutdown_timeout_s=1.0)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_dataset, tmp_path_factory):
-    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("chaos"))
-
-
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return Predictor.from_dir(model_dir)
-
-
-@pytest.fixture(scope="module")
-def client(predictor):
-    with TestClient(create_app(predictor, **LIMITS), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def image_batch(count, seed=0):

@@ -114,7 +114,8 @@ def test_schedules_change_the_learning_rate_over_the_run(schedule):
         learning_rate_for(TrainConfig(schedule="step"), 10)
 
 
-def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, tmp_path):
+def interrupt_after_epoch_2():
+    """A Keras callback that stops training as Ctrl-C would, once two epochs are checkpointed."""
     import keras
 
     class Interrupt(keras.callbacks.Callback):
@@ -122,9 +123,13 @@ def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, tmp_path
             if epoch == 1:
                 raise KeyboardInterrupt
 
+    return Interrupt()
+
+
+def test_interrupted_training_resumes_from_its_last_epoch(tiny_dataset, tmp_path):
     config = QUICK.replace(epochs=4, validation_split=0.25)
     with pytest.raises(KeyboardInterrupt):
-        train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, callbacks=[Interrupt()])
+        train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, callbacks=[interrupt_after_epoch_2()])
     assert json.loads((tmp_path / "checkpoints" / "state.json").read_text())["epoch"] == 2
     assert not (tmp_path / "model.keras").exists()
 
@@ -288,14 +293,9 @@ def test_a_best_epoch_from_before_an_interruption_is_the_saved_model(tiny_datase
 
     import keras
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
-
     config = QUICK.replace(epochs=4, validation_split=0.25)
     with pytest.raises(KeyboardInterrupt):
-        train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, callbacks=[Interrupt()])
+        train(config, dataset=tiny_dataset, out_dir=tmp_path, verbose=0, callbacks=[interrupt_after_epoch_2()])
     state = json.loads((tmp_path / "checkpoints" / "state.json").read_text())
     best = tmp_path / "checkpoints" / state["best_checkpoint"]
     kept = shutil.copy(best, tmp_path / "best-before.keras")  # the run removes its checkpoints when done
