@@ -511,3 +511,33 @@ def test_a_metrics_file_that_is_not_an_object_is_ignored_with_a_warning(predicto
     with TestClient(app) as test_client:
         metadata = test_client.get("/v1/models/apparel/metadata").json()
     assert metadata["test_accuracy"] is None and metadata["model_version"] is not None
+
+
+def test_a_requests_photos_share_one_decode_budget(predictor):
+    """Each photo may decode within max_decode_bytes; all of one request's within
+    max_request_decode_bytes together: more photos than that is a 413, not a server holding GBs."""
+    photo = garment_photo(size=(400, 300))  # decodes to 400×300×4 bytes = 480,000 (a reduced JPEG costs less)
+    limits = dict(max_request_decode_bytes=1_000_000, max_files=8)
+    with TestClient(create_app(predictor, **limits), base_url="http://127.0.0.1") as client:
+        files = [("files", (f"{i}.png", photo_png(photo), "image/png")) for i in range(3)]
+        response = client.post("/predict", files=files[:2])
+        assert response.status_code == 200, response.text
+        response = client.post("/predict", files=files)  # 1,440,000 bytes together
+        assert response.status_code == 413 and "send fewer or smaller photos" in response.json()["error"]
+        instances = [{"b64": base64.b64encode(photo_png(photo)).decode()}] * 3
+        response = client.post(PREDICT, json={"instances": instances})
+        assert response.status_code == 413, response.text
+    with TestClient(create_app(predictor, max_decode_bytes=400_000), base_url="http://127.0.0.1") as client:
+        response = client.post("/predict", files=files[:1])
+        assert response.status_code == 422 and "over the limit of 400,000 bytes per image" in response.json()["error"]
+
+
+def photo_png(jpeg: bytes) -> bytes:
+    """The photo as a PNG, whose decode cost is its full size (a JPEG is decoded reduced)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -239,19 +239,22 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         for name, content in files:
             if not content:
                 raise RequestError(400, f"{name!r} is empty; choose an image file")
-        images = await run_in_threadpool(decode_uploads, served, config.max_pixels, files)
+        images = await run_in_threadpool(decode_uploads, served.photo_decoder(config), files)
         probabilities = await served.batcher.predict(images)
         ranked = served.predictor.top_k(probabilities, top_k)
         return {"predictions": [photo_result(name, image, top, served.categories, preview)
                                 for (name, _), image, top in zip(files, images, ranked)]}
 
 
-def decode_uploads(served: ServedVersion, max_pixels: int, files: list[tuple[str, bytes]]) -> np.ndarray:
-    """Every uploaded file as a model input; an unreadable one is a 422 naming it."""
+def decode_uploads(decode_one, files: list[tuple[str, bytes]]) -> np.ndarray:
+    """Every uploaded file as a model input (``decode_one``: the request's photo decoder); an
+    unreadable one is a 422 naming it."""
     images = []
     for name, content in files:
         try:
-            images.append(served.decode_photo(content, max_pixels))
+            images.append(decode_one(content))
+        except RequestError:
+            raise
         except ValueError as error:  # a SourceError names "<N bytes>"; the upload's name is better
             raise RequestError(422, f"{name!r}: {getattr(error, 'reason', error)}") from None
     return np.stack(images)

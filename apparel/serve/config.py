@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from apparel.config import Config, option
 from apparel.errors import ParameterError
-from apparel.images.decode import MAX_PIXELS
+from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS
 
 # Where `apparel serve` reads the API key when --api-key is not given: a flag's value is visible
 # to every user of the machine (`ps`), an environment variable only to the server's own user.
@@ -37,7 +37,11 @@ class ServiceConfig(Config):
     max_files: int = option(16, "files in one /predict upload; more is a 413", minimum=1)
     max_pixels: int = option(MAX_PIXELS, "a photo's width × height above this is refused (decompression bombs)",
                              minimum=1)
-    max_decoding: int = option(4, "photos decoded at once (a 40-megapixel photo takes ~160 MB to decode)", minimum=1)
+    max_decoding: int = option(4, "photos decoded at once (each within max_decode_bytes)", minimum=1)
+    max_decode_bytes: int = option(MAX_DECODE_BYTES, "memory one photo may take to decode (pixels × bytes per pixel, "
+                                                     "from its header); more is a 422", minimum=1)
+    max_request_decode_bytes: int = option(512 * 1024**2, "memory all the photos of one request may take to decode, "
+                                                          "together; more is a 413", minimum=1)
     max_batch: int = option(64, "images per model call", minimum=1)
     max_wait_ms: float = option(2.0, "how long a request that finds the model idle waits for others to join it",
                                 minimum=0.0)

@@ -67,8 +67,7 @@ class Predictions:
         config = self.registry.config
         with self.registry.holding(served, "grpc", bytes=message_bytes):
             async def work():
-                decode = functools.partial(served.decode_photo, max_pixels=config.max_pixels)
-                arguments = dict(max_instances=config.max_instances, decode_photo=decode)
+                arguments = dict(max_instances=config.max_instances, decode_photo=served.photo_decoder(config))
                 if datatype == "BYTES":
                     images = await asyncio.to_thread(tensor_images, served, name, datatype, shape, data, **arguments)
                 else:

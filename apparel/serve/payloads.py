@@ -157,6 +157,8 @@ def b64_instance(instance: dict, decode_photo: Callable[[bytes], np.ndarray] | N
         raise RequestError(422, f"this server takes no image files, only {shape_text(contract.shape)} arrays")
     try:
         image = np.asarray(decode_photo(data), dtype=np.float32)
+    except RequestError:
+        raise  # the request as a whole is too much: its own status
     except ValueError as error:
         raise RequestError(422, f"the \"b64\" image cannot be used: {error}") from None
     if image.shape != contract.shape:  # a decoder for another kind of model: the server's mistake

@@ -25,7 +25,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.contract import InputContract
-from apparel.images import photos
+from apparel.images import decode, photos
 from apparel.inference.prediction import Predictor
 from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
 from apparel.serve.config import ServiceConfig
@@ -110,10 +110,27 @@ class ServedVersion:
     def input_name(self) -> str:
         return model_input_name(self.predictor)
 
-    def decode_photo(self, data: bytes, max_pixels: int) -> np.ndarray:
-        """One photo file as this model's input (``SourceError`` when it cannot be one)."""
-        with self.decode_slots:
-            return photos.photo_input(data, self.contract, max_pixels=max_pixels)
+    def photo_decoder(self, config: ServiceConfig):
+        """The photo decoder of one request: each photo file as this model's input
+        (``SourceError`` when it cannot be one), within ``max_pixels`` and ``max_decode_bytes``
+        each, and all of the request's photos within ``max_request_decode_bytes`` together (a
+        413): a 16 MiB body can carry a hundred small files that each decode to hundreds of MB."""
+        spent, lock = 0, threading.Lock()
+        draft = (self.contract.size, self.contract.size) if self.contract.is_photo else decode.DRAFT_SIZE
+
+        def decode_one(data: bytes) -> np.ndarray:
+            nonlocal spent
+            cost = decode.decode_cost(data, draft_size=draft)  # from the header alone
+            with lock:
+                spent += cost
+                if spent > config.max_request_decode_bytes:
+                    raise RequestError(413, f"decoding this request's photos takes over {config.max_request_decode_bytes:,} "
+                                            "bytes, the most one request may take; send fewer or smaller photos per request")
+            with self.decode_slots:
+                return photos.photo_input(data, self.contract, max_pixels=config.max_pixels,
+                                          max_bytes=config.max_decode_bytes)
+
+        return decode_one
 
 
 @dataclass

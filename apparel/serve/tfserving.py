@@ -115,9 +115,13 @@ def add_tfserving_routes(app: FastAPI, registry: Registry, doc_contract: InputCo
     config = registry.config
 
     def photo_decoder(served: ServedVersion):
+        decode_one = served.photo_decoder(config)
+
         def decode(data: bytes) -> np.ndarray:
             try:
-                return served.decode_photo(data, config.max_pixels)
+                return decode_one(data)
+            except RequestError:
+                raise  # the request as a whole is too much: its own status
             except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
                 raise ValueError(getattr(error, "reason", str(error))) from None
         return decode

@@ -92,6 +92,8 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
         for index, photo in enumerate(data):
             try:
                 images.append(decode_photo(photo))
+            except RequestError:
+                raise  # the request as a whole is too much: its own status
             except ValueError as error:
                 raise RequestError(422, f"{name}[{index}]: not a usable image: {getattr(error, 'reason', error)}") from None
         return np.stack(images)
@@ -240,10 +242,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         request, binary = parse_infer_body(body, header_length)
         name, datatype, shape, data = infer_input(request["inputs"][0], binary)
 
-        def decode(photo: bytes) -> np.ndarray:
-            return served.decode_photo(photo, config.max_pixels)
-
-        arguments = dict(max_instances=config.max_instances, decode_photo=decode)
+        arguments = dict(max_instances=config.max_instances, decode_photo=served.photo_decoder(config))
         if datatype == "BYTES" or len(body) > 256 * 1024:  # decoding photos, or a large array: off the loop
             images = await run_in_threadpool(tensor_images, served, name, datatype, shape, data, **arguments)
         else:
