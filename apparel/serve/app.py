@@ -42,6 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apparel import artifacts
+from apparel.errors import ParameterError
 from apparel.serve.admission import AdmissionMiddleware, busy_response
 from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
@@ -129,6 +130,35 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
     if grpc_address is None and config.grpc_port:
         grpc_address = f"127.0.0.1:{config.grpc_port}"
 
+    lifespan = serving_lifespan(registry, config, reloader, grpc_address)
+
+    # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
+    # that the swagger-ui-bundle package ships, so the docs work without a network.
+    contract = default.contract
+    summary = (f"Classify clothing product photos. Models: {', '.join(sorted(registry.models))}; the default "
+               f"({registry.default}, also named {ALIAS}) has {contract.num_classes} classes: "
+               f"{', '.join(contract.class_names)}. Input: {contract.describe()}.")
+    app = FastAPI(title="apparel", version=default.description["version"] or "unversioned", lifespan=lifespan,
+                  docs_url=None, description=summary)
+    app.state.config, app.state.batcher, app.state.metrics = config, default.batcher, metrics
+    app.state.registry = registry
+    routes: set[str] = set()  # filled in once every route is defined, below
+    add_guards(app, config)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # the outermost: it counts refusals too
+    add_error_handlers(app, config)
+    add_tfserving_routes(app, registry, contract)
+    add_photo_routes(app, service)
+    add_health_routes(app, service)
+    add_v2_routes(app, registry)
+    add_page_routes(app)
+    routes.update(route.path for route in app.routes)
+    return app
+
+
+def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_address: str | None):
+    """The app's start and stop: batchers, gRPC and the reloader started, then ``ready``; on the
+    way out, not ready first (load balancers stop sending), then each stopped within its bound."""
+
     @asynccontextmanager
     async def lifespan(app):
         for served in registry.all_versions():
@@ -152,27 +182,7 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
             for served in registry.all_versions():
                 served.batcher.close()
 
-    # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
-    # that the swagger-ui-bundle package ships, so the docs work without a network.
-    contract = default.contract
-    summary = (f"Classify clothing product photos. Models: {', '.join(sorted(registry.models))}; the default "
-               f"({registry.default}, also named {ALIAS}) has {contract.num_classes} classes: "
-               f"{', '.join(contract.class_names)}. Input: {contract.describe()}.")
-    app = FastAPI(title="apparel", version=default.description["version"] or "unversioned", lifespan=lifespan,
-                  docs_url=None, description=summary)
-    app.state.config, app.state.batcher, app.state.metrics = config, default.batcher, metrics
-    app.state.registry = registry
-    routes: set[str] = set()  # filled in once every route is defined, below
-    add_guards(app, config)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # the outermost: it counts refusals too
-    add_error_handlers(app, config)
-    add_tfserving_routes(app, registry, contract)
-    add_photo_routes(app, service)
-    add_health_routes(app, service)
-    add_v2_routes(app, registry)
-    add_page_routes(app)
-    routes.update(route.path for route in app.routes)
-    return app
+    return lifespan
 
 
 def add_guards(app: FastAPI, config: ServiceConfig) -> None:
@@ -362,6 +372,17 @@ def repository_registry(config: ServiceConfig):
     return registry, reloader
 
 
+def served_models(config: ServiceConfig, model_dir, litert) -> tuple[Predictor | Registry, object | None]:
+    """What ``run_server`` serves, and the repository's reloader if it polls one: the repository's
+    models, one run directory's (or ``.tflite``'s) model, or the shipped models by name."""
+    if config.model_repository is not None:
+        return repository_registry(config)
+    if model_dir is not None or litert is not None or os.environ.get(MODEL_DIR_ENV):
+        model_dir = served_model_dir(model_dir)
+        return (Predictor.from_litert(litert, model_dir) if litert is not None else Predictor.from_dir(model_dir)), None
+    return shipped_registry(config), None
+
+
 def run_server(
     model_dir: str | os.PathLike | None = None,
     host: str = "127.0.0.1",
@@ -396,7 +417,7 @@ def run_server(
     config = bind_settings(ServiceConfig().replace(**settings), host)
     load_mapping(config.taxonomy)
     if config.model_repository is not None and (model_dir is not None or litert is not None):
-        raise ValueError("give a run directory (or --litert) or --model-repository, not both")
+        raise ParameterError("give {} (or {}) or {}, not both", "model_dir", "litert", "model_repository")
     if inference_threads is not None:
         if inference_threads < 1:
             raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
@@ -404,14 +425,7 @@ def run_server(
 
         # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.
         tf.config.threading.set_intra_op_parallelism_threads(inference_threads)
-    reloader = None
-    if config.model_repository is not None:
-        models, reloader = repository_registry(config)
-    elif model_dir is not None or litert is not None or os.environ.get(MODEL_DIR_ENV):
-        model_dir = served_model_dir(model_dir)
-        models = Predictor.from_litert(litert, model_dir) if litert is not None else Predictor.from_dir(model_dir)
-    else:
-        models = shipped_registry(config)
+    models, reloader = served_models(config, model_dir, litert)
     grpc_address = None
     if config.grpc_port:
         grpc_address = f"[{host}]:{config.grpc_port}" if ":" in host else f"{host}:{config.grpc_port}"

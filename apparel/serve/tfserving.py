@@ -16,6 +16,7 @@ signature serves TF Serving's gRPC ``GetModelMetadata`` (``signature_def``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -23,6 +24,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apparel.contract import InputContract
+from apparel.serve.config import ServiceConfig
 from apparel.serve.handling import read_body, require_content_type
 from apparel.serve.payloads import RequestError, instances_to_images, json_body, predict_request, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
@@ -110,21 +112,57 @@ def classify_request(payload, served: ServedVersion, max_instances: int, decode_
                                decode_photo=decode_photo)
 
 
+def rest_photo_decoder(served: ServedVersion, config: ServiceConfig) -> Callable[[bytes], np.ndarray]:
+    """The request's photo decoder (``ServedVersion.photo_decoder``), its errors named as the
+    payload knows the photo (the instance), not as "<N bytes>"."""
+    decode_one = served.photo_decoder(config)
+
+    def decode(data: bytes) -> np.ndarray:
+        try:
+            return decode_one(data)
+        except RequestError:
+            raise  # the request as a whole is too much: its own status
+        except ValueError as error:
+            raise ValueError(getattr(error, "reason", str(error))) from None
+    return decode
+
+
+async def rest_answer(served: ServedVersion, body: bytes, verb: str, config: ServiceConfig) -> Response:
+    """The answer of ``:predict`` or ``:classify`` (``verb``) to a JSON body."""
+    decode = rest_photo_decoder(served, config)
+
+    def parse(payload=None):
+        payload = json_body(body) if payload is None else payload
+        if verb == "classify":
+            return "results", classify_request(payload, served, config.max_instances, decode)
+        return predict_request(payload, contract=served.contract, max_instances=config.max_instances,
+                               decode_photo=decode, input_name=served.input_name)
+
+    if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
+        key, images = await run_in_threadpool(parse)
+    else:
+        payload = json_body(body)
+        if has_photos(payload, config.max_instances):  # decoding photos takes milliseconds
+            key, images = await run_in_threadpool(parse, payload)
+        else:
+            key, images = parse(payload)
+    probabilities = await served.batcher.predict(images)
+    if key == "results":
+        ranked = served.predictor.top_k(probabilities, served.contract.num_classes)
+        return Response(json.dumps({"results": [[[label, p] for label, p in row] for row in ranked]}),
+                        media_type="application/json")
+    return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
+
+
 def add_tfserving_routes(app: FastAPI, registry: Registry, doc_contract: InputContract) -> None:
     """The routes above; ``doc_contract`` (the default model's) documents the body in OpenAPI."""
+    add_prediction_routes(app, registry, doc_contract)
+    add_status_routes(app, registry)
+
+
+def add_prediction_routes(app: FastAPI, registry: Registry, doc_contract: InputContract) -> None:
+    """``:predict`` and ``:classify``, of the default version, a numbered one or a labelled one."""
     config = registry.config
-
-    def photo_decoder(served: ServedVersion):
-        decode_one = served.photo_decoder(config)
-
-        def decode(data: bytes) -> np.ndarray:
-            try:
-                return decode_one(data)
-            except RequestError:
-                raise  # the request as a whole is too much: its own status
-            except ValueError as error:  # a SourceError names "<N bytes>"; the payload names the instance
-                raise ValueError(getattr(error, "reason", str(error))) from None
-        return decode
 
     async def run(request: Request, name: str, version: str | None, label: str | None, verb: str) -> Response:
         registry.find(name)  # an unknown model is a 404 before its body is read
@@ -132,32 +170,7 @@ def add_tfserving_routes(app: FastAPI, registry: Registry, doc_contract: InputCo
         body = await read_body(request, config.max_body_bytes)
         served = registry.resolve(name, version, label)
         with registry.holding(served, "rest", bytes=len(body)):
-            return await registry.within_deadline(answer(served, body, verb))
-
-    async def answer(served: ServedVersion, body: bytes, verb: str) -> Response:
-        decode = photo_decoder(served)
-
-        def parse(payload=None):
-            payload = json_body(body) if payload is None else payload
-            if verb == "classify":
-                return "results", classify_request(payload, served, config.max_instances, decode)
-            return predict_request(payload, contract=served.contract, max_instances=config.max_instances,
-                                   decode_photo=decode, input_name=served.input_name)
-
-        if len(body) >= LARGE_BODY:  # parsing takes a while: keep the event loop free for others
-            key, images = await run_in_threadpool(parse)
-        else:
-            payload = json_body(body)
-            if has_photos(payload, config.max_instances):  # decoding photos takes milliseconds
-                key, images = await run_in_threadpool(parse, payload)
-            else:
-                key, images = parse(payload)
-        probabilities = await served.batcher.predict(images)
-        if key == "results":
-            ranked = served.predictor.top_k(probabilities, served.contract.num_classes)
-            return Response(json.dumps({"results": [[[label, p] for label, p in row] for row in ranked]}),
-                            media_type="application/json")
-        return Response(json.dumps({key: probabilities.tolist()}), media_type="application/json")
+            return await registry.within_deadline(rest_answer(served, body, verb, config))
 
     predict_doc = dict(openapi_extra=predict_body_doc(doc_contract), tags=TAGS)
     classify_doc = dict(tags=TAGS, summary="The classes of each example, best first (TensorFlow Serving :classify)")
@@ -187,6 +200,11 @@ def add_tfserving_routes(app: FastAPI, registry: Registry, doc_contract: InputCo
     @app.post("/v1/models/{name}/labels/{label}:classify", **classify_doc)
     async def classify_label(request: Request, name: str, label: str):
         return await run(request, name, None, label, "classify")
+
+
+
+def add_status_routes(app: FastAPI, registry: Registry) -> None:
+    """Status and metadata, of a model, a numbered version or a labelled one."""
 
     @app.get("/v1/models/{name}", tags=TAGS, summary="Status of every version")
     async def status(name: str):
