@@ -23,7 +23,7 @@ from apparel.config import TrainConfig, read_config_file
 from apparel.contract import FASHION_MNIST, InputContract, metadata_path
 from apparel.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
-from apparel.images.photos import draw_steps, model_steps
+from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
 from apparel.inference.export import export_model
 from apparel.inference.prediction import Predictor, resolve_model_dir

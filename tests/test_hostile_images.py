@@ -20,7 +20,7 @@ from PIL import Image, ImageFile
 
 from apparel.cli import main
 from apparel.contract import FASHION_MNIST, InputContract
-from apparel.images import decode, photos
+from apparel.images import decode, photos, steps_figure
 from apparel.images.photo_rgb import photo_rgb_steps
 from apparel.images.sources import ImageSource, expand_sources, read_source, resolve_inside
 from test_catalog import OLD_HEADER, as_bytes, review_rows, row
@@ -224,7 +224,7 @@ def test_a_long_thin_photo_never_makes_a_full_resolution_square():
 def test_drawing_the_steps_of_a_long_thin_photo_stays_small(tmp_path):
     thin = Image.new("RGB", (600, 2), "white")
     thin.paste((200, 30, 30), (200, 0, 400, 2))
-    out = photos.draw_steps(encoded(thin, "PNG"), tmp_path / "steps.png")
+    out = steps_figure.draw_steps(encoded(thin, "PNG"), tmp_path / "steps.png")
     with Image.open(out) as drawn:
         assert drawn.width < 10 * 4 * 168
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from apparel.images import photos
+from apparel.images import photos, steps_figure
 from conftest import needs_real_data
 
 
@@ -203,7 +203,7 @@ def test_refusals_name_their_reason(tmp_path):
 
 
 def test_draw_steps_writes_a_png(tmp_path):
-    out = photos.draw_steps(garment_photo(), tmp_path / "steps.png")
+    out = steps_figure.draw_steps(garment_photo(), tmp_path / "steps.png")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.width > 8 * image.height // 2
     assert [p.name for p in tmp_path.iterdir()] == ["steps.png"]
@@ -276,8 +276,8 @@ def test_photo_rgb_steps_end_in_photo_to_rgb(tmp_path):
         ("original", (90, 60)), ("on white", (90, 60)), ("square", (90, 90)), ("resized", (32, 32))]
     np.testing.assert_array_equal(np.asarray(steps[-1][1]), photo_to_rgb(photo, 32))
     contract = InputContract(kind="photo", size=32, class_names=("a", "b"))
-    assert [name for name, _ in photos.model_steps(photo, contract)] == [name for name, _ in steps]
-    out = photos.draw_steps(photo, tmp_path / "steps.png", contract=contract)
+    assert [name for name, _ in steps_figure.model_steps(photo, contract)] == [name for name, _ in steps]
+    out = steps_figure.draw_steps(photo, tmp_path / "steps.png", contract=contract)
     with Image.open(out) as image:
         assert image.format == "PNG"
 
