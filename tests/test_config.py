@@ -62,3 +62,18 @@ def test_a_value_with_braces_gets_the_error_not_a_crash():
     with pytest.raises(ParameterError, match=r"unknown schedule '\{x\}'") as caught:
         TrainConfig(schedule="{x}")
     assert caught.value.render(lambda name: "--" + name).startswith("unknown --schedule '{x}'")
+
+
+def test_a_config_file_that_does_not_parse_names_its_format(tmp_path):
+    from apparel.config import read_config_file
+
+    for name, text, kind in (("params", "{epochs: 3}", "JSON"), ("params.json", "{", "json"),
+                             ("params.toml", "epochs = ", "toml")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=f"config file .*{name} is not valid {kind}: "):
+            read_config_file(tmp_path / name)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a mapping of parameter names to values"):
+        read_config_file(tmp_path / "list.json")
+    (tmp_path / "run.json").write_text('{"epochs": 3, "input": {"kind": "photo"}, "versions": {"keras": "3"}}')
+    assert read_config_file(tmp_path / "run.json") == {"epochs": 3}  # a run's own records are left out
