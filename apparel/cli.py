@@ -32,11 +32,12 @@ from apparel.errors import ParameterError
 from apparel.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
 # Flags whose name is not the parameter's with dashes.
-FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out", "csv_path": "CSV"}
+FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out", "csv_path": "CSV", "manifest": "MANIFEST"}
 
 
 def flag_name(parameter: str) -> str:
@@ -226,6 +227,21 @@ def cmd_catalog(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from tqdm import tqdm
+
+    config = BatchConfig(**config_changes(args, BatchConfig))
+    _status(f"classifying {args.manifest} → {args.out} ({config.engine} engine) …")
+    with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
+        report = classify_manifest(args.manifest, args.out, config, progress=bar.update)
+    done = report.classified + report.failed
+    rate = f", {done / report.seconds:.1f} images/s" if done and report.seconds else ""
+    print(f"{report.rows} rows: {report.classified} classified, {report.failed} unreadable (a row each, with its "
+          f"error), {report.skipped} already in {report.out}; {report.seconds:.1f} s{rate}")
+    print(f"wrote {report.out}")
+    return 0
+
+
 def cmd_plots(args) -> int:
     _status("drawing plots …")
     for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images):
@@ -282,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_plots, _add_export, _add_models, _add_serve, _add_bench):
+    for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_batch, _add_plots, _add_export, _add_models, _add_serve, _add_bench):
         add(commands)
     return parser
 
@@ -351,6 +367,14 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("--model", dest="model_dir", help=argparse.SUPPRESS)  # the old spelling of --model-dir
     add_config_flags(catalog, CatalogConfig)
     catalog.set_defaults(handler=cmd_catalog)
+
+
+def _add_batch(commands) -> None:
+    batch = commands.add_parser("batch", help="classify a CSV/Parquet manifest of images into a Parquet data set (local or Ray)")
+    batch.add_argument("manifest", help="CSV or Parquet file, one image (path or http(s) URL) per row, other columns carried")
+    batch.add_argument("--out", required=True, help="folder of Parquet files to write; rerun the same command to resume")
+    add_config_flags(batch, BatchConfig)
+    batch.set_defaults(handler=cmd_batch)
 
 
 def _add_plots(commands) -> None:

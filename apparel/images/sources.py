@@ -52,6 +52,20 @@ def url_source(url: str) -> ImageSource:
     return ImageSource(url, error=f"only http and https URLs are fetched, not {scheme}://")
 
 
+def contained_source(reference: str, images_dir: str | os.PathLike) -> ImageSource:
+    """The source a catalog or manifest cell names: an http(s) URL, or a path that must stay
+    inside ``images_dir`` (a file from elsewhere must not read the rest of the disk). A reference
+    that cannot be one is a source with its ``error``."""
+    if not reference.strip():
+        return ImageSource(reference, error="empty image reference")
+    if is_url(reference):
+        return url_source(reference)
+    try:
+        return ImageSource(reference, path=resolve_inside(reference, images_dir))
+    except SourceError as error:
+        return ImageSource(reference, error=error.reason)
+
+
 def expand_sources(items: Iterable[str]) -> list[ImageSource]:
     """Files, folders (searched recursively for image files), glob patterns and URLs, in order.
 

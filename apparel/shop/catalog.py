@@ -47,10 +47,10 @@ from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.prediction import Predictor, resolve_model_dir
-from apparel.images.fetch import FetchConfig, is_url
+from apparel.images.fetch import FetchConfig
 from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
-from apparel.images.sources import ImageSource, read_sources, resolve_inside, url_source
+from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.shop.taxonomy import load_mapping
 
 # Column roles and the header names of each Shopify export style (compared case-insensitively).
@@ -85,6 +85,9 @@ class CatalogConfig(Config):
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
     batch_size: int = option(64, "images predicted (and cached) together", minimum=1)
     workers: int = option(4, "images read and fetched in parallel", minimum=1)
+    engine: str = option("local", "local: this process; ray: the Ray Data pipeline of `apparel batch` (same output)",
+                         choices=("local", "ray"))
+    ray_address: str | None = option(None, "with --engine ray: join this Ray cluster instead of starting one")
 
 
 @dataclass(frozen=True)
@@ -160,15 +163,6 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             if image not in product.images:
                 product.images.append(image)
     return list(products.values())
-
-
-def image_source(reference: str, images_dir: Path) -> ImageSource:
-    if is_url(reference):
-        return url_source(reference)
-    try:
-        return ImageSource(reference, path=resolve_inside(reference, images_dir))
-    except SourceError as error:
-        return ImageSource(reference, error=error.reason)
 
 
 def cache_key(source: ImageSource, model_digest: str, contract: InputContract = InputContract()) -> str | None:
@@ -346,13 +340,24 @@ class Classifier:
 
     def classify(self, products: list[Product], images_dir: Path) -> None:
         self.errors.update({product.handle: [] for product in products})
+        if self.config.engine == "ray":  # one start of Ray for every round of images
+            from apparel.batch.engine_ray import ray_session
+
+            with ray_session(self.config.ray_address):
+                return self._classify(products, images_dir)
+        return self._classify(products, images_dir)
+
+    def _classify(self, products: list[Product], images_dir: Path) -> None:
         try:
             for attempt in itertools.count():
-                pending = [(p, image_source(p.images[attempt], images_dir)) for p in products
+                pending = [(p, contained_source(p.images[attempt], images_dir)) for p in products
                            if p.handle not in self.outcome and attempt < len(p.images)]
                 if not pending:
                     break
                 to_read = self._take_cached(pending)
+                if self.config.engine == "ray":
+                    self._predict_on_ray(to_read, images_dir)
+                    continue
                 for start in range(0, len(to_read), self.config.batch_size):
                     self._predict_batch(to_read[start : start + self.config.batch_size])
         finally:
@@ -398,6 +403,35 @@ class Classifier:
                 self.cache[key] = values
                 lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
         self._remember(lines)
+
+    def _predict_on_ray(self, to_read: list[tuple[Product, ImageSource, str | None]], images_dir: Path) -> None:
+        """``_predict_batch`` for all of ``to_read`` on the Ray pipeline of ``apparel batch``: the
+        same batches of ``batch_size`` and model threads, so the same probabilities."""
+        from apparel.batch.config import ModelSettings, ReadSettings
+        from apparel.batch.engine_ray import classify_ray
+
+        if not to_read:
+            return
+        # Resolved here: Ray's workers need not share this process's working directory.
+        read = ReadSettings(str(images_dir.resolve()), self.contract, self.fetch, self.config.workers)
+        results = classify_ray(np.arange(len(to_read)), [source.name for _, source, _ in to_read], read,
+                               ModelSettings(str(self.model_dir)), self.config.batch_size,
+                               address=self.config.ray_address, packed=True)
+        for result in results:
+            lines = []
+            for row, probabilities, error in zip(result["row"], result["probabilities"], result["error"]):
+                product, source, key = to_read[row]
+                self.progress(1)
+                if error:
+                    self.errors[product.handle].append(f"{source.name}: {error}")
+                    continue
+                values = [round(float(p), 6) for p in probabilities]
+                self.outcome[product.handle] = (source.name, values)
+                self.predicted += 1
+                if key is not None:
+                    self.cache[key] = values
+                    lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
+            self._remember(lines)
 
     def _remember(self, lines: list[str]) -> None:
         if not lines:

@@ -1,0 +1,80 @@
+"""The settings of a batch run (``apparel batch`` flags) and what its workers need to know.
+
+    >>> from apparel.batch.config import BatchConfig
+    >>> BatchConfig(engine="ray", predictors=4).engine
+    'ray'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from apparel.config import Config, option
+from apparel.contract import InputContract
+from apparel.errors import ParameterError
+from apparel.images.fetch import FetchConfig
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class BatchConfig(Config):
+    """How a manifest is classified."""
+
+    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
+    litert: str | None = option(None, "run this exported .tflite of the model (apparel export --format litert)")
+    image_column: str | None = option(None, "the manifest's column of image paths or URLs "
+                                            "(default: the first of image, image_url, url, path)")
+    images_dir: str | None = option(None, "folder that relative image paths resolve inside (default: the manifest's)")
+    top_k: int = option(3, "classes written per image, most likely first", minimum=1)
+    engine: str = option("local", "local: this process; ray: Ray Data, on a local Ray or --ray-address",
+                         choices=ENGINES)
+    ray_address: str | None = option(None, "join this Ray cluster (host:port or ray://…) instead of starting one")
+    batch_size: int = option(32, "images per model call (and per read task)", minimum=1)
+    predictors: int | None = option(None, "Ray: model replicas, each an actor that loads the model once "
+                                          "(default: the cluster's CPUs / --predictor-threads)", minimum=1)
+    predictor_threads: int | None = option(None, "TensorFlow threads per model replica (default: the cores this "
+                                                 "process may use, as the local engine does; then both engines "
+                                                 "give the same numbers)", minimum=1)
+    read_threads: int = option(4, "images read and fetched at once per reader (URLs wait on the network)",
+                               minimum=1)
+    shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
+    allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
+    timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
+
+    def check(self) -> None:
+        if self.ray_address is not None and self.engine != "ray":
+            raise ParameterError("{} joins a Ray cluster; give {} ray with it", "ray_address", "engine")
+
+
+@dataclass(frozen=True)
+class ReadSettings:
+    """What a reader needs to turn an image reference into the model's input; sent to Ray workers."""
+
+    images_dir: str
+    contract: InputContract
+    fetch: FetchConfig = FetchConfig()
+    threads: int = 4
+
+    def transport_dtype(self):
+        """Photo inputs are whole numbers 0–255: sent as bytes (a quarter of float32), exactly."""
+        import numpy as np
+
+        return np.uint8 if self.contract.is_photo else np.float32
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Which model a predictor loads; sent to Ray workers, which load it once each."""
+
+    model_dir: str | None            # the run directory; None with a LiteRT export that records its contract
+    litert: str | None = None
+    threads: int | None = None       # TensorFlow threads; None: TensorFlow's own choice (every core)
+
+    @property
+    def version(self) -> str:
+        """The first 12 hex digits of the model file's SHA-256 (the service's model version)."""
+        from apparel.artifacts import MODEL_FILE, file_digest
+
+        return file_digest(self.litert if self.litert is not None else Path(self.model_dir) / MODEL_FILE)[:12]

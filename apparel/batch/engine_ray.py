@@ -1,0 +1,91 @@
+"""The Ray engine: Ray Data fetches and decodes in CPU tasks and predicts in a pool of actors,
+each of which loads the model once; the driver writes the results as they stream back.
+
+    >>> for result in classify_ray(rows, references, read_settings, model_settings, address="10.0.0.5:6379"):
+    ...     result["row"], result["probabilities"], result["error"]
+
+Without an address a local Ray is started, with as many CPUs as this process may use, and stopped
+at the end; with one, the cluster is joined (every node needs ``apparel`` installed, and the
+images' paths must mean the same on each). Ray is imported only here.
+
+A worker that dies costs time only: Ray Data retries a reading task, and restarts a predicting
+actor and resends its batch (its defaults for map tasks and actor pools, kept as they are).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from apparel.batch.config import ModelSettings, ReadSettings
+from apparel.batch.predicting import Predict, aligned_batches
+from apparel.batch.reading import read_batch
+
+# Ray's CPU slots: each slot takes one reader and one replica of the model, so one-thread replicas
+# can fill every CPU and readers still find room beside them (actors holding every slot would
+# starve them).
+# The two differ on purpose: equal resources would let Ray Data fuse reading into the actors, and
+# decoding would no longer scale apart from the model (CPU readers feeding GPU replicas, say).
+READ_CPUS = 0.4
+PREDICT_CPUS = 0.6
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None):
+    """Ray for the block: the cluster at ``address`` joined, or a local Ray started, and left or
+    stopped afterwards; a Ray already running in this process is used as it is.
+
+    >>> with ray_session():                 # several pipelines, one start of Ray
+    ...     results = list(classify_ray(rows, references, read_settings, model_settings))
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    if address is not None:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    else:
+        # "local": a Ray of its own, even where `ray start` has left a cluster that ray.init() would join.
+        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def classify_ray(rows: np.ndarray, references: list[str], read: ReadSettings, model: ModelSettings,
+                 batch_size: int = 32, predictors: int | None = None, address: str | None = None,
+                 packed: bool = False) -> Iterator[dict]:
+    """``{"row", "probabilities", "error"}`` for every row (ascending), a batch at a time, in the
+    order Ray finishes them. ``predictors`` replicas of the model (default: the cluster's CPUs
+    divided by ``model.threads``; threads default to the cores this process may use).
+
+    Each block is one batch (``predicting.aligned_batches``), read and predicted whole
+    (``batch_size=None``: Ray Data's batches are the blocks), each row at its fixed place, or
+    ``packed`` as the catalog packs them: the same numbers as the local engine's.
+    """
+    import pyarrow as pa
+    import ray
+
+    if len(rows) == 0:
+        return
+    if model.threads is None:
+        model = dataclasses.replace(model, threads=len(os.sched_getaffinity(0)))
+    with ray_session(address):
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        if predictors is None:
+            predictors = max(1, int(ray.cluster_resources().get("CPU", 1)) // model.threads)
+        blocks = [pa.table({"row": pa.array(batch["row"], type=pa.int64()), "image": pa.array(batch["image"], type=pa.string())})
+                  for batch in aligned_batches(rows, references, batch_size)]
+        dataset = ray.data.from_arrow(blocks)
+        dataset = dataset.map_batches(read_batch, fn_kwargs={"settings": read}, batch_size=None, num_cpus=READ_CPUS)
+        dataset = dataset.map_batches(Predict, fn_constructor_kwargs={"settings": model, "slots": None if packed else batch_size},
+                                      batch_size=None,
+                                      num_cpus=PREDICT_CPUS, compute=ray.data.ActorPoolStrategy(size=predictors))
+        yield from dataset.iter_batches(batch_size=None, batch_format="numpy")

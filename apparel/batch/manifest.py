@@ -1,0 +1,82 @@
+"""Reading a manifest: a CSV or Parquet file with one image per row.
+
+    >>> from apparel.batch.manifest import read_manifest
+    >>> manifest = read_manifest("photos.csv")
+    >>> manifest.image_column, manifest.table.num_rows
+    ('image_url', 120000)
+
+The image column is the one named ``--image-column``, else the first of ``IMAGE_COLUMNS`` present
+(names compared case-insensitively); it holds local paths or http(s) URLs. Every column is carried
+into the output as it is. A CSV's cells are read as text, never guessed: a product ID ``00123``
+stays ``00123``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from apparel.errors import ParameterError, SourceError
+
+IMAGE_COLUMNS = ("image", "image_url", "url", "path")
+ROW_COLUMN = "manifest_row"  # the row's number in the manifest, from 0: the key a rerun resumes by
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    table: object                    # pyarrow.Table, the manifest's columns as read
+    image_column: str
+
+    def references(self) -> list[str]:
+        """The image column's cells as text ("" for an empty cell)."""
+        import pyarrow as pa
+
+        column = self.table.column(self.image_column).cast(pa.string())
+        return ["" if value is None else value for value in column.to_pylist()]
+
+
+def read_manifest(path: str | os.PathLike, image_column: str | None = None,
+                  reserved: tuple[str, ...] = ()) -> Manifest:
+    """The manifest at ``path`` (``.parquet`` or ``.pq``: Parquet, else CSV); ``reserved`` are
+    column names the output adds, which the manifest must not have."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"{{}} {path} is not a file", "manifest")
+    table = _read_table(path)
+    clashes = [name for name in table.column_names if name in (ROW_COLUMN, *reserved)]
+    if clashes:
+        raise SourceError(path, f"has a column {clashes[0]!r}, which the output adds; rename it")
+    return Manifest(path, table, _image_column(table.column_names, image_column, path))
+
+
+def _read_table(path: Path):
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pq.read_table(path)
+        names = pa_csv.open_csv(path).schema.names
+        text = pa_csv.ConvertOptions(column_types={name: pa.string() for name in names},
+                                     strings_can_be_null=False)
+        return pa_csv.read_csv(path, convert_options=text)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise SourceError(path, f"cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
+                                f"({str(error).splitlines()[0]})") from None
+
+
+def _image_column(names: list[str], wanted: str | None, path: Path) -> str:
+    if wanted is not None:
+        if wanted not in names:
+            raise ParameterError(f"{{}} {wanted!r} is not a column of {path}; its columns: {', '.join(names)}",
+                                 "image_column")
+        return wanted
+    lowered = {name.lower(): name for name in reversed(names)}
+    for candidate in IMAGE_COLUMNS:
+        if candidate in lowered:
+            return lowered[candidate]
+    raise ParameterError(f"{path} has no column named {', '.join(IMAGE_COLUMNS)}; its columns: {', '.join(names)}; "
+                         "name the one with the images with {}", "image_column")

@@ -1,0 +1,142 @@
+"""The output: a folder of Parquet files that pandas, DuckDB, Spark or BigQuery read as one table.
+
+    >>> import pandas
+    >>> pandas.read_parquet("predictions/")            # or DuckDB: SELECT * FROM 'predictions/*.parquet'
+
+Each row is a manifest row, with these columns:
+
+- every column of the manifest, as read (a CSV's as text);
+- ``manifest_row`` (int64): the row's number in the manifest, from 0;
+- ``label`` (string): the most likely class; null when the image could not be read;
+- ``probability`` (float32): its probability;
+- ``top_labels`` (list of string), ``top_probabilities`` (list of float32): the ``top_k`` most
+  likely classes, best first;
+- ``model_version`` (string): the first 12 hex digits of the model file's SHA-256;
+- ``error`` (string): why the image could not be read, null when it was classified.
+
+Files are ``part-<first row>-<random>.parquet``, each written whole (a temporary renamed into
+place), so a run killed at any moment leaves only whole files, and a rerun skips the rows they
+hold. ``_batch.json`` records what was classified with what; a rerun with another model or another
+manifest is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from apparel.artifacts import atomic_path, write_json
+from apparel.batch.manifest import ROW_COLUMN
+from apparel.errors import ParameterError
+
+PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", "model_version", "error")
+RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
+
+
+def prediction_schema():
+    import pyarrow as pa
+
+    return pa.schema([("label", pa.string()), ("probability", pa.float32()),
+                      ("top_labels", pa.list_(pa.string())), ("top_probabilities", pa.list_(pa.float32())),
+                      ("model_version", pa.string()), ("error", pa.string())])
+
+
+def prediction_columns(probabilities: np.ndarray, errors, class_names: tuple[str, ...], top_k: int,
+                       version: str) -> dict:
+    """The prediction columns for rows of class ``probabilities`` (NaN rows: not read, see ``errors``)."""
+    k = max(1, min(top_k, len(class_names)))
+    names = np.asarray(class_names, dtype=object)
+    # A stable sort: ties rank by class order on every engine and machine.
+    order = np.argsort(-np.nan_to_num(probabilities, nan=0.0), axis=1, kind="stable")[:, :k]
+    ranked = np.take_along_axis(probabilities, order, axis=1)
+    failed = [bool(error) for error in errors]
+    return {
+        "label": [None if bad else names[top[0]] for bad, top in zip(failed, order)],
+        "probability": [None if bad else float(p[0]) for bad, p in zip(failed, ranked)],
+        "top_labels": [None if bad else list(names[top]) for bad, top in zip(failed, order)],
+        "top_probabilities": [None if bad else p.tolist() for bad, p in zip(failed, ranked)],
+        "model_version": [version] * len(failed),
+        "error": [str(error) if bad else None for bad, error in zip(failed, errors)],
+    }
+
+
+class ShardWriter:
+    """Collects result rows and writes them ``shard_rows`` at a time as Parquet files in ``out``."""
+
+    def __init__(self, out: Path, manifest_table, class_names: tuple[str, ...], top_k: int, version: str,
+                 shard_rows: int):
+        self.out, self.manifest_table, self.class_names = out, manifest_table, class_names
+        self.top_k, self.version, self.shard_rows = top_k, version, shard_rows
+        self.pending: list = []
+        self.pending_rows = self.written = self.failed = 0
+
+    def add(self, rows: np.ndarray, probabilities: np.ndarray, errors) -> None:
+        """Results of some manifest rows, in any order."""
+        import pyarrow as pa
+
+        carried = self.manifest_table.take(pa.array(rows, type=pa.int64()))
+        columns = prediction_columns(probabilities, errors, self.class_names, self.top_k, self.version)
+        table = carried.append_column(ROW_COLUMN, pa.array(rows, type=pa.int64()))
+        for field in prediction_schema():
+            table = table.append_column(field, pa.array(columns[field.name], type=field.type))
+        self.pending.append(table)
+        self.pending_rows += len(rows)
+        self.failed += sum(error is not None for error in columns["error"])
+        while self.pending_rows >= self.shard_rows:
+            self._write(self.shard_rows)
+
+    def close(self) -> None:
+        """Write what is left."""
+        if self.pending_rows:
+            self._write(self.pending_rows)
+
+    def _write(self, count: int) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.concat_tables(self.pending)
+        shard, rest = table.slice(0, count), table.slice(count)
+        shard = shard.sort_by(ROW_COLUMN)
+        name = f"part-{shard.column(ROW_COLUMN)[0].as_py():012d}-{uuid.uuid4().hex[:8]}.parquet"
+        with atomic_path(self.out / name) as temporary:
+            pq.write_table(shard, temporary)
+        self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
+        self.written += count
+
+
+def written_rows(out: Path) -> np.ndarray:
+    """The manifest rows the whole Parquet files in ``out`` hold."""
+    import pyarrow.parquet as pq
+
+    parts = sorted(out.glob("part-*.parquet")) if out.is_dir() else []
+    found = [pq.read_table(part, columns=[ROW_COLUMN]).column(ROW_COLUMN).to_numpy() for part in parts]
+    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+
+
+def check_record(out: Path, record: dict) -> None:
+    """Write ``out/_batch.json`` for a new output; for an existing one, refuse another run's."""
+    path = out / RECORD_FILE
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{{}} {out} is a file; give a folder for the Parquet data set", "out")
+    if path.is_file():
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in record.items():
+            if earlier.get(key) != value:
+                raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "
+                                     f"{value!r}); give a new folder, or remove it to start again", "out")
+        return
+    if out.is_dir() and any(out.glob("part-*.parquet")):
+        raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder", "out")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+
+
+def manifest_identity(path: Path) -> dict:
+    """What a rerun must find unchanged for the rows already written to still be its rows: the
+    manifest's content (it may have moved)."""
+    from apparel.artifacts import file_digest
+
+    return {"manifest_sha256": file_digest(path)}

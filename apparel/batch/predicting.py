@@ -1,0 +1,80 @@
+"""The model at work on batches of read images; Ray's actors hold one each (loaded once).
+
+    >>> predict = Predict(ModelSettings("models/photos"))
+    >>> predict({"row": rows, "pixels": pixels, "error": errors})["probabilities"].shape
+    (32, 10)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from apparel.batch.config import ModelSettings
+from apparel.errors import ParameterError
+
+
+def load_predictor(settings: ModelSettings):
+    """The ``Predictor`` of ``settings``: Keras, or the LiteRT export when one is named."""
+    from apparel.inference.prediction import Predictor
+
+    if settings.threads is not None:
+        set_threads(settings.threads)
+    if settings.litert is not None:
+        return Predictor.from_litert(settings.litert, settings.model_dir)
+    return Predictor.from_dir(settings.model_dir, photos=True)
+
+
+def set_threads(threads: int) -> None:
+    """TensorFlow's thread pools, which it fixes when it runs its first operation. The number of
+    threads decides how sums are split, so the same model gives results apart in the seventh
+    digit under another count: replicas that must match the local engine use its count."""
+    import tensorflow as tf
+
+    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        raise ParameterError("{} cannot change once TensorFlow has started in this process; "
+                             "give it to a fresh process (the command line)", "predictor_threads") from None
+
+
+def aligned_batches(rows: np.ndarray, references: list[str], batch_size: int) -> list[dict]:
+    """``{"row", "image"}`` batches of the (ascending) ``rows``: row r goes with the rows of
+    the same ``r // batch_size``, whatever else was already done, failed or retried."""
+    groups = np.flatnonzero(np.diff(rows // batch_size)) + 1
+    starts, ends = np.concatenate([[0], groups]), np.concatenate([groups, [len(rows)]])
+    return [{"row": rows[start:end], "image": references[start:end]} for start, end in zip(starts, ends)]
+
+
+class Predict:
+    """``{"row", "pixels", "error"}`` → ``{"row", "probabilities", "error"}``; a row with an
+    error is not predicted (its probabilities are NaN). A callable class so that Ray Data builds
+    it once per actor and the model stays loaded.
+
+    With ``slots``, each row is predicted at place ``row % slots`` of a batch of ``slots``
+    (zeros where no row is): a row's probabilities depend on the batch's size and the row's place
+    in it (the last digits of the sums; not on the other rows), so fixed places make them the same
+    on every engine, after a resume or a retry. Without, the readable rows are predicted packed
+    together, as ``apparel catalog`` does.
+    """
+
+    def __init__(self, settings: ModelSettings, slots: int | None = None, predictor=None):
+        self.slots = slots
+        self.predictor = predictor if predictor is not None else load_predictor(settings)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = np.asarray(batch["row"], dtype=np.int64)
+        errors = np.asarray(batch["error"], dtype=object)
+        readable = errors == ""
+        pixels = np.asarray(batch["pixels"])[readable].astype(np.float32)
+        probabilities = np.full((len(rows), self.predictor.contract.num_classes), np.nan, dtype=np.float32)
+        if readable.any() and self.slots is None:
+            probabilities[readable] = self.predictor.predict_proba(pixels)
+        elif readable.any():
+            places = rows[readable] % self.slots
+            placed = np.zeros((self.slots, *pixels.shape[1:]), dtype=np.float32)
+            placed[places] = pixels
+            probabilities[readable] = self.predictor.predict_proba(placed)[places]
+        return {"row": rows, "probabilities": probabilities, "error": errors}

@@ -1,0 +1,97 @@
+"""``apparel batch``: classify every image of a manifest into a Parquet data set, resumably.
+
+    >>> from apparel.batch.run import BatchConfig, classify_manifest
+    >>> report = classify_manifest("photos.csv", "predictions/", BatchConfig(engine="ray"))
+    >>> report.classified, report.failed, report.skipped
+    (1998, 2, 0)
+
+Rows already in ``out`` (whole files of an earlier run of the same manifest and model) are
+skipped, so a crashed run continues where it stopped; see ``output`` for the schema.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from apparel.batch.config import BatchConfig, ModelSettings, ReadSettings
+from apparel.batch.manifest import read_manifest
+from apparel.batch.output import PREDICTION_COLUMNS, ShardWriter, check_record, manifest_identity, written_rows
+from apparel.contract import FASHION_MNIST, InputContract
+from apparel.errors import ParameterError
+from apparel.images.fetch import FetchConfig
+from apparel.inference.prediction import resolve_model_dir
+
+__all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    rows: int                        # rows in the manifest
+    skipped: int                     # rows written by an earlier run, not classified again
+    classified: int                  # rows this run predicted
+    failed: int                      # rows this run could not read (a row each, with its error)
+    seconds: float                   # this run's wall time, model loading and Ray's start included
+    engine: str
+    out: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_settings(config: BatchConfig, threads: int | None = None) -> tuple[ModelSettings, InputContract]:
+    """The model to load and its contract, read from the run directory (or the LiteRT export's
+    metadata) without loading TensorFlow."""
+    if config.litert is not None:
+        if not Path(config.litert).is_file():
+            raise ParameterError(f"{{}} {config.litert} is not a file; make one with `apparel export DIR --format litert`",
+                                 "litert")
+        model_dir = None if config.model_dir is None else resolve_model_dir(config.model_dir)
+        contract = (InputContract.for_run(model_dir) if model_dir is not None
+                    else InputContract.for_export(config.litert) or FASHION_MNIST)
+    else:
+        model_dir = resolve_model_dir(config.model_dir, photos=True)
+        contract = InputContract.for_run(model_dir)
+    return ModelSettings(None if model_dir is None else str(model_dir), config.litert, threads), contract
+
+
+def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, config: BatchConfig = BatchConfig(),
+                      progress: Callable[[int], object] | None = None) -> BatchReport:
+    """Classify the images of ``manifest_path`` into the Parquet data set ``out`` (see the module
+    docstring); ``progress(n)`` is called as rows finish."""
+    began = time.perf_counter()
+    out = Path(out)
+    manifest = read_manifest(manifest_path, config.image_column, PREDICTION_COLUMNS)
+    images_dir = Path(config.images_dir) if config.images_dir is not None else manifest.path.resolve().parent
+    if not images_dir.is_dir():
+        raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
+    model, contract = model_settings(config, config.predictor_threads)
+    check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
+                       "images_dir": str(images_dir.resolve()), "model_version": model.version, "top_k": config.top_k})
+    read = ReadSettings(str(images_dir.resolve()), contract,
+                        FetchConfig(timeout=config.timeout, allow_private=config.allow_private), config.read_threads)
+    rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
+    references = manifest.references()
+    pending = [references[row] for row in rows]
+    writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows)
+    if config.engine == "ray":
+        from apparel.batch.engine_ray import classify_ray
+
+        results = classify_ray(rows, pending, read, model, config.batch_size, config.predictors, config.ray_address)
+    else:
+        from apparel.batch.engine_local import classify_local
+
+        results = classify_local(rows, pending, read, model, config.batch_size)
+    for result in results:
+        writer.add(result["row"], result["probabilities"], result["error"])
+        if progress is not None:
+            progress(len(result["row"]))
+    writer.close()
+    return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
+                       classified=writer.written - writer.failed, failed=writer.failed,
+                       seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out))

@@ -1,0 +1,307 @@
+"""`apparel batch` and `catalog --engine ray`: the same answers from the local engine and from Ray
+Data (in this process with 2 CPUs, and on a real two-node cluster on loopback), a killed worker
+costs only time, a rerun resumes, a bad image is a row with its error.
+
+Ray is started once for the module (2 CPUs, a small object store) and shut down at the end; the
+cluster test starts its two nodes with ``ray start --block`` and stops exactly those processes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apparel.batch.manifest import read_manifest
+from apparel.batch.run import BatchConfig, classify_manifest
+from apparel.errors import ParameterError, SourceError
+from conftest import PHOTO_CLASSES, render_photo
+
+# Every Ray process of these tests on loopback: Ray replaces 127.0.0.1 with the machine's address
+# (for other machines to reach) unless told it runs a one-machine cluster; read when Ray is imported.
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+os.environ.update(LOOPBACK_ONLY)
+pa = pytest.importorskip("pyarrow")
+ray = pytest.importorskip("ray", reason="Ray is the optional extra apparel[ray] (make setup installs it)")
+import pyarrow.parquet as pq  # noqa: E402
+
+PHOTOS = 240
+VENV_BIN = Path(sys.executable).parent
+# Rows that must come back as rows with an error, not as a failed job.
+BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "'..' is refused", "": "empty image reference",
+            "ftp://example.com/a.jpg": "only http and https", "broken.jpg": "", "notes.txt": ""}
+OBJECT_STORE = 100 * 1024**2
+
+
+def table(out: Path):
+    """The data set in ``out`` as one table, by manifest row."""
+    return pq.read_table(out).sort_by("manifest_row")
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    """A manifest of PHOTOS rendered photos with an ID column of leading zeros, and bad rows."""
+    root = tmp_path_factory.mktemp("batch")
+    (root / "photos").mkdir()
+    rng = np.random.default_rng(0)
+    lines = ["sku,image,note"]
+    for index in range(PHOTOS):
+        render_photo(index % len(PHOTO_CLASSES), rng).save(root / "photos" / f"{index}.jpg", quality=85)
+        lines.append(f"{index:05d},photos/{index}.jpg,n{index}")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF" + b"\x00" * 40)
+    (root / "notes.txt").write_text("not an image")
+    lines += [f"bad{i},{reference},x" for i, reference in enumerate(BAD_ROWS)]
+    (root / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_output(shop, photo_run) -> Path:
+    out = shop / "out-local"
+    classify_manifest(shop / "manifest.csv", out, BatchConfig(model_dir=str(photo_run), shard_rows=100))
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """Ray in this process: 2 CPUs, a small object store, no dashboard; shut down afterwards."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE, log_to_driver=False,
+             configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def test_manifest_image_column_by_name_or_flag(tmp_path):
+    (tmp_path / "m.csv").write_text("id,Image_URL,url\n007,a.jpg,b.jpg\n")
+    manifest = read_manifest(tmp_path / "m.csv")
+    assert manifest.image_column == "Image_URL" and manifest.references() == ["a.jpg"]
+    assert manifest.table.column("id").to_pylist() == ["007"]          # text, never guessed as a number
+    assert read_manifest(tmp_path / "m.csv", "url").references() == ["b.jpg"]
+    with pytest.raises(ParameterError, match="'photo' is not a column"):
+        read_manifest(tmp_path / "m.csv", "photo")
+    (tmp_path / "n.csv").write_text("id,picture\n1,a.jpg\n")
+    with pytest.raises(ParameterError, match="no column named image, image_url, url, path"):
+        read_manifest(tmp_path / "n.csv")
+    pq.write_table(pa.table({"path": ["a.jpg"], "error": ["x"]}), tmp_path / "m.parquet")
+    with pytest.raises(SourceError, match="has a column 'error'"):
+        read_manifest(tmp_path / "m.parquet", reserved=("error",))
+
+
+def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_output):
+    result = table(local_output)
+    assert result.num_rows == PHOTOS + len(BAD_ROWS)
+    assert result.column_names == ["sku", "image", "note", "manifest_row", "label", "probability", "top_labels",
+                                   "top_probabilities", "model_version", "error"]
+    assert result.column("manifest_row").to_pylist() == list(range(result.num_rows))
+    assert result.column("sku")[7].as_py() == "00007"
+    good = result.slice(0, PHOTOS).to_pylist()
+    assert all(row["error"] is None and row["label"] in PHOTO_CLASSES for row in good)
+    assert all(len(row["top_labels"]) == 3 and row["top_labels"][0] == row["label"] for row in good)
+    assert all(row["top_probabilities"] == sorted(row["top_probabilities"], reverse=True) for row in good)
+    bad = result.slice(PHOTOS).to_pylist()
+    for row, (reference, reason) in zip(bad, BAD_ROWS.items()):
+        assert row["image"] == reference and row["label"] is None and row["top_labels"] is None
+        assert row["error"] and reason in row["error"]
+    assert len({row["model_version"] for row in good + bad}) == 1
+    assert len(list(local_output.glob("part-*.parquet"))) == 3              # 246 rows, 100 a file
+
+
+def test_a_fashion_mnist_model_follows_its_own_contract(shop, tmp_path):
+    from apparel.inference.prediction import DEFAULT_MODEL_DIR
+    from apparel.data import CLASS_NAMES
+
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{i}.jpg\n" for i in range(8)))
+    classify_manifest(tmp_path / "m.csv", tmp_path / "out",
+                      BatchConfig(model_dir=str(DEFAULT_MODEL_DIR), images_dir=str(shop), top_k=10))
+    result = table(tmp_path / "out")
+    assert set(result.column("label").to_pylist()) <= set(CLASS_NAMES)
+    assert all(len(names) == 10 for names in result.column("top_labels").to_pylist())
+
+
+def test_ray_engine_gives_identical_predictions(shop, photo_run, local_output, local_ray):
+    out = shop / "out-ray"
+    report = classify_manifest(shop / "manifest.csv", out, BatchConfig(model_dir=str(photo_run), engine="ray"))
+    assert (report.classified, report.failed) == (PHOTOS, len(BAD_ROWS))
+    assert table(out).equals(table(local_output))
+
+
+def test_a_killed_ray_worker_costs_only_time(shop, photo_run, local_output, local_ray):
+    import psutil
+
+    killed = []
+
+    def kill_the_model_actor(count):
+        # After the first results, while batches are still in flight: the actor holding the model.
+        if killed:
+            return
+        for process in psutil.Process().children(recursive=True):
+            try:
+                if "Predict" in " ".join(process.cmdline()):
+                    process.send_signal(signal.SIGKILL)
+                    killed.append(process.pid)
+            except psutil.NoSuchProcess:
+                continue
+
+    out = shop / "out-killed"
+    report = classify_manifest(shop / "manifest.csv", out, BatchConfig(model_dir=str(photo_run), engine="ray"),
+                               progress=kill_the_model_actor)
+    assert killed, "no model actor was found to kill"
+    assert (report.classified, report.failed) == (PHOTOS, len(BAD_ROWS))
+    result = table(out)
+    assert result.column("manifest_row").to_pylist() == list(range(PHOTOS + len(BAD_ROWS)))
+    assert result.equals(table(local_output))
+
+
+def test_rerun_skips_the_rows_already_written(shop, photo_run, local_output):
+    out = shop / "out-resume"
+    config = BatchConfig(model_dir=str(photo_run), shard_rows=40)
+    seen = []
+
+    def crash_midway(count):
+        seen.append(count)
+        if sum(seen) >= 100:   # after four batches of 32
+            raise KeyboardInterrupt  # the driver dies: whole files stay, the rest is lost
+
+    with pytest.raises(KeyboardInterrupt):
+        classify_manifest(shop / "manifest.csv", out, config, progress=crash_midway)
+    written = table(out).num_rows
+    assert written == 120                                                     # three whole files of 40
+    report = classify_manifest(shop / "manifest.csv", out, config)
+    assert report.skipped == written and report.classified + report.failed == PHOTOS + len(BAD_ROWS) - written
+    assert table(out).equals(table(local_output))
+    again = classify_manifest(shop / "manifest.csv", out, config)
+    assert (again.skipped, again.classified, again.failed) == (PHOTOS + len(BAD_ROWS), 0, 0)
+    with pytest.raises(ParameterError, match="top_k"):
+        classify_manifest(shop / "manifest.csv", out, config.replace(top_k=2))
+
+
+def test_catalog_on_ray_is_byte_identical(shop, photo_run, local_ray, tmp_path):
+    rows = ["Handle,Title,Product Category,Type,Tags,Image Src,Image Position"]
+    for index in range(12):
+        rows.append(f"item-{index},Item {index},,,summer,photos/{index}.jpg,1")
+    rows.append("broken,Broken,,,,broken.jpg,1")
+    rows.append("broken,,,,,photos/20.jpg,2")                                     # its second image is read
+    rows.append("gone,Gone,,,,missing.jpg,1")
+    (tmp_path / "products.csv").write_bytes(("\r\n".join(rows) + "\r\n").encode())
+    from apparel.shop.catalog import CatalogConfig, categorize_catalog
+
+    outputs = {}
+    for engine in ("local", "ray"):
+        config = CatalogConfig(model_dir=str(photo_run), images_dir=str(shop), min_confidence=0.34,
+                               engine=engine)
+        report = categorize_catalog(tmp_path / "products.csv", tmp_path / engine / "out.csv", config)
+        assert report.predicted == 13 and report.failed == 1
+        outputs[engine] = [(tmp_path / engine / name).read_bytes() for name in ("out.csv", "out.review.csv")]
+    assert outputs["ray"] == outputs["local"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def node_ports() -> list[str]:
+    """Ports of their own for the agents of each node: two nodes on one host must not share them."""
+    flags = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
+    return [item for flag in flags for item in (flag, str(free_port()))]
+
+
+# The two-node cluster's address. Loopback, but not 127.0.0.1: Ray turns "127.0.0.1" into the
+# machine's network address, so that other machines can reach the node, unless told it is a
+# one-machine cluster (LOOPBACK_ONLY), which refuses a second node. 127.0.0.2 it takes as it is.
+CLUSTER_HOST = "127.0.0.2"
+
+
+def test_two_node_cluster_through_ray_address(shop, photo_run, local_output):
+    """A head and a second node on loopback, one CPU each: one model replica fits on each, so
+    both nodes work; joined with --ray-address from the command line."""
+    port = free_port()
+    address = f"{CLUSTER_HOST}:{port}"
+    # Token authentication, as Ray sets up by default: the nodes and the client share ~/.ray/auth_token.
+    environment = {key: value for key, value in os.environ.items() if key not in LOOPBACK_ONLY}
+    environment["RAY_AUTH_MODE"] = "token"
+    # Nothing runs on the nodes when they are stopped: no need for Ray's 30 s of draining.
+    environment["RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S"] = "2"
+    ray_cli = str(VENV_BIN / "ray")
+    common = ["--block", "--node-ip-address", CLUSTER_HOST, "--num-cpus", "1", "--object-store-memory",
+              str(OBJECT_STORE), "--disable-usage-stats"]
+    nodes = [subprocess.Popen([ray_cli, "start", "--head", "--port", str(port), "--include-dashboard", "false",
+                               *common, *node_ports()], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, env=environment)]
+    try:
+        # Started at once: the second node waits for the head's GCS by itself.
+        nodes.append(subprocess.Popen([ray_cli, "start", "--address", address, *common, *node_ports()],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                      env=environment))
+        wait_for_nodes(ray_cli, address, 2, nodes, environment)
+        out = shop / "out-cluster"
+        command = [str(VENV_BIN / "apparel"), "batch", str(shop / "manifest.csv"), "--out", str(out),
+                   "--model-dir", str(photo_run), "--engine", "ray", "--ray-address", address,
+                   "--predictors", "2", "--predictor-threads", str(len(os.sched_getaffinity(0)))]
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        assert f"{PHOTOS} classified, {len(BAD_ROWS)} unreadable" in finished.stdout
+        assert table(out).equals(table(local_output))
+    finally:
+        # `ray start --block` stops its node's processes on SIGTERM, after draining; the second
+        # node first, while the head can still answer it.
+        for node in reversed(nodes):
+            node.terminate()
+            try:
+                node.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()
+
+
+def wait_for_nodes(ray_cli: str, address: str, count: int, nodes: list, environment: dict, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert all(node.poll() is None for node in nodes), "a Ray node exited while starting"
+        status = subprocess.run([ray_cli, "status", "--address", address], capture_output=True,
+                                text=True, timeout=30, env=environment)
+        active = status.stdout.split("Active:", 1)[-1].split("Pending:", 1)[0] if "Active:" in status.stdout else ""
+        if active.count("node_") >= count:
+            return
+        time.sleep(1)
+    raise AssertionError(f"the Ray cluster did not reach {count} nodes within {timeout:g} s")
+
+
+def test_ray_is_imported_only_when_asked_for():
+    code = ("import sys, apparel.cli, apparel.batch.run, apparel.batch.engine_local; "
+            "sys.exit('ray' in sys.modules or 'pyarrow' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_kuberay_rayjob_sample_is_valid():
+    import yaml
+
+    path = Path(__file__).resolve().parents[1] / "deploy" / "rayjob.yaml"
+    job = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    assert "apparel batch" in spec["entrypoint"] and "--engine ray" in spec["entrypoint"]
+    cluster = spec["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = cluster["workerGroupSpecs"][0]
+    assert head["image"] == workers["template"]["spec"]["containers"][0]["image"]
+    assert workers["replicas"] >= 1 and workers["minReplicas"] <= workers["replicas"] <= workers["maxReplicas"]
+    for container in (head, workers["template"]["spec"]["containers"][0]):
+        assert container["resources"]["limits"]["cpu"] and container["resources"]["limits"]["memory"]
+
+
+def test_cli_refuses_a_ray_address_without_the_ray_engine(shop, capsys):
+    from apparel.cli import main
+
+    assert main(["batch", str(shop / "manifest.csv"), "--out", str(shop / "x"), "--ray-address", "127.0.0.1:1"]) == 2
+    assert "joins a Ray cluster; give engine ray with it (--ray-address, --engine)" in capsys.readouterr().err
