@@ -81,3 +81,38 @@ def test_a_runs_test_accuracy_is_the_share_of_argmax_hits(tiny_dataset, tmp_path
     named = predictor.predict_proba(tiny_dataset.x_test).argmax(axis=1) == tiny_dataset.y_test
     assert np.sum(report["confusion_matrix"]) == len(tiny_dataset.y_test)
     assert np.trace(report["confusion_matrix"]) == named.sum() >= keras_hits.sum()
+
+
+def test_evaluate_run_writes_its_figures_beside_the_model_by_default(tiny_dataset, tmp_path):
+    import json
+
+    from apparel.errors import ParameterError
+    from conftest import write_photo_folders
+    from serving import train_tiny_model
+
+    run = train_tiny_model(tiny_dataset, tmp_path / "run")
+    report = evaluate_run(run, dataset=tiny_dataset)
+    written = json.loads((run / "metrics.json").read_text())
+    for key in ("test_accuracy", "test_loss", "test_images", "per_class", "confusion_matrix", "most_confused"):
+        assert written[key] == report[key], key
+    assert report["test_images"] == len(tiny_dataset.y_test)
+    # The loss is the mean cross-entropy of the logits, worked out here with numpy.
+    from apparel.inference.prediction import Predictor
+
+    logits = Predictor.from_dir(run).model.predict(tiny_dataset.x_test, verbose=0).astype(np.float64)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    losses = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(len(logits)), tiny_dataset.y_test]
+    assert report["test_loss"] == pytest.approx(losses.mean(), rel=1e-4)
+    # A Fashion-MNIST model is measured on the test set: a folder of photos is a mistake to name.
+    with pytest.raises(ParameterError, match="holds a Fashion-MNIST model, measured on the test set; leave images out"):
+        evaluate_run(run, images=write_photo_folders(tmp_path / "photos", per_class=1))
+
+
+def test_without_a_run_the_shipped_model_of_the_right_kind_is_measured(tiny_dataset, tmp_path):
+    from conftest import write_photo_folders
+
+    report = evaluate_run(None, dataset=tiny_dataset, write=False)  # no images: the Fashion-MNIST model
+    assert report["test_images"] == len(tiny_dataset.y_test)
+    folder = write_photo_folders(tmp_path / "photos", per_class=1)  # dress, shoes, t-shirt: its classes too
+    report = evaluate_run(None, images=folder, write=False)  # images: the shipped photo model
+    assert report["images_images"] == 3 and len(report["confusion_matrix"]) == 10
