@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres venv run test test-slow notebook jax-check clean photos-model photos-benchmark
+.PHONY: setup data browser postgres venv run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
 
 setup: data browser postgres venv
 
@@ -64,6 +64,15 @@ photos-benchmark: venv
 # Strict: a test skipped for something `setup` installs fails (see tests/conftest.py).
 test: setup
 	APPAREL_STRICT_SKIPS=1 $(BIN)/pytest -q
+
+# Mutation testing of the core modules (pyproject's [tool.mutmut], docs/testing.md): mutmut plants
+# one-line bugs and runs the tests that cover each (how long it takes: docs/testing.md). The last line is the
+# score: "mutation score: S (killed K of N)"; the survivors are listed above it by module.
+mutation: setup
+	rm -rf mutants
+	cache=$$(mktemp -d) && APPAREL_TEST_MODEL_CACHE=$$cache $(BIN)/mutmut run --max-children 2; \
+		status=$$?; rm -rf $$cache; [ $$status = 0 ]
+	$(BIN)/python tests/mutation_report.py
 
 test-slow: setup
 	$(BIN)/pytest -q -m slow
