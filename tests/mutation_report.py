@@ -31,8 +31,17 @@ def module_counts(meta: Path) -> tuple[int, int, list[str]]:
     return killed, counted, survivors
 
 
+def mutated_modules(pyproject: str = "pyproject.toml") -> list[str]:
+    """The modules ``[tool.mutmut] only_mutate`` names (a module dropped from it since an earlier
+    run may still have results under mutants/: they no longer count)."""
+    import tomllib
+
+    return tomllib.loads(Path(pyproject).read_text())["tool"]["mutmut"]["only_mutate"]
+
+
 def main(root: str = "mutants") -> int:
-    metas = sorted(Path(root).rglob("*.py.meta"))
+    metas = [Path(root) / f"{module}.meta" for module in mutated_modules()]
+    metas = [meta for meta in metas if meta.exists()]
     if not metas:
         print(f"no mutmut results under {root}/; run `make mutation`", file=sys.stderr)
         return 2

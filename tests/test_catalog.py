@@ -571,3 +571,20 @@ def test_the_command_passes_overwrite_on(shop, photo_run, capsys):
     replaced = old_coat(shop_dir / "replaced.csv")
     assert replaced[4] != rows[5][4] and replaced[4] in set(load_mapping().values())
     capsys.readouterr()
+
+
+def test_cells_are_read_and_written_back_as_csv_would():
+    from apparel.shop.splice import encode_cell
+
+    record = parse_records("a,b\r\n")[0]
+    assert [record.value(i) for i in (0, 1, 2, 5, None)] == ["a", "b", "", "", ""]  # short rows read as empty
+    assert encode_cell("XL shirt", False) == "XL shirt"  # nothing to quote
+    assert encode_cell("a, b", False) == '"a, b"' and encode_cell(" padded", False) == '" padded"'
+    assert encode_cell('say "hi"', False) == '"say ""hi"""' and encode_cell("plain", True) == '"plain"'
+    for value in ("a, b", 'say "hi"', "two\nlines", "XX"):
+        assert next(csv.reader(io.StringIO(encode_cell(value, False)))) == [value]
+
+
+def test_an_unclosed_quote_names_its_line():
+    with pytest.raises(ValueError, match="line 3: a quoted cell is never closed"):
+        parse_records('\na,b\n"open,c\n')
