@@ -291,3 +291,44 @@ def test_a_broken_models_json_keeps_what_is_served(fashion_run, photo_run, tmp_p
     assert "unknown policy" in reloader.error and sorted(registry.models["fashion-mnist"].versions) == [1]
     for served in registry.all_versions():
         served.batcher.close()
+
+
+def test_grpc_needs_the_api_key_and_refuses_tensors_by_their_declared_shape(fashion_run, photo_run, tmp_path):
+    """The key guards gRPC as it guards HTTP (probes excepted), and a Predict that declares a huge
+    tensor in a few bytes is refused before any array is made."""
+    import grpc
+    import tensorflow as tf
+    import tritonclient.grpc as grpcclient
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tritonclient.utils import InferenceServerException
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    app, _ = repository_app(root, api_key="s3cret")
+    with running_server(app):
+        address = f"127.0.0.1:{app.state.grpc_port}"
+        client = grpcclient.InferenceServerClient(address)
+        assert client.is_server_live() and client.is_server_ready()  # probes: no key
+        with pytest.raises(InferenceServerException) as error:
+            client.get_model_metadata("fashion-mnist")
+        assert error.value.status() == str(grpc.StatusCode.UNAUTHENTICATED)
+        metadata = client.get_model_metadata("fashion-mnist", headers={"authorization": "Bearer s3cret"})
+        assert metadata.name == "fashion-mnist"
+        name = metadata.inputs[0].name
+        client.close()
+        with grpc.insecure_channel(address) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "fashion-mnist"
+            bomb = tf.make_tensor_proto([0.5], dtype=tf.float32)  # one value, declared as 20,000 images
+            bomb.tensor_shape.dim[0].size = 20_000
+            for size in (28, 28):
+                bomb.tensor_shape.dim.add().size = size
+            request.inputs[name].CopyFrom(bomb)
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Predict(request, timeout=30, metadata=[("x-api-key", "s3cret")])
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "20000 instances" in error.value.details()
+            bomb.tensor_shape.dim[0].size = 2
+            request.inputs[name].CopyFrom(bomb)
+            with pytest.raises(grpc.RpcError) as error:
+                stub.Predict(request, timeout=30, metadata=[("x-api-key", "s3cret")])
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "declares 1568 values" in error.value.details()

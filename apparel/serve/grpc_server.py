@@ -24,6 +24,7 @@ from apparel import __version__
 from apparel.serve.batching import Overloaded
 from apparel.serve.payloads import RequestError
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
+from apparel.serve.security import key_refusal
 from apparel.serve.tfserving import SIGNATURE, signature_def
 from apparel.serve.v2 import (NUMBER_TYPES, SERVER_NAME, byte_elements, model_metadata, output_tensors,
                               serialize_bytes, tensor_images)
@@ -153,6 +154,24 @@ def v2_input_data(tensor, raw_contents):
     return list(values) if tensor.datatype == "BYTES" else np.asarray(values)
 
 
+def check_declared_tensor(proto, served: ServedVersion, max_instances: int, string_type: int) -> None:
+    """Refuse a TensorProto by its declared shape before it is made an array: TensorFlow fills a
+    few values (or none) out to the declared size, so 40 bytes could ask for gigabytes."""
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    wanted = "[N]" if proto.dtype == string_type else f"[N, {', '.join(map(str, served.contract.shape))}]"
+    expected_rest = [] if proto.dtype == string_type else list(served.contract.shape)
+    if not dims or dims[1:] != expected_rest or dims[0] < 1:
+        raise RequestError(422, f"input {served.input_name!r} must have shape {wanted}, got {dims}")
+    if dims[0] > max_instances:
+        raise RequestError(413, f"{dims[0]} instances; at most {max_instances} per request")
+    if not proto.tensor_content:
+        count = int(np.prod(dims))
+        given = (len(proto.float_val) + len(proto.int_val) + len(proto.string_val) + len(proto.double_val)
+                 + len(proto.int64_val) + len(proto.half_val))
+        if given != count:
+            raise RequestError(422, f"input {served.input_name!r} declares {count} values and holds {given}")
+
+
 def prediction_service(registry: Registry):
     """TensorFlow Serving's ``PredictionService``: ``Predict`` and ``GetModelMetadata``
     (``Classify``, ``Regress`` and ``MultiInference`` answer UNIMPLEMENTED)."""
@@ -185,6 +204,7 @@ def prediction_service(registry: Registry):
             if any(name != OUTPUT_NAME for name in request.output_filter):
                 raise RequestError(422, f"unknown output in output_filter; the output is {OUTPUT_NAME!r}")
             proto = request.inputs[served.input_name]
+            check_declared_tensor(proto, served, registry.config.max_instances, tf.string.as_datatype_enum)
             try:
                 array = tf.make_ndarray(proto)
             except Exception as error:  # a TensorProto whose content does not match its shape or dtype
@@ -217,6 +237,32 @@ def prediction_service(registry: Registry):
     return PredictionService(), rpc.add_PredictionServiceServicer_to_server
 
 
+# Like HTTP's health routes, liveness and readiness need no key: probes call them.
+OPEN_METHODS = frozenset({"/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferenceService/ServerReady"})
+
+
+def api_key_interceptor(key: str):
+    """Every call but the probes must bring ``key`` in its metadata (``authorization: Bearer KEY``
+    or ``x-api-key: KEY``), as every HTTP route but health must; others get UNAUTHENTICATED."""
+    import grpc
+
+    class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation, details):
+            if details.method in OPEN_METHODS:
+                return await continuation(details)
+            metadata = {name.lower(): value for name, value in details.invocation_metadata or ()}
+            refusal = key_refusal(metadata.get("x-api-key"), metadata.get("authorization"), key.encode())
+            if refusal is None:
+                return await continuation(details)
+
+            async def refuse(request, context):
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal)
+
+            return grpc.unary_unary_rpc_method_handler(refuse)
+
+    return ApiKeyInterceptor()
+
+
 async def start_grpc_server(registry: Registry, address: str):
     """Both services on ``address`` (``host:port``; port 0 for a free one), started on the running
     event loop, so gRPC and HTTP requests share the batches. Returns the server and its port."""
@@ -226,7 +272,8 @@ async def start_grpc_server(registry: Registry, address: str):
     except ImportError as error:
         raise ValueError(f"{INSTALL_HINT} ({error})") from None
     config = registry.config
-    server = grpc.aio.server(maximum_concurrent_rpcs=config.max_concurrent_requests, options=[
+    interceptors = [api_key_interceptor(config.api_key)] if config.api_key else []
+    server = grpc.aio.server(maximum_concurrent_rpcs=config.max_concurrent_requests, interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", config.max_body_bytes),
         ("grpc.max_send_message_length", 64 * 1024 * 1024)])
     for servicer, add in services:

@@ -81,16 +81,23 @@ class ApiKeyMiddleware:
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        given = headers.get("x-api-key")
-        if given is None:
-            scheme, _, token = headers.get("authorization", "").partition(" ")
-            given = token.strip() if scheme.lower() == "bearer" else None
-        # compare_digest: the time taken must not tell how much of a guess was right.
-        if given is None or not hmac.compare_digest(given.encode(), self.key):
-            message = ("this server requires an API key: send Authorization: Bearer KEY or X-API-Key: KEY"
-                       if given is None else "wrong API key")
-            return await error(401, message, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        refusal = key_refusal(headers.get("x-api-key"), headers.get("authorization"), self.key)
+        if refusal:
+            return await error(401, refusal, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+def key_refusal(x_api_key: str | None, authorization: str | None, key: bytes) -> str | None:
+    """Why a request that brings these headers (or gRPC metadata) is refused, or None when it
+    brings ``key``: as ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``."""
+    given = x_api_key
+    if given is None:
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else None
+    if given is None:
+        return "this server requires an API key: send Authorization: Bearer KEY or X-API-Key: KEY"
+    # compare_digest: the time taken must not tell how much of a guess was right.
+    return None if hmac.compare_digest(given.encode(), key) else "wrong API key"
 
 
 class OriginMiddleware:
