@@ -541,3 +541,28 @@ def photo_png(jpeg: bytes) -> bytes:
     buffer = io.BytesIO()
     Image.open(io.BytesIO(jpeg)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+@pytest.mark.parametrize("body", [
+    {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1], "parameters": "x"}]},
+    {"inputs": [{"name": "x", "shape": [1], "datatype": ["FP32"], "data": [1]}]},
+    {"inputs": [{"name": ["x"], "shape": [1], "datatype": "FP32", "data": [1]}]},
+    {"parameters": [1], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+    {"outputs": [{"name": ["probabilities"]}], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+    {"outputs": [{"name": "probabilities", "parameters": 3}], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+], ids=["input parameters", "datatype list", "name list", "request parameters", "output name list", "output parameters"])
+def test_v2_bodies_of_the_wrong_structure_are_422(client, body):
+    response = client.post("/v2/models/apparel/infer", json=body)
+    assert response.status_code == 422, response.text
+
+
+def test_a_request_log_that_cannot_be_written_is_refused_at_start_up(tmp_path):
+    from apparel.errors import ParameterError
+    from apparel.serve.telemetry import RequestLog
+
+    with pytest.raises(ParameterError, match="request_log .* cannot be appended to"):
+        RequestLog(tmp_path / "no-such-folder" / "requests.jsonl", 1.0)
+    log = RequestLog(tmp_path / "requests.jsonl", 1.0)
+    (tmp_path / "requests.jsonl").unlink()
+    (tmp_path / "requests.jsonl").mkdir()  # gone from under the server: a warning, not a failed answer
+    log.record(model="m", status=200)

@@ -122,7 +122,8 @@ class ServedVersion:
             nonlocal spent
             cost = decode.decode_cost(data, draft_size=draft)  # from the header alone
             with lock:
-                spent += cost
+                # A photo over the per-photo limit is that photo's error (below), not the request's.
+                spent += cost if cost <= config.max_decode_bytes else 0
                 if spent > config.max_request_decode_bytes:
                     raise RequestError(413, f"decoding this request's photos takes over {config.max_request_decode_bytes:,} "
                                             "bytes, the most one request may take; send fewer or smaller photos per request")

@@ -14,10 +14,13 @@ version, protocol and status (the HTTP status a request got, or would have got o
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
 from pathlib import Path
+
+from apparel.errors import ParameterError
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -68,6 +71,11 @@ class RequestLog:
         self.rate = rate if path is not None else 0.0
         self._random = random.Random(seed)
         self._lock = threading.Lock()
+        if self.path is not None:  # a path that cannot be written is the operator's error, at start-up
+            try:
+                open(self.path, "a", encoding="utf-8").close()
+            except OSError as error:
+                raise ParameterError(f"{{}} {self.path} cannot be appended to ({error.strerror})", "request_log") from None
 
     def sampled(self) -> bool:
         return self.rate > 0 and (self.rate >= 1 or self._random.random() < self.rate)
@@ -76,8 +84,11 @@ class RequestLog:
         if not self.sampled():
             return
         line = json.dumps({"time": round(time.time(), 3), **fields}, separators=(",", ":"), default=str)
-        with self._lock, open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        try:
+            with self._lock, open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as error:  # the log going away (disk full, removed) must not fail the answer
+            logging.getLogger(__name__).warning("request log %s: %s", self.path, error)
 
 
 class MetricsMiddleware:

@@ -145,7 +145,32 @@ def parse_infer_body(body: bytes, header_length: str | None):
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
         raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "
                                 "\"data\"}]}: the model has one input")
+    check_structure(request)
     return request, binary
+
+
+def check_structure(request: dict) -> None:
+    """The parts of a request read as objects and names are objects and names (a 422 otherwise,
+    before the model runs): ``parameters`` objects, a tensor's ``name`` and ``datatype`` strings,
+    ``outputs`` a list of objects with string names."""
+    def is_object(value) -> bool:
+        return value is None or isinstance(value, dict)
+
+    tensor = request["inputs"][0]
+    outputs = request.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
+        raise RequestError(422, "\"outputs\" must be a list of {\"name\": …} objects")
+    problems = [
+        not is_object(request.get("parameters")) and "the request's \"parameters\" must be an object",
+        isinstance(tensor, dict) and not is_object(tensor.get("parameters")) and "an input's \"parameters\" must be an object",
+        isinstance(tensor, dict) and not all(isinstance(tensor.get(key), str) for key in ("name", "datatype"))
+        and "an input's \"name\" and \"datatype\" must be strings",
+        any(not isinstance(output.get("name"), str) or not is_object(output.get("parameters")) for output in outputs or ())
+        and "each output must have a string \"name\" and an object of \"parameters\"",
+    ]
+    problem = next((problem for problem in problems if problem), None)
+    if problem:
+        raise RequestError(422, problem)
 
 
 def infer_input(tensor, binary: bytes):
@@ -178,9 +203,7 @@ def infer_input(tensor, binary: bytes):
 
 
 def infer_response(served: ServedVersion, request: dict, probabilities: np.ndarray) -> Response:
-    outputs = request.get("outputs")
-    if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
-        raise RequestError(422, "\"outputs\" must be a list of {\"name\": …} objects")
+    outputs = request.get("outputs")  # its structure checked by check_structure
     wanted = [output.get("name") for output in outputs] if outputs else None
     binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
     binary_wanted = {output.get("name"): bool((output.get("parameters") or {}).get("binary_data", binary_default))
