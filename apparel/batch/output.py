@@ -122,7 +122,13 @@ def check_record(out: Path, record: dict) -> None:
     if out.exists() and not out.is_dir():
         raise ParameterError(f"{{}} {out} is a file; give a folder for the Parquet data set", "out")
     if path.is_file():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            earlier = None
+        if not isinstance(earlier, dict):
+            raise ParameterError(f"{{}} {out}: {RECORD_FILE} is damaged; give a new folder, or remove it to start "
+                                 "again", "out")
         for key, value in record.items():
             if earlier.get(key) != value:
                 raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "

@@ -53,6 +53,8 @@ class VersionPolicy:
                              "{\"specific\": {\"versions\": [N, …]}}")
         (kind, options), = value.items()
         options = options or {}
+        if not isinstance(options, dict):
+            raise ValueError(f"{where}.{kind} must be an object, got {json.dumps(options)}")
         if kind == "all" and options == {}:
             return cls("all")
         if kind == "latest" and set(options) <= {"num_versions"}:

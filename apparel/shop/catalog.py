@@ -89,6 +89,10 @@ class CatalogConfig(Config):
                          choices=("local", "ray"))
     ray_address: str | None = option(None, "with --engine ray: join this Ray cluster instead of starting one")
 
+    def check(self) -> None:
+        if self.ray_address is not None and self.engine != "ray":
+            raise ParameterError("{} joins a Ray cluster; give {} ray with it", "ray_address", "engine")
+
 
 @dataclass(frozen=True)
 class CatalogReport:
