@@ -350,7 +350,8 @@ def shipped_registry(config: ServiceConfig) -> Registry:
         if (Path(model_dir) / artifacts.MODEL_FILE).is_file():
             registry.add(load_version(name, 1, model_dir, config, registry.metrics))
     if not registry.models:
-        raise ValueError(f"no shipped model in {DEFAULT_MODEL_DIR.parent}; give a run directory or --model-repository")
+        raise ParameterError(f"no shipped model in {DEFAULT_MODEL_DIR.parent}; give {{}} or {{}}", "model_dir",
+                             "model_repository")
     registry.default = "photos" if "photos" in registry.models else "fashion-mnist"
     return registry
 

@@ -61,7 +61,7 @@ def exposure_warning(config: ServiceConfig, host: str) -> str | None:
     if is_loopback(host) or config.api_key:
         return None
     return (f"warning: serving on {host} without an API key: anyone who can reach this port can use the model; "
-            f"set ${API_KEY_ENV} (or --api-key) to require one, or serve on 127.0.0.1")
+            f"set ${API_KEY_ENV} (or the api_key setting) to require one, or serve on 127.0.0.1")
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
@@ -116,7 +116,7 @@ class OriginMiddleware:
         origin = headers.get("origin")
         if origin is not None and not self.allowed(origin, headers.get("host", "")):
             message = (f"requests from pages of another site (Origin: {origin}) are refused; open the service's own "
-                       "page, or start it with --allowed-origins ORIGIN")
+                       "page, or ask its operator to allow this origin (allowed_origins)")
             return await error(403, message)(scope, receive, send)
         await self.app(scope, receive, send)
 
