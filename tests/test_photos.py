@@ -315,3 +315,20 @@ def test_a_callers_float_array_is_never_changed():
     np.testing.assert_allclose(scaled, original / 255, rtol=1e-6)
     unit = original / 255
     assert as_model_input(unit) is not None and np.array_equal(unit, original / 255)
+
+
+def test_the_sharpen_kernel_is_imagemagicks_worked_out_by_hand():
+    import math
+
+    from apparel.images.photos import sharpen_kernel
+
+    # ImageMagick's -sharpen 1x1: a 3×3 Gaussian of σ 1 (with its 1/(2πσ²) factor), negated, the
+    # centre set to twice the Gaussian's sum; Pillow divides by the kernel's sum (the scale).
+    gaussian = {d2: math.exp(-d2 / 2) / (2 * math.pi) for d2 in (0, 1, 2)}
+    total = gaussian[0] + 4 * gaussian[1] + 4 * gaussian[2]
+    corner, edge = -gaussian[2], -gaussian[1]
+    expected = [corner, edge, corner, edge, 2 * total, edge, corner, edge, corner]
+    size, scale, offset, values = sharpen_kernel().filterargs
+    assert size == (3, 3) and offset == 0
+    np.testing.assert_allclose(values, expected, rtol=1e-9)
+    assert scale == pytest.approx(sum(expected), rel=1e-9)
