@@ -332,3 +332,18 @@ def test_the_sharpen_kernel_is_imagemagicks_worked_out_by_hand():
     assert size == (3, 3) and offset == 0
     np.testing.assert_allclose(values, expected, rtol=1e-9)
     assert scale == pytest.approx(sum(expected), rel=1e-9)
+
+
+def test_the_pixel_scale_rule_gives_exact_values_for_every_kind_of_array():
+    from apparel.inference.inputs import as_model_input
+
+    full = np.full((1, 28, 28), 255, dtype=np.uint8)
+    assert as_model_input(full).dtype == np.float32 and as_model_input(full).max() == 1.0  # 255, not 256
+    assert as_model_input(np.full((28, 28), 51, dtype=np.int64))[0, 0, 0] == np.float32(0.2)  # one image, 0–255
+    assert as_model_input(np.full((28, 28), 0.2))[0, 0, 0] == np.float32(0.2)  # 0–1 kept as it is
+    mixed = np.stack([np.full((28, 28), 0.5), np.full((28, 28), 127.5)])  # decided per image
+    np.testing.assert_allclose(as_model_input(mixed)[:, 0, 0], [0.5, 0.5])
+    assert as_model_input(np.zeros((0, 28, 28))).shape == (0, 28, 28)
+    for bad in (np.full((28, 28), True), np.full((28, 28), "1"), np.full((28, 28), 1 + 1j)):
+        with pytest.raises(ValueError, match="pixel values must be numbers"):
+            as_model_input(bad)
