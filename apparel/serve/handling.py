@@ -21,7 +21,7 @@ def error_response(status: int, message: str) -> JSONResponse:
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
     try:

@@ -161,7 +161,7 @@ class Repository:
             if not folder.is_dir() or not MODEL_NAME.match(folder.name):
                 continue
             on_disk = {int(child.name): child for child in folder.iterdir()
-                       if child.name.isdigit() and int(child.name) >= 1 and (child / artifacts.MODEL_FILE).is_file()}
+                       if child.name.isascii() and child.name.isdigit() and int(child.name) >= 1 and (child / artifacts.MODEL_FILE).is_file()}
             settings = config.models.get(folder.name, ModelSettings())
             selected = settings.policy.select(list(on_disk))
             wanted[folder.name] = WantedModel({number: on_disk[number] for number in selected}, settings.labels)

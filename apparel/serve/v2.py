@@ -135,7 +135,7 @@ def parse_infer_body(body: bytes, header_length: str | None):
     if header_length is None:
         head, binary = body, b""
     else:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise RequestError(400, f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
         head, binary = body[: int(header_length)], body[int(header_length):]
     try:
