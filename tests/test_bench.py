@@ -232,7 +232,7 @@ def test_a_silent_worker_on_another_machine_is_failed_and_its_trial_queued_again
     strict = settings_for(tmp_path, heartbeat_seconds=1, grace_seconds=1)
     storage = open_storage(strict)
     study = open_study(spec, strict, storage)
-    time.sleep(1.5)  # no heartbeat for longer than the grace period
+    time.sleep(3.0)  # no heartbeat for longer than the grace period (stored to the whole second)
     with locked(study, storage):
         reconcile(study, storage, spec)
     trials = study.get_trials(deepcopy=False)

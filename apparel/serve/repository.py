@@ -53,7 +53,7 @@ class VersionPolicy:
                              "{\"specific\": {\"versions\": [N, …]}}")
         (kind, options), = value.items()
         options = options or {}
-        if not isinstance(options, dict):
+        if kind in ("all", "latest", "specific") and not isinstance(options, dict):
             raise ValueError(f"{where}.{kind} must be an object, got {json.dumps(options)}")
         if kind == "all" and options == {}:
             return cls("all")
