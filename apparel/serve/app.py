@@ -48,8 +48,7 @@ from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
 from apparel.serve.handling import error_response, read_body, require_content_type
 from apparel.serve.payloads import RequestError, multipart_files
-from apparel.serve.registry import (ALIAS, Registry, ServedVersion, load_version, model_description,  # noqa: F401
-                                    model_input_name, serve_version, store_categories)
+from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
 from apparel.serve.security import ApiKeyMiddleware, OriginMiddleware, bind_settings, exposure_warning
 from apparel.serve.server import server_options
 from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
@@ -59,7 +58,6 @@ from apparel.shop.taxonomy import load_mapping
 from apparel.inference.prediction import (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
                                           resolve_model_dir)
 
-MODEL_NAME = ALIAS
 SHIPPED_MODELS = {"fashion-mnist": DEFAULT_MODEL_DIR, "photos": DEFAULT_PHOTO_MODEL_DIR}  # served by these names
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.

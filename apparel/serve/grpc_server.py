@@ -114,7 +114,6 @@ def inference_service(registry: Registry):
 
         @answering_errors
         async def ModelInfer(self, request, context):
-            registry.find(request.model_name)
             served = registry.resolve(request.model_name, request.model_version or None)
             if len(request.inputs) != 1:
                 raise RequestError(422, f"the model has one input, {served.input_name!r}; got {len(request.inputs)}")
@@ -182,7 +181,6 @@ def prediction_service(registry: Registry):
     predictions = Predictions(registry)
 
     def resolve(spec) -> ServedVersion:
-        registry.find(spec.name)
         version = spec.version.value if spec.HasField("version") else None
         return registry.resolve(spec.name, version, spec.version_label or None)
 
