@@ -246,6 +246,14 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or ``taskset``'s limit,
+    which ``os.cpu_count()`` ignores) where the system has one (Linux), else every core."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def file_digest(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

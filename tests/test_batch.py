@@ -1,6 +1,7 @@
 """`apparel batch` and `catalog --engine ray`: the same answers from the local engine and from Ray
 Data (in this process with 2 CPUs, and on a real two-node cluster on loopback), a killed worker
-costs only time, a rerun resumes, a bad image is a row with its error.
+costs only time, a rerun resumes (and loads no model when nothing is left), a bad image is a row
+with its error, a LiteRT export runs on both engines with the thread count it is given.
 
 Ray is started once for the module (2 CPUs, a small object store) and shut down at the end; the
 cluster test starts its two nodes with ``ray start --block`` and stops exactly those processes.
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apparel.artifacts import usable_cores
 from apparel.batch.manifest import read_manifest
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
@@ -183,6 +185,94 @@ def test_rerun_skips_the_rows_already_written(shop, photo_run, local_output):
         classify_manifest(shop / "manifest.csv", out, config.replace(top_k=2))
 
 
+# LiteRT's kernels sum in another order than TensorFlow's: an export agrees with its Keras model
+# to float32 rounding, the bound tests/test_export.py holds it to.
+LITERT_TOLERANCE = 1e-5
+
+
+def small_manifest(path: Path, photos: int) -> Path:
+    """A manifest of the shop's first ``photos`` photos and a missing one (read with images_dir=shop)."""
+    path.write_text("image\n" + "".join(f"photos/{index}.jpg\n" for index in range(photos)) + "missing.jpg\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
+    """The services' seconds-long Fashion-MNIST model: its LiteRT export takes a second, the photo
+    model's fifteen."""
+    from serving import train_tiny_model
+
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("tiny-run"))
+
+
+@pytest.fixture(scope="module")
+def litert_export(tiny_run, tmp_path_factory) -> Path:
+    """``tiny_run`` as LiteRT, with its contract in model.tflite.json (so no run directory is needed)."""
+    from apparel.inference.export import export_model
+
+    return export_model(tiny_run, "litert", tmp_path_factory.mktemp("litert") / "model.tflite")
+
+
+def test_litert_export_through_both_engines(shop, tiny_run, litert_export, local_ray, tmp_path):
+    manifest = small_manifest(tmp_path / "m.csv", 8)
+    # Batches of 4: two full ones and one of a single row, predicted at its place in four slots.
+    keras = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop), batch_size=4)
+    classify_manifest(manifest, tmp_path / "keras", keras)
+    expected = table(tmp_path / "keras")
+    results = {}
+    for engine in ("local", "ray"):
+        config = keras.replace(model_dir=None, litert=str(litert_export), engine=engine)
+        report = classify_manifest(manifest, tmp_path / engine, config)
+        assert (report.classified, report.failed) == (8, 1)
+        results[engine] = table(tmp_path / engine)
+    assert results["ray"].column("label").equals(results["local"].column("label"))
+    for result in results.values():
+        assert result.column("error").to_pylist() == expected.column("error").to_pylist()
+        np.testing.assert_allclose(np.array(result.column("top_probabilities").to_pylist()[:8]),
+                                   np.array(expected.column("top_probabilities").to_pylist()[:8]),
+                                   atol=LITERT_TOLERANCE)
+
+
+def test_predictor_threads_reach_the_litert_interpreter(shop, litert_export, tmp_path, monkeypatch):
+    import ai_edge_litert.interpreter
+
+    from apparel.inference.prediction import Predictor
+
+    threads = []
+    interpreter = ai_edge_litert.interpreter.Interpreter
+
+    def recording(*args, num_threads=None, **kwargs):
+        threads.append(num_threads)
+        return interpreter(*args, num_threads=num_threads, **kwargs)
+
+    monkeypatch.setattr(ai_edge_litert.interpreter, "Interpreter", recording)
+    config = BatchConfig(litert=str(litert_export), images_dir=str(shop), predictor_threads=1)
+    classify_manifest(small_manifest(tmp_path / "m.csv", 2), tmp_path / "out", config)
+    Predictor.from_litert(litert_export, threads=3)
+    Predictor.from_litert(litert_export)
+    assert threads == [1, 3, usable_cores()]
+
+
+def test_cores_are_counted_where_there_is_no_cpu_affinity(monkeypatch):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # as on macOS and Windows
+    assert usable_cores() == os.cpu_count()
+
+
+def test_a_finished_run_resumed_loads_no_model(shop, tiny_run, tmp_path, monkeypatch):
+    from apparel.batch import predicting
+
+    manifest = small_manifest(tmp_path / "m.csv", 3)
+    config = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop))
+    classify_manifest(manifest, tmp_path / "out", config)
+
+    def no_loading(settings):
+        raise AssertionError("the model was loaded with nothing left to predict")
+
+    monkeypatch.setattr(predicting, "load_predictor", no_loading)
+    again = classify_manifest(manifest, tmp_path / "out", config)
+    assert (again.skipped, again.classified, again.failed) == (4, 0, 0)
+
+
 def test_catalog_on_ray_is_byte_identical(shop, photo_run, local_ray, tmp_path):
     rows = ["Handle,Title,Product Category,Type,Tags,Image Src,Image Position"]
     for index in range(12):
@@ -247,7 +337,7 @@ def test_two_node_cluster_through_ray_address(shop, photo_run, local_output):
         out = shop / "out-cluster"
         command = [str(VENV_BIN / "apparel"), "batch", str(shop / "manifest.csv"), "--out", str(out),
                    "--model-dir", str(photo_run), "--engine", "ray", "--ray-address", address,
-                   "--predictors", "2", "--predictor-threads", str(len(os.sched_getaffinity(0)))]
+                   "--predictors", "2", "--predictor-threads", str(usable_cores())]
         finished = subprocess.run(command, capture_output=True, text=True, timeout=240, env=environment)
         assert finished.returncode == 0, finished.stderr[-2000:]
         assert f"{PHOTOS} classified, {len(BAD_ROWS)} unreadable" in finished.stdout

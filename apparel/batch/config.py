@@ -34,9 +34,9 @@ class BatchConfig(Config):
     batch_size: int = option(32, "images per model call (and per read task)", minimum=1)
     predictors: int | None = option(None, "Ray: model replicas, each an actor that loads the model once "
                                           "(default: the cluster's CPUs / --predictor-threads)", minimum=1)
-    predictor_threads: int | None = option(None, "TensorFlow threads per model replica (default: the cores this "
-                                                 "process may use, as the local engine does; then both engines "
-                                                 "give the same numbers)", minimum=1)
+    predictor_threads: int | None = option(None, "threads per model replica, TensorFlow's or LiteRT's (default: "
+                                                 "the cores this process may use, as the local engine does; then "
+                                                 "both engines give the same numbers)", minimum=1)
     read_threads: int = option(4, "images read and fetched at once per reader (URLs wait on the network)",
                                minimum=1)
     shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
@@ -70,7 +70,7 @@ class ModelSettings:
 
     model_dir: str | None            # the run directory; None with a LiteRT export that records its contract
     litert: str | None = None
-    threads: int | None = None       # TensorFlow threads; None: TensorFlow's own choice (every core)
+    threads: int | None = None       # TensorFlow's threads, or the LiteRT interpreter's; None: every core
 
     @property
     def version(self) -> str:

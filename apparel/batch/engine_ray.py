@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 from collections.abc import Iterator
 
 import numpy as np
 
+from apparel.artifacts import usable_cores
 from apparel.batch.config import ModelSettings, ReadSettings
 from apparel.batch.predicting import Predict, aligned_batches
 from apparel.batch.reading import read_batch
@@ -51,7 +51,7 @@ def ray_session(address: str | None = None):
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         # "local": a Ray of its own, even where `ray start` has left a cluster that ray.init() would join.
-        ray.init(address="local", num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
     try:
         yield
@@ -70,13 +70,13 @@ def classify_ray(rows: np.ndarray, references: list[str], read: ReadSettings, mo
     (``batch_size=None``: Ray Data's batches are the blocks), each row at its fixed place, or
     ``packed`` as the catalog packs them: the same numbers as the local engine's.
     """
+    if len(rows) == 0:  # a finished run resumed: no Ray, no model
+        return
     import pyarrow as pa
     import ray
 
-    if len(rows) == 0:
-        return
     if model.threads is None:
-        model = dataclasses.replace(model, threads=len(os.sched_getaffinity(0)))
+        model = dataclasses.replace(model, threads=usable_cores())
     with ray_session(address):
         ray.data.DataContext.get_current().enable_progress_bars = False
         if predictors is None:

@@ -14,13 +14,15 @@ from apparel.errors import ParameterError
 
 
 def load_predictor(settings: ModelSettings):
-    """The ``Predictor`` of ``settings``: Keras, or the LiteRT export when one is named."""
+    """The ``Predictor`` of ``settings``: Keras, or the LiteRT export when one is named, each
+    with ``settings.threads``."""
     from apparel.inference.prediction import Predictor
 
+    if settings.litert is not None:
+        # The interpreter takes its own thread count; TensorFlow is not started for it.
+        return Predictor.from_litert(settings.litert, settings.model_dir, settings.threads)
     if settings.threads is not None:
         set_threads(settings.threads)
-    if settings.litert is not None:
-        return Predictor.from_litert(settings.litert, settings.model_dir)
     return Predictor.from_dir(settings.model_dir, photos=True)
 
 
@@ -42,7 +44,9 @@ def set_threads(threads: int) -> None:
 
 def aligned_batches(rows: np.ndarray, references: list[str], batch_size: int) -> list[dict]:
     """``{"row", "image"}`` batches of the (ascending) ``rows``: row r goes with the rows of
-    the same ``r // batch_size``, whatever else was already done, failed or retried."""
+    the same ``r // batch_size``, whatever else was already done, failed or retried; none for no rows."""
+    if len(rows) == 0:
+        return []
     groups = np.flatnonzero(np.diff(rows // batch_size)) + 1
     starts, ends = np.concatenate([[0], groups]), np.concatenate([groups, [len(rows)]])
     return [{"row": rows[start:end], "image": references[start:end]} for start, end in zip(starts, ends)]

@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Callable
 
+from apparel.artifacts import usable_cores
 from apparel.bench.spec import (  # re-exported: the public API of a study, in one place
     AXES,
     AXIS_FIELDS,
@@ -179,8 +180,7 @@ def _worker_process(spec: StudySpec, settings: BenchSettings, threads: int) -> N
 
 
 def threads_per_worker(workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    return max(1, usable_cores() // workers)
 
 
 def run_study(spec: StudySpec, settings: BenchSettings, dataset=None, show_progress: bool = True) -> list[dict]:

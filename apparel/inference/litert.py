@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.artifacts import usable_cores
 from apparel.inference.inputs import as_model_input, as_photo_input
 
 
@@ -29,7 +30,7 @@ class LiteRTPredictor:
         if threads is None:
             # LiteRT's own default is one thread; on this project's 2-core CPU a batch of 10,000
             # images runs 1.6× faster on both (docs/performance.md).
-            threads = len(os.sched_getaffinity(0))
+            threads = usable_cores()
         self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]

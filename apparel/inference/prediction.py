@@ -126,14 +126,18 @@ class Predictor:
         return cls(load_model(path), path, 32 if contract.is_photo else 1024, contract)
 
     @classmethod
-    def from_litert(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None) -> "Predictor":
+    def from_litert(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None,
+                    threads: int | None = None) -> "Predictor":
         """A predictor that runs an exported LiteRT model (``apparel export --format litert``)
         instead of Keras: the fastest path for single images on this CPU. ``model_dir`` names the
         run it was exported from, for its metadata; without it the contract is read from the
-        export's metadata file (``model.tflite.json``), else Fashion-MNIST is assumed. The
-        interpreter is not thread-safe: call this predictor from one thread at a time.
+        export's metadata file (``model.tflite.json``), else Fashion-MNIST is assumed. ``threads``
+        is the interpreter's (default: the cores this process may use). The interpreter is not
+        thread-safe: call this predictor from one thread at a time.
+
+        >>> Predictor.from_litert("runs/reference.tflite", "runs/reference", threads=1)
         """
-        runtime = LiteRTPredictor(path)
+        runtime = LiteRTPredictor(path, threads)
         if model_dir is not None:
             contract = InputContract.for_run(model_dir)
         else:
