@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.artifacts import usable_cores
+
 ROOT = Path(__file__).resolve().parents[1]
 # name: (flags of `apparel batch`, cores it may use; None: every core)
 CONFIGS = {
@@ -41,9 +43,12 @@ CONFIGS = {
 
 
 def write_manifest(photos: Path, count: int, out: Path) -> Path:
-    files = sorted(path for path in photos.rglob("*") if path.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
-    if len(files) < count:
-        raise SystemExit(f"{photos} holds {len(files)} photos, fewer than --photos {count}")
+    files = sorted(path for path in photos.rglob("*") if path.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    if not files:
+        raise SystemExit(f"{photos} holds no photos")
+    # More rows than photos: the photos are listed again in the same order (each row is still
+    # read, decoded and predicted), so that start-up weighs on a long run as it would on a catalog.
+    files = [files[index % len(files)] for index in range(count)]
     manifest = out / "manifest.csv"
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -191,7 +196,7 @@ def main() -> None:
                 row["overhead_ms_per_photo"] = round((row["wall_s"] - local["wall_s"]) * 1000 / args.count, 2)
                 row["ratio_to_local"] = round(row["photos_per_s"] / local["photos_per_s"], 3)
                 row["steady_ratio_to_local"] = round(row["steady_photos_per_s"] / local["steady_photos_per_s"], 3)
-    summary = {"photos": args.count, "model": args.model_dir, "cores": len(os.sched_getaffinity(0)),
+    summary = {"photos": args.count, "model": args.model_dir, "cores": usable_cores(),
                "ray_worker_niceness": args.ray_worker_niceness, "load_average_before": load_before,
                "load_average_after": os.getloadavg()[0],
                "configs": rows, "per_photo": profile(args, manifest)}
