@@ -588,3 +588,41 @@ def test_cells_are_read_and_written_back_as_csv_would():
 def test_an_unclosed_quote_names_its_line():
     with pytest.raises(ValueError, match="line 3: a quoted cell is never closed"):
         parse_records('\na,b\n"open,c\n')
+
+
+def test_records_know_where_they_start_and_end_whatever_the_line_ending():
+    text = '"a"b,c\rx\n\n,\r\n'
+    records = parse_records(text)
+    assert [(record.start, record.end) for record in records] == [(0, 6), (7, 8), (10, 11)]  # the blank line is no record
+    assert [[(cell.start, cell.end, cell.value, cell.quoted) for cell in record.cells] for record in records] == [
+        [(0, 4, "ab", True), (5, 6, "c", False)], [(7, 8, "x", False)], [(10, 10, "", False), (11, 11, "", False)]]
+    assert [[cell.value for cell in record.cells] for record in records] == [
+        row for row in csv.reader(io.StringIO(text, newline="")) if row]
+    assert parse_records("") == [] and parse_records("\r\n\n") == []
+
+
+def test_read_csv_text_keeps_the_bom_apart_and_names_each_refusal(tmp_path):
+    from apparel.errors import SourceError
+    from apparel.shop.splice import BOM, read_csv_text
+
+    path = tmp_path / "products.csv"
+    path.write_bytes(BOM + "Handle,Title\r\nx,é\r\n".encode())
+    assert read_csv_text(path) == (BOM, "Handle,Title\r\nx,é\r\n")
+    path.write_bytes(b"a," + BOM)  # a BOM anywhere else is text
+    assert read_csv_text(path) == (b"", "a,\ufeff")
+    path.write_bytes(b"a,\xff\r\n")
+    with pytest.raises(SourceError) as caught:
+        read_csv_text(path)
+    assert str(caught.value) == (f"{path}: not UTF-8 ('utf-8' codec can't decode byte 0xff in position 2: invalid start "
+                                 "byte); export it from Shopify again or save it as UTF-8")
+    with pytest.raises(SourceError) as caught:
+        read_csv_text(tmp_path / "missing.csv")
+    assert str(caught.value) == f"{tmp_path / 'missing.csv'}: file not found"
+    with pytest.raises(SourceError) as caught:
+        read_csv_text(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: cannot read it (Is a directory); give a readable CSV file"
+
+
+def test_line_endings_are_read_where_each_record_ends():
+    text = "\r\na,b\nc,d\r\ne\n"  # a file that starts with a blank CRLF line, then mixed endings
+    assert [[cell.value for cell in record.cells] for record in parse_records(text)] == [["a", "b"], ["c", "d"], ["e"]]

@@ -116,3 +116,53 @@ def test_without_a_run_the_shipped_model_of_the_right_kind_is_measured(tiny_data
     folder = write_photo_folders(tmp_path / "photos", per_class=1)  # dress, shoes, t-shirt: its classes too
     report = evaluate_run(None, images=folder, write=False)  # images: the shipped photo model
     assert report["images_images"] == 3 and len(report["confusion_matrix"]) == 10
+
+
+def test_a_class_never_predicted_or_never_present_scores_zero_not_one():
+    # a: 3 said, 2 right (precision 2/3), 2 of 2 found; b: never said (precision 0 of 0: counted 0),
+    # 1 present, none found; c: never said and never present: every figure 0 of 0, counted 0.
+    report = classification_report(np.array([0, 0, 1]), np.array([0, 0, 0]), NAMES)
+    assert report["per_class"] == {
+        "a": {"precision": 0.6667, "recall": 1.0, "f1": 0.8, "support": 2},
+        "b": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1},
+        "c": {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0},
+    }
+    assert report["confusion_matrix"] == [[2, 0, 0], [1, 0, 0], [0, 0, 0]]
+    assert report["most_confused"] == [{"classes": ["a", "b"], "mistakes": 1}]
+
+
+class RecordingLogits(FixedLogits):
+    """FixedLogits that notes how it was asked: in batches of what size, and whether to print."""
+
+    def __init__(self, logits):
+        super().__init__(logits)
+        self.calls = []
+
+    def predict(self, images, batch_size=None, verbose="auto"):
+        self.calls.append((batch_size, verbose))
+        return super().predict(images)
+
+
+def test_evaluate_model_predicts_quietly_in_batches_of_the_size_asked():
+    model = RecordingLogits([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    assert evaluate_model(model, np.zeros((3, 28, 28)), np.array([0, 1, 1]))["accuracy"] == pytest.approx(2 / 3)
+    evaluate_model(model, np.zeros((3, 28, 28)), np.array([0, 1, 1]), batch_size=2)
+    assert model.calls == [(1024, 0), (2, 0)]  # a bounded batch, and no progress bar on stdout
+
+
+def test_the_report_rounds_to_4_places_and_warns_about_nothing():
+    import warnings
+
+    # a: said 3 times, 2 right (2/3); 4 present, 2 found (1/2): F1 = 2·(1/3)/(7/6) = 4/7 = 0.571428…
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # precision of a class never said is 0, quietly (no UndefinedMetricWarning)
+        report = classification_report(np.array([0, 0, 0, 0, 1]), np.array([0, 0, 1, 1, 0]), NAMES)
+    assert report["per_class"]["a"] == {"precision": 0.6667, "recall": 0.5, "f1": 0.5714, "support": 4}
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_at_most_five_confused_pairs_by_default():
+    matrix = np.ones((4, 4), dtype=int)  # every one of the 6 pairs mistaken twice
+    pairs = most_confused_pairs(matrix, ("a", "b", "c", "d"))
+    assert len(pairs) == 5 and all(pair["mistakes"] == 2 for pair in pairs)
+    assert pairs[0]["classes"] == ["a", "b"] and pairs[-1]["classes"] == ["b", "d"]

@@ -347,3 +347,291 @@ def test_the_pixel_scale_rule_gives_exact_values_for_every_kind_of_array():
     for bad in (np.full((28, 28), True), np.full((28, 28), "1"), np.full((28, 28), 1 + 1j)):
         with pytest.raises(ValueError, match="pixel values must be numbers"):
             as_model_input(bad)
+
+
+def test_softmax_is_exact_stable_and_along_the_last_axis():
+    from apparel.inference.inputs import softmax
+
+    np.testing.assert_allclose(softmax(np.array([0.0, np.log(3.0)])), [0.25, 0.75], rtol=1e-12)
+    two = softmax(np.array([[1000.0, 1000.0 + np.log(3.0)], [-5.0, -5.0]]))  # exp(1000) overflows unshifted
+    np.testing.assert_allclose(two, [[0.25, 0.75], [0.5, 0.5]], rtol=1e-12)
+    logits = np.zeros((2, 3, 4))
+    logits[..., 0] = np.log(5.0)
+    logits[1, 2] += 700.0  # one row far above the others: each row is shifted by its own maximum
+    np.testing.assert_allclose(softmax(logits), np.broadcast_to([0.625, 0.125, 0.125, 0.125], (2, 3, 4)), rtol=1e-12)
+
+
+def test_as_model_input_refuses_other_shapes_by_name():
+    from apparel.inference.inputs import as_model_input
+
+    assert as_model_input(np.zeros((28, 28), np.uint8)).shape == (1, 28, 28)
+    for shape, text in (((2, 28), "2×28"), ((), "a single number"), ((2, 28, 28, 1), "2×28×28×1"), ((1, 28, 27), "1×28×27"),
+                        ((28, 28, 3), "28×28×3")):
+        with pytest.raises(ValueError) as caught:
+            as_model_input(np.zeros(shape))
+        assert str(caught.value) == ("images must be 28×28 arrays of pixel values, shaped (N, 28, 28) or (28, 28); "
+                                     f"got {text}")
+
+
+def test_as_model_input_scales_each_kind_of_number_exactly():
+    from apparel.inference.inputs import as_model_input
+
+    ramp = np.arange(28 * 28).reshape(28, 28) % 256
+    for dtype in (np.uint8, np.uint16, np.int16, np.int64, np.float16, np.float32, np.float64):
+        scaled = as_model_input(ramp.astype(dtype))
+        assert scaled.dtype == np.float32 and scaled.shape == (1, 28, 28), dtype
+        np.testing.assert_array_equal(scaled[0], ramp.astype(np.float32) / np.float32(255.0))
+    assert as_model_input(np.full((28, 28), 51, np.uint8))[0, 0, 0] == np.float32(51) / np.float32(255)
+    assert as_model_input(np.ones((28, 28), np.uint8)).max() == np.float32(1 / 255)  # uint8 is always 0–255
+    empty = as_model_input(np.zeros((0, 28, 28), np.float64))
+    assert empty.shape == (0, 28, 28) and empty.dtype == np.float32
+    assert as_model_input(np.zeros((0, 28, 28), np.uint8)).dtype == np.float32
+
+
+def test_as_model_input_decides_the_scale_per_image_at_1():
+    from apparel.inference.inputs import as_model_input
+
+    unit, two, top = np.zeros((28, 28)), np.zeros((28, 28)), np.zeros((28, 28))
+    unit[0, 0], two[0, 0], top[0, 0] = 1.0, 2.0, 255.0
+    batch = as_model_input(np.stack([unit, two, top, np.zeros((28, 28))]))
+    assert batch[:, 0, 0].tolist() == [1.0, np.float32(2.0) / np.float32(255.0), 1.0, 0.0]
+    dark = np.zeros((28, 28), np.float32)
+    dark[5, 5] = 1.5  # a very dark 0–255 image, as float32: divided into a copy, never in place
+    scaled = as_model_input(dark)
+    assert dark[5, 5] == 1.5 and scaled[0, 5, 5] == np.float32(1.5) / np.float32(255.0)
+
+
+def test_as_model_input_refuses_values_outside_0_to_255_and_non_finite_ones():
+    from apparel.inference.inputs import as_model_input
+
+    assert as_model_input(np.full((28, 28), 255.0)).max() == 1.0 and as_model_input(np.zeros((28, 28))).max() == 0.0
+    for low, high in ((-0.5, 1.0), (0.0, 255.5), (-1.0, 300.0)):
+        image = np.full((28, 28), low)
+        image[3, 3] = high
+        with pytest.raises(ValueError) as caught:
+            as_model_input(image)
+        assert str(caught.value) == f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}"
+    for bad in (np.nan, np.inf, -np.inf):
+        image = np.zeros((28, 28))
+        image[7, 7] = bad
+        with pytest.raises(ValueError) as caught:
+            as_model_input(image)
+        assert str(caught.value) == "pixel values must be finite numbers; found NaN or infinity"
+    for bad in (np.full((28, 28), True), np.full((28, 28), "1"), np.full((28, 28), 1 + 1j), np.full((28, 28), None)):
+        with pytest.raises(ValueError) as caught:
+            as_model_input(bad)
+        assert str(caught.value) == "pixel values must be numbers (0–1, or 0–255)"
+
+
+def test_as_photo_input_keeps_0_to_255_and_scales_0_to_1_per_photo():
+    from apparel.inference.inputs import as_photo_input
+
+    assert as_photo_input(np.zeros((4, 4, 3), np.uint8), 4).shape == (1, 4, 4, 3)
+    ones = as_photo_input(np.ones((1, 4, 4, 3), np.uint8), 4)
+    assert ones.dtype == np.float32 and ones.max() == 1.0  # uint8 is 0–255 even when dark
+    unit, dark = np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 3), np.float32)
+    unit[0, 0, 0], dark[0, 0, 0] = 1.0, 1.5
+    batch = as_photo_input(np.stack([unit, dark]), 4)
+    assert batch.dtype == np.float32 and batch[:, 0, 0, 0].tolist() == [255.0, 1.5]
+    caller = np.full((4, 4, 3), 0.2, np.float32)
+    scaled = as_photo_input(caller, 4)
+    assert caller.max() == np.float32(0.2) and scaled.max() == np.float32(0.2) * np.float32(255.0)
+    for dtype in (np.int32, np.float64):
+        assert as_photo_input(np.full((4, 4, 3), 200, dtype), 4).max() == 200.0
+    empty = as_photo_input(np.zeros((0, 4, 4, 3)), 4)
+    assert empty.shape == (0, 4, 4, 3) and empty.dtype == np.float32
+
+
+def test_as_photo_input_refusals_say_what_to_send():
+    from apparel.inference.inputs import as_photo_input
+
+    for shape, text in (((28, 28), "28×28"), ((2, 4, 4), "2×4×4"), ((1, 5, 5, 3), "1×5×5×3"), ((), "a single number")):
+        with pytest.raises(ValueError) as caught:
+            as_photo_input(np.zeros(shape), 4)
+        assert str(caught.value) == ("this photo model takes RGB photos of 4×4×3 pixel values, shaped (N, 4, 4, 3), "
+                                     f"or image files; got {text}")
+    with pytest.raises(ValueError) as caught:
+        as_photo_input(np.full((4, 4, 3), True), 4)
+    assert str(caught.value) == "pixel values must be numbers (0–255, or 0–1)"
+    image = np.zeros((4, 4, 3))
+    image[1, 1, 1] = np.nan
+    with pytest.raises(ValueError) as caught:
+        as_photo_input(image, 4)
+    assert str(caught.value) == "pixel values must be finite numbers; found NaN or infinity"
+    for low, high in ((-2.0, 3.0), (0.0, 256.0)):
+        image = np.full((4, 4, 3), low)
+        image[2, 2, 2] = high
+        with pytest.raises(ValueError) as caught:
+            as_photo_input(image, 4)
+        assert str(caught.value) == f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}"
+
+
+def test_the_corner_colour_is_read_from_the_corner_pixels_themselves():
+    from apparel.images.photos import corner_colour
+
+    photo = Image.new("RGB", (5, 4), (200, 200, 200))  # not square: width and height each matter
+    for xy, colour in (((0, 0), (10, 20, 30)), ((4, 0), (11, 21, 31)), ((0, 3), (12, 22, 32)), ((4, 3), (13, 23, 33))):
+        photo.putpixel(xy, colour)
+    # Per channel the median of four is the mean of the middle two: 11.5, 21.5, 31.5, rounded half to even.
+    assert corner_colour(photo) == (12, 22, 32)
+    assert all(type(value) is int for value in corner_colour(photo))
+    for xy in ((1, 1), (3, 1), (1, 2), (3, 2)):  # one pixel in from each corner: never read
+        photo.putpixel(xy, (0, 0, 0))
+    assert corner_colour(photo) == (12, 22, 32)
+
+
+def test_the_trim_box_keeps_pixels_farther_than_5_percent_from_the_background():
+    from apparel.images.photos import trim_box
+
+    # 5 % of 255 is 12.75 levels root-mean-square over R, G, B: a sum of squares above 3 × 12.75² = 487.69.
+    image = Image.new("RGB", (9, 7), (100, 100, 100))
+    assert trim_box(image, (100, 100, 100)) is None
+    image.putpixel((1, 1), (112, 112, 112))  # 432: background
+    image.putpixel((7, 1), (122, 100, 100))  # 484: background
+    assert trim_box(image, (100, 100, 100)) is None
+    image.putpixel((2, 5), (113, 113, 113))  # 507: garment
+    assert trim_box(image, (100, 100, 100)) == (2, 5, 3, 6)
+    image.putpixel((6, 3), (100, 77, 100))  # 529: garment
+    assert trim_box(image, (100, 100, 100)) == (2, 3, 7, 6)
+    assert trim_box(image, (100, 100, 100), fuzz=0.1) is None  # 25.5 levels: 1,950.75
+    assert trim_box(image, (120, 120, 120)) == (0, 0, 9, 7)  # the rest of the image is now far
+
+
+def test_stretch_levels_worked_out_by_hand():
+    # Background (200, 100, 50) negates to (55, 155, 205), whose 8-bit gray (ITU-R 601-2 luma,
+    # rounded) is (55·19595 + 155·38470 + 205·7471 + 32768) >> 16 = 131.
+    background = (200, 100, 50)
+    negated = Image.fromarray(np.array([[131, 140, 200], [100, 255, 135]], dtype=np.uint8), "L")
+    # Levels 131 → 0, 255 → 255: v ↦ (v − 131) · 255 / 124, rounded to nearest, clipped at 0.
+    assert np.asarray(photos.stretch_levels(negated, background)).tolist() == [[0, 19, 142], [0, 255, 8]]
+    # The brightest pixel only 9 above the background: stretched as if it were MIN_RANGE (16) above.
+    faint = Image.fromarray(np.array([[131, 140, 133]], dtype=np.uint8), "L")
+    assert np.asarray(photos.stretch_levels(faint, background)).tolist() == [[0, 143, 32]]
+    assert np.asarray(photos.stretch_levels(faint, background, min_range=8)).tolist() == [[0, 255, 57]]
+
+
+def test_each_step_of_the_pipeline_is_the_one_operation_it_names():
+    # A tall dress: the box is 121×281, scaled by 28/281 to 12×28 and pasted at column (28 − 12) // 2 = 8.
+    steps = photos.pipeline_steps(garment_photo(background=(250, 248, 240)))
+    names = [name for name, _ in steps]
+    step = dict(steps)
+    assert names == ["original", "on white", "trimmed", "resized", "sharpened", "padded", "negated", "grayscale",
+                     "stretched"]
+    assert step["on white"].mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(step["trimmed"]), np.asarray(step["on white"])[60:341, 90:211])
+    expected = step["trimmed"].resize((12, 28), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    np.testing.assert_array_equal(np.asarray(step["resized"]), np.asarray(expected))
+    edge = Image.fromarray(np.pad(np.asarray(step["resized"]), ((1, 1), (1, 1), (0, 0)), mode="edge"), "RGB")
+    sharpened = edge.filter(photos.sharpen_kernel()).crop((1, 1, 13, 29))
+    np.testing.assert_array_equal(np.asarray(step["sharpened"]), np.asarray(sharpened))
+    padded = np.empty((28, 28, 3), np.uint8)
+    padded[...] = (250, 248, 240)
+    padded[:, 8:20] = np.asarray(step["sharpened"])
+    np.testing.assert_array_equal(np.asarray(step["padded"]), padded)
+    np.testing.assert_array_equal(np.asarray(step["negated"]), 255 - padded)
+    np.testing.assert_array_equal(np.asarray(step["grayscale"]), np.asarray(Image.fromarray(255 - padded).convert("L")))
+    assert step["stretched"].size == (28, 28) and step["stretched"].mode == "L"
+
+
+def test_a_wide_garment_is_centred_vertically():
+    # Box 321×101 → 28×round(8.81) = 28×9, pasted at row (28 − 9) // 2 = 9.
+    steps = dict(photos.pipeline_steps(garment_photo(size=(400, 300), box=(40, 100, 360, 200))))
+    assert steps["resized"].size == (28, 9)
+    padded = np.asarray(steps["padded"])
+    np.testing.assert_array_equal(padded[9:18], np.asarray(steps["sharpened"]))
+    assert (padded[:9] == 255).all() and (padded[18:] == 255).all()
+
+
+def test_a_garment_thinner_than_a_pixel_at_28_keeps_one():
+    photo = Image.new("RGB", (400, 400), "white")
+    ImageDraw.Draw(photo).rectangle((10, 10, 10, 389), fill=(0, 0, 0))  # 1×380: 28 × 1/380 rounds to 0
+    steps = dict(photos.pipeline_steps(photo))
+    assert steps["trimmed"].size == (1, 380) and steps["resized"].size == (1, 28)
+    assert np.asarray(steps["stretched"])[:, 13].min() > 0 and np.asarray(steps["stretched"])[:, :13].max() == 0
+
+
+def test_as_photo_input_takes_255_and_refuses_infinity():
+    from apparel.inference.inputs import as_photo_input
+
+    top = np.zeros((4, 4, 3))
+    top[0, 0, 0] = 255.0
+    assert as_photo_input(top, 4).max() == 255.0
+    for bad in (np.inf, -np.inf):
+        image = np.zeros((4, 4, 3))
+        image[3, 3, 0] = bad
+        with pytest.raises(ValueError) as caught:
+            as_photo_input(image, 4)
+        assert str(caught.value) == "pixel values must be finite numbers; found NaN or infinity"
+
+
+def test_the_sharpen_kernel_for_other_radii_and_sigmas_worked_out_by_hand():
+    import math
+
+    from apparel.images.photos import sharpen_kernel
+
+    # σ = 2, radius 2: weights exp(−d²/8)/(8π) on a 5×5 grid, negated, the centre twice their sum.
+    weights = {(u, v): math.exp(-(u * u + v * v) / 8) / (8 * math.pi) for u in range(-2, 3) for v in range(-2, 3)}
+    total = sum(weights.values())
+    expected = [2 * total if (u, v) == (0, 0) else -weights[u, v] for v in range(-2, 3) for u in range(-2, 3)]
+    size, scale, offset, values = sharpen_kernel(radius=2, sigma=2.0).filterargs
+    assert size == (5, 5)
+    np.testing.assert_allclose(values, expected, rtol=1e-9)
+    assert scale == pytest.approx(sum(expected), rel=1e-9)
+
+
+def test_sharpen_repeats_the_edge_for_a_kernel_of_any_radius():
+    from apparel.images.photos import sharpen, sharpen_kernel
+
+    pixels = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    kernel = sharpen_kernel(radius=2)
+    padded = Image.fromarray(np.pad(pixels, ((2, 2), (2, 2), (0, 0)), mode="edge"), "RGB")
+    expected = padded.filter(kernel).crop((2, 2, 13, 11))  # the kernel's values: the test above
+    result = sharpen(Image.fromarray(pixels, "RGB"), kernel)
+    assert result.size == (11, 9)
+    np.testing.assert_array_equal(np.asarray(result), np.asarray(expected))
+
+
+def test_a_model_ready_image_has_two_steps_and_an_empty_photo_names_itself():
+    pixels = np.random.default_rng(2).integers(0, 256, (28, 28), dtype=np.uint8)
+    steps = photos.pipeline_steps(Image.fromarray(pixels, "L"))
+    assert [name for name, _ in steps] == ["original", "grayscale"]
+    with pytest.raises(ValueError) as caught:
+        photos.photo_to_input(Image.new("RGB", (40, 30), "white"))
+    assert str(caught.value) == "<image>: image is all one colour, nothing but background; give a photo of the garment"
+
+
+def test_photo_input_passes_its_limits_on_and_gives_float32():
+    from apparel.contract import InputContract
+
+    photo = encoded(garment_photo(), "PNG")
+    rgb = photos.photo_input(photo, InputContract("photo", 32, ("a", "b")))
+    assert rgb.dtype == np.float32 and rgb.shape == (32, 32, 3)
+    assert photos.photo_input(photo).dtype == np.float32
+    with pytest.raises(ValueError, match="too many pixels: 300×400, over the limit of 1,000"):
+        photos.photo_input(photo, max_pixels=1000)
+    with pytest.raises(ValueError, match="too many pixels: 300×400, over the limit of 1,000"):
+        photos.photo_input(photo, InputContract("photo", 32, ("a", "b")), max_pixels=1000)
+    with pytest.raises(ValueError) as caught:
+        photos.photo_input(photo, max_bytes=1000)
+    with pytest.raises(ValueError) as photo_caught:
+        photos.photo_input(photo, InputContract("photo", 32, ("a", "b")), max_bytes=1000)
+    assert str(caught.value) == str(photo_caught.value) and "1,000" in str(caught.value)
+
+
+def test_each_corner_counts_and_no_pixel_beside_it():
+    from apparel.images.photos import corner_colour, trim_box
+
+    # Black inside, four corners that each move the median of some channel if read one pixel in
+    # (a neighbour is black): per channel the corners are 10, 20, 30, 40 in some order; median 25.
+    photo = Image.new("RGB", (5, 4), (0, 0, 0))
+    for xy, colour in (((0, 0), (10, 40, 20)), ((4, 0), (20, 30, 40)), ((0, 3), (30, 20, 10)), ((4, 3), (40, 10, 30))):
+        photo.putpixel(xy, colour)
+    assert corner_colour(photo) == (25, 25, 25)
+    # The trim counts red, green and blue each once: 23 levels of red alone is 529, over 487.69;
+    # (22, 2, 1) is 489, over it too (by less than 256 instead of 255 levels would move the bound).
+    image = Image.new("RGB", (6, 3), (100, 100, 100))
+    image.putpixel((4, 1), (123, 100, 100))
+    assert trim_box(image, (100, 100, 100)) == (4, 1, 5, 2)
+    image = Image.new("RGB", (6, 3), (100, 100, 100))
+    image.putpixel((1, 2), (122, 102, 101))
+    assert trim_box(image, (100, 100, 100)) == (1, 2, 2, 3)
