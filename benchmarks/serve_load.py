@@ -236,11 +236,14 @@ async def grpc_client(stub, request, stop: float, budget: list[int], answers: li
 
 
 async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
-                             seconds: float, max_requests: int, shape, input_name: str) -> LevelResult:
-    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors."""
+                             seconds: float, max_requests: int, shape, input_name: str,
+                             server_pid: int | None = None) -> LevelResult:
+    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors,
+    and the CPU each side spent per request (client and server share the machine's cores)."""
     request = protocol_request(protocol, model, http_port, shape, input_name)
     answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
+    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
     started = time.perf_counter()
     if protocol == "grpc":
         import grpc
@@ -254,13 +257,18 @@ async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_por
         await asyncio.gather(*(raw_client(http_port, request, started + seconds, budget, answers, errors)
                                for _ in range(clients)))
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    server_after = process_cpu_seconds(server_pid)
+    server_cpu = None if server_cpu is None or server_after is None else server_after - server_cpu
     statuses = np.array([status for _, status in answers], dtype=int)
     milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
     failed = errors[0] + int((statuses != 200).sum())
+    answered = max(1, len(answers))
     return LevelResult(clients, len(answers), failed, round(elapsed, 3), round(len(answers) / elapsed, 1),
                        percentile(milliseconds, 50), percentile(milliseconds, 99),
                        round(int((statuses == 200).sum()) / elapsed, 1), percentile(milliseconds[statuses == 200], 99),
-                       0.0, failed, None, None, 0.0)
+                       0.0, failed, None, None if server_cpu is None else round(1000 * server_cpu / answered, 3),
+                       round(1000 * client_cpu / answered, 3))
 
 
 def free_port() -> int:
@@ -296,12 +304,15 @@ def measure_protocols(args) -> dict:
                     asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
                                                    args.warmup, args.requests, shape, input_name))
                     result = asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
-                                                            args.seconds, args.requests, shape, input_name))
+                                                            args.seconds, args.requests, shape, input_name, server.pid))
                     key = f"{protocol}_{model}"
                     summary.update({f"rps_{key}": result.rps, f"p50_ms_{key}": result.p50_ms,
-                                    f"p99_ms_{key}": result.p99_ms, f"errors_{key}": result.errors})
+                                    f"p99_ms_{key}": result.p99_ms, f"errors_{key}": result.errors,
+                                    f"server_cpu_ms_{key}": result.server_cpu_ms,
+                                    f"client_cpu_ms_{key}": result.client_cpu_ms})
                     print(f"{protocol:>4} {model:<13} {args.protocol_clients} clients: {result.rps:8.1f} req/s  "
-                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}", flush=True)
+                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}  "
+                          f"CPU ms/request server {result.server_cpu_ms} client {result.client_cpu_ms}", flush=True)
             if args.swaps:
                 summary.update(swap_level(args, repository, port, grpc_port))
         finally:
