@@ -156,6 +156,22 @@ def batch_totals(port: int) -> tuple[float, float] | None:
     return (float(values["sum"]), float(values["count"])) if len(values) == 2 else None
 
 
+class CpuMeter:
+    """CPU time spent by the server process and by this client between ``start`` and ``per_request``."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+        self.server, self.client = process_cpu_seconds(server_pid), time.process_time()
+
+    def per_request(self, answered: int) -> tuple[float | None, float]:
+        """(server, client) CPU milliseconds per answered request."""
+        client = time.process_time() - self.client
+        after = process_cpu_seconds(self.server_pid)
+        server = None if self.server is None or after is None else after - self.server
+        answered = max(1, answered)
+        return (None if server is None else round(1000 * server / answered, 3), round(1000 * client / answered, 3))
+
+
 def process_cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time of a process, all threads (Linux ``/proc``)."""
     try:
@@ -172,14 +188,12 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
     answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
     before = batch_totals(port)
-    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+    cpu = CpuMeter(server_pid)
     started = time.perf_counter()
     await asyncio.gather(*(worker(port, request, started + seconds, budget, answers, errors, honour_retry_after)
                            for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    client_cpu = time.process_time() - client_cpu
-    server_after = process_cpu_seconds(server_pid)
-    server_cpu = None if server_cpu is None or server_after is None else server_after - server_cpu
+    server_cpu_ms, client_cpu_ms = cpu.per_request(len(answers))
     after = batch_totals(port)
     mean_batch = None
     if before and after and after[1] > before[1]:
@@ -194,8 +208,7 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
                        percentile(milliseconds, 50), percentile(milliseconds, 99),
                        round(len(accepted) / elapsed, 1), percentile(accepted, 99),
                        round(busy / max(1, answered), 4), errors[0] + refused - busy,
-                       mean_batch, None if server_cpu is None else round(1000 * server_cpu / max(1, answered), 3),
-                       round(1000 * client_cpu / max(1, answered), 3))
+                       mean_batch, server_cpu_ms, client_cpu_ms)
 
 
 def protocol_request(protocol: str, model: str, port: int, shape: tuple[int, ...], input_name: str):
@@ -243,7 +256,7 @@ async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_por
     request = protocol_request(protocol, model, http_port, shape, input_name)
     answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
-    server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+    cpu = CpuMeter(server_pid)
     started = time.perf_counter()
     if protocol == "grpc":
         import grpc
@@ -257,18 +270,14 @@ async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_por
         await asyncio.gather(*(raw_client(http_port, request, started + seconds, budget, answers, errors)
                                for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    client_cpu = time.process_time() - client_cpu
-    server_after = process_cpu_seconds(server_pid)
-    server_cpu = None if server_cpu is None or server_after is None else server_after - server_cpu
+    server_cpu_ms, client_cpu_ms = cpu.per_request(len(answers))
     statuses = np.array([status for _, status in answers], dtype=int)
     milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
     failed = errors[0] + int((statuses != 200).sum())
-    answered = max(1, len(answers))
     return LevelResult(clients, len(answers), failed, round(elapsed, 3), round(len(answers) / elapsed, 1),
                        percentile(milliseconds, 50), percentile(milliseconds, 99),
                        round(int((statuses == 200).sum()) / elapsed, 1), percentile(milliseconds[statuses == 200], 99),
-                       0.0, failed, None, None if server_cpu is None else round(1000 * server_cpu / answered, 3),
-                       round(1000 * client_cpu / answered, 3))
+                       0.0, failed, None, server_cpu_ms, client_cpu_ms)
 
 
 def free_port() -> int:

@@ -198,16 +198,18 @@ def test_a_lone_request_waits_for_company_at_most_max_wait():
     assert 0.1 < seconds < 10  # the rest of the 200 ms, not at once and not 1,000 times longer
 
 
-def test_requests_that_arrive_while_the_model_is_busy_wait_only_the_rest_of_max_wait():
+def busy_then_late(max_wait_ms: float, busy_for: float):
+    """A full batch sent to a model held busy, a one-row request behind it, the model freed after
+    ``busy_for`` s: (model, busy answer, late answer, seconds from the model's release to both answers)."""
     gate = threading.Event()
     model = FakeModel(gate)
-    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=250)
+    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=max_wait_ms)
 
     async def scenario():
         busy = asyncio.ensure_future(batcher.predict(rows(1, 1)))  # a full batch: to the model at once
         await asyncio.sleep(0.02)
         late = asyncio.ensure_future(batcher.predict(rows(2)))  # waits: the model is busy
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(busy_for)
         started = time.perf_counter()
         gate.set()
         answers = await asyncio.gather(busy, late)
@@ -215,6 +217,11 @@ def test_requests_that_arrive_while_the_model_is_busy_wait_only_the_rest_of_max_
 
     (busy, late), seconds = run(scenario())
     batcher.close()
+    return model, busy, late, seconds
+
+
+def test_requests_that_arrive_while_the_model_is_busy_wait_only_the_rest_of_max_wait():
+    model, busy, late, seconds = busy_then_late(max_wait_ms=250, busy_for=0.02)
     assert model.calls == [2, 1]
     assert busy[:, 0].tolist() == [4, 4] and late[:, 0].tolist() == [8]
     # It had waited ~20 ms when the model came free: the rest of the 250 ms, not the whole, not none.
@@ -222,22 +229,7 @@ def test_requests_that_arrive_while_the_model_is_busy_wait_only_the_rest_of_max_
 
 
 def test_requests_that_waited_out_max_wait_while_the_model_was_busy_go_as_soon_as_it_is_free():
-    gate = threading.Event()
-    model = FakeModel(gate)
-    batcher = MicroBatcher(model, max_batch=2, max_wait_ms=30)
-
-    async def scenario():
-        busy = asyncio.ensure_future(batcher.predict(rows(1, 1)))
-        await asyncio.sleep(0.01)
-        late = asyncio.ensure_future(batcher.predict(rows(2)))
-        await asyncio.sleep(0.3)  # ten times max_wait while the model is busy
-        started = time.perf_counter()
-        gate.set()
-        answers = await asyncio.gather(busy, late)
-        return answers, time.perf_counter() - started
-
-    (busy, late), seconds = run(scenario())
-    batcher.close()
+    model, busy, late, seconds = busy_then_late(max_wait_ms=30, busy_for=0.3)  # ten times max_wait
     assert model.calls == [2, 1] and busy[:, 0].tolist() == [4, 4] and late[:, 0].tolist() == [8]
     assert seconds < 30
 
