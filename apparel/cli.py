@@ -8,7 +8,6 @@ the configs (training, catalog, service) are made from their dataclass fields.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ from apparel.artifacts import MODEL_FILE
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
-from apparel.config import TrainConfig, read_config_file
+from apparel.config import TrainConfig
 from apparel.contract import FASHION_MNIST, InputContract, metadata_path
 from apparel.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
@@ -29,6 +28,7 @@ from apparel.inference.export import export_model
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.models import MODELS
 from apparel.errors import ParameterError
+from apparel.flags import add_config_flags, config_changes, flag_name, train_config_from_args
 from apparel.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
@@ -36,13 +36,6 @@ from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
-# Flags whose name is not the parameter's with dashes.
-FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out", "csv_path": "CSV", "manifest": "MANIFEST"}
-
-
-def flag_name(parameter: str) -> str:
-    """How the CLI spells a library parameter: ``images_dir`` → ``--images-dir``."""
-    return FLAG_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
@@ -53,34 +46,6 @@ def quiet_tensorflow(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # C++ INFO, WARNING and ERROR lines
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     os.environ.setdefault("GLOG_minloglevel", "3")  # absl's pre-InitializeLog lines
-
-
-def add_config_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of a ``Config`` dataclass: its type, help and default come from the field.
-
-    Every flag defaults to ``None`` ("not given"), so the config's own default applies.
-    """
-    for field in dataclasses.fields(config_class):
-        if field.name in skip:
-            continue
-        kind = config_class.value_type(field.name)
-        flag, help_text = flag_name(field.name), config_class.help(field.name)
-        if kind is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif kind is tuple:
-            parser.add_argument(flag, dest=field.name, type=_comma_list, metavar="A,B", help=help_text)
-        else:
-            parser.add_argument(flag, dest=field.name, type=kind, help=help_text)
-
-
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in text.split(",") if name.strip())
-
-
-def config_changes(args, config_class) -> dict:
-    """The fields of ``config_class`` whose flags were given."""
-    return {field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)
-            if getattr(args, field.name, None) is not None}
 
 
 def _status(message: str) -> None:
@@ -100,14 +65,6 @@ def cmd_data(args) -> int:
         target = data.install_keras_cache(args.data_dir)
         print(f"Installed into Keras's cache: {target} (keras.datasets.fashion_mnist.load_data() now works offline)")
     return 0
-
-
-def train_config_from_args(args):
-    """Defaults, then ``--config`` file, then flags that were given."""
-    config = TrainConfig()
-    if args.config:
-        config = config.replace(**read_config_file(args.config))
-    return config.replace(**config_changes(args, TrainConfig))
 
 
 def cmd_train(args) -> int:

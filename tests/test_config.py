@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from apparel.cli import build_parser, train_config_from_args
+from apparel.cli import build_parser
+from apparel.flags import train_config_from_args
 from apparel.config import TrainConfig
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from apparel.cli import _comma_list, add_config_flags, config_changes, flag_name, train_config_from_args
+from apparel.flags import add_config_flags, comma_list, config_changes, flag_name, train_config_from_args
 from apparel.config import Config, TrainConfig, option, read_config_file
 from apparel.errors import ParameterError
 
@@ -232,9 +232,12 @@ def test_flag_names():
 
 
 def test_comma_lists():
-    assert _comma_list(" a, b ,,c ") == ("a", "b", "c")
-    assert _comma_list("accuracy") == ("accuracy",)
-    assert _comma_list(" , ") == ()
+    assert comma_list()(" a, b ,,c ") == ("a", "b", "c")
+    assert comma_list()("accuracy") == ("accuracy",)
+    assert comma_list()(" , ") == ()
+    assert comma_list(float)("1, 2.5") == (1.0, 2.5)
+    with pytest.raises(ValueError):
+        comma_list(int)("1,x")
 
 
 def knob_parser(skip=()) -> argparse.ArgumentParser:
@@ -254,11 +257,13 @@ def test_flags_parse_to_the_field_s_type():
     args = knob_parser().parse_args(["--count", "3", "--rate", "0.25", "--name", "b", "--size", "9", "--pair", "1,2",
                                      "--tags", " p, q ,", "--flag", "--no-maybe", "--seed", "0"])
     changes = config_changes(args, Knobs)
-    assert changes == {"count": 3, "rate": 0.25, "name": "b", "size": 9, "pair": ("1", "2"), "tags": ("p", "q"),
+    assert changes == {"count": 3, "rate": 0.25, "name": "b", "size": 9, "pair": (1.0, 2.0), "tags": ("p", "q"),
                        "flag": True, "maybe": False, "seed": 0}
-    # A tuple flag is a list of names (every tuple the CLI has is tuple[str, ...]).
-    knobs = Knobs().replace(**{key: value for key, value in changes.items() if key != "pair"})
-    assert (knobs.count, knobs.tags, knobs.maybe, knobs.seed) == (3, ("p", "q"), False, 0)
+    # A tuple flag's items have the field's item type, so the config takes them as they are.
+    knobs = Knobs().replace(**changes)
+    assert (knobs.count, knobs.pair, knobs.tags, knobs.maybe, knobs.seed) == (3, (1.0, 2.0), ("p", "q"), False, 0)
+    with pytest.raises(argparse.ArgumentError, match="invalid comma-separated float value: '1,x'"):
+        knob_parser().parse_args(["--pair", "1,x"])
     assert config_changes(knob_parser().parse_args(["--no-flag"]), Knobs) == {"flag": False}
     with pytest.raises(argparse.ArgumentError):
         knob_parser().parse_args(["--count", "2.5"])

@@ -22,7 +22,7 @@ STAGES = {
     "apparel.images": 4,
     "apparel.shop": 5, "apparel.bench": 5, "apparel.batch": 5,
     "apparel.serve": 6,
-    "apparel.cli": 7, "apparel.__main__": 7, "apparel": 7,
+    "apparel.flags": 7, "apparel.cli": 7, "apparel.__main__": 7, "apparel": 7,
 }
 
 
