@@ -11,10 +11,17 @@ import threading
 import time
 from types import SimpleNamespace
 
+import os
+
 import numpy as np
 import pytest
 
 from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
+
+
+# How long a batcher that never answers is waited for. `make mutation` shortens it (many mutants
+# hang the batcher, and each waited the whole bound): every run here takes well under 0.5 s.
+HANG_S = float(os.environ.get("APPAREL_TEST_HANG_S", "10"))
 
 
 class FakeModel:
@@ -26,7 +33,7 @@ class FakeModel:
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         if self.gate is not None:
-            assert self.gate.wait(30)
+            assert self.gate.wait(3 * HANG_S)
         self.calls.append(len(images))
         sums = images.reshape(len(images), -1).sum(axis=1)
         return np.stack([sums, np.ones_like(sums)], axis=1)
@@ -37,7 +44,7 @@ def rows(*values: float, size: int = 2) -> np.ndarray:
     return np.stack([np.full((size, size), value, np.float32) for value in values])
 
 
-def run(coroutine, bound: float = 10):
+def run(coroutine, bound: float = HANG_S):
     """Run ``coroutine`` to its end; a batcher that never answers fails the test after ``bound`` s."""
     return asyncio.run(asyncio.wait_for(coroutine, bound))
 
@@ -380,7 +387,7 @@ def test_model_calls_never_overlap_even_from_two_event_loops():
     answers = []
 
     def client(value):
-        barrier.wait(10)
+        barrier.wait(HANG_S)
         answers.append(run(batcher.predict(rows(value)))[0, 0])
 
     threads = [threading.Thread(target=client, args=(value,)) for value in (1, 2)]
@@ -424,12 +431,12 @@ def test_close_waits_for_the_batch_that_is_running():
     batcher = MicroBatcher(model, max_wait_ms=0)
     client = threading.Thread(target=lambda: run(batcher.predict(rows(1))))
     client.start()
-    assert entered.wait(10)
+    assert entered.wait(HANG_S)
     closer = threading.Thread(target=lambda: (batcher.close(), order.append("closed")))
     closer.start()
     closer.join(0.2)
     assert closer.is_alive()  # still waiting for the model
     gate.set()
-    closer.join(10)
-    client.join(10)
+    closer.join(HANG_S)
+    client.join(HANG_S)
     assert order == ["model done", "closed"]
