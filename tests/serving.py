@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import hashlib
+import json
 import base64
 import io
 import os
@@ -22,37 +25,40 @@ from apparel.training import train
 TINY = TrainConfig(epochs=1, hidden=16, batch_size=64)
 
 
-def train_tiny_model(dataset, out_dir):
+def train_tiny_model(dataset, out_dir, config: TrainConfig = TINY):
     """A seconds-long model in a real run directory (model.keras, metrics.json, …), copied into
-    ``out_dir``. Trained once per test session; under `make mutation`, whose hundreds of short
-    sessions set $APPAREL_TEST_MODEL_CACHE, once per mutation run. Training is seeded, so a copy
-    is the model a new training would give."""
-    shutil.copytree(_trained_once(dataset), out_dir, dirs_exist_ok=True)
+    ``out_dir``. Trained once per test session and config; under `make mutation`, whose hundreds of
+    short sessions set $APPAREL_TEST_MODEL_CACHE, once per mutation run. Training is seeded, so a
+    copy is the model a new training would give."""
+    shutil.copytree(_trained_once(dataset, config), out_dir, dirs_exist_ok=True)
     return Path(out_dir)
 
 
-_TRAINED: dict[int, Path] = {}
+_TRAINED: dict[tuple, Path] = {}
 
 
-def _trained_once(dataset) -> Path:
+def _trained_once(dataset, config: TrainConfig) -> Path:
     shared = os.environ.get("APPAREL_TEST_MODEL_CACHE")
     if shared:
-        target = Path(shared) / "tiny-model"
+        # The config's own text names the folder: each config its model.
+        name = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode()).hexdigest()[:16]
+        target = Path(shared) / f"tiny-model-{name}"
         if not (target / "model.keras").exists():
             work = Path(tempfile.mkdtemp(dir=shared))
-            train(TINY, dataset=dataset, out_dir=work / "run", verbose=0)
+            train(config, dataset=dataset, out_dir=work / "run", verbose=0)
             try:
                 os.replace(work / "run", target)  # atomic: a session beside this one sees all or nothing
             except OSError:  # another session got there first
                 pass
             shutil.rmtree(work, ignore_errors=True)
         return target
-    if id(dataset) not in _TRAINED:
+    key = (id(dataset), config)
+    if key not in _TRAINED:
         work = Path(tempfile.mkdtemp(prefix="apparel-tiny-model-"))
         atexit.register(shutil.rmtree, work, True)
-        train(TINY, dataset=dataset, out_dir=work / "run", verbose=0)
-        _TRAINED[id(dataset)] = work / "run"
-    return _TRAINED[id(dataset)]
+        train(config, dataset=dataset, out_dir=work / "run", verbose=0)
+        _TRAINED[key] = work / "run"
+    return _TRAINED[key]
 
 
 def garment_photo(size=(240, 320), colour=(180, 40, 40), fmt="JPEG") -> bytes:

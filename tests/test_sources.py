@@ -30,11 +30,9 @@ def model_dir(tmp_path_factory, tiny_dataset):
     """A tiny model trained on synthetic data: real predictions, no dependence on models/default.
     (Its own, not serving's: the catalog tests' confidence thresholds were set on this one.)"""
     from apparel.config import TrainConfig
-    from apparel.training import train
+    from serving import train_tiny_model
 
-    out = tmp_path_factory.mktemp("model")
-    train(TrainConfig(epochs=1, hidden=8, jit_compile=False), dataset=tiny_dataset, out_dir=out, verbose=0)
-    return out
+    return train_tiny_model(tiny_dataset, tmp_path_factory.mktemp("model"), TrainConfig(epochs=1, hidden=8, jit_compile=False))
 
 
 @pytest.fixture
