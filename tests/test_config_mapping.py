@@ -341,3 +341,19 @@ def test_a_renamed_flag_still_sets_its_field_and_later_fields_keep_their_flags()
     assert actions["flag"].help == "a flag" and actions["maybe"].help == "maybe"
     assert actions["tags"].help == "tags" and actions["seed"].help == "a seed (default 0)"
     assert "rate" not in actions and actions["count"].type is int and actions["size"].type is int
+
+
+@dataclass(frozen=True)
+class Lists(Config):
+    weights: tuple[float, ...] | None = option(None, "weights")
+    pair: tuple[int, float] = option((1, 0.5), "a count and a rate")
+
+
+def test_a_tuple_flag_reads_items_of_the_field_s_type_even_when_optional():
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_config_flags(parser, Lists)
+    args = parser.parse_args(["--weights", "0.5,2", "--pair", "3,2.5"])
+    # A tuple of one item type (optional or not) reads that type; a tuple of mixed types reads text.
+    assert config_changes(args, Lists) == {"weights": (0.5, 2.0), "pair": ("3", "2.5")}
+    with pytest.raises(argparse.ArgumentError, match="invalid comma-separated float value: 'x'"):
+        parser.parse_args(["--weights", "x"])
