@@ -63,7 +63,7 @@ photos-benchmark: venv
 
 # Strict: a test skipped for something `setup` installs fails (see tests/conftest.py).
 test: setup
-	APPAREL_STRICT_SKIPS=1 $(BIN)/pytest -q
+	APPAREL_STRICT_SKIPS=1 $(BIN)/pytest -q --durations=15
 
 # Mutation testing of the core modules (pyproject's [tool.mutmut], docs/testing.md): mutmut plants
 # one-line bugs and runs the tests that cover each (how long it takes: docs/testing.md). The last line is the
