@@ -61,9 +61,13 @@ photos-benchmark: venv
 	$(BIN)/python benchmarks/worn_crops.py $(PARSING_DATA) runs/worn-crops
 	$(BIN)/python benchmarks/photo_model.py --model-dir models/photos
 
-# Strict: a test skipped for something `setup` installs fails (see tests/conftest.py).
+# Strict: a test skipped for something `setup` installs fails (see tests/conftest.py). Two pytest-xdist
+# workers, a file each at a time: most of a test's wall time is waiting on a subprocess, a server or a
+# Ray cluster, and a file's module fixtures (servers, clusters, trained models) start once. TEST_WORKERS=0
+# runs it in one process.
+TEST_WORKERS ?= 2
 test: setup
-	APPAREL_STRICT_SKIPS=1 $(BIN)/pytest -q --durations=15
+	APPAREL_STRICT_SKIPS=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 # Mutation testing of the core modules (pyproject's [tool.mutmut], docs/testing.md): mutmut plants
 # one-line bugs and runs the tests that cover each (how long it takes: docs/testing.md). The last line is the
