@@ -10,9 +10,9 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres venv run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
+.PHONY: setup data browser postgres load-tools venv run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
 
-setup: data browser postgres venv
+setup: data browser postgres load-tools venv
 
 data:
 	@if [ ! -f $(DATA_DIR)/t10k-labels-idx1-ubyte.gz ]; then \
@@ -28,6 +28,12 @@ browser:
 postgres:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql; fi
+
+# h2load (Debian's nghttp2-client): a C load generator that costs REST, V2 and gRPC alike, for
+# benchmarks/serve_load.py --load-generator h2load (and its test).
+load-tools:
+	@if ! command -v h2load >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq nghttp2-client; fi
 
 venv: $(BIN)/apparel
 

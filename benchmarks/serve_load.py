@@ -17,16 +17,22 @@ the accepted requests, and errors other than 503, which must be none.
     .venv/bin/python benchmarks/serve_load.py --model-dir runs/reference --seconds 5
     .venv/bin/python benchmarks/serve_load.py --clients 16 --overload-clients 256 --overload-cap 16
     .venv/bin/python benchmarks/serve_load.py --protocols           # REST, V2 HTTP, gRPC; version swaps
+    .venv/bin/python benchmarks/serve_load.py --protocols --load-generator h2load --rounds 5
 
 ``--protocols`` serves both shipped models from a temporary model repository (gRPC on a port free
 when it is picked) and measures 16 clients (``--protocol-clients``) of each protocol on each
-model, single-image requests of 0–255 integers (JSON for REST and V2, raw ``UINT8`` for gRPC), then
-a level of REST load on the Fashion-MNIST model during which ``--swaps`` new versions appear, one
-every ``--swap-every`` s: failed requests (the target is 0) and the seconds each took to serve.
+model, single-image requests of 0–255 integers (JSON for REST and V2, raw ``UINT8`` for gRPC), the
+protocols taking turns for ``--rounds`` rounds (the rounds of each pooled, and gRPC's req/s over
+REST's printed), then a level of REST load on the Fashion-MNIST model during which ``--swaps`` new
+versions appear, one every ``--swap-every`` s: failed requests (the target is 0) and the seconds
+each took to serve. ``--load-generator h2load`` sends the protocol levels from nghttp2's h2load
+instead of this process (``make load-tools``): HTTP/1.1 for REST and V2, HTTP/2 for gRPC.
 
 The load generator shares the machine's cores with the server, so it is kept lean: each client is a
 coroutine speaking HTTP/1.1 over its own asyncio connection, with the request bytes built once
 (``--client httpx`` uses httpx instead, to cross-check; it spends several times more CPU per request).
+The Python gRPC client (grpc.aio) still costs about twice the CPU of the raw HTTP client per request,
+on the cores the server needs; h2load costs every protocol the same ~0.04 ms.
 Traffic goes to 127.0.0.1 only, and every loop is bounded in count and time.
 """
 
@@ -34,9 +40,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -157,17 +165,30 @@ def batch_totals(port: int) -> tuple[float, float] | None:
 
 
 class CpuMeter:
-    """CPU time spent by the server process and by this client between ``start`` and ``per_request``."""
+    """CPU time spent by the server process and by the load generator since the meter was made: this
+    process, or (``children``) the child processes it ran to their end, such as h2load."""
 
-    def __init__(self, server_pid: int | None):
-        self.server_pid = server_pid
-        self.server, self.client = process_cpu_seconds(server_pid), time.process_time()
+    def __init__(self, server_pid: int | None, children: bool = False):
+        self.server_pid, self.children = server_pid, children
+        self.server, self.client = process_cpu_seconds(server_pid), self.client_seconds()
+
+    def client_seconds(self) -> float:
+        if not self.children:
+            return time.process_time()
+        import resource
+
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    def spent(self) -> tuple[float | None, float]:
+        """(server, client) CPU seconds since the meter was made."""
+        after = process_cpu_seconds(self.server_pid)
+        server = None if self.server is None or after is None else after - self.server
+        return server, self.client_seconds() - self.client
 
     def per_request(self, answered: int) -> tuple[float | None, float]:
         """(server, client) CPU milliseconds per answered request."""
-        client = time.process_time() - self.client
-        after = process_cpu_seconds(self.server_pid)
-        server = None if self.server is None or after is None else after - self.server
+        server, client = self.spent()
         answered = max(1, answered)
         return (None if server is None else round(1000 * server / answered, 3), round(1000 * client / answered, 3))
 
@@ -211,8 +232,12 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
                        mean_batch, server_cpu_ms, client_cpu_ms)
 
 
-def protocol_request(protocol: str, model: str, port: int, shape: tuple[int, ...], input_name: str):
-    """One single-image request of ``protocol``: HTTP bytes ready to write, or a gRPC message."""
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+def protocol_body(protocol: str, model: str, shape: tuple[int, ...], input_name: str) -> tuple[str, str, bytes]:
+    """(path, content type, body) of one single-image request of ``protocol``: JSON for REST and V2
+    HTTP, a serialized ``ModelInferRequest`` with raw ``UINT8`` contents for gRPC."""
     image = np.random.default_rng(0).integers(0, 256, size=shape).astype(np.uint8)
     if protocol == "grpc":
         from tritonclient.grpc import service_pb2
@@ -220,64 +245,161 @@ def protocol_request(protocol: str, model: str, port: int, shape: tuple[int, ...
         request = service_pb2.ModelInferRequest(model_name=model)
         request.inputs.add(name=input_name, datatype="UINT8", shape=[1, *shape])
         request.raw_input_contents.append(image.tobytes())
-        return request
+        return GRPC_INFER, "application/grpc", request.SerializeToString()
     if protocol == "rest":
         path, payload = f"/v1/models/{model}:predict", {"instances": [image.tolist()]}
     else:
         path = f"/v2/models/{model}/infer"
         payload = {"inputs": [{"name": input_name, "shape": [1, *shape], "datatype": "UINT8",
                                "data": image.ravel().tolist()}]}
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return path, "application/json", json.dumps(payload, separators=(",", ":")).encode()
 
 
-async def grpc_client(stub, request, stop: float, budget: list[int], answers: list[tuple[float, int]],
+async def grpc_client(call, request: bytes, stop: float, budget: list[int], answers: list[tuple[float, int]],
                       errors: list[int], honour_retry_after: bool = False):
-    """The gRPC twin of ``raw_client``: one call at a time on the shared channel."""
+    """The gRPC twin of ``raw_client``: one call at a time on the shared channel, the request
+    serialized once and the answer left as bytes (as ``raw_client`` leaves its JSON unparsed)."""
     import grpc
 
     while budget[0] > 0 and time.perf_counter() < stop:
         budget[0] -= 1
         started = time.perf_counter()
         try:
-            await stub.ModelInfer(request, timeout=10)
+            await call(request, timeout=10)
         except grpc.aio.AioRpcError:
             errors[0] += 1
             continue
         answers.append((time.perf_counter() - started, 200))
 
 
-async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
-                             seconds: float, max_requests: int, shape, input_name: str,
-                             server_pid: int | None = None) -> LevelResult:
-    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors,
-    and the CPU each side spent per request (client and server share the machine's cores)."""
-    request = protocol_request(protocol, model, http_port, shape, input_name)
+@dataclass
+class Sample:
+    """One timed window of one protocol, before it is summarised (rounds of a protocol pool theirs)."""
+
+    milliseconds: np.ndarray  # latency of each answer
+    statuses: np.ndarray  # HTTP status of each answer (200 for a gRPC OK)
+    errors: int  # requests without an answer, or answered with a failure the status does not show
+    seconds: float
+    server_cpu_s: float | None
+    client_cpu_s: float
+
+
+def summarise(clients: int, samples: list[Sample]) -> LevelResult:
+    """One ``LevelResult`` of one or more windows: their answers pooled, req/s over their summed time."""
+    milliseconds = np.concatenate([sample.milliseconds for sample in samples])
+    statuses = np.concatenate([sample.statuses for sample in samples])
+    seconds = sum(sample.seconds for sample in samples)
+    failed = sum(sample.errors for sample in samples) + int((statuses != 200).sum())
+    server = [sample.server_cpu_s for sample in samples]
+    answered = max(1, len(milliseconds))
+    server_cpu_ms = None if None in server else round(1000 * sum(server) / answered, 3)
+    client_cpu_ms = round(1000 * sum(sample.client_cpu_s for sample in samples) / answered, 3)
+    return LevelResult(clients, len(milliseconds), failed, round(seconds, 3), round(len(milliseconds) / seconds, 1),
+                       percentile(milliseconds, 50), percentile(milliseconds, 99),
+                       round(int((statuses == 200).sum()) / seconds, 1), percentile(milliseconds[statuses == 200], 99),
+                       0.0, failed, None, server_cpu_ms, client_cpu_ms)
+
+
+async def python_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
+                        max_requests: int, shape, input_name: str, server_pid: int | None = None) -> Sample:
+    """``clients`` Python clients (``raw_client``, or ``grpc_client`` on one grpc.aio channel)."""
+    path, content_type, body = protocol_body(protocol, model, shape, input_name)
     answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
     cpu = CpuMeter(server_pid)
     started = time.perf_counter()
     if protocol == "grpc":
         import grpc
-        from tritonclient.grpc import service_pb2_grpc
 
         async with grpc.aio.insecure_channel(f"{HOST}:{grpc_port}") as channel:
-            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-            await asyncio.gather(*(grpc_client(stub, request, started + seconds, budget, answers, errors)
+            call = channel.unary_unary(path)  # no serializers: bytes in, bytes out
+            await asyncio.gather(*(grpc_client(call, body, started + seconds, budget, answers, errors)
                                    for _ in range(clients)))
     else:
+        request = (f"POST {path} HTTP/1.1\r\nHost: {HOST}:{http_port}\r\nContent-Type: {content_type}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         await asyncio.gather(*(raw_client(http_port, request, started + seconds, budget, answers, errors)
                                for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    server_cpu_ms, client_cpu_ms = cpu.per_request(len(answers))
-    statuses = np.array([status for _, status in answers], dtype=int)
-    milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
-    failed = errors[0] + int((statuses != 200).sum())
-    return LevelResult(clients, len(answers), failed, round(elapsed, 3), round(len(answers) / elapsed, 1),
-                       percentile(milliseconds, 50), percentile(milliseconds, 99),
-                       round(int((statuses == 200).sum()) / elapsed, 1), percentile(milliseconds[statuses == 200], 99),
-                       0.0, failed, None, server_cpu_ms, client_cpu_ms)
+    server_s, client_s = cpu.spent()
+    return Sample(np.array([seconds for seconds, _ in answers]) * 1000,
+                  np.array([status for _, status in answers], dtype=int), errors[0], elapsed, server_s, client_s)
+
+
+def prediction_counts(port: int, model: str, protocol: str) -> dict[str, float]:
+    """The server's ``apparel_predictions_total`` of ``model`` over ``protocol``, by status (all versions)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10).read().decode()
+    counts: dict[str, float] = {}
+    for labels, value in re.findall(r"^apparel_predictions_total\{([^}]*)\} ([0-9.e+]+)$", text, re.M):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if fields.get("model") == model and fields.get("protocol") == protocol:
+            counts[fields["status"]] = counts.get(fields["status"], 0.0) + float(value)
+    return counts
+
+
+def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
+                  shape, input_name: str, server_pid: int | None = None) -> Sample:
+    """``clients`` concurrent requests from ``h2load`` (nghttp2's C load generator): HTTP/1.1 with a
+    connection a client for REST and V2, one HTTP/2 connection of ``clients`` streams for gRPC (as a
+    grpc channel). It costs the same little CPU for every protocol, so the cores it shares with the
+    server are shared alike. h2load cannot read gRPC trailers, so the server's own count of OK
+    answers over gRPC is checked against the answers h2load saw."""
+    path, content_type, body = protocol_body(protocol, model, shape, input_name)
+    if protocol == "grpc":
+        body = b"\0" + len(body).to_bytes(4, "big") + body  # gRPC's frame: not compressed, length
+        url, connection_flags = f"http://{HOST}:{grpc_port}{path}", ["--clients", "1", "--max-concurrent-streams",
+                                                                  str(clients), "--header", "te: trailers"]
+    else:
+        url, connection_flags = f"http://{HOST}:{http_port}{path}", ["--h1", "--clients", str(clients),
+                                                                  "--max-concurrent-streams", "1"]
+    with tempfile.TemporaryDirectory() as folder:
+        body_file, log_file = Path(folder) / "body", Path(folder) / "log.tsv"
+        body_file.write_bytes(body)
+        before = prediction_counts(http_port, model, protocol)
+        cpu = CpuMeter(server_pid, children=True)
+        started = time.perf_counter()
+        run = subprocess.run(["h2load", *connection_flags, "--duration", f"{round(seconds * 1000)}ms", "--data",
+                              str(body_file), "--header", f"content-type: {content_type}", "--log-file",
+                              str(log_file), url], capture_output=True, text=True, timeout=seconds + 60)
+        elapsed = time.perf_counter() - started
+        server_s, client_s = cpu.spent()
+        after = prediction_counts(http_port, model, protocol)
+        if run.returncode != 0:
+            raise SystemExit(f"h2load failed ({run.returncode}): {run.stderr or run.stdout}")
+        rows = [line.split("\t") for line in log_file.read_text().splitlines() if line.strip()]
+    # The timed window is h2load's own (--duration), not the process's start-up and shutdown.
+    window = re.search(r"finished in ([0-9.]+)(m?s)", run.stdout)
+    if window:
+        elapsed = float(window.group(1)) / (1000 if window.group(2) == "ms" else 1)
+    counts = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                       r"(\d+) errored, (\d+) timeout", run.stdout)
+    unanswered = int(counts.group(6)) + int(counts.group(7)) if counts else 0
+    statuses = np.array([int(status) for _, status, _ in rows], dtype=int)
+    milliseconds = np.array([int(micro) / 1000 for _, _, micro in rows])
+    # A request still in flight when h2load stops may be counted by the server but not by h2load.
+    ok = after.get("200", 0.0) - before.get("200", 0.0)
+    refused_unseen = max(0, int((statuses == 200).sum()) - int(ok))
+    if refused_unseen:  # which of the 200s were gRPC failures is not known: status 0 for as many
+        statuses[np.flatnonzero(statuses == 200)[:refused_unseen]] = 0
+    return Sample(milliseconds, statuses, unanswered, elapsed, server_s, client_s)
+
+
+async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
+                             seconds: float, max_requests: int, shape, input_name: str,
+                             server_pid: int | None = None, generator: str = "python",
+                             pooled: bool = True) -> LevelResult | Sample:
+    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors,
+    and the CPU each side spent per request (client and server share the machine's cores); the
+    raw ``Sample`` instead when not ``pooled`` (to pool it with other rounds)."""
+    if generator == "h2load":
+        sample = await asyncio.to_thread(h2load_sample, protocol, model, http_port, grpc_port, clients, seconds,
+                                         shape, input_name, server_pid)
+    else:
+        sample = await python_sample(protocol, model, http_port, grpc_port, clients, seconds, max_requests,
+                                     shape, input_name, server_pid)
+    return summarise(clients, [sample]) if pooled else sample
 
 
 def free_port() -> int:
@@ -293,7 +415,6 @@ def measure_protocols(args) -> dict:
     """REST, V2 HTTP and gRPC at ``--protocol-clients`` on both shipped models, served from a
     temporary model repository; then the swap level: ``--swaps`` new versions of the Fashion-MNIST
     model, one every ``--swap-every`` s, under the same load over REST, counting failed requests."""
-    import shutil
     import urllib.request
 
     summary = {}
@@ -309,19 +430,7 @@ def measure_protocols(args) -> dict:
             for model in ("fashion-mnist", "photos"):
                 metadata = json.load(urllib.request.urlopen(f"http://{HOST}:{port}/v2/models/{model}"))
                 shape, input_name = tuple(metadata["inputs"][0]["shape"][1:]), metadata["inputs"][0]["name"]
-                for protocol in ("rest", "v2", "grpc"):
-                    asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
-                                                   args.warmup, args.requests, shape, input_name))
-                    result = asyncio.run(run_protocol_level(protocol, model, port, grpc_port, args.protocol_clients,
-                                                            args.seconds, args.requests, shape, input_name, server.pid))
-                    key = f"{protocol}_{model}"
-                    summary.update({f"rps_{key}": result.rps, f"p50_ms_{key}": result.p50_ms,
-                                    f"p99_ms_{key}": result.p99_ms, f"errors_{key}": result.errors,
-                                    f"server_cpu_ms_{key}": result.server_cpu_ms,
-                                    f"client_cpu_ms_{key}": result.client_cpu_ms})
-                    print(f"{protocol:>4} {model:<13} {args.protocol_clients} clients: {result.rps:8.1f} req/s  "
-                          f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  errors {result.errors}  "
-                          f"CPU ms/request server {result.server_cpu_ms} client {result.client_cpu_ms}", flush=True)
+                summary.update(compare_protocols(args, model, port, grpc_port, shape, input_name, server.pid))
             if args.swaps:
                 summary.update(swap_level(args, repository, port, grpc_port))
         finally:
@@ -329,10 +438,44 @@ def measure_protocols(args) -> dict:
     return summary
 
 
+PROTOCOLS = ("rest", "v2", "grpc")
+
+
+def compare_protocols(args, model: str, port: int, grpc_port: int, shape, input_name: str, server_pid: int) -> dict:
+    """Each protocol on ``model`` for ``--rounds`` rounds, taking turns within each round so that a
+    change in what else the cores run falls on all of them alike; the rounds of a protocol pooled."""
+    level = functools.partial(run_protocol_level, model=model, http_port=port, grpc_port=grpc_port,
+                              clients=args.protocol_clients, max_requests=args.requests, shape=shape,
+                              input_name=input_name, generator=args.load_generator)
+    for protocol in PROTOCOLS:
+        asyncio.run(level(protocol, seconds=args.warmup))
+    samples: dict[str, list[Sample]] = {protocol: [] for protocol in PROTOCOLS}
+    for round_number in range(1, args.rounds + 1):
+        for protocol in PROTOCOLS:
+            sample = asyncio.run(level(protocol, seconds=args.seconds, server_pid=server_pid, pooled=False))
+            samples[protocol].append(sample)
+            if args.rounds > 1:
+                rps = len(sample.milliseconds) / sample.seconds
+                print(f"  round {round_number} {protocol:>4} {model}: {rps:8.1f} req/s", flush=True)
+    summary = {}
+    for protocol in PROTOCOLS:
+        result = summarise(args.protocol_clients, samples[protocol])
+        key = f"{protocol}_{model}"
+        summary.update({f"rps_{key}": result.rps, f"p50_ms_{key}": result.p50_ms, f"p99_ms_{key}": result.p99_ms,
+                        f"errors_{key}": result.errors, f"server_cpu_ms_{key}": result.server_cpu_ms,
+                        f"client_cpu_ms_{key}": result.client_cpu_ms})
+        print(f"{protocol:>4} {model:<13} {args.protocol_clients} clients ({args.load_generator}, {args.rounds} x "
+              f"{args.seconds:g} s): {result.rps:8.1f} req/s  p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+              f"errors {result.errors}  CPU ms/request server {result.server_cpu_ms} client {result.client_cpu_ms}",
+              flush=True)
+    summary[f"grpc_over_rest_{model}"] = round(summary[f"rps_grpc_{model}"] / summary[f"rps_rest_{model}"], 3)
+    print(f"gRPC / REST on {model}: {summary[f'grpc_over_rest_{model}']:.3f}", flush=True)
+    return summary
+
+
 def swap_level(args, repository: Path, port: int, grpc_port: int) -> dict:
     """Load on the Fashion-MNIST model while new versions appear (each copied aside, then renamed
     into the repository so it appears whole); how long each took to serve, and failed requests."""
-    import shutil
     import threading
     import urllib.request
 
@@ -433,12 +576,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", action="store_true",
                         help="instead: REST, V2 HTTP and gRPC on both shipped models, then the version-swap level")
     parser.add_argument("--protocol-clients", type=int, default=16, help="clients per protocol level (default 16)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the protocol levels, the protocols taking turns in each (default 1)")
+    parser.add_argument("--load-generator", choices=("python", "h2load"), default="python",
+                        help="the protocol levels' clients: this process's asyncio clients (default), or h2load "
+                             "(Debian's nghttp2-client: `make load-tools`), which costs every protocol the same "
+                             "little CPU")
     parser.add_argument("--swaps", type=int, default=5, help="new versions during the swap level (default 5; 0: none)")
     parser.add_argument("--swap-every", type=float, default=3.0, help="seconds between two new versions (default 3)")
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the server's --poll-interval-s (default 1)")
     parser.add_argument("--out", help="also write the JSON summary here")
     args = parser.parse_args(argv)
     if args.protocols:
+        if args.rounds < 1 or args.protocol_clients < 1 or args.seconds <= 0:
+            parser.error("--rounds and --protocol-clients must be at least 1, --seconds positive")
+        if args.load_generator == "h2load" and shutil.which("h2load") is None:
+            parser.error("--load-generator h2load needs h2load: make load-tools (Debian's nghttp2-client)")
         summary = {"cpus": os.cpu_count(), **measure_protocols(args)}
         summary["errors"] = sum(value for key, value in summary.items() if key.startswith(("errors_", "swap_errors")))
         if args.out:

@@ -5,7 +5,9 @@ on 127.0.0.1. The models are the tiny ones of the other service tests, never the
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import json
 import shutil
 import threading
@@ -151,6 +153,32 @@ def test_grpc_errors_map_to_status_codes(served):
         client.get_model_metadata("no-such-model")
     assert error.value.status() == str(grpc.StatusCode.NOT_FOUND)
     client.close()
+
+
+@pytest.mark.parametrize("generator", ["python", "h2load"])
+def test_the_load_generators_of_serve_load_count_answers_and_failures(served, generator, monkeypatch):
+    """benchmarks/serve_load.py's protocol levels, briefly, on each protocol: answers counted, none
+    failed; a gRPC call to a model that is not there is a failure even to h2load, which sees only
+    HTTP/2's 200 (the server's own count of OK answers is checked)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import serve_load
+
+    port, grpc_port = int(served["url"].rsplit(":", 1)[1]), int(served["grpc"].rsplit(":", 1)[1])
+    import httpx
+
+    input_name = httpx.get(f"{served['url']}/v2/models/fashion-mnist").json()["inputs"][0]["name"]
+    level = functools.partial(serve_load.run_protocol_level, http_port=port, grpc_port=grpc_port, clients=4,
+                              seconds=0.5 if generator == "h2load" else 60.0, max_requests=30, shape=(28, 28),
+                              input_name=input_name, generator=generator)
+    for protocol in serve_load.PROTOCOLS:
+        result = asyncio.run(level(protocol, "fashion-mnist"))
+        assert result.errors == 0 and result.requests > 0 and result.p99_ms > 0, (protocol, result)
+        if generator == "python":
+            assert result.requests == 30  # bounded by count
+        else:
+            assert result.client_cpu_ms > 0  # h2load's CPU, as a child process's
+    missing = asyncio.run(level("grpc", "no-such-model"))
+    assert missing.errors > 0 and missing.errors >= missing.requests and missing.accepted_rps == 0
 
 
 # ---------------------------------------------------------------- tensorflow-serving-api
