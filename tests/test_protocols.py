@@ -306,6 +306,28 @@ def test_versions_swap_under_load_without_a_failed_request(fashion_run, photo_ru
     assert reloader._thread is None  # the server's shutdown stopped the poller
 
 
+def test_a_grpc_port_that_is_taken_stops_the_start_and_what_it_had_started(fashion_run, photo_run, tmp_path):
+    """The lifespan fails with the port's message, and the batchers it had started are stopped."""
+    import socket
+
+    from starlette.testclient import TestClient
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+        config = ServiceConfig(model_repository=str(root), **SETTINGS)
+        registry = Registry(config, Metrics())
+        reloader = Reloader(Repository(root), registry)
+        reloader.sync()
+        app = create_app(registry, reloader=reloader, grpc_address=f"127.0.0.1:{taken.getsockname()[1]}")
+        with pytest.raises(ValueError, match="gRPC cannot listen"):
+            with TestClient(app, base_url="http://127.0.0.1"):
+                pass
+    assert all(served.batcher._executor is None for served in registry.all_versions())
+    assert reloader._thread is None and not registry.ready
+
+
 def test_a_broken_models_json_keeps_what_is_served(fashion_run, photo_run, tmp_path):
     root = make_repository(tmp_path / "repo", fashion_run, photo_run,
                            {"models": {"fashion-mnist": {"version_policy": {"specific": {"versions": [1]}}}}})

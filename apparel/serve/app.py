@@ -159,17 +159,17 @@ def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_a
 
     @asynccontextmanager
     async def lifespan(app):
-        for served in registry.all_versions():
-            served.batcher.start()
         grpc = None
-        if grpc_address is not None:
-            from apparel.serve.grpc_server import start_grpc_server
+        try:  # a start that fails half-way (gRPC's port taken) still stops what had started
+            for served in registry.all_versions():
+                served.batcher.start()
+            if grpc_address is not None:
+                from apparel.serve.grpc_server import start_grpc_server
 
-            grpc, app.state.grpc_port = await start_grpc_server(registry, grpc_address)
-        if reloader is not None:
-            reloader.start(config.poll_interval_s)
-        registry.ready = True
-        try:
+                grpc, app.state.grpc_port = await start_grpc_server(registry, grpc_address)
+            if reloader is not None:
+                reloader.start(config.poll_interval_s)
+            registry.ready = True
             yield
         finally:
             registry.ready = False
