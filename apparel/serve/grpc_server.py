@@ -26,8 +26,8 @@ from apparel.serve.payloads import RequestError
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 from apparel.serve.security import key_refusal
 from apparel.serve.tfserving import SIGNATURE, signature_def
-from apparel.serve.v2 import (NUMBER_TYPES, SERVER_NAME, byte_elements, model_metadata, output_tensors,
-                              serialize_bytes, tensor_images)
+from apparel.serve.v2 import (SERVER_NAME, model_metadata, output_tensors, raw_tensor_data, serialize_bytes,
+                              tensor_images)
 
 INSTALL_HINT = ("gRPC needs the protocol stubs of tritonclient[grpc] and tensorflow-serving-api: "
                 ".venv/bin/pip install 'tritonclient[grpc]' && .venv/bin/pip install --no-deps tensorflow-serving-api")
@@ -141,14 +141,7 @@ def v2_input_data(tensor, raw_contents):
     if raw_contents:
         if len(raw_contents) != 1:
             raise RequestError(422, "raw_input_contents must hold one entry, for the one input")
-        raw = raw_contents[0]
-        if tensor.datatype == "BYTES":
-            return byte_elements(raw)
-        try:
-            return np.frombuffer(raw, dtype=np.dtype(NUMBER_TYPES[tensor.datatype]).newbyteorder("<"))
-        except ValueError:
-            raise RequestError(422, f"input {tensor.name!r}: {len(raw):,} bytes are not whole "
-                                    f"{tensor.datatype} numbers") from None
+        return raw_tensor_data(tensor.name, tensor.datatype, raw_contents[0])
     values = getattr(tensor.contents, CONTENTS_FIELDS[tensor.datatype])
     return list(values) if tensor.datatype == "BYTES" else np.asarray(values)
 

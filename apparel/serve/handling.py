@@ -13,6 +13,8 @@ from starlette.requests import ClientDisconnect
 
 from apparel.serve.payloads import RequestError
 
+LARGE_BODY = 256 * 1024  # bodies from this size on are parsed on a worker thread, keeping the event loop free
+
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)

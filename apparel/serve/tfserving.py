@@ -25,11 +25,10 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
-from apparel.serve.handling import read_body, require_content_type
+from apparel.serve.handling import LARGE_BODY, read_body, require_content_type
 from apparel.serve.payloads import RequestError, instances_to_images, json_body, predict_request, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
 
-LARGE_BODY = 256 * 1024  # JSON bodies from this size on are parsed on a worker thread
 SIGNATURE = "serving_default"
 TAGS = ["TensorFlow Serving"]
 

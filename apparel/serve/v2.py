@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
-from apparel.serve.handling import read_body
+from apparel.serve.handling import LARGE_BODY, read_body
 from apparel.serve.payloads import RequestError, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
@@ -183,14 +183,7 @@ def infer_input(tensor, binary: bytes):
         if not isinstance(size, int) or size != len(binary):
             raise RequestError(422, f"input {name!r}: binary_data_size {size!r} does not match the {len(binary):,} "
                                     "bytes after the JSON header")
-        if datatype == "BYTES":
-            return name, datatype, shape, byte_elements(binary)
-        if datatype not in NUMBER_TYPES:
-            raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32, UINT8 or BYTES")
-        try:
-            return name, datatype, shape, np.frombuffer(binary, dtype=np.dtype(NUMBER_TYPES[datatype]).newbyteorder("<"))
-        except ValueError:
-            raise RequestError(422, f"input {name!r}: {len(binary):,} bytes are not whole {datatype} numbers") from None
+        return name, datatype, shape, raw_tensor_data(name, datatype, binary)
     if "data" not in tensor:
         raise RequestError(422, f"input {name!r} has no \"data\"")
     data = tensor["data"]
@@ -200,6 +193,19 @@ def infer_input(tensor, binary: bytes):
         except (TypeError, binascii.Error, ValueError):
             raise RequestError(422, f"input {name!r}: BYTES data in JSON must be base64 strings of photo files") from None
     return name, datatype, shape, data
+
+
+def raw_tensor_data(name: str, datatype: str, raw: bytes):
+    """The values of a tensor sent as bytes (HTTP's binary extension, gRPC's ``raw_input_contents``):
+    numbers little-endian, ``BYTES`` elements each behind its 4-byte length."""
+    if datatype == "BYTES":
+        return byte_elements(raw)
+    if datatype not in NUMBER_TYPES:
+        raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32, UINT8 or BYTES")
+    try:
+        return np.frombuffer(raw, dtype=np.dtype(NUMBER_TYPES[datatype]).newbyteorder("<"))
+    except ValueError:
+        raise RequestError(422, f"input {name!r}: {len(raw):,} bytes are not whole {datatype} numbers") from None
 
 
 def infer_response(served: ServedVersion, request: dict, probabilities: np.ndarray) -> Response:
@@ -266,7 +272,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         name, datatype, shape, data = infer_input(request["inputs"][0], binary)
 
         arguments = dict(max_instances=config.max_instances, decode_photo=served.photo_decoder(config))
-        if datatype == "BYTES" or len(body) > 256 * 1024:  # decoding photos, or a large array: off the loop
+        if datatype == "BYTES" or len(body) >= LARGE_BODY:  # decoding photos, or a large array: off the loop
             images = await run_in_threadpool(tensor_images, served, name, datatype, shape, data, **arguments)
         else:
             images = tensor_images(served, name, datatype, shape, data, **arguments)
