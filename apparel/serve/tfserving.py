@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
-from apparel.serve.handling import LARGE_BODY, read_body, require_content_type
+from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, require_content_type
 from apparel.serve.payloads import RequestError, instances_to_images, json_body, predict_request, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
 
@@ -163,42 +163,32 @@ def add_prediction_routes(app: FastAPI, registry: Registry, doc_contract: InputC
     """``:predict`` and ``:classify``, of the default version, a numbered one or a labelled one."""
     config = registry.config
 
-    async def run(request: Request, name: str, version: str | None, label: str | None, verb: str) -> Response:
-        registry.find(name)  # an unknown model is a 404 before its body is read
+    async def run(request: Request, verb: str) -> Response:
+        path = request.path_params  # name, and version or label when the route has them
+        registry.find(path["name"])  # an unknown model is a 404 before its body is read
         require_content_type(request, "application/json")
         body = await read_body(request, config.max_body_bytes)
-        served = registry.resolve(name, version, label)
+        served = registry.resolve(path["name"], path.get("version"), path.get("label"))
         with registry.holding(served, "rest", bytes=len(body)):
             return await registry.within_deadline(rest_answer(served, body, verb, config))
 
-    predict_doc = dict(openapi_extra=predict_body_doc(doc_contract), tags=TAGS)
-    classify_doc = dict(tags=TAGS, summary="The classes of each example, best first (TensorFlow Serving :classify)")
+    async def predict(request: Request):
+        return await run(request, "predict")
 
-    @app.post("/v1/models/{name}:predict", **predict_doc,
-              summary=f"Class probabilities for {shape_text(doc_contract.shape)} arrays (the default model's) or "
-                      "base64 images (TensorFlow Serving REST)")
-    async def predict(request: Request, name: str):
-        return await run(request, name, None, None, "predict")
+    async def classify(request: Request):
+        return await run(request, "classify")
 
-    @app.post("/v1/models/{name}/versions/{version}:predict", **predict_doc, summary="Predict with one version")
-    async def predict_version(request: Request, name: str, version: str):
-        return await run(request, name, version, None, "predict")
-
-    @app.post("/v1/models/{name}/labels/{label}:predict", **predict_doc, summary="Predict with a labelled version")
-    async def predict_label(request: Request, name: str, label: str):
-        return await run(request, name, None, label, "predict")
-
-    @app.post("/v1/models/{name}:classify", **classify_doc)
-    async def classify(request: Request, name: str):
-        return await run(request, name, None, None, "classify")
-
-    @app.post("/v1/models/{name}/versions/{version}:classify", **classify_doc)
-    async def classify_version(request: Request, name: str, version: str):
-        return await run(request, name, version, None, "classify")
-
-    @app.post("/v1/models/{name}/labels/{label}:classify", **classify_doc)
-    async def classify_label(request: Request, name: str, label: str):
-        return await run(request, name, None, label, "classify")
+    body_doc = predict_body_doc(doc_contract)
+    for route, parameters, summary in (
+            ("/v1/models/{name}", ("name",), f"Class probabilities for {shape_text(doc_contract.shape)} arrays (the "
+                                             "default model's) or base64 images (TensorFlow Serving REST)"),
+            ("/v1/models/{name}/versions/{version}", ("name", "version"), "Predict with one version"),
+            ("/v1/models/{name}/labels/{label}", ("name", "label"), "Predict with a labelled version")):
+        app.add_api_route(route + ":predict", predict, methods=["POST"], tags=TAGS, summary=summary,
+                          openapi_extra={**body_doc, **path_parameters(*parameters)})
+        app.add_api_route(route + ":classify", classify, methods=["POST"], tags=TAGS,
+                          openapi_extra=path_parameters(*parameters),
+                          summary="The classes of each example, best first (TensorFlow Serving :classify)")
 
 
 

@@ -30,7 +30,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
-from apparel.serve.handling import LARGE_BODY, read_body
+from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
 from apparel.serve.payloads import RequestError, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
@@ -260,10 +260,11 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
     async def ready_version(name: str, version: str):
         return {"name": registry.resolve(name, version).name, "ready": True}
 
-    async def infer(request: Request, name: str, version: str | None) -> Response:
+    async def infer(request: Request) -> Response:
+        name = request.path_params["name"]
         registry.find(name)
         body = await read_body(request, config.max_body_bytes)
-        served = registry.resolve(name, version)
+        served = registry.resolve(name, request.path_params.get("version"))
         with registry.holding(served, "v2", bytes=len(body)):
             return await registry.within_deadline(answer(served, body, request.headers.get(HEADER_LENGTH)))
 
@@ -279,10 +280,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         probabilities = await served.batcher.predict(images)
         return infer_response(served, request, probabilities)
 
-    @app.post("/v2/models/{name}/infer", tags=TAGS, summary="Inference on typed tensors")
-    async def infer_latest(request: Request, name: str):
-        return await infer(request, name, None)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer", tags=TAGS, summary="Inference with one version")
-    async def infer_version(request: Request, name: str, version: str):
-        return await infer(request, name, version)
+    app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], tags=TAGS,
+                      summary="Inference on typed tensors", openapi_extra=path_parameters("name"))
+    app.add_api_route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"], tags=TAGS,
+                      summary="Inference with one version", openapi_extra=path_parameters("name", "version"))
