@@ -340,12 +340,13 @@ def prediction_counts(port: int, model: str, protocol: str) -> dict[str, float]:
 
 
 def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
-                  shape, input_name: str, server_pid: int | None = None) -> Sample:
+                  shape, input_name: str, server_pid: int | None = None, rps: float | None = None) -> Sample:
     """``clients`` concurrent requests from ``h2load`` (nghttp2's C load generator): HTTP/1.1 with a
     connection a client for REST and V2, one HTTP/2 connection of ``clients`` streams for gRPC (as a
     grpc channel). It costs the same little CPU for every protocol, so the cores it shares with the
     server are shared alike. h2load cannot read gRPC trailers, so the server's own count of OK
-    answers over gRPC is checked against the answers h2load saw."""
+    answers over gRPC is checked against the answers h2load saw. ``rps``: this many requests a second
+    in all, spread over the clients, instead of each client asking again as soon as it is answered."""
     path, content_type, body = protocol_body(protocol, model, shape, input_name)
     if protocol == "grpc":
         body = b"\0" + len(body).to_bytes(4, "big") + body  # gRPC's frame: not compressed, length
@@ -357,7 +358,9 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
     with tempfile.TemporaryDirectory() as folder:
         body_file, log_file = Path(folder) / "body", Path(folder) / "log.tsv"
         body_file.write_bytes(body)
-        before = prediction_counts(http_port, model, protocol)
+        if rps is not None:
+            connection_flags += ["--rps", f"{rps / clients:g}"]
+        before = prediction_counts(http_port, model, protocol) if protocol == "grpc" else {}
         cpu = CpuMeter(server_pid, children=True)
         started = time.perf_counter()
         run = subprocess.run(["h2load", *connection_flags, "--duration", f"{round(seconds * 1000)}ms", "--data",
@@ -365,7 +368,7 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
                               str(log_file), url], capture_output=True, text=True, timeout=seconds + 60)
         elapsed = time.perf_counter() - started
         server_s, client_s = cpu.spent()
-        after = prediction_counts(http_port, model, protocol)
+        after = prediction_counts(http_port, model, protocol) if protocol == "grpc" else {}
         if run.returncode != 0:
             raise SystemExit(f"h2load failed ({run.returncode}): {run.stderr or run.stdout}")
         rows = [line.split("\t") for line in log_file.read_text().splitlines() if line.strip()]
@@ -380,7 +383,7 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
     milliseconds = np.array([int(micro) / 1000 for _, _, micro in rows])
     # A request still in flight when h2load stops may be counted by the server but not by h2load.
     ok = after.get("200", 0.0) - before.get("200", 0.0)
-    refused_unseen = max(0, int((statuses == 200).sum()) - int(ok))
+    refused_unseen = max(0, int((statuses == 200).sum()) - int(ok)) if protocol == "grpc" else 0
     if refused_unseen:  # which of the 200s were gRPC failures is not known: status 0 for as many
         statuses[np.flatnonzero(statuses == 200)[:refused_unseen]] = 0
     return Sample(milliseconds, statuses, unanswered, elapsed, server_s, client_s)
@@ -511,16 +514,19 @@ def percentile(milliseconds: np.ndarray, q: float) -> float:
     return round(float(np.percentile(milliseconds, q)), 2) if len(milliseconds) else float("nan")
 
 
-def start_server(model_dir: str | None, extra: list[str]) -> subprocess.Popen:
+def start_server(model_dir: str | None, extra: list[str], source: Path = ROOT) -> subprocess.Popen:
     """``apparel serve`` on 127.0.0.1, port 0: the system gives it a free port, and nothing can take
-    that port between its choice and the bind (``wait_ready`` reads it from the log)."""
+    that port between its choice and the bind (``wait_ready`` reads it from the log). ``source``: a
+    checkout whose ``apparel`` package is served instead of this one (in this environment)."""
     command = [sys.executable, "-m", "apparel", "serve", "--host", HOST, "--port", "0", *extra]
     if model_dir:
         command.insert(4, model_dir)
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    if source != ROOT:
+        environment["PYTHONPATH"] = str(source)
     # The server's log goes to an unnamed temporary file: a pipe nobody reads could fill and stall it.
     log = tempfile.TemporaryFile(mode="w+")
-    server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(command, cwd=source, env=environment, stdout=log, stderr=subprocess.STDOUT)
     server.log = log
     return server
 

@@ -179,6 +179,19 @@ def test_the_load_generators_of_serve_load_count_answers_and_failures(served, ge
             assert result.client_cpu_ms > 0  # h2load's CPU, as a child process's
     missing = asyncio.run(level("grpc", "no-such-model"))
     assert missing.errors > 0 and missing.errors >= missing.requests and missing.accepted_rps == 0
+    if generator == "h2load":  # at a fixed rate: 40 a second from the 4 clients for a second
+        paced = serve_load.h2load_sample("rest", "fashion-mnist", port, grpc_port, 4, 1.0, (28, 28), input_name,
+                                         rps=40)
+        assert 20 <= len(paced.milliseconds) <= 48 and set(paced.statuses) == {200}
+
+
+def test_serve_ab_refuses_a_baseline_that_is_not_a_commit(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import serve_ab
+
+    with pytest.raises(SystemExit):
+        serve_ab.main(["--baseline", "no-such-revision-anywhere"])
+    assert "is not a commit of this repository" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- tensorflow-serving-api
