@@ -19,7 +19,7 @@ LARGE_BODY = 256 * 1024  # bodies from this size on are parsed on a worker threa
 def path_parameters(*names: str) -> dict:
     """OpenAPI's entries (for ``openapi_extra``) of the path parameters of a prediction route whose
     handler takes only the request and reads ``request.path_params`` itself: FastAPI's check of
-    declared parameters costs each request some 12 µs, a tenth of the app's own time."""
+    declared parameters costs each request some 12 µs of the app's ~200 (the model's time aside)."""
     return {"parameters": [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                            for name in names]}
 
