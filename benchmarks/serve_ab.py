@@ -47,7 +47,7 @@ def compare(args, baseline: Path) -> dict:
                "current": serve_load.start_server(str(MODEL), [])}
     try:
         ports = {side: serve_load.wait_ready(server) for side, server in servers.items()}
-        for side in servers:  # warm-up: every batch size the load will make
+        for side in servers:  # warm-up, not counted
             level(ports[side], servers[side].pid, 2, None)
         rounds = []
         for number in range(args.rounds):

@@ -32,7 +32,7 @@ The load generator shares the machine's cores with the server, so it is kept lea
 coroutine speaking HTTP/1.1 over its own asyncio connection, with the request bytes built once
 (``--client httpx`` uses httpx instead, to cross-check; it spends several times more CPU per request).
 The Python gRPC client (grpc.aio) still costs about twice the CPU of the raw HTTP client per request,
-on the cores the server needs; h2load costs every protocol the same ~0.04 ms.
+on the cores the server needs; h2load costs every protocol the same ~0.05 ms.
 Traffic goes to 127.0.0.1 only, and every loop is bounded in count and time.
 """
 
@@ -186,12 +186,6 @@ class CpuMeter:
         server = None if self.server is None or after is None else after - self.server
         return server, self.client_seconds() - self.client
 
-    def per_request(self, answered: int) -> tuple[float | None, float]:
-        """(server, client) CPU milliseconds per answered request."""
-        server, client = self.spent()
-        answered = max(1, answered)
-        return (None if server is None else round(1000 * server / answered, 3), round(1000 * client / answered, 3))
-
 
 def process_cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU time of a process, all threads (Linux ``/proc``)."""
@@ -200,6 +194,43 @@ def process_cpu_seconds(pid: int | None) -> float | None:
     except (OSError, IndexError, TypeError):
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Sample:
+    """One timed window of load, before it is summarised (the rounds of a protocol pool theirs)."""
+
+    milliseconds: np.ndarray  # latency of each answer
+    statuses: np.ndarray  # HTTP status of each answer (200 for a gRPC OK)
+    errors: int  # requests without an answer, or answered with a failure the status does not show
+    seconds: float
+    server_cpu_s: float | None
+    client_cpu_s: float
+
+
+def answered_sample(answers: list[tuple[float, int]], errors: int, seconds: float, cpu: CpuMeter) -> Sample:
+    """The ``Sample`` of the Python clients' (seconds, status) answers."""
+    server_s, client_s = cpu.spent()
+    return Sample(np.array([latency for latency, _ in answers]) * 1000,
+                  np.array([status for _, status in answers], dtype=int), errors, seconds, server_s, client_s)
+
+
+def summarise(clients: int, samples: list[Sample], mean_batch: float | None = None) -> LevelResult:
+    """One ``LevelResult`` of one or more windows: their answers pooled, req/s over their summed time."""
+    milliseconds = np.concatenate([sample.milliseconds for sample in samples])
+    statuses = np.concatenate([sample.statuses for sample in samples])
+    seconds = sum(sample.seconds for sample in samples)
+    answered = len(milliseconds)
+    accepted = milliseconds[statuses == 200]
+    busy = int((statuses == 503).sum())
+    failed = sum(sample.errors for sample in samples) + answered - len(accepted)
+    server = [sample.server_cpu_s for sample in samples]
+    server_cpu_ms = None if None in server else round(1000 * sum(server) / max(1, answered), 3)
+    client_cpu_ms = round(1000 * sum(sample.client_cpu_s for sample in samples) / max(1, answered), 3)
+    return LevelResult(clients, answered, failed, round(seconds, 3), round(answered / seconds, 1),
+                       percentile(milliseconds, 50), percentile(milliseconds, 99),
+                       round(len(accepted) / seconds, 1), percentile(accepted, 99),
+                       round(busy / max(1, answered), 4), failed - busy, mean_batch, server_cpu_ms, client_cpu_ms)
 
 
 async def run_level(port: int, clients: int, seconds: float, max_requests: int, client: str,
@@ -214,22 +245,12 @@ async def run_level(port: int, clients: int, seconds: float, max_requests: int, 
     await asyncio.gather(*(worker(port, request, started + seconds, budget, answers, errors, honour_retry_after)
                            for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    server_cpu_ms, client_cpu_ms = cpu.per_request(len(answers))
+    sample = answered_sample(answers, errors[0], elapsed, cpu)
     after = batch_totals(port)
     mean_batch = None
     if before and after and after[1] > before[1]:
         mean_batch = round((after[0] - before[0]) / (after[1] - before[1]), 2)
-    answered = len(answers)
-    statuses = np.array([status for _, status in answers], dtype=int)
-    milliseconds = np.array([seconds for seconds, _ in answers]) * 1000
-    accepted = milliseconds[statuses == 200]
-    busy = int((statuses == 503).sum())
-    refused = answered - len(accepted)
-    return LevelResult(clients, answered, errors[0] + refused, round(elapsed, 3), round(answered / elapsed, 1),
-                       percentile(milliseconds, 50), percentile(milliseconds, 99),
-                       round(len(accepted) / elapsed, 1), percentile(accepted, 99),
-                       round(busy / max(1, answered), 4), errors[0] + refused - busy,
-                       mean_batch, server_cpu_ms, client_cpu_ms)
+    return summarise(clients, [sample], mean_batch)
 
 
 GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -272,34 +293,6 @@ async def grpc_client(call, request: bytes, stop: float, budget: list[int], answ
         answers.append((time.perf_counter() - started, 200))
 
 
-@dataclass
-class Sample:
-    """One timed window of one protocol, before it is summarised (rounds of a protocol pool theirs)."""
-
-    milliseconds: np.ndarray  # latency of each answer
-    statuses: np.ndarray  # HTTP status of each answer (200 for a gRPC OK)
-    errors: int  # requests without an answer, or answered with a failure the status does not show
-    seconds: float
-    server_cpu_s: float | None
-    client_cpu_s: float
-
-
-def summarise(clients: int, samples: list[Sample]) -> LevelResult:
-    """One ``LevelResult`` of one or more windows: their answers pooled, req/s over their summed time."""
-    milliseconds = np.concatenate([sample.milliseconds for sample in samples])
-    statuses = np.concatenate([sample.statuses for sample in samples])
-    seconds = sum(sample.seconds for sample in samples)
-    failed = sum(sample.errors for sample in samples) + int((statuses != 200).sum())
-    server = [sample.server_cpu_s for sample in samples]
-    answered = max(1, len(milliseconds))
-    server_cpu_ms = None if None in server else round(1000 * sum(server) / answered, 3)
-    client_cpu_ms = round(1000 * sum(sample.client_cpu_s for sample in samples) / answered, 3)
-    return LevelResult(clients, len(milliseconds), failed, round(seconds, 3), round(len(milliseconds) / seconds, 1),
-                       percentile(milliseconds, 50), percentile(milliseconds, 99),
-                       round(int((statuses == 200).sum()) / seconds, 1), percentile(milliseconds[statuses == 200], 99),
-                       0.0, failed, None, server_cpu_ms, client_cpu_ms)
-
-
 async def python_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
                         max_requests: int, shape, input_name: str, server_pid: int | None = None) -> Sample:
     """``clients`` Python clients (``raw_client``, or ``grpc_client`` on one grpc.aio channel)."""
@@ -320,10 +313,7 @@ async def python_sample(protocol: str, model: str, http_port: int, grpc_port: in
                    f"Content-Length: {len(body)}\r\n\r\n").encode() + body
         await asyncio.gather(*(raw_client(http_port, request, started + seconds, budget, answers, errors)
                                for _ in range(clients)))
-    elapsed = time.perf_counter() - started
-    server_s, client_s = cpu.spent()
-    return Sample(np.array([seconds for seconds, _ in answers]) * 1000,
-                  np.array([status for _, status in answers], dtype=int), errors[0], elapsed, server_s, client_s)
+    return answered_sample(answers, errors[0], time.perf_counter() - started, cpu)
 
 
 def prediction_counts(port: int, model: str, protocol: str) -> dict[str, float]:
@@ -355,11 +345,11 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
     else:
         url, connection_flags = f"http://{HOST}:{http_port}{path}", ["--h1", "--clients", str(clients),
                                                                   "--max-concurrent-streams", "1"]
+    if rps is not None:
+        connection_flags += ["--rps", f"{rps / clients:g}"]
     with tempfile.TemporaryDirectory() as folder:
         body_file, log_file = Path(folder) / "body", Path(folder) / "log.tsv"
         body_file.write_bytes(body)
-        if rps is not None:
-            connection_flags += ["--rps", f"{rps / clients:g}"]
         before = prediction_counts(http_port, model, protocol) if protocol == "grpc" else {}
         cpu = CpuMeter(server_pid, children=True)
         started = time.perf_counter()
@@ -389,20 +379,24 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
     return Sample(milliseconds, statuses, unanswered, elapsed, server_s, client_s)
 
 
+async def protocol_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
+                          seconds: float, max_requests: int, shape, input_name: str,
+                          server_pid: int | None = None, generator: str = "python") -> Sample:
+    """``clients`` clients of one protocol on one model for ``seconds``, from ``generator``."""
+    if generator == "h2load":
+        return await asyncio.to_thread(h2load_sample, protocol, model, http_port, grpc_port, clients, seconds,
+                                       shape, input_name, server_pid)
+    return await python_sample(protocol, model, http_port, grpc_port, clients, seconds, max_requests,
+                               shape, input_name, server_pid)
+
+
 async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
                              seconds: float, max_requests: int, shape, input_name: str,
-                             server_pid: int | None = None, generator: str = "python",
-                             pooled: bool = True) -> LevelResult | Sample:
-    """``clients`` clients of one protocol on one model for ``seconds``: req/s, p50, p99, errors,
-    and the CPU each side spent per request (client and server share the machine's cores); the
-    raw ``Sample`` instead when not ``pooled`` (to pool it with other rounds)."""
-    if generator == "h2load":
-        sample = await asyncio.to_thread(h2load_sample, protocol, model, http_port, grpc_port, clients, seconds,
-                                         shape, input_name, server_pid)
-    else:
-        sample = await python_sample(protocol, model, http_port, grpc_port, clients, seconds, max_requests,
-                                     shape, input_name, server_pid)
-    return summarise(clients, [sample]) if pooled else sample
+                             server_pid: int | None = None, generator: str = "python") -> LevelResult:
+    """One window of ``protocol_sample``: req/s, p50, p99, errors, and the CPU each side spent per
+    request (client and server share the machine's cores)."""
+    return summarise(clients, [await protocol_sample(protocol, model, http_port, grpc_port, clients, seconds,
+                                                     max_requests, shape, input_name, server_pid, generator)])
 
 
 def free_port() -> int:
@@ -447,15 +441,15 @@ PROTOCOLS = ("rest", "v2", "grpc")
 def compare_protocols(args, model: str, port: int, grpc_port: int, shape, input_name: str, server_pid: int) -> dict:
     """Each protocol on ``model`` for ``--rounds`` rounds, taking turns within each round so that a
     change in what else the cores run falls on all of them alike; the rounds of a protocol pooled."""
-    level = functools.partial(run_protocol_level, model=model, http_port=port, grpc_port=grpc_port,
+    level = functools.partial(protocol_sample, model=model, http_port=port, grpc_port=grpc_port,
                               clients=args.protocol_clients, max_requests=args.requests, shape=shape,
                               input_name=input_name, generator=args.load_generator)
     for protocol in PROTOCOLS:
-        asyncio.run(level(protocol, seconds=args.warmup))
+        asyncio.run(level(protocol, seconds=args.warmup))  # not counted
     samples: dict[str, list[Sample]] = {protocol: [] for protocol in PROTOCOLS}
     for round_number in range(1, args.rounds + 1):
         for protocol in PROTOCOLS:
-            sample = asyncio.run(level(protocol, seconds=args.seconds, server_pid=server_pid, pooled=False))
+            sample = asyncio.run(level(protocol, seconds=args.seconds, server_pid=server_pid))
             samples[protocol].append(sample)
             if args.rounds > 1:
                 rps = len(sample.milliseconds) / sample.seconds

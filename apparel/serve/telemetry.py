@@ -48,30 +48,27 @@ class Metrics:
                                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))
         self.model_info = Gauge("apparel_model_info", "The model versions being served (value 1)",
                                 ["version", "model"], registry=self.registry)
-        # Each request's labelled series, looked up once: ``labels()`` checks and locks every time
-        # (some 3 µs for a pair). They hold what the registry above holds, no more.
-        self._http_series: dict[tuple, tuple] = {}
-        self._prediction_series: dict[tuple, tuple] = {}
+        # Each request's (counter, histogram) pair of labelled series, looked up once: ``labels()``
+        # checks and locks every time (some 3 µs a pair). It holds what the registry holds, no more.
+        self._series: dict[tuple, tuple] = {}
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch_size.observe(size)
         self.inference.observe(seconds)
 
     def record(self, model: str, version: str, protocol: str, status: int, seconds: float) -> None:
-        key = (model, version, protocol, status)
-        series = self._prediction_series.get(key)
-        if series is None:
-            series = self._prediction_series[key] = (self.predictions.labels(model, version, protocol, str(status)),
-                                                     self.prediction_latency.labels(model, protocol))
-        series[0].inc()
-        series[1].observe(seconds)
+        self._count(("prediction", model, version, protocol, status), seconds,
+                    lambda: (self.predictions.labels(model, version, protocol, str(status)),
+                             self.prediction_latency.labels(model, protocol)))
 
     def record_http(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        series = self._http_series.get(key)
+        self._count(("http", route, method, status), seconds,
+                    lambda: (self.requests.labels(route, method, str(status)), self.latency.labels(route)))
+
+    def _count(self, key: tuple, seconds: float, labelled) -> None:
+        series = self._series.get(key)
         if series is None:
-            series = self._http_series[key] = (self.requests.labels(route, method, str(status)),
-                                               self.latency.labels(route))
+            series = self._series[key] = labelled()
         series[0].inc()
         series[1].observe(seconds)
 
