@@ -7,6 +7,11 @@ A run directory holds ``model.keras``, ``config.json``, ``history.json``, ``metr
     ...     temporary.write_text("{}")
     >>> with atomic_directory("exports/saved") as temporary:   # a folder, swapped in whole
     ...     (temporary / "saved_model.pb").write_bytes(b"...")
+
+The run directories shipped with the project are package data, found by name:
+
+    >>> read_json(shipped_model_dir("photos") / CONFIG_FILE)["input"]["class_names"][:2]
+    ['dress', 'hat']
 """
 
 from __future__ import annotations
@@ -32,6 +37,33 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 PLOTS_DIR = "plots"
+# The run directories shipped with the project live inside the package, as package data, so an
+# installed wheel has them too; `shipped_model_dir` is the one place that knows where.
+SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
+
+
+def shipped_model_dir(name: str) -> Path:
+    """The run directory of the model shipped as ``name`` (``default``: the Fashion-MNIST model,
+    ``photos``: the photo model), whether the package runs from a checkout or an installed wheel.
+    The folder may not exist (a model not trained yet): callers check for ``MODEL_FILE``.
+
+    >>> shipped_model_dir("photos") / MODEL_FILE
+    PosixPath('.../apparel/shipped_models/photos/model.keras')
+    """
+    if not name or name in (".", "..") or Path(name).name != name:
+        raise ValueError(f"{name!r} is not the name of a shipped model; shipped: {', '.join(shipped_model_names())}")
+    return SHIPPED_MODELS_DIR / name
+
+
+def shipped_model_names() -> list[str]:
+    """The names of the shipped models that hold a model, sorted.
+
+    >>> shipped_model_names()
+    ['default', 'photos']
+    """
+    if not SHIPPED_MODELS_DIR.is_dir():
+        return []
+    return sorted(entry.name for entry in SHIPPED_MODELS_DIR.iterdir() if (entry / MODEL_FILE).is_file())
 
 
 @contextmanager

@@ -1,9 +1,38 @@
-"""The model shipped in models/default: loads in safe mode and scores what it says."""
+"""The shipped models (package data under apparel/shipped_models): found by name from any folder;
+the Fashion-MNIST one, ``default``, loads in safe mode and scores what it says."""
 
 import json
+import shutil
+from pathlib import Path
 
-from apparel.inference.prediction import DEFAULT_MODEL_DIR, Predictor
+import pytest
+
+from apparel.artifacts import shipped_model_dir, shipped_model_names
+from apparel.inference.prediction import DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, Predictor, resolve_model_dir
 from conftest import needs_real_data
+
+
+def test_the_shipped_models_live_in_the_package_and_are_found_by_name(tmp_path, monkeypatch):
+    assert shipped_model_names() == ["default", "photos"]
+    assert (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR) == (shipped_model_dir("default"), shipped_model_dir("photos"))
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_dir("photos") == shipped_model_dir("photos")
+    monkeypatch.setenv("APPAREL_MODEL_DIR", "default")
+    assert resolve_model_dir() == shipped_model_dir("default")
+
+
+def test_a_run_directory_here_wins_over_a_shipped_name(tmp_path, monkeypatch):
+    shutil.copytree(shipped_model_dir("default"), tmp_path / "photos")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_dir("photos") == Path("photos")
+
+
+def test_an_unknown_name_is_refused_with_the_shipped_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"nothing holds no model.keras; .* shipped model's name \(default, photos\)"):
+        resolve_model_dir("nothing")
+    with pytest.raises(ValueError, match="not the name of a shipped model"):
+        shipped_model_dir("../models")
 
 
 def test_shipped_model_is_small_and_complete():

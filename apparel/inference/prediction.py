@@ -28,21 +28,35 @@ from apparel.inference.litert import LiteRTPredictor
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
 # The models shipped with the project, used when no model directory is given: the Fashion-MNIST
 # model for arrays (and the walk-through), the photo model for photo files, uploads and catalogs.
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-DEFAULT_MODEL_DIR = MODELS_DIR / "default"
-DEFAULT_PHOTO_MODEL_DIR = MODELS_DIR / "photos"
+DEFAULT_MODEL_DIR = artifacts.shipped_model_dir("default")
+DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("photos")
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None = None, photos: bool = False) -> Path:
-    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``models/photos`` when
-    ``photos`` (the inputs are photo files), ``models/default`` otherwise."""
+    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``photos`` when
+    ``photos`` (the inputs are photo files), ``default`` otherwise. A bare name that is not a run
+    directory here names a shipped model, so ``apparel evaluate photos`` works from any folder.
+
+    >>> resolve_model_dir("photos")
+    PosixPath('.../apparel/shipped_models/photos')
+    """
     if model_dir is None:
         model_dir = os.environ.get(MODEL_DIR_ENV) or (DEFAULT_PHOTO_MODEL_DIR if photos else DEFAULT_MODEL_DIR)
-    path = Path(model_dir)
+    path = _run_or_shipped(model_dir)
     if not (path / artifacts.MODEL_FILE).is_file():
+        shipped = artifacts.shipped_model_names()
         raise ValueError(
             f"{path} holds no {artifacts.MODEL_FILE}; give the directory written by `apparel train --out DIR`"
+            + (f" or a shipped model's name ({', '.join(shipped)})" if shipped else "")
         )
+    return path
+
+
+def _run_or_shipped(model_dir: str | os.PathLike) -> Path:
+    """``model_dir``, unless it is a bare name with no run directory here and a shipped model's name."""
+    path = Path(model_dir)
+    if not (path / artifacts.MODEL_FILE).is_file() and str(model_dir) in artifacts.shipped_model_names():
+        return artifacts.shipped_model_dir(str(model_dir))
     return path
 
 
@@ -139,6 +153,7 @@ class Predictor:
         """
         runtime = LiteRTPredictor(path, threads)
         if model_dir is not None:
+            model_dir = _run_or_shipped(model_dir)
             contract = InputContract.for_run(model_dir)
         else:
             contract = InputContract.for_export(path) or FASHION_MNIST
