@@ -52,7 +52,7 @@ run: setup
 	$(BIN)/apparel evaluate $(RUN_DIR)
 	$(BIN)/apparel plots $(RUN_DIR)
 
-# The shipped photo model (models/photos): EfficientNet-Lite0 fine-tuned on clothing-dataset-small
+# The shipped photo model (apparel/shipped_models/photos): EfficientNet-Lite0 fine-tuned on clothing-dataset-small
 # (README: where to get it). The worn-garment crops of Clothing Co-Parsing are only measured on.
 PHOTO_DATA ?= ../shared/datasets/clothing-dataset-small
 PARSING_DATA ?= ../shared/datasets/clothing-co-parsing
@@ -65,7 +65,7 @@ photos-model: venv
 # Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
 photos-benchmark: venv
 	$(BIN)/python benchmarks/worn_crops.py $(PARSING_DATA) runs/worn-crops
-	$(BIN)/python benchmarks/photo_model.py --model-dir models/photos
+	$(BIN)/python benchmarks/photo_model.py --model-dir photos
 
 # Strict: a test skipped for something `setup` installs fails (see tests/conftest.py). Two pytest-xdist
 # workers, a file each at a time: most of a test's wall time is waiting on a subprocess, a server or a

@@ -1,7 +1,7 @@
 """Photos per second of `apparel batch`: the local engine, and Ray Data with 1 and 2 workers, on the
 same photos with the same model in one run; then where a photo's time goes.
 
-    .venv/bin/python benchmarks/batch_scale.py                      # 2,000 photos, models/photos
+    .venv/bin/python benchmarks/batch_scale.py                      # 2,000 photos, the shipped photo model
     .venv/bin/python benchmarks/batch_scale.py --photos 300 --configs local,ray-2x1
 
 Each configuration runs in a fresh process, as the command line does, pinned with ``taskset``:
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.artifacts import usable_cores
+from apparel.artifacts import shipped_model_dir, usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 # name: (flags of `apparel batch`, cores it may use; None: every core)
@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos-dir", dest="photos", default=str(ROOT.parent / "shared/datasets/clothing-dataset-small/train"))
     parser.add_argument("--photos", dest="count", type=int, default=2000, help="photos classified per configuration")
-    parser.add_argument("--model-dir", default=str(ROOT / "models/photos"))
+    parser.add_argument("--model-dir", default=str(shipped_model_dir("photos")))
     parser.add_argument("--configs", default="local,ray,ray-1x1,ray-2x1")
     parser.add_argument("--out", default=str(ROOT / "runs/batch-scale"))
     parser.add_argument("--ray-worker-niceness", type=int, default=0,

@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", help="run directory (default: the shipped models/default)")
+    parser.add_argument("--model-dir", help="run directory (default: the shipped `default`)")
     parser.add_argument("--data-dir", help="Fashion-MNIST IDX directory (default: Debian's)")
     parser.add_argument("--limit", type=int, help="check only the first N test images")
     parser.add_argument("--seed", type=int, default=0, help="seed of the colours, margins and JPEG qualities")

@@ -3,7 +3,7 @@
 For each labelled folder (a folder of class folders; default: clothing-dataset-small's
 `validation/` and the worn-garment crops kept aside by `benchmarks/worn_crops.py`) it prints top-1
 accuracy, per-class recall and the most confused pairs, and draws the confusion matrix; the
-Fashion-MNIST model (`models/default`) is scored on the same photos with its classes mapped onto
+Fashion-MNIST model (the shipped `default`) is scored on the same photos with its classes mapped onto
 the photo classes as generously as they allow. Then end-to-end throughput — read, decode, resize,
 infer, the path `apparel predict` takes — with the Keras model and with its LiteRT export, and the
 single-photo latency (p50), and the training time recorded in the run's metrics.json.
@@ -87,7 +87,7 @@ def throughput(predictor, files: list[str], rounds: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", default=str(ROOT / "models/photos"), help="photo run directory")
+    parser.add_argument("--model-dir", default="photos", help="photo run directory, or a shipped model's name")
     parser.add_argument("--folders", nargs="+", default=[str(f) for f in DEFAULT_FOLDERS if f.is_dir()],
                         help="labelled folders (class folders) to measure on")
     parser.add_argument("--speed-photos", type=int, default=320, help="photos timed end to end")
@@ -102,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_dir(args.model_dir)
-    metrics = artifacts.read_json(Path(args.model_dir) / artifacts.METRICS_FILE)
-    report = {"model_dir": args.model_dir, "input_size": predictor.contract.size,
+    model_dir = predictor.model_dir  # a shipped model's name resolved to its folder
+    metrics = artifacts.read_json(model_dir / artifacts.METRICS_FILE)
+    report = {"model_dir": str(model_dir), "input_size": predictor.contract.size,
               "training_seconds": metrics.get("fit_seconds"), "folders": []}
     for folder in map(Path, args.folders):
         result = accuracy_on(predictor, folder, out_dir)
@@ -116,8 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     report["keras"] = throughput(predictor, files, args.rounds)
     with tempfile.TemporaryDirectory() as scratch:
         litert_file = Path(scratch) / "photos.tflite"
-        export_model(args.model_dir, "litert", litert_file)
-        report["litert"] = throughput(Predictor.from_litert(litert_file, args.model_dir), files, args.rounds)
+        export_model(model_dir, "litert", litert_file)
+        report["litert"] = throughput(Predictor.from_litert(litert_file, model_dir), files, args.rounds)
     for path in ("keras", "litert"):
         print(f"{path}: {report[path]['photos_per_second']} photos/s end to end (read, decode, resize, infer), "
               f"single photo p50 {report[path]['single_photo_p50_ms']} ms")

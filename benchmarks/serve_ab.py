@@ -32,7 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_load  # noqa: E402  (beside this file)
 
-MODEL = serve_load.ROOT / "models" / "default"
+# This checkout's shipped model, by its path: a baseline revision may keep its models elsewhere.
+MODEL = serve_load.shipped_model_dir("default")
 SHAPE = (28, 28)
 
 

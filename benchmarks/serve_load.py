@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.artifacts import shipped_model_dir
+
 HOST = "127.0.0.1"
 PATH = "/v1/models/apparel:predict"
 ROOT = Path(__file__).resolve().parent.parent
@@ -417,7 +419,7 @@ def measure_protocols(args) -> dict:
     summary = {}
     with tempfile.TemporaryDirectory() as folder:
         repository = Path(folder)
-        for name, source in (("fashion-mnist", ROOT / "models" / "default"), ("photos", ROOT / "models" / "photos")):
+        for name, source in (("fashion-mnist", shipped_model_dir("default")), ("photos", shipped_model_dir("photos"))):
             shutil.copytree(source, repository / name / "1")
         grpc_port = free_port()
         server = start_server(None, ["--model-repository", str(repository), "--grpc-port", str(grpc_port),
@@ -559,8 +561,8 @@ def stop_server(server: subprocess.Popen) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Its requests are 28×28 arrays, so it serves the Fashion-MNIST model unless told otherwise.
-    parser.add_argument("--model-dir", default=str(ROOT / "models" / "default"),
-                        help="run directory of a Fashion-MNIST model to serve (default: the shipped models/default)")
+    parser.add_argument("--model-dir", default=str(shipped_model_dir("default")),
+                        help="run directory of a Fashion-MNIST model to serve (default: the shipped `default`)")
     parser.add_argument("--clients", default="1,16,64", help="comma-separated concurrency levels (default 1,16,64)")
     parser.add_argument("--seconds", type=float, default=5.0, help="time limit per level (default 5)")
     parser.add_argument("--requests", type=int, default=20000, help="request limit per level (default 20000)")

@@ -23,6 +23,7 @@ import numpy as np
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
+from apparel.artifacts import shipped_model_dir  # noqa: E402  (this checkout's package, above)
 
 
 class EpochTimer:
@@ -196,7 +197,7 @@ def main() -> None:
     parser.add_argument("--latency-repeats", type=int, default=500, help="timed single-image calls")
     parser.add_argument("--data-dir")
     parser.add_argument("--model-dir-mlp", help="seed-mlp run for inference (default: train one, --epochs)")
-    parser.add_argument("--model-dir-default", default=str(REPOSITORY / "models" / "default"))
+    parser.add_argument("--model-dir-default", default=str(shipped_model_dir("default")))
     parser.add_argument("--scratch", type=Path, default=REPOSITORY / "runs" / "speed")
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     args = parser.parse_args()
