@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
 
 setup: data browser postgres load-tools venv
 
@@ -44,6 +44,13 @@ $(BIN)/apparel: pyproject.toml
 	# TF Serving's gRPC stubs: the package requires `tensorflow`, which would replace tensorflow-cpu.
 	$(BIN)/pip install -q --no-deps 'tensorflow-serving-api>=2.21,<2.22'
 	@touch $@
+
+# An installable wheel in dist/, the shipped models inside (package data): `pip install dist/apparel-*.whl`
+# then `apparel predict photo.jpg` works anywhere. Built offline by the venv's setuptools (the dev
+# extra); build/ is removed first, as setuptools would ship the stale files left in it.
+wheel: venv
+	rm -rf build
+	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --no-index -w dist .
 
 # The main job: the reference model on the real data, evaluated and plotted.
 run: setup
@@ -95,7 +102,7 @@ notebook: data venv
 	$(BIN)/jupyter lab $(shell [ "$$(id -u)" = 0 ] && echo --allow-root) notebooks/walkthrough.ipynb
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build dist
 
 # The registered models on Keras's JAX backend, in a venv of their own (keras and jax from PyPI,
 # no TensorFlow): the models use Keras layers only.
