@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from apparel import data
-from apparel.artifacts import MODEL_FILE
+from apparel.artifacts import MODEL_FILE, shipped_model_names
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
@@ -36,6 +36,8 @@ from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
+# A shipped model is named where a run directory is asked for: it lives inside the installed package.
+SHIPPED_NAME = f"a shipped model's name, {' or '.join(shipped_model_names())}"
 
 
 def quiet_tensorflow(verbose: bool = False) -> None:
@@ -283,7 +285,7 @@ def _add_train(commands) -> None:
 
 def _add_evaluate(commands) -> None:
     evaluate = commands.add_parser("evaluate", help="recompute test metrics, per-class figures and the confusion matrix")
-    evaluate.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    evaluate.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (left out: the shipped model)")
     evaluate.add_argument("--data-dir", help=DATA_DIR_HELP)
     evaluate.add_argument("--images", metavar="FOLDER",
                           help="measure a photo model on these labelled photos: a folder of class folders or a path,label CSV")
@@ -295,7 +297,7 @@ def _add_predict(commands) -> None:
     predict.add_argument("files", nargs="+", metavar="[DIR] IMAGE",
                          help="optional run directory, then images: files (any size, JPEG/PNG/WebP/…, or .npy), "
                               "folders (searched recursively), glob patterns, http(s) URLs")
-    predict.add_argument("--model-dir", help="run directory (default: the first argument if it is one, else the shipped photo model; for .npy arrays the Fashion-MNIST one)")
+    predict.add_argument("--model-dir", help=f"run directory or {SHIPPED_NAME} (default: the first argument if it is one, else the shipped photo model; for .npy arrays the Fashion-MNIST one)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
     predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
     output = predict.add_mutually_exclusive_group()
@@ -336,7 +338,7 @@ def _add_batch(commands) -> None:
 
 def _add_plots(commands) -> None:
     plots = commands.add_parser("plots", help="write sample grids, predictions, curves and confusion matrix PNGs")
-    plots.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    plots.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (left out: the shipped model)")
     plots.add_argument("--data-dir", help=DATA_DIR_HELP)
     plots.add_argument("--images", metavar="FOLDER",
                        help="draw a photo model on these labelled photos: a folder of class folders or a path,label CSV")
@@ -345,7 +347,7 @@ def _add_plots(commands) -> None:
 
 def _add_export(commands) -> None:
     export = commands.add_parser("export", help="export a model as LiteRT (.tflite), SavedModel or ONNX")
-    export.add_argument("model_dir", nargs="?", help="run directory (default: the shipped model)")
+    export.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (left out: the shipped model)")
     export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
     export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
     export.set_defaults(handler=cmd_export)
@@ -359,7 +361,7 @@ def _add_models(commands) -> None:
 def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve models by name: TF Serving REST, Open Inference Protocol (HTTP, "
                                               "gRPC), photo uploads, web page; hot reload of --model-repository")
-    serve.add_argument("model_dir", nargs="?", help="one run directory, served as `apparel` (default: the shipped models "
+    serve.add_argument("model_dir", nargs="?", help=f"one run directory or {SHIPPED_NAME}, served as `apparel` (default: the shipped models "
                                                     "fashion-mnist and photos, or --model-repository)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")

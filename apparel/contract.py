@@ -1,7 +1,7 @@
 """What a trained model takes and what it answers: its input contract, saved in config.json.
 
     >>> from apparel.contract import InputContract
-    >>> contract = InputContract.for_run("models/photos")
+    >>> contract = InputContract.for_run("runs/photos")
     >>> contract.kind, contract.shape, contract.class_names[:2]
     ('photo', (224, 224, 3), ('dress', 'hat'))
 

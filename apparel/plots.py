@@ -147,7 +147,7 @@ def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.P
     a photo run from ``images``, a folder of class folders (or a ``path,label`` CSV) with the
     model's classes: its photos' predictions and its confusion matrix. Both get the training curves.
 
-    >>> write_plots("models/photos", images="clothing-dataset-small/validation")
+    >>> write_plots("photos", images="clothing-dataset-small/validation")
     """
     from apparel.data import load_dataset
     from apparel.errors import ParameterError

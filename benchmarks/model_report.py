@@ -1,6 +1,6 @@
 """Per-family report: accuracy, training time, size, latency, per-class figures, confused pairs.
 
-    .venv/bin/python benchmarks/model_report.py runs/reference runs/mlp runs/cnn models/default \
+    .venv/bin/python benchmarks/model_report.py runs/reference runs/mlp runs/cnn apparel/shipped_models/default \
         --out docs/models.md
 
 Each argument is a run directory written by `apparel train`. The script re-evaluates each model

@@ -1,6 +1,6 @@
 """The prediction service, in-process (every endpoint, every client mistake, fuzzing) and over a
 real uvicorn server on 127.0.0.1. The models are a tiny one trained here and the tiny photo model
-of the ``photo_run`` fixture, never models/default or models/photos."""
+of the ``photo_run`` fixture, never the shipped models."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ LOCAL = FetchConfig(timeout=1.0, allow_private=True)
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, tiny_dataset):
-    """A tiny model trained on synthetic data: real predictions, no dependence on models/default.
+    """A tiny model trained on synthetic data: real predictions, no dependence on the shipped models.
     (Its own, not serving's: the catalog tests' confidence thresholds were set on this one.)"""
     from apparel.config import TrainConfig
     from serving import train_tiny_model

@@ -1,6 +1,6 @@
 """The model at work on batches of read images; Ray's actors hold one each (loaded once).
 
-    >>> predict = Predict(ModelSettings("models/photos"))
+    >>> predict = Predict(ModelSettings("runs/photos"))
     >>> predict({"row": rows, "pixels": pixels, "error": errors})["probabilities"].shape
     (32, 10)
 """

@@ -195,7 +195,7 @@ def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pix
     """One photo as the model of ``contract`` takes it: float32 (28, 28) in [0, 1] through the
     Fashion-MNIST pipeline above, or float32 (N, N, 3) with values 0–255 for a photo model.
 
-    >>> photo_input("shirt.jpg", InputContract.for_run("models/photos")).shape
+    >>> photo_input("shirt.jpg", InputContract.for_run("runs/photos")).shape
     (224, 224, 3)
     """
     if contract.is_photo:

@@ -324,8 +324,8 @@ def add_page_routes(app: FastAPI) -> None:
 
 def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
     """The run directory ``apparel serve`` serves: ``model_dir`` when given, else
-    ``$APPAREL_MODEL_DIR``, else the shipped photo model ``models/photos`` (uploads and the web page
-    are for photos) — or, until that model exists, ``models/default``, with a one-line note.
+    ``$APPAREL_MODEL_DIR``, else the shipped photo model ``photos`` (uploads and the web page
+    are for photos) — or, until that model exists, ``default``, with a one-line note.
 
     >>> served_model_dir("runs/reference")
     PosixPath('runs/reference')

@@ -6,7 +6,7 @@ version number, a version label, or the latest available version — and runs it
 is unloaded), applies the request deadline and records metrics and the request log.
 
     >>> registry = Registry(config, metrics)
-    >>> registry.add(load_version("fashion-mnist", 1, "models/default", config, metrics))
+    >>> registry.add(load_version("fashion-mnist", 1, "runs/reference", config, metrics))
     >>> served = registry.resolve("fashion-mnist")
     >>> probabilities = await registry.predict(served, images, protocol="rest")
 """

@@ -26,7 +26,7 @@ spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) sta
 input.
 
 The labels are the model's own class names (``InputContract``): the shipped photo model
-(``models/photos``: ``dress``, ``t-shirt``, …) unless ``model_dir`` names another run, whose
+(``photos``: ``dress``, ``t-shirt``, …) unless ``model_dir`` names another run, whose
 photos go through its own pipeline (a photo model's RGB square or the Fashion-MNIST 28×28).
 """
 
