@@ -13,7 +13,7 @@ from conftest import needs_real_data
 
 
 def test_the_shipped_models_live_in_the_package_and_are_found_by_name(tmp_path, monkeypatch):
-    assert shipped_model_names() == ["default", "photos"]
+    assert {"default", "photos"} <= set(shipped_model_names())  # more may be added
     assert (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR) == (shipped_model_dir("default"), shipped_model_dir("photos"))
     monkeypatch.chdir(tmp_path)
     assert resolve_model_dir("photos") == shipped_model_dir("photos")
@@ -29,7 +29,7 @@ def test_a_run_directory_here_wins_over_a_shipped_name(tmp_path, monkeypatch):
 
 def test_an_unknown_name_is_refused_with_the_shipped_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"nothing holds no model.keras; .* shipped model's name \(default, photos\)"):
+    with pytest.raises(ValueError, match=r"nothing holds no model.keras; .* shipped model's name \(default, .*photos"):
         resolve_model_dir("nothing")
     with pytest.raises(ValueError, match="not the name of a shipped model"):
         shipped_model_dir("../models")
