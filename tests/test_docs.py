@@ -1,6 +1,6 @@
 """The documentation: the site builds with ``mkdocs build --strict`` (no broken link, anchor or
 missing page), its module table is generated from the package, and the README stays a front page
-whose links all land.
+whose links all land and whose Python example runs.
 
 MkDocs checks only the pages under docs/; the README lives outside the site, so its relative links
 are checked here.
@@ -14,6 +14,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+
+from apparel.contract import InputContract
+from conftest import render_photo
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 README = REPOSITORY / "README.md"
@@ -82,6 +87,25 @@ def test_every_relative_link_of_the_readme_lands_on_a_file_and_anchor():
         if anchor:
             headings = re.findall(r"^#+ (.+)$", target.read_text(encoding="utf-8"), flags=re.MULTILINE)
             assert anchor in {_slug(heading) for heading in headings}, f"README links to {link}: no such heading"
+
+
+def test_the_readme_s_python_example_runs_on_the_shipped_photo_model(tmp_path):
+    """The example as printed, on two rendered photos under its file names: it must run and print
+    each photo's three most likely classes of models/photos."""
+    code = README.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
+    rng = np.random.default_rng(0)
+    for name in re.findall(r'"(\w+\.jpg)"', code):
+        render_photo(1, rng, size=(240, 200)).save(tmp_path / name, quality=90)
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPOSITORY)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    classes = InputContract.for_run(REPOSITORY / "models" / "photos").class_names
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["shirt.jpg", "shoes.jpg"]
+    for line in lines:
+        top = ast.literal_eval(line.split(" ", 1)[1])
+        assert len(top) == 3 and top == sorted(top, key=lambda pair: -pair[1])
+        assert {name for name, _ in top} <= set(classes)
 
 
 def _slug(heading: str) -> str:
