@@ -249,7 +249,7 @@ def test_photo_check_dyes_garments_any_colour_on_any_light_background():
 
 @needs_real_data
 def test_product_photos_keep_the_models_accuracy(tmp_path):
-    """The check of the README on 300 test images, with a small model trained here."""
+    """The product-photo check of docs/photos-and-catalogs.md on 300 test images, with a small model trained here."""
     from apparel.config import TrainConfig
     from apparel.data import Dataset, load_dataset
     from apparel.images.photo_check import photo_check

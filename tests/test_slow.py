@@ -11,6 +11,6 @@ from conftest import needs_real_data
 @needs_real_data
 def test_reference_model_reaches_the_reference_accuracy(tmp_path):
     result = train(TrainConfig(), out_dir=tmp_path, verbose=0)
-    # Seeds 0–7 give 0.8877–0.8930 (README, Results); the article reports 0.8948.
+    # Seeds 0–7 give 0.8877–0.8930 (docs/training.md, Results); the article reports 0.8948.
     assert result.metrics["test_accuracy"] >= 0.885
     assert result.metrics["train_accuracy"] >= 0.93
