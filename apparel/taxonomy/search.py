@@ -2,11 +2,11 @@
 
 A query word matches a word of a name when they are equal or the name's word starts with it
 (three letters at least), after folding case, dropping apostrophes (``Men's`` → ``mens``) and
-joining hyphenated words (``T-Shirts`` → ``tshirts``), in the plural or singular (``tshirt``). Every query word
-must match the node's name or one of its ancestors' names; a match in the name itself counts more,
-an equal word more than a prefix, and a name made of nothing but equal words (``T-Shirts`` for
-"t-shirt") most. Ties go to the
-tool's own verticals, then to the shallower node, then to Shopify's order.
+joining hyphenated words (``T-Shirts`` → ``tshirts``), in the plural or singular (``tshirt``).
+Every query word must match the node's name or one of its ancestors' names; a match in the name
+itself counts more, an equal word more than a prefix, and a name made of nothing but equal words
+(``T-Shirts`` for "t-shirt") most. Ties go to the tool's own verticals, then to the shallower
+node, then to Shopify's order.
 """
 
 from __future__ import annotations
@@ -44,19 +44,17 @@ class SearchIndex:
 
     def __init__(self, categories: Sequence):
         self._entries = []
+        # id → the tokens of the node's name and of its ancestors' names; parents come first.
         tokens_of: dict[str, frozenset[str]] = {}
+        above: dict[str, frozenset[str]] = {}
         for position, category in enumerate(categories):
             words, parts = _words(category.name)
             tokens_of[category.id] = frozenset().union(*words, *parts)
-            ancestor_tokens = frozenset()
             parent = category.parent_id
-            while parent is not None:
-                ancestor_tokens |= tokens_of.get(parent, frozenset())
-                parent = parent.rsplit("-", 1)[0] if "-" in parent else None
-            depth = category.id.count("-")
+            above[category.id] = frozenset() if parent is None else above[parent] | tokens_of[parent]
             own = category.id.split("-")[0] in OWN_VERTICALS
-            self._entries.append(_Entry(category, tuple(words), tokens_of[category.id], ancestor_tokens,
-                                        (not own, depth, position)))
+            self._entries.append(_Entry(category, tuple(words), tokens_of[category.id], above[category.id],
+                                        (not own, category.id.count("-"), position)))
 
     def search(self, text: str, limit: int) -> list:
         """Up to ``limit`` categories matching every word of ``text``, best first."""
