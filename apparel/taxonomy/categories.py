@@ -70,9 +70,7 @@ class Taxonomy:
         """The node ``category`` names, or None."""
         if isinstance(category, Category):
             return self._by_id.get(category.id)
-        text = str(category).strip()
-        if text.lower().startswith(GID_PREFIX.lower()):
-            text = text[len(GID_PREFIX):]
+        text = _without_gid(category)
         if _ID.match(text.lower()):
             return self._by_id.get(text.lower())
         return self._by_path.get(_path_key(text))
@@ -96,9 +94,7 @@ class Taxonomy:
     def closest(self, value: str, limit: int = 3) -> list[Category]:
         """The nodes nearest to a ``value`` that names none: for an id, its nearest existing
         ancestor; for a path, the best matches of its last part's words, or of its spelling."""
-        text = str(value).strip()
-        if text.lower().startswith(GID_PREFIX.lower()):
-            text = text[len(GID_PREFIX):]
+        text = _without_gid(value)
         if _ID.match(text.lower()):
             parts = text.lower().split("-")
             for end in range(len(parts) - 1, 0, -1):
@@ -171,6 +167,12 @@ def _vertical_categories(rows: list[list], vertical: str) -> list[Category]:
         categories.append(Category(id_, name, paths[id_], GID_PREFIX + id_, parent, tuple(children.get(id_, ())),
                                    tuple(row[2]) if len(row) > 2 else (), vertical))
     return categories
+
+
+def _without_gid(value: str) -> str:
+    """``value`` stripped, less a leading GID prefix: an id then, if it was a GID."""
+    text = str(value).strip()
+    return text[len(GID_PREFIX):] if text.lower().startswith(GID_PREFIX.lower()) else text
 
 
 def _parent_id(category_id: str) -> str | None:
