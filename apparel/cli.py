@@ -252,12 +252,26 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_taxonomy_search(args) -> int:
+    from apparel.taxonomy.lookup import search_text
+
+    print(search_text(args.words, limit=args.limit))
+    return 0
+
+
+def cmd_taxonomy_show(args) -> int:
+    from apparel.taxonomy.lookup import show_text
+
+    print(show_text(args.category))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_batch, _add_plots, _add_export, _add_models, _add_serve, _add_bench):
+    for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_batch, _add_plots, _add_export, _add_models, _add_serve, _add_bench, _add_taxonomy):
         add(commands)
     return parser
 
@@ -356,6 +370,19 @@ def _add_export(commands) -> None:
 def _add_models(commands) -> None:
     models = commands.add_parser("models", help="list the registered models and their defaults")
     models.set_defaults(handler=cmd_models)
+
+
+def _add_taxonomy(commands) -> None:
+    taxonomy = commands.add_parser("taxonomy", help="look up Shopify's product taxonomy: the categories --mapping "
+                                                    "and the catalog take (search by word, show a node)")
+    lookups = taxonomy.add_subparsers(dest="lookup", required=True, metavar="LOOKUP")
+    search = lookups.add_parser("search", help="categories whose names match every word, best first: id and full path")
+    search.add_argument("words", nargs="+", metavar="WORD", help="e.g. tee, t-shirt, rain coat")
+    search.add_argument("--limit", type=int, default=10, help="at most this many categories (default 10)")
+    search.set_defaults(handler=cmd_taxonomy_search)
+    show = lookups.add_parser("show", help="a category's id, GID, full path, children and attributes")
+    show.add_argument("category", metavar="CATEGORY", help="an id (aa-1-13-8), a GID or a full path (quoted)")
+    show.set_defaults(handler=cmd_taxonomy_show)
 
 
 def _add_serve(commands) -> None:

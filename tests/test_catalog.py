@@ -282,21 +282,23 @@ def test_min_confidence_and_a_custom_mapping(shop, model_dir):
     source = shop_dir / "products.csv"
     source.write_bytes(as_bytes(OLD_HEADER, rows))
     mapping = shop_dir / "mapping.csv"
-    mapping.write_text(load_mapping_text().replace("Apparel & Accessories > Clothing > Clothing Tops > Shirts", "My Shop > Shirts"), encoding="utf-8")
+    # An id is as good as a path in the mapping; the CSV gets the node's full path.
+    mapping.write_text(load_mapping_text().replace("Apparel & Accessories > Clothing > Clothing Tops > Shirts", "aa-1-13-5"), encoding="utf-8")
     report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir, min_confidence=0.0, mapping=str(mapping)),
                                 predictor=ShapePredictor())
     assert report.low_confidence == 0
     written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
     shirt = next(cells for cells in written if cells[0] == "plain-shirt")
-    assert shirt[4:7] == ["My Shop > Shirts", "Shirts", "apparel:Shirt"]
-    mapping.write_text("class,category\nDress,X\nJumpsuit,Y\n", encoding="utf-8")
-    assert load_mapping(mapping, ["Dress"]) == {"Dress": "X", "Jumpsuit": "Y"}  # rows for other models' classes are kept
+    assert shirt[4:7] == ["Apparel & Accessories > Clothing > Clothing Tops > Overshirts", "Shirts", "apparel:Shirt"]
+    mapping.write_text("class,category\nDress,aa-1-4\nJumpsuit,aa-1-9\n", encoding="utf-8")
+    loaded = load_mapping(mapping, ["Dress"])  # rows for other models' classes are kept
+    assert {name: node.path for name, node in loaded.items()} == {"Dress": DRESSES, "Jumpsuit": "Apparel & Accessories > Clothing > One-Pieces"}
     with pytest.raises(ValueError, match="no row for T-shirt/top"):
         load_mapping(mapping)
     with pytest.raises(ValueError, match="no row for shoes, t-shirt"):
         load_mapping(mapping, ["Dress", "shoes", "t-shirt"])
-    mapping.write_text("class,category\nDress,X\nDress,Y\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="'Dress' has two rows"):
+    mapping.write_text("class,category\nDress,aa-1-4\nDress,aa-1-9\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="line 3: class 'Dress' has two rows"):
         load_mapping(mapping, ["Dress"])
 
 
@@ -312,13 +314,16 @@ PHOTO_MODEL_CLASSES = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt"
 def test_the_shipped_mapping_is_the_shopify_taxonomy():
     from apparel.data import CLASS_NAMES
 
-    mapping = load_mapping()
+    mapping = {name: node.path for name, node in load_mapping().items()}
     assert mapping["Bag"] == "Apparel & Accessories > Handbags, Wallets & Cases > Handbags"
     assert mapping["Ankle boot"] == "Apparel & Accessories > Shoes > Boots"
-    photo = load_mapping(class_names=PHOTO_MODEL_CLASSES)  # one file for both shipped models
-    assert photo == mapping and set(mapping) == set(CLASS_NAMES) | set(PHOTO_MODEL_CLASSES)
+    photo = {name: node.path for name, node in load_mapping(class_names=PHOTO_MODEL_CLASSES).items()}
+    assert photo == mapping and set(mapping) == set(CLASS_NAMES) | set(PHOTO_MODEL_CLASSES)  # one file for both models
     assert mapping["dress"] == mapping["Dress"] == DRESSES and mapping["shoes"] == "Apparel & Accessories > Shoes"
-    assert {mapping[name] for name in ("longsleeve", "shirt", "t-shirt")} == {"Apparel & Accessories > Clothing > Shirts & Tops"}
+    # Shopify's own nodes (aa-1-13-8 T-Shirts), not Google's "Clothing > Shirts & Tops".
+    assert mapping["t-shirt"] == mapping["T-shirt/top"] == "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
+    assert mapping["shirt"] == mapping["Shirt"] == "Apparel & Accessories > Clothing > Clothing Tops > Shirts"
+    assert mapping["longsleeve"] == "Apparel & Accessories > Clothing > Clothing Tops"
     assert len(mapping) == 20 and all(path.startswith("Apparel & Accessories > ") for path in mapping.values())
 
 
@@ -347,7 +352,7 @@ def test_a_photo_model_labels_with_its_own_classes_and_its_own_cache(shop, model
     assert report.categorized == 7 and photo.calls
     written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
     dress = next(cells for cells in written if cells[0] == "summer-dress")
-    assert dress[4:7] == ["Apparel & Accessories > Clothing > Shirts & Tops", "t-shirt", "summer, sale, apparel:t-shirt"]
+    assert dress[4:7] == ["Apparel & Accessories > Clothing > Clothing Tops > T-Shirts", "t-shirt", "summer, sale, apparel:t-shirt"]
     # Switching the model never reuses the other model's probabilities: same output, same cache file.
     fashion = ShapePredictor()
     report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=fashion)
@@ -493,7 +498,7 @@ def test_the_command_with_a_trained_model(shop, model_dir, capsys):
     before = list(csv.reader(io.StringIO(source.read_text(encoding="utf-8-sig"), newline="")))
     after = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"), newline="")))
     assert len(after) == len(before)  # no row lost
-    mapping = set(load_mapping().values())
+    mapping = {node.path for node in load_mapping().values() if node is not None}
     for old, new in zip(before, after):
         changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]
         assert set(changed) <= {4, 5, 6}
@@ -520,7 +525,7 @@ def test_the_command_with_a_photo_model_writes_its_classes(shop, photo_run, caps
     written = [cells for cells in after[1:] if cells[6].startswith("apparel:") or ", apparel:" in cells[6]]
     labels = {cells[6].split("apparel:")[-1] for cells in written}
     assert len(written) == 7 and labels <= {"dress", "shoes", "t-shirt"}
-    assert all(cells[4] == mapping[cells[6].split("apparel:")[-1]] for cells in written if cells[0] != "old-coat")
+    assert all(cells[4] == mapping[cells[6].split("apparel:")[-1]].path for cells in written if cells[0] != "old-coat")
 
 
 def test_our_tag_is_added_once_and_replaced_only_with_overwrite():
@@ -569,7 +574,7 @@ def test_the_command_passes_overwrite_on(shop, photo_run, capsys):
     assert old_coat(shop_dir / "kept.csv")[4] == rows[5][4]  # filled already: kept
     assert main([*flags, "--out", str(shop_dir / "replaced.csv"), "--overwrite"]) == 0
     replaced = old_coat(shop_dir / "replaced.csv")
-    assert replaced[4] != rows[5][4] and replaced[4] in set(load_mapping().values())
+    assert replaced[4] != rows[5][4] and replaced[4] in {node.path for node in load_mapping().values() if node is not None}
     capsys.readouterr()
 
 

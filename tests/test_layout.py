@@ -16,6 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "apparel"
 STAGES = {
     "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.data": 0,
     "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.contract": 0,
+    "apparel.taxonomy": 0,
     "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1,
     "apparel.inference": 2,
     "apparel.training": 3, "apparel.photo_training": 3, "apparel.runs": 3, "apparel.optimization": 1, "apparel.evaluation": 3, "apparel.plots": 3,

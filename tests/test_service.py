@@ -204,7 +204,8 @@ def test_photo_model_upload_gives_its_classes_and_an_rgb_preview(photo_client, p
     for result in (first, second):
         assert result["label"] in PHOTO_CLASSES and len(result["top_k"]) == 3  # top_k 3 of 3 classes
         # A class the store mapping does not name has no category (null), rather than an error.
-        assert result["category"] == (mapping.get(result["label"]) or None)
+        node = mapping.get(result["label"])
+        assert result["category"] == (node.path if node is not None else None)
     preview = Image.open(io.BytesIO(base64.b64decode(first["input_png"].split(",", 1)[1])))
     assert preview.size == (32, 32) and preview.mode == "RGB"
     np.testing.assert_array_equal(np.asarray(preview), np.rint(model_input).astype(np.uint8))

@@ -279,7 +279,7 @@ def store_categories(class_names: tuple[str, ...], taxonomy: str | None) -> dict
     """Class → store category for a model's classes. A class the mapping does not name (a store's
     own photo classes, say) gets none rather than stopping the service; so does an empty one."""
     mapping = load_mapping(taxonomy)
-    return {name: mapping.get(name) or None for name in class_names}
+    return {name: mapping[name].path if mapping.get(name) is not None else None for name in class_names}
 
 
 def serve_version(name: str, number: int, predictor: Predictor, config: ServiceConfig, metrics: Metrics, *,

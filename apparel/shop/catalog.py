@@ -52,6 +52,7 @@ from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.shop.taxonomy import load_mapping
+from apparel.taxonomy import Category
 
 # Column roles and the header names of each Shopify export style (compared case-insensitively).
 COLUMNS = {
@@ -459,7 +460,7 @@ class Decisions:
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
-                 mapping: dict[str, str], config: CatalogConfig) -> Decisions:
+                 mapping: dict[str, Category | None], config: CatalogConfig) -> Decisions:
     """What to write for each product, and which products a person should review."""
     decisions = Decisions()
     for product in products:
@@ -497,14 +498,14 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
     return decisions
 
 
-def wanted_cells(product: Product, columns: dict[str, int | None], label: str, mapping: dict[str, str],
-                 config: CatalogConfig) -> dict[str, str]:
-    """Role → value for a product predicted as ``label``: category when empty (or ``overwrite``),
-    type when empty, our tag."""
+def wanted_cells(product: Product, columns: dict[str, int | None], label: str,
+                 mapping: dict[str, Category | None], config: CatalogConfig) -> dict[str, str]:
+    """Role → value for a product predicted as ``label``: category (the node's full path, what the
+    CSV's category column takes) when empty (or ``overwrite``), type when empty, our tag."""
     wanted = {}
-    if columns["category"] is not None and mapping[label]:
+    if columns["category"] is not None and mapping[label] is not None:
         if config.overwrite or not product.row.value(columns["category"]).strip():
-            wanted["category"] = mapping[label]
+            wanted["category"] = mapping[label].path
     if columns["type"] is not None and not product.row.value(columns["type"]).strip():
         wanted["type"] = label
     if columns["tags"] is not None:

@@ -1,14 +1,16 @@
-"""Class → Shopify taxonomy path: ``taxonomy.csv`` (``class,category``) or your own mapping.
+"""Class → Shopify taxonomy category: ``taxonomy.csv`` (``class,category``) or your own mapping.
 
     >>> from apparel.shop.taxonomy import load_mapping
-    >>> load_mapping()["Dress"]
+    >>> load_mapping()["Dress"].path                                   # what the catalog writes
     'Apparel & Accessories > Clothing > Dresses'
-    >>> load_mapping(class_names=predictor.class_names)["dress"]      # a photo model's classes
-    'Apparel & Accessories > Clothing > Dresses'
+    >>> load_mapping(class_names=predictor.class_names)["t-shirt"].id  # a photo model's classes
+    'aa-1-13-8'
 
 The shipped file has a row for each class of both shipped models: the ten Fashion-MNIST classes
 (``Dress``, ``T-shirt/top``, …) and the ten photo classes (``dress``, ``t-shirt``, …). Names are
-compared exactly, so ``Shirt`` and ``shirt`` are two rows.
+compared exactly, so ``Shirt`` and ``shirt`` are two rows. A category is a node of Shopify's
+Standard Product Taxonomy (``apparel.taxonomy``), given as its full path, its id (``aa-1-13-8``) or
+its GID; ``apparel taxonomy search WORDS`` finds one.
 """
 
 from __future__ import annotations
@@ -22,31 +24,40 @@ from pathlib import Path
 from apparel.data import CLASS_NAMES
 from apparel.errors import SourceError
 from apparel.shop.splice import read_csv_text
+from apparel.taxonomy import Category, load_taxonomy
 
 DEFAULT_MAPPING = Path(__file__).resolve().parent / "taxonomy.csv"
 
 
-def load_mapping(path: str | os.PathLike | None = None, class_names: Sequence[str] | None = None) -> dict[str, str]:
-    """Class name → taxonomy path, from a CSV with the columns ``class`` and ``category``.
+def load_mapping(path: str | os.PathLike | None = None,
+                 class_names: Sequence[str] | None = None) -> dict[str, Category | None]:
+    """Class name → taxonomy node, from a CSV with the columns ``class`` and ``category``.
 
     Every class of the model (``class_names``, default: the Fashion-MNIST classes) needs a row;
     rows for other classes are kept (one file serves several models), a class named twice is an
-    error. An empty category means "do not write a category for this class".
+    error. An empty category (None) means "do not write a category for this class"; any other must
+    be a node of the taxonomy, or the file is refused with the line that names it.
     """
     path = Path(path) if path is not None else DEFAULT_MAPPING
     class_names = CLASS_NAMES if class_names is None else tuple(class_names)
     _, text = read_csv_text(path)
-    rows = list(csv.DictReader(io.StringIO(text)))
-    if not rows or not {"class", "category"} <= set(rows[0]):
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames or not {"class", "category"} <= set(reader.fieldnames):
         raise SourceError(path, "needs the columns class,category (one row per class)")
+    taxonomy = load_taxonomy()
     mapping = {}
-    for row in rows:
-        name = (row["class"] or "").strip()
+    for row in reader:
+        name, category = (row["class"] or "").strip(), (row["category"] or "").strip()
         if not name:
-            raise SourceError(path, "a row has no class name")
+            raise SourceError(path, f"line {reader.line_num}: a row has no class name")
         if name in mapping:
-            raise SourceError(path, f"class {name!r} has two rows; give each class one row")
-        mapping[name] = (row["category"] or "").strip()
+            raise SourceError(path, f"line {reader.line_num}: class {name!r} has two rows; give each class one row")
+        node = taxonomy.find(category) if category else None
+        if category and node is None:
+            raise SourceError(path, f"line {reader.line_num}: category {taxonomy.unknown_reason(category)}")
+        mapping[name] = node
+    if not mapping:
+        raise SourceError(path, "has no rows; give one row per class (class,category)")
     missing = [name for name in class_names if name not in mapping]
     if missing:
         raise SourceError(path, f"no row for {', '.join(missing)}; give every class of the model a row "
