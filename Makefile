@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA_DIR := /usr/share/datasets/fashion-mnist
 RUN_DIR ?= runs/reference
-# Test accuracy of the reference model moves by about ±0.2 pt with the seed (README, "Results");
-# the main job uses the seed whose run the README shows.
+# Test accuracy of the reference model moves by about ±0.2 pt with the seed (docs/training.md#results);
+# the main job uses the seed whose run that page shows first.
 SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -60,7 +60,9 @@ run: setup
 	$(BIN)/apparel plots $(RUN_DIR)
 
 # The shipped photo model (apparel/shipped_models/photos): EfficientNet-Lite0 fine-tuned on clothing-dataset-small
-# (README: where to get it). The worn-garment crops of Clothing Co-Parsing are only measured on.
+# (where to get it: docs/your-own-categories.md#how-the-shipped-photo-model-was-trained). The run is written to
+# runs/photos (PHOTO_RUN); to ship it, copy it into apparel/shipped_models/photos. The worn-garment crops of Clothing
+# Co-Parsing are only measured on.
 PHOTO_DATA ?= ../shared/datasets/clothing-dataset-small
 PARSING_DATA ?= ../shared/datasets/clothing-co-parsing
 PHOTO_RUN ?= runs/photos
