@@ -1,0 +1,115 @@
+"""From a model's class probabilities to one Shopify category, or to none with a reason.
+
+    >>> from apparel.taxonomy.decide import CategoryChooser
+    >>> chooser = CategoryChooser({"t-shirt": "aa-1-13-8", "shirt": "aa-1-13-7", "other": None},
+    ...                           category_threshold=0.6, outside_threshold=0.8)
+    >>> chooser.choose([0.45, 0.45, 0.10]).category.name     # unsure which top, sure it is one
+    'Clothing Tops'
+    >>> chooser.choose([0.05, 0.05, 0.90]).reason
+    'outside the vertical'
+
+Each class of a model stands for a node of the taxonomy (or for nothing: a class mapped to no
+category is "not one of the store's products"). A node's probability is the sum of its own
+classes' and its descendants', so a parent is always at least as likely as any child. The choice
+is the deepest node below a vertical's root whose probability reaches ``category_threshold``
+(the likelier one on a tie of depth): "Shoes" when the shoe is surely a shoe but may be a sandal
+or a heel. A product whose unmapped classes reach ``outside_threshold`` is left blank with the
+reason "outside the vertical"; one where no node reaches the threshold is left blank as
+"uncertain". A vertical's root ("Apparel & Accessories") is never written: it tells a merchant
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from apparel.errors import ParameterError
+from apparel.taxonomy.categories import Category, load_taxonomy
+
+OUTSIDE = "outside the vertical"
+UNCERTAIN = "uncertain"
+
+
+@dataclass(frozen=True)
+class CategoryDecision:
+    category: Category | None  # the node written, None when the product is left for review
+    confidence: float  # the chosen node's probability; when left, the likeliest node's (or outside's)
+    reason: str | None  # None when a category is written; OUTSIDE or UNCERTAIN otherwise
+
+    def to_dict(self) -> dict:
+        """The JSON form every interface returns (``predict --json``, batch, serve)."""
+        found = self.category
+        return {"id": found.id if found else None, "gid": found.gid if found else None,
+                "path": found.path if found else None, "confidence": round(float(self.confidence), 6),
+                "reason": self.reason}
+
+
+class CategoryChooser:
+    """Chooses a category for rows of class probabilities (see the module docstring).
+
+    ``class_categories`` maps every class name, in the model's output order, to a category (id,
+    GID, full path or ``Category``) or to None.
+    """
+
+    def __init__(self, class_categories: Mapping[str, str | Category | None], category_threshold: float,
+                 outside_threshold: float):
+        for name, value in (("category_threshold", category_threshold), ("outside_threshold", outside_threshold)):
+            if not 0.0 < value <= 1.0:
+                raise ParameterError(f"{{}} must be in (0, 1], got {value}", name)
+        taxonomy = load_taxonomy()
+        self.class_names = tuple(class_categories)
+        self.category_threshold = category_threshold
+        self.outside_threshold = outside_threshold
+        nodes: dict[str, Category] = {}
+        members: list[list[int]] = []  # per class, the columns of the nodes it counts towards
+        self._own: dict[str, Category | None] = {}
+        for name, value in class_categories.items():
+            columns = []
+            self._own[name] = found = None if value is None else taxonomy.get(value)
+            if found is not None:
+                # The vertical's root is left out: it is never written.
+                for node in (*taxonomy.ancestors(found)[1:], found):
+                    columns.append(list(nodes).index(node.id) if node.id in nodes else len(nodes))
+                    nodes.setdefault(node.id, node)
+            members.append(columns)
+        self.nodes = tuple(nodes.values())
+        # Which node each class's probability adds to (its own and every ancestor below the root).
+        self._sums = np.zeros((len(members), len(self.nodes)), dtype=np.float64)
+        for row, columns in enumerate(members):
+            self._sums[row, columns] = 1.0
+        self._outside = np.asarray([not columns for columns in members], dtype=np.float64)
+        self._depth = np.asarray([node.id.count("-") for node in self.nodes], dtype=np.float64)
+
+    def category_of(self, class_name: str) -> Category | None:
+        """The category ``class_name`` stands for (None: not one of the store's products)."""
+        return self._own[class_name]
+
+    def choose_all(self, probabilities) -> list[CategoryDecision]:
+        """A decision for each row of ``probabilities`` (N, classes)."""
+        rows = np.asarray(probabilities, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != len(self.class_names):
+            raise ParameterError(f"{{}} must have one column per class ({len(self.class_names)}), got shape "
+                                 f"{rows.shape}", "probabilities")
+        node_mass = rows @ self._sums
+        outside = rows @ self._outside
+        decisions = []
+        for masses, out in zip(node_mass, outside):
+            if out >= self.outside_threshold:
+                decisions.append(CategoryDecision(None, float(out), OUTSIDE))
+                continue
+            sure = np.flatnonzero(masses >= self.category_threshold)
+            if len(sure) == 0:
+                best = float(masses.max()) if len(masses) else 0.0
+                decisions.append(CategoryDecision(None, max(best, float(out)), UNCERTAIN))
+                continue
+            # The deepest sure node; on a tie of depth the likelier (lexsort: last key first).
+            chosen = sure[np.lexsort((masses[sure], self._depth[sure]))[-1]]
+            decisions.append(CategoryDecision(self.nodes[chosen], float(masses[chosen]), None))
+        return decisions
+
+    def choose(self, probabilities: Sequence[float]) -> CategoryDecision:
+        """The decision for one row of class probabilities."""
+        return self.choose_all([probabilities])[0]

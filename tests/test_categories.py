@@ -1,0 +1,113 @@
+"""Choosing a Shopify category from class probabilities: the hierarchy, abstaining, the reasons,
+and how a run's own categories and thresholds are found."""
+
+import json
+
+import numpy as np
+import pytest
+
+from apparel.errors import ParameterError, SourceError
+from apparel.shop.categories import CATEGORIES_FILE, optional_run_chooser, run_chooser
+from apparel.taxonomy import load_taxonomy
+from apparel.taxonomy.decide import OUTSIDE, UNCERTAIN, CategoryChooser
+from apparel.taxonomy.judge import judge
+
+CLASSES = {"t-shirt": "aa-1-13-8", "shirt": "aa-1-13-7", "sandals": "aa-8-6", "sneakers": "aa-8-8",
+           "backpack": "lb-1", "not-apparel": None}
+
+
+def chooser(category=0.6, outside=0.8):
+    return CategoryChooser(CLASSES, category, outside)
+
+
+def probabilities(**mass):
+    return [mass.get(name.replace("-", "_"), 0.0) for name in CLASSES]
+
+
+def test_a_sure_leaf_is_written():
+    decision = chooser().choose(probabilities(t_shirt=0.9, shirt=0.1))
+    assert decision.category.id == "aa-1-13-8" and decision.reason is None
+    assert decision.confidence == pytest.approx(0.9)
+
+
+def test_an_unsure_leaf_gives_its_sure_parent():
+    decision = chooser().choose(probabilities(sandals=0.45, sneakers=0.4, t_shirt=0.15))
+    assert decision.category.name == "Shoes" and decision.confidence == pytest.approx(0.85)
+    decision = chooser().choose(probabilities(t_shirt=0.35, shirt=0.35, sneakers=0.3))
+    assert decision.category.name == "Clothing Tops"
+
+
+def test_the_deepest_sure_node_wins_over_a_likelier_ancestor():
+    # Clothing (0.95) is likelier than Clothing Tops (0.95, equal) and T-Shirts (0.7): the deepest sure one.
+    decision = chooser().choose(probabilities(t_shirt=0.7, shirt=0.25, sneakers=0.05))
+    assert decision.category.id == "aa-1-13-8"
+
+
+def test_the_vertical_root_is_never_written():
+    # Apparel & Accessories holds 0.8, but no node below it reaches 0.6: left as uncertain.
+    decision = chooser().choose(probabilities(t_shirt=0.4, sandals=0.4, backpack=0.2))
+    assert decision.category is None and decision.reason == UNCERTAIN
+    assert decision.confidence == pytest.approx(0.4)
+
+
+def test_not_apparel_is_left_with_its_reason():
+    decision = chooser().choose(probabilities(not_apparel=0.85, t_shirt=0.15))
+    assert decision.category is None and decision.reason == OUTSIDE
+    assert decision.confidence == pytest.approx(0.85)
+    # Under the outside threshold, the rest decides: here nothing is sure enough.
+    assert chooser().choose(probabilities(not_apparel=0.7, t_shirt=0.3)).reason == UNCERTAIN
+
+
+def test_thresholds_are_settable_and_checked():
+    row = probabilities(t_shirt=0.55, shirt=0.45)
+    assert chooser(category=0.6).choose(row).category.name == "Clothing Tops"
+    assert chooser(category=0.5).choose(row).category.name == "T-Shirts"
+    with pytest.raises(ParameterError, match="category_threshold"):
+        CategoryChooser(CLASSES, 0.0, 0.5)
+    with pytest.raises(ParameterError, match="probabilities"):
+        chooser().choose_all(np.zeros((2, 3)))
+
+
+def test_a_category_outside_the_taxonomy_is_refused():
+    with pytest.raises(ValueError, match="category"):
+        CategoryChooser({"shirt": "Apparel & Accessories > Clothing > Shirts & Tops"}, 0.5, 0.5)
+
+
+def test_every_answer_has_id_gid_path_and_confidence():
+    answer = chooser().choose(probabilities(backpack=1.0)).to_dict()
+    assert answer == {"id": "lb-1", "gid": "gid://shopify/TaxonomyCategory/lb-1",
+                      "path": "Luggage & Bags > Backpacks", "confidence": 1.0, "reason": None}
+    assert chooser().choose(probabilities(not_apparel=1.0)).to_dict()["path"] is None
+
+
+def test_judge_names_exact_parent_wrong_and_blank():
+    taxonomy = load_taxonomy()
+    assert judge(taxonomy.get("aa-8-6"), "aa-8-6") == "exact"
+    assert judge(taxonomy.get("aa-8"), "aa-8-6") == "parent"
+    assert judge(taxonomy.get("aa"), "aa-8-6") == "wrong"  # the vertical's root tells nothing
+    assert judge(taxonomy.get("aa-8-8"), "aa-8-6") == "wrong"
+    assert judge(taxonomy.get("aa-8-6"), None) == "wrong"
+    assert judge(None, None) == "blank-right" and judge(None, "aa-8-6") == "blank"
+
+
+def test_a_run_brings_its_own_categories_and_thresholds(tmp_path):
+    (tmp_path / CATEGORIES_FILE).write_text(json.dumps(
+        {"categories": CLASSES, "category_threshold": 0.9, "outside_threshold": 0.5}), encoding="utf-8")
+    found = run_chooser(tmp_path, list(CLASSES))
+    assert (found.category_threshold, found.outside_threshold) == (0.9, 0.5)
+    assert run_chooser(tmp_path, list(CLASSES), category_threshold=0.4).category_threshold == 0.4
+    with pytest.raises(SourceError, match="no category for jacket"):
+        run_chooser(tmp_path, [*CLASSES, "jacket"])
+    (tmp_path / CATEGORIES_FILE).write_text("{", encoding="utf-8")
+    with pytest.raises(SourceError, match="unreadable"):
+        run_chooser(tmp_path, list(CLASSES))
+
+
+def test_without_categories_the_shipped_mapping_serves_known_classes(tmp_path):
+    from apparel.contract import InputContract
+
+    known = InputContract(kind="photo", size=32, class_names=("dress", "shoes", "t-shirt"))
+    decision = optional_run_chooser(tmp_path, known).choose([0.1, 0.1, 0.8])
+    assert decision.category.id == "aa-1-13-8"
+    own = InputContract(kind="photo", size=32, class_names=("capes", "cloaks"))
+    assert optional_run_chooser(tmp_path, own) is None  # a merchant's own classes: no category, no error
