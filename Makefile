@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark
 
 setup: data browser postgres load-tools venv
 
@@ -70,6 +70,23 @@ photos-model: venv
 	$(BIN)/apparel train --model efficientnet-lite0 --images $(PHOTO_DATA) \
 		--optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
 		--epochs 6 --batch-size 32 --seed 0 --out $(PHOTO_RUN)
+
+# The shipped store model (apparel/shipped_models/store, docs/store-model.md): a garment head fine-tuned on
+# clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe), then mixed with the
+# backbone's own ImageNet classifier and calibrated on validation photos. Ship it by copying $(STORE_RUN) into
+# apparel/shipped_models/store.
+DATASETS ?= ../shared/datasets
+STORE_RUN ?= runs/store
+store-model: venv
+	$(BIN)/python -m apparel.store link $(DATASETS) runs/store-photos
+	$(BIN)/apparel train --model efficientnet-lite0 --images runs/store-photos \
+		--optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
+		--epochs 6 --batch-size 32 --seed 0 --out runs/store-garments
+	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN)
+
+# A store catalogue of every validation photo through `apparel catalog`, scored against the taxonomy.
+catalogue-benchmark: venv
+	$(BIN)/python benchmarks/catalogue.py --datasets $(DATASETS) --out runs/catalogue-bench
 
 # Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
 photos-benchmark: venv

@@ -1,0 +1,41 @@
+"""``python -m apparel.store``: link the garment photos, or build the store model from a garment run.
+
+    python -m apparel.store link ../shared/datasets runs/store-photos
+    python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m apparel.store", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    link = verbs.add_parser("link", help="link clothing-dataset-small and -extra's photos as train/ and validation/")
+    link.add_argument("datasets", help="the folder holding clothing-dataset-small and clothing-dataset-extra")
+    link.add_argument("out", help="where to make train/<class>/ and validation/<class>/")
+    build = verbs.add_parser("build", help="the store model from a garment run, calibrated on validation photos")
+    build.add_argument("garment_run", help="an `apparel train --images` run on the linked photos")
+    build.add_argument("--datasets", required=True, help="the folder of the data sets (validation photos)")
+    build.add_argument("--out", required=True, help="the run directory to write")
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "link":
+            from apparel.store.training_set import link_training_set
+
+            result = link_training_set(args.datasets, args.out)
+        else:
+            from apparel.store.build import build_store_run
+
+            result = build_store_run(args.garment_run, args.datasets, args.out)
+    except ValueError as error:
+        parser.error(str(error))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

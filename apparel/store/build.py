@@ -1,0 +1,95 @@
+"""Build the store model's run directory from a fine-tuned garment run: calibrated on validation
+photos, its categories and thresholds written beside it.
+
+    python -m apparel.store runs/store-garments --datasets ../shared/datasets --out runs/store
+
+The output is a run directory like any other (``model.keras``, ``config.json`` with the input
+contract, ``metrics.json``) plus ``categories.json``: every class's Shopify category, the
+temperatures and thresholds chosen on validation (``calibrate.py``) and the validation figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from apparel import artifacts
+from apparel.contract import CONFIG_KEY, InputContract
+from apparel.store import calibrate as calibration
+from apparel.store.model import branches, build_store_model, read_classes, store_class_names
+from apparel.store.training_set import SMALL, extra_photos
+from apparel.store.worn import worn_crops
+
+CO_PARSING = "clothing-co-parsing"
+CATEGORIES_FILE = "categories.json"
+
+
+def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]):
+    """(photo: a path or PIL image, its category id or None, its validation set, its head class
+    index or -1) for every validation photo (see ``calibrate.py``)."""
+    datasets, categories = Path(datasets), read_classes()
+    photos = [(path, path.parent.name, "small") for path in sorted((datasets / SMALL / "validation").glob("*/*.jpg"))]
+    photos += [(path, name, "extra") for path, name, split in extra_photos(datasets) if split == "validation"]
+    for path, name, group in photos:
+        yield path, categories[name][0], group, head_classes.index(name) if name in head_classes else -1
+    for crop in worn_crops(datasets / CO_PARSING, held_out=True):
+        yield crop.image, crop.category, "worn" if crop.category else "street", -1
+
+
+def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Both branches' logits for each photo (read as a photo model reads it)."""
+    from apparel.images.photo_rgb import photo_to_rgb
+
+    heads, imagenets = [], []
+    for start in range(0, len(photos), batch_size):
+        batch = np.stack([photo_to_rgb(photo, size) for photo in photos[start : start + batch_size]]).astype(np.float32)
+        head, imagenet = two.predict_on_batch(batch)
+        heads.append(np.asarray(head))
+        imagenets.append(np.asarray(imagenet))
+    return np.concatenate(heads), np.concatenate(imagenets)
+
+
+def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write the store model's run directory ``out`` (see the module docstring); returns the
+    contents of its categories.json."""
+    from apparel.inference.prediction import load_model
+
+    garment_run, out = Path(garment_run), Path(out)
+    contract = InputContract.for_run(garment_run)
+    if not contract.is_photo:
+        raise ValueError(f"garment_run: {garment_run} is not a photo model; give an `apparel train --images` run")
+    started = time.perf_counter()
+    garment_model = load_model(garment_run)
+    rows = list(validation_photos(datasets, contract.class_names))
+    photos, truths, sets, labels = (list(column) for column in zip(*rows))
+    head_logits, imagenet_logits = branch_logits(branches(garment_model), photos, contract.size)
+    store_classes = store_class_names(contract.class_names)
+    settings, figures = calibration.calibrate(head_logits, imagenet_logits, truths, sets, np.asarray(labels),
+                                              store_classes)
+    model, class_names = build_store_model(garment_model, contract.class_names, settings.mixing)
+    categories = read_classes()
+    record = {
+        "categories": {name: categories[name][0] or None for name in class_names},
+        **settings.to_dict(),
+        "chosen_on": "validation photos: clothing-dataset-small validation/ (small), clothing-dataset-extra's "
+                     "validation senders (extra), Clothing Co-Parsing's held-out street corners (street); its held-out "
+                     "crops (worn) are reported, not chosen on",
+        "validation": figures,
+        "garment_run": str(garment_run),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    artifacts.save_model(model, out / artifacts.MODEL_FILE)
+    config = json.loads((garment_run / artifacts.CONFIG_FILE).read_text(encoding="utf-8"))
+    config[CONFIG_KEY] = InputContract(kind="photo", size=contract.size, class_names=class_names).to_dict()
+    artifacts.write_json(out / artifacts.CONFIG_FILE, config)
+    for name in ("history.json", "metrics.json"):
+        if (garment_run / name).is_file():
+            shutil.copyfile(garment_run / name, out / name)
+    artifacts.write_json(out / CATEGORIES_FILE, record)
+    record["seconds"] = round(time.perf_counter() - started, 1)
+    return record

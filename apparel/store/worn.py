@@ -1,0 +1,80 @@
+"""Things as worn: crops of Clothing Co-Parsing's street photos by their per-pixel labels, each
+with the Shopify category of its label, and patches of street with nothing worn in them (not a
+product at all). The store model's only photos of belts, bags, sunglasses, socks, ties, watches
+and jewellery, so they are measured on, never trained on.
+
+    >>> from apparel.store.worn import worn_crops
+    >>> crop = next(worn_crops("../shared/datasets/clothing-co-parsing", held_out=True))
+    >>> crop.label, crop.category, crop.image.size
+    ('shoes', 'aa-8', (180, 96))
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Co-Parsing label → Shopify category (the deepest one the label tells). Labels that name no
+# product (accessories, glasses of unknown kind, intimate, romper) are left out.
+CATEGORIES = {
+    "bag": "aa-5-4", "purse": "aa-5-4", "belt": "aa-2-6", "boots": "aa-8-3", "bra": "aa-1-6-3", "bracelet": "aa-6-3",
+    "cardigan": "aa-1-13-3", "clogs": "aa-8", "coat": "aa-1-10-2", "dress": "aa-1-4", "earrings": "aa-6-6",
+    "flats": "aa-8-9", "gloves": "aa-2-13", "hat": "aa-2-17", "heels": "aa-8-10", "hoodie": "aa-1-13-13",
+    "jacket": "aa-1-10-2", "jeans": "aa-1-12-4", "jumper": "aa-1-13-12", "leggings": "aa-1-12-8", "loafers": "aa-8",
+    "necklace": "aa-6-8", "pants": "aa-1-12", "pumps": "aa-8-10", "ring": "aa-6-9", "sandals": "aa-8-6",
+    "scarf": "aa-2-26", "shirt": "aa-1-13-7", "shoes": "aa-8", "shorts": "aa-1-14", "skirt": "aa-1-15",
+    "sneakers": "aa-8-8", "socks": "aa-1-18", "stockings": "aa-1-6-6", "suit": "aa-1-19", "sunglasses": "aa-2-27",
+    "sweater": "aa-1-13-12", "sweatshirt": "aa-1-13-14", "swimwear": "aa-1-20", "t-shirt": "aa-1-13-8",
+    "tie": "aa-2-23", "tights": "aa-1-6-6", "top": "aa-1-13", "vest": "aa-1-10-6", "wallet": "aa-5-5",
+    "watch": "aa-6-11", "wedges": "aa-8", "blazer": "aa-1-10-2", "blouse": "aa-1-13-1", "bodysuit": "aa-1-13-2",
+    "cape": "aa-1-10-2-3", "panties": "aa-1-6-11",
+}
+BACKGROUND = "background"
+MIN_PIXELS = 400  # a watch or a ring is a few hundred pixels of a 550×830 photo
+MIN_SIDE = 24
+MARGIN = 0.1
+PATCH = 160  # a corner of the street, when no labelled pixel is in it
+HELD_OUT_EVERY = 5  # photo numbers divisible by 5 are measured on (benchmarks/worn_crops.py's split)
+
+
+@dataclass(frozen=True)
+class WornCrop:
+    image: object  # a PIL image
+    label: str  # the Co-Parsing label, or "background"
+    category: str | None  # its Shopify category id; None for background (not a product)
+    photo: str  # the photo's number
+
+
+def worn_crops(root: str | os.PathLike, held_out: bool = True) -> Iterator[WornCrop]:
+    """Every labelled thing of the held-out photos (or of the others), then a corner of street
+    where one holds nothing labelled, photo by photo."""
+    import scipy.io
+    from PIL import Image
+
+    root = Path(root)
+    names = [str(item[0]) for item in scipy.io.loadmat(root / "label_list.mat")["label_list"][0]]
+    for mat in sorted((root / "annotations" / "pixel-level").glob("*.mat")):
+        if (int(mat.stem) % HELD_OUT_EVERY == 0) != held_out:
+            continue
+        labels = scipy.io.loadmat(mat)["groundtruth"]
+        photo = Image.open(root / "photos" / f"{mat.stem}.jpg").convert("RGB")
+        for index in np.unique(labels):
+            category = CATEGORIES.get(names[index])
+            if category is None:
+                continue
+            rows, cols = np.nonzero(labels == index)
+            top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+            if len(rows) < MIN_PIXELS or min(bottom - top, right - left) < MIN_SIDE:
+                continue
+            dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
+            box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
+            yield WornCrop(photo.crop(box), names[index], category, mat.stem)
+        height, width = labels.shape
+        for y, x in ((0, 0), (0, width - PATCH), (height - PATCH, 0), (height - PATCH, width - PATCH)):
+            if (labels[y : y + PATCH, x : x + PATCH] == 0).mean() > 0.98:
+                yield WornCrop(photo.crop((x, y, x + PATCH, y + PATCH)), BACKGROUND, None, mat.stem)
+                break
