@@ -132,8 +132,17 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
+    categorize = None
+    if predictor.contract.is_photo:  # 28×28 arrays are the walk-through's: no store category
+        from apparel.shop.categories import optional_run_chooser, run_chooser
+
+        chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping) if args.mapping
+                   else optional_run_chooser(predictor.model_dir, predictor.contract))
+        if chooser is not None:
+            categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
-        outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update)
+        outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
+                                   categorize=categorize)
     results = [outcome for outcome in outcomes if "error" not in outcome]
     failures = [outcome for outcome in outcomes if "error" in outcome]
     if args.json:
@@ -143,20 +152,35 @@ def cmd_predict(args) -> int:
 
         k = max([len(result["top_k"]) for result in results], default=args.top_k)
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(["file"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")] + ["error"])
+        writer.writerow(["file"] + [f"{kind}_{i}" for i in range(1, k + 1) for kind in ("label", "probability")]
+                        + ["category_id", "category", "category_confidence", "category_reason", "error"])
         for outcome in outcomes:
             ranked = [value for item in outcome.get("top_k", []) for value in (item["label"], f"{item['probability']:.6f}")]
-            writer.writerow([outcome["file"]] + ranked + [""] * (2 * k - len(ranked)) + [outcome.get("error", "")])
+            category = outcome.get("category") or {}
+            confidence = category.get("confidence")
+            writer.writerow([outcome["file"]] + ranked + [""] * (2 * k - len(ranked))
+                            + [category.get("id") or "", category.get("path") or "",
+                               "" if confidence is None else f"{confidence:.6f}", category.get("reason") or "",
+                               outcome.get("error", "")])
     else:
         if results:
-            rows = [[result["file"]] + [f"{item['label']} {item['probability']:.1%}" for item in result["top_k"]] for result in results]
-            header = ["file"] + [f"top {i}" for i in range(1, len(rows[0]))]
+            rows = [[result["file"]] + [f"{item['label']} {item['probability']:.1%}" for item in result["top_k"]]
+                    + ([_category_text(result["category"])] if "category" in result else []) for result in results]
+            header = ["file"] + [f"top {i}" for i in range(1, len(results[0]["top_k"]) + 1)]
+            header += ["category"] if "category" in results[0] else []
             widths = [max(len(row[i]) for row in rows + [header]) for i in range(len(header))]
             for row in [header] + rows:
                 print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         for failure in failures:
             print(f"{failure['file']}: error: {failure['error']}", file=sys.stderr)
     return 1 if failures and not results else 0
+
+
+def _category_text(category: dict) -> str:
+    """A decision as a person reads it: the category's path and confidence, or why there is none."""
+    if category["path"] is None:
+        return f"— ({category['reason']}, {category['confidence']:.0%})"
+    return f"{category['path'].split(' > ', 1)[-1]} {category['confidence']:.0%}"
 
 
 def cmd_preprocess(args) -> int:
@@ -178,7 +202,7 @@ def cmd_catalog(args) -> int:
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
-          f"{report.low_confidence} below --min-confidence {config.min_confidence:g}, "
+          f"{report.low_confidence} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
@@ -317,6 +341,7 @@ def _add_predict(commands) -> None:
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("--csv", action="store_true", help="print CSV")
+    predict.add_argument("--mapping", help="class,category CSV instead of the model's own categories (photo models)")
     predict.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per URL (default 10)")
     predict.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
     predict.set_defaults(handler=cmd_predict)

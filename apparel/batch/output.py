@@ -11,6 +11,10 @@ Each row is a manifest row, with these columns:
 - ``probability`` (float32): its probability;
 - ``top_labels`` (list of string), ``top_probabilities`` (list of float32): the ``top_k`` most
   likely classes, best first;
+- ``category_id``, ``category_gid``, ``category_path`` (string), ``category_confidence``
+  (float32): the Shopify category chosen from the probabilities (``apparel.shop.categories``),
+  null when none was sure enough or the model has no categories; ``category_reason`` (string):
+  why none was written ("uncertain", "outside the vertical"), null when one was;
 - ``model_version`` (string): the first 12 hex digits of the model file's SHA-256;
 - ``error`` (string): why the image could not be read, null when it was classified.
 
@@ -32,7 +36,9 @@ from apparel.artifacts import atomic_path, write_json
 from apparel.batch.manifest import ROW_COLUMN
 from apparel.errors import ParameterError
 
-PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", "model_version", "error")
+CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
+PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, "model_version",
+                      "error")
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
 
 
@@ -41,12 +47,30 @@ def prediction_schema():
 
     return pa.schema([("label", pa.string()), ("probability", pa.float32()),
                       ("top_labels", pa.list_(pa.string())), ("top_probabilities", pa.list_(pa.float32())),
+                      ("category_id", pa.string()), ("category_gid", pa.string()), ("category_path", pa.string()),
+                      ("category_confidence", pa.float32()), ("category_reason", pa.string()),
                       ("model_version", pa.string()), ("error", pa.string())])
 
 
+def category_columns(probabilities: np.ndarray, failed: list[bool], chooser) -> dict:
+    """The category columns (see the module docstring); all null without a ``chooser``."""
+    columns = {name: [None] * len(failed) for name in CATEGORY_COLUMNS}
+    if chooser is None:
+        return columns
+    decisions = chooser.choose_all(np.nan_to_num(probabilities, nan=0.0))
+    for row, (bad, decision) in enumerate(zip(failed, decisions)):
+        if bad:
+            continue
+        found = decision.to_dict()
+        for key in ("id", "gid", "path", "confidence", "reason"):
+            columns[f"category_{key}"][row] = found[key]
+    return columns
+
+
 def prediction_columns(probabilities: np.ndarray, errors, class_names: tuple[str, ...], top_k: int,
-                       version: str) -> dict:
-    """The prediction columns for rows of class ``probabilities`` (NaN rows: not read, see ``errors``)."""
+                       version: str, chooser=None) -> dict:
+    """The prediction columns for rows of class ``probabilities`` (NaN rows: not read, see
+    ``errors``); ``chooser`` (a ``CategoryChooser``) fills the category columns."""
     k = max(1, min(top_k, len(class_names)))
     names = np.asarray(class_names, dtype=object)
     # A stable sort: ties rank by class order on every engine and machine.
@@ -58,6 +82,7 @@ def prediction_columns(probabilities: np.ndarray, errors, class_names: tuple[str
         "probability": [None if bad else float(p[0]) for bad, p in zip(failed, ranked)],
         "top_labels": [None if bad else list(names[top]) for bad, top in zip(failed, order)],
         "top_probabilities": [None if bad else p.tolist() for bad, p in zip(failed, ranked)],
+        **category_columns(probabilities, failed, chooser),
         "model_version": [version] * len(failed),
         "error": [str(error) if bad else None for bad, error in zip(failed, errors)],
     }
@@ -67,8 +92,8 @@ class ShardWriter:
     """Collects result rows and writes them ``shard_rows`` at a time as Parquet files in ``out``."""
 
     def __init__(self, out: Path, manifest_table, class_names: tuple[str, ...], top_k: int, version: str,
-                 shard_rows: int):
-        self.out, self.manifest_table, self.class_names = out, manifest_table, class_names
+                 shard_rows: int, chooser=None):
+        self.out, self.manifest_table, self.class_names, self.chooser = out, manifest_table, class_names, chooser
         self.top_k, self.version, self.shard_rows = top_k, version, shard_rows
         self.pending: list = []
         self.pending_rows = self.written = self.failed = 0
@@ -78,7 +103,7 @@ class ShardWriter:
         import pyarrow as pa
 
         carried = self.manifest_table.take(pa.array(rows, type=pa.int64()))
-        columns = prediction_columns(probabilities, errors, self.class_names, self.top_k, self.version)
+        columns = prediction_columns(probabilities, errors, self.class_names, self.top_k, self.version, self.chooser)
         table = carried.append_column(ROW_COLUMN, pa.array(rows, type=pa.int64()))
         for field in prediction_schema():
             table = table.append_column(field, pa.array(columns[field.name], type=field.type))

@@ -26,6 +26,7 @@ from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import ParameterError
 from apparel.images.fetch import FetchConfig
 from apparel.inference.prediction import resolve_model_dir
+from apparel.shop.categories import optional_run_chooser
 
 __all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
 
@@ -78,7 +79,9 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
     references = manifest.references()
     pending = [references[row] for row in rows]
-    writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows)
+    chooser = optional_run_chooser(model.model_dir, contract) if contract.is_photo else None
+    writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
+                         chooser)
     if config.engine == "ray":
         from apparel.batch.engine_ray import classify_ray
 

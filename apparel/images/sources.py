@@ -204,9 +204,12 @@ def read_sources(
         yield from pool.map(attempt, sources)
 
 
-def _result(name: str, top: list[tuple[str, float]]) -> dict:
-    return {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
-            "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
+def _result(name: str, top: list[tuple[str, float]], category: dict | None = None) -> dict:
+    result = {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
+              "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
+    if category is not None:
+        result["category"] = category
+    return result
 
 
 def predict_sources(
@@ -217,11 +220,14 @@ def predict_sources(
     batch_size: int = 256,
     workers: int = 4,
     progress: Callable[[int], object] | None = None,
+    categorize: Callable[[np.ndarray], list[dict]] | None = None,
 ) -> list[dict]:
     """Classify every source; images are read in parallel and predicted ``batch_size`` at a time.
 
     Returns one dict per image, in order: ``{"file", "label", "probability", "top_k"}``, or
-    ``{"file", "error"}`` for a source that could not be read (the run goes on).
+    ``{"file", "error"}`` for a source that could not be read (the run goes on). ``categorize``
+    turns a batch of probabilities into a store category each (``CategoryDecision.to_dict``),
+    added as ``"category"``.
     """
     results: list[dict] = []
     for start in range(0, len(sources), batch_size):
@@ -238,8 +244,11 @@ def predict_sources(
                 rows += len(inputs)
             if progress is not None:
                 progress(1)
-        tops = predictor.top_k(predictor.predict_proba(np.concatenate(arrays)), top_k) if arrays else []
-        results.extend(slot if isinstance(slot, dict) else _result(slot[0], tops[slot[1]]) for slot in slots)
+        probabilities = predictor.predict_proba(np.concatenate(arrays)) if arrays else np.zeros((0, 0))
+        tops = predictor.top_k(probabilities, top_k) if arrays else []
+        categories = categorize(probabilities) if categorize is not None and arrays else [None] * len(tops)
+        results.extend(slot if isinstance(slot, dict) else _result(slot[0], tops[slot[1]], categories[slot[1]])
+                       for slot in slots)
     return results
 
 

@@ -27,9 +27,10 @@ from apparel.inference.litert import LiteRTPredictor
 
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
 # The models shipped with the project, used when no model directory is given: the Fashion-MNIST
-# model for arrays (and the walk-through), the photo model for photo files, uploads and catalogs.
+# model for arrays (and the walk-through), the store model (garments, accessories and "not
+# apparel", as Shopify categories: apparel.store) for photo files, uploads, catalogs and batches.
 DEFAULT_MODEL_DIR = artifacts.shipped_model_dir("default")
-DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("photos")
+DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("store")
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None = None, photos: bool = False) -> Path:
@@ -63,6 +64,9 @@ def _run_or_shipped(model_dir: str | os.PathLike) -> Path:
 def load_model(model_dir: str | os.PathLike | None = None):
     """The Keras model of a run directory, loaded in safe mode (no arbitrary code runs)."""
     import keras
+
+    # The project's own layers (a store model's Logarithm) must be registered before loading.
+    import apparel.backbones.layers  # noqa: F401
 
     path = resolve_model_dir(model_dir) / artifacts.MODEL_FILE
     try:

@@ -250,8 +250,10 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         images = await run_in_threadpool(decode_uploads, served.photo_decoder(config), files)
         probabilities = await served.batcher.predict(images)
         ranked = served.predictor.top_k(probabilities, top_k)
-        return {"predictions": [photo_result(name, image, top, served.categories, preview)
-                                for (name, _), image, top in zip(files, images, ranked)]}
+        categories = ([decision.to_dict() for decision in served.categories.choose_all(probabilities)]
+                      if served.categories is not None else [None] * len(files))
+        return {"predictions": [photo_result(name, image, top, category, preview)
+                                for (name, _), image, top, category in zip(files, images, ranked, categories)]}
 
 
 def decode_uploads(decode_one, files: list[tuple[str, bytes]]) -> np.ndarray:
@@ -268,11 +270,12 @@ def decode_uploads(decode_one, files: list[tuple[str, bytes]]) -> np.ndarray:
     return np.stack(images)
 
 
-def photo_result(name: str, image: np.ndarray, top: list[tuple[str, float]], categories: dict[str, str | None],
+def photo_result(name: str, image: np.ndarray, top: list[tuple[str, float]], category: dict | None,
                  preview: bool) -> dict:
+    """One photo's answer; ``category`` is its store category (``CategoryDecision.to_dict``), None
+    for a model without categories."""
     result = {"file": name, "label": top[0][0], "probability": top[0][1],
-              "top_k": [{"label": label, "probability": p} for label, p in top],
-              "category": categories.get(top[0][0])}
+              "top_k": [{"label": label, "probability": p} for label, p in top], "category": category}
     if preview:
         result["input_png"] = png_data_url(image)
     return result

@@ -31,7 +31,9 @@ from apparel.serve.batching import MicroBatcher, Overloaded, inference_function,
 from apparel.serve.config import ServiceConfig
 from apparel.serve.payloads import RequestError
 from apparel.serve.telemetry import Metrics, RequestLog
+from apparel.shop.categories import optional_run_chooser, run_chooser
 from apparel.shop.taxonomy import load_mapping
+from apparel.taxonomy.decide import CategoryChooser
 
 ALIAS = "apparel"  # the name every earlier client used: the default model
 OUTPUT_NAME = "probabilities"  # the one output of every model, as the protocols name tensors
@@ -92,7 +94,7 @@ class ServedVersion:
     predictor: Predictor
     batcher: MicroBatcher
     description: dict
-    categories: dict[str, str | None]
+    categories: CategoryChooser | None  # what turns its probabilities into a store category
     numbered: bool = True  # a repository version; False: a single run directory, shown by its digest
     in_flight: int = 0  # requests holding this version (the reloader waits for 0 before unloading)
     decode_slots: threading.BoundedSemaphore | None = None
@@ -275,11 +277,15 @@ class Registry:
                              "try again shortly") from None
 
 
-def store_categories(class_names: tuple[str, ...], taxonomy: str | None) -> dict[str, str | None]:
-    """Class → store category for a model's classes. A class the mapping does not name (a store's
-    own photo classes, say) gets none rather than stopping the service; so does an empty one."""
-    mapping = load_mapping(taxonomy)
-    return {name: mapping[name].path if mapping.get(name) is not None else None for name in class_names}
+def store_categories(predictor: Predictor, taxonomy: str | None) -> CategoryChooser | None:
+    """How a model's answers get a store category (``apparel.shop.categories``): its own
+    categories, else the mapping. A model whose classes the mapping does not all name (a store's
+    own photo classes, say) answers without one rather than stopping the service."""
+    if taxonomy is None:
+        return optional_run_chooser(predictor.model_dir, predictor.contract)
+    if not set(predictor.class_names) <= set(load_mapping(taxonomy, class_names=())):
+        return None
+    return run_chooser(predictor.model_dir, predictor.class_names, taxonomy)
 
 
 def serve_version(name: str, number: int, predictor: Predictor, config: ServiceConfig, metrics: Metrics, *,
@@ -293,7 +299,7 @@ def serve_version(name: str, number: int, predictor: Predictor, config: ServiceC
     if warm_up_seconds > 0:
         warm_up(batcher.infer, config.max_batch, predictor.contract.shape, seconds=warm_up_seconds)
     return ServedVersion(name, number, predictor, batcher, model_description(predictor, model_file),
-                         store_categories(predictor.class_names, config.taxonomy), numbered=numbered)
+                         store_categories(predictor, config.taxonomy), numbered=numbered)
 
 
 def load_version(name: str, number: int, model_dir: str | os.PathLike, config: ServiceConfig, metrics: Metrics,

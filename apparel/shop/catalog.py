@@ -8,25 +8,30 @@
 Both header styles of Shopify's export are read: the older (``Handle``, ``Product Category``,
 ``Image Src``, …) and the current (``URL handle``, ``Product category``, ``Product image URL``, …).
 A product's rows share its handle; its first row holds the product's fields and its first image
-that can be read is classified. For each product predicted with at least ``min_confidence``:
+that can be read is classified. Its class probabilities become one Shopify category
+(``apparel.taxonomy.decide``): the deepest one that is sure enough, a parent when only the parent
+is ("Shoes" for a likely sandal), or none, with the reason "uncertain" or "outside the vertical".
+For each product that gets one:
 
-- the category column gets the Shopify taxonomy path of the class when it is empty (always with
-  ``overwrite``), from the mapping file ``taxonomy.csv`` (or the user's own, same layout);
-- ``Type`` gets the class name when it is empty;
+- the category column gets its full path (or its id, ``category_format="id"``) when empty (always
+  with ``overwrite``). Which category each class stands for and how sure is sure enough come from
+  the model (a store model's ``categories.json``), else the mapping file ``taxonomy.csv`` (or the
+  user's own, same layout: ``apparel.shop.categories``);
+- ``Type`` gets the class name when it is empty (the category's name when only a parent was sure);
 - ``Tags`` gets ``apparel:<class>`` unless it has an ``apparel:`` tag already (replaced with
   ``overwrite``).
 
 Everything else keeps its bytes: the output is the input with only the changed cells spliced in
 (the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
-a UTF-8 BOM stay as they were, and no row can be lost. Products below ``min_confidence``, and those
-whose images all failed, are listed in a review CSV beside the output; it is for people with a
+a UTF-8 BOM stay as they were, and no row can be lost. Products left without a category, and those
+whose images all failed, are listed with the reason in a review CSV beside the output; it is for people with a
 spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
 (the output is never escaped). Finished images are cached beside the output, so an interrupted run
 (even a killed one) resumes and a rerun gives the same bytes. None of the three files may be the
 input.
 
-The labels are the model's own class names (``InputContract``): the shipped photo model
-(``photos``: ``dress``, ``t-shirt``, …) unless ``model_dir`` names another run, whose
+The labels are the model's own class names (``InputContract``): the shipped store model
+(``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run, whose
 photos go through its own pipeline (a photo model's RGB square or the Fashion-MNIST 28×28).
 """
 
@@ -51,7 +56,8 @@ from apparel.images.fetch import FetchConfig
 from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
-from apparel.shop.taxonomy import load_mapping
+from apparel.shop.categories import run_chooser
+from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
 
 # Column roles and the header names of each Shopify export style (compared case-insensitively).
@@ -65,7 +71,8 @@ COLUMNS = {
     "image_position": ("image position",),
     "variant_image": ("variant image", "variant image url"),
 }
-REVIEW_FIELDS = ("handle", "title", "image", "status", "label", "probability", "top_k", "error")
+REVIEW_FIELDS = ("handle", "title", "image", "status", "category", "confidence", "label", "probability", "top_k",
+                 "error")
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), in the review CSV.
 # Not defusedcsv: it leaves out tab and carriage return, and rewrites "|" inside the cells it escapes.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -77,9 +84,16 @@ class CatalogConfig(Config):
 
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
-    mapping: str | None = option(None, "class,category CSV to use instead of the shipped Shopify taxonomy mapping")
-    min_confidence: float = option(0.5, "write predictions at least this likely; lower ones are listed for review",
-                                   minimum=0.0, maximum=1.0)
+    mapping: str | None = option(None, "class,category CSV to use instead of the model's own categories (a store "
+                                       "model's categories.json) or the shipped Shopify taxonomy mapping")
+    min_confidence: float | None = option(
+        None, "write the deepest category at least this likely, else leave it for review (default: the model's own, "
+        "chosen on validation photos; 0.5 for a model without categories.json)", minimum=0.0, maximum=1.0)
+    outside_confidence: float | None = option(
+        None, "leave a product whose classes without a category (not-apparel) are at least this likely, as outside "
+        "the vertical (default: the model's own; 0.5)", minimum=0.0, maximum=1.0)
+    category_format: str = option("path", "what the category column gets: the full path, or the category's id",
+                                  choices=("path", "id"))
     overwrite: bool = option(False, "replace categories that are already filled")
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
     timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
@@ -101,7 +115,8 @@ class CatalogReport:
     products: int                    # distinct handles
     categorized: int                 # products whose prediction was written (or already there)
     changed_cells: int               # cells that differ from the input
-    low_confidence: int              # products below min_confidence (in the review file)
+    low_confidence: int              # products no category was sure enough for (in the review file, "uncertain")
+    outside: int                     # products outside the vertical, not apparel (in the review file)
     failed: int                      # products whose images could not be read (in the review file)
     no_image: int                    # products with no image at all (in the review file)
     predicted: int                   # images classified by the model in this run
@@ -260,16 +275,19 @@ def categorize_catalog(
     columns = find_columns(header, csv_path)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
-    classifier = Classifier(config, resolve_model_dir(config.model_dir, photos=True), cache_path, predictor, progress)
-    mapping = load_mapping(config.mapping, classifier.class_names)
+    model_dir = resolve_model_dir(config.model_dir, photos=True)
+    classifier = Classifier(config, model_dir, cache_path, predictor, progress)
+    chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
+                          config.outside_confidence)
     classifier.classify(products, images_dir)
-    decisions = decide_cells(products, header, columns, classifier, mapping, config)
+    decisions = decide_cells(products, header, columns, classifier, chooser, config)
     with atomic_path(out) as temporary:
         temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
     write_review(review_path, decisions.review)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=decisions.categorized,
-        changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, failed=decisions.failed,
+        changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, outside=decisions.outside,
+        failed=decisions.failed,
         no_image=decisions.no_image, predicted=classifier.predicted, cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path),
     )
@@ -455,13 +473,14 @@ class Decisions:
     review: list[dict] = field(default_factory=list)
     categorized: int = 0
     low_confidence: int = 0
+    outside: int = 0
     failed: int = 0
     no_image: int = 0
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
-                 mapping: dict[str, Category | None], config: CatalogConfig) -> Decisions:
-    """What to write for each product, and which products a person should review."""
+                 chooser: CategoryChooser, config: CatalogConfig) -> Decisions:
+    """What to write for each product, and which products a person should review (and why)."""
     decisions = Decisions()
     for product in products:
         title = product.row.value(columns["title"])
@@ -477,16 +496,22 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         image, probabilities = classifier.outcome[product.handle]
         order = np.argsort(probabilities)[::-1]
         names = classifier.class_names
-        label, confidence = names[order[0]], probabilities[order[0]]
+        label = names[order[0]]
+        decision = chooser.choose(probabilities)
         base = {"handle": product.handle, "title": title, "image": image, "label": label,
-                "probability": f"{confidence:.4f}"}
-        if confidence < config.min_confidence:
-            decisions.low_confidence += 1
-            decisions.review.append({**base, "status": "low confidence",
+                "probability": f"{probabilities[order[0]]:.4f}"}
+        if decision.category is None:
+            if decision.reason == OUTSIDE:
+                decisions.outside += 1
+            else:
+                decisions.low_confidence += 1
+            decisions.review.append({**base, "status": decision.reason, "confidence": f"{decision.confidence:.4f}",
                                      "top_k": "; ".join(f"{names[i]} {probabilities[i]:.4f}" for i in order[:3])})
             continue
         decisions.categorized += 1
-        for role, value in wanted_cells(product, columns, label, mapping, config).items():
+        base["category"] = decision.category.path
+        base["confidence"] = f"{decision.confidence:.4f}"
+        for role, value in wanted_cells(product, columns, label, decision.category, chooser, config).items():
             index = columns[role]
             if index >= len(product.row.cells):
                 decisions.review.append({**base, "status": "row too short",
@@ -498,18 +523,22 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
     return decisions
 
 
-def wanted_cells(product: Product, columns: dict[str, int | None], label: str,
-                 mapping: dict[str, Category | None], config: CatalogConfig) -> dict[str, str]:
-    """Role → value for a product predicted as ``label``: category (the node's full path, what the
-    CSV's category column takes) when empty (or ``overwrite``), type when empty, our tag."""
+def wanted_cells(product: Product, columns: dict[str, int | None], label: str, category: Category,
+                 chooser: CategoryChooser, config: CatalogConfig) -> dict[str, str]:
+    """Role → value for a product whose chosen category is ``category`` and likeliest class
+    ``label``: the category column (the node's full path, or its id with ``category_format``) when
+    empty (or ``overwrite``), type when empty, our tag. Type and tag name the class when the
+    category is the class's own; when only a parent was sure ("Shoes" for a likely sandal), they
+    name that category instead, so no cell claims more than the photo supports."""
+    named = label if chooser.category_of(label) == category else category.name
     wanted = {}
-    if columns["category"] is not None and mapping[label] is not None:
+    if columns["category"] is not None:
         if config.overwrite or not product.row.value(columns["category"]).strip():
-            wanted["category"] = mapping[label].path
+            wanted["category"] = category.id if config.category_format == "id" else category.path
     if columns["type"] is not None and not product.row.value(columns["type"]).strip():
-        wanted["type"] = label
+        wanted["type"] = named
     if columns["tags"] is not None:
-        wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + label,
+        wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
                                    config.tag_prefix, config.overwrite)
     return wanted
 

@@ -21,9 +21,11 @@ function percent(p) {
 function categoryText(category) {
   if (category == null) return "";
   if (typeof category === "string") return "Category: " + category;
-  const path = category.path || category.breadcrumb || category.full_name;
-  if (Array.isArray(path)) return "Category: " + path.join(" › ");
-  return "Category: " + (path || category.name || JSON.stringify(category));
+  if (category.path == null) {
+    // Left for a person: the reason (not apparel, or no category sure enough) says why.
+    return "No category: " + category.reason + " (" + percent(category.confidence) + ")";
+  }
+  return "Category: " + category.path + " (" + percent(category.confidence) + ")";
 }
 
 function newCard(file) {
