@@ -566,3 +566,67 @@ def test_a_request_log_that_cannot_be_written_is_refused_at_start_up(tmp_path):
     (tmp_path / "requests.jsonl").unlink()
     (tmp_path / "requests.jsonl").mkdir()  # gone from under the server: a warning, not a failed answer
     log.record(model="m", status=200)
+
+
+def v2_body(count: int, outputs=None, **parameters) -> dict:
+    images = np.random.default_rng(0).random((count, 28, 28)).round(3)
+    body = {"inputs": [{"name": "pixels", "shape": [count, 28, 28], "datatype": "FP32", "data": images.ravel().tolist()}]}
+    if outputs is not None:
+        body["outputs"] = [{"name": name} for name in outputs]
+    return {**body, **parameters}
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (["probabilities"] * 20, "'probabilities' is asked for 20 times"),
+    (["label", "probabilities", "label"], "'label' is asked for 2 times"),
+    (["probabilities", "logits"], "unknown output 'logits'"),
+])
+def test_v2_outputs_named_twice_or_unknown_are_refused_before_the_model_runs(client, predictor, outputs, message,
+                                                                             monkeypatch):
+    """Each entry of "outputs" was a full copy of the answer: 10,000 of one name made 549 MB (#31.8)."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    calls = []
+
+    async def predict(images):
+        calls.append(len(images))
+
+    monkeypatch.setattr(client.app.state.batcher, "predict", predict)
+    body = v2_body(1, outputs)
+    body["inputs"][0]["name"] = input_name
+    response = client.post("/v2/models/apparel/infer", json=body)
+    assert response.status_code == 422 and message in response.json()["error"], response.text
+    assert not calls
+
+
+def test_a_v2_answer_over_max_response_bytes_is_refused_before_it_is_built(predictor, monkeypatch):
+    """The answer's size is reckoned from the images and the outputs asked for, before the model
+    runs; one that fits is built on a worker thread once it is large, never on the event loop (#31.8)."""
+    from apparel.serve import v2
+
+    built_on_loop = []
+    build = v2.infer_response
+
+    def recording(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            built_on_loop.append(True)
+        except RuntimeError:
+            built_on_loop.append(False)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(v2, "infer_response", recording)
+    with TestClient(create_app(predictor, **LIMITS, max_response_bytes=2_000)) as small:
+        input_name = small.get("/v2/models/apparel").json()["inputs"][0]["name"]
+        too_big = v2_body(8)
+        too_big["inputs"][0]["name"] = input_name
+        response = small.post("/v2/models/apparel/infer", json=too_big)
+        assert response.status_code == 413 and "send fewer instances" in response.json()["error"], response.text
+        assert built_on_loop == []
+        one = v2_body(1, ["probabilities", "label"])
+        one["inputs"][0]["name"] = input_name
+        response = small.post("/v2/models/apparel/infer", json=one)
+        assert response.status_code == 200 and len(response.content) <= 2_000, response.text
+        monkeypatch.setattr(v2, "LARGE_ANSWER", 0)  # every answer "large": off the loop
+        response = small.post("/v2/models/apparel/infer", json=one)
+        assert response.status_code == 200
+    assert built_on_loop == [True, False]

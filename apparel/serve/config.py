@@ -34,6 +34,9 @@ class ServiceConfig(Config):
 
     max_body_bytes: int = option(16 * 1024 * 1024, "largest request body accepted, bytes; more is a 413", minimum=1)
     max_instances: int = option(256, "images in one :predict request; more is a 413", minimum=1)
+    max_response_bytes: int = option(64 * 1024 * 1024, "largest answer of a V2 or gRPC inference, bytes, reckoned "
+                                                       "before the model runs; a request whose answer would be "
+                                                       "larger is a 413", minimum=1)
     max_files: int = option(16, "files in one /predict upload; more is a 413", minimum=1)
     max_pixels: int = option(MAX_PIXELS, "a photo's width × height above this is refused (decompression bombs)",
                              minimum=1)

@@ -40,6 +40,10 @@ HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
+OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT)
+JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
+ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
+LARGE_ANSWER = LARGE_BODY  # answers from this size on are built on a worker thread
 
 
 def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
@@ -111,21 +115,48 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
     return scale_pixels(array, contract)
 
 
-def output_tensors(served: ServedVersion, probabilities: np.ndarray, wanted: list[str] | None) -> list[tuple]:
-    """(name, datatype, shape, values) of each output asked for (all when ``wanted`` is None):
+def requested_outputs(names: list[str]) -> list[str]:
+    """The outputs a request asks for, in its order (all when it names none), checked before the
+    model runs: each must be known and named once, as each entry adds a full copy to the answer."""
+    for name in names:
+        if name not in OUTPUTS:
+            raise RequestError(422, f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
+    for name in OUTPUTS:
+        if names.count(name) > 1:
+            raise RequestError(422, f"output {name!r} is asked for {names.count(name)} times; name each output once")
+    return names or list(OUTPUTS)
+
+
+def answer_size(served: ServedVersion, count: int, outputs: dict[str, bool], extra: int = 0) -> int:
+    """An upper bound, in bytes, of the answer for ``count`` images: ``outputs`` maps each output
+    sent to whether its values go as binary; ``extra`` is what else is echoed (the request's id)."""
+    names = served.contract.class_names
+    size = ANSWER_OVERHEAD_BYTES + extra
+    for name, binary in outputs.items():
+        if name == OUTPUT_NAME:
+            size += count * len(names) * (4 if binary else JSON_NUMBER_BYTES)
+        else:
+            size += count * max((len(label.encode()) + 4) if binary else len(json.dumps(label)) + 2 for label in names)
+    return size
+
+
+def check_answer_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise RequestError(413, f"the answer would take up to {size:,} bytes; the limit (max_response_bytes) is "
+                                f"{limit:,}: send fewer instances, or ask for fewer outputs")
+
+
+def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str]) -> list[tuple]:
+    """(name, datatype, shape, values) of each output of ``names`` (from ``requested_outputs``):
     numbers as float32 arrays, labels as a list of UTF-8 bytes."""
-    known = (OUTPUT_NAME, LABEL_OUTPUT)
-    for name in wanted or ():
-        if name not in known:
-            raise RequestError(422, f"unknown output {name!r}; the outputs are {', '.join(known)}")
     tensors = []
-    for name in wanted or known:
+    for name in names:
         if name == OUTPUT_NAME:
             values = np.asarray(probabilities, dtype=np.float32)
             tensors.append((name, "FP32", list(values.shape), values))
         else:
-            names = served.contract.class_names
-            labels = [names[index].encode() for index in probabilities.argmax(axis=-1)]
+            classes = served.contract.class_names
+            labels = [classes[index].encode() for index in probabilities.argmax(axis=-1)]
             tensors.append((name, "BYTES", [len(labels)], labels))
     return tensors
 
@@ -208,19 +239,24 @@ def raw_tensor_data(name: str, datatype: str, raw: bytes):
         raise RequestError(422, f"input {name!r}: {len(raw):,} bytes are not whole {datatype} numbers") from None
 
 
-def infer_response(served: ServedVersion, request: dict, probabilities: np.ndarray) -> Response:
-    outputs = request.get("outputs")  # its structure checked by check_structure
-    wanted = [output.get("name") for output in outputs] if outputs else None
+def output_choice(request: dict) -> dict[str, bool]:
+    """Each output a request asks for (its structure checked by check_structure) → whether its
+    values go as binary."""
+    outputs = request.get("outputs") or []
     binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
-    binary_wanted = {output.get("name"): bool((output.get("parameters") or {}).get("binary_data", binary_default))
-                     for output in outputs or ()}
+    given = {output["name"]: output.get("parameters") or {} for output in outputs}
+    return {name: bool(given.get(name, {}).get("binary_data", binary_default))
+            for name in requested_outputs([output["name"] for output in outputs])}
+
+
+def infer_response(served: ServedVersion, request: dict, outputs: dict[str, bool], probabilities: np.ndarray) -> Response:
     answer = {"model_name": served.name, "model_version": served.label, "outputs": []}
     if "id" in request:
         answer["id"] = request["id"]
     chunks = []
-    for name, datatype, shape, values in output_tensors(served, probabilities, wanted):
+    for name, datatype, shape, values in output_tensors(served, probabilities, list(outputs)):
         tensor = {"name": name, "datatype": datatype, "shape": shape}
-        if binary_wanted.get(name, binary_default):
+        if outputs[name]:
             raw = serialize_bytes(values) if datatype == "BYTES" else values.astype("<f4").tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
@@ -270,6 +306,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
 
     async def answer(served: ServedVersion, body: bytes, header_length: str | None) -> Response:
         request, binary = parse_infer_body(body, header_length)
+        outputs = output_choice(request)
         name, datatype, shape, data = infer_input(request["inputs"][0], binary)
 
         arguments = dict(max_instances=config.max_instances, decode_photo=served.photo_decoder(config))
@@ -277,8 +314,12 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
             images = await run_in_threadpool(tensor_images, served, name, datatype, shape, data, **arguments)
         else:
             images = tensor_images(served, name, datatype, shape, data, **arguments)
+        size = answer_size(served, len(images), outputs, len(json.dumps(request["id"])) if "id" in request else 0)
+        check_answer_size(size, config.max_response_bytes)
         probabilities = await served.batcher.predict(images)
-        return infer_response(served, request, probabilities)
+        if size >= LARGE_ANSWER:  # a large answer takes its time to build: off the loop
+            return await run_in_threadpool(infer_response, served, request, outputs, probabilities)
+        return infer_response(served, request, outputs, probabilities)
 
     app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], tags=TAGS,
                       summary="Inference on typed tensors", openapi_extra=path_parameters("name"))
