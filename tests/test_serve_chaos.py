@@ -463,6 +463,21 @@ def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, mo
         assert test_client.get("/v1/models/apparel", headers={"X-API-Key": "from-env"}).status_code == 200
 
 
+@pytest.mark.parametrize("key", ["clé-secrète", " s3cret", "s3cret\n", "tab\tkey"])
+def test_a_key_that_headers_cannot_carry_is_refused_at_start(key, monkeypatch, capsys):
+    """A UTF-8 key was taken, then every request with it got 401 and gRPC metadata could not carry
+    it; spaces around a key are dropped by HTTP parsers (#31.14)."""
+    from apparel.cli import main
+
+    with pytest.raises(ValueError, match="^api_key must be printable ASCII"):
+        ServiceConfig(api_key=key)
+    monkeypatch.delenv("APPAREL_API_KEY", raising=False)
+    assert main(["serve", "--api-key", key]) == 2
+    error = capsys.readouterr().err
+    assert "error: api_key must be printable ASCII" in error and error.strip().endswith("(--api-key)")
+    assert ServiceConfig(api_key="s3cret key-1").api_key == "s3cret key-1"
+
+
 # ---------------------------------------------------------------- TensorFlow Serving details (finding 10)
 
 

@@ -108,6 +108,13 @@ class ServiceConfig(Config):
                                  f"got {self.max_queued_images}", "max_queued_images", "max_instances", "max_files")
         if self.api_key is not None and not self.api_key.strip():
             raise ParameterError("{} is empty; give a key, or none to serve without one", "api_key")
+        # A key clients cannot send locks everyone out: HTTP headers and gRPC metadata carry
+        # printable ASCII only, and their parsers drop the spaces around a value.
+        if self.api_key is not None and (not all(" " <= character <= "~" for character in self.api_key)
+                                         or self.api_key != self.api_key.strip()):
+            raise ParameterError(f"{{}} must be printable ASCII (letters, digits, punctuation) with no space or tab "
+                                 f"around it: clients could not send this key, as HTTP headers and gRPC metadata "
+                                 f"carry nothing else; choose another (the flag, or ${API_KEY_ENV})", "api_key")
 
     def limits(self) -> dict:
         """The settings a client may see (the metadata endpoint): all but the private ones."""
