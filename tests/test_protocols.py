@@ -356,6 +356,28 @@ def test_a_broken_models_json_keeps_what_is_served(fashion_run, photo_run, tmp_p
         served.batcher.close()
 
 
+def test_a_version_above_int64_is_refused_and_the_last_good_one_kept(fashion_run, photo_run, tmp_path):
+    """Version 2^63 was served, retired version 1, and broke TF Serving's gRPC ("Value out of
+    range"): it is now refused, with the reason in the model's status (#31.11)."""
+    from apparel.serve.repository import MAX_VERSION
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    registry = Registry(ServiceConfig(model_repository=str(root), **SETTINGS), Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    shutil.copytree(fashion_run, root / "fashion-mnist" / str(MAX_VERSION + 1))
+    reloader.sync()
+    model = registry.models["fashion-mnist"]
+    assert sorted(model.versions) == [1] and registry.resolve("fashion-mnist").number == 1
+    status = model.status[MAX_VERSION + 1]
+    assert status.state == "END" and "above 9223372036854775807" in status.error
+    with pytest.raises(ValueError, match="1 to 2\\^63-1"):
+        (root / "models.json").write_text(json.dumps({"models": {"photos": {"version_labels": {"big": 2**63}}}}))
+        Repository(root).scan()
+    for served in registry.all_versions():
+        served.batcher.close()
+
+
 def test_grpc_needs_the_api_key_and_refuses_tensors_by_their_declared_shape(fashion_run, photo_run, tmp_path):
     """The key guards gRPC as it guards HTTP (probes excepted), and a Predict that declares a huge
     tensor in a few bytes is refused before any array is made."""
