@@ -645,3 +645,32 @@ def test_a_v2_answer_over_max_response_bytes_is_refused_before_it_is_built(predi
         response = small.post("/v2/models/apparel/infer", json=one)
         assert response.status_code == 200
     assert built_on_loop == [True, False]
+
+
+def test_pixels_must_be_numbers_of_their_datatype(client):
+    """numpy read a JSON true as 1, a string "0.5" as 0.5 and a UINT8 300 as a count mistake (#31.15)."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    pixels = np.full((1, 28, 28), 0.5).tolist()
+    pixels[0][3][4] = True
+    response = post_json(client, {"instances": pixels})
+    assert response.status_code == 422 and "true or false" in response.json()["error"], response.text
+
+    def v2(datatype, data):
+        tensor = {"name": input_name, "shape": [1, 28, 28], "datatype": datatype, "data": data}
+        return client.post("/v2/models/apparel/infer", json={"inputs": [tensor]})
+
+    for data in (pixels, [True] * 784, ["0.5"] * 784, [0.5] * 783 + ["0.5"]):
+        response = v2("FP32", data)
+        assert response.status_code == 422 and "numbers" in response.json()["error"], (data[-1], response.text)
+    response = v2("UINT8", [300] + [0] * 783)
+    assert response.status_code == 422 and "0 to 255, found 0 to 300" in response.json()["error"], response.text
+    response = v2("UINT8", [0.5] * 784)
+    assert response.status_code == 422 and "whole numbers" in response.json()["error"], response.text
+    response = v2("UINT8", [0] * 783)
+    assert response.status_code == 422 and "784 UINT8 numbers" in response.json()["error"], response.text
+    assert v2("UINT8", [255] * 784).status_code == 200
+    assert v2("FP32", [0.5] * 784).status_code == 200
+    # A boolean elsewhere in the request is no pixel: binary_data_output is one.
+    tensor = {"name": input_name, "shape": [1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
+    response = client.post("/v2/models/apparel/infer", json={"inputs": [tensor], "parameters": {"binary_data_output": False}})
+    assert response.status_code == 200, response.text

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
-from apparel.serve.payloads import RequestError, scale_pixels, shape_text
+from apparel.serve.payloads import RequestError, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
 SERVER_NAME = "apparel"
@@ -107,12 +107,32 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
     if tuple(shape[1:]) != contract.shape:
         raise RequestError(422, f"input {name!r} must have shape [N, {', '.join(map(str, contract.shape))}] "
                                 f"({shape_text(contract.shape)} per image), got {list(shape)}")
+    return scale_pixels(typed_array(name, datatype, shape, data), contract)
+
+
+def typed_array(name: str, datatype: str, shape: list[int], data) -> np.ndarray:
+    """The numbers of a tensor as its datatype, in its shape: strings are not numbers (numpy would
+    parse "0.5"), and an integer type takes only whole numbers within its range (numpy would wrap
+    300 to 44 as UINT8)."""
+    dtype = np.dtype(NUMBER_TYPES[datatype])
+    count_mistake = RequestError(422, f"input {name!r}: its data must be {int(np.prod(shape)):,} {datatype} numbers, "
+                                      "as its shape says")
     try:
-        array = np.asarray(data, dtype=NUMBER_TYPES[datatype]).reshape(shape)
+        array = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(422, f"input {name!r}: its data must be {int(np.prod(shape)):,} {datatype} numbers, as its "
-                                "shape says") from None
-    return scale_pixels(array, contract)
+        raise count_mistake from None
+    if array.dtype.kind not in "iuf":  # bool, strings, objects (mixed types, huge integers)
+        raise RequestError(422, f"input {name!r}: {datatype} data must be numbers, not strings, booleans or nulls")
+    if array.dtype != dtype and dtype.kind in "iu" and array.size:
+        if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+            raise RequestError(422, f"input {name!r}: {datatype} data must be whole numbers; send FP32 for others")
+        low, high, limits = array.min(), array.max(), np.iinfo(dtype)
+        if low < limits.min or high > limits.max:
+            raise RequestError(422, f"input {name!r}: {datatype} values must lie in {limits.min} to {limits.max}, "
+                                    f"found {low:g} to {high:g}")
+    if array.size != int(np.prod(shape)):
+        raise count_mistake
+    return array.astype(dtype, copy=False).reshape(shape)
 
 
 def requested_outputs(names: list[str]) -> list[str]:
@@ -177,6 +197,9 @@ def parse_infer_body(body: bytes, header_length: str | None):
         raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "
                                 "\"data\"}]}: the model has one input")
     check_structure(request)
+    tensor = request["inputs"][0]
+    if isinstance(tensor, dict) and tensor.get("datatype") != "BYTES":
+        refuse_booleans(tensor.get("data"), head)
     return request, binary
 
 
