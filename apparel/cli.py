@@ -226,7 +226,8 @@ def cmd_serve(args) -> int:
     from apparel.serve.app import run_server
 
     settings = config_changes(args, ServiceConfig)
-    _status(f"loading the model and serving on http://{args.host}:{args.port}/ (Ctrl-C stops) …")
+    # Where it serves is said once it does (uvicorn's "running on" line): the port may be taken.
+    _status("loading the models …")
     run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
                inference_threads=args.inference_threads, litert=args.litert, **settings)
     return 0

@@ -674,3 +674,21 @@ def test_pixels_must_be_numbers_of_their_datatype(client):
     tensor = {"name": input_name, "shape": [1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
     response = client.post("/v2/models/apparel/infer", json={"inputs": [tensor], "parameters": {"binary_data_output": False}})
     assert response.status_code == 200, response.text
+
+
+def test_serve_says_a_port_is_taken_before_loading_and_never_that_it_serves(monkeypatch, capsys):
+    """`apparel serve --port 1` said "serving on http://127.0.0.1:1/" before it failed to bind (#31.6)."""
+    from apparel.cli import main
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the models were loaded before the port was checked")
+
+    monkeypatch.setattr(service_app, "served_models", no_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "(--port, --host)" in error
+    assert "serving on" not in error

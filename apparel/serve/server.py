@@ -14,9 +14,11 @@ apply a ``ServiceConfig``:
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from apparel.errors import ParameterError
 from apparel.serve.config import ServiceConfig
 
 
@@ -91,3 +93,18 @@ def server_options(settings: ServiceConfig, host: str, port: int) -> dict:
     the requests still running and closes their connections."""
     return {"host": host, "port": port, "http": protocol_class(settings),
             "timeout_keep_alive": settings.keep_alive_s, "timeout_graceful_shutdown": settings.shutdown_timeout_s}
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """A ``ParameterError`` naming ``port`` and ``host`` when ``host:port`` cannot be listened on
+    (taken, privileged, not this machine's address): said before the models load, not after."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+            probe.listen()
+    except OSError as error:
+        raise ParameterError(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another {{}} (or "
+                             "{})", "port", "host") from None
