@@ -8,6 +8,7 @@ the configs (training, catalog, service) are made from their dataclass fields.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -251,8 +252,38 @@ def cmd_bench(args) -> int:
     return 0
 
 
+class SuggestingParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors show the subcommand's usage and name the closest flag to
+    each unknown one: `apparel predict --jsn` → "did you mean --json?"."""
+
+    arguments: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.arguments = list(sys.argv[1:] if args is None else args)  # each subparser: what follows its name
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:  # reported by the subcommand's parser, which shows its own usage and flags
+            command = self._subparsers._group_actions[0].choices.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
+    def error(self, message: str):
+        guesses = []
+        for argument in self.arguments:
+            if argument == "--":
+                break
+            flag = argument.split("=", 1)[0]
+            if (flag.startswith("-") and flag not in self._option_string_actions
+                    and not self._negative_number_matcher.match(flag)):
+                closest = difflib.get_close_matches(flag, self._option_string_actions, n=1, cutoff=0.6)
+                guesses += [f"{closest[0]} for {flag}"] if closest else []
+        super().error(f"{message} (did you mean {', '.join(guesses)}?)" if guesses else message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
+    parser = SuggestingParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -235,3 +235,17 @@ def test_preprocess_draws_the_photo_models_steps(photo_run, tmp_path, capsys):
         assert image.format == "PNG" and image.width > 3 * image.height
     assert main(["preprocess", str(photo), "--out", str(tmp_path / "fashion.png")]) == 0  # the default pipeline
     assert capsys.readouterr().out.splitlines()[0].endswith("stretched 28×28")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["predict", "shoes", "--jsn"], "unrecognized arguments: --jsn (did you mean --json for --jsn?)"),
+    (["catalog", "products.csv", "--output", "x.csv"],
+     "the following arguments are required: --out (did you mean --out for --output?)"),
+])
+def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, expected, capsys):
+    """A typo printed the top-level usage and no suggestion (#31.5)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"usage: apparel {argv[0]} " in error
+    assert f"apparel {argv[0]}: error: {expected}" in error
