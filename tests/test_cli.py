@@ -249,3 +249,11 @@ def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, ex
     error = capsys.readouterr().err
     assert exit_.value.code == 2 and f"usage: apparel {argv[0]} " in error
     assert f"apparel {argv[0]}: error: {expected}" in error
+
+
+def test_the_package_description_says_what_the_product_does():
+    """PyPI's one line said "(Fashion-MNIST categories)": the product sorts store photos (#31.7)."""
+    import tomllib
+
+    description = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["description"]
+    assert "photos" in description and "Shopify" in description and "Fashion-MNIST categories" not in description
