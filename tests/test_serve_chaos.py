@@ -692,3 +692,35 @@ def test_serve_says_a_port_is_taken_before_loading_and_never_that_it_serves(monk
     error = capsys.readouterr().err
     assert f"cannot listen on 127.0.0.1:{port}" in error and "(--port, --host)" in error
     assert "serving on" not in error
+
+
+def test_a_long_url_or_long_headers_are_refused_as_soon_as_seen(predictor):
+    """No size limit held a request's line and headers before the key was checked: now a URL past
+    max_header_bytes is a 414 and headers past it a 431, the connection closed, before the app
+    (and its key check) sees the request (#31.9)."""
+    app = create_app(predictor, **QUICK, api_key="s3cret", max_header_bytes=8_000)
+    key = b"X-API-Key: s3cret\r\n"
+    with running_server(app) as base_url:
+        def answer(*pieces: bytes) -> bytes:
+            connection = raw_connection(base_url)
+            for piece in pieces:
+                connection.sendall(piece)
+            received, _ = read_until_closed(connection, limit=10)
+            connection.close()
+            return received
+
+        status = lambda received: received.split(b"\r\n", 1)[0]
+        long_url = b"GET /v1/models/apparel?" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"\r\n"
+        assert status(answer(long_url)) == b"HTTP/1.1 414 URI Too Long"
+        long_header = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"X-Big: " + b"b" * 10_000 + b"\r\n\r\n"
+        assert status(answer(long_header)) == b"HTTP/1.1 431 Request Header Fields Too Large"
+        many = b"".join(b"X-Many-%d: %s\r\n" % (index, b"m" * 90) for index in range(100))
+        assert status(answer(b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n")).startswith(
+            b"HTTP/1.1 431")
+        # Refused while the header is still coming: the server does not wait for its end.
+        unfinished = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 12_000
+        assert status(answer(unfinished)).startswith(b"HTTP/1.1 431")
+        fits = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + key
+        assert status(answer(fits + b"X-Some: " + b"s" * 4_000 + b"\r\n\r\n")) == b"HTTP/1.1 200 OK"
+        assert status(answer(b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) \
+            == b"HTTP/1.1 401 Unauthorized"

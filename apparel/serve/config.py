@@ -69,6 +69,9 @@ class ServiceConfig(Config):
                                            "the connection closed", minimum=0.001)
     body_timeout_s: float = option(60.0, "seconds a client has to send a request's body once its headers are in; "
                                          "slower is a 408 and the connection closed", minimum=0.001)
+    max_header_bytes: int = option(32 * 1024, "largest request line plus headers, bytes; a longer URL is a 414 and "
+                                              "longer headers a 431, as soon as they are seen (before the key is "
+                                              "checked)", minimum=1024)
     keep_alive_s: float = option(5.0, "seconds an idle keep-alive connection stays open", minimum=0.001)
     shutdown_timeout_s: float = option(10.0, "on Ctrl-C / SIGTERM, seconds to finish requests in flight before "
                                              "closing their connections", minimum=0.0)
