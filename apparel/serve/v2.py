@@ -11,7 +11,8 @@ The one input (named as the metadata says) is ``FP32`` (or another number type) 
 when a value is above 1; ``UINT8`` is always 0–255), or ``BYTES`` of shape ``[N]``: encoded
 photo files (base64 strings in JSON; raw bytes in the binary extension and over gRPC). The
 outputs are ``probabilities`` (``FP32 [N, classes]``) and ``label`` (``BYTES [N]``, the best
-class). The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
+class), each asked for at most once; an answer whose size, reckoned before the model runs, would
+pass ``max_response_bytes`` is a 413, and a large one is built on a worker thread. The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
 ways: tritonclient uses it by default.
 
     >>> add_v2_routes(app, registry)
