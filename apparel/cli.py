@@ -8,6 +8,7 @@ the configs (training, catalog, service) are made from their dataclass fields.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -19,13 +20,13 @@ from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
 from apparel.config import TrainConfig
-from apparel.contract import FASHION_MNIST, InputContract, metadata_path
+from apparel.contract import InputContract, metadata_path
 from apparel.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
 from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
 from apparel.inference.export import export_model
-from apparel.inference.prediction import Predictor, resolve_model_dir
+from apparel.inference.prediction import MODEL_DIR_ENV, Predictor, default_model_note, resolve_model_dir
 from apparel.models import MODELS
 from apparel.errors import ParameterError
 from apparel.flags import add_config_flags, config_changes, flag_name, train_config_from_args
@@ -52,6 +53,12 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
 def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _say_default_model(model_dir, photos: bool) -> None:
+    """Say which model a command picked when it was given none: the photo model for photos."""
+    if model_dir is None:
+        _status(f"using {default_model_note(photos)}; give a run directory to use another")
 
 
 def cmd_data(args) -> int:
@@ -91,6 +98,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _say_default_model(args.model_dir, photos=args.images is not None)
     model_dir = resolve_model_dir(args.model_dir, photos=args.images is not None)
     _status(f"evaluating {model_dir} on {args.images or 'the test set'} …")
     report = evaluate_run(model_dir, data_dir=args.data_dir, images=args.images)
@@ -126,6 +134,8 @@ def cmd_predict(args) -> int:
     sources = expand_sources(files)
     # Without a model directory, photos go to the shipped photo model, arrays to the Fashion-MNIST one.
     photos = any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources)
+    if not args.litert:  # a .tflite carries its own contract
+        _say_default_model(model_dir, photos)
     predictor = (Predictor.from_litert(args.litert, model_dir) if args.litert
                  else Predictor.from_dir(model_dir, photos=photos))
     fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
@@ -185,8 +195,9 @@ def _category_text(category: dict) -> str:
 
 def cmd_preprocess(args) -> int:
     source = fetch_url(args.file, FetchConfig(allow_private=args.allow_private)) if is_url(args.file) else args.file
-    # The Fashion-MNIST pipeline unless --model names a photo model (config.json alone says so).
-    contract = InputContract.for_run(resolve_model_dir(args.model_dir)) if args.model_dir else FASHION_MNIST
+    # The photo model's pipeline unless --model names another run (config.json alone says which).
+    _say_default_model(args.model_dir, photos=True)
+    contract = InputContract.for_run(resolve_model_dir(args.model_dir, photos=True))
     steps = model_steps(source, contract)
     draw_steps(source, args.out, contract=contract)
     print(" → ".join(f"{name} {image.width}×{image.height}" for name, image in steps))
@@ -198,6 +209,7 @@ def cmd_catalog(args) -> int:
     from tqdm import tqdm
 
     config = CatalogConfig(**config_changes(args, CatalogConfig))
+    _say_default_model(config.model_dir, photos=True)
     _status(f"categorising {args.csv} → {args.out} …")
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
@@ -214,6 +226,8 @@ def cmd_batch(args) -> int:
     from tqdm import tqdm
 
     config = BatchConfig(**config_changes(args, BatchConfig))
+    if config.litert is None:  # a .tflite carries its own contract
+        _say_default_model(config.model_dir, photos=True)
     _status(f"classifying {args.manifest} → {args.out} ({config.engine} engine) …")
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = classify_manifest(args.manifest, args.out, config, progress=bar.update)
@@ -226,6 +240,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_plots(args) -> int:
+    _say_default_model(args.model_dir, photos=args.images is not None)
     _status("drawing plots …")
     for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images):
         print(path)
@@ -233,8 +248,10 @@ def cmd_plots(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _status(f"exporting {args.model_dir or 'the shipped model'} as {args.format} …")
-    out = export_model(args.model_dir, args.format, args.out)
+    _say_default_model(args.model_dir, photos=True)
+    model_dir = resolve_model_dir(args.model_dir, photos=True)
+    _status(f"exporting {model_dir} as {args.format} …")
+    out = export_model(model_dir, args.format, args.out)
     print(out)
     print(metadata_path(out))
     return 0
@@ -252,7 +269,12 @@ def cmd_serve(args) -> int:
     from apparel.serve.app import run_server
 
     settings = config_changes(args, ServiceConfig)
-    _status(f"loading the model and serving on http://{args.host}:{args.port}/ (Ctrl-C stops) …")
+    if args.model_dir is None and args.litert is None and settings.get("model_repository") is None:
+        _status(f"using {default_model_note(photos=True)}; give a run directory to serve another"
+                if os.environ.get(MODEL_DIR_ENV) else "using the shipped models photos (the default, also served as "
+                "apparel) and fashion-mnist; give a run directory to serve another")
+    # Where it serves is said once it does (uvicorn's "running on" line): the port may be taken.
+    _status("loading the models …")
     run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
                inference_threads=args.inference_threads, litert=args.litert, **settings)
     return 0
@@ -290,8 +312,38 @@ def cmd_taxonomy_show(args) -> int:
     return 0
 
 
+class SuggestingParser(argparse.ArgumentParser):
+    """argparse's parser, whose errors show the subcommand's usage and name the closest flag to
+    each unknown one: `apparel predict --jsn` → "did you mean --json?"."""
+
+    arguments: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.arguments = list(sys.argv[1:] if args is None else args)  # each subparser: what follows its name
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:  # reported by the subcommand's parser, which shows its own usage and flags
+            command = self._subparsers._group_actions[0].choices.get(getattr(parsed, "command", None), self)
+            command.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
+    def error(self, message: str):
+        guesses = []
+        for argument in self.arguments:
+            if argument == "--":
+                break
+            flag = argument.split("=", 1)[0]
+            if (flag.startswith("-") and flag not in self._option_string_actions
+                    and not self._negative_number_matcher.match(flag)):
+                closest = difflib.get_close_matches(flag, self._option_string_actions, n=1, cutoff=0.6)
+                guesses += [f"{closest[0]} for {flag}"] if closest else []
+        super().error(f"{message} (did you mean {', '.join(guesses)}?)" if guesses else message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
+    parser = SuggestingParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -353,8 +405,9 @@ def _add_preprocess(commands) -> None:
     preprocess.add_argument("--out", required=True, help="PNG to write, the steps side by side")
     preprocess.add_argument("--allow-private", action="store_true", help="also fetch URLs on private addresses")
     preprocess.add_argument("--model", dest="model_dir", metavar="DIR",
-                            help="show the steps to this run's input (a photo model's: on white, square, resized); "
-                                 "default: the Fashion-MNIST pipeline")
+                            help="show the steps to this run's input (a photo model's: on white, square, resized; a "
+                                 "Fashion-MNIST model's: 28×28 grayscale); default: $APPAREL_MODEL_DIR, else the "
+                                 "shipped photo model")
     preprocess.set_defaults(handler=cmd_preprocess)
 
 
@@ -386,7 +439,8 @@ def _add_plots(commands) -> None:
 
 def _add_export(commands) -> None:
     export = commands.add_parser("export", help="export a model as LiteRT (.tflite), SavedModel or ONNX")
-    export.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (left out: the shipped model)")
+    export.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (default: $APPAREL_MODEL_DIR, "
+                                                     "else the shipped photo model, as for predict, serve and catalog)")
     export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
     export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
     export.set_defaults(handler=cmd_export)

@@ -233,5 +233,87 @@ def test_preprocess_draws_the_photo_models_steps(photo_run, tmp_path, capsys):
         "original 96×120 → on white 96×120 → square 120×120 → resized 32×32", f"wrote {tmp_path / 'steps.png'}"]
     with Image.open(tmp_path / "steps.png") as image:
         assert image.format == "PNG" and image.width > 3 * image.height
-    assert main(["preprocess", str(photo), "--out", str(tmp_path / "fashion.png")]) == 0  # the default pipeline
-    assert capsys.readouterr().out.splitlines()[0].endswith("stretched 28×28")
+    assert main(["preprocess", str(photo), "--out", str(tmp_path / "shop.png")]) == 0  # the shipped photo model's
+    assert capsys.readouterr().out.splitlines()[0].endswith("resized 224×224")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["predict", "shoes", "--jsn"], "unrecognized arguments: --jsn (did you mean --json for --jsn?)"),
+    (["catalog", "products.csv", "--output", "x.csv"],
+     "the following arguments are required: --out (did you mean --out for --output?)"),
+])
+def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, expected, capsys):
+    """A typo printed the top-level usage and no suggestion (#31.5)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"usage: apparel {argv[0]} " in error
+    assert f"apparel {argv[0]}: error: {expected}" in error
+
+
+def test_the_package_description_says_what_the_product_does():
+    """PyPI's one line said "(Fashion-MNIST categories)": the product sorts store photos (#31.7)."""
+    import tomllib
+
+    description = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["description"]
+    assert "photos" in description and "Shopify" in description and "Fashion-MNIST categories" not in description
+
+
+def test_export_defaults_to_the_photo_model_and_says_so(tmp_path, monkeypatch, capsys):
+    """`apparel export` without a model exported the Fashion-MNIST one, which `predict --litert`
+    then ran on photos ("Coat 34.9 %"); the default is the photo model everywhere (#31.1)."""
+    from apparel.inference import export
+    from apparel.inference.prediction import DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV
+
+    def loaded(model_dir):
+        raise ValueError(f"would export {model_dir}")
+
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    monkeypatch.setattr(export, "load_model", loaded)
+    with pytest.raises(ValueError, match=f"would export {DEFAULT_PHOTO_MODEL_DIR}$"):
+        export.export_model(None, "litert", tmp_path / "shop.tflite")
+    assert main(["export", "--format", "litert", "--out", str(tmp_path / "shop.tflite")]) == 2
+    error = capsys.readouterr().err
+    assert f"using {DEFAULT_PHOTO_MODEL_DIR} (the shipped photo model)" in error
+    assert f"would export {DEFAULT_PHOTO_MODEL_DIR}" in error
+
+
+@pytest.mark.parametrize("argv, stopped, picked", [
+    (["predict", "shoe.jpg"], "expand_sources", None),
+    (["catalog", "products.csv", "--out", "out.csv"], "categorize_catalog", "photo"),
+    (["batch", "images.csv", "--out", "out"], "classify_manifest", "photo"),
+    (["evaluate"], "evaluate_run", "Fashion-MNIST"),
+    (["evaluate", "--images", "photos"], "evaluate_run", "photo"),
+    (["plots"], "write_plots", "Fashion-MNIST"),
+])
+def test_every_command_that_picks_a_model_says_which(argv, stopped, picked, monkeypatch, capsys):
+    """Each default is said on stderr, so a user knows which model answered (#31.1)."""
+    from apparel import cli
+    from apparel.inference.prediction import DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV
+
+    def stop(*args, **kwargs):
+        raise ValueError("stopped here")
+
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    if stopped == "expand_sources":  # predict: a photo, then stop before loading the model
+        monkeypatch.setattr(cli, "expand_sources", lambda files: [type("Source", (), {"path": Path(files[0])})()])
+        monkeypatch.setattr(cli.Predictor, "from_dir", stop)
+        picked = "photo"
+    else:
+        monkeypatch.setattr(cli, stopped, stop)
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    path = DEFAULT_PHOTO_MODEL_DIR if picked == "photo" else DEFAULT_MODEL_DIR
+    assert f"using {path} (the shipped {picked} model); give a run directory to use another" in error, error
+    assert "stopped here" in error
+
+
+def test_serve_says_it_serves_the_shipped_models(monkeypatch, capsys):
+    from apparel.inference.prediction import MODEL_DIR_ENV
+    from apparel.serve import app
+
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    monkeypatch.setattr(app, "run_server", lambda *args, **kwargs: None)
+    assert main(["serve"]) == 0
+    assert "using the shipped models photos (the default, also served as apparel) and fashion-mnist" in \
+        capsys.readouterr().err

@@ -356,6 +356,28 @@ def test_a_broken_models_json_keeps_what_is_served(fashion_run, photo_run, tmp_p
         served.batcher.close()
 
 
+def test_a_version_above_int64_is_refused_and_the_last_good_one_kept(fashion_run, photo_run, tmp_path):
+    """Version 2^63 was served, retired version 1, and broke TF Serving's gRPC ("Value out of
+    range"): it is now refused, with the reason in the model's status (#31.11)."""
+    from apparel.serve.repository import MAX_VERSION
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    registry = Registry(ServiceConfig(model_repository=str(root), **SETTINGS), Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    shutil.copytree(fashion_run, root / "fashion-mnist" / str(MAX_VERSION + 1))
+    reloader.sync()
+    model = registry.models["fashion-mnist"]
+    assert sorted(model.versions) == [1] and registry.resolve("fashion-mnist").number == 1
+    status = model.status[MAX_VERSION + 1]
+    assert status.state == "END" and "above 9223372036854775807" in status.error
+    with pytest.raises(ValueError, match="1 to 2\\^63-1"):
+        (root / "models.json").write_text(json.dumps({"models": {"photos": {"version_labels": {"big": 2**63}}}}))
+        Repository(root).scan()
+    for served in registry.all_versions():
+        served.batcher.close()
+
+
 def test_grpc_needs_the_api_key_and_refuses_tensors_by_their_declared_shape(fashion_run, photo_run, tmp_path):
     """The key guards gRPC as it guards HTTP (probes excepted), and a Predict that declares a huge
     tensor in a few bytes is refused before any array is made."""
@@ -395,3 +417,47 @@ def test_grpc_needs_the_api_key_and_refuses_tensors_by_their_declared_shape(fash
             with pytest.raises(grpc.RpcError) as error:
                 stub.Predict(request, timeout=30, metadata=[("x-api-key", "s3cret")])
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "declares 1568 values" in error.value.details()
+
+
+def test_grpc_refuses_repeated_outputs_and_answers_over_max_response_bytes(served):
+    """Over gRPC, 8,000 copies of one output made 82 MB and RESOURCE_EXHAUSTED; now a repeat is a
+    client mistake, and so is an answer reckoned above max_response_bytes, on both services (#31.8)."""
+    import warnings
+
+    import grpc
+    import tensorflow as tf
+    import tritonclient.grpc as grpcclient
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tritonclient.utils import InferenceServerException
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    app = create_app(served["fashion-mnist"], grpc_address="127.0.0.1:0", max_response_bytes=1_400, **SETTINGS)
+    with TestClient(app):
+        address = f"127.0.0.1:{app.state.grpc_port}"
+        client = grpcclient.InferenceServerClient(address)
+        name = client.get_model_metadata("apparel").inputs[0].name
+
+        def infer(count, outputs):
+            tensor = grpcclient.InferInput(name, [count, 28, 28], "UINT8")
+            tensor.set_data_from_numpy(fashion_images(count))
+            return client.infer("apparel", [tensor], outputs=[grpcclient.InferRequestedOutput(o) for o in outputs])
+
+        for outputs, message in ((["probabilities"] * 20, "asked for 20 times"), (["scores"], "unknown output")):
+            with pytest.raises(InferenceServerException) as error:
+                infer(1, outputs)
+            assert error.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and message in error.value.message()
+        with pytest.raises(InferenceServerException) as error:
+            infer(16, ["probabilities", "label"])
+        assert error.value.status() == str(grpc.StatusCode.INVALID_ARGUMENT) and "max_response_bytes" in error.value.message()
+        assert infer(1, ["probabilities", "label"]).as_numpy("probabilities").shape == (1, 10)
+        client.close()
+        with grpc.insecure_channel(address) as channel:
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "apparel"
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(fashion_images(16).astype(np.float32)))
+            with pytest.raises(grpc.RpcError) as error:
+                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_response_bytes" in error.value.details()

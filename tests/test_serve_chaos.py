@@ -463,6 +463,21 @@ def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, mo
         assert test_client.get("/v1/models/apparel", headers={"X-API-Key": "from-env"}).status_code == 200
 
 
+@pytest.mark.parametrize("key", ["clé-secrète", " s3cret", "s3cret\n", "tab\tkey"])
+def test_a_key_that_headers_cannot_carry_is_refused_at_start(key, monkeypatch, capsys):
+    """A UTF-8 key was taken, then every request with it got 401 and gRPC metadata could not carry
+    it; spaces around a key are dropped by HTTP parsers (#31.14)."""
+    from apparel.cli import main
+
+    with pytest.raises(ValueError, match="^api_key must be printable ASCII"):
+        ServiceConfig(api_key=key)
+    monkeypatch.delenv("APPAREL_API_KEY", raising=False)
+    assert main(["serve", "--api-key", key]) == 2
+    error = capsys.readouterr().err
+    assert "error: api_key must be printable ASCII" in error and error.strip().endswith("(--api-key)")
+    assert ServiceConfig(api_key="s3cret key-1").api_key == "s3cret key-1"
+
+
 # ---------------------------------------------------------------- TensorFlow Serving details (finding 10)
 
 
@@ -566,3 +581,146 @@ def test_a_request_log_that_cannot_be_written_is_refused_at_start_up(tmp_path):
     (tmp_path / "requests.jsonl").unlink()
     (tmp_path / "requests.jsonl").mkdir()  # gone from under the server: a warning, not a failed answer
     log.record(model="m", status=200)
+
+
+def v2_body(count: int, outputs=None, **parameters) -> dict:
+    images = np.random.default_rng(0).random((count, 28, 28)).round(3)
+    body = {"inputs": [{"name": "pixels", "shape": [count, 28, 28], "datatype": "FP32", "data": images.ravel().tolist()}]}
+    if outputs is not None:
+        body["outputs"] = [{"name": name} for name in outputs]
+    return {**body, **parameters}
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (["probabilities"] * 20, "'probabilities' is asked for 20 times"),
+    (["label", "probabilities", "label"], "'label' is asked for 2 times"),
+    (["probabilities", "logits"], "unknown output 'logits'"),
+])
+def test_v2_outputs_named_twice_or_unknown_are_refused_before_the_model_runs(client, predictor, outputs, message,
+                                                                             monkeypatch):
+    """Each entry of "outputs" was a full copy of the answer: 10,000 of one name made 549 MB (#31.8)."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    calls = []
+
+    async def predict(images):
+        calls.append(len(images))
+
+    monkeypatch.setattr(client.app.state.batcher, "predict", predict)
+    body = v2_body(1, outputs)
+    body["inputs"][0]["name"] = input_name
+    response = client.post("/v2/models/apparel/infer", json=body)
+    assert response.status_code == 422 and message in response.json()["error"], response.text
+    assert not calls
+
+
+def test_a_v2_answer_over_max_response_bytes_is_refused_before_it_is_built(predictor, monkeypatch):
+    """The answer's size is reckoned from the images and the outputs asked for, before the model
+    runs; one that fits is built on a worker thread once it is large, never on the event loop (#31.8)."""
+    from apparel.serve import v2
+
+    built_on_loop = []
+    build = v2.infer_response
+
+    def recording(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            built_on_loop.append(True)
+        except RuntimeError:
+            built_on_loop.append(False)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(v2, "infer_response", recording)
+    with TestClient(create_app(predictor, **LIMITS, max_response_bytes=2_000)) as small:
+        input_name = small.get("/v2/models/apparel").json()["inputs"][0]["name"]
+        too_big = v2_body(8)
+        too_big["inputs"][0]["name"] = input_name
+        response = small.post("/v2/models/apparel/infer", json=too_big)
+        assert response.status_code == 413 and "send fewer instances" in response.json()["error"], response.text
+        assert built_on_loop == []
+        one = v2_body(1, ["probabilities", "label"])
+        one["inputs"][0]["name"] = input_name
+        response = small.post("/v2/models/apparel/infer", json=one)
+        assert response.status_code == 200 and len(response.content) <= 2_000, response.text
+        monkeypatch.setattr(v2, "LARGE_ANSWER", 0)  # every answer "large": off the loop
+        response = small.post("/v2/models/apparel/infer", json=one)
+        assert response.status_code == 200
+    assert built_on_loop == [True, False]
+
+
+def test_pixels_must_be_numbers_of_their_datatype(client):
+    """numpy read a JSON true as 1, a string "0.5" as 0.5 and a UINT8 300 as a count mistake (#31.15)."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    pixels = np.full((1, 28, 28), 0.5).tolist()
+    pixels[0][3][4] = True
+    response = post_json(client, {"instances": pixels})
+    assert response.status_code == 422 and "true or false" in response.json()["error"], response.text
+
+    def v2(datatype, data):
+        tensor = {"name": input_name, "shape": [1, 28, 28], "datatype": datatype, "data": data}
+        return client.post("/v2/models/apparel/infer", json={"inputs": [tensor]})
+
+    for data in (pixels, [True] * 784, ["0.5"] * 784, [0.5] * 783 + ["0.5"]):
+        response = v2("FP32", data)
+        assert response.status_code == 422 and "numbers" in response.json()["error"], (data[-1], response.text)
+    response = v2("UINT8", [300] + [0] * 783)
+    assert response.status_code == 422 and "0 to 255, found 0 to 300" in response.json()["error"], response.text
+    response = v2("UINT8", [0.5] * 784)
+    assert response.status_code == 422 and "whole numbers" in response.json()["error"], response.text
+    response = v2("UINT8", [0] * 783)
+    assert response.status_code == 422 and "784 UINT8 numbers" in response.json()["error"], response.text
+    assert v2("UINT8", [255] * 784).status_code == 200
+    assert v2("FP32", [0.5] * 784).status_code == 200
+    # A boolean elsewhere in the request is no pixel: binary_data_output is one.
+    tensor = {"name": input_name, "shape": [1, 28, 28], "datatype": "FP32", "data": [0.5] * 784}
+    response = client.post("/v2/models/apparel/infer", json={"inputs": [tensor], "parameters": {"binary_data_output": False}})
+    assert response.status_code == 200, response.text
+
+
+def test_serve_says_a_port_is_taken_before_loading_and_never_that_it_serves(monkeypatch, capsys):
+    """`apparel serve --port 1` said "serving on http://127.0.0.1:1/" before it failed to bind (#31.6)."""
+    from apparel.cli import main
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the models were loaded before the port was checked")
+
+    monkeypatch.setattr(service_app, "served_models", no_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in error and "(--port, --host)" in error
+    assert "serving on" not in error
+
+
+def test_a_long_url_or_long_headers_are_refused_as_soon_as_seen(predictor):
+    """No size limit held a request's line and headers before the key was checked: now a URL past
+    max_header_bytes is a 414 and headers past it a 431, the connection closed, before the app
+    (and its key check) sees the request (#31.9)."""
+    app = create_app(predictor, **QUICK, api_key="s3cret", max_header_bytes=8_000)
+    key = b"X-API-Key: s3cret\r\n"
+    with running_server(app) as base_url:
+        def answer(*pieces: bytes) -> bytes:
+            connection = raw_connection(base_url)
+            for piece in pieces:
+                connection.sendall(piece)
+            received, _ = read_until_closed(connection, limit=10)
+            connection.close()
+            return received
+
+        status = lambda received: received.split(b"\r\n", 1)[0]
+        long_url = b"GET /v1/models/apparel?" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"\r\n"
+        assert status(answer(long_url)) == b"HTTP/1.1 414 URI Too Long"
+        long_header = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\n" + key + b"X-Big: " + b"b" * 10_000 + b"\r\n\r\n"
+        assert status(answer(long_header)) == b"HTTP/1.1 431 Request Header Fields Too Large"
+        many = b"".join(b"X-Many-%d: %s\r\n" % (index, b"m" * 90) for index in range(100))
+        assert status(answer(b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n")).startswith(
+            b"HTTP/1.1 431")
+        # Refused while the header is still coming: the server does not wait for its end.
+        unfinished = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 12_000
+        assert status(answer(unfinished)).startswith(b"HTTP/1.1 431")
+        fits = b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + key
+        assert status(answer(fits + b"X-Some: " + b"s" * 4_000 + b"\r\n\r\n")) == b"HTTP/1.1 200 OK"
+        assert status(answer(b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) \
+            == b"HTTP/1.1 401 Unauthorized"

@@ -343,8 +343,10 @@ def test_predict_command_on_folders_globs_and_urls(server, image_folder, model_d
 
 def test_preprocess_command_draws_the_steps(image_folder, tmp_path, capsys):
     from apparel.cli import main
+    from apparel.inference.prediction import DEFAULT_MODEL_DIR
 
-    assert main(["preprocess", str(image_folder / "dress.png"), "--out", str(tmp_path / "steps.png")]) == 0
+    fashion = ["--model", str(DEFAULT_MODEL_DIR)]  # its pipeline has the most steps; the default is the photo model's
+    assert main(["preprocess", str(image_folder / "dress.png"), "--out", str(tmp_path / "steps.png"), *fashion]) == 0
     assert "trimmed 121×281" in capsys.readouterr().out
     assert (tmp_path / "steps.png").read_bytes().startswith(b"\x89PNG")
     assert main(["preprocess", str(image_folder / "broken.jpg"), "--out", str(tmp_path / "x.png")]) == 2

@@ -69,7 +69,8 @@ def _write_metadata(path: Path, metadata: dict) -> None:
 
 
 def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os.PathLike) -> Path:
-    """Write the model of ``model_dir`` (default: the shipped one) to ``out`` as ``format``:
+    """Write the model of ``model_dir`` (default: ``$APPAREL_MODEL_DIR``, else the shipped photo
+    model, as for ``predict``, ``serve`` and ``catalog``) to ``out`` as ``format``:
 
     - ``saved_model``: a TensorFlow SavedModel directory (TF Serving, TF.js converters);
     - ``litert``: a ``.tflite`` flatbuffer (LiteRT, formerly TensorFlow Lite), converted from a
@@ -86,7 +87,7 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
         raise ValueError(f"{out} is a directory; give a file path for --format {format}")
     if out.exists() and format == "saved_model" and not (out / "saved_model.pb").is_file():
         raise ValueError(f"{out} exists and is not a SavedModel; choose a new --out (it would be replaced)")
-    model_dir = resolve_model_dir(model_dir)
+    model_dir = resolve_model_dir(model_dir, photos=True)
     contract = InputContract.for_run(model_dir)
     metadata = export_metadata(contract, format)
     model = probability_model(load_model(model_dir), num_classes=contract.num_classes)

@@ -61,6 +61,15 @@ def _run_or_shipped(model_dir: str | os.PathLike) -> Path:
     return path
 
 
+def default_model_note(photos: bool = False) -> str:
+    """The run directory ``resolve_model_dir(None, photos)`` picks and why, in words, for a
+    command to say which model it uses when it is given none."""
+    path = resolve_model_dir(None, photos)
+    if os.environ.get(MODEL_DIR_ENV):
+        return f"{path} (from ${MODEL_DIR_ENV})"
+    return f"{path} (the shipped {'store' if photos else 'Fashion-MNIST'} model)"
+
+
 def load_model(model_dir: str | os.PathLike | None = None):
     """The Keras model of a run directory, loaded in safe mode (no arbitrary code runs)."""
     import keras

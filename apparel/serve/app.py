@@ -50,7 +50,7 @@ from apparel.serve.handling import error_response, read_body, require_content_ty
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
 from apparel.serve.security import ApiKeyMiddleware, OriginMiddleware, bind_settings, exposure_warning
-from apparel.serve.server import server_options
+from apparel.serve.server import check_can_listen, server_options
 from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
 from apparel.serve.tfserving import add_tfserving_routes
 from apparel.serve.v2 import add_v2_routes
@@ -420,6 +420,7 @@ def run_server(
     load_mapping(config.taxonomy)
     if config.model_repository is not None and (model_dir is not None or litert is not None):
         raise ParameterError("give {} (or {}) or {}, not both", "model_dir", "litert", "model_repository")
+    check_can_listen(host, port)
     if inference_threads is not None:
         if inference_threads < 1:
             raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")

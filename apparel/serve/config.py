@@ -34,6 +34,9 @@ class ServiceConfig(Config):
 
     max_body_bytes: int = option(16 * 1024 * 1024, "largest request body accepted, bytes; more is a 413", minimum=1)
     max_instances: int = option(256, "images in one :predict request; more is a 413", minimum=1)
+    max_response_bytes: int = option(64 * 1024 * 1024, "largest answer of a V2 or gRPC inference, bytes, reckoned "
+                                                       "before the model runs; a request whose answer would be "
+                                                       "larger is a 413", minimum=1)
     max_files: int = option(16, "files in one /predict upload; more is a 413", minimum=1)
     max_pixels: int = option(MAX_PIXELS, "a photo's width × height above this is refused (decompression bombs)",
                              minimum=1)
@@ -66,6 +69,9 @@ class ServiceConfig(Config):
                                            "the connection closed", minimum=0.001)
     body_timeout_s: float = option(60.0, "seconds a client has to send a request's body once its headers are in; "
                                          "slower is a 408 and the connection closed", minimum=0.001)
+    max_header_bytes: int = option(32 * 1024, "largest request line plus headers, bytes; a longer URL is a 414 and "
+                                              "longer headers a 431, as soon as they are seen (before the key is "
+                                              "checked)", minimum=1024)
     keep_alive_s: float = option(5.0, "seconds an idle keep-alive connection stays open", minimum=0.001)
     shutdown_timeout_s: float = option(10.0, "on Ctrl-C / SIGTERM, seconds to finish requests in flight before "
                                              "closing their connections", minimum=0.0)
@@ -105,6 +111,13 @@ class ServiceConfig(Config):
                                  f"got {self.max_queued_images}", "max_queued_images", "max_instances", "max_files")
         if self.api_key is not None and not self.api_key.strip():
             raise ParameterError("{} is empty; give a key, or none to serve without one", "api_key")
+        # A key clients cannot send locks everyone out: HTTP headers and gRPC metadata carry
+        # printable ASCII only, and their parsers drop the spaces around a value.
+        if self.api_key is not None and (not all(" " <= character <= "~" for character in self.api_key)
+                                         or self.api_key != self.api_key.strip()):
+            raise ParameterError(f"{{}} must be printable ASCII (letters, digits, punctuation) with no space or tab "
+                                 f"around it: clients could not send this key, as HTTP headers and gRPC metadata "
+                                 f"carry nothing else; choose another (the flag, or ${API_KEY_ENV})", "api_key")
 
     def limits(self) -> dict:
         """The settings a client may see (the metadata endpoint): all but the private ones."""

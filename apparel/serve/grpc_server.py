@@ -7,7 +7,8 @@ compiled: ``tritonclient[grpc]`` (``tritonclient.grpc.service_pb2``, KServe's
 ``--no-deps`` beside ``tensorflow-cpu``). Requests go through the same registry, batcher, limits
 and deadline as HTTP; a client mistake is ``INVALID_ARGUMENT`` (``NOT_FOUND`` for an unknown model
 or version), a full service ``RESOURCE_EXHAUSTED`` — gRPC's own answer, too, past
-``max_concurrent_requests`` calls at once or a message over ``max_body_bytes``.
+``max_concurrent_requests`` calls at once or a message over ``max_body_bytes``. An answer that
+would pass ``max_response_bytes`` is refused (``INVALID_ARGUMENT``) before the model runs.
 
     >>> server, port = await start_grpc_server(registry, "127.0.0.1:0")   # in the app's lifespan
     >>> await server.stop(grace=10)
@@ -26,8 +27,8 @@ from apparel.serve.payloads import RequestError
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 from apparel.serve.security import key_refusal
 from apparel.serve.tfserving import SIGNATURE, signature_def
-from apparel.serve.v2 import (SERVER_NAME, model_metadata, output_tensors, raw_tensor_data, serialize_bytes,
-                              tensor_images)
+from apparel.serve.v2 import (LARGE_ANSWER, SERVER_NAME, answer_size, check_answer_size, model_metadata,
+                              output_tensors, raw_tensor_data, requested_outputs, serialize_bytes, tensor_images)
 
 INSTALL_HINT = ("gRPC needs the protocol stubs of tritonclient[grpc] and tensorflow-serving-api: "
                 ".venv/bin/pip install 'tritonclient[grpc]' && .venv/bin/pip install --no-deps tensorflow-serving-api")
@@ -64,7 +65,11 @@ class Predictions:
     def __init__(self, registry: Registry):
         self.registry = registry
 
-    async def run(self, served: ServedVersion, message_bytes: int, name: str, datatype: str, shape, data):
+    async def run(self, served: ServedVersion, message_bytes: int, name: str, datatype: str, shape, data,
+                  outputs: dict[str, bool], answer, echoed: int = 0):
+        """The answer ``answer(served, probabilities)`` builds, once its size (``outputs`` and
+        ``echoed`` as ``v2.answer_size`` takes them) is known to be within the limit; a large one
+        is built on a worker thread."""
         config = self.registry.config
         with self.registry.holding(served, "grpc", bytes=message_bytes):
             async def work():
@@ -73,7 +78,12 @@ class Predictions:
                     images = await asyncio.to_thread(tensor_images, served, name, datatype, shape, data, **arguments)
                 else:
                     images = tensor_images(served, name, datatype, shape, data, **arguments)
-                return await served.batcher.predict(images)
+                size = answer_size(served, len(images), outputs, echoed)
+                check_answer_size(size, config.max_response_bytes)
+                probabilities = await served.batcher.predict(images)
+                if size >= LARGE_ANSWER:
+                    return await asyncio.to_thread(answer, served, probabilities)
+                return answer(served, probabilities)
 
             return await self.registry.within_deadline(work())
 
@@ -84,6 +94,14 @@ def inference_service(registry: Registry):
     from tritonclient.grpc import service_pb2 as pb, service_pb2_grpc as rpc
 
     predictions = Predictions(registry)
+
+    def infer_response(served: ServedVersion, probabilities: np.ndarray, *, names: list[str], request_id: str):
+        response = pb.ModelInferResponse(model_name=served.name, model_version=served.label, id=request_id)
+        for name, datatype, shape, values in output_tensors(served, probabilities, names):
+            response.outputs.add(name=name, datatype=datatype, shape=shape)
+            response.raw_output_contents.append(serialize_bytes(values) if datatype == "BYTES"
+                                                else values.astype("<f4").tobytes())
+        return response
 
     class InferenceService(rpc.GRPCInferenceServiceServicer):
         async def ServerLive(self, request, context):
@@ -118,16 +136,12 @@ def inference_service(registry: Registry):
             if len(request.inputs) != 1:
                 raise RequestError(422, f"the model has one input, {served.input_name!r}; got {len(request.inputs)}")
             tensor = request.inputs[0]
+            names = requested_outputs([output.name for output in request.outputs])
             data = v2_input_data(tensor, request.raw_input_contents)
-            probabilities = await predictions.run(served, request.ByteSize(), tensor.name, tensor.datatype,
-                                                  list(tensor.shape), data)
-            wanted = [output.name for output in request.outputs] or None
-            response = pb.ModelInferResponse(model_name=served.name, model_version=served.label, id=request.id)
-            for name, datatype, shape, values in output_tensors(served, probabilities, wanted):
-                response.outputs.add(name=name, datatype=datatype, shape=shape)
-                response.raw_output_contents.append(serialize_bytes(values) if datatype == "BYTES"
-                                                    else values.astype("<f4").tobytes())
-            return response
+            return await predictions.run(served, request.ByteSize(), tensor.name, tensor.datatype, list(tensor.shape),
+                                         data, dict.fromkeys(names, True),
+                                         functools.partial(infer_response, names=names, request_id=request.id),
+                                         echoed=len(request.id.encode()))
 
     return InferenceService(), rpc.add_GRPCInferenceServiceServicer_to_server
 
@@ -182,6 +196,12 @@ def prediction_service(registry: Registry):
         target.version.value = served.number
         target.signature_name = SIGNATURE
 
+    def predict_response(served: ServedVersion, probabilities: np.ndarray):
+        response = predict_pb2.PredictResponse()
+        answer_spec(response.model_spec, served)
+        response.outputs[OUTPUT_NAME].CopyFrom(tf.make_tensor_proto(probabilities.astype(np.float32)))
+        return response
+
     class PredictionService(rpc.PredictionServiceServicer):
         @answering_errors
         async def Predict(self, request, context):
@@ -208,11 +228,8 @@ def prediction_service(registry: Registry):
             else:
                 raise RequestError(422, f"input {served.input_name!r} must be DT_FLOAT (or DT_UINT8) pixel values of "
                                         f"shape [N, {', '.join(map(str, served.contract.shape))}], or DT_STRING photo files")
-            probabilities = await predictions.run(served, request.ByteSize(), served.input_name, datatype, shape, data)
-            response = predict_pb2.PredictResponse()
-            answer_spec(response.model_spec, served)
-            response.outputs[OUTPUT_NAME].CopyFrom(tf.make_tensor_proto(probabilities.astype(np.float32)))
-            return response
+            return await predictions.run(served, request.ByteSize(), served.input_name, datatype, shape, data,
+                                         {OUTPUT_NAME: True}, predict_response)
 
         @answering_errors
         async def GetModelMetadata(self, request, context):
@@ -266,7 +283,9 @@ async def start_grpc_server(registry: Registry, address: str):
     interceptors = [api_key_interceptor(config.api_key)] if config.api_key else []
     server = grpc.aio.server(maximum_concurrent_rpcs=config.max_concurrent_requests, interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", config.max_body_bytes),
-        ("grpc.max_send_message_length", 64 * 1024 * 1024)])
+        # Answers are bounded by max_response_bytes before they are built; this is gRPC's own
+        # backstop, kept above what metadata answers need however low that bound is set.
+        ("grpc.max_send_message_length", max(config.max_response_bytes, 4 * 1024 * 1024))])
     for servicer, add in services:
         add(servicer, server)
     try:

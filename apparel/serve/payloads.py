@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -56,6 +57,28 @@ def json_body(body: bytes):
         raise RequestError(400, f"the request body is not valid JSON: {error}") from None
     except RecursionError:
         raise RequestError(400, "the JSON body is nested too deeply") from None
+
+
+# A JSON true or false as a list element: numpy reads it as 1 or 0 among numbers, so it is looked
+# for; this screen of the body keeps the walk over every value for the rare body that may hold one.
+LIST_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)\b")
+
+
+def refuse_booleans(value, body: bytes) -> None:
+    """A 422 when a JSON boolean lies among the lists (and objects) of ``value``, parsed from
+    ``body``: pixel values are numbers, and numpy would silently read true as 1."""
+    if json.detect_encoding(body) == "utf-8" and not ((b"true" in body or b"false" in body)
+                                                       and LIST_BOOLEAN.search(body)):
+        return
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if item is True or item is False:
+            raise RequestError(422, "pixel values must be numbers (0–1, or 0–255); found true or false")
+        if isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.values())
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

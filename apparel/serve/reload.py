@@ -5,7 +5,7 @@ selects, the labels) with what is loaded, then:
 
 1. **loads** every new version on the poller's thread, warms it up, and only then adds it to the
    registry — from that moment the requests that name no version go to it;
-2. a version that **fails** to load is recorded in its model's status (``GET /v1/models/<name>``
+2. a version that **fails** to load (or whose number is above 2⁶³−1) is recorded in its model's status (``GET /v1/models/<name>``
    shows the error) and never replaces a working one; it is tried again once its file changes;
 3. **retires** the versions no longer wanted — but only once the model has a wanted version
    available, so a model whose new version fails keeps serving its old one. A retired version
@@ -59,6 +59,10 @@ class Reloader:
         self.error = ""
         for name, model_wanted in wanted.items():
             model = self.registry.model(name)
+            for number, reason in model_wanted.refused.items():
+                if model.status.get(number) != VersionStatus("END", reason):
+                    model.status[number] = VersionStatus("END", reason)
+                    logger.error("model %s: %s", name, reason)
             for number, path in sorted(model_wanted.versions.items()):
                 if number not in model.versions and not self._stop.is_set():
                     self.load(name, number, path)

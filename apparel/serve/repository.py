@@ -8,7 +8,8 @@
     └── photos/
         └── 7/
 
-A version is a folder named by a positive integer that holds a ``model.keras``. ``models.json``
+A version is a folder named by a positive integer (at most 2⁶³−1, TF Serving's int64) that holds
+a ``model.keras``; a folder numbered above that is refused, its model's status says why. ``models.json``
 speaks TF Serving's ``model_config`` terms (its ``model_version_policy`` and ``version_labels``)::
 
     {"default": "fashion-mnist",
@@ -34,6 +35,9 @@ from pathlib import Path
 from apparel import artifacts
 
 CONFIG_FILE = "models.json"
+# TF Serving's protocols carry a version as an int64: a larger number could be served over REST
+# but not named over gRPC, so it is no version at all.
+MAX_VERSION = 2**63 - 1
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a URL path segment with no escaping
 
 
@@ -66,7 +70,7 @@ class VersionPolicy:
             versions = options["versions"]
             if isinstance(versions, list) and versions and all(is_version(number) for number in versions):
                 return cls("specific", versions=tuple(sorted(set(versions))))
-            raise ValueError(f"{where}.specific.versions must be a list of positive version numbers, got {versions!r}")
+            raise ValueError(f"{where}.specific.versions must be a list of version numbers (1 to 2^63-1), got {versions!r}")
         raise ValueError(f"{where}: unknown policy {json.dumps(value)}; use latest, all or specific")
 
     def select(self, available: list[int]) -> list[int]:
@@ -80,7 +84,7 @@ class VersionPolicy:
 
 
 def is_version(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_VERSION
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ def model_settings(name: str, settings) -> ModelSettings:
     if not isinstance(labels, dict) or not all(isinstance(label, str) and not label.isdigit() and is_version(number)
                                                for label, number in labels.items()):
         raise ValueError(f"{CONFIG_FILE}: models.{name}.version_labels must map names (not numbers) to version "
-                         "numbers, such as {\"stable\": 1, \"canary\": 2}")
+                         "numbers (1 to 2^63-1), such as {\"stable\": 1, \"canary\": 2}")
     return ModelSettings(policy, dict(labels))
 
 
@@ -138,6 +142,7 @@ class WantedModel:
 
     versions: dict[int, Path]
     labels: dict[str, int] = field(default_factory=dict)
+    refused: dict[int, str] = field(default_factory=dict)  # version folders that cannot be served → why
 
 
 @dataclass
@@ -162,9 +167,12 @@ class Repository:
                 continue
             on_disk = {int(child.name): child for child in folder.iterdir()
                        if child.name.isascii() and child.name.isdigit() and int(child.name) >= 1 and (child / artifacts.MODEL_FILE).is_file()}
+            refused = {number: f"version {number} is above {MAX_VERSION} (2^63-1), the largest version TF Serving's "
+                               f"protocols carry; renumber its folder" for number in on_disk if number > MAX_VERSION}
             settings = config.models.get(folder.name, ModelSettings())
-            selected = settings.policy.select(list(on_disk))
-            wanted[folder.name] = WantedModel({number: on_disk[number] for number in selected}, settings.labels)
+            selected = settings.policy.select([number for number in on_disk if number not in refused])
+            wanted[folder.name] = WantedModel({number: on_disk[number] for number in selected}, settings.labels,
+                                              refused)
         return wanted, config.default
 
 

@@ -4,8 +4,9 @@ uvicorn bounds idle keep-alive connections (``timeout_keep_alive``) and the shut
 (``timeout_graceful_shutdown``), but not the time a client takes to send a request: one that sends
 half its headers, or half its body, holds the connection as long as it likes. ``GuardedHttpProtocol``
 is uvicorn's own httptools protocol with two timers added — the headers must arrive within
-``header_timeout_s``, the body within ``body_timeout_s`` of the headers — and a cap on open
-connections. ``server_options`` gives the keywords of ``uvicorn.run`` / ``uvicorn.Config`` that
+``header_timeout_s``, the body within ``body_timeout_s`` of the headers — a cap on open
+connections, and a bound on a request's line and headers (``max_header_bytes``: a 414 or 431 as
+soon as it is passed; neither httptools nor uvicorn bound them). ``server_options`` gives the keywords of ``uvicorn.run`` / ``uvicorn.Config`` that
 apply a ``ServiceConfig``:
 
     >>> uvicorn.run(app, **server_options(ServiceConfig(header_timeout_s=5), "127.0.0.1", 8000))
@@ -14,18 +15,31 @@ apply a ``ServiceConfig``:
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from apparel.errors import ParameterError
 from apparel.serve.config import ServiceConfig
 
 
+class HeadTooLarge(Exception):
+    """Raised from a parser callback to stop parsing a request whose head is over the limit."""
+
+
 class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol (one instance per connection) with read timeouts and a
-    connection cap; ``settings`` is set by ``protocol_class``."""
+    """uvicorn's HTTP/1.1 protocol (one instance per connection) with read timeouts, a connection
+    cap and a bounded request head; ``settings`` is set by ``protocol_class``."""
 
     settings: ServiceConfig = ServiceConfig()
     read_timer: asyncio.TimerHandle | None = None
+    # The head (request line and headers) being read: from the connection's start, and from each
+    # request's end, until the next request's headers are complete.
+    in_head: bool = True
+    head_bytes: int = 0  # bytes of reads that fell inside the head, whole headers or not
+    header_bytes: int = 0  # bytes of the whole headers handed over
+    messages_completed: int = 0
+    refusal: int | None = None  # the status a too-large head is answered with
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -35,16 +49,51 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         # Armed now, not at the first byte: a client that connects and sends nothing is slow too.
         self.arm_read_timer(self.settings.header_timeout_s)
 
+    def data_received(self, data: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        head_before, completed_before = self.in_head, self.messages_completed
+        super().data_received(data)
+        # httptools hands a header over only once it is whole, so its bytes are counted as they
+        # come: all of a chunk that starts and ends inside one request's head is head. A chunk
+        # that also ends a request is left out; the bound is then off by at most one read.
+        if head_before and self.in_head and self.messages_completed == completed_before:
+            self.head_bytes += len(data)
+            if self.head_bytes > self.settings.max_header_bytes and not self.transport.is_closing():
+                self.refuse(431)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.settings.max_header_bytes:
+            self.refusal = 414
+            raise HeadTooLarge  # stops the parser; uvicorn's answer to a parser error is replaced below
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self.header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if len(self.url) + self.header_bytes > self.settings.max_header_bytes:
+            self.refusal = 431
+            raise HeadTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        if self.refusal is None:
+            super().send_400_response(msg)
+        else:
+            self.refuse(self.refusal)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.arm_read_timer(self.settings.header_timeout_s)  # the next request on a kept-alive connection
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self.arm_read_timer(self.settings.body_timeout_s)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self.cancel_read_timer()
+        self.in_head, self.head_bytes, self.header_bytes = True, 0, 0
+        self.messages_completed += 1
         super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -74,7 +123,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def refuse(self, status: int, extra_headers: bytes = b"") -> None:
         """Answer ``status`` with no body and close, outside any request (so not through the app)."""
-        reason = {408: b"Request Timeout", 503: b"Service Unavailable"}[status]
+        reason = {408: b"Request Timeout", 414: b"URI Too Long", 431: b"Request Header Fields Too Large",
+                  503: b"Service Unavailable"}[status]
         self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-length: 0\r\nconnection: close\r\n%s\r\n"
                              % (status, reason, extra_headers))
         self.transport.close()
@@ -91,3 +141,18 @@ def server_options(settings: ServiceConfig, host: str, port: int) -> dict:
     the requests still running and closes their connections."""
     return {"host": host, "port": port, "http": protocol_class(settings),
             "timeout_keep_alive": settings.keep_alive_s, "timeout_graceful_shutdown": settings.shutdown_timeout_s}
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """A ``ParameterError`` naming ``port`` and ``host`` when ``host:port`` cannot be listened on
+    (taken, privileged, not this machine's address): said before the models load, not after."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                                flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+            probe.bind(address)
+            probe.listen()
+    except OSError as error:
+        raise ParameterError(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another {{}} (or "
+                             "{})", "port", "host") from None

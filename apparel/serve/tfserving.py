@@ -26,7 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, require_content_type
-from apparel.serve.payloads import RequestError, instances_to_images, json_body, predict_request, shape_text
+from apparel.serve.payloads import (RequestError, instances_to_images, json_body, predict_request, refuse_booleans,
+                                    shape_text)
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
 
 SIGNATURE = "serving_default"
@@ -132,6 +133,7 @@ async def rest_answer(served: ServedVersion, body: bytes, verb: str, config: Ser
 
     def parse(payload=None):
         payload = json_body(body) if payload is None else payload
+        refuse_booleans(payload, body)
         if verb == "classify":
             return "results", classify_request(payload, served, config.max_instances, decode)
         return predict_request(payload, contract=served.contract, max_instances=config.max_instances,

@@ -11,7 +11,8 @@ The one input (named as the metadata says) is ``FP32`` (or another number type) 
 when a value is above 1; ``UINT8`` is always 0–255), or ``BYTES`` of shape ``[N]``: encoded
 photo files (base64 strings in JSON; raw bytes in the binary extension and over gRPC). The
 outputs are ``probabilities`` (``FP32 [N, classes]``) and ``label`` (``BYTES [N]``, the best
-class). The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
+class), each asked for at most once; an answer whose size, reckoned before the model runs, would
+pass ``max_response_bytes`` is a 413, and a large one is built on a worker thread. The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
 ways: tritonclient uses it by default.
 
     >>> add_v2_routes(app, registry)
@@ -31,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
-from apparel.serve.payloads import RequestError, scale_pixels, shape_text
+from apparel.serve.payloads import RequestError, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
 SERVER_NAME = "apparel"
@@ -40,6 +41,10 @@ HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
+OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT)
+JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
+ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
+LARGE_ANSWER = LARGE_BODY  # answers from this size on are built on a worker thread
 
 
 def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
@@ -103,29 +108,76 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
     if tuple(shape[1:]) != contract.shape:
         raise RequestError(422, f"input {name!r} must have shape [N, {', '.join(map(str, contract.shape))}] "
                                 f"({shape_text(contract.shape)} per image), got {list(shape)}")
+    return scale_pixels(typed_array(name, datatype, shape, data), contract)
+
+
+def typed_array(name: str, datatype: str, shape: list[int], data) -> np.ndarray:
+    """The numbers of a tensor as its datatype, in its shape: strings are not numbers (numpy would
+    parse "0.5"), and an integer type takes only whole numbers within its range (numpy would wrap
+    300 to 44 as UINT8)."""
+    dtype = np.dtype(NUMBER_TYPES[datatype])
+    count_mistake = RequestError(422, f"input {name!r}: its data must be {int(np.prod(shape)):,} {datatype} numbers, "
+                                      "as its shape says")
     try:
-        array = np.asarray(data, dtype=NUMBER_TYPES[datatype]).reshape(shape)
+        array = np.asarray(data)
     except (ValueError, TypeError, OverflowError, RecursionError):
-        raise RequestError(422, f"input {name!r}: its data must be {int(np.prod(shape)):,} {datatype} numbers, as its "
-                                "shape says") from None
-    return scale_pixels(array, contract)
+        raise count_mistake from None
+    if array.dtype.kind not in "iuf":  # bool, strings, objects (mixed types, huge integers)
+        raise RequestError(422, f"input {name!r}: {datatype} data must be numbers, not strings, booleans or nulls")
+    if array.dtype != dtype and dtype.kind in "iu" and array.size:
+        if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
+            raise RequestError(422, f"input {name!r}: {datatype} data must be whole numbers; send FP32 for others")
+        low, high, limits = array.min(), array.max(), np.iinfo(dtype)
+        if low < limits.min or high > limits.max:
+            raise RequestError(422, f"input {name!r}: {datatype} values must lie in {limits.min} to {limits.max}, "
+                                    f"found {low:g} to {high:g}")
+    if array.size != int(np.prod(shape)):
+        raise count_mistake
+    return array.astype(dtype, copy=False).reshape(shape)
 
 
-def output_tensors(served: ServedVersion, probabilities: np.ndarray, wanted: list[str] | None) -> list[tuple]:
-    """(name, datatype, shape, values) of each output asked for (all when ``wanted`` is None):
+def requested_outputs(names: list[str]) -> list[str]:
+    """The outputs a request asks for, in its order (all when it names none), checked before the
+    model runs: each must be known and named once, as each entry adds a full copy to the answer."""
+    for name in names:
+        if name not in OUTPUTS:
+            raise RequestError(422, f"unknown output {name!r}; the outputs are {', '.join(OUTPUTS)}")
+    for name in OUTPUTS:
+        if names.count(name) > 1:
+            raise RequestError(422, f"output {name!r} is asked for {names.count(name)} times; name each output once")
+    return names or list(OUTPUTS)
+
+
+def answer_size(served: ServedVersion, count: int, outputs: dict[str, bool], extra: int = 0) -> int:
+    """An upper bound, in bytes, of the answer for ``count`` images: ``outputs`` maps each output
+    sent to whether its values go as binary; ``extra`` is what else is echoed (the request's id)."""
+    names = served.contract.class_names
+    size = ANSWER_OVERHEAD_BYTES + extra
+    for name, binary in outputs.items():
+        if name == OUTPUT_NAME:
+            size += count * len(names) * (4 if binary else JSON_NUMBER_BYTES)
+        else:
+            size += count * max((len(label.encode()) + 4) if binary else len(json.dumps(label)) + 2 for label in names)
+    return size
+
+
+def check_answer_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise RequestError(413, f"the answer would take up to {size:,} bytes; the limit (max_response_bytes) is "
+                                f"{limit:,}: send fewer instances, or ask for fewer outputs")
+
+
+def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str]) -> list[tuple]:
+    """(name, datatype, shape, values) of each output of ``names`` (from ``requested_outputs``):
     numbers as float32 arrays, labels as a list of UTF-8 bytes."""
-    known = (OUTPUT_NAME, LABEL_OUTPUT)
-    for name in wanted or ():
-        if name not in known:
-            raise RequestError(422, f"unknown output {name!r}; the outputs are {', '.join(known)}")
     tensors = []
-    for name in wanted or known:
+    for name in names:
         if name == OUTPUT_NAME:
             values = np.asarray(probabilities, dtype=np.float32)
             tensors.append((name, "FP32", list(values.shape), values))
         else:
-            names = served.contract.class_names
-            labels = [names[index].encode() for index in probabilities.argmax(axis=-1)]
+            classes = served.contract.class_names
+            labels = [classes[index].encode() for index in probabilities.argmax(axis=-1)]
             tensors.append((name, "BYTES", [len(labels)], labels))
     return tensors
 
@@ -146,6 +198,9 @@ def parse_infer_body(body: bytes, header_length: str | None):
         raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "
                                 "\"data\"}]}: the model has one input")
     check_structure(request)
+    tensor = request["inputs"][0]
+    if isinstance(tensor, dict) and tensor.get("datatype") != "BYTES":
+        refuse_booleans(tensor.get("data"), head)
     return request, binary
 
 
@@ -208,19 +263,24 @@ def raw_tensor_data(name: str, datatype: str, raw: bytes):
         raise RequestError(422, f"input {name!r}: {len(raw):,} bytes are not whole {datatype} numbers") from None
 
 
-def infer_response(served: ServedVersion, request: dict, probabilities: np.ndarray) -> Response:
-    outputs = request.get("outputs")  # its structure checked by check_structure
-    wanted = [output.get("name") for output in outputs] if outputs else None
+def output_choice(request: dict) -> dict[str, bool]:
+    """Each output a request asks for (its structure checked by check_structure) → whether its
+    values go as binary."""
+    outputs = request.get("outputs") or []
     binary_default = bool((request.get("parameters") or {}).get("binary_data_output", False))
-    binary_wanted = {output.get("name"): bool((output.get("parameters") or {}).get("binary_data", binary_default))
-                     for output in outputs or ()}
+    given = {output["name"]: output.get("parameters") or {} for output in outputs}
+    return {name: bool(given.get(name, {}).get("binary_data", binary_default))
+            for name in requested_outputs([output["name"] for output in outputs])}
+
+
+def infer_response(served: ServedVersion, request: dict, outputs: dict[str, bool], probabilities: np.ndarray) -> Response:
     answer = {"model_name": served.name, "model_version": served.label, "outputs": []}
     if "id" in request:
         answer["id"] = request["id"]
     chunks = []
-    for name, datatype, shape, values in output_tensors(served, probabilities, wanted):
+    for name, datatype, shape, values in output_tensors(served, probabilities, list(outputs)):
         tensor = {"name": name, "datatype": datatype, "shape": shape}
-        if binary_wanted.get(name, binary_default):
+        if outputs[name]:
             raw = serialize_bytes(values) if datatype == "BYTES" else values.astype("<f4").tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
@@ -270,6 +330,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
 
     async def answer(served: ServedVersion, body: bytes, header_length: str | None) -> Response:
         request, binary = parse_infer_body(body, header_length)
+        outputs = output_choice(request)
         name, datatype, shape, data = infer_input(request["inputs"][0], binary)
 
         arguments = dict(max_instances=config.max_instances, decode_photo=served.photo_decoder(config))
@@ -277,8 +338,12 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
             images = await run_in_threadpool(tensor_images, served, name, datatype, shape, data, **arguments)
         else:
             images = tensor_images(served, name, datatype, shape, data, **arguments)
+        size = answer_size(served, len(images), outputs, len(json.dumps(request["id"])) if "id" in request else 0)
+        check_answer_size(size, config.max_response_bytes)
         probabilities = await served.batcher.predict(images)
-        return infer_response(served, request, probabilities)
+        if size >= LARGE_ANSWER:  # a large answer takes its time to build: off the loop
+            return await run_in_threadpool(infer_response, served, request, outputs, probabilities)
+        return infer_response(served, request, outputs, probabilities)
 
     app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], tags=TAGS,
                       summary="Inference on typed tensors", openapi_extra=path_parameters("name"))
