@@ -43,6 +43,12 @@ def test_the_deepest_sure_node_wins_over_a_likelier_ancestor():
     assert decision.category.id == "aa-1-13-8"
 
 
+def test_at_zero_the_likeliest_branch_is_followed_to_its_end():
+    # Shoes (0.5) beat Clothing (0.4); within Shoes, Sneakers (0.3) beat Sandals (0.2).
+    decision = chooser(category=0.0).choose(probabilities(sandals=0.2, sneakers=0.3, t_shirt=0.4, backpack=0.1))
+    assert decision.category.id == "aa-8-8"
+
+
 def test_the_vertical_root_is_never_written():
     # Apparel & Accessories holds 0.8, but no node below it reaches 0.6: left as uncertain.
     decision = chooser().choose(probabilities(t_shirt=0.4, sandals=0.4, backpack=0.2))
@@ -63,7 +69,9 @@ def test_thresholds_are_settable_and_checked():
     assert chooser(category=0.6).choose(row).category.name == "Clothing Tops"
     assert chooser(category=0.5).choose(row).category.name == "T-Shirts"
     with pytest.raises(ParameterError, match="category_threshold"):
-        CategoryChooser(CLASSES, 0.0, 0.5)
+        CategoryChooser(CLASSES, 1.5, 0.5)
+    with pytest.raises(ParameterError, match="outside_threshold"):
+        CategoryChooser(CLASSES, 0.5, 0.0)
     with pytest.raises(ParameterError, match="probabilities"):
         chooser().choose_all(np.zeros((2, 3)))
 

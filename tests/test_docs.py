@@ -92,7 +92,7 @@ def test_every_relative_link_of_the_readme_lands_on_a_file_and_anchor():
 
 def test_the_readme_s_python_example_runs_on_the_shipped_photo_model(tmp_path):
     """The example as printed, on two rendered photos under its file names: it must run and print
-    each photo's three most likely classes of the shipped photo model."""
+    each photo's three most likely classes of the shipped store model and its category."""
     code = README.read_text(encoding="utf-8").split("```python\n", 1)[1].split("```", 1)[0]
     rng = np.random.default_rng(0)
     for name in re.findall(r'"(\w+\.jpg)"', code):
@@ -100,13 +100,17 @@ def test_the_readme_s_python_example_runs_on_the_shipped_photo_model(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPOSITORY)})
     assert result.returncode == 0, result.stderr[-3000:]
-    classes = InputContract.for_run(shipped_model_dir("photos")).class_names
+    classes = InputContract.for_run(shipped_model_dir("store")).class_names
     lines = result.stdout.splitlines()
     assert [line.split()[0] for line in lines] == ["shirt.jpg", "shoes.jpg"]
     for line in lines:
-        top = ast.literal_eval(line.split(" ", 1)[1])
+        ranked, category = line.split(" ", 1)[1].split(" → ")
+        top = ast.literal_eval(ranked)
         assert len(top) == 3 and top == sorted(top, key=lambda pair: -pair[1])
         assert {name for name, _ in top} <= set(classes)
+        # A Shopify category's full path, or the reason none was written.
+        assert category.startswith(("Apparel & Accessories > ", "Luggage & Bags > ")) or category in (
+            "uncertain", "outside the vertical")
 
 
 def _slug(heading: str) -> str:

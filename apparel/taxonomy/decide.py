@@ -11,12 +11,13 @@
 Each class of a model stands for a node of the taxonomy (or for nothing: a class mapped to no
 category is "not one of the store's products"). A node's probability is the sum of its own
 classes' and its descendants', so a parent is always at least as likely as any child. The choice
-is the deepest node below a vertical's root whose probability reaches ``category_threshold``
-(the likelier one on a tie of depth): "Shoes" when the shoe is surely a shoe but may be a sandal
-or a heel. A product whose unmapped classes reach ``outside_threshold`` is left blank with the
-reason "outside the vertical"; one where no node reaches the threshold is left blank as
-"uncertain". A vertical's root ("Apparel & Accessories") is never written: it tells a merchant
-nothing.
+walks down from the top: the likeliest category just below a vertical's root, then its likeliest
+child, and so on, for as long as the next one's probability reaches ``category_threshold``:
+"Shoes" when the shoe is surely a shoe but may be a sandal or a heel. Above 0.5 that is simply the
+deepest sure category (two siblings cannot both pass); at 0 it follows the likeliest branch to its
+end. A product whose unmapped classes reach ``outside_threshold`` is left blank with the reason
+"outside the vertical"; one where no category reaches the threshold is left blank as "uncertain".
+A vertical's root ("Apparel & Accessories") is never written: it tells a merchant nothing.
 """
 
 from __future__ import annotations
@@ -56,9 +57,10 @@ class CategoryChooser:
 
     def __init__(self, class_categories: Mapping[str, str | Category | None], category_threshold: float,
                  outside_threshold: float):
-        for name, value in (("category_threshold", category_threshold), ("outside_threshold", outside_threshold)):
-            if not 0.0 < value <= 1.0:
-                raise ParameterError(f"{{}} must be in (0, 1], got {value}", name)
+        if not 0.0 <= category_threshold <= 1.0:
+            raise ParameterError(f"{{}} must be in [0, 1], got {category_threshold}", "category_threshold")
+        if not 0.0 < outside_threshold <= 1.0:
+            raise ParameterError(f"{{}} must be in (0, 1], got {outside_threshold}", "outside_threshold")
         taxonomy = load_taxonomy()
         self.class_names = tuple(class_categories)
         self.category_threshold = category_threshold
@@ -81,7 +83,10 @@ class CategoryChooser:
         for row, columns in enumerate(members):
             self._sums[row, columns] = 1.0
         self._outside = np.asarray([not columns for columns in members], dtype=np.float64)
-        self._depth = np.asarray([node.id.count("-") for node in self.nodes], dtype=np.float64)
+        index = {node.id: column for column, node in enumerate(self.nodes)}
+        # The walk's steps: the categories just below a vertical's root, then each one's children.
+        self._top = [column for column, node in enumerate(self.nodes) if node.parent_id not in index]
+        self._children = [[index[child] for child in node.children if child in index] for node in self.nodes]
 
     def category_of(self, class_name: str) -> Category | None:
         """The category ``class_name`` stands for (None: not one of the store's products)."""
@@ -100,14 +105,17 @@ class CategoryChooser:
             if out >= self.outside_threshold:
                 decisions.append(CategoryDecision(None, float(out), OUTSIDE))
                 continue
-            sure = np.flatnonzero(masses >= self.category_threshold)
-            if len(sure) == 0:
+            chosen, step = None, self._top
+            while step:
+                best = max(step, key=lambda column: masses[column])
+                if masses[best] <= 0.0 or masses[best] < self.category_threshold:
+                    break
+                chosen, step = best, self._children[best]
+            if chosen is None:
                 best = float(masses.max()) if len(masses) else 0.0
                 decisions.append(CategoryDecision(None, max(best, float(out)), UNCERTAIN))
-                continue
-            # The deepest sure node; on a tie of depth the likelier (lexsort: last key first).
-            chosen = sure[np.lexsort((masses[sure], self._depth[sure]))[-1]]
-            decisions.append(CategoryDecision(self.nodes[chosen], float(masses[chosen]), None))
+            else:
+                decisions.append(CategoryDecision(self.nodes[chosen], float(masses[chosen]), None))
         return decisions
 
     def choose(self, probabilities: Sequence[float]) -> CategoryDecision:

@@ -1,0 +1,145 @@
+"""The store model: built from a garment run and the ImageNet classifier it shares a trunk with, it
+computes what ``mix`` computes, reloads in safe mode, and its categories reach the catalog
+(a not-apparel product left with its reason, a parent when the leaf is unsure, ids on request)."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+
+from apparel import artifacts
+from apparel.config import TrainConfig
+from apparel.contract import CONFIG_KEY, InputContract
+from apparel.inference.prediction import Predictor
+from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.shop.categories import CATEGORIES_FILE
+from apparel.store.calibrate import fit_temperature
+from apparel.store.model import NOT_APPAREL, Mixing, branches, build_store_model, mix, store_class_names
+from tests.conftest import PHOTO_CLASSES, render_photo
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def garment_model():
+    """A garment run's model as `apparel train` starts one: ImageNet backbone, a new head."""
+    from apparel.models import create_model
+
+    return create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
+
+
+def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model, tmp_path):
+    mixing = Mixing(0.9, 1.5, 0.8)
+    model, class_names = build_store_model(garment_model, PHOTO_CLASSES, mixing)
+    assert class_names == store_class_names(PHOTO_CLASSES) and class_names[-1] == NOT_APPAREL
+    assert class_names[: len(PHOTO_CLASSES)] == PHOTO_CLASSES and "watch" in class_names
+    artifacts.save_model(model, tmp_path / artifacts.MODEL_FILE)
+    contract = InputContract(kind="photo", size=SIZE, class_names=class_names)
+    TrainConfig(model="efficientnet-lite0", image_size=SIZE).save(tmp_path / artifacts.CONFIG_FILE,
+                                                                   {CONFIG_KEY: contract.to_dict()})
+    rng = np.random.default_rng(0)
+    images = np.stack([np.asarray(render_photo(i % 3, rng, size=(SIZE, SIZE))) for i in range(4)])
+    probabilities = Predictor.from_dir(tmp_path).predict_proba(images)  # loaded with safe_mode=True
+    head_logits, imagenet_logits = (np.asarray(part) for part in branches(garment_model).predict_on_batch(
+        images.astype(np.float32)))
+    expected = mix(head_logits, imagenet_logits, mixing)
+    np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_a_garment_run_that_retrained_the_shared_blocks_is_refused():
+    from apparel.models import create_model
+
+    retrained = create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
+    stem = retrained.get_layer("backbone").get_layer("conv_stem")
+    stem.set_weights([weight + 0.01 for weight in stem.get_weights()])  # as fine-tuning every block would
+    with pytest.raises(ValueError, match="fine-tune-blocks"):
+        build_store_model(retrained, PHOTO_CLASSES, Mixing(1.0, 1.0, 0.8))
+
+
+def test_settings_are_checked(garment_model):
+    with pytest.raises(ValueError, match="imagenet_temperature"):
+        build_store_model(garment_model, PHOTO_CLASSES, Mixing(1.0, 0.0, 0.8))
+    with pytest.raises(ValueError, match="no category for the garment run's cape"):
+        build_store_model(garment_model, ("dress", "cape"), Mixing(1.0, 1.0, 0.8))
+
+
+def test_not_apparel_is_the_likeliest_outside_class_or_their_sum_once_it_passes():
+    imagenet = np.full((2, 1000), -10.0)
+    imagenet[0, 711] = 10.0          # perfume, surely
+    imagenet[1, [0, 1, 2, 3, 4]] = 5.0  # five fish, none sure, 0.99 together
+    head = np.zeros((2, len(PHOTO_CLASSES)))
+    spread = mix(head, imagenet, Mixing(1.0, 1.0, 0.8))
+    assert spread[0, -1] == pytest.approx(1.0, abs=1e-6)
+    assert spread[1, -1] == pytest.approx(1.0, abs=0.02)
+    below = mix(head, imagenet, Mixing(1.0, 1.0, 1.0))  # the sum never counts: the likeliest fish, 0.2
+    assert below[1, -1] == pytest.approx(0.2, abs=0.01)
+    assert below[1, : len(PHOTO_CLASSES)].sum() == pytest.approx(0.8, abs=0.01)  # the head shares the rest
+
+
+def test_temperature_scaling_recovers_the_temperature_of_the_labels():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4000, 5))
+    tempered = np.exp(logits / 2.0) / np.exp(logits / 2.0).sum(axis=1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in tempered])
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+
+
+class FixedPredictor:
+    """A predictor that answers each photo with the next row of fixed probabilities."""
+
+    def __init__(self, contract, rows):
+        self.contract, self.rows = contract, list(rows)
+
+    def predict_proba(self, images):
+        answers, self.rows = self.rows[: len(images)], self.rows[len(images):]
+        return np.asarray(answers)
+
+
+@pytest.mark.parametrize("category_format", ["path", "id"])
+def test_the_catalog_writes_a_parent_ids_on_request_and_leaves_not_apparel_with_its_reason(tmp_path, category_format):
+    classes = ("t-shirt", "shirt", "perfume-ish")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / artifacts.MODEL_FILE).write_bytes(b"a model file, only hashed here")
+    contract = InputContract(kind="photo", size=SIZE, class_names=classes)
+    artifacts.write_json(run / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict()})
+    artifacts.write_json(run / CATEGORIES_FILE, {"categories": {"t-shirt": "aa-1-13-8", "shirt": "aa-1-13-7",
+                                                                "perfume-ish": None},
+                                                 "category_threshold": 0.7, "outside_threshold": 0.6})
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        render_photo(2, rng).save(tmp_path / f"{index}.jpg")
+    source = tmp_path / "products.csv"
+    source.write_text("Handle,Title,Product Category,Type,Tags,Image Src\n"
+                      + "".join(f"p{index},Product {index},,,,{index}.jpg\n" for index in range(3)), encoding="utf-8")
+    answers = [[0.9, 0.1, 0.0], [0.5, 0.45, 0.05], [0.1, 0.1, 0.8]]  # a T-shirt; a top; not apparel
+    report = categorize_catalog(source, tmp_path / "out.csv",
+                                CatalogConfig(model_dir=str(run), category_format=category_format, workers=1),
+                                predictor=FixedPredictor(contract, answers))
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
+    tee, tops = ("aa-1-13-8", "aa-1-13") if category_format == "id" else (
+        "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts", "Apparel & Accessories > Clothing > Clothing Tops")
+    assert [row["Product Category"] for row in rows] == [tee, tops, ""]
+    # Type and tag claim no more than the category: the class when it is the class's own, else the category.
+    assert [row["Type"] for row in rows] == ["t-shirt", "Clothing Tops", ""]
+    assert rows[1]["Tags"] == "apparel:Clothing Tops"
+    assert (report.categorized, report.outside, report.low_confidence) == (2, 1, 0)
+    review = list(csv.DictReader(io.StringIO((tmp_path / "out.review.csv").read_text(encoding="utf-8"))))
+    assert [(row["handle"], row["status"], row["label"]) for row in review] == [
+        ("p2", "outside the vertical", "perfume-ish")]
+    assert float(review[0]["confidence"]) == pytest.approx(0.8)
+
+
+def test_the_shipped_store_model_brings_its_categories_and_validation_figures():
+    store = artifacts.shipped_model_dir("store")
+    record = json.loads((store / CATEGORIES_FILE).read_text(encoding="utf-8"))
+    contract = InputContract.for_run(store)
+    assert list(record["categories"]) == list(contract.class_names) and contract.class_names[-1] == NOT_APPAREL
+    assert record["categories"][NOT_APPAREL] is None
+    assert 0 < record["category_threshold"] <= 1 and 0 < record["outside_threshold"] <= 1
+    # What the README and docs/store-model.md quote, chosen on validation photos.
+    small = record["validation"]["small"]
+    assert small["exact"] + small["parent"] >= 0.92 and small["wrong"] <= 0.08
