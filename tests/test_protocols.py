@@ -119,6 +119,32 @@ def test_tritonclient_grpc_infer_and_metadata(served, name):
     client.close()
 
 
+@pytest.mark.parametrize("name", ["fashion-mnist", "photos"])
+def test_the_category_output_is_the_chosen_shopify_category_over_http_and_grpc(served, name):
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as http
+
+    from apparel.shop.categories import optional_run_chooser
+
+    predictor = served[name]
+    images = inputs_for(name).astype(np.float32)
+    expected = [decision.to_dict() for decision in optional_run_chooser(
+        predictor.model_dir, predictor.contract).choose_all(predictor.predict_proba(images))]
+    answers = []
+    for module, address in ((http, served["url"].removeprefix("http://")), (grpcclient, served["grpc"])):
+        client = module.InferenceServerClient(address)
+        metadata = client.get_model_metadata(name, **({"as_json": True} if module is grpcclient else {}))
+        tensor = module.InferInput(metadata["inputs"][0]["name"], list(images.shape), "FP32")
+        tensor.set_data_from_numpy(images)
+        result = client.infer(name, [tensor], outputs=[module.InferRequestedOutput("category")])
+        answers.append([json.loads(value) for value in result.as_numpy("category")])
+        client.close()
+    for answer in answers:
+        assert [item["id"] for item in answer] == [item["id"] for item in expected]
+        assert [item["reason"] for item in answer] == [item["reason"] for item in expected]
+        assert all(item["path"] is None or item["gid"].endswith(item["id"]) for item in answer)
+
+
 def test_tritonclient_sends_photo_files_as_bytes_over_both_transports(served):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as http

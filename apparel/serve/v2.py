@@ -10,8 +10,10 @@ The one input (named as the metadata says) is ``FP32`` (or another number type) 
 ``[N, 28, 28]`` / ``[N, S, S, 3]`` under the pixel-scale rule of every entry point (0–1, or 0–255
 when a value is above 1; ``UINT8`` is always 0–255), or ``BYTES`` of shape ``[N]``: encoded
 photo files (base64 strings in JSON; raw bytes in the binary extension and over gRPC). The
-outputs are ``probabilities`` (``FP32 [N, classes]``) and ``label`` (``BYTES [N]``, the best
-class), each asked for at most once; an answer whose size, reckoned before the model runs, would
+outputs are ``probabilities`` (``FP32 [N, classes]``), ``label`` (``BYTES [N]``, the best
+class) and ``category`` (``BYTES [N]``, each the JSON of the Shopify category chosen from the
+probabilities: ``{"id", "gid", "path", "confidence", "reason"}``, or ``null`` for a model whose
+classes have no category), each asked for at most once; an answer whose size, reckoned before the model runs, would
 pass ``max_response_bytes`` is a 413, and a large one is built on a worker thread. The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
 ways: tritonclient uses it by default.
 
@@ -37,11 +39,15 @@ from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
 SERVER_NAME = "apparel"
 LABEL_OUTPUT = "label"
+CATEGORY_OUTPUT = "category"
+# The most one category's JSON takes: its id, GID, the longest path of the taxonomy (about 150
+# characters), a confidence and a reason, with the keys.
+CATEGORY_BYTES = 512
 HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
-OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT)
+OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT)
 JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
 ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
 LARGE_ANSWER = LARGE_BODY  # answers from this size on are built on a worker thread
@@ -52,7 +58,8 @@ def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
     return {"name": served.name, "versions": versions, "platform": "tensorflow_keras",
             "inputs": [{"name": served.input_name, "datatype": "FP32", "shape": [-1, *contract.shape]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, contract.num_classes]},
-                        {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
+                        {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+                        {"name": CATEGORY_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
 
 
 def byte_elements(raw: bytes) -> list[bytes]:
@@ -156,6 +163,8 @@ def answer_size(served: ServedVersion, count: int, outputs: dict[str, bool], ext
     for name, binary in outputs.items():
         if name == OUTPUT_NAME:
             size += count * len(names) * (4 if binary else JSON_NUMBER_BYTES)
+        elif name == CATEGORY_OUTPUT:
+            size += count * (CATEGORY_BYTES + 4 if binary else 2 * CATEGORY_BYTES)  # JSON inside JSON: escaped
         else:
             size += count * max((len(label.encode()) + 4) if binary else len(json.dumps(label)) + 2 for label in names)
     return size
@@ -169,12 +178,18 @@ def check_answer_size(size: int, limit: int) -> None:
 
 def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str]) -> list[tuple]:
     """(name, datatype, shape, values) of each output of ``names`` (from ``requested_outputs``):
-    numbers as float32 arrays, labels as a list of UTF-8 bytes."""
+    numbers as float32 arrays, labels and categories as lists of UTF-8 bytes."""
     tensors = []
     for name in names:
         if name == OUTPUT_NAME:
             values = np.asarray(probabilities, dtype=np.float32)
             tensors.append((name, "FP32", list(values.shape), values))
+        elif name == CATEGORY_OUTPUT:
+            chooser = served.categories
+            decisions = (chooser.choose_all(probabilities) if chooser is not None else [None] * len(probabilities))
+            values = [json.dumps(None if decision is None else decision.to_dict(), separators=(",", ":")).encode()
+                      for decision in decisions]
+            tensors.append((name, "BYTES", [len(values)], values))
         else:
             classes = served.contract.class_names
             labels = [classes[index].encode() for index in probabilities.argmax(axis=-1)]
