@@ -20,6 +20,7 @@ STAGES = {
     "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1,
     "apparel.inference": 2,
     "apparel.training": 3, "apparel.photo_training": 3, "apparel.runs": 3, "apparel.optimization": 1, "apparel.evaluation": 3, "apparel.plots": 3,
+    "apparel.store": 3,
     "apparel.images": 4,
     "apparel.shop": 5, "apparel.bench": 5, "apparel.batch": 5,
     "apparel.serve": 6,
