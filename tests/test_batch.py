@@ -23,8 +23,10 @@ import pytest
 
 from apparel.artifacts import usable_cores
 from apparel.batch.manifest import read_manifest
+from apparel.batch.output import CATEGORY_COLUMNS
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
+from apparel.shop.categories import run_chooser
 from conftest import PHOTO_CLASSES, render_photo
 
 # Every Ray process of these tests on loopback: Ray replaces 127.0.0.1 with the machine's address
@@ -101,16 +103,28 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
     result = table(local_output)
     assert result.num_rows == PHOTOS + len(BAD_ROWS)
     assert result.column_names == ["sku", "image", "note", "manifest_row", "label", "probability", "top_labels",
-                                   "top_probabilities", "model_version", "error"]
+                                   "top_probabilities", "category_id", "category_gid", "category_path",
+                                   "category_confidence", "category_reason", "model_version", "error"]
+    assert result.schema.field("category_confidence").type == pa.float32()
     assert result.column("manifest_row").to_pylist() == list(range(result.num_rows))
     assert result.column("sku")[7].as_py() == "00007"
     good = result.slice(0, PHOTOS).to_pylist()
     assert all(row["error"] is None and row["label"] in PHOTO_CLASSES for row in good)
     assert all(len(row["top_labels"]) == 3 and row["top_labels"][0] == row["label"] for row in good)
     assert all(row["top_probabilities"] == sorted(row["top_probabilities"], reverse=True) for row in good)
+    # Top 3 of 3 classes is the whole vector: each row's category is the shipped mapping's choice from it.
+    chooser = run_chooser(None, PHOTO_CLASSES)
+    for row in good:
+        probabilities = dict(zip(row["top_labels"], row["top_probabilities"]))
+        chosen = chooser.choose([probabilities[name] for name in PHOTO_CLASSES]).to_dict()
+        assert chosen["reason"] is None  # Clothing and Shoes hold each row between them: one reaches 0.5
+        keys = ("id", "gid", "path", "reason")
+        assert [row[f"category_{key}"] for key in keys] == [chosen[key] for key in keys]
+        assert row["category_confidence"] == pytest.approx(chosen["confidence"], abs=1e-6)
     bad = result.slice(PHOTOS).to_pylist()
     for row, (reference, reason) in zip(bad, BAD_ROWS.items()):
         assert row["image"] == reference and row["label"] is None and row["top_labels"] is None
+        assert all(row[name] is None for name in CATEGORY_COLUMNS)
         assert row["error"] and reason in row["error"]
     assert len({row["model_version"] for row in good + bad}) == 1
     assert len(list(local_output.glob("part-*.parquet"))) == 3              # 246 rows, 100 a file

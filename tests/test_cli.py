@@ -107,12 +107,14 @@ def test_predict_csv_has_one_padded_row_per_input(tmp_path, capsys, tiny_dataset
     assert main(["predict", "--model-dir", str(tmp_path / "run"), str(tmp_path / "two.npy"), str(tmp_path / "bad.png"),
                  "--csv", "--top-k", "2"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "error"]
+    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2",
+                       "category_id", "category", "category_confidence", "category_reason", "error"]
     assert [row[0] for row in rows[1:]] == [f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(tmp_path / "bad.png")]
-    assert all(len(row) == 6 for row in rows)  # the failed row is padded to the header's width
+    assert all(len(row) == 10 for row in rows)  # the failed row is padded to the header's width
     for row in rows[1:3]:
-        assert row[1] in CLASS_NAMES and row[3] in CLASS_NAMES and float(row[2]) >= float(row[4]) and row[5] == ""
-    assert rows[3][1:5] == ["", "", "", ""] and "not a readable image" in rows[3][5]
+        assert row[1] in CLASS_NAMES and row[3] in CLASS_NAMES and float(row[2]) >= float(row[4]) and row[9] == ""
+        assert row[5:9] == ["", "", "", ""]  # 28×28 arrays are the walk-through's: no store category
+    assert rows[3][1:9] == [""] * 8 and "not a readable image" in rows[3][9]
 
 
 def test_models_lists_every_registered_model_with_its_defaults(capsys):
@@ -233,7 +235,7 @@ def test_preprocess_draws_the_photo_models_steps(photo_run, tmp_path, capsys):
         "original 96×120 → on white 96×120 → square 120×120 → resized 32×32", f"wrote {tmp_path / 'steps.png'}"]
     with Image.open(tmp_path / "steps.png") as image:
         assert image.format == "PNG" and image.width > 3 * image.height
-    assert main(["preprocess", str(photo), "--out", str(tmp_path / "shop.png")]) == 0  # the shipped photo model's
+    assert main(["preprocess", str(photo), "--out", str(tmp_path / "shop.png")]) == 0  # the shipped store model's
     assert capsys.readouterr().out.splitlines()[0].endswith("resized 224×224")
 
 
@@ -274,16 +276,16 @@ def test_export_defaults_to_the_photo_model_and_says_so(tmp_path, monkeypatch, c
         export.export_model(None, "litert", tmp_path / "shop.tflite")
     assert main(["export", "--format", "litert", "--out", str(tmp_path / "shop.tflite")]) == 2
     error = capsys.readouterr().err
-    assert f"using {DEFAULT_PHOTO_MODEL_DIR} (the shipped photo model)" in error
+    assert f"using {DEFAULT_PHOTO_MODEL_DIR} (the shipped store model)" in error
     assert f"would export {DEFAULT_PHOTO_MODEL_DIR}" in error
 
 
 @pytest.mark.parametrize("argv, stopped, picked", [
     (["predict", "shoe.jpg"], "expand_sources", None),
-    (["catalog", "products.csv", "--out", "out.csv"], "categorize_catalog", "photo"),
-    (["batch", "images.csv", "--out", "out"], "classify_manifest", "photo"),
+    (["catalog", "products.csv", "--out", "out.csv"], "categorize_catalog", "store"),
+    (["batch", "images.csv", "--out", "out"], "classify_manifest", "store"),
     (["evaluate"], "evaluate_run", "Fashion-MNIST"),
-    (["evaluate", "--images", "photos"], "evaluate_run", "photo"),
+    (["evaluate", "--images", "photos"], "evaluate_run", "store"),
     (["plots"], "write_plots", "Fashion-MNIST"),
 ])
 def test_every_command_that_picks_a_model_says_which(argv, stopped, picked, monkeypatch, capsys):
@@ -298,12 +300,12 @@ def test_every_command_that_picks_a_model_says_which(argv, stopped, picked, monk
     if stopped == "expand_sources":  # predict: a photo, then stop before loading the model
         monkeypatch.setattr(cli, "expand_sources", lambda files: [type("Source", (), {"path": Path(files[0])})()])
         monkeypatch.setattr(cli.Predictor, "from_dir", stop)
-        picked = "photo"
+        picked = "store"
     else:
         monkeypatch.setattr(cli, stopped, stop)
     assert main(argv) == 2
     error = capsys.readouterr().err
-    path = DEFAULT_PHOTO_MODEL_DIR if picked == "photo" else DEFAULT_MODEL_DIR
+    path = DEFAULT_PHOTO_MODEL_DIR if picked == "store" else DEFAULT_MODEL_DIR
     assert f"using {path} (the shipped {picked} model); give a run directory to use another" in error, error
     assert "stopped here" in error
 

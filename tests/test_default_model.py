@@ -13,10 +13,12 @@ from conftest import needs_real_data
 
 
 def test_the_shipped_models_live_in_the_package_and_are_found_by_name(tmp_path, monkeypatch):
-    assert {"default", "photos"} <= set(shipped_model_names())  # more may be added
-    assert (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR) == (shipped_model_dir("default"), shipped_model_dir("photos"))
+    assert {"default", "photos", "store"} <= set(shipped_model_names())  # more may be added
+    # Photos are answered by the store model; the ten-class photo model is still shipped, by name.
+    assert (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR) == (shipped_model_dir("default"), shipped_model_dir("store"))
     monkeypatch.chdir(tmp_path)
-    assert resolve_model_dir("photos") == shipped_model_dir("photos")
+    assert resolve_model_dir("photos") == shipped_model_dir("photos") != shipped_model_dir("store")
+    assert resolve_model_dir("store") == shipped_model_dir("store")
     monkeypatch.setenv("APPAREL_MODEL_DIR", "default")
     assert resolve_model_dir() == shipped_model_dir("default")
 

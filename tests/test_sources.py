@@ -329,8 +329,10 @@ def test_predict_command_on_folders_globs_and_urls(server, image_folder, model_d
 
     assert main(["predict", "--model-dir", str(model_dir), str(image_folder), "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "label_3", "probability_3", "error"]
+    assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "label_3", "probability_3",
+                       "category_id", "category", "category_confidence", "category_reason", "error"]
     assert [row[0] for row in rows[1:]] == files[:3] and rows[2][-1].startswith("not a readable image")
+    assert all(row[7:11] == ["", "", "", ""] for row in rows[1:])  # a 28×28 model gives no store category
     assert 0 <= float(rows[1][2]) <= 1
 
     assert main(["predict", str(model_dir), str(image_folder / "dress.png"), f"{base}/dress.png"]) == 0

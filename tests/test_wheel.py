@@ -1,5 +1,5 @@
 """The wheel works on its own: `make wheel`'s build, installed into a fresh virtual environment,
-classifies a photo with the shipped photo model from a folder outside the checkout.
+classifies a photo with the shipped store model (the default for photos) from a folder outside the checkout.
 
 The fresh environment borrows this one's installed dependencies (TensorFlow is hundreds of MB) by a
 ``.pth`` line naming their folder; a plain path line runs none of that folder's own ``.pth`` files,
@@ -70,7 +70,8 @@ def test_the_wheel_holds_the_shipped_models_and_data_files(installed):
     wheel, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {path.relative_to(ROOT).as_posix() for path in SHIPPED_MODELS_DIR.rglob("*") if path.is_file()}
-    assert {f"apparel/shipped_models/{name}/{MODEL_FILE}" for name in ("default", "photos")} <= shipped
+    assert {f"apparel/shipped_models/{name}/{MODEL_FILE}" for name in ("default", "photos", "store")} <= shipped
+    assert "apparel/shipped_models/store/categories.json" in shipped  # the default photo model's categories
     assert shipped <= names
     assert {"apparel/shop/taxonomy.csv", "apparel/serve/static/index.html"} <= names
 
@@ -93,5 +94,12 @@ def test_the_installed_command_classifies_a_photo_outside_the_checkout(installed
                             env=outside_environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     (outcome,) = json.loads(result.stdout)
-    photo_classes = json.loads((shipped_model_dir("photos") / "config.json").read_text())["input"]["class_names"]
-    assert outcome["top_k"][0]["label"] in photo_classes
+    # Photos go to the store model, whose categories.json came with the wheel: a category or a reason.
+    store_classes = json.loads((shipped_model_dir("store") / "config.json").read_text())["input"]["class_names"]
+    assert outcome["top_k"][0]["label"] in store_classes
+    category = outcome["category"]
+    assert set(category) == {"id", "gid", "path", "confidence", "reason"}
+    if category["id"] is None:
+        assert category["reason"] in ("uncertain", "outside the vertical") and category["path"] is None
+    else:
+        assert category["reason"] is None and category["gid"] == f"gid://shopify/TaxonomyCategory/{category['id']}"

@@ -24,15 +24,15 @@ For each product that gets one:
 Everything else keeps its bytes: the output is the input with only the changed cells spliced in
 (the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
 a UTF-8 BOM stay as they were, and no row can be lost. Products left without a category, and those
-whose images all failed, are listed with the reason in a review CSV beside the output; it is for people with a
-spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
-(the output is never escaped). Finished images are cached beside the output, so an interrupted run
+whose images all failed, are listed with the reason in a review CSV beside the output; it is for
+people with a spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with
+``'`` instead (the output is never escaped). Finished images are cached beside the output, so an interrupted run
 (even a killed one) resumes and a rerun gives the same bytes. None of the three files may be the
 input.
 
 The labels are the model's own class names (``InputContract``): the shipped store model
-(``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run, whose
-photos go through its own pipeline (a photo model's RGB square or the Fashion-MNIST 28×28).
+(``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run,
+whose photos go through its own pipeline (a photo model's RGB square or the Fashion-MNIST 28×28).
 """
 
 from __future__ import annotations
