@@ -271,8 +271,8 @@ def cmd_serve(args) -> int:
     settings = config_changes(args, ServiceConfig)
     if args.model_dir is None and args.litert is None and settings.get("model_repository") is None:
         _status(f"using {default_model_note(photos=True)}; give a run directory to serve another"
-                if os.environ.get(MODEL_DIR_ENV) else "using the shipped models photos (the default, also served as "
-                "apparel) and fashion-mnist; give a run directory to serve another")
+                if os.environ.get(MODEL_DIR_ENV) else "using the shipped models store (the default, also served as "
+                "apparel), photos and fashion-mnist; give a run directory to serve another")
     # Where it serves is said once it does (uvicorn's "running on" line): the port may be taken.
     _status("loading the models …")
     run_server(args.model_dir, host=args.host, port=args.port, access_log=args.access_log,
@@ -468,7 +468,7 @@ def _add_serve(commands) -> None:
     serve = commands.add_parser("serve", help="serve models by name: TF Serving REST, Open Inference Protocol (HTTP, "
                                               "gRPC), photo uploads, web page; hot reload of --model-repository")
     serve.add_argument("model_dir", nargs="?", help=f"one run directory or {SHIPPED_NAME}, served as `apparel` (default: the shipped models "
-                                                    "fashion-mnist and photos, or --model-repository)")
+                                                    "store, photos and fashion-mnist, or --model-repository)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_config_flags(serve, ServiceConfig)

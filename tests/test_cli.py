@@ -317,5 +317,5 @@ def test_serve_says_it_serves_the_shipped_models(monkeypatch, capsys):
     monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
     monkeypatch.setattr(app, "run_server", lambda *args, **kwargs: None)
     assert main(["serve"]) == 0
-    assert "using the shipped models photos (the default, also served as apparel) and fashion-mnist" in \
+    assert "using the shipped models store (the default, also served as apparel), photos and fashion-mnist" in \
         capsys.readouterr().err

@@ -58,7 +58,10 @@ from apparel.shop.taxonomy import load_mapping
 from apparel.inference.prediction import (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
                                           resolve_model_dir)
 
-SHIPPED_MODELS = {"fashion-mnist": DEFAULT_MODEL_DIR, "photos": DEFAULT_PHOTO_MODEL_DIR}  # served by these names
+# Served by these names: the shipped models', with the Fashion-MNIST one named for its data.
+SHIPPED_MODELS = {"fashion-mnist": DEFAULT_MODEL_DIR, "photos": artifacts.shipped_model_dir("photos"),
+                  "store": DEFAULT_PHOTO_MODEL_DIR}
+DEFAULT_SERVED = "store"  # uploads and the web page are a store's photos
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The page loads only its own files; previews are data: URLs, the chosen photos blob: URLs.
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'"
@@ -327,8 +330,8 @@ def add_page_routes(app: FastAPI) -> None:
 
 def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
     """The run directory ``apparel serve`` serves: ``model_dir`` when given, else
-    ``$APPAREL_MODEL_DIR``, else the shipped photo model ``photos`` (uploads and the web page
-    are for photos) — or, until that model exists, ``default``, with a one-line note.
+    ``$APPAREL_MODEL_DIR``, else the shipped store model ``store`` (uploads and the web page are
+    for photos) — or, until that model exists, ``default``, with a one-line note.
 
     >>> served_model_dir("runs/reference")
     PosixPath('runs/reference')
@@ -344,8 +347,8 @@ def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
 
 
 def shipped_registry(config: ServiceConfig) -> Registry:
-    """The shipped models by name, ``fashion-mnist`` and ``photos`` (once it exists), warmed up;
-    the photo model is the default (uploads and the page are for photos)."""
+    """The shipped models by name, ``fashion-mnist``, ``photos`` and ``store`` (those that exist),
+    warmed up; the store model is the default (uploads and the page are a store's photos)."""
     registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate))
     for name, model_dir in SHIPPED_MODELS.items():
         if (Path(model_dir) / artifacts.MODEL_FILE).is_file():
@@ -353,7 +356,7 @@ def shipped_registry(config: ServiceConfig) -> Registry:
     if not registry.models:
         raise ParameterError(f"no shipped model in {DEFAULT_MODEL_DIR.parent}; give {{}} or {{}}", "model_dir",
                              "model_repository")
-    registry.default = "photos" if "photos" in registry.models else "fashion-mnist"
+    registry.default = next((name for name in (DEFAULT_SERVED, "photos") if name in registry.models), "fashion-mnist")
     return registry
 
 
