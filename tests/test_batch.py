@@ -38,7 +38,7 @@ import pyarrow.parquet as pq  # noqa: E402
 PHOTOS = 240
 VENV_BIN = Path(sys.executable).parent
 # Rows that must come back as rows with an error, not as a failed job.
-BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "'..' is refused", "": "empty image reference",
+BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "leads outside images_dir", "": "empty image reference",
             "ftp://example.com/a.jpg": "only http and https", "broken.jpg": "", "notes.txt": ""}
 OBJECT_STORE = 100 * 1024**2
 
@@ -92,6 +92,8 @@ def test_manifest_image_column_by_name_or_flag(tmp_path):
     (tmp_path / "n.csv").write_text("id,picture\n1,a.jpg\n")
     with pytest.raises(ParameterError, match="no column named image, image_url, url, path"):
         read_manifest(tmp_path / "n.csv")
+    (tmp_path / "shopify.csv").write_text("Title,URL handle,Product image URL\nA,a,a.jpg\n")   # the current header
+    assert read_manifest(tmp_path / "shopify.csv").image_column == "Product image URL"
     pq.write_table(pa.table({"path": ["a.jpg"], "error": ["x"]}), tmp_path / "m.parquet")
     with pytest.raises(SourceError, match="has a column 'error'"):
         read_manifest(tmp_path / "m.parquet", reserved=("error",))
@@ -251,6 +253,52 @@ def test_predictor_threads_reach_the_litert_interpreter(shop, litert_export, tmp
     Predictor.from_litert(litert_export, threads=3)
     Predictor.from_litert(litert_export)
     assert threads == [1, 3, usable_cores()]
+
+
+def photo_files(folder: Path, count: int) -> list[Path]:
+    """``count`` rendered photos in ``folder`` (made), by absolute path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        render_photo(index % len(PHOTO_CLASSES), rng).save(folder / f"{index}.jpg", quality=85)
+    return [(folder / f"{index}.jpg").resolve() for index in range(count)]
+
+
+def test_absolute_paths_inside_the_images_dir_and_shopify_s_image_column(tiny_run, tmp_path):
+    """A manifest as `find /data -name '*.jpg'` writes it, in a Shopify export's image column."""
+    data = tmp_path / "data"
+    photos = photo_files(data / "shirts", 3)
+    secret = photo_files(tmp_path / "private", 1)[0]
+    lines = ["Handle,Image Src"] + [f"h{index},{photo}" for index, photo in enumerate(photos)]
+    lines += [f"dots,{data}/shirts/../shirts/0.jpg", f"escape,{secret}", f"sneaky,{data}/../private/0.jpg"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    config = BatchConfig(model_dir=str(tiny_run), images_dir=str(data))
+    report = classify_manifest(tmp_path / "m.csv", tmp_path / "out", config)
+    assert (report.classified, report.failed) == (4, 2)
+    errors = table(tmp_path / "out").column("error").to_pylist()
+    assert errors[:4] == [None] * 4
+    assert all("leads outside images_dir" in error for error in errors[4:])       # still refused
+    assert report.errors == tuple(f"row {row} ({lines[row + 1].split(',')[1]!r}): {errors[row]}" for row in (4, 5))
+    everywhere = classify_manifest(tmp_path / "m.csv", tmp_path / "out-root", config.replace(images_dir="/"))
+    assert (everywhere.classified, everywhere.failed) == (6, 0)
+
+
+def test_a_run_in_which_every_row_failed_exits_non_zero_with_the_first_errors(tiny_run, tmp_path, capsys):
+    from apparel.cli import main
+
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(7)))
+    arguments = ["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run)]
+    assert main(arguments) == 1
+    captured = capsys.readouterr()
+    assert "7 rows: 0 classified, 7 unreadable" in captured.out
+    assert "error: row 0 ('photos/0.jpg'): file not found" in captured.err
+    assert "error: row 4 ('photos/4.jpg'): file not found" in captured.err and "row 5 " not in captured.err
+    assert "… and 2 more, each in its row's error column" in captured.err
+    assert "apparel batch: error: every row failed (7)" in captured.err
+    photo_files(tmp_path / "photos", 1)
+    (tmp_path / "n.csv").write_text("path\nphotos/0.jpg\nphotos/9.jpg\n")                 # one is read: success
+    assert main(["batch", str(tmp_path / "n.csv"), "--out", str(tmp_path / "out-n"), "--model-dir", str(tiny_run)]) == 0
+    assert "error: row 1 ('photos/9.jpg'): file not found" in capsys.readouterr().err
 
 
 def test_cores_are_counted_where_there_is_no_cpu_affinity(monkeypatch):

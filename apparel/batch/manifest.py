@@ -19,7 +19,8 @@ from pathlib import Path
 
 from apparel.errors import ParameterError, SourceError
 
-IMAGE_COLUMNS = ("image", "image_url", "url", "path")
+# The last two: a Shopify product export's image column, in its older and its current header style.
+IMAGE_COLUMNS = ("image", "image_url", "url", "path", "image src", "product image url")
 ROW_COLUMN = "manifest_row"  # the row's number in the manifest, from 0: the key a rerun resumes by
 
 

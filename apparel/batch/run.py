@@ -30,6 +30,8 @@ from apparel.shop.categories import optional_run_chooser
 
 __all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
 
+FIRST_ERRORS = 5  # failed rows a report quotes; every failed row has its error in the output
+
 
 @dataclass(frozen=True)
 class BatchReport:
@@ -40,6 +42,7 @@ class BatchReport:
     seconds: float                   # this run's wall time, model loading and Ray's start included
     engine: str
     out: str
+    errors: tuple[str, ...] = ()     # this run's first FIRST_ERRORS failed rows: "row N ('reference'): reason"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,11 +93,16 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         from apparel.batch.engine_local import classify_local
 
         results = classify_local(rows, pending, read, model, config.batch_size)
+    errors = []
     for result in results:
         writer.add(result["row"], result["probabilities"], result["error"])
+        # The lowest rows, whichever order the engine finishes them in.
+        errors = sorted(errors + [(int(row), f"row {row} ({references[row]!r}): {error}")
+                                  for row, error in zip(result["row"], result["error"]) if error])[:FIRST_ERRORS]
         if progress is not None:
             progress(len(result["row"]))
     writer.close()
     return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
                        classified=writer.written - writer.failed, failed=writer.failed,
-                       seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out))
+                       seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out),
+                       errors=tuple(text for _, text in errors))

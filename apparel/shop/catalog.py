@@ -84,6 +84,8 @@ class CatalogConfig(Config):
 
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
+    image_column: str | None = option(None, "the CSV's column of image paths or URLs (default: Image Src, or "
+                                            "Product image URL in the current header style)")
     mapping: str | None = option(None, "class,category CSV to use instead of the model's own categories (a store "
                                        "model's categories.json) or the shipped Shopify taxonomy mapping")
     min_confidence: float | None = option(
@@ -132,11 +134,19 @@ class CatalogReport:
 # ---------------------------------------------------------------- raw CSV records with their spans
 
 
-def find_columns(header: Record, path: Path) -> dict[str, int | None]:
+def find_columns(header: Record, path: Path, image_column: str | None = None) -> dict[str, int | None]:
+    """Role → the header's column index (None where it has none); ``image_column`` names the
+    column of images instead of ``COLUMNS["image"]``, as its header spells it."""
     names = [cell.value.strip().lower() for cell in header.cells]
     columns = {}
     for role, accepted in COLUMNS.items():
         columns[role] = next((names.index(name) for name in accepted if name in names), None)
+    if image_column is not None:
+        spelled = [cell.value.strip() for cell in header.cells]
+        if image_column.strip() not in spelled:
+            raise ParameterError(f"{{}} {image_column!r} is not a column of {path}; its columns: {', '.join(spelled)}",
+                                 "image_column")
+        columns["image"] = spelled.index(image_column.strip())
     if columns["handle"] is None:
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
     if columns["image"] is None and columns["variant_image"] is None:
@@ -272,7 +282,7 @@ def categorize_catalog(
     if not records:
         raise SourceError(csv_path, "empty; expected a Shopify product export with a header row")
     header, rows = records[0], records[1:]
-    columns = find_columns(header, csv_path)
+    columns = find_columns(header, csv_path, config.image_column)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
     model_dir = resolve_model_dir(config.model_dir, photos=True)
