@@ -216,6 +216,8 @@ def cmd_catalog(args) -> int:
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
           f"{report.low_confidence} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
+    if report.disagreeing:
+        print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")

@@ -438,6 +438,31 @@ def test_the_image_column_can_be_named(shop, model_dir):
     assert parsed.image_column == "Photo"
 
 
+def test_a_handle_on_rows_that_disagree_is_listed_for_review_and_still_categorised(shop, model_dir):
+    shop_dir, _ = shop
+    header = ["Handle", "Title", "Type", "Image Src", "Image Position"]
+    rows = [["dress", "Summer Dress", "", "images/dress.png", "1"],
+            ["dress", "", "", "images/tote.jpg", "2"],                      # a second image: no disagreement
+            ["dress", "Winter Coat", "", "images/dress.png", "3"],           # another product's title
+            ["dress", "Winter Coat", "", "images/dress.png", "3"],           # the same again: noted once
+            ["tote", "Tote", "", "images/tote.jpg", "1"],
+            ["tote", "Tote", "", "images/dress.png", "1"]]                   # two first images
+    (shop_dir / "products.csv").write_bytes(as_bytes(header, rows))
+    report = categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", config(model_dir, shop_dir),
+                                predictor=ShapePredictor())
+    with open(shop_dir / "out.review.csv", encoding="utf-8", newline="") as handle:
+        review = [(row["handle"], row["status"], row["error"]) for row in csv.DictReader(handle)]
+    assert review == [
+        ("dress", "handle on rows with different titles",
+         "'Summer Dress' (row 2), 'Winter Coat' (row 4); merged as one product"),
+        ("tote", "handle on rows with different images at one position",
+         "position 1: 'images/tote.jpg' (row 6), 'images/dress.png' (row 7); merged as one product")]
+    assert (report.products, report.categorized, report.disagreeing) == (2, 2, 2)
+    expected = [list(cells) for cells in rows]
+    expected[0][2], expected[4][2] = "Dress", "Bag"                          # categorised as before
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, expected)
+
+
 def test_no_file_written_may_be_the_input(shop, model_dir, capsys):
     """The review CSV and the cache are named after the output; neither they nor the output may
     be the input, by name or through a link, and the input stays as it was."""

@@ -24,11 +24,12 @@ For each product that gets one:
 Everything else keeps its bytes: the output is the input with only the changed cells spliced in
 (the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
 a UTF-8 BOM stay as they were, and no row can be lost. Products left without a category, and those
-whose images all failed, are listed with the reason in a review CSV beside the output; it is for people with a
-spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
-(the output is never escaped). Finished images are cached beside the output, so an interrupted run
-(even a killed one) resumes and a rerun gives the same bytes. None of the three files may be the
-input.
+whose images all failed, are listed with the reason in a review CSV beside the output, as is a handle whose
+rows disagree (two titles, two images at one position: two products under one handle?), which is still
+categorised as one product. The review CSV is for people with a spreadsheet, so a cell there that would
+start a formula (``=…``, ``@…``) starts with ``'`` instead (the output is never escaped). Finished
+images are cached beside the output, so an interrupted run (even a killed one) resumes and a rerun
+gives the same bytes. None of the three files may be the input.
 
 The labels are the model's own class names (``InputContract``): the shipped store model
 (``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run, whose
@@ -71,6 +72,9 @@ COLUMNS = {
     "image_position": ("image position",),
     "variant_image": ("variant image", "variant image url"),
 }
+# Review statuses of a handle whose rows disagree; the product is merged and categorised all the same.
+DIFFERENT_TITLES = "handle on rows with different titles"
+DIFFERENT_IMAGES = "handle on rows with different images at one position"
 REVIEW_FIELDS = ("handle", "title", "image", "status", "category", "confidence", "label", "probability", "top_k",
                  "error")
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), in the review CSV.
@@ -121,6 +125,7 @@ class CatalogReport:
     outside: int                     # products outside the vertical, not apparel (in the review file)
     failed: int                      # products whose images could not be read (in the review file)
     no_image: int                    # products with no image at all (in the review file)
+    disagreeing: int                 # handles on rows that disagree, merged as one product (in the review file too)
     predicted: int                   # images classified by the model in this run
     cached: int                      # images taken from the cache of an earlier run
     output: str
@@ -161,11 +166,17 @@ class Product:
     handle: str
     row: Record                      # the row holding the product's fields
     images: list[str]                # image references in display order
+    disagreements: list[tuple[str, str]] = field(default_factory=list)  # (review status, what disagrees)
 
 
 def group_products(records: list[Record], columns: dict[str, int | None]) -> list[Product]:
+    """The products of a catalog's data ``records``, by handle. Rows of one handle that disagree
+    (two titles; two images at one position) are merged all the same, and the product keeps a
+    note of it for the review file (rows numbered as a spreadsheet numbers them, the header 1)."""
     products: dict[str, Product] = {}
     positions: dict[str, list[tuple[float, int, str]]] = {}
+    titles: dict[str, tuple[str, int]] = {}                      # handle → its first title, and where
+    placed: dict[tuple[str, float], tuple[str, int]] = {}         # (handle, position) → its first image, and where
     for order, record in enumerate(records):
         handle = record.value(columns["handle"]).strip()
         if not handle:
@@ -176,6 +187,9 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             positions[handle] = []
         elif not product.row.value(columns["title"]).strip() and record.value(columns["title"]).strip():
             product.row = record
+        title = record.value(columns["title"]).strip()
+        if title:
+            _note_disagreement(product, DIFFERENT_TITLES, titles.setdefault(handle, (title, order)), (title, order))
         image = record.value(columns["image"]).strip()
         if image:
             try:
@@ -183,6 +197,9 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             except ValueError:
                 position = float("inf")
             positions[handle].append((position, order, image))
+            if position != float("inf"):
+                _note_disagreement(product, DIFFERENT_IMAGES, placed.setdefault((handle, position), (image, order)),
+                                   (image, order), f"position {position:g}: ")
     for record in records:  # variant images, after the product's own
         handle = record.value(columns["handle"]).strip()
         image = record.value(columns["variant_image"]).strip()
@@ -193,6 +210,14 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             if image not in product.images:
                 product.images.append(image)
     return list(products.values())
+
+
+def _note_disagreement(product: Product, status: str, first: tuple[str, int], this: tuple[str, int],
+                       where: str = "") -> None:
+    """Note on ``product`` that a row's value differs from the first row's (once per ``status``)."""
+    if this[0] != first[0] and status not in (noted for noted, _ in product.disagreements):
+        product.disagreements.append((status, f"{where}{first[0]!r} (row {first[1] + 2}), {this[0]!r} "
+                                              f"(row {this[1] + 2}); merged as one product"))
 
 
 def cache_key(source: ImageSource, model_digest: str, contract: InputContract = InputContract()) -> str | None:
@@ -298,7 +323,8 @@ def categorize_catalog(
         rows=len(rows), products=len(products), categorized=decisions.categorized,
         changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, outside=decisions.outside,
         failed=decisions.failed,
-        no_image=decisions.no_image, predicted=classifier.predicted, cached=classifier.cached,
+        no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
+        cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path),
     )
 
@@ -486,6 +512,7 @@ class Decisions:
     outside: int = 0
     failed: int = 0
     no_image: int = 0
+    disagreeing: int = 0
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
@@ -494,6 +521,9 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
     decisions = Decisions()
     for product in products:
         title = product.row.value(columns["title"])
+        decisions.disagreeing += bool(product.disagreements)
+        decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
+                              "status": status, "error": detail} for status, detail in product.disagreements]
         if not product.images:
             decisions.no_image += 1
             decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
