@@ -9,6 +9,7 @@ cluster test starts its two nodes with ``ray start --block`` and stops exactly t
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -299,6 +300,47 @@ def test_a_run_in_which_every_row_failed_exits_non_zero_with_the_first_errors(ti
     (tmp_path / "n.csv").write_text("path\nphotos/0.jpg\nphotos/9.jpg\n")                 # one is read: success
     assert main(["batch", str(tmp_path / "n.csv"), "--out", str(tmp_path / "out-n"), "--model-dir", str(tiny_run)]) == 0
     assert "error: row 1 ('photos/9.jpg'): file not found" in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(tiny_run, tmp_path, monkeypatch, capsys):
+    from apparel.batch import output
+    from apparel.cli import main
+
+    photo_files(tmp_path / "photos", 5)
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(5)))
+    config = BatchConfig(model_dir=str(tiny_run), shard_rows=2, batch_size=2)
+    classify_manifest(tmp_path / "m.csv", tmp_path / "clean", config)
+    no_space = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full(*args, **kwargs):
+        raise no_space
+
+    with monkeypatch.context() as patch:
+        patch.setattr(output, "write_json", full)
+        with pytest.raises(OSError, match=f"^\\[Errno {errno.ENOSPC}\\] No space left on device while writing "
+                                          f"{tmp_path / 'out' / '_batch.json'}; nothing finished before it is lost"):
+            classify_manifest(tmp_path / "m.csv", tmp_path / "out", config)
+    write_table, shards = pq.write_table, []
+
+    def filling_up(table, where, **kwargs):                # the second shard finds the disk full
+        shards.append(where)
+        if len(shards) == 2:
+            raise no_space
+        return write_table(table, where, **kwargs)
+
+    arguments = ["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run),
+                 "--shard-rows", "2", "--batch-size", "2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pq, "write_table", filling_up)
+        assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert (f"apparel batch: error: [Errno {errno.ENOSPC}] No space left on device while writing "
+            f"{tmp_path / 'out' / 'part-000000000002-'}") in error
+    assert "rerun the same command, which resumes" in error
+    assert sorted(path.name[:17] for path in (tmp_path / "out").iterdir()) == ["_batch.json", "part-000000000000"]
+    assert main(arguments) == 0                                  # resumed: the rows of the lost shard and after
+    assert "5 rows: 3 classified, 0 unreadable (a row each, with its error), 2 already in" in capsys.readouterr().out
+    assert table(tmp_path / "out").equals(table(tmp_path / "clean"))
 
 
 def test_cores_are_counted_where_there_is_no_cpu_affinity(monkeypatch):

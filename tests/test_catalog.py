@@ -1,7 +1,11 @@
 """`apparel catalog`: Shopify exports in both header styles, every untouched byte kept."""
 
+import contextlib
 import csv
+import errno
 import io
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -461,6 +465,55 @@ def test_a_handle_on_rows_that_disagree_is_listed_for_review_and_still_categoris
     expected = [list(cells) for cells in rows]
     expected[0][2], expected[4][2] = "Dress", "Bag"                          # categorised as before
     assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, expected)
+
+
+class FullDiskCache:
+    """The image cache on a disk that fills up: part of a line is written, then ENOSPC, and
+    closing raises it again (as a buffered file whose flush failed does)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def writelines(self, lines):
+        self.handle.write(lines[0][:20])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close(self):
+        self.handle.close()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("full", ["out.csv", "out.review.csv", "out.cache.jsonl"])
+def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(shop, model_dir, monkeypatch, full):
+    from apparel.shop import catalog
+
+    shop_dir, base = shop
+    rows = [cells for cells in old_style_catalog(base)[0] if "/slow/" not in cells[12]]  # no time-out to wait out
+    (shop_dir / "products.csv").write_bytes(as_bytes(OLD_HEADER, rows))
+    settings = config(model_dir, shop_dir)
+    categorize_catalog(shop_dir / "products.csv", shop_dir / "clean" / "out.csv", settings, predictor=ShapePredictor())
+    real_atomic_path, real_open_cache = catalog.atomic_path, catalog.open_cache
+
+    @contextlib.contextmanager
+    def filling_up(path):
+        with real_atomic_path(path) as temporary:
+            yield temporary
+            if Path(path).name == full:              # the disk fills up as the file is finished
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog, "atomic_path", filling_up)
+        if full.endswith(".jsonl"):
+            patch.setattr(catalog, "open_cache", lambda path: FullDiskCache(real_open_cache(path)))
+        with pytest.raises(OSError, match=f"^\\[Errno {errno.ENOSPC}\\] No space left on device while writing "
+                                          f"{shop_dir / full}; nothing finished before it is lost: free some space "
+                                          "and rerun the same command, which resumes$") as raised:
+            categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    assert raised.value.errno == errno.ENOSPC
+    assert not list(shop_dir.glob(".out*"))                                   # no temporary left behind
+    categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    for name in ("out.csv", "out.review.csv"):
+        assert (shop_dir / name).read_bytes() == (shop_dir / "clean" / name).read_bytes()
 
 
 def test_no_file_written_may_be_the_input(shop, model_dir, capsys):

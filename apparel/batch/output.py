@@ -34,6 +34,7 @@ import numpy as np
 
 from apparel.artifacts import atomic_path, write_json
 from apparel.batch.manifest import ROW_COLUMN
+from apparel.batch.writing import full_disk_named
 from apparel.errors import ParameterError
 
 CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
@@ -126,7 +127,7 @@ class ShardWriter:
         shard, rest = table.slice(0, count), table.slice(count)
         shard = shard.sort_by(ROW_COLUMN)
         name = f"part-{shard.column(ROW_COLUMN)[0].as_py():012d}-{uuid.uuid4().hex[:8]}.parquet"
-        with atomic_path(self.out / name) as temporary:
+        with full_disk_named(self.out / name), atomic_path(self.out / name) as temporary:
             pq.write_table(shard, temporary)
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
         self.written += count
@@ -162,7 +163,8 @@ def check_record(out: Path, record: dict) -> None:
     if out.is_dir() and any(out.glob("part-*.parquet")):
         raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder", "out")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(path, record)
+    with full_disk_named(path):
+        write_json(path, record)
 
 
 def manifest_identity(path: Path) -> dict:

@@ -38,6 +38,7 @@ photos go through its own pipeline (a photo model's RGB square or the Fashion-MN
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -49,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
+from apparel.batch.writing import full_disk_named
 from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
@@ -316,7 +318,7 @@ def categorize_catalog(
                           config.outside_confidence)
     classifier.classify(products, images_dir)
     decisions = decide_cells(products, header, columns, classifier, chooser, config)
-    with atomic_path(out) as temporary:
+    with full_disk_named(out), atomic_path(out) as temporary:
         temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
     write_review(review_path, decisions.review)
     return CatalogReport(
@@ -495,10 +497,19 @@ class Classifier:
     def _remember(self, lines: list[str]) -> None:
         if not lines:
             return
-        if self._cache_file is None:
-            self._cache_file = open_cache(self.cache_path)
-        self._cache_file.writelines(lines)
-        self._cache_file.flush()  # an interruption keeps every finished batch
+        with full_disk_named(self.cache_path):
+            if self._cache_file is None:
+                self._cache_file = open_cache(self.cache_path)
+            try:
+                self._cache_file.writelines(lines)
+                self._cache_file.flush()  # an interruption keeps every finished batch
+            except OSError:
+                # Closed now, what it could not write dropped: closing it later would try again and
+                # raise the bare error over this one. A line cut short is skipped on reading.
+                with contextlib.suppress(OSError):
+                    self._cache_file.close()
+                self._cache_file = None
+                raise
 
 
 @dataclass
@@ -586,7 +597,7 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str, c
 def write_review(path: Path, review: list[dict]) -> None:
     """The review CSV, every cell made safe to open in a spreadsheet (``spreadsheet_safe``). Only
     this file is: the output keeps the store's own cells byte for byte, as Shopify reads them."""
-    with atomic_path(path) as temporary:
+    with full_disk_named(path), atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=REVIEW_FIELDS)
             writer.writeheader()
