@@ -100,6 +100,31 @@ def test_manifest_image_column_by_name_or_flag(tmp_path):
         read_manifest(tmp_path / "m.parquet", reserved=("error",))
 
 
+def test_an_image_column_that_is_not_text_is_named_with_what_it_should_be(tiny_run, tmp_path, capsys):
+    from apparel.cli import main
+
+    images = pa.array([b"a.jpg", None, b"caf\xe9.jpg", b"\xff.jpg"], type=pa.binary())
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "image": images}), tmp_path / "bytes.parquet")
+    with pytest.raises(SourceError, match=r"bytes.parquet: the image column 'image' holds bytes that are not UTF-8 "
+                                          r"text in row 2 \(from 0, as manifest_row counts; invalid continuation "
+                                          r"byte at byte 3\); it should hold one path or URL per row, as UTF-8 text"):
+        read_manifest(tmp_path / "bytes.parquet")
+    pq.write_table(pa.table({"url": [b"a.jpg", "é.jpg".encode()]}), tmp_path / "good.parquet")
+    assert read_manifest(tmp_path / "good.parquet").references() == ["a.jpg", "é.jpg"]   # UTF-8 bytes are text
+    nested = {"list": pa.array([["a.jpg"], ["b.jpg"]]), "struct": pa.array([{"src": "a.jpg"}, {"src": "b.jpg"}])}
+    for kind, column in nested.items():
+        pq.write_table(pa.table({"path": column}), tmp_path / f"{kind}.parquet")
+        with pytest.raises(ParameterError, match=f"^image_column 'path': the image column of .*{kind}.parquet is "
+                                                 f"{kind}<.*>; it should be text \\(string\\), one path or URL per row"):
+            read_manifest(tmp_path / f"{kind}.parquet")
+    arguments = ["batch", str(tmp_path / "struct.parquet"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run)]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "error: image_column 'path': the image column of" in error and "is struct<src: string>" in error
+    assert error.rstrip().endswith("(--image-column)")
+    assert "bug" not in error and not (tmp_path / "out").exists()
+
+
 def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_output):
     result = table(local_output)
     assert result.num_rows == PHOTOS + len(BAD_ROWS)
