@@ -26,7 +26,7 @@ from apparel.artifacts import usable_cores
 from apparel.batch.manifest import read_manifest
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
-from conftest import PHOTO_CLASSES, render_photo
+from conftest import PHOTO_CLASSES, another_run_holding, render_photo
 
 # Every Ray process of these tests on loopback: Ray replaces 127.0.0.1 with the machine's address
 # (for other machines to reach) unless told it runs a one-machine cluster; read when Ray is imported.
@@ -366,6 +366,25 @@ def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(tiny_run, tmp_pa
     assert main(arguments) == 0                                  # resumed: the rows of the lost shard and after
     assert "5 rows: 3 classified, 0 unreadable (a row each, with its error), 2 already in" in capsys.readouterr().out
     assert table(tmp_path / "out").equals(table(tmp_path / "clean"))
+
+
+def test_one_run_at_a_time_writes_an_output_folder(tiny_run, tmp_path, capsys):
+    """Two runs into one --out would each write every row (80 rows for 40): the second is refused."""
+    from apparel.cli import main
+
+    photo_files(tmp_path / "photos", 3)
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(3)))
+    out, config = tmp_path / "out", BatchConfig(model_dir=str(tiny_run))
+    with another_run_holding(out / "_batch.lock"):
+        with pytest.raises(ParameterError, match=f"^out {out}: another run is writing there "
+                                                 f"\\(it holds {out / '_batch.lock'}\\); wait for it to end"):
+            classify_manifest(tmp_path / "m.csv", out, config)
+        assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "--model-dir", str(tiny_run)]) == 2
+        assert "another run is writing there" in capsys.readouterr().err.splitlines()[-1]
+    assert sorted(path.name for path in out.iterdir()) == ["_batch.lock"]      # left by the holder; it locks nothing
+    assert classify_manifest(tmp_path / "m.csv", out, config).classified == 3
+    assert table(out).num_rows == 3
+    assert [path.name for path in out.iterdir() if not path.name.startswith("part-")] == ["_batch.json"]
 
 
 def test_cores_are_counted_where_there_is_no_cpu_affinity(monkeypatch):

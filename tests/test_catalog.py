@@ -15,6 +15,7 @@ from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.shop.splice import parse_records
 from apparel.shop.taxonomy import load_mapping
 from apparel.cli import build_parser, main
+from conftest import another_run_holding
 from local_http import serve
 from test_photos import garment_photo
 from test_sources import model_dir  # noqa: F401 (a fixture)
@@ -514,6 +515,22 @@ def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(shop, model_dir,
     categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", settings, predictor=ShapePredictor())
     for name in ("out.csv", "out.review.csv"):
         assert (shop_dir / name).read_bytes() == (shop_dir / "clean" / name).read_bytes()
+
+
+def test_one_run_at_a_time_writes_an_output(shop, model_dir):
+    shop_dir, base = shop
+    (shop_dir / "products.csv").write_bytes(as_bytes(OLD_HEADER, [row(handle="dress", title="Dress",
+                                                                       image_src="images/dress.png")]))
+    out = shop_dir / "out.csv"
+    with another_run_holding(shop_dir / "out.csv.lock"):
+        with pytest.raises(ParameterError, match=f"^out {out}: another run is writing there"):
+            categorize_catalog(shop_dir / "products.csv", out, config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert not out.exists()
+    assert categorize_catalog(shop_dir / "products.csv", out, config(model_dir, shop_dir),
+                              predictor=ShapePredictor()).categorized == 1
+    assert not (shop_dir / "out.csv.lock").exists()                          # removed as the run ended
+    with pytest.raises(ParameterError, match="is the lock file of out"):
+        categorize_catalog(shop_dir / "products.csv.lock", shop_dir / "products.csv", config(model_dir, shop_dir))
 
 
 def test_no_file_written_may_be_the_input(shop, model_dir, capsys):

@@ -29,7 +29,8 @@ rows disagree (two titles, two images at one position: two products under one ha
 categorised as one product. The review CSV is for people with a spreadsheet, so a cell there that would
 start a formula (``=…``, ``@…``) starts with ``'`` instead (the output is never escaped). Finished
 images are cached beside the output, so an interrupted run (even a killed one) resumes and a rerun
-gives the same bytes. None of the three files may be the input.
+gives the same bytes. A run holds ``<output>.lock`` while it writes, and a second run into the same
+output is refused. None of these files may be the input.
 
 The labels are the model's own class names (``InputContract``): the shipped store model
 (``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run, whose
@@ -50,7 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
-from apparel.batch.writing import full_disk_named
+from apparel.batch.writing import full_disk_named, one_writer
 from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
@@ -271,6 +272,11 @@ def open_cache(path: Path):
 # ---------------------------------------------------------------- the catalog run
 
 
+def lock_path(out: Path) -> Path:
+    """The lock file held beside ``out`` while a run writes it (``x.csv`` → ``x.csv.lock``)."""
+    return out.with_name(f"{out.name}.lock")
+
+
 def companion_paths(out: Path) -> tuple[Path, Path]:
     """(review CSV, image cache) beside the output: ``x.csv`` → ``x.review.csv``, ``x.cache.jsonl``."""
     return out.with_name(f"{out.stem}.review{out.suffix or '.csv'}"), out.with_name(f"{out.stem}.cache.jsonl")
@@ -313,14 +319,15 @@ def categorize_catalog(
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
     model_dir = resolve_model_dir(config.model_dir, photos=True)
-    classifier = Classifier(config, model_dir, cache_path, predictor, progress)
-    chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
-                          config.outside_confidence)
-    classifier.classify(products, images_dir)
-    decisions = decide_cells(products, header, columns, classifier, chooser, config)
-    with full_disk_named(out), atomic_path(out) as temporary:
-        temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
-    write_review(review_path, decisions.review)
+    with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
+        classifier = Classifier(config, model_dir, cache_path, predictor, progress)
+        chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
+                              config.outside_confidence)
+        classifier.classify(products, images_dir)
+        decisions = decide_cells(products, header, columns, classifier, chooser, config)
+        with full_disk_named(out), atomic_path(out) as temporary:
+            temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
+        write_review(review_path, decisions.review)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=decisions.categorized,
         changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, outside=decisions.outside,
@@ -346,19 +353,20 @@ def _check_written_paths(csv_path: Path, out: Path) -> None:
     """Refuse a file to write (the output, its review CSV, its cache) that is the input or another
     of them: ``catalog x.review.csv --out x.csv`` would replace its own input with the review."""
     review, cache = companion_paths(out)
+    companions = (("review CSV", review), ("image cache", cache), ("lock file", lock_path(out)))
     if out.is_dir():
         raise ParameterError(f"{{}} {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}", "out")
-    for role, written in (("review CSV", review), ("image cache", cache)):
+    for role, written in companions:
         if written.is_dir():
             raise ParameterError(f"{{}} {out} would write its {role} to {written}, a folder; give the output "
                                  "another name", "out")
     if _same_file(csv_path, out):
         raise ParameterError(f"{{}} {out} is the input file; write to a new file and keep the original export", "out")
-    for role, written in (("review CSV", review), ("image cache", cache)):
+    for role, written in companions:
         if _same_file(csv_path, written):
             raise ParameterError(f"{{}} {csv_path} is the {role} of {{}} {out}, which would replace it; "
                                  "give the output another name", "csv_path", "out")
-    named = (("output", out), ("review CSV", review), ("image cache", cache))
+    named = (("output", out), *companions)
     for (role, path), (other_role, other) in itertools.combinations(named, 2):
         if _same_file(path, other):
             raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
