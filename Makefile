@@ -12,6 +12,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark
 
+# The main job's data and .venv, and the tools the tests and benchmarks drive (a browser, PostgreSQL,
+# h2load): `make test` runs it; `make run` takes only data and venv.
 setup: data browser postgres load-tools venv
 
 data:
@@ -52,8 +54,9 @@ wheel: venv
 	rm -rf build
 	$(BIN)/python -m pip wheel --no-deps --no-build-isolation --no-index -w dist .
 
-# The main job: the reference model on the real data, evaluated and plotted.
-run: setup
+# The main job: the reference model on the real data, evaluated and plotted. It needs only the data
+# and .venv: no browser, database or load generator is installed for it.
+run: data venv
 	$(BIN)/apparel data
 	$(BIN)/apparel train --out $(RUN_DIR) --seed $(SEED)
 	$(BIN)/apparel evaluate $(RUN_DIR)

@@ -216,6 +216,8 @@ def cmd_catalog(args) -> int:
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
           f"{report.low_confidence} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
+    if report.disagreeing:
+        print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")
@@ -236,6 +238,12 @@ def cmd_batch(args) -> int:
     print(f"{report.rows} rows: {report.classified} classified, {report.failed} unreadable (a row each, with its "
           f"error), {report.skipped} already in {report.out}; {report.seconds:.1f} s{rate}")
     print(f"wrote {report.out}")
+    for error in report.errors:
+        print(f"error: {error}", file=sys.stderr)
+    if report.failed > len(report.errors):
+        print(f"… and {report.failed - len(report.errors)} more, each in its row's error column", file=sys.stderr)
+    if report.failed and not report.classified:  # nothing read: a wrong --images-dir or column, not bad photos
+        return _fail(args, f"every row failed ({report.failed}); the first errors are above", 1)
     return 0
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +127,19 @@ def photo_run(tmp_path_factory) -> Path:
     TrainConfig(model="efficientnet-lite0", image_size=32).save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict()})
     artifacts.write_json(run_dir / artifacts.METRICS_FILE, {"validation_accuracy": 0.5})
     return run_dir
+
+
+@contextlib.contextmanager
+def another_run_holding(lock: Path):
+    """Another process holding ``lock``'s flock for the block, as a run writing an output does."""
+    code = ("import fcntl, os, sys; descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+            "fcntl.flock(descriptor, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with subprocess.Popen([sys.executable, "-c", code, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          text=True) as holder:
+        try:
+            assert holder.stdout.readline() == "held\n"
+            yield
+        finally:
+            holder.stdin.close()                     # it reads to the end, then exits: the lock is let go
+            holder.wait(10)

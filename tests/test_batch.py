@@ -9,6 +9,7 @@ cluster test starts its two nodes with ``ray start --block`` and stops exactly t
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ from apparel.batch.output import CATEGORY_COLUMNS
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
 from apparel.shop.categories import run_chooser
-from conftest import PHOTO_CLASSES, render_photo
+from conftest import PHOTO_CLASSES, another_run_holding, render_photo
 
 # Every Ray process of these tests on loopback: Ray replaces 127.0.0.1 with the machine's address
 # (for other machines to reach) unless told it runs a one-machine cluster; read when Ray is imported.
@@ -40,7 +41,7 @@ import pyarrow.parquet as pq  # noqa: E402
 PHOTOS = 240
 VENV_BIN = Path(sys.executable).parent
 # Rows that must come back as rows with an error, not as a failed job.
-BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "'..' is refused", "": "empty image reference",
+BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "leads outside images_dir", "": "empty image reference",
             "ftp://example.com/a.jpg": "only http and https", "broken.jpg": "", "notes.txt": ""}
 OBJECT_STORE = 100 * 1024**2
 
@@ -94,9 +95,36 @@ def test_manifest_image_column_by_name_or_flag(tmp_path):
     (tmp_path / "n.csv").write_text("id,picture\n1,a.jpg\n")
     with pytest.raises(ParameterError, match="no column named image, image_url, url, path"):
         read_manifest(tmp_path / "n.csv")
+    (tmp_path / "shopify.csv").write_text("Title,URL handle,Product image URL\nA,a,a.jpg\n")   # the current header
+    assert read_manifest(tmp_path / "shopify.csv").image_column == "Product image URL"
     pq.write_table(pa.table({"path": ["a.jpg"], "error": ["x"]}), tmp_path / "m.parquet")
     with pytest.raises(SourceError, match="has a column 'error'"):
         read_manifest(tmp_path / "m.parquet", reserved=("error",))
+
+
+def test_an_image_column_that_is_not_text_is_named_with_what_it_should_be(tiny_run, tmp_path, capsys):
+    from apparel.cli import main
+
+    images = pa.array([b"a.jpg", None, b"caf\xe9.jpg", b"\xff.jpg"], type=pa.binary())
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "image": images}), tmp_path / "bytes.parquet")
+    with pytest.raises(SourceError, match=r"bytes.parquet: the image column 'image' holds bytes that are not UTF-8 "
+                                          r"text in row 2 \(from 0, as manifest_row counts; invalid continuation "
+                                          r"byte at byte 3\); it should hold one path or URL per row, as UTF-8 text"):
+        read_manifest(tmp_path / "bytes.parquet")
+    pq.write_table(pa.table({"url": [b"a.jpg", "é.jpg".encode()]}), tmp_path / "good.parquet")
+    assert read_manifest(tmp_path / "good.parquet").references() == ["a.jpg", "é.jpg"]   # UTF-8 bytes are text
+    nested = {"list": pa.array([["a.jpg"], ["b.jpg"]]), "struct": pa.array([{"src": "a.jpg"}, {"src": "b.jpg"}])}
+    for kind, column in nested.items():
+        pq.write_table(pa.table({"path": column}), tmp_path / f"{kind}.parquet")
+        with pytest.raises(ParameterError, match=f"^image_column 'path': the image column of .*{kind}.parquet is "
+                                                 f"{kind}<.*>; it should be text \\(string\\), one path or URL per row"):
+            read_manifest(tmp_path / f"{kind}.parquet")
+    arguments = ["batch", str(tmp_path / "struct.parquet"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run)]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "error: image_column 'path': the image column of" in error and "is struct<src: string>" in error
+    assert error.rstrip().endswith("(--image-column)")
+    assert "bug" not in error and not (tmp_path / "out").exists()
 
 
 def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_output):
@@ -265,6 +293,112 @@ def test_predictor_threads_reach_the_litert_interpreter(shop, litert_export, tmp
     Predictor.from_litert(litert_export, threads=3)
     Predictor.from_litert(litert_export)
     assert threads == [1, 3, usable_cores()]
+
+
+def photo_files(folder: Path, count: int) -> list[Path]:
+    """``count`` rendered photos in ``folder`` (made), by absolute path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    for index in range(count):
+        render_photo(index % len(PHOTO_CLASSES), rng).save(folder / f"{index}.jpg", quality=85)
+    return [(folder / f"{index}.jpg").resolve() for index in range(count)]
+
+
+def test_absolute_paths_inside_the_images_dir_and_shopify_s_image_column(tiny_run, tmp_path):
+    """A manifest as `find /data -name '*.jpg'` writes it, in a Shopify export's image column."""
+    data = tmp_path / "data"
+    photos = photo_files(data / "shirts", 3)
+    secret = photo_files(tmp_path / "private", 1)[0]
+    lines = ["Handle,Image Src"] + [f"h{index},{photo}" for index, photo in enumerate(photos)]
+    lines += [f"dots,{data}/shirts/../shirts/0.jpg", f"escape,{secret}", f"sneaky,{data}/../private/0.jpg"]
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    config = BatchConfig(model_dir=str(tiny_run), images_dir=str(data))
+    report = classify_manifest(tmp_path / "m.csv", tmp_path / "out", config)
+    assert (report.classified, report.failed) == (4, 2)
+    errors = table(tmp_path / "out").column("error").to_pylist()
+    assert errors[:4] == [None] * 4
+    assert all("leads outside images_dir" in error for error in errors[4:])       # still refused
+    assert report.errors == tuple(f"row {row} ({lines[row + 1].split(',')[1]!r}): {errors[row]}" for row in (4, 5))
+    everywhere = classify_manifest(tmp_path / "m.csv", tmp_path / "out-root", config.replace(images_dir="/"))
+    assert (everywhere.classified, everywhere.failed) == (6, 0)
+
+
+def test_a_run_in_which_every_row_failed_exits_non_zero_with_the_first_errors(tiny_run, tmp_path, capsys):
+    from apparel.cli import main
+
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(7)))
+    arguments = ["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run)]
+    assert main(arguments) == 1
+    captured = capsys.readouterr()
+    assert "7 rows: 0 classified, 7 unreadable" in captured.out
+    assert "error: row 0 ('photos/0.jpg'): file not found" in captured.err
+    assert "error: row 4 ('photos/4.jpg'): file not found" in captured.err and "row 5 " not in captured.err
+    assert "… and 2 more, each in its row's error column" in captured.err
+    assert "apparel batch: error: every row failed (7)" in captured.err
+    photo_files(tmp_path / "photos", 1)
+    (tmp_path / "n.csv").write_text("path\nphotos/0.jpg\nphotos/9.jpg\n")                 # one is read: success
+    assert main(["batch", str(tmp_path / "n.csv"), "--out", str(tmp_path / "out-n"), "--model-dir", str(tiny_run)]) == 0
+    assert "error: row 1 ('photos/9.jpg'): file not found" in capsys.readouterr().err
+
+
+def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(tiny_run, tmp_path, monkeypatch, capsys):
+    from apparel.batch import output
+    from apparel.cli import main
+
+    photo_files(tmp_path / "photos", 5)
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(5)))
+    config = BatchConfig(model_dir=str(tiny_run), shard_rows=2, batch_size=2)
+    classify_manifest(tmp_path / "m.csv", tmp_path / "clean", config)
+    no_space = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full(*args, **kwargs):
+        raise no_space
+
+    with monkeypatch.context() as patch:
+        patch.setattr(output, "write_json", full)
+        with pytest.raises(OSError, match=f"^\\[Errno {errno.ENOSPC}\\] No space left on device while writing "
+                                          f"{tmp_path / 'out' / '_batch.json'}; nothing finished before it is lost"):
+            classify_manifest(tmp_path / "m.csv", tmp_path / "out", config)
+    write_table, shards = pq.write_table, []
+
+    def filling_up(table, where, **kwargs):                # the second shard finds the disk full
+        shards.append(where)
+        if len(shards) == 2:
+            raise no_space
+        return write_table(table, where, **kwargs)
+
+    arguments = ["batch", str(tmp_path / "m.csv"), "--out", str(tmp_path / "out"), "--model-dir", str(tiny_run),
+                 "--shard-rows", "2", "--batch-size", "2"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pq, "write_table", filling_up)
+        assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert (f"apparel batch: error: [Errno {errno.ENOSPC}] No space left on device while writing "
+            f"{tmp_path / 'out' / 'part-000000000002-'}") in error
+    assert "rerun the same command, which resumes" in error
+    assert sorted(path.name[:17] for path in (tmp_path / "out").iterdir()) == ["_batch.json", "part-000000000000"]
+    assert main(arguments) == 0                                  # resumed: the rows of the lost shard and after
+    assert "5 rows: 3 classified, 0 unreadable (a row each, with its error), 2 already in" in capsys.readouterr().out
+    assert table(tmp_path / "out").equals(table(tmp_path / "clean"))
+
+
+def test_one_run_at_a_time_writes_an_output_folder(tiny_run, tmp_path, capsys):
+    """Two runs into one --out would each write every row (80 rows for 40): the second is refused."""
+    from apparel.cli import main
+
+    photo_files(tmp_path / "photos", 3)
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(3)))
+    out, config = tmp_path / "out", BatchConfig(model_dir=str(tiny_run))
+    with another_run_holding(out / "_batch.lock"):
+        with pytest.raises(ParameterError, match=f"^out {out}: another run is writing there "
+                                                 f"\\(it holds {out / '_batch.lock'}\\); wait for it to end"):
+            classify_manifest(tmp_path / "m.csv", out, config)
+        assert main(["batch", str(tmp_path / "m.csv"), "--out", str(out), "--model-dir", str(tiny_run)]) == 2
+        assert "another run is writing there" in capsys.readouterr().err.splitlines()[-1]
+    assert sorted(path.name for path in out.iterdir()) == ["_batch.lock"]      # left by the holder; it locks nothing
+    assert classify_manifest(tmp_path / "m.csv", out, config).classified == 3
+    assert table(out).num_rows == 3
+    assert [path.name for path in out.iterdir() if not path.name.startswith("part-")] == ["_batch.json"]
 
 
 def test_cores_are_counted_where_there_is_no_cpu_affinity(monkeypatch):

@@ -1,7 +1,11 @@
 """`apparel catalog`: Shopify exports in both header styles, every untouched byte kept."""
 
+import contextlib
 import csv
+import errno
 import io
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +14,8 @@ from apparel.errors import ParameterError
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.shop.splice import parse_records
 from apparel.shop.taxonomy import load_mapping
-from apparel.cli import main
-from conftest import PHOTO_CLASSES
+from apparel.cli import build_parser, main
+from conftest import PHOTO_CLASSES, another_run_holding
 from local_http import serve
 from test_photos import garment_photo
 from test_sources import model_dir  # noqa: F401 (a fixture)
@@ -147,8 +151,8 @@ def test_categories_are_filled_and_every_other_byte_is_kept(shop, model_dir):
     assert review["plain-shirt"]["top_k"] == "Shirt 0.3500; Bag 0.3000; Sandal 0.2800"
     assert "not a readable image" in review["broken-thing"]["error"]
     assert "file not found" in review["missing-thing"]["error"]
-    assert "'..' is refused" in review["sneaky"]["error"]
-    assert "absolute paths are refused" in review["absolute"]["error"]
+    assert "leads outside images_dir" in review["sneaky"]["error"]
+    assert "leads outside images_dir" in review["absolute"]["error"]
     assert "timed out" in review["slow-one"]["error"]
     assert review["no-photo"]["status"] == "no image"
     assert set(review) == {"plain-shirt", "broken-thing", "missing-thing", "sneaky", "absolute", "slow-one", "no-photo"}
@@ -422,6 +426,113 @@ def test_bad_inputs_are_clear_errors(shop, model_dir):
         with pytest.raises(ValueError, match=r"products.csv: cannot read it \(Permission denied\)"):
             categorize_catalog(source, shop_dir / "o.csv", config(model_dir, shop_dir))
     assert not (shop_dir / "o.csv").exists()
+
+
+def test_the_image_column_can_be_named(shop, model_dir):
+    """--image-column, as `apparel batch` has it: a column the export's header names otherwise."""
+    shop_dir, _ = shop
+    header = ["Handle", "Title", "Type", "Photo", "Image Src"]
+    rows = [["dress", "Dress", "", f"{shop_dir}/images/dress.png", "images/tote.jpg"]]
+    (shop_dir / "products.csv").write_bytes(as_bytes(header, rows))
+    categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", config(model_dir, shop_dir, image_column="Photo"),
+                       predictor=ShapePredictor())
+    assert review_rows(shop_dir / "out.review.csv") == {}                  # the dress, not the tote in Image Src
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, [["dress", "Dress", "Dress", *rows[0][3:]]])
+    with pytest.raises(ParameterError, match="^image_column 'photo' is not a column of .*: Handle, Title, Type"):
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "o.csv", config(model_dir, shop_dir, image_column="photo"),
+                           predictor=ShapePredictor())
+    parsed = build_parser().parse_args(["catalog", "products.csv", "--out", "o.csv", "--image-column", "Photo"])
+    assert parsed.image_column == "Photo"
+
+
+def test_a_handle_on_rows_that_disagree_is_listed_for_review_and_still_categorised(shop, model_dir):
+    shop_dir, _ = shop
+    header = ["Handle", "Title", "Type", "Image Src", "Image Position"]
+    rows = [["dress", "Summer Dress", "", "images/dress.png", "1"],
+            ["dress", "", "", "images/tote.jpg", "2"],                      # a second image: no disagreement
+            ["dress", "Winter Coat", "", "images/dress.png", "3"],           # another product's title
+            ["dress", "Winter Coat", "", "images/dress.png", "3"],           # the same again: noted once
+            ["tote", "Tote", "", "images/tote.jpg", "1"],
+            ["tote", "Tote", "", "images/dress.png", "1"]]                   # two first images
+    (shop_dir / "products.csv").write_bytes(as_bytes(header, rows))
+    report = categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", config(model_dir, shop_dir),
+                                predictor=ShapePredictor())
+    with open(shop_dir / "out.review.csv", encoding="utf-8", newline="") as handle:
+        review = [(row["handle"], row["status"], row["error"]) for row in csv.DictReader(handle)]
+    assert review == [
+        ("dress", "handle on rows with different titles",
+         "'Summer Dress' (row 2), 'Winter Coat' (row 4); merged as one product"),
+        ("tote", "handle on rows with different images at one position",
+         "position 1: 'images/tote.jpg' (row 6), 'images/dress.png' (row 7); merged as one product")]
+    assert (report.products, report.categorized, report.disagreeing) == (2, 2, 2)
+    expected = [list(cells) for cells in rows]
+    expected[0][2], expected[4][2] = "Dress", "Bag"                          # categorised as before
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, expected)
+
+
+class FullDiskCache:
+    """The image cache on a disk that fills up: part of a line is written, then ENOSPC, and
+    closing raises it again (as a buffered file whose flush failed does)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+
+    def writelines(self, lines):
+        self.handle.write(lines[0][:20])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def close(self):
+        self.handle.close()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("full", ["out.csv", "out.review.csv", "out.cache.jsonl"])
+def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(shop, model_dir, monkeypatch, full):
+    from apparel.shop import catalog
+
+    shop_dir, base = shop
+    rows = [cells for cells in old_style_catalog(base)[0] if "/slow/" not in cells[12]]  # no time-out to wait out
+    (shop_dir / "products.csv").write_bytes(as_bytes(OLD_HEADER, rows))
+    settings = config(model_dir, shop_dir)
+    categorize_catalog(shop_dir / "products.csv", shop_dir / "clean" / "out.csv", settings, predictor=ShapePredictor())
+    real_atomic_path, real_open_cache = catalog.atomic_path, catalog.open_cache
+
+    @contextlib.contextmanager
+    def filling_up(path):
+        with real_atomic_path(path) as temporary:
+            yield temporary
+            if Path(path).name == full:              # the disk fills up as the file is finished
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(catalog, "atomic_path", filling_up)
+        if full.endswith(".jsonl"):
+            patch.setattr(catalog, "open_cache", lambda path: FullDiskCache(real_open_cache(path)))
+        with pytest.raises(OSError, match=f"^\\[Errno {errno.ENOSPC}\\] No space left on device while writing "
+                                          f"{shop_dir / full}; nothing finished before it is lost: free some space "
+                                          "and rerun the same command, which resumes$") as raised:
+            categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    assert raised.value.errno == errno.ENOSPC
+    assert not list(shop_dir.glob(".out*"))                                   # no temporary left behind
+    categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", settings, predictor=ShapePredictor())
+    for name in ("out.csv", "out.review.csv"):
+        assert (shop_dir / name).read_bytes() == (shop_dir / "clean" / name).read_bytes()
+
+
+def test_one_run_at_a_time_writes_an_output(shop, model_dir):
+    shop_dir, base = shop
+    (shop_dir / "products.csv").write_bytes(as_bytes(OLD_HEADER, [row(handle="dress", title="Dress",
+                                                                       image_src="images/dress.png")]))
+    out = shop_dir / "out.csv"
+    with another_run_holding(shop_dir / "out.csv.lock"):
+        with pytest.raises(ParameterError, match=f"^out {out}: another run is writing there"):
+            categorize_catalog(shop_dir / "products.csv", out, config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert not out.exists()
+    assert categorize_catalog(shop_dir / "products.csv", out, config(model_dir, shop_dir),
+                              predictor=ShapePredictor()).categorized == 1
+    assert not (shop_dir / "out.csv.lock").exists()                          # removed as the run ended
+    with pytest.raises(ParameterError, match="is the lock file of out"):
+        categorize_catalog(shop_dir / "products.csv.lock", shop_dir / "products.csv", config(model_dir, shop_dir))
 
 
 def test_no_file_written_may_be_the_input(shop, model_dir, capsys):

@@ -81,6 +81,25 @@ def test_paths_from_a_catalog_stay_inside_the_images_dir(tmp_path):
         resolve_inside("link.png", images)
 
 
+def test_paths_that_reach_inside_the_images_dir_are_accepted_however_written(tmp_path):
+    """A manifest made with `find /data -name '*.jpg'` holds absolute paths; `..` may pass through."""
+    images = tmp_path / "images"
+    (images / "shirts").mkdir(parents=True)
+    blue = (images / "shirts" / "blue.jpg").resolve()
+    for inside in (str(blue), f"{images}/shirts/../shirts/blue.jpg", "shirts/../shirts/blue.jpg",
+                   "../images/shirts/blue.jpg", "shirts//blue.jpg"):
+        assert resolve_inside(inside, images) == blue, inside
+    assert resolve_inside(str(blue), "/") == blue                   # --images-dir /: the whole disk
+    (tmp_path / "secret.png").write_bytes(b"x")
+    os.symlink(images / "shirts", tmp_path / "outside-link")       # a way in from outside is fine
+    assert resolve_inside(str(tmp_path / "outside-link" / "blue.jpg"), images) == blue
+    os.symlink(tmp_path, images / "up")                             # a link out, then back in: fine
+    assert resolve_inside("up/images/shirts/blue.jpg", images) == blue
+    for escape in (str(tmp_path / "secret.png"), f"{images}/../secret.png", "up/secret.png", "up/../secret.png"):
+        with pytest.raises(ValueError, match="leads outside images_dir .*; refused"):
+            resolve_inside(escape, images)
+
+
 def test_fetch_from_a_local_server(server, image_folder):
     base, _ = server
     assert fetch_url(f"{base}/dress.png", LOCAL) == (image_folder / "dress.png").read_bytes()

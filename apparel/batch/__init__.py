@@ -4,6 +4,7 @@
     >>> report = classify_manifest("photos.csv", "predictions/", BatchConfig(engine="ray"))
 
 ``manifest.py`` reads the manifest, ``reading.py`` fetches and decodes a batch of rows,
-``predicting.py`` holds the model, ``output.py`` writes the Parquet data set; ``engine_local.py``
-and ``engine_ray.py`` run the same steps, in this process or on Ray Data.
+``predicting.py`` holds the model, ``output.py`` writes the Parquet data set (``writing.py``: what
+it and ``apparel catalog`` share about writing); ``engine_local.py`` and ``engine_ray.py`` run the
+same steps, in this process or on Ray Data.
 """

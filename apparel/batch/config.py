@@ -25,7 +25,8 @@ class BatchConfig(Config):
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
     litert: str | None = option(None, "run this exported .tflite of the model (apparel export --format litert)")
     image_column: str | None = option(None, "the manifest's column of image paths or URLs "
-                                            "(default: the first of image, image_url, url, path)")
+                                            "(default: the first of image, image_url, url, path, "
+                                            "then Shopify's Image Src, Product image URL)")
     images_dir: str | None = option(None, "folder that relative image paths resolve inside (default: the manifest's)")
     top_k: int = option(3, "classes written per image, most likely first", minimum=1)
     engine: str = option("local", "local: this process; ray: Ray Data, on a local Ray or --ray-address",

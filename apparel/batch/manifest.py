@@ -19,7 +19,8 @@ from pathlib import Path
 
 from apparel.errors import ParameterError, SourceError
 
-IMAGE_COLUMNS = ("image", "image_url", "url", "path")
+# The last two: a Shopify product export's image column, in its older and its current header style.
+IMAGE_COLUMNS = ("image", "image_url", "url", "path", "image src", "product image url")
 ROW_COLUMN = "manifest_row"  # the row's number in the manifest, from 0: the key a rerun resumes by
 
 
@@ -31,9 +32,7 @@ class Manifest:
 
     def references(self) -> list[str]:
         """The image column's cells as text ("" for an empty cell)."""
-        import pyarrow as pa
-
-        column = self.table.column(self.image_column).cast(pa.string())
+        column = _text_column(self.table, self.image_column, self.path)
         return ["" if value is None else value for value in column.to_pylist()]
 
 
@@ -48,7 +47,9 @@ def read_manifest(path: str | os.PathLike, image_column: str | None = None,
     clashes = [name for name in table.column_names if name in (ROW_COLUMN, *reserved)]
     if clashes:
         raise SourceError(path, f"has a column {clashes[0]!r}, which the output adds; rename it")
-    return Manifest(path, table, _image_column(table.column_names, image_column, path))
+    manifest = Manifest(path, table, _image_column(table.column_names, image_column, path))
+    _text_column(table, manifest.image_column, path)  # refused now, before a model is loaded
+    return manifest
 
 
 def _read_table(path: Path):
@@ -66,6 +67,28 @@ def _read_table(path: Path):
     except (pa.ArrowInvalid, OSError) as error:
         raise SourceError(path, f"cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
                                 f"({str(error).splitlines()[0]})") from None
+
+
+def _text_column(table, name: str, path: Path):
+    """The column ``name`` as Arrow strings. Bytes (Parquet's binary) must be UTF-8: the first row
+    that is not is named; a column that cannot be text (a list, a struct) is refused, named."""
+    import pyarrow as pa
+
+    column = table.column(name)
+    try:
+        return column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+        for row, value in enumerate(column.to_pylist()):
+            try:
+                (value or b"").decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise SourceError(path, f"the image column {name!r} holds bytes that are not UTF-8 text in row {row} "
+                                        f"(from 0, as manifest_row counts; {error.reason} at byte {error.start}); it "
+                                        "should hold one path or URL per row, as UTF-8 text") from None
+    raise ParameterError(f"{{}} {name!r}: the image column of {path} is {column.type}; it should be text (string), "
+                         "one path or URL per row: name the column that holds them", "image_column")
 
 
 def _image_column(names: list[str], wanted: str | None, path: Path) -> str:

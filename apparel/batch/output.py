@@ -21,7 +21,8 @@ Each row is a manifest row, with these columns:
 Files are ``part-<first row>-<random>.parquet``, each written whole (a temporary renamed into
 place), so a run killed at any moment leaves only whole files, and a rerun skips the rows they
 hold. ``_batch.json`` records what was classified with what; a rerun with another model or another
-manifest is refused rather than mixed in.
+manifest is refused rather than mixed in, and so is a second run while one is writing the folder
+(``_batch.lock``, there only while it runs).
 """
 
 from __future__ import annotations
@@ -34,12 +35,14 @@ import numpy as np
 
 from apparel.artifacts import atomic_path, write_json
 from apparel.batch.manifest import ROW_COLUMN
+from apparel.batch.writing import full_disk_named, one_writer
 from apparel.errors import ParameterError
 
 CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
 PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, "model_version",
                       "error")
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
+LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``writing.one_writer``)
 
 
 def prediction_schema():
@@ -126,7 +129,7 @@ class ShardWriter:
         shard, rest = table.slice(0, count), table.slice(count)
         shard = shard.sort_by(ROW_COLUMN)
         name = f"part-{shard.column(ROW_COLUMN)[0].as_py():012d}-{uuid.uuid4().hex[:8]}.parquet"
-        with atomic_path(self.out / name) as temporary:
+        with full_disk_named(self.out / name), atomic_path(self.out / name) as temporary:
             pq.write_table(shard, temporary)
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
         self.written += count
@@ -141,11 +144,16 @@ def written_rows(out: Path) -> np.ndarray:
     return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
 
 
+def folder_lock(out: Path):
+    """Held for a run's writing of ``out`` (made): a second run into the folder is refused."""
+    if out.exists() and not out.is_dir():
+        raise ParameterError(f"{{}} {out} is a file; give a folder for the Parquet data set", "out")
+    return one_writer(out / LOCK_FILE, "out", out)
+
+
 def check_record(out: Path, record: dict) -> None:
     """Write ``out/_batch.json`` for a new output; for an existing one, refuse another run's."""
     path = out / RECORD_FILE
-    if out.exists() and not out.is_dir():
-        raise ParameterError(f"{{}} {out} is a file; give a folder for the Parquet data set", "out")
     if path.is_file():
         try:
             earlier = json.loads(path.read_text(encoding="utf-8"))
@@ -162,7 +170,8 @@ def check_record(out: Path, record: dict) -> None:
     if out.is_dir() and any(out.glob("part-*.parquet")):
         raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder", "out")
     out.mkdir(parents=True, exist_ok=True)
-    write_json(path, record)
+    with full_disk_named(path):
+        write_json(path, record)
 
 
 def manifest_identity(path: Path) -> dict:

@@ -21,7 +21,8 @@ import numpy as np
 
 from apparel.batch.config import BatchConfig, ModelSettings, ReadSettings
 from apparel.batch.manifest import read_manifest
-from apparel.batch.output import PREDICTION_COLUMNS, ShardWriter, check_record, manifest_identity, written_rows
+from apparel.batch.output import (PREDICTION_COLUMNS, ShardWriter, check_record, folder_lock, manifest_identity,
+                                  written_rows)
 from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import ParameterError
 from apparel.images.fetch import FetchConfig
@@ -29,6 +30,8 @@ from apparel.inference.prediction import resolve_model_dir
 from apparel.shop.categories import optional_run_chooser
 
 __all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
+
+FIRST_ERRORS = 5  # failed rows a report quotes; every failed row has its error in the output
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class BatchReport:
     seconds: float                   # this run's wall time, model loading and Ray's start included
     engine: str
     out: str
+    errors: tuple[str, ...] = ()     # this run's first FIRST_ERRORS failed rows: "row N ('reference'): reason"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,29 +76,37 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     if not images_dir.is_dir():
         raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
     model, contract = model_settings(config, config.predictor_threads)
-    check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
-                       "images_dir": str(images_dir.resolve()), "model_version": model.version, "top_k": config.top_k})
-    read = ReadSettings(str(images_dir.resolve()), contract,
-                        FetchConfig(timeout=config.timeout, allow_private=config.allow_private), config.read_threads)
-    rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
-    references = manifest.references()
-    pending = [references[row] for row in rows]
-    chooser = optional_run_chooser(model.model_dir, contract) if contract.is_photo else None
-    writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
-                         chooser)
-    if config.engine == "ray":
-        from apparel.batch.engine_ray import classify_ray
+    with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
+        check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
+                           "images_dir": str(images_dir.resolve()), "model_version": model.version,
+                           "top_k": config.top_k})
+        read = ReadSettings(str(images_dir.resolve()), contract,
+                            FetchConfig(timeout=config.timeout, allow_private=config.allow_private),
+                            config.read_threads)
+        rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
+        references = manifest.references()
+        pending = [references[row] for row in rows]
+        chooser = optional_run_chooser(model.model_dir, contract) if contract.is_photo else None
+        writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
+                             chooser)
+        if config.engine == "ray":
+            from apparel.batch.engine_ray import classify_ray
 
-        results = classify_ray(rows, pending, read, model, config.batch_size, config.predictors, config.ray_address)
-    else:
-        from apparel.batch.engine_local import classify_local
+            results = classify_ray(rows, pending, read, model, config.batch_size, config.predictors, config.ray_address)
+        else:
+            from apparel.batch.engine_local import classify_local
 
-        results = classify_local(rows, pending, read, model, config.batch_size)
-    for result in results:
-        writer.add(result["row"], result["probabilities"], result["error"])
-        if progress is not None:
-            progress(len(result["row"]))
-    writer.close()
-    return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
-                       classified=writer.written - writer.failed, failed=writer.failed,
-                       seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out))
+            results = classify_local(rows, pending, read, model, config.batch_size)
+        errors = []
+        for result in results:
+            writer.add(result["row"], result["probabilities"], result["error"])
+            # The lowest rows, whichever order the engine finishes them in.
+            errors = sorted(errors + [(int(row), f"row {row} ({references[row]!r}): {error}")
+                                      for row, error in zip(result["row"], result["error"]) if error])[:FIRST_ERRORS]
+            if progress is not None:
+                progress(len(result["row"]))
+        writer.close()
+        return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
+                           classified=writer.written - writer.failed, failed=writer.failed,
+                           seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out),
+                           errors=tuple(text for _, text in errors))

@@ -6,8 +6,8 @@
     >>> results[0]
     {'file': 'photos/a.jpg', 'label': 'Shirt', 'probability': 0.91, 'top_k': [...]}
 
-URLs are fetched by the hardened ``images.fetch``; paths read from a catalog must stay inside its
-images directory.
+URLs are fetched by the hardened ``images.fetch``; paths read from a catalog or a manifest must
+reach a file inside its images directory.
 """
 
 from __future__ import annotations
@@ -136,27 +136,31 @@ def _may_be_file(path: Path) -> bool:
 
 
 def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
-    """A path read from a catalog, resolved inside ``images_dir``: absolute paths, ``..`` and
-    symbolic links leading out are refused.
+    """A path read from a catalog or manifest, resolved inside ``images_dir``: relative to it, or
+    absolute, with ``..`` or symbolic links on the way, as long as the file it reaches is inside
+    (``find /data -name '*.jpg'`` makes a manifest with ``images_dir`` ``/data``); a path that
+    leads outside, through ``..``, a symbolic link or from elsewhere on the disk, is refused.
 
     >>> resolve_inside("shirts/blue.jpg", "images")
     PosixPath('/home/me/shop/images/shirts/blue.jpg')
+    >>> resolve_inside("/home/me/shop/images/shirts/../blue.jpg", "images")
+    PosixPath('/home/me/shop/images/blue.jpg')
     """
     text = value.strip()
     if not text:
         raise SourceError(value, "empty image path")
+    if re.match(r"^[A-Za-z]:", text):  # C:\… names another machine's disk: it cannot be inside images_dir here
+        raise SourceError(value, "Windows drive paths are refused; give a path inside images_dir (the images folder)")
     posix = PurePosixPath(text.replace("\\", "/"))
-    if posix.is_absolute() or re.match(r"^[A-Za-z]:", text):
-        raise SourceError(value, "absolute paths are refused; give a path relative to images_dir (the images folder)")
-    if ".." in posix.parts:
-        raise SourceError(value, "'..' is refused; image paths must stay inside images_dir (the images folder)")
     try:
         root = Path(images_dir).resolve()
+        # An absolute path replaces root; the file reached (links and ".." followed) is what is checked.
         resolved = (root / Path(*posix.parts)).resolve()
     except (OSError, RuntimeError, ValueError) as error:  # a symbolic link loop (RuntimeError), a NUL byte
         raise SourceError(value, f"cannot resolve the path ({_path_reason(error)})") from None
     if not resolved.is_relative_to(root):
-        raise SourceError(value, f"leads outside images_dir {root} (through a symbolic link); refused")
+        raise SourceError(value, f"leads outside images_dir {root}; refused (an image path, however written, "
+                                 "must reach a file inside the images folder)")
     return resolved
 
 

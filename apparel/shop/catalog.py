@@ -24,11 +24,13 @@ For each product that gets one:
 Everything else keeps its bytes: the output is the input with only the changed cells spliced in
 (the ``csv`` module would re-quote every row), so untouched rows, cells, quoting, line endings and
 a UTF-8 BOM stay as they were, and no row can be lost. Products left without a category, and those
-whose images all failed, are listed with the reason in a review CSV beside the output; it is for
-people with a spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with
-``'`` instead (the output is never escaped). Finished images are cached beside the output, so an interrupted run
-(even a killed one) resumes and a rerun gives the same bytes. None of the three files may be the
-input.
+whose images all failed, are listed with the reason in a review CSV beside the output, as is a
+handle whose rows disagree (two titles, two images at one position: two products under one
+handle?), which is still categorised as one product. The review CSV is for people with a
+spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
+(the output is never escaped). Finished images are cached beside the output, so an interrupted run
+(even a killed one) resumes and a rerun gives the same bytes. A run holds ``<output>.lock`` while
+it writes, and a second run into the same output is refused. None of these files may be the input.
 
 The labels are the model's own class names (``InputContract``): the shipped store model
 (``store``: ``t-shirt``, ``watch``, ``not-apparel``, …) unless ``model_dir`` names another run,
@@ -37,6 +39,7 @@ whose photos go through its own pipeline (a photo model's RGB square or the Fash
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
@@ -48,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
+from apparel.batch.writing import full_disk_named, one_writer
 from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
@@ -71,6 +75,9 @@ COLUMNS = {
     "image_position": ("image position",),
     "variant_image": ("variant image", "variant image url"),
 }
+# Review statuses of a handle whose rows disagree; the product is merged and categorised all the same.
+DIFFERENT_TITLES = "handle on rows with different titles"
+DIFFERENT_IMAGES = "handle on rows with different images at one position"
 REVIEW_FIELDS = ("handle", "title", "image", "status", "category", "confidence", "label", "probability", "top_k",
                  "error")
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), in the review CSV.
@@ -84,6 +91,8 @@ class CatalogConfig(Config):
 
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
+    image_column: str | None = option(None, "the CSV's column of image paths or URLs (default: Image Src, or "
+                                            "Product image URL in the current header style)")
     mapping: str | None = option(None, "class,category CSV to use instead of the model's own categories (a store "
                                        "model's categories.json) or the shipped Shopify taxonomy mapping")
     min_confidence: float | None = option(
@@ -119,6 +128,7 @@ class CatalogReport:
     outside: int                     # products outside the vertical, not apparel (in the review file)
     failed: int                      # products whose images could not be read (in the review file)
     no_image: int                    # products with no image at all (in the review file)
+    disagreeing: int                 # handles on rows that disagree, merged as one product (in the review file too)
     predicted: int                   # images classified by the model in this run
     cached: int                      # images taken from the cache of an earlier run
     output: str
@@ -132,11 +142,19 @@ class CatalogReport:
 # ---------------------------------------------------------------- raw CSV records with their spans
 
 
-def find_columns(header: Record, path: Path) -> dict[str, int | None]:
+def find_columns(header: Record, path: Path, image_column: str | None = None) -> dict[str, int | None]:
+    """Role → the header's column index (None where it has none); ``image_column`` names the
+    column of images instead of ``COLUMNS["image"]``, as its header spells it."""
     names = [cell.value.strip().lower() for cell in header.cells]
     columns = {}
     for role, accepted in COLUMNS.items():
         columns[role] = next((names.index(name) for name in accepted if name in names), None)
+    if image_column is not None:
+        spelled = [cell.value.strip() for cell in header.cells]
+        if image_column.strip() not in spelled:
+            raise ParameterError(f"{{}} {image_column!r} is not a column of {path}; its columns: {', '.join(spelled)}",
+                                 "image_column")
+        columns["image"] = spelled.index(image_column.strip())
     if columns["handle"] is None:
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
     if columns["image"] is None and columns["variant_image"] is None:
@@ -151,11 +169,17 @@ class Product:
     handle: str
     row: Record                      # the row holding the product's fields
     images: list[str]                # image references in display order
+    disagreements: list[tuple[str, str]] = field(default_factory=list)  # (review status, what disagrees)
 
 
 def group_products(records: list[Record], columns: dict[str, int | None]) -> list[Product]:
+    """The products of a catalog's data ``records``, by handle. Rows of one handle that disagree
+    (two titles; two images at one position) are merged all the same, and the product keeps a
+    note of it for the review file (rows numbered as a spreadsheet numbers them, the header 1)."""
     products: dict[str, Product] = {}
     positions: dict[str, list[tuple[float, int, str]]] = {}
+    titles: dict[str, tuple[str, int]] = {}                      # handle → its first title, and where
+    placed: dict[tuple[str, float], tuple[str, int]] = {}         # (handle, position) → its first image, and where
     for order, record in enumerate(records):
         handle = record.value(columns["handle"]).strip()
         if not handle:
@@ -166,6 +190,9 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             positions[handle] = []
         elif not product.row.value(columns["title"]).strip() and record.value(columns["title"]).strip():
             product.row = record
+        title = record.value(columns["title"]).strip()
+        if title:
+            _note_disagreement(product, DIFFERENT_TITLES, titles.setdefault(handle, (title, order)), (title, order))
         image = record.value(columns["image"]).strip()
         if image:
             try:
@@ -173,6 +200,9 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             except ValueError:
                 position = float("inf")
             positions[handle].append((position, order, image))
+            if position != float("inf"):
+                _note_disagreement(product, DIFFERENT_IMAGES, placed.setdefault((handle, position), (image, order)),
+                                   (image, order), f"position {position:g}: ")
     for record in records:  # variant images, after the product's own
         handle = record.value(columns["handle"]).strip()
         image = record.value(columns["variant_image"]).strip()
@@ -183,6 +213,14 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             if image not in product.images:
                 product.images.append(image)
     return list(products.values())
+
+
+def _note_disagreement(product: Product, status: str, first: tuple[str, int], this: tuple[str, int],
+                       where: str = "") -> None:
+    """Note on ``product`` that a row's value differs from the first row's (once per ``status``)."""
+    if this[0] != first[0] and status not in (noted for noted, _ in product.disagreements):
+        product.disagreements.append((status, f"{where}{first[0]!r} (row {first[1] + 2}), {this[0]!r} "
+                                              f"(row {this[1] + 2}); merged as one product"))
 
 
 def cache_key(source: ImageSource, model_digest: str, contract: InputContract = InputContract()) -> str | None:
@@ -234,6 +272,11 @@ def open_cache(path: Path):
 # ---------------------------------------------------------------- the catalog run
 
 
+def lock_path(out: Path) -> Path:
+    """The lock file held beside ``out`` while a run writes it (``x.csv`` → ``x.csv.lock``)."""
+    return out.with_name(f"{out.name}.lock")
+
+
 def companion_paths(out: Path) -> tuple[Path, Path]:
     """(review CSV, image cache) beside the output: ``x.csv`` → ``x.review.csv``, ``x.cache.jsonl``."""
     return out.with_name(f"{out.stem}.review{out.suffix or '.csv'}"), out.with_name(f"{out.stem}.cache.jsonl")
@@ -272,23 +315,25 @@ def categorize_catalog(
     if not records:
         raise SourceError(csv_path, "empty; expected a Shopify product export with a header row")
     header, rows = records[0], records[1:]
-    columns = find_columns(header, csv_path)
+    columns = find_columns(header, csv_path, config.image_column)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
     model_dir = resolve_model_dir(config.model_dir, photos=True)
-    classifier = Classifier(config, model_dir, cache_path, predictor, progress)
-    chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
-                          config.outside_confidence)
-    classifier.classify(products, images_dir)
-    decisions = decide_cells(products, header, columns, classifier, chooser, config)
-    with atomic_path(out) as temporary:
-        temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
-    write_review(review_path, decisions.review)
+    with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
+        classifier = Classifier(config, model_dir, cache_path, predictor, progress)
+        chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
+                              config.outside_confidence)
+        classifier.classify(products, images_dir)
+        decisions = decide_cells(products, header, columns, classifier, chooser, config)
+        with full_disk_named(out), atomic_path(out) as temporary:
+            temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
+        write_review(review_path, decisions.review)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=decisions.categorized,
         changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, outside=decisions.outside,
         failed=decisions.failed,
-        no_image=decisions.no_image, predicted=classifier.predicted, cached=classifier.cached,
+        no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
+        cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path),
     )
 
@@ -308,19 +353,20 @@ def _check_written_paths(csv_path: Path, out: Path) -> None:
     """Refuse a file to write (the output, its review CSV, its cache) that is the input or another
     of them: ``catalog x.review.csv --out x.csv`` would replace its own input with the review."""
     review, cache = companion_paths(out)
+    companions = (("review CSV", review), ("image cache", cache), ("lock file", lock_path(out)))
     if out.is_dir():
         raise ParameterError(f"{{}} {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}", "out")
-    for role, written in (("review CSV", review), ("image cache", cache)):
+    for role, written in companions:
         if written.is_dir():
             raise ParameterError(f"{{}} {out} would write its {role} to {written}, a folder; give the output "
                                  "another name", "out")
     if _same_file(csv_path, out):
         raise ParameterError(f"{{}} {out} is the input file; write to a new file and keep the original export", "out")
-    for role, written in (("review CSV", review), ("image cache", cache)):
+    for role, written in companions:
         if _same_file(csv_path, written):
             raise ParameterError(f"{{}} {csv_path} is the {role} of {{}} {out}, which would replace it; "
                                  "give the output another name", "csv_path", "out")
-    named = (("output", out), ("review CSV", review), ("image cache", cache))
+    named = (("output", out), *companions)
     for (role, path), (other_role, other) in itertools.combinations(named, 2):
         if _same_file(path, other):
             raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
@@ -459,10 +505,19 @@ class Classifier:
     def _remember(self, lines: list[str]) -> None:
         if not lines:
             return
-        if self._cache_file is None:
-            self._cache_file = open_cache(self.cache_path)
-        self._cache_file.writelines(lines)
-        self._cache_file.flush()  # an interruption keeps every finished batch
+        with full_disk_named(self.cache_path):
+            if self._cache_file is None:
+                self._cache_file = open_cache(self.cache_path)
+            try:
+                self._cache_file.writelines(lines)
+                self._cache_file.flush()  # an interruption keeps every finished batch
+            except OSError:
+                # Closed now, what it could not write dropped: closing it later would try again and
+                # raise the bare error over this one. A line cut short is skipped on reading.
+                with contextlib.suppress(OSError):
+                    self._cache_file.close()
+                self._cache_file = None
+                raise
 
 
 @dataclass
@@ -476,6 +531,7 @@ class Decisions:
     outside: int = 0
     failed: int = 0
     no_image: int = 0
+    disagreeing: int = 0
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
@@ -484,6 +540,9 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
     decisions = Decisions()
     for product in products:
         title = product.row.value(columns["title"])
+        decisions.disagreeing += bool(product.disagreements)
+        decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
+                              "status": status, "error": detail} for status, detail in product.disagreements]
         if not product.images:
             decisions.no_image += 1
             decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
@@ -546,7 +605,7 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str, c
 def write_review(path: Path, review: list[dict]) -> None:
     """The review CSV, every cell made safe to open in a spreadsheet (``spreadsheet_safe``). Only
     this file is: the output keeps the store's own cells byte for byte, as Shopify reads them."""
-    with atomic_path(path) as temporary:
+    with full_disk_named(path), atomic_path(path) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=REVIEW_FIELDS)
             writer.writeheader()
