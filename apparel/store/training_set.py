@@ -10,7 +10,11 @@ data sets in ``../shared/datasets``.
 - clothing-dataset-extra adds its labels (polo, hoodie, blazer, blouse, top, undershirt, body and
   more of the ten). Its photos of one sender look alike, so a sender's photos stay on one side:
   senders whose CRC-32 is divisible by 5 are validation. Photos its contributors marked "Not sure",
-  "Other" or "Skip" fit no class and are left out.
+  "Other" or "Skip" fit no class and are left out;
+- Clothing Co-Parsing adds garments as worn: crops of its training-side photos (those not held out
+  by ``worn.HELD_OUT_EVERY``) by their per-pixel labels, written as JPEG files under ``out`` (they
+  are cut from the photos, so they cannot be links). Catalogue photos are often worn by a model;
+  with these crops the store model is right more often on every validation set (docs/store-model.md).
 """
 
 from __future__ import annotations
@@ -30,6 +34,19 @@ EXTRA_CLASSES = {
     "Skirt": "skirt",
 }
 VALIDATION_EVERY = 5
+# Clothing Co-Parsing label → garment class, for the crops of worn garments. Labels of things the
+# head has no class for (bags, belts, socks…: the ImageNet side's) and of unclear kind are left out.
+WORN_CLASSES = {
+    "dress": "dress", "hat": "hat", "sweater": "longsleeve", "sweatshirt": "longsleeve", "jumper": "longsleeve",
+    "cardigan": "longsleeve", "hoodie": "hoodie", "coat": "outwear", "jacket": "outwear", "blazer": "blazer",
+    "pants": "pants", "jeans": "pants", "leggings": "pants", "shirt": "shirt", "blouse": "blouse", "top": "top",
+    "shoes": "shoes", "boots": "shoes", "sneakers": "shoes", "sandals": "shoes", "heels": "shoes", "flats": "shoes",
+    "loafers": "shoes", "pumps": "shoes", "wedges": "shoes", "clogs": "shoes", "shorts": "shorts", "skirt": "skirt",
+    "t-shirt": "t-shirt",
+}
+# Smaller crops show too little of a garment to learn from.
+WORN_MIN_AREA = 4000
+WORN_MIN_SIDE = 48
 
 
 def extra_split(sender_id: str) -> str:
@@ -49,9 +66,29 @@ def extra_photos(datasets: str | os.PathLike) -> list[tuple[Path, str, str]]:
     return photos
 
 
+def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
+    """Write the worn-garment crops of Clothing Co-Parsing's training-side photos into
+    ``out/train/<class>/``; returns the count per class. A crop already written is kept."""
+    from apparel.store.worn import worn_crops
+
+    counts: dict[str, int] = {}
+    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False):
+        name = WORN_CLASSES.get(crop.label)
+        width, height = crop.image.size
+        if name is None or width * height < WORN_MIN_AREA or min(width, height) < WORN_MIN_SIDE:
+            continue
+        path = Path(out) / "train" / name / f"ccp-{crop.photo}-{crop.label}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file():
+            crop.image.save(path, quality=92)
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
 def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike) -> dict[str, dict[str, int]]:
-    """Link every labelled garment photo into ``out/{train,validation}/<class>/``; returns the
-    counts per split and class. Rerunning replaces nothing that is already linked."""
+    """Link every labelled garment photo into ``out/{train,validation}/<class>/`` and write the
+    worn crops beside them (``write_worn_crops``); returns the counts per split and class.
+    Rerunning replaces nothing that is already there."""
     datasets, out = Path(datasets).resolve(), Path(out)
     if not (datasets / SMALL / "train").is_dir() or not (datasets / EXTRA / "labels.csv").is_file():
         raise ValueError(f"datasets: {datasets} needs {SMALL}/train and {EXTRA}/labels.csv; "
@@ -67,4 +104,6 @@ def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike) -> di
         if not link.is_symlink():
             link.symlink_to(photo)
         counts[split][name] = counts[split].get(name, 0) + 1
+    for name, count in write_worn_crops(datasets, out).items():
+        counts["train"][name] = counts["train"].get(name, 0) + count
     return counts
