@@ -17,7 +17,7 @@ from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.shop.categories import CATEGORIES_FILE
 from apparel.store.calibrate import fit_temperature
 from apparel.store.model import NOT_APPAREL, Mixing, branches, build_store_model, mix, store_class_names
-from tests.conftest import PHOTO_CLASSES, render_photo
+from conftest import PHOTO_CLASSES, render_photo
 
 SIZE = 32
 
