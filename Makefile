@@ -62,9 +62,9 @@ run: data venv
 	$(BIN)/apparel evaluate $(RUN_DIR)
 	$(BIN)/apparel plots $(RUN_DIR)
 
-# The shipped photo model (apparel/shipped_models/photos): EfficientNet-Lite0 fine-tuned on clothing-dataset-small
+# The shipped photo model (models/photos): EfficientNet-Lite0 fine-tuned on clothing-dataset-small
 # (where to get it: docs/your-own-categories.md#how-the-shipped-photo-model-was-trained). The run is written to
-# runs/photos (PHOTO_RUN); to ship it, copy it into apparel/shipped_models/photos. The worn-garment crops of Clothing
+# runs/photos (PHOTO_RUN); to ship it, copy it into models/photos. The worn-garment crops of Clothing
 # Co-Parsing are only measured on.
 PHOTO_DATA ?= ../shared/datasets/clothing-dataset-small
 PARSING_DATA ?= ../shared/datasets/clothing-co-parsing
@@ -74,10 +74,10 @@ photos-model: venv
 		--optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
 		--epochs 6 --batch-size 32 --seed 0 --out $(PHOTO_RUN)
 
-# The shipped store model (apparel/shipped_models/store, docs/store-model.md): a garment head fine-tuned on
+# The shipped store model (models/store, docs/store-model.md): a garment head fine-tuned on
 # clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe), then mixed with the
 # backbone's own ImageNet classifier and calibrated on validation photos. Ship it by copying $(STORE_RUN) into
-# apparel/shipped_models/store.
+# models/store.
 DATASETS ?= ../shared/datasets
 STORE_RUN ?= runs/store
 store-model: venv

@@ -37,14 +37,15 @@ CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
 PLOTS_DIR = "plots"
-# The run directories shipped with the project live inside the package, as package data, so an
-# installed wheel has them too; `shipped_model_dir` is the one place that knows where.
+# The run directories shipped with the project are package data, so an installed wheel has them
+# too: `apparel/shipped_models`, which in a checkout is a link to the repository's `models/` (the
+# wheel holds the files themselves); `shipped_model_dir` is the one place that knows where.
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 
 
 def shipped_model_dir(name: str) -> Path:
     """The run directory of the model shipped as ``name`` (``default``: the Fashion-MNIST model,
-    ``photos``: the photo model), whether the package runs from a checkout or an installed wheel.
+    ``photos``: the ten-class photo model, ``store``: the store model), whether the package runs from a checkout or an installed wheel.
     The folder may not exist (a model not trained yet): callers check for ``MODEL_FILE``.
 
     >>> shipped_model_dir("photos") / MODEL_FILE
