@@ -87,6 +87,42 @@ def right(shares: dict) -> float:
     return shares["exact"] + shares["parent"] + shares["blank-right"]
 
 
+RELIABILITY_BINS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def reliability(chooser: CategoryChooser, probabilities: np.ndarray, truths: Sequence[str | None]) -> list[dict]:
+    """How far a written category's confidence can be trusted: for each band of confidence, the
+    photos whose category was written in it, their mean confidence and the share that was right."""
+    decisions = chooser.choose_all(probabilities)
+    bands = []
+    for low, high in zip(RELIABILITY_BINS[:-1], RELIABILITY_BINS[1:]):
+        inside = [(decision.confidence, judge(decision.category, truth)) for decision, truth in zip(decisions, truths)
+                  if decision.category is not None and low <= decision.confidence < high + (high == 1.0)]
+        if inside:
+            bands.append({"confidence": f"{low:.1f}-{high:.1f}", "photos": len(inside),
+                          "mean_confidence": round(float(np.mean([c for c, _ in inside])), 4),
+                          "right": round(sum(kind in ("exact", "parent") for _, kind in inside) / len(inside), 4)})
+    return bands
+
+
+def head_calibration(head_logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
+    """The garment head's negative log-likelihood and expected calibration error (10 bands of its
+    top probability) on its validation labels, before and after its temperature."""
+    figures = {}
+    for name, value in (("before", 1.0), ("after", temperature)):
+        scaled = head_logits / value
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+        top, hit = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+        bands = np.minimum((top * 10).astype(int), 9)
+        error = sum((bands == band).mean() * abs(top[bands == band].mean() - hit[bands == band].mean())
+                    for band in range(10) if (bands == band).any())
+        figures[name] = {"temperature": value, "nll": round(float(-np.log(probabilities[np.arange(len(labels)), labels]
+                                                                          + 1e-12).mean()), 4),
+                         "ece": round(float(error), 4)}
+    return figures
+
+
 def calibrate(head_logits: np.ndarray, imagenet_logits: np.ndarray, truths: Sequence[str | None],
               sets: Sequence[str], head_labels: np.ndarray, class_names: Sequence[str]) -> tuple[Settings, dict]:
     """The settings (see the module docstring) and the validation figures of the chosen one.
@@ -112,4 +148,7 @@ def calibrate(head_logits: np.ndarray, imagenet_logits: np.ndarray, truths: Sequ
     chooser = store_chooser(class_names, settings.category_threshold, settings.outside_threshold)
     figures = {name: tally(chooser, probabilities[sets == name], truths[sets == name]) for name in sorted(set(sets))}
     figures["chosen on"] = tally(chooser, probabilities[chosen_on], truths[chosen_on])
+    products = np.isin(sets, ("small", "extra"))
+    figures["reliability (small and extra)"] = reliability(chooser, probabilities[products], truths[products])
+    figures["garment head"] = head_calibration(head_logits[labelled], head_labels[labelled], head_temperature)
     return settings, figures
