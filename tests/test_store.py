@@ -143,3 +143,15 @@ def test_the_shipped_store_model_brings_its_categories_and_validation_figures():
     # What the README and docs/store-model.md quote, chosen on validation photos.
     small = record["validation"]["small"]
     assert small["exact"] + small["parent"] >= 0.92 and small["wrong"] <= 0.08
+
+
+def test_reliability_bands_count_written_categories_and_how_many_were_right():
+    from apparel.store.calibrate import reliability
+    from apparel.taxonomy.decide import CategoryChooser
+
+    chooser = CategoryChooser({"t-shirt": "aa-1-13-8", "shirt": "aa-1-13-7", "not-apparel": None}, 0.6, 0.8)
+    rows = [[0.95, 0.05, 0.0], [0.92, 0.08, 0.0], [0.75, 0.25, 0.0], [0.1, 0.1, 0.8]]
+    truths = ["aa-1-13-8", "aa-1-13-7", "aa-1-13-8", None]  # right, wrong, right (T-Shirts), left out
+    bands = reliability(chooser, np.asarray(rows), truths)
+    assert bands == [{"confidence": "0.7-0.8", "photos": 1, "mean_confidence": 0.75, "right": 1.0},
+                     {"confidence": "0.9-1.0", "photos": 2, "mean_confidence": 0.935, "right": 0.5}]
