@@ -132,3 +132,32 @@ def test_the_page_follows_a_photo_model(photo_page, tmp_path):
     assert photo_page.locator("#classes").text_content() == "3 classes: dress, shoes, t-shirt"
     assert "validation accuracy 50.0%" in photo_page.locator("#model").text_content()
     assert "RGB photo" in photo_page.locator("#preprocessing").text_content()
+
+
+def test_a_server_with_an_api_key_lets_the_page_in_after_the_login_form(browser, tiny_dataset, tmp_path):
+    """With --api-key the page answered 401 and sent no key; now a login form takes the key
+    once, and its session cookie opens the page and its uploads (#31.12)."""
+    model_dir = train_tiny_model(tiny_dataset, tmp_path / "model")
+    with running_server(create_app(Predictor.from_dir(model_dir), api_key="s3cret-key")) as url:
+        page, errors = open_page(browser, url + "/")
+        assert page.locator("form[action='/login'] input[name='key']").count() == 1
+        assert page.locator("#files").count() == 0
+        page.fill("input[name='key']", "wrong-key")
+        with page.expect_navigation():
+            page.click("button[type='submit']")
+        assert page.locator("#login-error").text_content() == "wrong API key"
+        assert page.context.cookies() == []
+        page.fill("input[name='key']", "s3cret-key")
+        with page.expect_navigation():
+            page.click("button[type='submit']")
+        assert page.url == url + "/" and page.locator("#files").count() == 1
+        (cookie,) = page.context.cookies()
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and "s3cret" not in cookie["value"]
+        photo = tmp_path / "red-dress.jpg"
+        photo.write_bytes(garment_photo())
+        page.set_input_files("#files", str(photo))
+        (name, label), = card_results(page, 1)
+        assert name == "red-dress.jpg" and label in CLASS_NAMES
+        assert "Model seed-mlp" in page.locator("#model").text_content()  # the metadata, too
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+        page.context.close()

@@ -487,3 +487,92 @@ def test_grpc_refuses_repeated_outputs_and_answers_over_max_response_bytes(serve
             with pytest.raises(grpc.RpcError) as error:
                 prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_response_bytes" in error.value.details()
+
+
+def test_a_failed_version_is_tried_again_when_its_config_is_fixed(fashion_run, photo_run, tmp_path):
+    """Only a changed model.keras used to bring a failed version back: a fixed config.json was
+    never noticed (#31.13). Its status names no server path and holds one line."""
+    from apparel import artifacts
+    from apparel.contract import CONFIG_KEY
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    registry = Registry(ServiceConfig(model_repository=str(root), **SETTINGS), Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    version = root / "photos" / "2"
+    shutil.copytree(photo_run, version)
+    good = (version / artifacts.CONFIG_FILE).read_text()
+    broken = json.loads(good)
+    broken[CONFIG_KEY]["colour"] = "rgb"  # a key no contract has
+    (version / artifacts.CONFIG_FILE).write_text(json.dumps(broken))
+    reloader.sync()
+    status = registry.models["photos"].status[2]
+    assert status.state == "END" and "unknown input contract key colour" in status.error
+    assert str(tmp_path) not in status.error and "\n" not in status.error
+    reloader.sync()  # nothing changed: not tried again
+    assert sorted(registry.models["photos"].versions) == [1]
+    (version / artifacts.CONFIG_FILE).write_text(good)
+    reloader.sync()
+    assert sorted(registry.models["photos"].versions) == [2] and registry.models["photos"].status[2].state == "AVAILABLE"
+    for served in registry.all_versions():
+        served.batcher.close()
+
+
+def test_a_cut_short_model_is_called_damaged_without_the_server_s_paths(fashion_run, photo_run, tmp_path):
+    """GET /v1/models/NAME showed …/repo/fashion-mnist/2/model.keras and called a truncated file
+    "File not found" (#31.13)."""
+    from starlette.testclient import TestClient
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    app, _ = repository_app(root)
+    version = root / "fashion-mnist" / "2"
+    shutil.copytree(fashion_run, version)
+    model_file = version / "model.keras"
+    model_file.write_bytes(model_file.read_bytes()[: model_file.stat().st_size // 2])
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        deadline = time.monotonic() + 20 * POLL + 10
+        while "2" not in {item["version"] for item in client.get("/v1/models/fashion-mnist").json()["model_version_status"]
+                          if item["state"] == "END"}:
+            assert time.monotonic() < deadline, "version 2 was never tried"
+            time.sleep(POLL)
+        answer = client.get("/v1/models/fashion-mnist").json()
+        error = {item["version"]: item for item in answer["model_version_status"]}["2"]["status"]["error_message"]
+    assert error.startswith("version 2 failed to load: fashion-mnist/2/model.keras is damaged or cut short")
+    assert "File not found" not in error and str(tmp_path) not in error and "\n" not in error
+    assert "repository_error" not in answer
+
+
+def test_a_models_json_nested_too_deeply_is_a_status_and_one_log_line(fashion_run, photo_run, tmp_path, caplog):
+    """It stopped the start as "a bug" (RecursionError) and logged a traceback at every poll;
+    now it is a clear message, in the models' status and in the log once per change (#31.13)."""
+    import logging
+
+    from starlette.testclient import TestClient
+
+    from apparel.serve.app import repository_registry
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    (root / "models.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="models.json cannot be read: its JSON is nested too deeply"):
+        repository_registry(ServiceConfig(model_repository=str(root), **SETTINGS))
+    (root / "models.json").write_text(json.dumps({"models": {"photos": {}}}))
+    registry = Registry(ServiceConfig(model_repository=str(root), **SETTINGS), Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    (root / "models.json").write_text("{\"models\": " * 50_000)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="apparel.serve.reload"):
+        for _ in range(3):
+            reloader.sync()
+        app = create_app(registry)
+        with TestClient(app, base_url="http://127.0.0.1") as client:
+            answer = client.get("/v1/models/photos").json()
+        (root / "models.json").write_text(json.dumps({"models": {"photos": {}}}))
+        reloader.sync()
+    assert answer["repository_error"].startswith("models.json cannot be read: its JSON is nested too deeply")
+    assert [item["state"] for item in answer["model_version_status"]] == ["AVAILABLE"]
+    errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None and "nested too deeply" in errors[0].getMessage()
+    assert registry.repository_error == "" and "read again" in caplog.records[-1].getMessage()
+    for served in registry.all_versions():
+        served.batcher.close()

@@ -439,6 +439,55 @@ def test_an_api_key_is_required_on_every_route_but_health(predictor):
             assert test_client.get(path).status_code == 200
 
 
+def test_the_page_signs_in_with_the_key_and_a_session_cookie(predictor):
+    """With an API key, a browser gets a login form at /; the right key sets an HttpOnly,
+    SameSite=Strict cookie (never the key) that opens the page, its files and its upload, and
+    nothing else; a wrong key or a forged cookie is refused (#31.12)."""
+    app = create_app(predictor, api_key="s3cret-key")
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    files = [("files", ("a.png", garment_photo(fmt="PNG"), "image/png"))]
+    with TestClient(app, base_url="http://127.0.0.1:8000", follow_redirects=False) as test_client:
+        form = test_client.get("/", headers=browser)
+        assert form.status_code == 401 and 'action="/login"' in form.text and 'name="key"' in form.text
+        assert "set-cookie" not in form.headers
+        assert test_client.get("/").json()["error"].startswith("this server requires an API key")  # not a browser
+        wrong = test_client.post("/login", data={"key": "s3cret-kex"}, headers=browser)
+        assert wrong.status_code == 401 and "wrong API key" in wrong.text and "set-cookie" not in wrong.headers
+        assert test_client.post("/login", content=b"key=s3cret-key",
+                                headers={"Content-Type": "application/x-www-form-urlencoded",
+                                         "Origin": "http://evil.example"}).status_code == 403
+        signed_in = test_client.post("/login", data={"key": "s3cret-key"}, headers=browser)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/"
+        cookie = signed_in.headers["set-cookie"]
+        test_client.cookies.clear()  # each request below names the cookie it brings
+        attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+        assert "httponly" in attributes and attributes["samesite"].lower() == "samesite=strict"
+        assert attributes["path"] == "Path=/" and "s3cret" not in cookie
+        assert "s3cret" not in signed_in.headers["location"]
+        session = {"Cookie": cookie.split(";")[0]}
+        assert test_client.get("/", headers=session).status_code == 200
+        assert test_client.get("/static/app.js", headers=session).status_code == 200
+        assert test_client.get("/v1/models/apparel/metadata", headers=session).status_code == 200
+        assert test_client.post("/predict", files=files, headers=session).status_code == 200
+        for path in ("/metrics", "/v1/models/apparel", "/docs", "/openapi.json"):  # the key's, not the page's
+            assert test_client.get(path, headers=session).status_code == 401, path
+        assert post_json(test_client, {"instances": image_batch(1).tolist()}, **session).status_code == 401
+        name, value = cookie.split(";")[0].split("=", 1)
+        for forged in ("s3cret-key", value[:-1] + ("0" if value[-1] != "0" else "1"), "", "é" * 64):
+            forged_cookie = {"Cookie": f"{name}={forged}".encode()}
+            assert test_client.get("/static/app.js", headers=forged_cookie).status_code == 401
+            assert test_client.post("/predict", files=files, headers=forged_cookie).status_code == 401
+    # Another app (a restarted server) has another secret: yesterday's cookie opens nothing.
+    with TestClient(create_app(predictor, api_key="s3cret-key")) as restarted:
+        assert restarted.get("/static/app.js", headers=session).status_code == 401
+
+
+def test_without_a_key_there_is_no_login(predictor):
+    with TestClient(create_app(predictor)) as test_client:
+        assert test_client.get("/").status_code == 200
+        assert test_client.post("/login", data={"key": "anything"}).status_code in (404, 405)
+
+
 def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, monkeypatch, capsys):
     import uvicorn
 

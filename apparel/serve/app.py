@@ -187,14 +187,19 @@ def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_a
 
 
 def add_guards(app: FastAPI, config: ServiceConfig) -> None:
-    """The checks every request passes before a handler, outermost first: its Host, its API key,
-    its Origin, then whether the service has room for it."""
+    """The checks every request passes before a handler, outermost first: its Host, its Origin,
+    its API key (or, for the web page, its session cookie: ``login``), then whether the service
+    has room for it."""
     from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     app.add_middleware(AdmissionMiddleware, limit=config.max_concurrent_requests, retry_after=config.retry_after_s)
-    app.add_middleware(OriginMiddleware, allowed_origins=config.allowed_origins)
     if config.api_key:
-        app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS)
+        from apparel.serve.login import LOGIN_PATH, PageLogin, add_login_routes
+
+        login = PageLogin.for_key(config.api_key)
+        add_login_routes(app, login)
+        app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS | {LOGIN_PATH}, login=login)
+    app.add_middleware(OriginMiddleware, allowed_origins=config.allowed_origins)
     if config.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts), www_redirect=False)
 

@@ -170,6 +170,7 @@ class Registry:
         self.models: dict[str, ServedModel] = {}
         self.default: str | None = None  # the model the alias `apparel`, uploads and the page use
         self.ready = True  # False while shutting down
+        self.repository_error = ""  # why the model repository's models.json cannot be used now, if it cannot
         # Photos decode on worker threads; a few at a time, as a 40-megapixel one takes ~160 MB.
         self.decode_slots = threading.BoundedSemaphore(config.max_decoding)
 

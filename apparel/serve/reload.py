@@ -6,11 +6,16 @@ selects, the labels) with what is loaded, then:
 1. **loads** every new version on the poller's thread, warms it up, and only then adds it to the
    registry — from that moment the requests that name no version go to it;
 2. a version that **fails** to load (or whose number is above 2⁶³−1) is recorded in its model's status (``GET /v1/models/<name>``
-   shows the error) and never replaces a working one; it is tried again once its file changes;
+   shows why, in a line, its files named from the repository) and never replaces a working one; it
+   is tried again once any file of its folder changes (a model.keras copied in full, a config.json
+   fixed);
 3. **retires** the versions no longer wanted — but only once the model has a wanted version
    available, so a model whose new version fails keeps serving its old one. A retired version
    leaves routing at once, finishes the requests that hold it (up to the request deadline), then
    its batcher stops and the model is let go.
+
+A ``models.json`` that cannot be used changes nothing: what is loaded stays served, and every
+model's status shows why (``repository_error``); the log says so once per change, not every poll.
 
     >>> reloader = Reloader(Repository("models"), registry)
     >>> reloader.sync()                 # the first load, before the server takes requests
@@ -22,16 +27,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from apparel import artifacts
 from apparel.serve.registry import Registry, ServedVersion, VersionStatus, load_version
-from apparel.serve.repository import Repository, version_fingerprint
+from apparel.serve.repository import CONFIG_FILE, Repository, version_fingerprint
 
 # A request resolves its version and counts itself against it in one step of the event loop; the
 # pause covers a request caught between the two when the version leaves routing.
 DRAIN_GRACE_SECONDS = 0.2
+MAX_REASON_CHARS = 300  # a status answer says what is wrong in a line, not Keras's whole report
 logger = logging.getLogger(__name__)
+
+
+def load_failure(error: Exception, path: Path, root: Path) -> str:
+    """Why the version in ``path`` failed to load, in one line, its files named from the
+    repository's ``root`` (a status answer shows no server path): a ``model.keras`` that is not a
+    whole archive is called damaged or cut short, whatever Keras said."""
+    folder = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
+    model_file = path / artifacts.MODEL_FILE
+    try:
+        whole = zipfile.is_zipfile(model_file)
+    except OSError:
+        whole = True  # gone or unreadable: Keras's own message says which
+    if not whole:
+        size = model_file.stat().st_size if model_file.exists() else 0
+        return (f"{folder}/{artifacts.MODEL_FILE} is damaged or cut short: it is not a whole .keras archive "
+                f"({size:,} bytes); copy it again or retrain")
+    message = str(getattr(error, "reason", error)) or type(error).__name__
+    for shown in sorted({str(path.resolve()), str(path.absolute()), str(path)}, key=len, reverse=True):
+        message = message.replace(shown, folder)
+    for shown in sorted({str(root.resolve()), str(root.absolute()), str(root)}, key=len, reverse=True):
+        message = message.replace(shown + "/", "")
+    line = message.strip().splitlines()[0] if message.strip() else type(error).__name__
+    return line if len(line) <= MAX_REASON_CHARS else line[:MAX_REASON_CHARS - 1] + "…"
 
 
 class Reloader:
@@ -53,10 +84,9 @@ class Reloader:
             wanted, default = self.repository.scan()
         except (OSError, ValueError) as error:
             # A half-edited models.json must not unload anything: keep serving what is loaded.
-            self.error = str(error)
-            logger.error("model repository not reloaded: %s", error)
+            self.set_error(str(error))
             return
-        self.error = ""
+        self.set_error("")
         for name, model_wanted in wanted.items():
             model = self.registry.model(name)
             for number, reason in model_wanted.refused.items():
@@ -80,6 +110,17 @@ class Reloader:
         elif self.registry.default not in self.registry.models:
             self.registry.default = min(self.registry.models, default=None)
 
+    def set_error(self, error: str) -> None:
+        """Record why the repository cannot be read (``""``: it can), in every model's status and,
+        once per change, in the log."""
+        if error and error != self.error:
+            logger.error("model repository not read: %s", error)
+        elif self.error and not error:
+            logger.info("model repository read again: %s is usable", CONFIG_FILE)
+        self.error = error
+        self.registry.repository_error = (f"{error}; what was loaded is served as it was until it is fixed"
+                                          if error else "")
+
     def load(self, name: str, number: int, path: Path) -> None:
         fingerprint = version_fingerprint(path)
         if (name, number) in self.failed and self.failed[(name, number)] == fingerprint:
@@ -90,8 +131,9 @@ class Reloader:
             served = self.loader(name, number, path, self.registry.config, self.registry.metrics)
         except Exception as error:  # any failure to load: a ValueError from Keras, a missing file, …
             self.failed[(name, number)] = fingerprint
-            model.status[number] = VersionStatus("END", f"version {number} failed to load: {error}")
-            logger.error("model %s version %s not loaded: %s", name, number, error)
+            reason = load_failure(error, path, self.repository.root)
+            model.status[number] = VersionStatus("END", f"version {number} failed to load: {reason}")
+            logger.error("model %s version %s not loaded: %s", name, number, reason)
             return
         self.failed.pop((name, number), None)
         self.registry.add(served)

@@ -108,8 +108,13 @@ class RepositoryConfig:
         try:
             values = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
-            raise ValueError(f"{path} cannot be read: {error}") from None
-        return cls.from_dict(values)
+            raise ValueError(f"{CONFIG_FILE} cannot be read: {error}") from None
+        except RecursionError:  # JSON nested thousands deep: a broken file, not a broken server
+            raise ValueError(f"{CONFIG_FILE} cannot be read: its JSON is nested too deeply") from None
+        try:
+            return cls.from_dict(values)
+        except RecursionError:  # a message quoting a deeply nested value
+            raise ValueError(f"{CONFIG_FILE} holds a value nested too deeply to be a setting") from None
 
     @classmethod
     def from_dict(cls, values) -> "RepositoryConfig":
@@ -176,11 +181,16 @@ class Repository:
         return wanted, config.default
 
 
-def version_fingerprint(path: Path) -> tuple[int, int] | None:
-    """(size, modification time) of a version's model file: a failed version is tried again only
-    once its file has changed (it was still being copied, or has been replaced)."""
+def version_fingerprint(path: Path) -> tuple:
+    """(name, size, modification time) of every file in a version's folder: a failed version is
+    tried again only once one of them has changed (its model.keras was still being copied, or its
+    config.json has been fixed)."""
+    files = []
     try:
-        stat = (path / artifacts.MODEL_FILE).stat()
-    except OSError:
-        return None
-    return stat.st_size, stat.st_mtime_ns
+        for file in sorted(path.rglob("*")):
+            if file.is_file():
+                stat = file.stat()
+                files.append((file.relative_to(path).as_posix(), stat.st_size, stat.st_mtime_ns))
+    except OSError:  # the folder is changing under us: the next poll looks again
+        return ()
+    return tuple(files)

@@ -70,18 +70,26 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 
 class ApiKeyMiddleware:
     """Every request but those to ``open_paths`` (health) must bring ``key``, as
-    ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; others get a 401."""
+    ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; others get a 401. With ``login``
+    (``apparel.serve.login.PageLogin``), the page's own requests may bring its session cookie
+    instead, and a browser opening the page without either gets the login form."""
 
-    def __init__(self, app, key: str, open_paths: frozenset[str]):
+    def __init__(self, app, key: str, open_paths: frozenset[str], login=None):
         self.app = app
         self.key = key.encode()
         self.open_paths = open_paths
+        self.login = login
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         refusal = key_refusal(headers.get("x-api-key"), headers.get("authorization"), self.key)
+        if refusal and self.login is not None:
+            if self.login.opens(scope, headers):
+                return await self.app(scope, receive, send)
+            if self.login.wants_form(scope, headers):
+                return await self.login.form()(scope, receive, send)
         if refusal:
             return await error(401, refusal, {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)

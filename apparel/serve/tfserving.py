@@ -62,8 +62,9 @@ def signature_def(served: ServedVersion) -> dict:
         "method_name": "tensorflow/serving/predict"}}}
 
 
-def version_status(model: ServedModel, only: ServedVersion | None = None) -> dict:
-    """TF Serving's ``GetModelStatusResponse`` in JSON: each version's state and its load error."""
+def version_status(model: ServedModel, only: ServedVersion | None = None, repository_error: str = "") -> dict:
+    """TF Serving's ``GetModelStatusResponse`` in JSON: each version's state and its load error;
+    with ``repository_error`` (a ``models.json`` that cannot be used), that too."""
     shown = {served.number: served.label for served in model.versions.values()}
     statuses = []
     for number, status in sorted(model.status.items()):
@@ -72,7 +73,10 @@ def version_status(model: ServedModel, only: ServedVersion | None = None) -> dic
         statuses.append({"version": shown.get(number, str(number)), "state": status.state,
                          "status": {"error_code": "UNKNOWN" if status.error else "OK",
                                     "error_message": status.error}})
-    return {"model_version_status": statuses}
+    answer = {"model_version_status": statuses}
+    if repository_error:
+        answer["repository_error"] = repository_error
+    return answer
 
 
 def predict_body_doc(contract: InputContract) -> dict:
@@ -201,15 +205,15 @@ def add_status_routes(app: FastAPI, registry: Registry) -> None:
     async def status(name: str):
         if name.endswith((":predict", ":classify")):  # the POST routes, asked with GET
             raise RequestError(405, f"{name.rsplit(':', 1)[1]} takes POST with a JSON body")
-        return version_status(registry.find(name))
+        return version_status(registry.find(name), repository_error=registry.repository_error)
 
     @app.get("/v1/models/{name}/versions/{version}", tags=TAGS, summary="Status of one version")
     async def status_version(name: str, version: str):
-        return version_status(registry.find(name), registry.resolve(name, version))
+        return version_status(registry.find(name), registry.resolve(name, version), registry.repository_error)
 
     @app.get("/v1/models/{name}/labels/{label}", tags=TAGS, summary="Status of a labelled version")
     async def status_label(name: str, label: str):
-        return version_status(registry.find(name), registry.resolve(name, label=label))
+        return version_status(registry.find(name), registry.resolve(name, label=label), registry.repository_error)
 
     @app.get("/v1/models/{name}/metadata", tags=TAGS, summary="Signature, classes, version, accuracy")
     async def metadata(name: str):

@@ -74,6 +74,8 @@ async function classify(file, card) {
   try {
     const response = await fetch("/predict?preview=true", { method: "POST", body: form });
     const body = await response.json().catch(() => ({ error: response.statusText }));
+    // A session opened with the API key ends when the server restarts: say how to open another.
+    if (response.status === 401) throw new Error("signed out (the server restarted?): reload the page and enter the API key");
     if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
     showPrediction(card, body.predictions[0]);
   } catch (error) {
