@@ -28,8 +28,8 @@ from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
 from apparel.photo_data import PhotoSplits, load_photo_splits, photo_batches, photo_outputs
-from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, epoch_recorder, finish_run,
-                          prepare_run_dir, restore_best, resume_run)
+from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, claimed_run_dir,
+                          epoch_recorder, finish_run, restore_best, resume_run)
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3
@@ -146,31 +146,31 @@ def train_photo_model(
                          "as efficientnet-lite0, or leave images empty")
     fraction = spec.validation_split if config.validation_split is None else config.validation_split
     run_dir = Path(out_dir) if out_dir is not None else None
-    prepare_run_dir(run_dir, resume, overwrite)
-    splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
-    skipped = dict(splits.skipped)
-    keras.utils.set_random_seed(config.seed)
-    if resume:
-        trainable, history, initial_epoch = resume_run(run_dir, config)
-        base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
-    else:
-        (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped), {}, 0
-    # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
-    baseline = None if resume else (head_figures["head_validation_accuracy"], trainable.get_weights())
-    recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
-    classes, size = len(splits.class_names), image_size(config)
-    if initial_epoch < config.epochs:
-        trainable.fit(
-            _one_hot(photo_batches(splits.train, size, config.batch_size, config.seed, skipped), classes),
-            validation_data=_one_hot(photo_batches(splits.validation, size, config.batch_size, skipped=skipped), classes),
-            epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder, *(callbacks or [])], verbose=verbose,
-            shuffle=False,  # the pipeline reshuffles every epoch itself
-        )
-    restore_best(trainable, recorder, run_dir)
-    metrics = _metrics(config, base, splits, history, head_figures, recorder.best_epoch, skipped)
-    if run_dir is not None:
-        _write_run(run_dir, base, history, metrics, skipped)
-    return TrainResult(base, config, history, metrics, run_dir)
+    with claimed_run_dir(run_dir, resume, overwrite):
+        splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
+        skipped = dict(splits.skipped)
+        keras.utils.set_random_seed(config.seed)
+        if resume:
+            trainable, history, initial_epoch = resume_run(run_dir, config)
+            base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
+        else:
+            (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped), {}, 0
+        # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
+        baseline = None if resume else (head_figures["head_validation_accuracy"], trainable.get_weights())
+        recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
+        classes, size = len(splits.class_names), image_size(config)
+        if initial_epoch < config.epochs:
+            trainable.fit(
+                _one_hot(photo_batches(splits.train, size, config.batch_size, config.seed, skipped), classes),
+                validation_data=_one_hot(photo_batches(splits.validation, size, config.batch_size, skipped=skipped), classes),
+                epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder, *(callbacks or [])], verbose=verbose,
+                shuffle=False,  # the pipeline reshuffles every epoch itself
+            )
+        restore_best(trainable, recorder, run_dir)
+        metrics = _metrics(config, base, splits, history, head_figures, recorder.best_epoch, skipped)
+        if run_dir is not None:
+            _write_run(run_dir, base, history, metrics, skipped)
+        return TrainResult(base, config, history, metrics, run_dir)
 
 
 def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dict, best_epoch, skipped) -> dict:

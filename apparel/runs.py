@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ STATE_FILE = "state.json"
 # photos that could not be read.
 HEAD_FILE = "head.json"
 SKIPPED_FILE = "skipped.json"
+# There while a run writes its directory (``artifacts.one_writer``): a second run there is refused.
+# A killed run leaves the file behind, but no lock on it, so it never blocks the next run.
+LOCK_FILE = "train.lock"
 
 
 def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, baseline: tuple | None = None):
@@ -121,7 +125,32 @@ def resume_run(run_dir: Path, config: TrainConfig):
 
 # Everything a run directory can hold that apparel wrote: what ``overwrite`` may remove.
 RUN_ENTRIES = (artifacts.MODEL_FILE, artifacts.CONFIG_FILE, artifacts.HISTORY_FILE, artifacts.METRICS_FILE,
-               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE)
+               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE, LOCK_FILE)
+
+
+@contextmanager
+def claimed_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False):
+    """The block as the only run writing ``run_dir``, which ``prepare_run_dir`` made ready first.
+    Another live run writing there refuses this one (a ``ParameterError`` naming ``out_dir``): two
+    runs would interleave their checkpoints and overwrite each other's model.
+
+        >>> with claimed_run_dir(Path("runs/shop"), resume=True):
+        ...     train_the_rest()
+    """
+    if run_dir is None:
+        prepare_run_dir(run_dir, resume, overwrite)
+        yield
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ParameterError(f"{{}} {run_dir} is a file; give a folder for the run", "out_dir")
+    made = not run_dir.exists()
+    try:
+        with artifacts.one_writer(run_dir / LOCK_FILE, "out_dir", run_dir):
+            prepare_run_dir(run_dir, resume, overwrite)
+            yield
+    finally:
+        if made and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that failed before writing anything leaves no empty folder
 
 
 def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False) -> None:
@@ -144,7 +173,8 @@ def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool 
         return
     if run_dir.exists() and not run_dir.is_dir():
         raise ParameterError(f"{{}} {run_dir} is a file; give a folder for the run", "out_dir")
-    entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.exists() else []
+    # The lock is the live run's own (``claimed_run_dir``), or a killed run's that locks nothing.
+    entries = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE) if run_dir.exists() else []
     if not entries:
         return
     if not overwrite:
