@@ -48,7 +48,8 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
     validation accuracy, then history.json and the checkpoint state, each written atomically.
 
     ``baseline`` is ``(validation accuracy, weights)`` of the model before the first epoch (a
-    photo model's head on the frozen backbone): an epoch is kept only if it beats it."""
+    photo model's head on the frozen backbone): an epoch is kept only if it beats it. Its weights
+    are checkpointed as epoch 0's best; a resumed run gives ``(validation accuracy, None)``."""
     import keras
 
     checkpoints = run_dir / CHECKPOINT_DIR if run_dir is not None else None
@@ -58,11 +59,16 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
             super().__init__()
             self.history = history
             accuracies = history.get("val_accuracy", [])
-            self.best = max(accuracies) if accuracies else -np.inf
-            self.best_epoch = int(np.argmax(accuracies)) + 1 if accuracies else None
-            self.best_weights = None
-            if baseline is not None and not accuracies:
+            self.best, self.best_epoch, self.best_weights = -np.inf, None, None
+            if baseline is not None:
                 self.best, self.best_weights, self.best_epoch = baseline[0], baseline[1], 0
+            if accuracies and max(accuracies) > self.best:  # an epoch before an interruption beat it
+                self.best, self.best_epoch, self.best_weights = max(accuracies), int(np.argmax(accuracies)) + 1, None
+
+        def on_train_begin(self, logs=None):
+            if checkpoints is not None and self.best_epoch == 0 and self.best_weights is not None:
+                # The model before fine-tuning, so that a resumed run can still keep it.
+                artifacts.save_model(self.model, checkpoints / "best-0.keras")
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
@@ -89,7 +95,7 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
             artifacts.save_model(self.model, checkpoint)
             artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
             state = {"epoch": epoch + 1, "checkpoint": checkpoint.name, "best_epoch": self.best_epoch,
-                     "best_checkpoint": f"best-{self.best_epoch}.keras" if self.best_epoch else None}
+                     "best_checkpoint": None if self.best_epoch is None else f"best-{self.best_epoch}.keras"}
             artifacts.write_json(checkpoints / STATE_FILE, state)
             # Whatever the state no longer names is stale, including files a kill left behind.
             for stale in checkpoints.glob("*.keras"):
