@@ -7,6 +7,8 @@ A run directory holds ``model.keras``, ``config.json``, ``history.json``, ``metr
     ...     temporary.write_text("{}")
     >>> with atomic_directory("exports/saved") as temporary:   # a folder, swapped in whole
     ...     (temporary / "saved_model.pb").write_bytes(b"...")
+    >>> with one_writer("runs/x/train.lock", "out_dir", "runs/x"):   # a second writer is refused
+    ...     train_into("runs/x")
 
 The run directories shipped with the project are package data, found by name:
 
@@ -24,8 +26,10 @@ import os
 import shutil
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from apparel.errors import ParameterError
 
 try:
     import fcntl
@@ -133,6 +137,44 @@ def atomic_directory(path: str | os.PathLike):
             shutil.rmtree(temporary)
         if handle is not None:
             os.close(handle)
+
+
+@contextmanager
+def one_writer(lock: str | os.PathLike, parameter: str, output: str | os.PathLike):
+    """The block run holding the lock file ``lock`` (made, with its folder), which it removes as it
+    ends. Another process holding it refuses this one with a ``ParameterError`` naming
+    ``parameter``: two runs writing one ``output`` would mix their rows.
+
+    The lock is ``flock``'s, so a run killed at any moment frees it (the file it leaves behind
+    locks nothing). Where there is no ``flock`` (Windows) the block runs unguarded.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise ParameterError(f"{{}} {output}: another run is writing there (it holds {lock}); wait for it to "
+                                 "end, or write somewhere else", parameter) from None
+        except OSError:  # no locks on this file system (ENOLCK): said as it is
+            os.close(descriptor)
+            raise
+        with suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(descriptor), os.stat(lock)):
+                break
+        # The run before removed the file as it ended, after this one opened it: lock the file there now.
+        os.close(descriptor)
+    try:
+        yield
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(lock)  # before the lock is let go, so nobody locks a file on its way out
+        os.close(descriptor)
 
 
 def _temporary_prefix(path: Path) -> str:

@@ -34,6 +34,7 @@ from apparel.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.batch.run import BatchConfig, classify_manifest
+from apparel.photo_training import few_validation_note
 from apparel.training import train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
@@ -88,11 +89,17 @@ def cmd_train(args) -> int:
 
     # Fashion-MNIST runs end on the test set; photo runs on their validation photos.
     held_out = "test" if "test_accuracy" in metrics else "validation"
+    measured = f"{held_out} accuracy {figure(held_out + '_accuracy')}"
+    if "kept" in metrics:  # a photo run: what measured it, and which phase's model was saved
+        kept = "the head alone, no fine-tuning epoch beat it" if metrics["kept"] == "head" else metrics["kept"]
+        measured += f" on {metrics['validation_images']} validation photos (kept: {kept})"
+    measured += f", {held_out} loss {figure(held_out + '_loss')}"
     print(
-        f"{config.model}: {held_out} accuracy {figure(held_out + '_accuracy')}, {held_out} loss {figure(held_out + '_loss')}, "
-        f"train accuracy {figure('train_accuracy')}, train loss {figure('train_loss')}, "
-        f"{metrics['fit_seconds']:.1f} s, {metrics['parameters']:,} parameters"
+        f"{config.model}: {measured}, train accuracy {figure('train_accuracy')}, train loss {figure('train_loss')} "
+        f"(last epoch), {metrics['fit_seconds']:.1f} s, {metrics['parameters']:,} parameters"
     )
+    if metrics.get("few_validation_photos"):
+        _status(f"warning: {few_validation_note(metrics['few_validation_photos'])}")
     print(f"wrote {args.out}/model.keras, config.json, history.json, metrics.json")
     return 0
 

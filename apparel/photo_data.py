@@ -31,6 +31,9 @@ MIN_SIDE = 32
 # A class needs this many readable training photos: fewer cannot be split into training and
 # validation photos and learnt from.
 MIN_PER_CLASS = 5
+# With fewer validation photos of a class than this, its figures move in steps too coarse to trust
+# (one photo is 0 % or 100 %): training warns, naming the classes.
+FEW_VALIDATION_PHOTOS = 10
 
 
 @dataclass(frozen=True)
@@ -218,9 +221,14 @@ def photo_batches(photos: PhotoSet, size: int, batch_size: int, seed: int | None
     return dataset.batch(batch_size).prefetch(2)
 
 
-def photo_outputs(model, photos: PhotoSet, size: int, batch_size: int = 32, skipped: dict | None = None):
+def photo_outputs(model, photos: PhotoSet, size: int, batch_size: int = 32, skipped: dict | None = None,
+                  progress: str | None = None):
     """``model``'s outputs (N, …) and the labels (N,) of every readable photo, in one pass of
-    inference; photos that fail to decode are left out (and recorded in ``skipped``)."""
+    inference; photos that fail to decode are left out (and recorded in ``skipped``). With
+    ``progress`` (its label), a bar on stderr counts the photos and says how long is left.
+
+        >>> features, labels = photo_outputs(backbone, splits.train, 224, progress="features of the training photos")
+    """
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -228,8 +236,21 @@ def photo_outputs(model, photos: PhotoSet, size: int, batch_size: int = 32, skip
         return model(batch, training=False)
 
     outputs, labels = [], []
-    for images, batch_labels, weights in photo_batches(photos, size, batch_size, skipped=skipped):
-        readable = weights.numpy() > 0
-        outputs.append(forward(images).numpy()[readable])
-        labels.append(batch_labels.numpy()[readable])
+    with progress_bar(len(photos), progress, "photo") as bar:
+        for images, batch_labels, weights in photo_batches(photos, size, batch_size, skipped=skipped):
+            readable = weights.numpy() > 0
+            outputs.append(forward(images).numpy()[readable])
+            labels.append(batch_labels.numpy()[readable])
+            bar.update(len(readable))
     return np.concatenate(outputs), np.concatenate(labels)
+
+
+def progress_bar(total: int, label: str | None, unit: str):
+    """A tqdm bar on stderr (count, rate, time left) labelled ``label``; none for ``label=None``.
+    Away from a terminal (a log file) it redraws every 10 s rather than ten times a second."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit=unit, file=sys.stderr, disable=label is None, leave=True,
+                mininterval=0.1 if sys.stderr.isatty() else 10.0, dynamic_ncols=True)

@@ -10,12 +10,18 @@ Phase 1 reads every photo once, without augmentation, and fits the head on the p
 held in memory (1,280 numbers a photo): seconds per epoch instead of a pass of the backbone.
 Phase 2 streams the photos through augmentation and the network every epoch; its epochs are
 checkpointed like the Fashion-MNIST models' (so ``resume`` continues an interrupted run) and the
-saved model is the epoch with the best validation accuracy.
+saved model is the epoch with the best validation accuracy, or the head alone if no epoch beats it
+(``metrics["kept"]`` says which).
+
+Unless ``verbose=0``, each phase shows its progress on stderr: a bar for the pass over the photos,
+one for the head's epochs, Keras's own for fine-tuning; and a class with fewer than
+``FEW_VALIDATION_PHOTOS`` validation photos is named in a warning, as its figures are too coarse.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,9 +33,10 @@ from apparel.contract import CONFIG_KEY, InputContract
 from apparel.evaluation import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
-from apparel.photo_data import PhotoSplits, load_photo_splits, photo_batches, photo_outputs
-from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, epoch_recorder, finish_run,
-                          prepare_run_dir, restore_best, resume_run)
+from apparel.photo_data import (FEW_VALIDATION_PHOTOS, PhotoSplits, load_photo_splits, photo_batches, photo_outputs,
+                                progress_bar)
+from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, claimed_run_dir,
+                          epoch_recorder, finish_run, restore_best, resume_run)
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3
@@ -57,33 +64,42 @@ def _one_hot(batches, classes: int):
     return batches.map(one_hot)
 
 
-def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict) -> dict:
+def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict, verbose: int | str = 0) -> dict:
     """Phase 1: the head (dropout, dense) on the frozen backbone's pooled features. ``base`` keeps
-    the head of the best epoch by validation accuracy. Returns the phase's figures."""
+    the head of the best epoch by validation accuracy. Returns the phase's figures. Unless
+    ``verbose`` is 0, bars on stderr follow the pass over the photos and the head's epochs."""
     import keras
 
+    shown = verbose != 0
     started = time.perf_counter()
     size, classes = image_size(config), len(splits.class_names)
     backbone = base.get_layer("backbone")
-    x_train, y_train = photo_outputs(backbone, splits.train, size, config.batch_size, skipped)
-    x_val, y_val = photo_outputs(backbone, splits.validation, size, config.batch_size, skipped)
+    x_train, y_train = photo_outputs(backbone, splits.train, size, config.batch_size, skipped,
+                                     progress="features of the training photos" if shown else None)
+    x_val, y_val = photo_outputs(backbone, splits.validation, size, config.batch_size, skipped,
+                                 progress="features of the validation photos" if shown else None)
     feature_seconds = time.perf_counter() - started
     # The head's layers are base's own, so training them here trains base's head.
     head = keras.Sequential([keras.Input((x_train.shape[1],)), base.get_layer("head_dropout"), base.get_layer("classifier")])
     head.compile(keras.optimizers.Adam(HEAD_LEARNING_RATE), _loss(config), metrics=["accuracy"])
     best = {"accuracy": -1.0, "epoch": 0, "weights": None}
-
-    class KeepBest(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if logs["val_accuracy"] > best["accuracy"]:
-                best.update(accuracy=float(logs["val_accuracy"]), epoch=epoch + 1, weights=head.get_weights())
-
     epochs = config.head_epochs or get_spec(config.model).head_epochs
-    head.fit(x_train, keras.utils.to_categorical(y_train, classes), batch_size=HEAD_BATCH_SIZE, epochs=epochs,
-             validation_data=(x_val, keras.utils.to_categorical(y_val, classes)), callbacks=[KeepBest()], verbose=0)
+
+    with progress_bar(epochs, "head on the frozen backbone" if shown else None, "epoch") as bar:
+
+        class KeepBest(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if logs["val_accuracy"] > best["accuracy"]:
+                    best.update(accuracy=float(logs["val_accuracy"]), epoch=epoch + 1, weights=head.get_weights())
+                bar.set_postfix(val_accuracy=f"{logs['val_accuracy']:.4f}", best=f"{best['accuracy']:.4f}", refresh=False)
+                bar.update()
+
+        head.fit(x_train, keras.utils.to_categorical(y_train, classes), batch_size=HEAD_BATCH_SIZE, epochs=epochs,
+                 validation_data=(x_val, keras.utils.to_categorical(y_val, classes)), callbacks=[KeepBest()], verbose=0)
     head.set_weights(best["weights"])
     return {
-        "head_validation_accuracy": round(best["accuracy"], 4),
+        # Unrounded: fine-tuning epochs must beat it, not a figure rounded below it.
+        "head_validation_accuracy": best["accuracy"],
         "head_best_epoch": best["epoch"],
         "feature_seconds": round(feature_seconds, 3),
         "head_seconds": round(time.perf_counter() - started - feature_seconds, 3),
@@ -111,7 +127,7 @@ def compile_fine_tuning(base, config: TrainConfig, steps_per_epoch: int):
     return trainable
 
 
-def _start(config: TrainConfig, splits: PhotoSplits, run_dir: Path | None, skipped: dict):
+def _start(config: TrainConfig, splits: PhotoSplits, run_dir: Path | None, skipped: dict, verbose: int | str):
     """A new run: the model, its head fitted (phase 1), compiled for fine-tuning; the config and
     the input contract written first, so an interrupted run can be resumed."""
     options = {**config.model_options(), "image_size": image_size(config), "outputs": len(splits.class_names)}
@@ -120,7 +136,7 @@ def _start(config: TrainConfig, splits: PhotoSplits, run_dir: Path | None, skipp
         run_dir.mkdir(parents=True, exist_ok=True)
         contract = InputContract(kind="photo", size=image_size(config), class_names=splits.class_names)
         config.save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict(), "versions": artifacts.library_versions()})
-    head_figures = fit_head(base, splits, config, skipped)
+    head_figures = fit_head(base, splits, config, skipped, verbose)
     if run_dir is not None:
         artifacts.write_json(run_dir / HEAD_FILE, head_figures)
     trainable = compile_fine_tuning(base, config, -(-len(splits.train) // config.batch_size))
@@ -146,34 +162,67 @@ def train_photo_model(
                          "as efficientnet-lite0, or leave images empty")
     fraction = spec.validation_split if config.validation_split is None else config.validation_split
     run_dir = Path(out_dir) if out_dir is not None else None
-    prepare_run_dir(run_dir, resume, overwrite)
-    splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
-    skipped = dict(splits.skipped)
-    keras.utils.set_random_seed(config.seed)
-    if resume:
-        trainable, history, initial_epoch = resume_run(run_dir, config)
-        base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
-    else:
-        (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped), {}, 0
-    # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
-    baseline = None if resume else (head_figures["head_validation_accuracy"], trainable.get_weights())
-    recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
-    classes, size = len(splits.class_names), image_size(config)
-    if initial_epoch < config.epochs:
-        trainable.fit(
-            _one_hot(photo_batches(splits.train, size, config.batch_size, config.seed, skipped), classes),
-            validation_data=_one_hot(photo_batches(splits.validation, size, config.batch_size, skipped=skipped), classes),
-            epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder, *(callbacks or [])], verbose=verbose,
-            shuffle=False,  # the pipeline reshuffles every epoch itself
-        )
-    restore_best(trainable, recorder, run_dir)
-    metrics = _metrics(config, base, splits, history, head_figures, recorder.best_epoch, skipped)
-    if run_dir is not None:
-        _write_run(run_dir, base, history, metrics, skipped)
-    return TrainResult(base, config, history, metrics, run_dir)
+    with claimed_run_dir(run_dir, resume, overwrite):
+        splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
+        skipped = dict(splits.skipped)
+        few = few_validation_photos(splits)
+        if few and verbose != 0:  # said first: the run's figures will rest on them
+            _say(f"warning: {few_validation_note(few)}")
+        keras.utils.set_random_seed(config.seed)
+        if resume:
+            trainable, history, initial_epoch = resume_run(run_dir, config)
+            base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
+        else:
+            (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped, verbose), {}, 0
+        # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
+        baseline = (head_figures["head_validation_accuracy"], None if resume else trainable.get_weights())
+        recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
+        classes, size = len(splits.class_names), image_size(config)
+        if initial_epoch < config.epochs:
+            if verbose != 0:
+                blocks = spec.fine_tune_blocks if config.fine_tune_blocks is None else config.fine_tune_blocks
+                _say(f"fine-tuning the head and the backbone's top {blocks} block{'' if blocks == 1 else 's'}: epochs "
+                     f"{initial_epoch + 1} to {config.epochs}, one kept only if it beats the best before it")
+            trainable.fit(
+                _one_hot(photo_batches(splits.train, size, config.batch_size, config.seed, skipped), classes),
+                validation_data=_one_hot(photo_batches(splits.validation, size, config.batch_size, skipped=skipped), classes),
+                epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder, *(callbacks or [])], verbose=verbose,
+                shuffle=False,  # the pipeline reshuffles every epoch itself
+            )
+        restore_best(trainable, recorder, run_dir)
+        metrics = _metrics(config, base, splits, history, head_figures, recorder.best_epoch, skipped, few)
+        if run_dir is not None:
+            _write_run(run_dir, base, history, metrics, skipped)
+        return TrainResult(base, config, history, metrics, run_dir)
 
 
-def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dict, best_epoch, skipped) -> dict:
+def few_validation_photos(splits: PhotoSplits) -> dict[str, int]:
+    """The classes with fewer than ``FEW_VALIDATION_PHOTOS`` validation photos, and how many each has."""
+    return {name: count for name, count in splits.validation.counts().items() if count < FEW_VALIDATION_PHOTOS}
+
+
+def few_validation_note(few: dict[str, int]) -> str:
+    """What ``few_validation_photos`` found, said for a person.
+
+        >>> few_validation_note({"dress": 1, "hat": 2})
+        'dress (1), hat (2) have fewer than 10 validation photos: their accuracy moves in steps too coarse to trust'
+    """
+    listed = ", ".join(f"{name} ({count})" for name, count in sorted(few.items()))
+    return (f"{listed} {'has' if len(few) == 1 else 'have'} fewer than {FEW_VALIDATION_PHOTOS} validation photos: "
+            "their accuracy moves in steps too coarse to trust")
+
+
+def kept_model(best_epoch: int | None) -> str:
+    """Which phase's model a run keeps: the head alone (epoch 0: no fine-tuning epoch beat it),
+    or a fine-tuning epoch."""
+    return "head" if not best_epoch else f"fine-tuning epoch {best_epoch}"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dict, best_epoch, skipped, few) -> dict:
     report = evaluate_photo_model(base, splits.validation, image_size(config), splits.class_names)
     return {
         "model": config.model,
@@ -188,10 +237,13 @@ def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dic
                              + head_figures["head_seconds"], 3),
         "epochs_run": len(history.get("loss", [])),
         "best_epoch": best_epoch,
+        "kept": kept_model(best_epoch),  # the saved model: "head", or "fine-tuning epoch N"
         "parameters": int(base.count_params()),
         "train_images": len(splits.train),
         "validation_images": len(splits.validation),
         "class_counts": splits.train.counts(),
+        "validation_class_counts": splits.validation.counts(),
+        "few_validation_photos": few,  # the classes under FEW_VALIDATION_PHOTOS, and their counts
         "skipped_images": len(skipped),
         "validation_report": {key: report[key] for key in ("per_class", "confusion_matrix", "most_confused")},
     }

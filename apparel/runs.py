@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,9 @@ STATE_FILE = "state.json"
 # photos that could not be read.
 HEAD_FILE = "head.json"
 SKIPPED_FILE = "skipped.json"
+# There while a run writes its directory (``artifacts.one_writer``): a second run there is refused.
+# A killed run leaves the file behind, but no lock on it, so it never blocks the next run.
+LOCK_FILE = "train.lock"
 
 
 def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, baseline: tuple | None = None):
@@ -44,7 +48,8 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
     validation accuracy, then history.json and the checkpoint state, each written atomically.
 
     ``baseline`` is ``(validation accuracy, weights)`` of the model before the first epoch (a
-    photo model's head on the frozen backbone): an epoch is kept only if it beats it."""
+    photo model's head on the frozen backbone): an epoch is kept only if it beats it. Its weights
+    are checkpointed as epoch 0's best; a resumed run gives ``(validation accuracy, None)``."""
     import keras
 
     checkpoints = run_dir / CHECKPOINT_DIR if run_dir is not None else None
@@ -54,11 +59,16 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
             super().__init__()
             self.history = history
             accuracies = history.get("val_accuracy", [])
-            self.best = max(accuracies) if accuracies else -np.inf
-            self.best_epoch = int(np.argmax(accuracies)) + 1 if accuracies else None
-            self.best_weights = None
-            if baseline is not None and not accuracies:
+            self.best, self.best_epoch, self.best_weights = -np.inf, None, None
+            if baseline is not None:
                 self.best, self.best_weights, self.best_epoch = baseline[0], baseline[1], 0
+            if accuracies and max(accuracies) > self.best:  # an epoch before an interruption beat it
+                self.best, self.best_epoch, self.best_weights = max(accuracies), int(np.argmax(accuracies)) + 1, None
+
+        def on_train_begin(self, logs=None):
+            if checkpoints is not None and self.best_epoch == 0 and self.best_weights is not None:
+                # The model before fine-tuning, so that a resumed run can still keep it.
+                artifacts.save_model(self.model, checkpoints / "best-0.keras")
 
         def on_epoch_begin(self, epoch, logs=None):
             self._started = time.perf_counter()
@@ -85,7 +95,7 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
             artifacts.save_model(self.model, checkpoint)
             artifacts.write_json(run_dir / artifacts.HISTORY_FILE, self.history)
             state = {"epoch": epoch + 1, "checkpoint": checkpoint.name, "best_epoch": self.best_epoch,
-                     "best_checkpoint": f"best-{self.best_epoch}.keras" if self.best_epoch else None}
+                     "best_checkpoint": None if self.best_epoch is None else f"best-{self.best_epoch}.keras"}
             artifacts.write_json(checkpoints / STATE_FILE, state)
             # Whatever the state no longer names is stale, including files a kill left behind.
             for stale in checkpoints.glob("*.keras"):
@@ -121,7 +131,32 @@ def resume_run(run_dir: Path, config: TrainConfig):
 
 # Everything a run directory can hold that apparel wrote: what ``overwrite`` may remove.
 RUN_ENTRIES = (artifacts.MODEL_FILE, artifacts.CONFIG_FILE, artifacts.HISTORY_FILE, artifacts.METRICS_FILE,
-               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE)
+               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE, LOCK_FILE)
+
+
+@contextmanager
+def claimed_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False):
+    """The block as the only run writing ``run_dir``, which ``prepare_run_dir`` made ready first.
+    Another live run writing there refuses this one (a ``ParameterError`` naming ``out_dir``): two
+    runs would interleave their checkpoints and overwrite each other's model.
+
+        >>> with claimed_run_dir(Path("runs/shop"), resume=True):
+        ...     train_the_rest()
+    """
+    if run_dir is None:
+        prepare_run_dir(run_dir, resume, overwrite)
+        yield
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ParameterError(f"{{}} {run_dir} is a file; give a folder for the run", "out_dir")
+    made = not run_dir.exists()
+    try:
+        with artifacts.one_writer(run_dir / LOCK_FILE, "out_dir", run_dir):
+            prepare_run_dir(run_dir, resume, overwrite)
+            yield
+    finally:
+        if made and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run that failed before writing anything leaves no empty folder
 
 
 def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False) -> None:
@@ -144,7 +179,8 @@ def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool 
         return
     if run_dir.exists() and not run_dir.is_dir():
         raise ParameterError(f"{{}} {run_dir} is a file; give a folder for the run", "out_dir")
-    entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.exists() else []
+    # The lock is the live run's own (``claimed_run_dir``), or a killed run's that locks nothing.
+    entries = sorted(entry.name for entry in run_dir.iterdir() if entry.name != LOCK_FILE) if run_dir.exists() else []
     if not entries:
         return
     if not overwrite:

@@ -24,7 +24,7 @@ from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_loss, make_optimizer
 from apparel.photo_training import train_photo_model
 from apparel.runs import (TrainResult, augmentations, base_model, epoch_recorder,
-                          finish_run, prepare_run_dir, restore_best, resume_run)
+                          claimed_run_dir, finish_run, restore_best, resume_run)
 
 def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
     """The registered model named by ``config``, compiled as the walk-through compiles it.
@@ -136,9 +136,9 @@ def train(
     Each finished epoch is checkpointed in ``out_dir/checkpoints``; after an interruption the same
     call with ``resume=True`` continues from the last finished epoch (and the checkpoints are
     removed when training completes). A directory that already holds a run is refused unless
-    ``overwrite`` (see ``runs.prepare_run_dir``). With a validation split, the saved model is the epoch with
-    the best validation accuracy. ``callbacks`` are extra Keras callbacks, run after the
-    checkpointing one.
+    ``overwrite``, and so is one that another live run is writing (see ``runs.claimed_run_dir``).
+    With a validation split, the saved model is the epoch with the best validation accuracy.
+    ``callbacks`` are extra Keras callbacks, run after the checkpointing one.
     """
     import keras
 
@@ -149,36 +149,36 @@ def train(
         return train_photo_model(config, out_dir, verbose=verbose, resume=resume, callbacks=callbacks,
                                  overwrite=overwrite)
     run_dir = Path(out_dir) if out_dir is not None else None
-    prepare_run_dir(run_dir, resume, overwrite)
-    dataset = _training_data(config, dataset, data_dir)
-    fraction = spec.validation_split if config.validation_split is None else config.validation_split
-    (x_train, y_train), validation = split_validation(dataset, fraction)
-    keras.utils.set_random_seed(config.seed)
-    if resume:
-        trainable, history, initial_epoch = resume_run(run_dir, config)
-        base = base_model(trainable, config)
-    else:
-        base, trainable = build_model(config, -(-len(x_train) // config.batch_size))
-        history, initial_epoch = {}, 0
+    with claimed_run_dir(run_dir, resume, overwrite):
+        dataset = _training_data(config, dataset, data_dir)
+        fraction = spec.validation_split if config.validation_split is None else config.validation_split
+        (x_train, y_train), validation = split_validation(dataset, fraction)
+        keras.utils.set_random_seed(config.seed)
+        if resume:
+            trainable, history, initial_epoch = resume_run(run_dir, config)
+            base = base_model(trainable, config)
+        else:
+            base, trainable = build_model(config, -(-len(x_train) // config.batch_size))
+            history, initial_epoch = {}, 0
+            if run_dir is not None:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                config.save(run_dir / artifacts.CONFIG_FILE, {"versions": artifacts.library_versions()})
+        if config.label_smoothing:  # the smoothed loss takes one-hot labels
+            classes = base.output_shape[-1]
+            y_train = keras.utils.to_categorical(y_train, classes)
+            validation = None if validation is None else (validation[0], keras.utils.to_categorical(validation[1], classes))
+        recorder = epoch_recorder(run_dir, history, monitor_best=validation is not None)
+        started = time.perf_counter()
+        if initial_epoch < config.epochs:
+            trainable.fit(**_fit_inputs(config, x_train, y_train, initial_epoch), epochs=config.epochs,
+                          initial_epoch=initial_epoch, validation_data=validation, verbose=verbose,
+                          callbacks=[recorder, *(callbacks or []), *_stopping(config, validation)])
+        fit_seconds = time.perf_counter() - started
+        restore_best(trainable, recorder, run_dir)
+        metrics = _metrics(config, base, dataset, history, len(x_train), validation, recorder.best_epoch, fit_seconds)
         if run_dir is not None:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            config.save(run_dir / artifacts.CONFIG_FILE, {"versions": artifacts.library_versions()})
-    if config.label_smoothing:  # the smoothed loss takes one-hot labels
-        classes = base.output_shape[-1]
-        y_train = keras.utils.to_categorical(y_train, classes)
-        validation = None if validation is None else (validation[0], keras.utils.to_categorical(validation[1], classes))
-    recorder = epoch_recorder(run_dir, history, monitor_best=validation is not None)
-    started = time.perf_counter()
-    if initial_epoch < config.epochs:
-        trainable.fit(**_fit_inputs(config, x_train, y_train, initial_epoch), epochs=config.epochs,
-                      initial_epoch=initial_epoch, validation_data=validation, verbose=verbose,
-                      callbacks=[recorder, *(callbacks or []), *_stopping(config, validation)])
-    fit_seconds = time.perf_counter() - started
-    restore_best(trainable, recorder, run_dir)
-    metrics = _metrics(config, base, dataset, history, len(x_train), validation, recorder.best_epoch, fit_seconds)
-    if run_dir is not None:
-        finish_run(run_dir, base, history, metrics)
-    return TrainResult(base, config, history, metrics, run_dir)
+            finish_run(run_dir, base, history, metrics)
+        return TrainResult(base, config, history, metrics, run_dir)
 
 
 def _training_data(config: TrainConfig, dataset: Dataset | None, data_dir) -> Dataset:

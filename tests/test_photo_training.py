@@ -4,6 +4,7 @@ contract, resume, and measuring a photo run on a folder. Tiny rendered photos, 3
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -99,6 +100,54 @@ def test_training_writes_a_photo_run_that_predicts_its_own_classes(photo_folder,
     report = evaluate_run(run, images=photo_folder)
     assert report["images_images"] == 30 and set(report["per_class"]) == set(PHOTO_CLASSES)
     assert sum(map(sum, report["confusion_matrix"])) == 30
+
+
+def test_photo_training_shows_each_phase_and_says_which_model_it_kept(photo_folder, tmp_path, capsys):
+    """It was silent through the pass over the photos and the head's epochs, then its summary's
+    accuracy (the head's, kept without a word) contradicted the fine-tuning bar's, on 2 photos a
+    class without a warning. A fine-tuning rate of 0 cannot beat the head: the head is kept."""
+    from apparel.cli import main
+
+    flags = ["train", "--model", "efficientnet-lite0", "--images", str(photo_folder), "--validation-split", "0.2",
+             "--image-size", "32", "--epochs", "2", "--head-epochs", "2", "--batch-size", "8",
+             "--fine-tune-blocks", "1", "--learning-rate", "0", "--out", str(tmp_path / "run")]
+    assert main(flags) == 0
+    out, err = capsys.readouterr()
+    err = err.replace("\r", "\n")
+    for label, count, unit in (("features of the training photos", 24, "photo"),
+                               ("features of the validation photos", 6, "photo"),
+                               ("head on the frozen backbone", 2, "epoch")):  # done, with the time it took and had left
+        assert re.search(rf"^{label}: 100%.*\| {count}/{count} \[\d\d:\d\d<\d\d:\d\d, .*{unit}/s", err, re.MULTILINE), err
+    assert "fine-tuning the head and the backbone's top 1 block: epochs 1 to 2" in err and "Epoch 2/2" in out + err
+    few = "dress (2), shoes (2), t-shirt (2) have fewer than 10 validation photos"
+    assert err.index(few) < err.index("features of the training photos")  # said before the run's figures
+    summary = next(line for line in out.splitlines() if line.startswith("efficientnet-lite0:"))
+    assert " on 6 validation photos (kept: the head alone, no fine-tuning epoch beat it)" in summary
+    assert f"warning: {few}" in err.splitlines()[-1]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["kept"] == "head" and metrics["best_epoch"] == 0
+    assert metrics["few_validation_photos"] == metrics["validation_class_counts"] == {name: 2 for name in PHOTO_CLASSES}
+    assert metrics["validation_accuracy"] == pytest.approx(metrics["head_validation_accuracy"], abs=1e-4)
+
+
+def test_a_resumed_photo_run_still_keeps_the_head_and_verbose_0_is_quiet(photo_folder, tmp_path, capsys):
+    """An interrupted run whose head beat its fine-tuning epochs: resumed, it used to look for a
+    best fine-tuning checkpoint never written; it keeps the head, saved before fine-tuning."""
+    import keras
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                raise KeyboardInterrupt
+
+    config = TrainConfig(images=(str(photo_folder),), validation_split=0.2, learning_rate=0.0, **{**TINY, "epochs": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "run", callbacks=[StopAfterFirstEpoch()], verbose=0)
+    result = train(config, out_dir=tmp_path / "run", resume=True, verbose=0)
+    assert capsys.readouterr().err == ""
+    assert result.metrics["kept"] == "head" and result.metrics["best_epoch"] == 0
+    assert len(result.history["val_accuracy"]) == 2
+    assert result.metrics["validation_accuracy"] == pytest.approx(result.metrics["head_validation_accuracy"], abs=1e-4)
 
 
 def test_an_interrupted_photo_run_resumes(photo_folder, tmp_path):

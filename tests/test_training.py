@@ -5,10 +5,11 @@ import pytest
 
 from apparel import artifacts
 from apparel.config import TrainConfig
+from apparel.errors import ParameterError
 from apparel.evaluation import evaluate_run
 from apparel.inference.prediction import Predictor
 from apparel.training import shuffled_batches, train
-from conftest import needs_real_data
+from conftest import another_run_holding, needs_real_data
 
 QUICK = TrainConfig(epochs=2, hidden=32, batch_size=32)
 
@@ -204,6 +205,33 @@ def test_a_run_directory_never_mixes_two_runs(tiny_dataset, tmp_path):
     with pytest.raises(ValueError, match=r"holds files a run does not write \(notes.txt\)"):
         train(QUICK, dataset=tiny_dataset, out_dir=run, verbose=0, overwrite=True)
     assert (run / "notes.txt").read_text() == "mine" and (run / "model.keras").exists()
+
+
+def test_one_run_at_a_time_trains_into_a_folder(tiny_dataset, tmp_path, capsys):
+    """A second run into a folder a live run is writing would interleave their checkpoints and
+    overwrite each other's model: it is refused, whatever it trains; a killed run's lock blocks nothing."""
+    from apparel.cli import main
+
+    run, config = tmp_path / "run", QUICK.replace(epochs=3, validation_split=0.25)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, dataset=tiny_dataset, out_dir=run, verbose=0, callbacks=[interrupt_after_epoch_2()])
+    with another_run_holding(run / "train.lock"):
+        busy = f"^out_dir {run}: another run is writing there \\(it holds {run / 'train.lock'}\\); wait for it to end"
+        with pytest.raises(ParameterError, match=busy):
+            train(config, dataset=tiny_dataset, out_dir=run, verbose=0, resume=True)
+        with pytest.raises(ParameterError, match=busy):
+            train(TrainConfig(model="efficientnet-lite0", images=(str(tmp_path / "photos"),)), out_dir=run, resume=True)
+        for flags in (["--resume"], ["--overwrite"], ["--model", "efficientnet-lite0", "--images", "photos"]):
+            assert main(["train", "--out", str(run), "--epochs", "1", *flags]) == 2
+            error = capsys.readouterr().err.splitlines()[-1]
+            assert "another run is writing there" in error and error.endswith("(--out)")
+    assert (run / "train.lock").exists()  # left by the holder, as by a killed run: it locks nothing
+    result = train(config, dataset=tiny_dataset, out_dir=run, verbose=0, resume=True)
+    assert result.metrics["epochs_run"] == 3
+    assert sorted(path.name for path in run.iterdir()) == ["config.json", "history.json", "metrics.json", "model.keras"]
+    with pytest.raises(ValueError, match="neither a folder"):  # a run that fails first leaves no empty folder
+        train(TrainConfig(model="efficientnet-lite0", images=(str(tmp_path / "nowhere"),)), out_dir=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
 
 
 @needs_real_data
