@@ -40,6 +40,8 @@ MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+# A run's Shopify categories: each class's category and the thresholds (apparel.shop.categories).
+CATEGORIES_FILE = "categories.json"
 PLOTS_DIR = "plots"
 # The run directories shipped with the project are package data, so an installed wheel has them
 # too: `apparel/shipped_models`, which in a checkout is a link to the repository's `models/` (the

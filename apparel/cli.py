@@ -153,8 +153,8 @@ def cmd_predict(args) -> int:
     if predictor.contract.is_photo:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
-        chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping) if args.mapping
-                   else optional_run_chooser(predictor.model_dir, predictor.contract))
+        chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping, export=args.litert)
+                   if args.mapping else optional_run_chooser(predictor.model_dir, predictor.contract, args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:

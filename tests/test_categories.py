@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from apparel.errors import ParameterError, SourceError
-from apparel.shop.categories import CATEGORIES_FILE, optional_run_chooser, run_chooser
+from apparel.artifacts import CATEGORIES_FILE
+from apparel.shop.categories import optional_run_chooser, run_chooser
 from apparel.taxonomy import load_taxonomy
 from apparel.taxonomy.decide import OUTSIDE, UNCERTAIN, CategoryChooser
 from apparel.taxonomy.judge import judge

@@ -186,3 +186,33 @@ def test_a_saved_model_export_stopped_midway_leaves_a_whole_one(run_dir, tmp_pat
     monkeypatch.setattr(owner, step, real)
     export_model(run_dir, "saved_model", out)
     assert not (out / "old").exists() and sorted(path.name for path in tmp_path.iterdir()) == ["saved"]
+
+
+def test_an_export_carries_the_run_s_categories_and_answers_with_them(photo_run, tmp_path, capsys):
+    """A run with its own categories.json (as the store model has) exports them in the metadata, so
+    `predict --litert FILE` without the run still answers with the run's categories and thresholds."""
+    import json
+    import shutil
+
+    from conftest import PHOTO_CLASSES, render_photo
+
+    from apparel.artifacts import CATEGORIES_FILE, write_json
+    from apparel.shop.categories import run_chooser
+
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    # Threshold 0: the walk always ends on a category, whatever the random model answers.
+    record = {"categories": {"dress": "aa-1-4", "shoes": "aa-8", "t-shirt": "aa-1-13-8"},
+              "category_threshold": 0.0, "outside_threshold": 1.0}
+    write_json(run / CATEGORIES_FILE, {**record, "validation": {"small": {"exact": 1.0}}})
+    tflite = export_model(run, "litert", tmp_path / "store.tflite")
+    assert json.loads((tmp_path / "store.tflite.json").read_text())["categories"] == record  # no validation figures
+    render_photo(2, np.random.default_rng(0)).save(tmp_path / "tee.jpg")
+    assert main(["predict", "--litert", str(tflite), str(tmp_path / "tee.jpg"), "--json"]) == 0
+    [result] = json.loads(capsys.readouterr().out)
+    lite = Predictor.from_litert(tflite)
+    from apparel.images.photos import photo_input
+
+    probabilities = lite.predict_proba(photo_input(str(tmp_path / "tee.jpg"), lite.contract)[None])
+    expected = run_chooser(None, PHOTO_CLASSES, export=tflite).choose_all(probabilities)[0].to_dict()
+    assert result["category"]["id"] == expected["id"] and result["category"]["id"] in record["categories"].values()

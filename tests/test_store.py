@@ -14,7 +14,7 @@ from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
 from apparel.inference.prediction import Predictor
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
-from apparel.shop.categories import CATEGORIES_FILE
+from apparel.artifacts import CATEGORIES_FILE
 from apparel.store.calibrate import fit_temperature
 from apparel.store.model import NOT_APPAREL, Mixing, branches, build_store_model, mix, store_class_names
 from conftest import PHOTO_CLASSES, render_photo

@@ -86,7 +86,7 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()
         pending = [references[row] for row in rows]
-        chooser = optional_run_chooser(model.model_dir, contract) if contract.is_photo else None
+        chooser = optional_run_chooser(model.model_dir, contract, config.litert) if contract.is_photo else None
         writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
                              chooser)
         if config.engine == "ray":

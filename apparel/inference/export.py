@@ -13,7 +13,8 @@ probabilities over its classes (softmax over the class logits), so an exported m
 
 The preprocessing is written down with the export, for callers without this package: a metadata
 file (``model.tflite.json``, ``model.onnx.json``, or ``apparel.json`` inside a SavedModel) holds
-``kind``, ``size``, ``class_names``, the preprocessing in words and the input and output shapes.
+``kind``, ``size``, ``class_names``, the preprocessing in words and the input and output shapes,
+and, for a run with a ``categories.json`` (the store model), its Shopify categories and thresholds.
 A SavedModel also answers it from a ``metadata`` signature, and an ONNX file holds it in its
 ``metadata_props``.
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.artifacts import atomic_directory, atomic_path
+from apparel.artifacts import CATEGORIES_FILE, atomic_directory, atomic_path, read_json
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
 
@@ -90,6 +91,10 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     model_dir = resolve_model_dir(model_dir, photos=True)
     contract = InputContract.for_run(model_dir)
     metadata = export_metadata(contract, format)
+    if (model_dir / CATEGORIES_FILE).is_file():
+        # The run's Shopify categories travel with the export, so an export answers with them too.
+        record = read_json(model_dir / CATEGORIES_FILE)
+        metadata["categories"] = {key: record[key] for key in ("categories", "category_threshold", "outside_threshold")}
     model = probability_model(load_model(model_dir), num_classes=contract.num_classes)
     if format == "saved_model":
         # Built beside the old one and swapped in whole: a crash leaves the old export or the new one.

@@ -142,6 +142,7 @@ class Predictor:
     model_dir: Path | None = None
     batch_size: int = 1024
     contract: InputContract = FASHION_MNIST  # what the model takes and the names of its classes
+    export_path: Path | None = None  # the LiteRT export it runs, if any (its metadata may carry categories)
     _forward: object = field(default=None, init=False, repr=False)
 
     @classmethod
@@ -173,7 +174,8 @@ class Predictor:
         if tuple(runtime.input_shape[1:]) != contract.shape:
             raise ValueError(f"{path} takes inputs of shape {tuple(runtime.input_shape[1:])}, not {contract.shape}; "
                              "give model_dir, the run directory it was exported from")
-        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None, contract=contract)
+        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None, contract=contract,
+                        export_path=Path(path))
         # The exported model outputs probabilities; their logarithms are logits up to a constant,
         # which softmax and argmax ignore.
         predictor._forward = lambda batch: np.log(np.maximum(runtime.predict_proba(batch), np.finfo(np.float32).tiny))

@@ -283,7 +283,7 @@ def store_categories(predictor: Predictor, taxonomy: str | None) -> CategoryChoo
     categories, else the mapping. A model whose classes the mapping does not all name (a store's
     own photo classes, say) answers without one rather than stopping the service."""
     if taxonomy is None:
-        return optional_run_chooser(predictor.model_dir, predictor.contract)
+        return optional_run_chooser(predictor.model_dir, predictor.contract, predictor.export_path)
     if not set(predictor.class_names) <= set(load_mapping(taxonomy, class_names=())):
         return None
     return run_chooser(predictor.model_dir, predictor.class_names, taxonomy)

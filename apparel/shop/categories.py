@@ -19,43 +19,51 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from apparel.artifacts import CATEGORIES_FILE
+from apparel.contract import metadata_path
 from apparel.errors import SourceError
 from apparel.shop.taxonomy import load_mapping
 from apparel.taxonomy.decide import CategoryChooser
 
-CATEGORIES_FILE = "categories.json"
 # For a run without categories.json: the old fixed cut for the category, and classes mapped to
 # no category ("not ours") taking the product out of the vertical once they hold half of it.
 DEFAULT_THRESHOLDS = {"category_threshold": 0.5, "outside_threshold": 0.5}
 
 
-def read_run_categories(model_dir: str | os.PathLike | None) -> dict | None:
-    """The run's ``categories.json``, or None when it has none."""
-    if model_dir is None:
-        return None
-    path = Path(model_dir) / CATEGORIES_FILE
-    if not path.is_file():
+def read_run_categories(model_dir: str | os.PathLike | None, export: str | os.PathLike | None = None) -> dict | None:
+    """The run's ``categories.json``, else the categories an export of it carries in its metadata
+    (``apparel export``), or None when there are none."""
+    if model_dir is not None and (Path(model_dir) / CATEGORIES_FILE).is_file():
+        path, key = Path(model_dir) / CATEGORIES_FILE, None
+    elif export is not None and metadata_path(export).is_file():
+        path, key = metadata_path(export), "categories"
+    else:
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
+        record = record.get(key) if key is not None else record
+        if record is None:
+            return None
         record["categories"], record["category_threshold"], record["outside_threshold"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SourceError(path, f"unreadable ({error}); restore it from the run or rebuild the model") from None
     return record
 
 
 def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str], mapping: str | os.PathLike | None = None,
-                category_threshold: float | None = None, outside_threshold: float | None = None) -> CategoryChooser:
-    """The category chooser for a model (see the module docstring)."""
-    record = read_run_categories(model_dir)
+                category_threshold: float | None = None, outside_threshold: float | None = None,
+                export: str | os.PathLike | None = None) -> CategoryChooser:
+    """The category chooser for a model (see the module docstring); ``export`` names a LiteRT or
+    ONNX export of it, whose metadata may carry the run's categories."""
+    record = read_run_categories(model_dir, export)
     if mapping is not None or record is None:
         categories = load_mapping(mapping, class_names)
     else:
         categories = record["categories"]
         missing = [name for name in class_names if name not in categories]
         if missing:
-            raise SourceError(Path(model_dir) / CATEGORIES_FILE, f"no category for {', '.join(missing)}; "
-                              "rebuild the model or give --mapping")
+            source = Path(model_dir) / CATEGORIES_FILE if model_dir is not None else metadata_path(export)
+            raise SourceError(source, f"no category for {', '.join(missing)}; rebuild the model or give --mapping")
     thresholds = record if record is not None else DEFAULT_THRESHOLDS
     return CategoryChooser(
         {name: categories[name] for name in class_names},
@@ -64,9 +72,12 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
     )
 
 
-def optional_run_chooser(model_dir: str | os.PathLike | None, contract) -> CategoryChooser | None:
-    """``run_chooser`` with the defaults, or None for a model whose classes neither its run nor the
-    shipped mapping give a category (a merchant's own classes): prediction goes on without one."""
-    if read_run_categories(model_dir) is None and not set(contract.class_names) <= set(load_mapping(class_names=())):
+def optional_run_chooser(model_dir: str | os.PathLike | None, contract,
+                         export: str | os.PathLike | None = None) -> CategoryChooser | None:
+    """``run_chooser`` with the defaults, or None for a model whose classes neither its run (nor
+    its export) nor the shipped mapping give a category (a merchant's own classes): prediction
+    goes on without one."""
+    if (read_run_categories(model_dir, export) is None
+            and not set(contract.class_names) <= set(load_mapping(class_names=()))):
         return None
-    return run_chooser(model_dir, contract.class_names)
+    return run_chooser(model_dir, contract.class_names, export=export)

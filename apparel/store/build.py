@@ -26,7 +26,6 @@ from apparel.store.training_set import SMALL, extra_photos
 from apparel.store.worn import worn_crops
 
 CO_PARSING = "clothing-co-parsing"
-CATEGORIES_FILE = "categories.json"
 
 
 def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]):
@@ -90,6 +89,6 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
     for name in ("history.json", "metrics.json"):
         if (garment_run / name).is_file():
             shutil.copyfile(garment_run / name, out / name)
-    artifacts.write_json(out / CATEGORIES_FILE, record)
+    artifacts.write_json(out / artifacts.CATEGORIES_FILE, record)
     record["seconds"] = round(time.perf_counter() - started, 1)
     return record
