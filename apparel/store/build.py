@@ -23,7 +23,7 @@ from apparel.contract import CONFIG_KEY, InputContract
 from apparel.store import calibrate as calibration
 from apparel.store.model import branches, build_store_model, read_classes, store_class_names
 from apparel.store.training_set import SMALL, extra_photos
-from apparel.store.worn import worn_crops
+from apparel.store.worn import ACCESSORIES, worn_crops
 
 CO_PARSING = "clothing-co-parsing"
 
@@ -37,7 +37,8 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
     for path, name, group in photos:
         yield path, categories[name][0], group, head_classes.index(name) if name in head_classes else -1
     for crop in worn_crops(datasets / CO_PARSING, held_out=True):
-        yield crop.image, crop.category, "worn" if crop.category else "street", -1
+        kind = "street" if crop.category is None else "worn accessories" if crop.label in ACCESSORIES else "worn"
+        yield crop.image, crop.category, kind, -1
 
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,9 @@ CATEGORIES = {
     "cape": "aa-1-10-2-3", "panties": "aa-1-6-11",
 }
 BACKGROUND = "background"
+# What a store sells beside clothes: the ImageNet side's kind of product, reported on its own.
+ACCESSORIES = {"bag", "purse", "belt", "sunglasses", "socks", "tie", "scarf", "watch", "necklace", "bracelet", "ring",
+               "earrings", "gloves", "wallet"}
 MIN_PIXELS = 400  # a watch or a ring is a few hundred pixels of a 550×830 photo
 MIN_SIDE = 24
 MARGIN = 0.1
