@@ -69,10 +69,13 @@ run: data venv
 PHOTO_DATA ?= ../shared/datasets/clothing-dataset-small
 PARSING_DATA ?= ../shared/datasets/clothing-co-parsing
 PHOTO_RUN ?= runs/photos
+# The training recipe of both shipped photo models' garment head (chosen on validation/:
+# docs/your-own-categories.md).
+PHOTO_TRAIN_FLAGS := --optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
+	--epochs 6 --batch-size 32 --seed 0
 photos-model: venv
 	$(BIN)/apparel train --model efficientnet-lite0 --images $(PHOTO_DATA) \
-		--optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
-		--epochs 6 --batch-size 32 --seed 0 --out $(PHOTO_RUN)
+		$(PHOTO_TRAIN_FLAGS) --out $(PHOTO_RUN)
 
 # The shipped store model (models/store, docs/store-model.md): a garment head fine-tuned on
 # clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe), then mixed with the
@@ -83,8 +86,7 @@ STORE_RUN ?= runs/store
 store-model: venv
 	$(BIN)/python -m apparel.store link $(DATASETS) runs/store-photos
 	$(BIN)/apparel train --model efficientnet-lite0 --images runs/store-photos \
-		--optimizer adamw --learning-rate 0.0003 --schedule cosine --label-smoothing 0.1 \
-		--epochs 6 --batch-size 32 --seed 0 --out runs/store-garments
+		$(PHOTO_TRAIN_FLAGS) --out runs/store-garments
 	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN)
 
 # A store catalogue of every validation photo through `apparel catalog`, scored against the taxonomy.

@@ -66,7 +66,7 @@ def shipped_model_names() -> list[str]:
     """The names of the shipped models that hold a model, sorted.
 
     >>> shipped_model_names()
-    ['default', 'photos']
+    ['default', 'photos', 'store']
     """
     if not SHIPPED_MODELS_DIR.is_dir():
         return []

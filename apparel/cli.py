@@ -139,7 +139,7 @@ def cmd_predict(args) -> int:
     if not files:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
     sources = expand_sources(files)
-    # Without a model directory, photos go to the shipped photo model, arrays to the Fashion-MNIST one.
+    # Without a model directory, photos go to the shipped store model, arrays to the Fashion-MNIST one.
     photos = any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources)
     if not args.litert:  # a .tflite carries its own contract
         _say_default_model(model_dir, photos)
@@ -153,8 +153,10 @@ def cmd_predict(args) -> int:
     if predictor.contract.is_photo:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
+        # A mapping given by name must fit the model (an error says which class lacks a row).
         chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping, export=args.litert)
-                   if args.mapping else optional_run_chooser(predictor.model_dir, predictor.contract, args.litert))
+                   if args.mapping else optional_run_chooser(predictor.model_dir, predictor.class_names,
+                                                             export=args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
@@ -221,7 +223,7 @@ def cmd_catalog(args) -> int:
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
-          f"{report.low_confidence} uncertain, {report.outside} outside the vertical, "
+          f"{report.uncertain} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
@@ -402,7 +404,7 @@ def _add_predict(commands) -> None:
     predict.add_argument("files", nargs="+", metavar="[DIR] IMAGE",
                          help="optional run directory, then images: files (any size, JPEG/PNG/WebP/…, or .npy), "
                               "folders (searched recursively), glob patterns, http(s) URLs")
-    predict.add_argument("--model-dir", help=f"run directory or {SHIPPED_NAME} (default: the first argument if it is one, else the shipped photo model; for .npy arrays the Fashion-MNIST one)")
+    predict.add_argument("--model-dir", help=f"run directory or {SHIPPED_NAME} (default: the first argument if it is one, else the shipped store model; for .npy arrays the Fashion-MNIST one)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
     predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
     output = predict.add_mutually_exclusive_group()
@@ -455,7 +457,7 @@ def _add_plots(commands) -> None:
 def _add_export(commands) -> None:
     export = commands.add_parser("export", help="export a model as LiteRT (.tflite), SavedModel or ONNX")
     export.add_argument("model_dir", nargs="?", help=f"run directory or {SHIPPED_NAME} (default: $APPAREL_MODEL_DIR, "
-                                                     "else the shipped photo model, as for predict, serve and catalog)")
+                                                     "else the shipped store model, as for predict, serve and catalog)")
     export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
     export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
     export.set_defaults(handler=cmd_export)

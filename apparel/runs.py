@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,7 +131,7 @@ def resume_run(run_dir: Path, config: TrainConfig):
 
 # Everything a run directory can hold that apparel wrote: what ``overwrite`` may remove.
 RUN_ENTRIES = (artifacts.MODEL_FILE, artifacts.CONFIG_FILE, artifacts.HISTORY_FILE, artifacts.METRICS_FILE,
-               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE, LOCK_FILE)
+               artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE)
 
 
 @contextmanager
@@ -156,7 +156,10 @@ def claimed_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool 
             yield
     finally:
         if made and run_dir.is_dir() and not any(run_dir.iterdir()):
-            run_dir.rmdir()  # a run that failed before writing anything leaves no empty folder
+            # A run that failed before writing anything leaves no empty folder (unless another run
+            # took it meanwhile: then it is that run's).
+            with suppress(OSError):
+                run_dir.rmdir()
 
 
 def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool = False) -> None:

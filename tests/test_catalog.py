@@ -141,7 +141,7 @@ def test_categories_are_filled_and_every_other_byte_is_kept(shop, model_dir):
     report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
     assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
     assert source.read_bytes() == as_bytes(OLD_HEADER, rows)  # the input is never touched
-    assert (report.rows, report.products, report.categorized, report.low_confidence) == (16, 13, 6, 1)
+    assert (report.rows, report.products, report.categorized, report.uncertain) == (16, 13, 6, 1)
     assert (report.failed, report.no_image, report.changed_cells) == (5, 1, 16)
 
     review = review_rows(shop_dir / "out.review.csv")
@@ -205,7 +205,7 @@ def test_current_header_style_without_bom(shop, model_dir):
     expected[0][4:7] = [HANDBAGS, "Bag", "apparel:Bag"]
     expected[2][4:7] = [DRESSES, "Dress", '"red,long, apparel:Dress"']
     assert (shop_dir / "out.csv").read_bytes() == as_bytes(NEW_HEADER, expected, newline="\n", bom=False, final_newline=True)
-    assert (report.categorized, report.low_confidence) == (2, 1)
+    assert (report.categorized, report.uncertain) == (2, 1)
 
 
 def interrupted_run(shop, model_dir):
@@ -293,7 +293,7 @@ def test_min_confidence_and_a_custom_mapping(shop, model_dir):
     mapping.write_text(load_mapping_text().replace("Apparel & Accessories > Clothing > Clothing Tops > Shirts", "aa-1-13-5"), encoding="utf-8")
     report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir, min_confidence=0.0, mapping=str(mapping)),
                                 predictor=ShapePredictor())
-    assert report.low_confidence == 0
+    assert report.uncertain == 0
     written = list(csv.reader(io.StringIO((shop_dir / "out.csv").read_text(encoding="utf-8-sig"), newline="")))
     shirt = next(cells for cells in written if cells[0] == "plain-shirt")
     assert shirt[4:7] == ["Apparel & Accessories > Clothing > Clothing Tops > Overshirts", "Shirts", "apparel:Shirt"]

@@ -116,7 +116,7 @@ def test_without_categories_the_shipped_mapping_serves_known_classes(tmp_path):
     from apparel.contract import InputContract
 
     known = InputContract(kind="photo", size=32, class_names=("dress", "shoes", "t-shirt"))
-    decision = optional_run_chooser(tmp_path, known).choose([0.1, 0.1, 0.8])
+    decision = optional_run_chooser(tmp_path, known.class_names).choose([0.1, 0.1, 0.8])
     assert decision.category.id == "aa-1-13-8"
     own = InputContract(kind="photo", size=32, class_names=("capes", "cloaks"))
-    assert optional_run_chooser(tmp_path, own) is None  # a merchant's own classes: no category, no error
+    assert optional_run_chooser(tmp_path, own.class_names) is None  # a merchant's own classes: no category, no error

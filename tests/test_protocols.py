@@ -129,7 +129,7 @@ def test_the_category_output_is_the_chosen_shopify_category_over_http_and_grpc(s
     predictor = served[name]
     images = inputs_for(name).astype(np.float32)
     expected = [decision.to_dict() for decision in optional_run_chooser(
-        predictor.model_dir, predictor.contract).choose_all(predictor.predict_proba(images))]
+        predictor.model_dir, predictor.class_names).choose_all(predictor.predict_proba(images))]
     answers = []
     for module, address in ((http, served["url"].removeprefix("http://")), (grpcclient, served["grpc"])):
         client = module.InferenceServerClient(address)

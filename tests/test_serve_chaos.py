@@ -773,3 +773,13 @@ def test_a_long_url_or_long_headers_are_refused_as_soon_as_seen(predictor):
         assert status(answer(fits + b"X-Some: " + b"s" * 4_000 + b"\r\n\r\n")) == b"HTTP/1.1 200 OK"
         assert status(answer(b"GET /v1/models/apparel HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")) \
             == b"HTTP/1.1 401 Unauthorized"
+
+
+def test_a_boolean_setting_beside_the_pixels_is_not_a_pixel():
+    """The screen and the walk agree: only a boolean in a list is a pixel (#31.15)."""
+    from apparel.serve.payloads import RequestError, refuse_booleans
+
+    body = b'{"instances": [[0.1]], "x": true, "s": "[true"}'  # the string makes the screen look
+    refuse_booleans(json.loads(body), body)  # a setting: accepted
+    with pytest.raises(RequestError):
+        refuse_booleans({"instances": [[0.1, True]]}, b'{"instances": [[0.1, true]]}')

@@ -126,7 +126,7 @@ def test_the_catalog_writes_a_parent_ids_on_request_and_leaves_not_apparel_with_
     # Type and tag claim no more than the category: the class when it is the class's own, else the category.
     assert [row["Type"] for row in rows] == ["t-shirt", "Clothing Tops", ""]
     assert rows[1]["Tags"] == "apparel:Clothing Tops"
-    assert (report.categorized, report.outside, report.low_confidence) == (2, 1, 0)
+    assert (report.categorized, report.outside, report.uncertain) == (2, 1, 0)
     review = list(csv.DictReader(io.StringIO((tmp_path / "out.review.csv").read_text(encoding="utf-8"))))
     assert [(row["handle"], row["status"], row["label"]) for row in review] == [
         ("p2", "outside the vertical", "perfume-ish")]

@@ -22,7 +22,7 @@ ENGINES = ("local", "ray")
 class BatchConfig(Config):
     """How a manifest is classified."""
 
-    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
+    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped store model)")
     litert: str | None = option(None, "run this exported .tflite of the model (apparel export --format litert)")
     image_column: str | None = option(None, "the manifest's column of image paths or URLs "
                                             "(default: the first of image, image_url, url, path, "

@@ -33,16 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.artifacts import atomic_path, write_json
+from apparel.artifacts import atomic_path, one_writer, write_json
 from apparel.batch.manifest import ROW_COLUMN
-from apparel.batch.writing import full_disk_named, one_writer
+from apparel.batch.writing import full_disk_named
 from apparel.errors import ParameterError
 
 CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
 PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, "model_version",
                       "error")
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
-LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``writing.one_writer``)
+LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifacts.one_writer``)
 
 
 def prediction_schema():

@@ -76,17 +76,19 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     if not images_dir.is_dir():
         raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
     model, contract = model_settings(config, config.predictor_threads)
+    # Before anything is written: an unreadable categories.json is refused now, not after the record.
+    chooser = (optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
+               if contract.is_photo else None)
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
         check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
                            "images_dir": str(images_dir.resolve()), "model_version": model.version,
-                           "top_k": config.top_k})
+                           "top_k": config.top_k, "categories": chooser.version if chooser is not None else None})
         read = ReadSettings(str(images_dir.resolve()), contract,
                             FetchConfig(timeout=config.timeout, allow_private=config.allow_private),
                             config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()
         pending = [references[row] for row in rows]
-        chooser = optional_run_chooser(model.model_dir, contract, config.litert) if contract.is_photo else None
         writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
                              chooser)
         if config.engine == "ray":

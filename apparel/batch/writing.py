@@ -1,8 +1,5 @@
-"""Writing outputs that a rerun resumes: one run at a time per output (``artifacts.one_writer``,
-which training shares), and a full disk named with the file it stopped.
-
-    >>> with one_writer(out / "_batch.lock", "out", out):    # a second run here is refused
-    ...     write_the_output()
+"""Writing outputs that a rerun resumes: a full disk named with the file it stopped (one run at a
+time per output is ``artifacts.one_writer``, which training shares).
 
     >>> with full_disk_named(out / "part-000000000000.parquet"):
     ...     pq.write_table(shard, temporary)
@@ -19,9 +16,6 @@ import errno
 import os
 from contextlib import contextmanager
 from pathlib import Path
-
-# One writer per output lives with the other file-safety helpers, where training uses it too.
-from apparel.artifacts import one_writer  # noqa: F401
 
 # A full disk, and a full quota (EDQUOT, where the platform has it).
 NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})

@@ -30,6 +30,7 @@ import numpy as np
 
 from apparel.artifacts import CATEGORIES_FILE, atomic_directory, atomic_path, read_json
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
+from apparel.errors import SourceError
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
 
 FORMATS = ("litert", "saved_model", "onnx")
@@ -93,8 +94,13 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     metadata = export_metadata(contract, format)
     if (model_dir / CATEGORIES_FILE).is_file():
         # The run's Shopify categories travel with the export, so an export answers with them too.
-        record = read_json(model_dir / CATEGORIES_FILE)
-        metadata["categories"] = {key: record[key] for key in ("categories", "category_threshold", "outside_threshold")}
+        try:
+            record = read_json(model_dir / CATEGORIES_FILE)
+            metadata["categories"] = {key: record[key] for key in ("categories", "category_threshold",
+                                                                   "outside_threshold")}
+        except (ValueError, KeyError, TypeError) as error:
+            raise SourceError(model_dir / CATEGORIES_FILE, f"unreadable ({error}); restore it from the run or rebuild "
+                              "the model") from None
     model = probability_model(load_model(model_dir), num_classes=contract.num_classes)
     if format == "saved_model":
         # Built beside the old one and swapped in whole: a crash leaves the old export or the new one.

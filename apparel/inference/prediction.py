@@ -34,9 +34,10 @@ DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("store")
 
 
 def resolve_model_dir(model_dir: str | os.PathLike | None = None, photos: bool = False) -> Path:
-    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``photos`` when
+    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``store`` when
     ``photos`` (the inputs are photo files), ``default`` otherwise. A bare name that is not a run
-    directory here names a shipped model, so ``apparel evaluate photos`` works from any folder.
+    directory here names a shipped model, so ``apparel predict store shirt.jpg`` works from any
+    folder.
 
     >>> resolve_model_dir("photos")
     PosixPath('.../apparel/shipped_models/photos')

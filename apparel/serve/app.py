@@ -346,7 +346,7 @@ def served_model_dir(model_dir: str | os.PathLike | None = None) -> Path:
     if (DEFAULT_PHOTO_MODEL_DIR / artifacts.MODEL_FILE).is_file():
         return resolve_model_dir(DEFAULT_PHOTO_MODEL_DIR)
     fallback = resolve_model_dir(None)
-    print(f"note: no shipped photo model in {DEFAULT_PHOTO_MODEL_DIR} yet; serving the Fashion-MNIST model "
+    print(f"note: no shipped store model in {DEFAULT_PHOTO_MODEL_DIR} yet; serving the Fashion-MNIST model "
           f"{fallback}", file=sys.stderr, flush=True)
     return fallback
 
@@ -406,8 +406,8 @@ def run_server(
 ) -> None:
     """Load the models, then serve them until interrupted. With ``model_repository`` (a setting),
     the repository's models, polled for new versions; with ``model_dir`` (or ``litert``), that one
-    model as ``apparel``; with neither, the shipped models by name (``fashion-mnist``, ``photos``;
-    the photo model is also ``apparel``, as uploads and the page are for photos).
+    model as ``apparel``; with neither, the shipped models by name (``store``, ``photos``,
+    ``fashion-mnist``; the store model is also ``apparel``, as uploads and the page are a store's photos).
 
     ``settings`` are ``ServiceConfig`` fields (``max_batch=32``, ``grpc_port=8001``, …). The access
     log is off by default: at hundreds of requests a second it costs more than the requests.

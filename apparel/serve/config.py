@@ -89,7 +89,7 @@ class ServiceConfig(Config):
     # Models: several by name, versions hot-reloaded from a TF Serving-layout repository.
     model_repository: str | None = option(None, "folder of <model>/<version>/ run directories (TF Serving's layout; "
                                                 "models.json for version policies and labels), polled for new "
-                                                "versions; default: the shipped models fashion-mnist and photos",
+                                                "versions; default: the shipped models store (the default), photos and fashion-mnist",
                                           private=True)
     poll_interval_s: float = option(5.0, "seconds between two looks at the model repository for new or removed "
                                          "versions", minimum=0.05)

@@ -65,20 +65,21 @@ LIST_BOOLEAN = re.compile(rb"[\[,]\s*(?:true|false)\b")
 
 
 def refuse_booleans(value, body: bytes) -> None:
-    """A 422 when a JSON boolean lies among the lists (and objects) of ``value``, parsed from
-    ``body``: pixel values are numbers, and numpy would silently read true as 1."""
+    """A 422 when a JSON boolean lies in a list of ``value``, parsed from ``body``: pixel values
+    are numbers, and numpy would silently read true as 1. A boolean as an object's value is a
+    setting (``"binary_data": true``), never a pixel, so the walk and the screen agree on lists."""
     if json.detect_encoding(body) == "utf-8" and not ((b"true" in body or b"false" in body)
                                                        and LIST_BOOLEAN.search(body)):
         return
-    pending = [value]
+    pending = [(value, False)]
     while pending:
-        item = pending.pop()
-        if item is True or item is False:
+        item, in_list = pending.pop()
+        if in_list and (item is True or item is False):
             raise RequestError(422, "pixel values must be numbers (0–1, or 0–255); found true or false")
         if isinstance(item, list):
-            pending.extend(item)
+            pending.extend((element, True) for element in item)
         elif isinstance(item, dict):
-            pending.extend(item.values())
+            pending.extend((element, False) for element in item.values())
 
 
 def shape_text(shape: tuple[int, ...]) -> str:

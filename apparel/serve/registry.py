@@ -282,11 +282,7 @@ def store_categories(predictor: Predictor, taxonomy: str | None) -> CategoryChoo
     """How a model's answers get a store category (``apparel.shop.categories``): its own
     categories, else the mapping. A model whose classes the mapping does not all name (a store's
     own photo classes, say) answers without one rather than stopping the service."""
-    if taxonomy is None:
-        return optional_run_chooser(predictor.model_dir, predictor.contract, predictor.export_path)
-    if not set(predictor.class_names) <= set(load_mapping(taxonomy, class_names=())):
-        return None
-    return run_chooser(predictor.model_dir, predictor.class_names, taxonomy)
+    return optional_run_chooser(predictor.model_dir, predictor.class_names, taxonomy, predictor.export_path)
 
 
 def serve_version(name: str, number: int, predictor: Predictor, config: ServiceConfig, metrics: Metrics, *,

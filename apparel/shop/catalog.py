@@ -2,7 +2,7 @@
 
     >>> from apparel.shop.catalog import CatalogConfig, categorize_catalog
     >>> report = categorize_catalog("products.csv", "categorized.csv", CatalogConfig(images_dir="images"))
-    >>> report.categorized, report.low_confidence, report.failed
+    >>> report.categorized, report.uncertain, report.failed
     (118, 4, 1)
 
 Both header styles of Shopify's export are read: the older (``Handle``, ``Product Category``,
@@ -50,8 +50,8 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.artifacts import MODEL_FILE, atomic_path, file_digest
-from apparel.batch.writing import full_disk_named, one_writer
+from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
+from apparel.batch.writing import full_disk_named
 from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
@@ -89,7 +89,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 class CatalogConfig(Config):
     """How a catalog is categorised (``apparel catalog`` flags)."""
 
-    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped photo model)")
+    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped store model)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
     image_column: str | None = option(None, "the CSV's column of image paths or URLs (default: Image Src, or "
                                             "Product image URL in the current header style)")
@@ -124,7 +124,7 @@ class CatalogReport:
     products: int                    # distinct handles
     categorized: int                 # products whose prediction was written (or already there)
     changed_cells: int               # cells that differ from the input
-    low_confidence: int              # products no category was sure enough for (in the review file, "uncertain")
+    uncertain: int                   # products no category was sure enough for (in the review file)
     outside: int                     # products outside the vertical, not apparel (in the review file)
     failed: int                      # products whose images could not be read (in the review file)
     no_image: int                    # products with no image at all (in the review file)
@@ -330,7 +330,7 @@ def categorize_catalog(
         write_review(review_path, decisions.review)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=decisions.categorized,
-        changed_cells=len(decisions.edits), low_confidence=decisions.low_confidence, outside=decisions.outside,
+        changed_cells=len(decisions.edits), uncertain=decisions.uncertain, outside=decisions.outside,
         failed=decisions.failed,
         no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
@@ -527,7 +527,7 @@ class Decisions:
     edits: list[tuple[int, int, str]] = field(default_factory=list)
     review: list[dict] = field(default_factory=list)
     categorized: int = 0
-    low_confidence: int = 0
+    uncertain: int = 0
     outside: int = 0
     failed: int = 0
     no_image: int = 0
@@ -563,7 +563,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             if decision.reason == OUTSIDE:
                 decisions.outside += 1
             else:
-                decisions.low_confidence += 1
+                decisions.uncertain += 1
             decisions.review.append({**base, "status": decision.reason, "confidence": f"{decision.confidence:.4f}",
                                      "top_k": "; ".join(f"{names[i]} {probabilities[i]:.4f}" for i in order[:3])})
             continue

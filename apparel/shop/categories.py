@@ -2,7 +2,7 @@
 ``catalog``, ``predict``, ``batch`` and ``serve`` all ask before they answer with a category.
 
     >>> from apparel.shop.categories import run_chooser
-    >>> chooser = run_chooser("store", predictor.class_names)
+    >>> chooser = run_chooser(predictor.model_dir, predictor.class_names)      # the store model's
     >>> chooser.choose(probabilities).to_dict()
     {'id': 'aa-1-13-8', 'gid': 'gid://shopify/TaxonomyCategory/aa-1-13-8', 'path': '… > T-Shirts', ...}
 
@@ -30,9 +30,9 @@ from apparel.taxonomy.decide import CategoryChooser
 DEFAULT_THRESHOLDS = {"category_threshold": 0.5, "outside_threshold": 0.5}
 
 
-def read_run_categories(model_dir: str | os.PathLike | None, export: str | os.PathLike | None = None) -> dict | None:
-    """The run's ``categories.json``, else the categories an export of it carries in its metadata
-    (``apparel export``), or None when there are none."""
+def _categories_record(model_dir, export) -> tuple[dict, Path] | None:
+    """(the categories record, the file it came from): the run's ``categories.json``, else the
+    categories an export of it carries in its metadata (``apparel export``); None when neither has."""
     if model_dir is not None and (Path(model_dir) / CATEGORIES_FILE).is_file():
         path, key = Path(model_dir) / CATEGORIES_FILE, None
     elif export is not None and metadata_path(export).is_file():
@@ -47,7 +47,7 @@ def read_run_categories(model_dir: str | os.PathLike | None, export: str | os.Pa
         record["categories"], record["category_threshold"], record["outside_threshold"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SourceError(path, f"unreadable ({error}); restore it from the run or rebuild the model") from None
-    return record
+    return record, path
 
 
 def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str], mapping: str | os.PathLike | None = None,
@@ -55,15 +55,15 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
                 export: str | os.PathLike | None = None) -> CategoryChooser:
     """The category chooser for a model (see the module docstring); ``export`` names a LiteRT or
     ONNX export of it, whose metadata may carry the run's categories."""
-    record = read_run_categories(model_dir, export)
+    found = _categories_record(model_dir, export)
+    record = None if found is None else found[0]
     if mapping is not None or record is None:
         categories = load_mapping(mapping, class_names)
     else:
         categories = record["categories"]
         missing = [name for name in class_names if name not in categories]
         if missing:
-            source = Path(model_dir) / CATEGORIES_FILE if model_dir is not None else metadata_path(export)
-            raise SourceError(source, f"no category for {', '.join(missing)}; rebuild the model or give --mapping")
+            raise SourceError(found[1], f"no category for {', '.join(missing)}; rebuild the model or give --mapping")
     thresholds = record if record is not None else DEFAULT_THRESHOLDS
     return CategoryChooser(
         {name: categories[name] for name in class_names},
@@ -72,12 +72,14 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
     )
 
 
-def optional_run_chooser(model_dir: str | os.PathLike | None, contract,
+def optional_run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
+                         mapping: str | os.PathLike | None = None,
                          export: str | os.PathLike | None = None) -> CategoryChooser | None:
-    """``run_chooser`` with the defaults, or None for a model whose classes neither its run (nor
-    its export) nor the shipped mapping give a category (a merchant's own classes): prediction
-    goes on without one."""
-    if (read_run_categories(model_dir, export) is None
-            and not set(contract.class_names) <= set(load_mapping(class_names=()))):
+    """``run_chooser`` with the model's thresholds, or None for a model whose classes neither its
+    run (nor its export) nor the mapping (``mapping``, else the shipped one) all give a category —
+    a merchant's own classes: prediction goes on without one."""
+    if mapping is None and _categories_record(model_dir, export) is not None:
+        return run_chooser(model_dir, class_names, export=export)
+    if not set(class_names) <= set(load_mapping(mapping, class_names=())):
         return None
-    return run_chooser(model_dir, contract.class_names, export=export)
+    return run_chooser(model_dir, class_names, mapping, export=export)

@@ -6,8 +6,9 @@
     >>> load_mapping(class_names=predictor.class_names)["t-shirt"].id  # a photo model's classes
     'aa-1-13-8'
 
-The shipped file has a row for each class of both shipped models: the ten Fashion-MNIST classes
-(``Dress``, ``T-shirt/top``, …) and the ten photo classes (``dress``, ``t-shirt``, …). Names are
+The shipped file has a row for each class of the shipped models ``default`` and ``photos``: the
+ten Fashion-MNIST classes (``Dress``, ``T-shirt/top``, …) and the ten photo classes (``dress``,
+``t-shirt``, …); the store model brings its own (``categories.json``). Names are
 compared exactly, so ``Shirt`` and ``shirt`` are two rows. A category is a node of Shopify's
 Standard Product Taxonomy (``apparel.taxonomy``), given as its full path, its id (``aa-1-13-8``) or
 its GID; ``apparel taxonomy search WORDS`` finds one.

@@ -1,7 +1,7 @@
 """Build the store model's run directory from a fine-tuned garment run: calibrated on validation
 photos, its categories and thresholds written beside it.
 
-    python -m apparel.store runs/store-garments --datasets ../shared/datasets --out runs/store
+    python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
 
 The output is a run directory like any other (``model.keras``, ``config.json`` with the input
 contract, ``metrics.json``) plus ``categories.json``: every class's Shopify category, the

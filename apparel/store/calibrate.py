@@ -25,22 +25,21 @@ Every figure of the chosen setting is kept in the model's ``categories.json``.
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
+from apparel.inference.inputs import softmax
 from apparel.store.model import Mixing, mix, read_classes
 from apparel.taxonomy.decide import CategoryChooser
 from apparel.taxonomy.judge import judge
 
 # Never flatter than the ImageNet classifier's own (T ≤ 1): no validation photo here shows an
-# accessory as a store shows it, and flattening, which the garment photos alone favour (1.5 was
-# their best), erases accessories: on the worn crops of bags, belts, sunglasses, socks…, right
-# 0.117 at T 1.0 and 0.012 at 1.5, the rest mostly taken for the clothes around them.
+# accessory as a store shows it, and flattening, which the garment photos alone favoured (a grid
+# reaching 1.5 chose 1.5), left almost no worn accessory crop with a right category: most were
+# taken for the clothes around them (docs/store-model.md).
 IMAGENET_TEMPERATURES = (0.6, 0.8, 1.0)
 OUTSIDE_SUMS = (0.7, 0.8, 0.9)
 CATEGORY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
@@ -63,11 +62,10 @@ class Settings:
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """The temperature T minimising the mean negative log-likelihood of softmax(logits / T)."""
     from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
 
     def nll(log_t: float) -> float:
-        scaled = logits / np.exp(log_t)
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        log_p = scaled - np.log(np.exp(scaled).sum(axis=1, keepdims=True))
+        log_p = log_softmax(logits / np.exp(log_t), axis=1)
         return float(-log_p[np.arange(len(labels)), labels].mean())
 
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded").x))
@@ -115,9 +113,7 @@ def head_calibration(head_logits: np.ndarray, labels: np.ndarray, temperature: f
     top probability) on its validation labels, before and after its temperature."""
     figures = {}
     for name, value in (("before", 1.0), ("after", temperature)):
-        scaled = head_logits / value
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+        probabilities = softmax(head_logits / value)
         top, hit = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
         bands = np.minimum((top * 10).astype(int), 9)
         error = sum((bands == band).mean() * abs(top[bands == band].mean() - hit[bands == band].mean())

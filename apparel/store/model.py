@@ -32,10 +32,13 @@ prediction, serving, export and evaluation need nothing new. ``mix`` computes th
 from __future__ import annotations
 
 import csv
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from apparel.inference.inputs import softmax
 
 HERE = Path(__file__).resolve().parent
 CLASSES_FILE = HERE / "classes.csv"
@@ -47,6 +50,8 @@ NOT_APPAREL = "not-apparel"
 TRUNK_END = "blocks_11_bn2"
 
 
+# Read once: the calibration grid asks for them hundreds of times.
+@functools.cache
 def read_classes(path: str | Path = CLASSES_FILE) -> dict[str, tuple[str, str]]:
     """Store class → (its category id, empty for ``not-apparel``; ``garment head`` or ``imagenet``)."""
     with open(path, newline="", encoding="utf-8") as handle:
@@ -59,6 +64,7 @@ def imagenet_store_classes() -> list[str]:
     return [name for name, (_, source) in read_classes().items() if source == "imagenet" and name != NOT_APPAREL]
 
 
+@functools.cache
 def imagenet_classes(path: str | Path = IMAGENET_FILE) -> dict[int, str]:
     """ImageNet class index → store class or ``garment``; indices not listed are ``not-apparel``."""
     with open(path, newline="", encoding="utf-8") as handle:
@@ -139,23 +145,17 @@ class Mixing:
             raise ValueError(f"outside_sum must be in (0, 1], got {self.outside_sum}")
 
 
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    scaled = logits / temperature
-    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
 def mix(head_logits: np.ndarray, imagenet_logits: np.ndarray, mixing: Mixing) -> np.ndarray:
     """What ``build_store_model``'s layers compute, in NumPy, for choosing the settings: (N, store
     classes) probabilities from the two branches' logits."""
     columns = imagenet_columns(imagenet_store_classes())
-    seen = _softmax(imagenet_logits, mixing.imagenet_temperature)
+    seen = softmax(imagenet_logits / mixing.imagenet_temperature)
     accessories = seen @ columns[:, :-2]
     outside_classes = seen[:, columns[:, -1] == 1]
     total = outside_classes.sum(axis=1, keepdims=True)
     outside = np.maximum(outside_classes.max(axis=1, keepdims=True), np.where(total >= mixing.outside_sum, total, 0.0))
     garments = np.maximum(1.0 - accessories.sum(axis=1, keepdims=True) - outside, 0.0)
-    return np.concatenate([_softmax(head_logits, mixing.head_temperature) * garments, accessories, outside], axis=1)
+    return np.concatenate([softmax(head_logits / mixing.head_temperature) * garments, accessories, outside], axis=1)
 
 
 def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixing):

@@ -22,6 +22,8 @@ A vertical's root ("Apparel & Accessories") is never written: it tells a merchan
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -65,7 +67,8 @@ class CategoryChooser:
         self.class_names = tuple(class_categories)
         self.category_threshold = category_threshold
         self.outside_threshold = outside_threshold
-        nodes: dict[str, Category] = {}
+        nodes: list[Category] = []
+        index: dict[str, int] = {}  # a node's id → its column
         members: list[list[int]] = []  # per class, the columns of the nodes it counts towards
         self._own: dict[str, Category | None] = {}
         for name, value in class_categories.items():
@@ -74,19 +77,28 @@ class CategoryChooser:
             if found is not None:
                 # The vertical's root is left out: it is never written.
                 for node in (*taxonomy.ancestors(found)[1:], found):
-                    columns.append(list(nodes).index(node.id) if node.id in nodes else len(nodes))
-                    nodes.setdefault(node.id, node)
+                    if node.id not in index:
+                        index[node.id] = len(nodes)
+                        nodes.append(node)
+                    columns.append(index[node.id])
             members.append(columns)
-        self.nodes = tuple(nodes.values())
+        self.nodes = tuple(nodes)
         # Which node each class's probability adds to (its own and every ancestor below the root).
         self._sums = np.zeros((len(members), len(self.nodes)), dtype=np.float64)
         for row, columns in enumerate(members):
             self._sums[row, columns] = 1.0
         self._outside = np.asarray([not columns for columns in members], dtype=np.float64)
-        index = {node.id: column for column, node in enumerate(self.nodes)}
         # The walk's steps: the categories just below a vertical's root, then each one's children.
         self._top = [column for column, node in enumerate(self.nodes) if node.parent_id not in index]
         self._children = [[index[child] for child in node.children if child in index] for node in self.nodes]
+
+    @property
+    def version(self) -> str:
+        """12 hex digits that change with any class's category or either threshold: what a resumed
+        batch checks so that one output never mixes two calibrations."""
+        record = {"categories": {name: found.id if found else None for name, found in self._own.items()},
+                  "thresholds": [self.category_threshold, self.outside_threshold]}
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
     def category_of(self, class_name: str) -> Category | None:
         """The category ``class_name`` stands for (None: not one of the store's products)."""

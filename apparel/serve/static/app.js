@@ -20,7 +20,6 @@ function percent(p) {
 
 function categoryText(category) {
   if (category == null) return "";
-  if (typeof category === "string") return "Category: " + category;
   if (category.path == null) {
     // Left for a person: the reason (not apparel, or no category sure enough) says why.
     return "No category: " + category.reason + " (" + percent(category.confidence) + ")";
