@@ -31,8 +31,7 @@ from apparel.serve.batching import MicroBatcher, Overloaded, inference_function,
 from apparel.serve.config import ServiceConfig
 from apparel.serve.payloads import RequestError
 from apparel.serve.telemetry import Metrics, RequestLog
-from apparel.shop.categories import optional_run_chooser, run_chooser
-from apparel.shop.taxonomy import load_mapping
+from apparel.shop.categories import optional_run_chooser
 from apparel.taxonomy.decide import CategoryChooser
 
 ALIAS = "apparel"  # the name every earlier client used: the default model
