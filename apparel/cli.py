@@ -27,6 +27,8 @@ from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
 from apparel.inference.export import export_model
 from apparel.inference.prediction import MODEL_DIR_ENV, Predictor, default_model_note, resolve_model_dir
+from apparel.kinds.base import Kind
+from apparel.kinds.registry import PHOTO_KIND, kind_for_inputs
 from apparel.models import MODELS
 from apparel.errors import ParameterError
 from apparel.flags import add_config_flags, config_changes, flag_name, train_config_from_args
@@ -56,10 +58,10 @@ def _status(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _say_default_model(model_dir, photos: bool) -> None:
-    """Say which model a command picked when it was given none: the photo model for photos."""
+def _say_default_model(model_dir, kind: Kind) -> None:
+    """Say which model a command picked when it was given none: ``kind``'s shipped model."""
     if model_dir is None:
-        _status(f"using {default_model_note(photos)}; give a run directory to use another")
+        _status(f"using {default_model_note(kind)}; give a run directory to use another")
 
 
 def cmd_data(args) -> int:
@@ -105,8 +107,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    _say_default_model(args.model_dir, photos=args.images is not None)
-    model_dir = resolve_model_dir(args.model_dir, photos=args.images is not None)
+    _say_default_model(args.model_dir, kind_for_inputs(args.images is not None))
+    model_dir = resolve_model_dir(args.model_dir, kind_for_inputs(args.images is not None))
     _status(f"evaluating {model_dir} on {args.images or 'the test set'} …")
     report = evaluate_run(model_dir, data_dir=args.data_dir, images=args.images)
     if args.images is None:
@@ -140,17 +142,17 @@ def cmd_predict(args) -> int:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
     sources = expand_sources(files)
     # Without a model directory, photos go to the shipped store model, arrays to the Fashion-MNIST one.
-    photos = any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources)
+    kind = kind_for_inputs(any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources))
     if not args.litert:  # a .tflite carries its own contract
-        _say_default_model(model_dir, photos)
+        _say_default_model(model_dir, kind)
     predictor = (Predictor.from_litert(args.litert, model_dir) if args.litert
-                 else Predictor.from_dir(model_dir, photos=photos))
+                 else Predictor.from_dir(model_dir, kind=kind))
     fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
     from tqdm import tqdm
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
     categorize = None
-    if predictor.contract.is_photo:  # 28×28 arrays are the walk-through's: no store category
+    if predictor.contract.model_kind.takes_categories:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
         # A mapping given by name must fit the model (an error says which class lacks a row).
@@ -205,8 +207,8 @@ def _category_text(category: dict) -> str:
 def cmd_preprocess(args) -> int:
     source = fetch_url(args.file, FetchConfig(allow_private=args.allow_private)) if is_url(args.file) else args.file
     # The photo model's pipeline unless --model names another run (config.json alone says which).
-    _say_default_model(args.model_dir, photos=True)
-    contract = InputContract.for_run(resolve_model_dir(args.model_dir, photos=True))
+    _say_default_model(args.model_dir, PHOTO_KIND)
+    contract = InputContract.for_run(resolve_model_dir(args.model_dir, PHOTO_KIND))
     steps = model_steps(source, contract)
     draw_steps(source, args.out, contract=contract)
     print(" → ".join(f"{name} {image.width}×{image.height}" for name, image in steps))
@@ -218,7 +220,7 @@ def cmd_catalog(args) -> int:
     from tqdm import tqdm
 
     config = CatalogConfig(**config_changes(args, CatalogConfig))
-    _say_default_model(config.model_dir, photos=True)
+    _say_default_model(config.model_dir, PHOTO_KIND)
     _status(f"categorising {args.csv} → {args.out} …")
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
@@ -238,7 +240,7 @@ def cmd_batch(args) -> int:
 
     config = BatchConfig(**config_changes(args, BatchConfig))
     if config.litert is None:  # a .tflite carries its own contract
-        _say_default_model(config.model_dir, photos=True)
+        _say_default_model(config.model_dir, PHOTO_KIND)
     _status(f"classifying {args.manifest} → {args.out} ({config.engine} engine) …")
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
         report = classify_manifest(args.manifest, args.out, config, progress=bar.update)
@@ -257,7 +259,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_plots(args) -> int:
-    _say_default_model(args.model_dir, photos=args.images is not None)
+    _say_default_model(args.model_dir, kind_for_inputs(args.images is not None))
     _status("drawing plots …")
     for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images):
         print(path)
@@ -265,8 +267,8 @@ def cmd_plots(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _say_default_model(args.model_dir, photos=True)
-    model_dir = resolve_model_dir(args.model_dir, photos=True)
+    _say_default_model(args.model_dir, PHOTO_KIND)
+    model_dir = resolve_model_dir(args.model_dir, PHOTO_KIND)
     _status(f"exporting {model_dir} as {args.format} …")
     out = export_model(model_dir, args.format, args.out)
     print(out)
@@ -287,7 +289,7 @@ def cmd_serve(args) -> int:
 
     settings = config_changes(args, ServiceConfig)
     if args.model_dir is None and args.litert is None and settings.get("model_repository") is None:
-        _status(f"using {default_model_note(photos=True)}; give a run directory to serve another"
+        _status(f"using {default_model_note(PHOTO_KIND)}; give a run directory to serve another"
                 if os.environ.get(MODEL_DIR_ENV) else "using the shipped models store (the default, also served as "
                 "apparel), photos and fashion-mnist; give a run directory to serve another")
     # Where it serves is said once it does (uvicorn's "running on" line): the port may be taken.

@@ -5,11 +5,11 @@
     >>> contract.kind, contract.shape, contract.class_names[:2]
     ('photo', (224, 224, 3), ('dress', 'hat'))
 
-Two kinds: ``fashion-mnist`` models take 28×28 grayscale arrays, light garment on black, in
-[0, 1] (a photo goes through the Fashion-MNIST pipeline first); ``photo`` models take RGB photos
-padded to a white square and resized to N×N, pixel values 0–255 (the model normalises them
-itself). A run directory without the record (written before photo models existed) is a
-Fashion-MNIST model.
+The contract names the model's kind (``apparel.kinds``): ``fashion-mnist`` models take 28×28
+grayscale arrays, ``photo`` models N×N RGB photos. Everything that differs between kinds (the
+input's shape and scale, how a photo becomes an input, the words that describe it, the held-out
+set) is asked of ``contract.model_kind``, never decided by the caller. A run directory without
+the record (written before photo models existed) is a Fashion-MNIST model.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from apparel import artifacts
 from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS
+from apparel.kinds.base import Kind
+from apparel.kinds.registry import kind_named
 
-KINDS = ("fashion-mnist", "photo")
 # The key under which config.json records the contract, beside the training parameters.
 CONFIG_KEY = "input"
 
@@ -34,8 +38,7 @@ class InputContract:
     class_names: tuple[str, ...] = CLASS_NAMES  # the answers, in the order of the model's logits
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        kind_named(self.kind)  # a ValueError naming the known kinds
         if not isinstance(self.size, int) or self.size < 1:
             raise ValueError(f"size must be a positive number of pixels, got {self.size!r}")
         if len(self.class_names) < 2:
@@ -43,13 +46,14 @@ class InputContract:
         object.__setattr__(self, "class_names", tuple(str(name) for name in self.class_names))
 
     @property
-    def is_photo(self) -> bool:
-        return self.kind == "photo"
+    def model_kind(self) -> Kind:
+        """The kind of model this contract is for (``apparel.kinds``): ask it, never branch on it."""
+        return kind_named(self.kind)
 
     @property
     def shape(self) -> tuple[int, ...]:
         """One input's shape: (28, 28) or (N, N, 3)."""
-        return (self.size, self.size, 3) if self.is_photo else (self.size, self.size)
+        return self.model_kind.shape(self.size)
 
     @property
     def num_classes(self) -> int:
@@ -57,11 +61,22 @@ class InputContract:
 
     def describe(self) -> str:
         """The preprocessing a caller must apply, in words (export metadata, the service)."""
-        if self.is_photo:
-            return (f"RGB photo composited on white, centred on a white square, resized to "
-                    f"{self.size}×{self.size}; float32 pixel values 0–255, shape (N, {self.size}, {self.size}, 3)")
-        return ("Fashion-MNIST: 28×28 grayscale, light garment on black, float32 in [0, 1], shape (N, 28, 28); "
-                "a photo goes through the Fashion-MNIST pipeline (trim, resize, sharpen, pad, negate, stretch)")
+        return self.model_kind.words(self).preprocessing
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Arrays of pixel values checked and scaled as the model takes them; ``ValueError`` for
+        the wrong shape (a 28×28 array to a photo model, a photo array to a 28×28 model)."""
+        return self.model_kind.prepare(images, self.size)
+
+    def decode(self, source, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
+        """One photo (a path, the bytes of an image file, a PIL image) as the model takes it:
+        float32 (28, 28) in [0, 1] through the Fashion-MNIST pipeline, or (N, N, 3) with values
+        0–255 for a photo model. ``ValueError`` with the reason it cannot be one.
+
+            >>> InputContract.for_run("runs/photos").decode("shirt.jpg").shape
+            (224, 224, 3)
+        """
+        return self.model_kind.decode(source, self.size, max_pixels, max_bytes)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "size": self.size, "class_names": list(self.class_names)}

@@ -30,7 +30,7 @@ import numpy as np
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
-from apparel.evaluation import evaluate_photo_model
+from apparel.kinds.photo.measure import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
 from apparel.photo_data import (FEW_VALIDATION_PHOTOS, PhotoSplits, load_photo_splits, photo_batches, photo_outputs,

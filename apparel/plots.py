@@ -143,69 +143,40 @@ def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.P
                 images: str | os.PathLike | None = None) -> list[Path]:
     """Write every figure of a run into ``model_dir/plots/`` and return the paths.
 
-    A Fashion-MNIST run is drawn from the data set (samples, test predictions, confusion matrix);
-    a photo run from ``images``, a folder of class folders (or a ``path,label`` CSV) with the
-    model's classes: its photos' predictions and its confusion matrix. Both get the training curves.
+    The model's kind says what it is drawn on (``Kind.held_out``): a Fashion-MNIST run on the data
+    set (samples, test predictions, confusion matrix); a photo run on ``images``, a folder of class
+    folders (or a ``path,label`` CSV) with the model's classes: its photos' predictions and its
+    confusion matrix. Both get the training curves.
 
     >>> write_plots("photos", images="clothing-dataset-small/validation")
     """
-    from apparel.data import load_dataset
-    from apparel.errors import ParameterError
-    from apparel.evaluation import classification_report
     from apparel.inference.prediction import Predictor, resolve_model_dir
+    from apparel.kinds.registry import kind_for_inputs
 
-    model_dir = resolve_model_dir(model_dir, photos=images is not None)
+    model_dir = resolve_model_dir(model_dir, kind_for_inputs(images is not None))
     out = model_dir / artifacts.PLOTS_DIR
     predictor = Predictor.from_dir(model_dir)
-    if predictor.contract.is_photo:
-        if images is None:
-            raise ParameterError(f"{model_dir} holds a photo model: give {{}}, a folder of class folders to draw it on",
-                                 "images")
-        figures = _photo_figures(predictor, images)
-    elif images is not None:
-        raise ParameterError(f"{model_dir} holds a Fashion-MNIST model, drawn on the test set; leave {{}} out", "images")
-    else:
-        if dataset is None:
-            dataset = load_dataset(data_dir)
-        probabilities = predictor.predict_proba(dataset.x_test)
-        report = classification_report(dataset.y_test, probabilities.argmax(axis=-1))
-        figures = {
-            "samples_numbered.png": sample_grid(dataset.x_train, dataset.y_train, named=False),
-            "samples_named.png": sample_grid(dataset.x_train, dataset.y_train, named=True),
-            "predictions.png": predictions_grid(dataset.x_test, probabilities, dataset.y_test),
-            "confusion_matrix.png": confusion_matrix_figure(report["confusion_matrix"]),
-        }
+    figures = held_out_figures(predictor, predictor.contract.model_kind.held_out(
+        predictor.contract, model_dir, images, dataset, data_dir, drawn=True))
     history_path = model_dir / artifacts.HISTORY_FILE
     if history_path.exists():
         figures["training_curves.png"] = training_curves(artifacts.read_json(history_path))
     return [save_figure(figure, out / name) for name, figure in figures.items()]
 
 
-def _photo_figures(predictor, images: str | os.PathLike, count: int = 30, seed: int = 0) -> dict:
-    """The predictions grid (``count`` photos drawn at random, in colour, as the model sees them)
-    and the confusion matrix over every photo of ``images``."""
-    from apparel.evaluation import evaluate_photo_model
-    from apparel.images.photo_rgb import photo_to_rgb
-    from apparel.photo_data import read_labelled_photos
-
-    contract = predictor.contract
-    photos = read_labelled_photos(images, contract.class_names)
-    report = evaluate_photo_model(predictor.model, photos, contract.size, contract.class_names)
-    shown, labels = [], []
-    for index in np.random.default_rng(seed).permutation(len(photos)):
-        try:
-            shown.append(photo_to_rgb(photos.paths[index], contract.size))
-        except ValueError:  # unreadable: left out, as the evaluation leaves it out
-            continue
-        labels.append(int(photos.labels[index]))
-        if len(shown) == count:
-            break
-    if not shown:
-        raise ValueError(f"images: no readable photo in {images}")
-    probabilities = predictor.predict_proba(np.stack(shown).astype(np.float32))
-    title = f"Confusion matrix ({Path(images).name}, {report['images']} photos)"
-    return {
-        "predictions.png": predictions_grid(np.stack(shown), probabilities, np.array(labels), count,
-                                            class_names=contract.class_names),
-        "confusion_matrix.png": confusion_matrix_figure(report["confusion_matrix"], title, contract.class_names),
-    }
+def held_out_figures(predictor, held_out, count: int = 30, seed: int = 0) -> dict:
+    """The figures of a model on its held-out set: the data set's samples (when it has training
+    samples to show), the predictions grid (``count`` images as the model sees them) and the
+    confusion matrix over the whole set."""
+    kind = predictor.contract.model_kind
+    report = kind.measure(predictor.model, held_out, predictor.batch_size)
+    shown, labels = kind.shown(held_out, count, seed)
+    figures = {}
+    if held_out.samples is not None:
+        figures["samples_numbered.png"] = sample_grid(*held_out.samples, named=False)
+        figures["samples_named.png"] = sample_grid(*held_out.samples, named=True)
+    names = held_out.class_names
+    figures["predictions.png"] = predictions_grid(shown, predictor.predict_proba(shown), labels, count, class_names=names)
+    title = f"Confusion matrix ({kind.title(held_out, report)})"
+    figures["confusion_matrix.png"] = confusion_matrix_figure(report["confusion_matrix"], title, names)
+    return figures

@@ -19,7 +19,7 @@ from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.data import Dataset, load_dataset
 from apparel.errors import ParameterError
-from apparel.evaluation import evaluate_model
+from apparel.scores import evaluate_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_loss, make_optimizer
 from apparel.photo_training import train_photo_model

@@ -120,7 +120,6 @@ def profile(args, manifest: Path, repeats: int = 64) -> dict:
     from apparel.batch.predicting import load_predictor
     from apparel.contract import InputContract
     from apparel.images.fetch import FetchConfig, fetch_url
-    from apparel.images.photos import photo_input
 
     with open(manifest, encoding="utf-8") as handle:
         paths = [Path(args.photos) / row["path"] for row in csv.DictReader(handle)][:repeats]
@@ -148,7 +147,7 @@ def profile(args, manifest: Path, repeats: int = 64) -> dict:
         server.server_close()
 
     began = time.perf_counter()
-    inputs = np.stack([photo_input(blob, contract) for blob in blobs])
+    inputs = np.stack([contract.decode(blob) for blob in blobs])
     timings["decode_ms"] = (time.perf_counter() - began) * 1000 / len(paths)
 
     predictor = load_predictor(ModelSettings(args.model_dir, threads=1))

@@ -113,6 +113,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from apparel.inference.prediction import Predictor
+    from apparel.kinds.registry import PHOTO_KIND
     from apparel.shop.catalog import CatalogConfig, categorize_catalog
 
     out = Path(args.out)
@@ -122,7 +123,7 @@ def main() -> int:
     for stale in (written_path, out / "categorized.cache.jsonl"):  # a fresh run: no cached images
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
-    predictor = Predictor.from_dir(args.model_dir, photos=True)
+    predictor = Predictor.from_dir(args.model_dir, kind=PHOTO_KIND)
     predictor.predict_proba(np.zeros((1, *predictor.contract.shape), "uint8"))  # warmed up: the rate is steady
     load_seconds = time.perf_counter() - started
     config = CatalogConfig(model_dir=str(predictor.model_dir), images_dir=str(images_dir))

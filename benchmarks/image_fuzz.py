@@ -317,8 +317,8 @@ def _decoders(folder: Path):
         return np.zeros(FASHION_MNIST.shape, np.float32)
 
     return {
-        "bytes, Fashion-MNIST": (FASHION_MNIST.shape, lambda format, data: photos.photo_input(data, FASHION_MNIST)),
-        "bytes, photo model": (photo.shape, lambda format, data: photos.photo_input(data, photo)),
+        "bytes, Fashion-MNIST": (FASHION_MNIST.shape, lambda format, data: FASHION_MNIST.decode(data)),
+        "bytes, photo model": (photo.shape, lambda format, data: photo.decode(data)),
         "file, Fashion-MNIST": (FASHION_MNIST.shape, from_file),
         "decode_cost": (FASHION_MNIST.shape, cost),
     }

@@ -211,8 +211,7 @@ def test_an_export_carries_the_run_s_categories_and_answers_with_them(photo_run,
     assert main(["predict", "--litert", str(tflite), str(tmp_path / "tee.jpg"), "--json"]) == 0
     [result] = json.loads(capsys.readouterr().out)
     lite = Predictor.from_litert(tflite)
-    from apparel.images.photos import photo_input
 
-    probabilities = lite.predict_proba(photo_input(str(tmp_path / "tee.jpg"), lite.contract)[None])
+    probabilities = lite.predict_proba(lite.contract.decode(str(tmp_path / "tee.jpg"))[None])
     expected = run_chooser(None, PHOTO_CLASSES, export=tflite).choose_all(probabilities)[0].to_dict()
     assert result["category"]["id"] == expected["id"] and result["category"]["id"] in record["categories"].values()

@@ -58,7 +58,7 @@ def test_a_malformed_dds_is_a_value_error_naming_the_accepted_formats(contract, 
     path.write_bytes(malformed_dds())
     for source in (malformed_dds(), path):
         with pytest.raises(ValueError, match=f"not a readable image: not {ACCEPTED}"):
-            photos.photo_input(source, contract)
+            contract.decode(source)
     with pytest.raises(ValueError, match="not a readable image"):
         read_source(ImageSource(str(path), path=path), contract=contract)
 
@@ -161,7 +161,7 @@ def test_an_image_over_the_decode_budget_is_refused_before_it_is_decoded():
         photos.photo_to_input(bomb, max_bytes=128 * 1024**2)
     assert decode.decode_cost(png_declaring(8000, 5000, "L")) == 40_000_000  # grayscale: within it
     with pytest.raises(ValueError, match="over the limit of 1,000 bytes per image"):
-        photos.photo_input(encoded(garment_photo(), "PNG"), PHOTO_MODEL, max_bytes=1000)
+        PHOTO_MODEL.decode(encoded(garment_photo(), "PNG"), max_bytes=1000)
 
 
 def numpy_peak(function, *args) -> tuple[object, int]:
@@ -189,7 +189,7 @@ def test_a_large_photo_is_reduced_before_any_full_resolution_work(mode):
     result, peak = numpy_peak(photos.photo_to_input, data)
     assert peak < 12 * 2**20
     assert np.abs(result - photos.photo_to_input(encoded(small, "PNG"))).mean() < 0.04
-    rgb, peak = numpy_peak(photos.photo_input, data, PHOTO_MODEL)
+    rgb, peak = numpy_peak(PHOTO_MODEL.decode, data)
     assert rgb.shape == (48, 48, 3) and peak < 12 * 2**20
 
 

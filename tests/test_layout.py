@@ -15,16 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "apparel"
 # Lowest first; a module may import its own stage (without a circle) or any stage below it.
 STAGES = {
     "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.data": 0,
-    "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.contract": 0,
-    "apparel.taxonomy": 0,
-    "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1,
-    "apparel.inference": 2,
-    "apparel.training": 3, "apparel.photo_training": 3, "apparel.runs": 3, "apparel.optimization": 1, "apparel.evaluation": 3, "apparel.plots": 3,
-    "apparel.store": 3,
-    "apparel.images": 4,
-    "apparel.shop": 5, "apparel.bench": 5, "apparel.batch": 5,
-    "apparel.serve": 6,
-    "apparel.flags": 7, "apparel.cli": 7, "apparel.__main__": 7, "apparel": 7,
+    "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.images.photos": 0,
+    "apparel.inference.inputs": 0, "apparel.kinds.base": 0, "apparel.taxonomy": 0,
+    "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1, "apparel.optimization": 1,
+    "apparel.runs": 1, "apparel.scores": 1,
+    # A kind's object asks its own folder's modules and the stages below; everything above asks the kind.
+    "apparel.kinds": 2, "apparel.contract": 2,
+    "apparel.inference": 3,
+    "apparel.training": 4, "apparel.photo_training": 4, "apparel.evaluation": 4, "apparel.plots": 4,
+    "apparel.store": 4,
+    "apparel.images": 5,
+    "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6,
+    "apparel.serve": 7,
+    "apparel.flags": 8, "apparel.cli": 8, "apparel.__main__": 8, "apparel": 8,
 }
 
 

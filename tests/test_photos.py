@@ -601,20 +601,20 @@ def test_a_model_ready_image_has_two_steps_and_an_empty_photo_names_itself():
 
 
 def test_photo_input_passes_its_limits_on_and_gives_float32():
-    from apparel.contract import InputContract
+    from apparel.contract import FASHION_MNIST, InputContract
 
     photo = encoded(garment_photo(), "PNG")
-    rgb = photos.photo_input(photo, InputContract("photo", 32, ("a", "b")))
+    rgb = InputContract("photo", 32, ("a", "b")).decode(photo)
     assert rgb.dtype == np.float32 and rgb.shape == (32, 32, 3)
-    assert photos.photo_input(photo).dtype == np.float32
+    assert FASHION_MNIST.decode(photo).dtype == np.float32
     with pytest.raises(ValueError, match="too many pixels: 300×400, over the limit of 1,000"):
-        photos.photo_input(photo, max_pixels=1000)
+        FASHION_MNIST.decode(photo, max_pixels=1000)
     with pytest.raises(ValueError, match="too many pixels: 300×400, over the limit of 1,000"):
-        photos.photo_input(photo, InputContract("photo", 32, ("a", "b")), max_pixels=1000)
+        InputContract("photo", 32, ("a", "b")).decode(photo, max_pixels=1000)
     with pytest.raises(ValueError) as caught:
-        photos.photo_input(photo, max_bytes=1000)
+        FASHION_MNIST.decode(photo, max_bytes=1000)
     with pytest.raises(ValueError) as photo_caught:
-        photos.photo_input(photo, InputContract("photo", 32, ("a", "b")), max_bytes=1000)
+        InputContract("photo", 32, ("a", "b")).decode(photo, max_bytes=1000)
     assert str(caught.value) == str(photo_caught.value) and "1,000" in str(caught.value)
 
 

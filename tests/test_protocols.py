@@ -149,10 +149,9 @@ def test_tritonclient_sends_photo_files_as_bytes_over_both_transports(served):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as http
 
-    from apparel.images.photos import photo_input
 
     photo = garment_photo()
-    expected = served["photos"].predict_proba(photo_input(photo, served["photos"].contract)[None])
+    expected = served["photos"].predict_proba(served["photos"].contract.decode(photo)[None])
     input_name = http.InferenceServerClient(served["url"].removeprefix("http://")).get_model_metadata("photos")[
         "inputs"][0]["name"]
     for module, address in ((http, served["url"].removeprefix("http://")), (grpcclient, served["grpc"])):

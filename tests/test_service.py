@@ -205,7 +205,7 @@ def test_photo_model_upload_gives_its_classes_and_an_rgb_preview(photo_client, p
                       query="?preview=true")
     assert response.status_code == 200, response.text
     first, second = response.json()["predictions"]
-    model_input = photos.photo_input(photo, photo_predictor.contract)
+    model_input = photo_predictor.contract.decode(photo)
     expected = photo_predictor.predict_proba(model_input[None])[0]
     assert [item["label"] for item in first["top_k"]] == [PHOTO_CLASSES[i] for i in np.argsort(-expected)]
     assert first["probability"] == pytest.approx(expected.max(), abs=1e-5)
@@ -232,7 +232,7 @@ def test_photo_model_b64_and_array_instances(photo_client, photo_predictor):
     response = post_json(photo_client, {"instances": [{"b64": base64.b64encode(photo).decode()}, pixels.tolist()]})
     assert response.status_code == 200, response.text
     predictions = np.array(response.json()["predictions"])
-    expected = photo_predictor.predict_proba(np.stack([photos.photo_input(photo, photo_predictor.contract), pixels]))
+    expected = photo_predictor.predict_proba(np.stack([photo_predictor.contract.decode(photo), pixels]))
     assert predictions.shape == (2, len(PHOTO_CLASSES))
     np.testing.assert_allclose(predictions, expected, atol=1e-5)
     # The per-instance scale rule: the same photo as 0–1 floats gives the same answer.

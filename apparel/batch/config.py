@@ -62,7 +62,7 @@ class ReadSettings:
         """Photo inputs are whole numbers 0–255: sent as bytes (a quarter of float32), exactly."""
         import numpy as np
 
-        return np.uint8 if self.contract.is_photo else np.float32
+        return self.contract.model_kind.transport_dtype
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ def load_predictor(settings: ModelSettings):
     """The ``Predictor`` of ``settings``: Keras, or the LiteRT export when one is named, each
     with ``settings.threads``."""
     from apparel.inference.prediction import Predictor
+    from apparel.kinds.registry import PHOTO_KIND
 
     if settings.litert is not None:
         # The interpreter takes its own thread count; TensorFlow is not started for it.
         return Predictor.from_litert(settings.litert, settings.model_dir, settings.threads)
     if settings.threads is not None:
         set_threads(settings.threads)
-    return Predictor.from_dir(settings.model_dir, photos=True)
+    return Predictor.from_dir(settings.model_dir, kind=PHOTO_KIND)
 
 
 def set_threads(threads: int) -> None:

@@ -27,6 +27,7 @@ from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import ParameterError
 from apparel.images.fetch import FetchConfig
 from apparel.inference.prediction import resolve_model_dir
+from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.categories import optional_run_chooser
 
 __all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
@@ -60,7 +61,7 @@ def model_settings(config: BatchConfig, threads: int | None = None) -> tuple[Mod
         contract = (InputContract.for_run(model_dir) if model_dir is not None
                     else InputContract.for_export(config.litert) or FASHION_MNIST)
     else:
-        model_dir = resolve_model_dir(config.model_dir, photos=True)
+        model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
         contract = InputContract.for_run(model_dir)
     return ModelSettings(None if model_dir is None else str(model_dir), config.litert, threads), contract
 
@@ -78,7 +79,7 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     model, contract = model_settings(config, config.predictor_threads)
     # Before anything is written: an unreadable categories.json is refused now, not after the record.
     chooser = (optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
-               if contract.is_photo else None)
+               if contract.model_kind.takes_categories else None)
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
         check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
                            "images_dir": str(images_dir.resolve()), "model_version": model.version,

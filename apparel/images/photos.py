@@ -28,7 +28,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from apparel.contract import FASHION_MNIST, InputContract
 from apparel.data import IMAGE_SHAPE
 from apparel.errors import SourceError
 from apparel.images.decode import (  # re-exported: the pipeline's first step
@@ -41,7 +40,6 @@ from apparel.images.decode import (  # re-exported: the pipeline's first step
     open_image,
     to_grayscale_array,
 )
-from apparel.images.photo_rgb import photo_to_rgb
 
 SIZE = IMAGE_SHAPE[0]  # the square model input's side
 # Step 1: a row or column is background when every pixel is within this fraction of the maximum
@@ -188,18 +186,3 @@ def photo_to_input(source: Source, max_pixels: int = MAX_PIXELS, max_bytes: int 
     """
     last = pipeline_steps(source, max_pixels, max_bytes)[-1][1]
     return np.asarray(last, dtype=np.float32) / np.float32(255.0)
-
-
-def photo_input(source: Source, contract: InputContract = FASHION_MNIST, max_pixels: int = MAX_PIXELS,
-                max_bytes: int = MAX_DECODE_BYTES) -> np.ndarray:
-    """One photo as the model of ``contract`` takes it: float32 (28, 28) in [0, 1] through the
-    Fashion-MNIST pipeline above, or float32 (N, N, 3) with values 0–255 for a photo model.
-
-    >>> photo_input("shirt.jpg", InputContract.for_run("runs/photos")).shape
-    (224, 224, 3)
-    """
-    if contract.is_photo:
-        return photo_to_rgb(source, contract.size, max_pixels, max_bytes).astype(np.float32)
-    return photo_to_input(source, max_pixels, max_bytes)
-
-

@@ -27,7 +27,7 @@ from apparel.errors import SourceError
 from apparel.data import IMAGE_SHAPE
 from apparel.images import decode, photos
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
-from apparel.inference.inputs import as_model_input, as_photo_input
+from apparel.inference.inputs import as_model_input
 
 # What a folder is searched for; a file named explicitly is tried whatever its suffix.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npy"})
@@ -166,7 +166,7 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
 
 def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pixels: int | None = None,
                 contract: InputContract = FASHION_MNIST) -> np.ndarray:
-    """The model inputs of one source as ``contract`` says (see ``photos.photo_input``): one
+    """The model inputs of one source as ``contract`` says (see ``InputContract.decode``): one
     image for a photo, N ≥ 1 for a ``.npy`` stack. Raises ``ValueError`` with the reason it
     cannot be read."""
     limit = photos.MAX_PIXELS if max_pixels is None else max_pixels
@@ -174,10 +174,10 @@ def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pix
         raise SourceError(source.name, source.error)
     if source.url is not None:
         data = fetch_url(source.url, fetch)
-        return _named(source.name, photos.photo_input, data, contract, limit)[None]
+        return _named(source.name, contract.decode, data, limit)[None]
     if source.path is not None and source.path.suffix.lower() == ".npy":
         return _named(source.name, read_image_file, source.path, contract)
-    return _named(source.name, photos.photo_input, source.path, contract, limit)[None]
+    return _named(source.name, contract.decode, source.path, limit)[None]
 
 
 def _named(name: str, read: Callable, data, *args):
@@ -281,7 +281,7 @@ def read_image_file(path: str | os.PathLike, contract: InputContract = FASHION_M
     if array is None:
         raise SourceError(path, "file not found")
     try:
-        batch = as_photo_input(array, contract.size) if contract.is_photo else as_model_input(array)
+        batch = contract.prepare(array)
     except ValueError as error:
         raise SourceError(path, f"{error}") from None
     if len(batch) == 0:

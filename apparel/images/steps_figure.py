@@ -16,17 +16,13 @@ from PIL import Image, ImageDraw
 from apparel.artifacts import atomic_path
 from apparel.contract import FASHION_MNIST, InputContract
 from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS, Source, on_white
-from apparel.images.photo_rgb import photo_rgb_steps
-from apparel.images.photos import pipeline_steps
 
 
 def model_steps(source: Source, contract: InputContract = FASHION_MNIST,
                 max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> list[tuple[str, Image.Image]]:
     """The named steps from the photo as read to the input of the model of ``contract``: the
     Fashion-MNIST pipeline's (``pipeline_steps``) or a photo model's (``photo_rgb_steps``)."""
-    if contract.is_photo:
-        return photo_rgb_steps(source, contract.size, max_pixels, max_bytes)
-    return pipeline_steps(source, max_pixels, max_bytes)
+    return contract.model_kind.steps(source, contract.size, max_pixels, max_bytes)
 
 
 def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,

@@ -32,6 +32,7 @@ from apparel.artifacts import CATEGORIES_FILE, atomic_directory, atomic_path, re
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
 from apparel.errors import SourceError
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
+from apparel.kinds.registry import PHOTO_KIND
 
 FORMATS = ("litert", "saved_model", "onnx")
 INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ONNX graph
@@ -39,7 +40,7 @@ INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ON
 
 def export_metadata(contract: InputContract, format: str) -> dict:
     """What an export takes and answers, written beside it (see the module docstring)."""
-    scale = [0.0, 255.0] if contract.is_photo else [0.0, 1.0]
+    scale = list(contract.model_kind.pixel_scale)
     return {
         **contract.to_dict(),
         "preprocessing": contract.describe(),
@@ -89,7 +90,7 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
         raise ValueError(f"{out} is a directory; give a file path for --format {format}")
     if out.exists() and format == "saved_model" and not (out / "saved_model.pb").is_file():
         raise ValueError(f"{out} exists and is not a SavedModel; choose a new --out (it would be replaced)")
-    model_dir = resolve_model_dir(model_dir, photos=True)
+    model_dir = resolve_model_dir(model_dir, kind=PHOTO_KIND)
     contract = InputContract.for_run(model_dir)
     metadata = export_metadata(contract, format)
     if (model_dir / CATEGORIES_FILE).is_file():

@@ -22,8 +22,10 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.contract import FASHION_MNIST, InputContract
-from apparel.inference.inputs import as_model_input, as_photo_input, softmax
+from apparel.inference.inputs import softmax
 from apparel.inference.litert import LiteRTPredictor
+from apparel.kinds.base import Kind
+from apparel.kinds.registry import FASHION_MNIST_KIND
 
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
 # The models shipped with the project, used when no model directory is given: the Fashion-MNIST
@@ -33,17 +35,17 @@ DEFAULT_MODEL_DIR = artifacts.shipped_model_dir("default")
 DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("store")
 
 
-def resolve_model_dir(model_dir: str | os.PathLike | None = None, photos: bool = False) -> Path:
-    """The argument, else ``$APPAREL_MODEL_DIR``, else the shipped model: ``store`` when
-    ``photos`` (the inputs are photo files), ``default`` otherwise. A bare name that is not a run
-    directory here names a shipped model, so ``apparel predict store shirt.jpg`` works from any
-    folder.
+def resolve_model_dir(model_dir: str | os.PathLike | None = None, kind: Kind = FASHION_MNIST_KIND) -> Path:
+    """The argument, else ``$APPAREL_MODEL_DIR``, else ``kind``'s shipped model (``store`` for
+    the photo kind: photo files, uploads, catalogs and batches; ``default``, the walk-through's
+    Fashion-MNIST model, for arrays). A bare name that is not a run directory here names a shipped
+    model, so ``apparel predict store shirt.jpg`` works from any folder.
 
     >>> resolve_model_dir("photos")
     PosixPath('.../apparel/shipped_models/photos')
     """
     if model_dir is None:
-        model_dir = os.environ.get(MODEL_DIR_ENV) or (DEFAULT_PHOTO_MODEL_DIR if photos else DEFAULT_MODEL_DIR)
+        model_dir = os.environ.get(MODEL_DIR_ENV) or artifacts.shipped_model_dir(kind.default_model)
     path = _run_or_shipped(model_dir)
     if not (path / artifacts.MODEL_FILE).is_file():
         shipped = artifacts.shipped_model_names()
@@ -62,13 +64,13 @@ def _run_or_shipped(model_dir: str | os.PathLike) -> Path:
     return path
 
 
-def default_model_note(photos: bool = False) -> str:
-    """The run directory ``resolve_model_dir(None, photos)`` picks and why, in words, for a
+def default_model_note(kind: Kind = FASHION_MNIST_KIND) -> str:
+    """The run directory ``resolve_model_dir(None, kind)`` picks and why, in words, for a
     command to say which model it uses when it is given none."""
-    path = resolve_model_dir(None, photos)
+    path = resolve_model_dir(None, kind)
     if os.environ.get(MODEL_DIR_ENV):
         return f"{path} (from ${MODEL_DIR_ENV})"
-    return f"{path} (the shipped {'store' if photos else 'Fashion-MNIST'} model)"
+    return f"{path} (the shipped {kind.default_model_title} model)"
 
 
 def load_model(model_dir: str | os.PathLike | None = None):
@@ -147,12 +149,11 @@ class Predictor:
     _forward: object = field(default=None, init=False, repr=False)
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike | None = None, photos: bool = False) -> "Predictor":
-        """The model of a run directory (see ``resolve_model_dir`` for ``None`` and ``photos``)."""
-        path = resolve_model_dir(model_dir, photos)
+    def from_dir(cls, model_dir: str | os.PathLike | None = None, kind: Kind = FASHION_MNIST_KIND) -> "Predictor":
+        """The model of a run directory (see ``resolve_model_dir`` for ``None`` and ``kind``)."""
+        path = resolve_model_dir(model_dir, kind)
         contract = InputContract.for_run(path)
-        # Photo models are some 200 times the arithmetic of the 28×28 ones: smaller batches.
-        return cls(load_model(path), path, 32 if contract.is_photo else 1024, contract)
+        return cls(load_model(path), path, contract.model_kind.batch_size, contract)
 
     @classmethod
     def from_litert(cls, path: str | os.PathLike, model_dir: str | os.PathLike | None = None,
@@ -195,9 +196,7 @@ class Predictor:
     def model_input(self, images: np.ndarray) -> np.ndarray:
         """``images`` checked and scaled as the model takes them (see ``inputs``); ``ValueError``
         for the wrong kind (a 28×28 array to a photo model, a photo array to a 28×28 model)."""
-        if self.contract.is_photo:
-            return as_photo_input(images, self.contract.size)
-        return as_model_input(images)
+        return self.contract.prepare(images)
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         """The class logits for each image, (N, classes)."""

@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 
 from apparel.contract import FASHION_MNIST, InputContract
-from apparel.inference.inputs import as_model_input, as_photo_input
+from apparel.kinds.base import shape_text
 
 
 class RequestError(ValueError):
@@ -82,27 +82,15 @@ def refuse_booleans(value, body: bytes) -> None:
             pending.extend((element, False) for element in item.values())
 
 
-def shape_text(shape: tuple[int, ...]) -> str:
-    return "×".join(str(n) for n in shape) or "a single number"
-
-
 def what_to_send(contract: InputContract) -> str:
     """The instances a model of ``contract`` takes, in words (the start of every shape message)."""
-    if contract.is_photo:
-        return (f"this photo model takes {shape_text(contract.shape)} arrays of RGB pixel values (0–255, or 0–1) "
-                "or {\"b64\": \"<base64 image file>\"} photos of any size")
-    return ("this Fashion-MNIST model takes 28×28 arrays of grayscale pixel values (light garment on black) "
-            "or {\"b64\": \"<base64 image file>\"} photos")
+    return contract.model_kind.words(contract).instances
 
 
 def wrong_shape(shape: tuple[int, ...], contract: InputContract) -> RequestError:
     """The 422 for an array instance of the wrong shape; it names the other kind of model's input."""
     message = f"each instance must be a {shape_text(contract.shape)} array: {what_to_send(contract)}; got {shape_text(shape)}"
-    if contract.is_photo and shape == FASHION_MNIST.shape:
-        message += " (a Fashion-MNIST array, which this model does not take; send the photo itself as b64)"
-    elif not contract.is_photo and len(shape) == 3 and shape[-1] == 3:
-        message += " (a colour photo array; send the photo file as b64, it goes through the Fashion-MNIST pipeline)"
-    return RequestError(422, message)
+    return RequestError(422, message + contract.model_kind.wrong_shape_hint(tuple(shape)))
 
 
 def array_instance(instance, contract: InputContract = FASHION_MNIST) -> np.ndarray:
@@ -122,7 +110,7 @@ def scale_pixels(batch: np.ndarray, contract: InputContract = FASHION_MNIST) -> 
     if batch.shape[1:] != contract.shape:
         raise wrong_shape(batch.shape[1:], contract)
     try:
-        return as_photo_input(batch, contract.size) if contract.is_photo else as_model_input(batch)
+        return contract.prepare(batch)
     except ValueError as error:
         raise RequestError(422, f"instance {error}") from None
 

@@ -49,7 +49,7 @@ def model_description(predictor: Predictor, model_file: str | os.PathLike | None
     """
     import logging
 
-    split = "validation" if predictor.contract.is_photo else "test"
+    split = predictor.contract.model_kind.held_out_split
     info = {"version": None, "test_accuracy": None, "validation_accuracy": None, "accuracy": None,
             "accuracy_split": split, "model": None, "parameters": None}
     if model_file is not None:
@@ -117,7 +117,7 @@ class ServedVersion:
         each, and all of the request's photos within ``max_request_decode_bytes`` together (a
         413): a 16 MiB body can carry a hundred small files that each decode to hundreds of MB."""
         spent, lock = 0, threading.Lock()
-        draft = (self.contract.size, self.contract.size) if self.contract.is_photo else decode.DRAFT_SIZE
+        draft = self.contract.model_kind.draft_size(self.contract.size)
 
         def decode_one(data: bytes) -> np.ndarray:
             nonlocal spent
@@ -129,8 +129,7 @@ class ServedVersion:
                     raise RequestError(413, f"decoding this request's photos takes over {config.max_request_decode_bytes:,} "
                                             "bytes, the most one request may take; send fewer or smaller photos per request")
             with self.decode_slots:
-                return photos.photo_input(data, self.contract, max_pixels=config.max_pixels,
-                                          max_bytes=config.max_decode_bytes)
+                return self.contract.decode(data, max_pixels=config.max_pixels, max_bytes=config.max_decode_bytes)
 
         return decode_one
 

@@ -35,9 +35,7 @@ TAGS = ["TensorFlow Serving"]
 
 
 def input_range(contract: InputContract) -> str:
-    if contract.is_photo:
-        return "RGB 0–255, or 0–1 for an instance with no value above 1; or {\"b64\": image file}"
-    return "0–1, or 0–255 for an instance with any value above 1; or {\"b64\": image file}"
+    return contract.model_kind.words(contract).pixel_range
 
 
 def has_photos(payload, max_instances: int) -> bool:
@@ -82,15 +80,8 @@ def version_status(model: ServedModel, only: ServedVersion | None = None, reposi
 def predict_body_doc(contract: InputContract) -> dict:
     """OpenAPI documentation of the :predict body, which the handler reads itself (it parses the
     raw body, for speed and to enforce the limits before anything is decoded)."""
-    if contract.is_photo:
-        instance = (f"a {shape_text(contract.shape)} array of RGB pixel values, photo on white padded to a square "
-                    f"({input_range(contract)}), or {{\"b64\": \"<base64 image file>\"}} (any photo: it is padded "
-                    "to a white square and resized)")
-        example = {"instances": [{"b64": "<base64 of a JPEG or PNG file>"}]}
-    else:
-        instance = ("a 28×28 array of pixels, light garment on black (0–1; an instance with any value above 1 is "
-                    "read as 0–255) or {\"b64\": \"<base64 image file>\"} (any photo: the Fashion-MNIST pipeline applies)")
-        example = {"instances": [[[0] * 28] * 28]}
+    words = contract.model_kind.words(contract)
+    instance, example = words.instance, words.example
     return {"requestBody": {"required": True, "content": {"application/json": {
         "schema": {"type": "object", "properties": {
             "instances": {"type": "array", "items": {}, "description": "each " + instance},

@@ -60,6 +60,7 @@ from apparel.images.fetch import FetchConfig
 from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
+from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.categories import run_chooser
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -318,7 +319,7 @@ def categorize_catalog(
     columns = find_columns(header, csv_path, config.image_column)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
-    model_dir = resolve_model_dir(config.model_dir, photos=True)
+    model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
     with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
         classifier = Classifier(config, model_dir, cache_path, predictor, progress)
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
@@ -461,7 +462,7 @@ class Classifier:
         if not inputs:
             return
         if self.predictor is None:
-            self.predictor = Predictor.from_dir(self.model_dir, photos=True)
+            self.predictor = Predictor.from_dir(self.model_dir, kind=PHOTO_KIND)
         probabilities = np.asarray(self.predictor.predict_proba(np.concatenate(inputs)), dtype=np.float64)
         self.predicted += len(done)
         lines = []

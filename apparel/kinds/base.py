@@ -1,0 +1,118 @@
+"""The protocol every model kind follows: what a model of the kind takes, in words and as arrays,
+where its shipped model and its held-out set are, and how it trains.
+
+    >>> from apparel.contract import InputContract
+    >>> kind = InputContract.for_run("models/store").model_kind
+    >>> kind.name, kind.shape(224), kind.words(contract).instances
+    ('photo', (224, 224, 3), 'this photo model takes 224×224×3 arrays …')
+
+Code outside ``apparel/kinds/`` asks the kind (through the contract saved with every run) and
+never branches on which kind it holds; a new kind is a new folder and a line in ``registry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``(28, 28)`` → ``'28×28'``, for messages."""
+    return "×".join(str(n) for n in shape) or "a single number"
+
+
+@dataclass(frozen=True)
+class InputWords:
+    """A kind's input described for people: every message, document and metadata file that says
+    what to send takes its words from here."""
+
+    preprocessing: str  # what a caller must do to a photo first (export metadata, the service)
+    instances: str  # the arrays and files a model takes: the start of every shape message
+    pixel_range: str  # the pixel values one instance may hold
+    instance: str  # one instance of a :predict body, for the OpenAPI document
+    example: dict  # a :predict body that works
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The labelled images a model is measured on, away from its training: the test set of
+    Fashion-MNIST, or a folder of photos. ``logits`` runs a model over them."""
+
+    images: object  # the arrays, or the photos (a PhotoSet)
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    title: str  # what it is, for a figure's title: "test set", or the folder's name
+    size: int  # the side of the model's square input
+    source: str | None = None  # the folder or CSV it was read from, if any
+    samples: tuple | None = None  # training (images, labels) to draw as the data set's samples, if any
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class Kind:
+    """One kind of model. Subclasses set the attributes and implement the methods; instances hold
+    no state (one per kind, in ``registry.KINDS``)."""
+
+    name: str  # as recorded in config.json's "input" (apparel.contract)
+    default_model: str  # the shipped model (apparel/shipped_models/NAME) used when none is given
+    default_model_title: str  # how a message names that model: "the shipped … model"
+    batch_size: int  # images per forward pass when predicting
+    transport_dtype: type  # how a batch travels between processes without loss (batch engines)
+    pixel_scale: tuple[float, float]  # the range of the values the model itself takes
+    held_out_split: str  # which split a run's held-out accuracy is measured on: "test" or "validation"
+    takes_categories: bool  # whether store categories (categories.json) apply to its answers
+
+    def shape(self, size: int) -> tuple[int, ...]:
+        """One input's shape for a model of side ``size``."""
+        raise NotImplementedError
+
+    def words(self, contract) -> InputWords:
+        """The input of ``contract``'s model, in words (see ``InputWords``)."""
+        raise NotImplementedError
+
+    def wrong_shape_hint(self, shape: tuple[int, ...]) -> str:
+        """What an array of ``shape`` most likely is when it is not this kind's input ('' if unknown)."""
+        return ""
+
+    def prepare(self, images: np.ndarray, size: int) -> np.ndarray:
+        """Arrays of pixel values checked and scaled as the model takes them (one pixel-scale rule
+        for every entry point: ``apparel.inference.inputs``); ``ValueError`` saying what to send."""
+        raise NotImplementedError
+
+    def decode(self, source, size: int, max_pixels: int, max_bytes: int) -> np.ndarray:
+        """One photo (path, bytes or PIL image) as the model's float32 input."""
+        raise NotImplementedError
+
+    def steps(self, source, size: int, max_pixels: int, max_bytes: int) -> list:
+        """The named PIL images from the photo as read to the model's input (``apparel preprocess``)."""
+        raise NotImplementedError
+
+    def draft_size(self, size: int) -> tuple[int, int]:
+        """The smallest decode that still makes a full-quality input (JPEG draft mode)."""
+        raise NotImplementedError
+
+    def held_out(self, contract, where, images=None, dataset=None, data_dir=None, drawn: bool = False) -> HeldOut:
+        """The labelled set the model of ``contract`` in ``where`` is measured (or ``drawn``) on:
+        ``images`` (a folder of class folders or a ``path,label`` CSV) for kinds measured on photos,
+        else the data set (``dataset``, or the one in ``data_dir``). ``ParameterError`` naming
+        ``images`` when the wrong one is given."""
+        raise NotImplementedError
+
+    def measure(self, model, held_out: HeldOut, batch_size: int) -> dict:
+        """``model``'s figures on ``held_out``: loss, accuracy, the classification report, under
+        the keys ``metrics.json`` keeps them."""
+        raise NotImplementedError
+
+    def record(self, metrics: dict, held_out: HeldOut, report: dict) -> dict:
+        """What ``report`` adds to a run's metrics.json (``metrics``: what it holds now)."""
+        raise NotImplementedError
+
+    def title(self, held_out: HeldOut, report: dict) -> str:
+        """What ``report`` measured, for a figure's title."""
+        return held_out.title
+
+    def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Up to ``count`` images of ``held_out`` as the model takes them, and their labels, to draw."""
+        raise NotImplementedError
