@@ -27,7 +27,7 @@ from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
 from apparel.inference.export import export_model
 from apparel.inference.prediction import MODEL_DIR_ENV, Predictor, default_model_note, resolve_model_dir
-from apparel.kinds.base import Kind
+from apparel.kinds.base import Kind, figure
 from apparel.kinds.registry import PHOTO_KIND, kind_for_inputs
 from apparel.models import MODELS
 from apparel.errors import ParameterError
@@ -36,8 +36,7 @@ from apparel.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.batch.run import BatchConfig, classify_manifest
-from apparel.photo_training import few_validation_note
-from apparel.training import train
+from apparel.training import kind_of, train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
 # A shipped model is named where a run directory is asked for: it lives inside the installed package.
@@ -85,23 +84,14 @@ def cmd_train(args) -> int:
     result = train(config, out_dir=args.out, data_dir=args.data_dir, verbose=1 if sys.stdout.isatty() else 2,
                    resume=args.resume, overwrite=args.overwrite)
     metrics = result.metrics
-
-    def figure(key: str) -> str:
-        return "n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}"
-
-    # Fashion-MNIST runs end on the test set; photo runs on their validation photos.
-    held_out = "test" if "test_accuracy" in metrics else "validation"
-    measured = f"{held_out} accuracy {figure(held_out + '_accuracy')}"
-    if "kept" in metrics:  # a photo run: what measured it, and which phase's model was saved
-        kept = "the head alone, no fine-tuning epoch beat it" if metrics["kept"] == "head" else metrics["kept"]
-        measured += f" on {metrics['validation_images']} validation photos (kept: {kept})"
-    measured += f", {held_out} loss {figure(held_out + '_loss')}"
+    kind = kind_of(config)
     print(
-        f"{config.model}: {measured}, train accuracy {figure('train_accuracy')}, train loss {figure('train_loss')} "
-        f"(last epoch), {metrics['fit_seconds']:.1f} s, {metrics['parameters']:,} parameters"
+        f"{config.model}: {kind.measured(metrics)}, train accuracy {figure(metrics, 'train_accuracy')}, "
+        f"train loss {figure(metrics, 'train_loss')} (last epoch), {metrics['fit_seconds']:.1f} s, "
+        f"{metrics['parameters']:,} parameters"
     )
-    if metrics.get("few_validation_photos"):
-        _status(f"warning: {few_validation_note(metrics['few_validation_photos'])}")
+    for warning in kind.warnings(metrics):
+        _status(f"warning: {warning}")
     print(f"wrote {args.out}/model.keras, config.json, history.json, metrics.json")
     return 0
 

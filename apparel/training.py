@@ -1,123 +1,30 @@
-"""Compile and train a registered model, and write a complete run directory.
+"""Train a registered model and write a complete run directory: one path for every kind.
 
     >>> from apparel.config import TrainConfig
     >>> from apparel.training import train
     >>> result = train(TrainConfig(epochs=2, limit=5000), out_dir="runs/quick")
     >>> result.metrics["test_accuracy"]
+
+The model's kind (``apparel.kinds``, named by the model's registry entry) supplies each step: its
+training data, its model built (or an interrupted run's resumed), its fit, its figures, its
+finished run directory. What every kind shares lives here once: the run directory claimed, the
+seed, the config and input contract recorded, the epochs checkpointed, the best epoch restored.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from apparel import artifacts
 from apparel.config import TrainConfig
-from apparel.data import Dataset, load_dataset
-from apparel.errors import ParameterError
-from apparel.scores import evaluate_model
-from apparel.models import create_model, get_spec, with_augmentation
-from apparel.optimization import learning_rate_for, make_loss, make_optimizer
-from apparel.photo_training import train_photo_model
-from apparel.runs import (TrainResult, augmentations, base_model, epoch_recorder,
-                          claimed_run_dir, finish_run, restore_best, resume_run)
-
-def build_model(config: TrainConfig, steps_per_epoch: int = 1875):
-    """The registered model named by ``config``, compiled as the walk-through compiles it.
-
-    Returns ``(base, trainable)``: ``base`` is the model that is saved and used for inference;
-    ``trainable`` is what ``fit`` runs — ``base`` itself, or ``base`` behind augmentation layers.
-    """
-    import keras
-
-    for name in config.metrics:
-        # Keras resolves these few names against the loss itself; others must be metric names.
-        if name not in ("accuracy", "acc", "crossentropy", "ce"):
-            try:
-                keras.metrics.get(name)
-            except (ValueError, TypeError):
-                raise ValueError(
-                    f"unknown metric {name!r}; use Keras metric identifiers such as accuracy, "
-                    "SparseTopKCategoricalAccuracy, MeanSquaredError, AUC"
-                ) from None
-    options = config.model_options()
-    previous_policy = keras.config.dtype_policy()
-    if config.mixed_precision:
-        keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        base = create_model(config.model, **options)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
-    trainable = with_augmentation(base, augmentations(config))
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
-    optimizer.learning_rate = learning_rate_for(config, steps_per_epoch)
-    loss = make_loss(config.label_smoothing)
-    try:
-        trainable.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=list(config.metrics),
-            steps_per_execution=config.steps_per_execution,
-            jit_compile=get_spec(config.model).jit_compile if config.jit_compile is None else config.jit_compile,
-        )
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"cannot compile {config.model!r} with metrics {list(config.metrics)}: {error}") from None
-    return base, trainable
-
-def split_validation(dataset: Dataset, fraction: float) -> tuple[tuple[np.ndarray, np.ndarray], tuple | None]:
-    """Hold out the last ``fraction`` of the training set (as Keras's ``validation_split`` does)."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"validation_split must be in [0, 1), got {fraction}")
-    count = int(round(len(dataset.x_train) * fraction))
-    if count == 0:
-        return (dataset.x_train, dataset.y_train), None
-    cut = len(dataset.x_train) - count
-    return (dataset.x_train[:cut], dataset.y_train[:cut]), (dataset.x_train[cut:], dataset.y_train[cut:])
-
-
-def shuffled_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int = 0, first_epoch: int = 0):
-    """The training set as a TensorFlow dataset of batches, reshuffled every epoch.
-
-    The same batches as Keras's own numpy input (a fresh permutation each epoch, a last partial
-    batch), built more cheaply: the arrays sit in memory as tensors, each epoch gathers them once
-    in shuffled order, and every batch is then a contiguous slice. Keras's pipeline gathers each
-    batch in a per-batch function; for a model as small as the reference that costs about a sixth
-    of the epoch (docs/performance.md). Epoch ``e``'s order depends only on ``seed`` and ``e``, so
-    a run resumed at ``first_epoch`` sees the batches the uninterrupted run would have seen.
-    TensorFlow backend only (``train`` gives other backends the arrays for Keras to batch).
-    """
-    import tensorflow as tf
-
-    count = len(x)
-    full = count // batch_size
-    images, labels = tf.constant(x), tf.constant(y)
-    epoch = tf.Variable(first_epoch, dtype=tf.int64, trainable=False)
-
-    def one_epoch(_):
-        key = tf.stack([tf.constant(seed, tf.int64), epoch.assign_add(1) - 1])
-        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=key)
-        shuffled_x, shuffled_y = tf.gather(images, order), tf.gather(labels, order)
-        cut = full * batch_size
-        batches = tf.data.Dataset.from_tensor_slices((
-            tf.reshape(shuffled_x[:cut], (full, batch_size, *x.shape[1:])),
-            tf.reshape(shuffled_y[:cut], (full, batch_size, *y.shape[1:])),
-        ))
-        if cut < count:
-            batches = batches.concatenate(tf.data.Dataset.from_tensors((shuffled_x[cut:], shuffled_y[cut:])))
-        return batches
-
-    # A new iterator per epoch reruns the shuffle; the known length gives Keras its progress bar.
-    dataset = tf.data.Dataset.from_tensors(0).flat_map(one_epoch)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-count // batch_size))).prefetch(4)
-    # tf.data's autotuner runs in the background and, on two cores, takes CPU from the training
-    # step: with it on, epochs of the reference model varied from 0.9 to 2 s; off, 0.86–0.91 s.
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.with_options(options)
+from apparel.contract import CONFIG_KEY, InputContract
+from apparel.data import Dataset
+from apparel.kinds.base import Kind
+from apparel.kinds.registry import kind_named
+from apparel.models import get_spec
+from apparel.runs import TrainResult, base_model, claimed_run_dir, epoch_recorder, restore_best, resume_run
 
 
 def train(
@@ -130,106 +37,57 @@ def train(
     callbacks: list | None = None,
     overwrite: bool = False,
 ) -> TrainResult:
-    """Train ``config`` on Fashion-MNIST (or ``dataset``), evaluate on the test set, and — when
-    ``out_dir`` is given — write model.keras, config.json, history.json and metrics.json there.
+    """Train ``config``'s model on its kind's data — Fashion-MNIST (or ``dataset``, or the one in
+    ``data_dir``) for 28×28 models, ``config.images`` for photo models — measure it on its
+    held-out set, and — when ``out_dir`` is given — write model.keras, config.json (with the input
+    contract), history.json and metrics.json there.
 
     Each finished epoch is checkpointed in ``out_dir/checkpoints``; after an interruption the same
     call with ``resume=True`` continues from the last finished epoch (and the checkpoints are
     removed when training completes). A directory that already holds a run is refused unless
     ``overwrite``, and so is one that another live run is writing (see ``runs.claimed_run_dir``).
-    With a validation split, the saved model is the epoch with the best validation accuracy.
+    With validation data, the saved model is the epoch with the best validation accuracy.
     ``callbacks`` are extra Keras callbacks, run after the checkpointing one.
     """
     import keras
 
     spec = get_spec(config.model)
-    if spec.input_kind == "photo" or config.images:
-        if dataset is not None or data_dir is not None:
-            raise ParameterError("{} trains on Fashion-MNIST; photo models train on images", "dataset")
-        return train_photo_model(config, out_dir, verbose=verbose, resume=resume, callbacks=callbacks,
-                                 overwrite=overwrite)
+    kind = kind_of(config)
+    kind.check_training(config, dataset, data_dir)
+    validation_split = spec.validation_split if config.validation_split is None else config.validation_split
     run_dir = Path(out_dir) if out_dir is not None else None
     with claimed_run_dir(run_dir, resume, overwrite):
-        dataset = _training_data(config, dataset, data_dir)
-        fraction = spec.validation_split if config.validation_split is None else config.validation_split
-        (x_train, y_train), validation = split_validation(dataset, fraction)
+        data = kind.training_data(config, validation_split, dataset, data_dir, verbose)
         keras.utils.set_random_seed(config.seed)
         if resume:
             trainable, history, initial_epoch = resume_run(run_dir, config)
-            base = base_model(trainable, config)
+            base, state = base_model(trainable, config), kind.resumed(run_dir)
         else:
-            base, trainable = build_model(config, -(-len(x_train) // config.batch_size))
+            base, trainable, state = kind.build(config, data, run_dir, verbose,
+                                                record=lambda: record_run(run_dir, config, kind.name, data))
             history, initial_epoch = {}, 0
-            if run_dir is not None:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                config.save(run_dir / artifacts.CONFIG_FILE, {"versions": artifacts.library_versions()})
-        if config.label_smoothing:  # the smoothed loss takes one-hot labels
-            classes = base.output_shape[-1]
-            y_train = keras.utils.to_categorical(y_train, classes)
-            validation = None if validation is None else (validation[0], keras.utils.to_categorical(validation[1], classes))
-        recorder = epoch_recorder(run_dir, history, monitor_best=validation is not None)
+        recorder = epoch_recorder(run_dir, history, **kind.recorder_options(data, state, None if resume else trainable))
         started = time.perf_counter()
         if initial_epoch < config.epochs:
-            trainable.fit(**_fit_inputs(config, x_train, y_train, initial_epoch), epochs=config.epochs,
-                          initial_epoch=initial_epoch, validation_data=validation, verbose=verbose,
-                          callbacks=[recorder, *(callbacks or []), *_stopping(config, validation)])
+            kind.fit(trainable, config, data, initial_epoch, [recorder, *(callbacks or [])], verbose)
         fit_seconds = time.perf_counter() - started
         restore_best(trainable, recorder, run_dir)
-        metrics = _metrics(config, base, dataset, history, len(x_train), validation, recorder.best_epoch, fit_seconds)
+        metrics = kind.metrics(config, base, data, history, state, recorder.best_epoch, fit_seconds)
         if run_dir is not None:
-            finish_run(run_dir, base, history, metrics)
+            kind.finish(run_dir, base, history, metrics, data)
         return TrainResult(base, config, history, metrics, run_dir)
 
 
-def _training_data(config: TrainConfig, dataset: Dataset | None, data_dir) -> Dataset:
-    """Fashion-MNIST from ``data_dir`` (or ``dataset``), its training set cut to ``config.limit``."""
-    if dataset is None:
-        return load_dataset(data_dir, limit=config.limit)
-    if config.limit is not None:
-        return Dataset(dataset.x_train[: config.limit], dataset.y_train[: config.limit], dataset.x_test, dataset.y_test)
-    return dataset
+def kind_of(config: TrainConfig) -> Kind:
+    """The kind of model ``config`` trains, as its model's registry entry names it."""
+    return kind_named(get_spec(config.model).input_kind)
 
 
-def _fit_inputs(config: TrainConfig, x_train: np.ndarray, y_train: np.ndarray, initial_epoch: int) -> dict:
-    import keras
-
-    if keras.backend.backend() == "tensorflow":
-        batches = shuffled_batches(x_train, y_train, config.batch_size, config.seed, initial_epoch)
-        return {"x": batches, "shuffle": False}  # the dataset shuffles itself
-    return {"x": x_train, "y": y_train, "batch_size": config.batch_size}
-
-
-def _stopping(config: TrainConfig, validation) -> list:
-    import keras
-
-    if config.early_stopping is None:
-        return []
-    if validation is None:
-        raise ValueError("early_stopping needs a validation split (validation_split > 0)")
-    return [keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.early_stopping)]
-
-
-def _metrics(config: TrainConfig, base, dataset: Dataset, history: dict, train_images: int, validation,
-             best_epoch, fit_seconds: float) -> dict:
-    """The run's figures: the test set's, then the training's as Keras reported them."""
-    test = evaluate_model(base, dataset.x_test, dataset.y_test, batch_size=max(config.batch_size, 256))
-    metrics = {
-        "model": config.model,
-        "test_accuracy": test["accuracy"],
-        "test_loss": test["loss"],
-        # As Keras reports them: the running mean over the last epoch, not a separate pass.
-        "train_accuracy": history["accuracy"][-1] if "accuracy" in history else None,
-        "train_loss": history["loss"][-1],
-        "fit_seconds": round(float(sum(history["seconds"])), 3),
-        "wall_seconds_this_call": round(fit_seconds, 3),
-        "epoch_seconds": round(float(np.median(history["seconds"])), 4),
-        "epochs_run": len(history["loss"]),
-        "parameters": int(base.count_params()),
-        "train_images": int(train_images),
-        "validation_images": 0 if validation is None else int(len(validation[0])),
-        "test_images": int(len(dataset.x_test)),
-    }
-    if validation is not None and "val_accuracy" in history:
-        metrics["validation_accuracy"] = max(history["val_accuracy"])
-        metrics["best_epoch"] = best_epoch
-    return metrics
+def record_run(run_dir: Path | None, config: TrainConfig, kind: str, data) -> None:
+    """config.json of a new run: the parameters, the input contract (which finds the model's kind
+    again) and the library versions."""
+    if run_dir is None:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    contract = InputContract(kind=kind, size=data.size, class_names=data.class_names)
+    config.save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict(), "versions": artifacts.library_versions()})

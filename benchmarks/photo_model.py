@@ -39,7 +39,7 @@ FASHION_TO_PHOTO = {
 
 def accuracy_on(predictor, folder: Path, out_dir: Path) -> dict:
     from apparel.kinds.photo.measure import evaluate_photo_model
-    from apparel.photo_data import read_labelled_photos
+    from apparel.kinds.photo.data import read_labelled_photos
     from apparel.plots import confusion_matrix_figure
 
     contract = predictor.contract

@@ -16,13 +16,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "apparel"
 STAGES = {
     "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.data": 0,
     "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.images.photos": 0,
-    "apparel.inference.inputs": 0, "apparel.kinds.base": 0, "apparel.taxonomy": 0,
-    "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1, "apparel.optimization": 1,
-    "apparel.runs": 1, "apparel.scores": 1,
+    "apparel.inference.inputs": 0, "apparel.taxonomy": 0,
+    "apparel.backbones": 1, "apparel.models": 1, "apparel.optimization": 1, "apparel.runs": 1,
+    "apparel.scores": 1, "apparel.kinds.base": 1, "apparel.kinds.photo.data": 1,
     # A kind's object asks its own folder's modules and the stages below; everything above asks the kind.
     "apparel.kinds": 2, "apparel.contract": 2,
     "apparel.inference": 3,
-    "apparel.training": 4, "apparel.photo_training": 4, "apparel.evaluation": 4, "apparel.plots": 4,
+    "apparel.training": 4, "apparel.evaluation": 4, "apparel.plots": 4,
     "apparel.store": 4,
     "apparel.images": 5,
     "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6,

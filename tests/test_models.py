@@ -3,7 +3,7 @@ import pytest
 
 from apparel.models import MODELS, create_model
 from apparel.config import TrainConfig
-from apparel.training import build_model
+from apparel.kinds.fashion_mnist.fitting import build_model
 
 SMALL_OPTIONS = {
     "seed-mlp": {"hidden": 16},

@@ -22,6 +22,11 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(str(n) for n in shape) or "a single number"
 
 
+def figure(metrics: dict, key: str) -> str:
+    """One of a run's figures as a summary shows it: four decimals, or n/a."""
+    return "n/a" if metrics.get(key) is None else f"{metrics[key]:.4f}"
+
+
 @dataclass(frozen=True)
 class InputWords:
     """A kind's input described for people: every message, document and metadata file that says
@@ -112,6 +117,53 @@ class Kind:
     def title(self, held_out: HeldOut, report: dict) -> str:
         """What ``report`` measured, for a figure's title."""
         return held_out.title
+
+    # How it trains: ``apparel.training.train`` runs these steps, in this order, for every kind.
+
+    def check_training(self, config, dataset, data_dir) -> None:
+        """Refuse, before anything is written, training inputs this kind does not take."""
+
+    def training_data(self, config, validation_split: float, dataset, data_dir, verbose):
+        """What the run trains on and is measured on; it has ``class_names`` and ``size``."""
+        raise NotImplementedError
+
+    def build(self, config, data, run_dir, verbose, record):
+        """A new run's model: ``(base, trainable, state)``; ``base`` is saved and used for
+        inference, ``trainable`` is what ``fit`` runs, ``state`` what ``metrics`` needs of the
+        build. ``record()`` writes the run's config.json once the run may be resumed."""
+        raise NotImplementedError
+
+    def resumed(self, run_dir):
+        """The ``state`` of an interrupted run's build, read back from ``run_dir``."""
+        return None
+
+    def recorder_options(self, data, state, trainable) -> dict:
+        """How the epoch recorder keeps the best epoch (``runs.epoch_recorder``'s ``monitor_best``
+        and ``baseline``); ``trainable`` is None for a resumed run."""
+        raise NotImplementedError
+
+    def fit(self, trainable, config, data, initial_epoch: int, callbacks: list, verbose) -> None:
+        """Train ``trainable`` from ``initial_epoch`` to ``config.epochs`` with ``callbacks``."""
+        raise NotImplementedError
+
+    def metrics(self, config, base, data, history: dict, state, best_epoch, fit_seconds: float) -> dict:
+        """The finished run's figures, for metrics.json."""
+        raise NotImplementedError
+
+    def finish(self, run_dir, base, history: dict, metrics: dict, data) -> None:
+        """Write the finished run into ``run_dir`` (``runs.finish_run`` and what the kind adds)."""
+        from apparel.runs import finish_run
+
+        finish_run(run_dir, base, history, metrics)
+
+    def measured(self, metrics: dict) -> str:
+        """A finished run's held-out figures in words (``apparel train``'s summary)."""
+        split = self.held_out_split
+        return f"{split} accuracy {figure(metrics, split + '_accuracy')}, {split} loss {figure(metrics, split + '_loss')}"
+
+    def warnings(self, metrics: dict) -> list[str]:
+        """What a person should know about a finished run's figures."""
+        return []
 
     def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``count`` images of ``held_out`` as the model takes them, and their labels, to draw."""

@@ -93,5 +93,35 @@ class FashionMnistKind(Kind):
     def record(self, metrics: dict, held_out: HeldOut, report: dict) -> dict:
         return report  # the test set's figures, in place of the training's own
 
+    def check_training(self, config, dataset, data_dir) -> None:
+        if config.images:
+            raise ValueError(f"model {config.model!r} takes Fashion-MNIST arrays, not photos; choose a photo model such "
+                             "as efficientnet-lite0, or leave images empty")
+
+    def training_data(self, config, validation_split: float, dataset, data_dir, verbose):
+        from apparel.kinds.fashion_mnist.fitting import training_data
+
+        return training_data(config, validation_split, dataset, data_dir)
+
+    def build(self, config, data, run_dir, verbose, record):
+        from apparel.kinds.fashion_mnist.fitting import build_model
+
+        base, trainable = build_model(config, -(-len(data.train[0]) // config.batch_size))
+        record()
+        return base, trainable, None
+
+    def recorder_options(self, data, state, trainable) -> dict:
+        return {"monitor_best": data.validation is not None}
+
+    def fit(self, trainable, config, data, initial_epoch: int, callbacks: list, verbose) -> None:
+        from apparel.kinds.fashion_mnist.fitting import fit
+
+        fit(trainable, config, data, initial_epoch, callbacks, verbose)
+
+    def metrics(self, config, base, data, history: dict, state, best_epoch, fit_seconds: float) -> dict:
+        from apparel.kinds.fashion_mnist.fitting import metrics
+
+        return metrics(config, base, data, history, best_epoch, fit_seconds)
+
     def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         return held_out.images[:count], held_out.labels[:count]

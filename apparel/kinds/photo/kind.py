@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.errors import ParameterError
-from apparel.kinds.base import HeldOut, InputWords, Kind, shape_text
+from apparel.kinds.base import HeldOut, InputWords, Kind, figure, shape_text
 
 # Photos of the fashion-mnist kind's size: what a client sends when it mistakes the model.
 FASHION_MNIST_SHAPE = (28, 28)
@@ -73,7 +73,7 @@ class PhotoKind(Kind):
         return (size, size)
 
     def held_out(self, contract, where, images=None, dataset=None, data_dir=None, drawn: bool = False) -> HeldOut:
-        from apparel.photo_data import read_labelled_photos
+        from apparel.kinds.photo.data import read_labelled_photos
 
         if images is None:
             raise ParameterError(f"{where} holds a photo model: give {{}}, a folder of class folders to "
@@ -95,6 +95,57 @@ class PhotoKind(Kind):
 
     def title(self, held_out: HeldOut, report: dict) -> str:
         return f"{held_out.title}, {report['images_images']} photos"
+
+    def check_training(self, config, dataset, data_dir) -> None:
+        if dataset is not None or data_dir is not None:
+            raise ParameterError("{} trains on Fashion-MNIST; photo models train on images", "dataset")
+
+    def training_data(self, config, validation_split: float, dataset, data_dir, verbose):
+        from apparel.kinds.photo.fitting import training_data
+
+        return training_data(config, validation_split, verbose)
+
+    def build(self, config, data, run_dir, verbose, record):
+        from apparel.kinds.photo.fitting import build
+
+        record()  # first: an interrupted head phase can be resumed
+        return build(config, data, run_dir, verbose)
+
+    def resumed(self, run_dir):
+        from apparel.kinds.photo.fitting import resumed_figures
+
+        return resumed_figures(run_dir)
+
+    def recorder_options(self, data, state, trainable) -> dict:
+        # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
+        return {"monitor_best": True, "baseline": (state["head_validation_accuracy"],
+                                                   None if trainable is None else trainable.get_weights())}
+
+    def fit(self, trainable, config, data, initial_epoch: int, callbacks: list, verbose) -> None:
+        from apparel.kinds.photo.fitting import fit
+
+        fit(trainable, config, data, initial_epoch, callbacks, verbose)
+
+    def metrics(self, config, base, data, history: dict, state, best_epoch, fit_seconds: float) -> dict:
+        from apparel.kinds.photo.fitting import metrics
+
+        return metrics(config, base, data, history, state, best_epoch)
+
+    def finish(self, run_dir, base, history: dict, metrics: dict, data) -> None:
+        from apparel.kinds.photo.fitting import finish
+
+        finish(run_dir, base, history, metrics, data)
+
+    def measured(self, metrics: dict) -> str:
+        # What measured it, and which phase's model was saved.
+        kept = "the head alone, no fine-tuning epoch beat it" if metrics["kept"] == "head" else metrics["kept"]
+        return (f"validation accuracy {figure(metrics, 'validation_accuracy')} on {metrics['validation_images']} "
+                f"validation photos (kept: {kept}), validation loss {figure(metrics, 'validation_loss')}")
+
+    def warnings(self, metrics: dict) -> list[str]:
+        from apparel.kinds.photo.fitting import few_validation_note
+
+        return [few_validation_note(metrics["few_validation_photos"])] if metrics.get("few_validation_photos") else []
 
     def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``count`` readable photos drawn at random, in colour, as the model sees them."""

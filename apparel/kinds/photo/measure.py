@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apparel.photo_data import PhotoSet, photo_outputs
+from apparel.kinds.photo.data import PhotoSet, photo_outputs
 from apparel.scores import classification_report
 
 

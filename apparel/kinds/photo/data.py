@@ -1,6 +1,6 @@
 """Labelled photos for training a photo model: a folder per class, or a CSV of ``path,label``.
 
-    >>> from apparel.photo_data import load_photo_splits
+    >>> from apparel.kinds.photo.data import load_photo_splits
     >>> splits = load_photo_splits(["shop/photos"], validation_split=0.15, seed=0)
     >>> splits.class_names, len(splits.train), len(splits.validation)
     (('dress', 'hat', ...), 2600, 460)

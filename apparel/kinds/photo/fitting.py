@@ -2,9 +2,12 @@
 features, then the backbone's top blocks fine-tuned with the head at a lower learning rate.
 
     >>> from apparel.config import TrainConfig
-    >>> from apparel.photo_training import train_photo_model
+    >>> from apparel.training import train
     >>> config = TrainConfig(model="efficientnet-lite0", images=("shop/photos",), epochs=4)
-    >>> train_photo_model(config, out_dir="runs/shop").metrics["validation_accuracy"]
+    >>> train(config, out_dir="runs/shop").metrics["validation_accuracy"]
+
+``apparel.training.train`` runs these steps through the one training path: ``training_data``,
+``build`` (phase 1 included), ``fit`` (phase 2), ``metrics``, ``finish``.
 
 Phase 1 reads every photo once, without augmentation, and fits the head on the pooled features
 held in memory (1,280 numbers a photo): seconds per epoch instead of a pass of the backbone.
@@ -20,32 +23,50 @@ one for the head's epochs, Keras's own for fine-tuning; and a class with fewer t
 
 from __future__ import annotations
 
-import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from apparel import artifacts
 from apparel.config import TrainConfig
-from apparel.contract import CONFIG_KEY, InputContract
+from apparel.kinds.photo.data import (FEW_VALIDATION_PHOTOS, PhotoSplits, load_photo_splits, photo_batches,
+                                      photo_outputs, progress_bar)
 from apparel.kinds.photo.measure import evaluate_photo_model
 from apparel.models import create_model, get_spec, with_augmentation
 from apparel.optimization import learning_rate_for, make_optimizer
-from apparel.photo_data import (FEW_VALIDATION_PHOTOS, PhotoSplits, load_photo_splits, photo_batches, photo_outputs,
-                                progress_bar)
-from apparel.runs import (HEAD_FILE, SKIPPED_FILE, TrainResult, augmentations, base_model, claimed_run_dir,
-                          epoch_recorder, finish_run, restore_best, resume_run)
+from apparel.runs import HEAD_FILE, SKIPPED_FILE, augmentations, finish_run
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3
 HEAD_BATCH_SIZE = 64
 
 
-def image_size(config: TrainConfig) -> int:
-    """The side of the square input ``config`` trains at: its own, else its model's default."""
-    return config.image_size or get_spec(config.model).defaults()["image_size"]
+@dataclass
+class PhotoTraining:
+    """What a photo run trains and is measured on: its validation photos are its held-out set."""
+
+    splits: PhotoSplits
+    size: int  # the side of the square input, resolved once: the config's, else the model's default
+    skipped: dict = field(default_factory=dict)  # path -> why it was left out, filled as photos stream
+    few: dict = field(default_factory=dict)  # the classes under FEW_VALIDATION_PHOTOS, and their counts
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.splits.class_names
+
+
+def training_data(config: TrainConfig, validation_split: float, verbose: int | str = 0) -> PhotoTraining:
+    """The photos of ``config.images``, split; a warning first (unless ``verbose=0``) when a
+    class has too few validation photos, as the run's figures will rest on them."""
+    splits = load_photo_splits(config.images, validation_split, config.seed, config.per_class_limit)
+    size = config.image_size or get_spec(config.model).defaults()["image_size"]
+    data = PhotoTraining(splits, size, dict(splits.skipped), few_validation_photos(splits))
+    if data.few and verbose != 0:
+        _say(f"warning: {few_validation_note(data.few)}")
+    return data
 
 
 def _loss(config: TrainConfig):
@@ -64,7 +85,7 @@ def _one_hot(batches, classes: int):
     return batches.map(one_hot)
 
 
-def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict, verbose: int | str = 0) -> dict:
+def fit_head(base, data: PhotoTraining, config: TrainConfig, verbose: int | str = 0) -> dict:
     """Phase 1: the head (dropout, dense) on the frozen backbone's pooled features. ``base`` keeps
     the head of the best epoch by validation accuracy. Returns the phase's figures. Unless
     ``verbose`` is 0, bars on stderr follow the pass over the photos and the head's epochs."""
@@ -72,7 +93,7 @@ def fit_head(base, splits: PhotoSplits, config: TrainConfig, skipped: dict, verb
 
     shown = verbose != 0
     started = time.perf_counter()
-    size, classes = image_size(config), len(splits.class_names)
+    splits, skipped, size, classes = data.splits, data.skipped, data.size, len(data.class_names)
     backbone = base.get_layer("backbone")
     x_train, y_train = photo_outputs(backbone, splits.train, size, config.batch_size, skipped,
                                      progress="features of the training photos" if shown else None)
@@ -127,73 +148,38 @@ def compile_fine_tuning(base, config: TrainConfig, steps_per_epoch: int):
     return trainable
 
 
-def _start(config: TrainConfig, splits: PhotoSplits, run_dir: Path | None, skipped: dict, verbose: int | str):
-    """A new run: the model, its head fitted (phase 1), compiled for fine-tuning; the config and
-    the input contract written first, so an interrupted run can be resumed."""
-    options = {**config.model_options(), "image_size": image_size(config), "outputs": len(splits.class_names)}
+def build(config: TrainConfig, data: PhotoTraining, run_dir: Path | None, verbose: int | str):
+    """A new run's model, its head fitted (phase 1; its figures kept in the run directory so a
+    resumed run has them), compiled for fine-tuning. Returns ``(base, trainable, head_figures)``."""
+    options = {**config.model_options(), "image_size": data.size, "outputs": len(data.class_names)}
     base = create_model(config.model, **options)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        contract = InputContract(kind="photo", size=image_size(config), class_names=splits.class_names)
-        config.save(run_dir / artifacts.CONFIG_FILE, {CONFIG_KEY: contract.to_dict(), "versions": artifacts.library_versions()})
-    head_figures = fit_head(base, splits, config, skipped, verbose)
+    head_figures = fit_head(base, data, config, verbose)
     if run_dir is not None:
         artifacts.write_json(run_dir / HEAD_FILE, head_figures)
-    trainable = compile_fine_tuning(base, config, -(-len(splits.train) // config.batch_size))
+    trainable = compile_fine_tuning(base, config, -(-len(data.splits.train) // config.batch_size))
     return base, trainable, head_figures
 
 
-def train_photo_model(
-    config: TrainConfig,
-    out_dir: str | os.PathLike | None = None,
-    verbose: int | str = "auto",
-    resume: bool = False,
-    callbacks: list | None = None,
-    overwrite: bool = False,
-) -> TrainResult:
-    """Train the photo model ``config`` names on ``config.images`` (see the module docstring) and,
-    with ``out_dir``, write model.keras, config.json (with the input contract), history.json and
-    metrics.json there."""
-    import keras
+def resumed_figures(run_dir: Path) -> dict:
+    """The head's figures of an interrupted run (phase 1 is not run again)."""
+    return artifacts.read_json(run_dir / HEAD_FILE)
 
-    spec = get_spec(config.model)
-    if spec.input_kind != "photo":
-        raise ValueError(f"model {config.model!r} takes Fashion-MNIST arrays, not photos; choose a photo model such "
-                         "as efficientnet-lite0, or leave images empty")
-    fraction = spec.validation_split if config.validation_split is None else config.validation_split
-    run_dir = Path(out_dir) if out_dir is not None else None
-    with claimed_run_dir(run_dir, resume, overwrite):
-        splits = load_photo_splits(config.images, fraction, config.seed, config.per_class_limit)
-        skipped = dict(splits.skipped)
-        few = few_validation_photos(splits)
-        if few and verbose != 0:  # said first: the run's figures will rest on them
-            _say(f"warning: {few_validation_note(few)}")
-        keras.utils.set_random_seed(config.seed)
-        if resume:
-            trainable, history, initial_epoch = resume_run(run_dir, config)
-            base, head_figures = base_model(trainable, config), artifacts.read_json(run_dir / HEAD_FILE)
-        else:
-            (base, trainable, head_figures), history, initial_epoch = _start(config, splits, run_dir, skipped, verbose), {}, 0
-        # Fine-tuning a few photos a class can do worse than the head alone: then the head is kept.
-        baseline = (head_figures["head_validation_accuracy"], None if resume else trainable.get_weights())
-        recorder = epoch_recorder(run_dir, history, monitor_best=True, baseline=baseline)
-        classes, size = len(splits.class_names), image_size(config)
-        if initial_epoch < config.epochs:
-            if verbose != 0:
-                blocks = spec.fine_tune_blocks if config.fine_tune_blocks is None else config.fine_tune_blocks
-                _say(f"fine-tuning the head and the backbone's top {blocks} block{'' if blocks == 1 else 's'}: epochs "
-                     f"{initial_epoch + 1} to {config.epochs}, one kept only if it beats the best before it")
-            trainable.fit(
-                _one_hot(photo_batches(splits.train, size, config.batch_size, config.seed, skipped), classes),
-                validation_data=_one_hot(photo_batches(splits.validation, size, config.batch_size, skipped=skipped), classes),
-                epochs=config.epochs, initial_epoch=initial_epoch, callbacks=[recorder, *(callbacks or [])], verbose=verbose,
-                shuffle=False,  # the pipeline reshuffles every epoch itself
-            )
-        restore_best(trainable, recorder, run_dir)
-        metrics = _metrics(config, base, splits, history, head_figures, recorder.best_epoch, skipped, few)
-        if run_dir is not None:
-            _write_run(run_dir, base, history, metrics, skipped)
-        return TrainResult(base, config, history, metrics, run_dir)
+
+def fit(trainable, config: TrainConfig, data: PhotoTraining, initial_epoch: int, callbacks: list,
+        verbose: int | str) -> None:
+    """Phase 2: the photos streamed through augmentation and the network, from ``initial_epoch``."""
+    classes, size, skipped = len(data.class_names), data.size, data.skipped
+    if verbose != 0:
+        spec = get_spec(config.model)
+        blocks = spec.fine_tune_blocks if config.fine_tune_blocks is None else config.fine_tune_blocks
+        _say(f"fine-tuning the head and the backbone's top {blocks} block{'' if blocks == 1 else 's'}: epochs "
+             f"{initial_epoch + 1} to {config.epochs}, one kept only if it beats the best before it")
+    trainable.fit(
+        _one_hot(photo_batches(data.splits.train, size, config.batch_size, config.seed, skipped), classes),
+        validation_data=_one_hot(photo_batches(data.splits.validation, size, config.batch_size, skipped=skipped), classes),
+        epochs=config.epochs, initial_epoch=initial_epoch, callbacks=callbacks, verbose=verbose,
+        shuffle=False,  # the pipeline reshuffles every epoch itself
+    )
 
 
 def few_validation_photos(splits: PhotoSplits) -> dict[str, int]:
@@ -222,8 +208,10 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dict, best_epoch, skipped, few) -> dict:
-    report = evaluate_photo_model(base, splits.validation, image_size(config), splits.class_names)
+def metrics(config: TrainConfig, base, data: PhotoTraining, history: dict, head_figures: dict, best_epoch) -> dict:
+    """The run's figures: the validation photos', the head's, then the fine-tuning's as Keras reported them."""
+    splits, skipped, few = data.splits, data.skipped, data.few
+    report = evaluate_photo_model(base, splits.validation, data.size, splits.class_names)
     return {
         "model": config.model,
         "validation_accuracy": report["accuracy"],
@@ -249,7 +237,9 @@ def _metrics(config, base, splits: PhotoSplits, history: dict, head_figures: dic
     }
 
 
-def _write_run(run_dir: Path, base, history: dict, metrics: dict, skipped: dict) -> None:
+def finish(run_dir: Path, base, history: dict, metrics: dict, data: PhotoTraining) -> None:
+    """The run directory completed: the model, its figures, the photos left out and why."""
+    skipped = data.skipped
     if skipped:  # which photos were left out, and why
         artifacts.write_json(run_dir / SKIPPED_FILE, skipped)
     finish_run(run_dir, base, history, metrics)
