@@ -11,16 +11,17 @@ is built, trained or loaded.
     (30, 10)
 """
 
-from apparel import data, plots
+from apparel.kinds.fashion_mnist import data
+from apparel.training import plots
 from apparel.config import TrainConfig
-from apparel.data import CLASS_NAMES, NUM_CLASSES, load_dataset
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES, NUM_CLASSES, load_dataset
 from apparel.errors import ParameterError, SourceError
-from apparel.evaluation import evaluate_run
-from apparel.images.photos import photo_to_input
+from apparel.training.evaluation import evaluate_run
+from apparel.kinds.fashion_mnist.pipeline import photo_to_input
 from apparel.inference.export import export_model
 from apparel.inference.prediction import Predictor
-from apparel.models import MODELS, create_model
-from apparel.training import train
+from apparel.training.models import MODELS, create_model
+from apparel.training.trainer import train
 
 __version__ = "0.1.0"
 __all__ = [

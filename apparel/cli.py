@@ -14,14 +14,14 @@ import os
 import sys
 from pathlib import Path
 
-from apparel import data
+from apparel.kinds.fashion_mnist import data
 from apparel.artifacts import MODEL_FILE, shipped_model_names
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
 from apparel.config import TrainConfig
 from apparel.contract import InputContract, metadata_path
-from apparel.evaluation import evaluate_run
+from apparel.training.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
 from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import expand_sources, predict_sources
@@ -29,14 +29,14 @@ from apparel.inference.export import export_model
 from apparel.inference.prediction import MODEL_DIR_ENV, Predictor, default_model_note, resolve_model_dir
 from apparel.kinds.base import Kind, figure
 from apparel.kinds.registry import PHOTO_KIND, kind_for_inputs
-from apparel.models import MODELS
+from apparel.training.models import MODELS
 from apparel.errors import ParameterError
 from apparel.flags import add_config_flags, config_changes, flag_name, train_config_from_args
-from apparel.plots import write_plots
+from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.batch.run import BatchConfig, classify_manifest
-from apparel.training import kind_of, train
+from apparel.training.trainer import kind_of, train
 
 REPORT_URL = "https://github.com/apparel/apparel/issues"  # where an unexpected error is reported
 # A shipped model is named where a run directory is asked for: it lives inside the installed package.

@@ -135,7 +135,7 @@ def _check_bounds(field, value) -> None:
 class TrainConfig(Config):
     """Everything that determines a training run. ``None`` means "the model's own default"."""
 
-    # Model, by registry name (see `apparel.models.MODELS`), and its shape parameters: the fields
+    # Model, by registry name (see `apparel.training.models.MODELS`), and its shape parameters: the fields
     # marked model=True are passed to the model's builder (a new model's parameter goes here too).
     model: str = option("seed-mlp", "registered model name (see `apparel models`)")
     hidden: int | None = option(None, "hidden width (seed-mlp: 256)", minimum=1, model=True)

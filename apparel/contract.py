@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.data import CLASS_NAMES, IMAGE_SHAPE
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES, IMAGE_SHAPE
 from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS
 from apparel.kinds.base import Kind
 from apparel.kinds.registry import kind_named

@@ -48,9 +48,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from apparel import artifacts
-    from apparel.data import CLASS_NAMES, load_dataset
-    from apparel.evaluation import evaluate_run
-    from apparel.plots import confusion_matrix_figure, save_figure
+    from apparel.kinds.fashion_mnist.data import CLASS_NAMES, load_dataset
+    from apparel.training.evaluation import evaluate_run
+    from apparel.training.plots import confusion_matrix_figure, save_figure
     from apparel.inference.prediction import Predictor
 
     dataset = load_dataset()

@@ -1,7 +1,7 @@
 """The product-photo check on all 10,000 Fashion-MNIST test images.
 
 Each test image is rendered as a product photo (about 400 px, dark on white, coloured, with a
-margin, JPEG), run back through `apparel.images.photos.photo_to_input`, and classified; the model's
+margin, JPEG), run back through `apparel.kinds.fashion_mnist.pipeline.photo_to_input`, and classified; the model's
 accuracy is compared with its accuracy on the original images. Target: a drop of at most 2 points.
 
     .venv/bin/python benchmarks/photo_check.py --model-dir runs/reference
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from apparel.artifacts import write_json
-    from apparel.data import load_dataset
-    from apparel.images.photo_check import PhotoCheckConfig, photo_check
+    from apparel.kinds.fashion_mnist.data import load_dataset
+    from apparel.bench.photo_check import PhotoCheckConfig, photo_check
     from apparel.inference.prediction import Predictor, resolve_model_dir
 
     try:

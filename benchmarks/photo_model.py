@@ -40,7 +40,7 @@ FASHION_TO_PHOTO = {
 def accuracy_on(predictor, folder: Path, out_dir: Path) -> dict:
     from apparel.kinds.photo.measure import evaluate_photo_model
     from apparel.kinds.photo.data import read_labelled_photos
-    from apparel.plots import confusion_matrix_figure
+    from apparel.training.plots import confusion_matrix_figure
 
     contract = predictor.contract
     photos = read_labelled_photos(folder, contract.class_names)

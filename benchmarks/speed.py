@@ -57,7 +57,7 @@ def phase_reference_train(args) -> dict:
     """The walk-through's training code as written: numpy arrays, batch 32, default compile."""
     import keras
 
-    from apparel.data import load_raw
+    from apparel.kinds.fashion_mnist.data import load_raw
 
     (inp_train, out_train), (inp_test, out_test) = load_raw(args.data_dir)
     inp_train, inp_test = inp_train / 255.0, inp_test / 255.0
@@ -79,7 +79,7 @@ def phase_reference_train(args) -> dict:
 def phase_apparel_train(args) -> dict:
     """`apparel train`'s default path for the same model, data, batch size and epochs."""
     from apparel.config import TrainConfig
-    from apparel.training import train
+    from apparel.training.trainer import train
 
     result = train(TrainConfig(epochs=args.epochs, seed=args.seed), data_dir=args.data_dir, verbose=0)
     seconds = result.history["seconds"]
@@ -106,7 +106,7 @@ def phase_reference_predict(args) -> dict:
     """The walk-through's softmax wrapper and ``predict`` on the 10,000 test images."""
     import keras
 
-    from apparel.data import load_dataset
+    from apparel.kinds.fashion_mnist.data import load_dataset
 
     x_test = load_dataset(args.data_dir).x_test
     probability_model = keras.Sequential([_reference_model(args), keras.layers.Softmax()])
@@ -131,7 +131,7 @@ def _inference_paths(args):
 
 def phase_apparel_predict(args) -> dict:
     """Each `apparel` batch path on the 10,000 test images; the fastest is reported."""
-    from apparel.data import load_dataset
+    from apparel.kinds.fashion_mnist.data import load_dataset
 
     x_test = load_dataset(args.data_dir).x_test
     results = {}
@@ -147,7 +147,7 @@ def phase_apparel_predict(args) -> dict:
 def phase_latency(args) -> dict:
     """Single-image latency of the service's default path (`Predictor.predict_proba` on one
     image), and of the same model exported to LiteRT (`apparel serve --litert`)."""
-    from apparel.data import load_dataset
+    from apparel.kinds.fashion_mnist.data import load_dataset
     from apparel.inference.export import export_model
     from apparel.inference.prediction import Predictor
 
@@ -214,7 +214,7 @@ def main() -> None:
         passthrough += ["--data-dir", args.data_dir]
     if args.model_dir_mlp is None:
         from apparel.config import TrainConfig
-        from apparel.training import train
+        from apparel.training.trainer import train
 
         print(f"training a seed-mlp ({args.epochs} epochs) for the inference measurements …", flush=True)
         args.model_dir_mlp = str(args.scratch / "seed-mlp")

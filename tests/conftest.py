@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from apparel.data import DEFAULT_DATA_DIR, FILES, Dataset  # noqa: E402
+from apparel.kinds.fashion_mnist.data import DEFAULT_DATA_DIR, FILES, Dataset  # noqa: E402
 
 NUM_SAMPLES = 256
 REAL_DATA = (DEFAULT_DATA_DIR / FILES["test_labels"][0]).is_file()
@@ -118,7 +118,7 @@ def photo_run(tmp_path_factory) -> Path:
     from apparel import artifacts
     from apparel.config import TrainConfig
     from apparel.contract import CONFIG_KEY, InputContract
-    from apparel.models import create_model
+    from apparel.training.models import create_model
 
     run_dir = tmp_path_factory.mktemp("photo-run")
     model = create_model("efficientnet-lite0", image_size=32, outputs=len(PHOTO_CLASSES), weights=None)

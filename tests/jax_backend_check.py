@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from apparel.models import MODELS, create_model, with_augmentation  # noqa: E402
+from apparel.training.models import MODELS, create_model, with_augmentation  # noqa: E402
 
 # Small widths: the check is about the layers working on this backend, not about accuracy.
 SMALL = {"seed-mlp": {"hidden": 16}, "mlp": {"hidden": 16}, "cnn": {"width": 4, "hidden": 8},

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from apparel.config import TrainConfig
-from apparel.training import train
+from apparel.training.trainer import train
 
 TINY = TrainConfig(epochs=1, hidden=16, batch_size=64)
 

@@ -160,7 +160,7 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
 
 def test_a_fashion_mnist_model_follows_its_own_contract(shop, tmp_path):
     from apparel.inference.prediction import DEFAULT_MODEL_DIR
-    from apparel.data import CLASS_NAMES
+    from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
     (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{i}.jpg\n" for i in range(8)))
     classify_manifest(tmp_path / "m.csv", tmp_path / "out",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
 from conftest import PHOTO_CLASSES, render_photo

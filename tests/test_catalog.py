@@ -319,7 +319,7 @@ PHOTO_MODEL_CLASSES = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt"
 
 
 def test_the_shipped_mapping_is_the_shopify_taxonomy():
-    from apparel.data import CLASS_NAMES
+    from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
     mapping = {name: node.path for name, node in load_mapping().items()}
     assert mapping["Bag"] == "Apparel & Accessories > Handbags, Wallets & Cases > Handbags"

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from apparel.cli import main
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 from conftest import needs_real_data
 
 
@@ -57,7 +57,7 @@ def test_train_evaluate_plots(run_dir, capsys):
 
 @needs_real_data
 def test_predict_prints_json_for_png_and_npy(run_dir, tmp_path, capsys):
-    from apparel.data import load_dataset
+    from apparel.kinds.fashion_mnist.data import load_dataset
 
     test = load_dataset(scaled=False)
     Image.fromarray(test.x_test[1]).save(tmp_path / "one.png")
@@ -76,7 +76,7 @@ def test_predict_says_what_is_wrong_with_each_input(tmp_path, capsys, tiny_datas
     from PIL import ImageDraw
 
     from apparel.config import TrainConfig
-    from apparel.training import train
+    from apparel.training.trainer import train
 
     train(TrainConfig(epochs=1, hidden=8), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
     np.save(tmp_path / "wide.npy", np.full((2, 40, 30), 0.5, dtype=np.float32))
@@ -99,7 +99,7 @@ def test_predict_csv_has_one_padded_row_per_input(tmp_path, capsys, tiny_dataset
     import io
 
     from apparel.config import TrainConfig
-    from apparel.training import train
+    from apparel.training.trainer import train
 
     train(TrainConfig(epochs=1, hidden=8), dataset=tiny_dataset, out_dir=tmp_path / "run", verbose=0)
     np.save(tmp_path / "two.npy", tiny_dataset.x_test[:2])
@@ -118,7 +118,7 @@ def test_predict_csv_has_one_padded_row_per_input(tmp_path, capsys, tiny_dataset
 
 
 def test_models_lists_every_registered_model_with_its_defaults(capsys):
-    from apparel.models import MODELS
+    from apparel.training.models import MODELS
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out

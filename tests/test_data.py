@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from apparel import data
+from apparel.kinds.fashion_mnist import data
 from conftest import idx_bytes, needs_real_data, write_idx_gz
 
 

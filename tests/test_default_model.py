@@ -44,7 +44,7 @@ def test_shipped_model_is_small_and_complete():
 
 @needs_real_data
 def test_shipped_model_scores_its_stated_test_accuracy():
-    from apparel.data import load_dataset
+    from apparel.kinds.fashion_mnist.data import load_dataset
 
     stated = json.loads((DEFAULT_MODEL_DIR / "metrics.json").read_text())["test_accuracy"]
     dataset = load_dataset()

@@ -63,7 +63,7 @@ def test_a_module_s_row_is_the_first_sentence_of_its_docstring_as_markdown(tmp_p
 def test_the_marker_becomes_the_table_and_other_pages_are_left_alone():
     hook = _hook()
     page = hook.on_page_markdown("before\n<!-- module table -->\nafter", None, None, None)
-    assert "| `apparel/serve/app.py` | 6 |" in page and "<!-- module table -->" not in page
+    assert "| `apparel/serve/app.py` | 7 |" in page and "<!-- module table -->" not in page
     assert hook.on_page_markdown("no marker here", None, None, None) == "no marker here"
 
 

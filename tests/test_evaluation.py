@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from apparel.evaluation import evaluate_run
-from apparel.scores import classification_report, evaluate_model, most_confused_pairs
+from apparel.training.evaluation import evaluate_run
+from apparel.training.scores import classification_report, evaluate_model, most_confused_pairs
 
 NAMES = ("a", "b", "c")
 # Six images: true classes and what a model said.

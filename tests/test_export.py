@@ -8,7 +8,7 @@ from apparel.config import TrainConfig
 from apparel.inference.export import export_model
 from apparel.inference.litert import LiteRTPredictor
 from apparel.inference.prediction import Predictor
-from apparel.training import train
+from apparel.training.trainer import train
 
 
 @pytest.fixture(scope="module")

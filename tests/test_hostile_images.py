@@ -20,8 +20,9 @@ from PIL import Image, ImageFile
 
 from apparel.cli import main
 from apparel.contract import FASHION_MNIST, InputContract
-from apparel.images import decode, photos, steps_figure
-from apparel.images.photo_rgb import photo_rgb_steps
+from apparel.images import decode, steps_figure
+from apparel.kinds.fashion_mnist import pipeline
+from apparel.kinds.photo.pipeline import photo_rgb_steps
 from apparel.images.sources import ImageSource, expand_sources, read_source, resolve_inside
 from test_catalog import OLD_HEADER, as_bytes, review_rows, row
 from test_photos import encoded, garment_photo
@@ -72,13 +73,13 @@ def test_whatever_a_decoder_raises_is_that_images_source_error(raised, monkeypat
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     with pytest.raises(ValueError, match="not a readable image, truncated or corrupt"):
-        photos.photo_to_input(encoded(garment_photo(), "PNG"))
+        pipeline.photo_to_input(encoded(garment_photo(), "PNG"))
 
 
 def test_a_path_too_long_is_a_value_error_everywhere(tmp_path):
     path = long_name(tmp_path)
     with pytest.raises(ValueError, match="cannot read the file .*too long"):
-        photos.photo_to_input(path)
+        pipeline.photo_to_input(path)
     with pytest.raises(ValueError, match="too long"):
         read_source(ImageSource(path, path=tmp_path / ("a" * 300 + ".png")))
     [source] = expand_sources([path])
@@ -97,7 +98,7 @@ def test_a_symbolic_link_loop_is_a_value_error_everywhere(tmp_path):
     [source] = expand_sources([str(images / "loop.jpg")])
     assert "symbolic links" in source.error
     with pytest.raises(ValueError):
-        photos.photo_to_input(images / "loop.jpg")
+        pipeline.photo_to_input(images / "loop.jpg")
     garment_photo().save(images / "dress.png")
     assert [source.name for source in expand_sources([str(images)])] == [str(images / "dress.png")]
 
@@ -120,7 +121,7 @@ def test_formats_outside_the_allow_list_are_refused_naming_the_accepted_ones(for
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == format  # Pillow itself reads it
     with pytest.raises(ValueError, match=f"not {ACCEPTED}"):
-        photos.photo_to_input(data)
+        pipeline.photo_to_input(data)
     with pytest.raises(ValueError, match=f"not {ACCEPTED}"):
         decode.decode_cost(data)
 
@@ -129,8 +130,8 @@ def test_formats_outside_the_allow_list_are_refused_naming_the_accepted_ones(for
                                              ("GIF", {}), ("BMP", {}), ("TIFF", {"compression": "tiff_lzw"}),
                                              ("MPO", {"quality": 95})])
 def test_every_accepted_format_is_read(format, options):
-    reference = photos.photo_to_input(garment_photo())
-    result = photos.photo_to_input(encoded(garment_photo(), format, **options))
+    reference = pipeline.photo_to_input(garment_photo())
+    result = pipeline.photo_to_input(encoded(garment_photo(), format, **options))
     assert np.abs(result - reference).mean() < 0.03, format
 
 
@@ -158,7 +159,7 @@ def test_an_image_over_the_decode_budget_is_refused_before_it_is_decoded():
     assert decode.decode_cost(bomb) == 160_000_000 <= decode.MAX_DECODE_BYTES
     with pytest.raises(ValueError, match=r"decoding it takes 160,000,000 bytes \(8000×5000 pixels, PNG of mode RGBA\), "
                                          r"over the limit of 134,217,728 bytes per image"):
-        photos.photo_to_input(bomb, max_bytes=128 * 1024**2)
+        pipeline.photo_to_input(bomb, max_bytes=128 * 1024**2)
     assert decode.decode_cost(png_declaring(8000, 5000, "L")) == 40_000_000  # grayscale: within it
     with pytest.raises(ValueError, match="over the limit of 1,000 bytes per image"):
         PHOTO_MODEL.decode(encoded(garment_photo(), "PNG"), max_bytes=1000)
@@ -186,9 +187,9 @@ def test_a_large_photo_is_reduced_before_any_full_resolution_work(mode):
         big, small = big.convert(mode), small.convert(mode)
     data = encoded(big, "PNG")
     # Full resolution, the float copy alone of a 12-megapixel image is 96 MB.
-    result, peak = numpy_peak(photos.photo_to_input, data)
+    result, peak = numpy_peak(pipeline.photo_to_input, data)
     assert peak < 12 * 2**20
-    assert np.abs(result - photos.photo_to_input(encoded(small, "PNG"))).mean() < 0.04
+    assert np.abs(result - pipeline.photo_to_input(encoded(small, "PNG"))).mean() < 0.04
     rgb, peak = numpy_peak(PHOTO_MODEL.decode, data)
     assert rgb.shape == (48, 48, 3) and peak < 12 * 2**20
 
@@ -198,19 +199,19 @@ def test_reducing_keeps_orientation_transparency_and_depth():
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     stored = upright.transpose(Image.Transpose.ROTATE_90)
-    reference = photos.photo_to_input(upright)
+    reference = pipeline.photo_to_input(upright)
     for format in ("PNG", "TIFF", "WEBP"):
-        opened = photos.open_image(encoded(stored, format, exif=exif.tobytes()))
+        opened = pipeline.open_image(encoded(stored, format, exif=exif.tobytes()))
         assert opened.width < opened.height and opened.width < 1500, format
-        assert np.abs(photos.photo_to_input(opened) - reference).mean() < 0.02, format
+        assert np.abs(pipeline.photo_to_input(opened) - reference).mean() < 0.02, format
     palette = garment_photo(size=(1500, 2000), box=(450, 300, 1050, 1700)).quantize(8)
     transparent = palette.getpixel((0, 0))
-    steps = dict(photos.pipeline_steps(encoded(palette, "PNG", transparency=transparent)))
+    steps = dict(pipeline.pipeline_steps(encoded(palette, "PNG", transparency=transparent)))
     assert steps["original"].mode == "RGBA" and steps["on white"].getpixel((0, 0)) == (255, 255, 255)
     # A dark 16-bit image keeps its 16-bit scale (values under 256 are dark, not bright).
     dark = np.full((2000, 1500), 40 * 257, np.uint16)
     dark[300:1700, 450:1050] = 20 * 257
-    opened = photos.open_image(encoded(Image.fromarray(dark), "PNG"))
+    opened = pipeline.open_image(encoded(Image.fromarray(dark), "PNG"))
     assert opened.mode == "I;16" and decode.to_grayscale_array(opened)[0, 0] == 40
 
 

@@ -13,17 +13,22 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "apparel"
 
 # Lowest first; a module may import its own stage (without a circle) or any stage below it.
+# The kinds (apparel/kinds/) sit in the middle: their pixel pipelines and data below, the training
+# blocks they fit with below them, and above them everything that asks a kind (the contract,
+# inference, the one training path, images, the shop, batches, the service, the CLI).
 STAGES = {
-    "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.data": 0,
-    "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.images.photos": 0,
-    "apparel.inference.inputs": 0, "apparel.taxonomy": 0,
-    "apparel.backbones": 1, "apparel.models": 1, "apparel.optimization": 1, "apparel.runs": 1,
-    "apparel.scores": 1, "apparel.kinds.base": 1, "apparel.kinds.photo.data": 1,
-    # A kind's object asks its own folder's modules and the stages below; everything above asks the kind.
+    # 0: foundations, and the pixel-level pieces of each kind
+    "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.taxonomy": 0,
+    "apparel.images.decode": 0, "apparel.inference.inputs": 0,
+    "apparel.kinds.fashion_mnist.data": 0, "apparel.kinds.fashion_mnist.pipeline": 0, "apparel.kinds.photo.pipeline": 0,
+    # 1: the training core's blocks; the kind protocol; photo data sets
+    "apparel.backbones": 1, "apparel.training.models": 1, "apparel.training.optimization": 1,
+    "apparel.training.runs": 1, "apparel.training.scores": 1, "apparel.kinds.base": 1, "apparel.kinds.photo.data": 1,
+    # 2: the kinds (each kind's object, fitting, measuring) and the contract that finds them
     "apparel.kinds": 2, "apparel.contract": 2,
+    # 3 and up: what asks the kind
     "apparel.inference": 3,
-    "apparel.training": 4, "apparel.evaluation": 4, "apparel.plots": 4,
-    "apparel.store": 4,
+    "apparel.training": 4, "apparel.store": 4,
     "apparel.images": 5,
     "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6,
     "apparel.serve": 7,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from apparel.models import MODELS, create_model
+from apparel.training.models import MODELS, create_model
 from apparel.config import TrainConfig
 from apparel.kinds.fashion_mnist.fitting import build_model
 

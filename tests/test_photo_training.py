@@ -12,10 +12,10 @@ from conftest import PHOTO_CLASSES, write_photo_folders
 
 from apparel.config import TrainConfig
 from apparel.contract import InputContract
-from apparel.evaluation import evaluate_run
+from apparel.training.evaluation import evaluate_run
 from apparel.inference.prediction import Predictor
 from apparel.kinds.photo.data import MIN_PER_CLASS, load_photo_splits, photo_batches
-from apparel.training import train
+from apparel.training.trainer import train
 
 TINY = dict(model="efficientnet-lite0", image_size=32, epochs=1, head_epochs=2, batch_size=8, fine_tune_blocks=1)
 

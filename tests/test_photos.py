@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from apparel.images import photos, steps_figure
+from apparel.images import steps_figure
+from apparel.kinds.fashion_mnist import pipeline
 from conftest import needs_real_data
 
 
@@ -41,7 +42,7 @@ def encoded(image: Image.Image, format: str, **options) -> bytes:
 
 
 def test_photo_becomes_a_centred_light_on_black_28x28_input():
-    result = photos.photo_to_input(garment_photo())
+    result = pipeline.photo_to_input(garment_photo())
     assert result.shape == (28, 28) and result.dtype == np.float32
     assert 0.0 <= result.min() and result.max() <= 1.0
     # A tall garment: its height spans the 28 rows; the columns beside it are background (black).
@@ -52,23 +53,23 @@ def test_photo_becomes_a_centred_light_on_black_28x28_input():
 
 
 def test_steps_are_named_and_the_last_is_the_input():
-    steps = photos.pipeline_steps(garment_photo())
+    steps = pipeline.pipeline_steps(garment_photo())
     assert [name for name, _ in steps] == ["original", "on white", "trimmed", "resized", "sharpened", "padded", "negated", "grayscale", "stretched"]
     trimmed = dict(steps)["trimmed"]
     assert trimmed.size == (121, 281)  # exactly the garment's box: the margin is gone
     assert max(dict(steps)["resized"].size) == 28
     last = steps[-1][1]
     assert last.mode == "L" and last.size == (28, 28)
-    np.testing.assert_array_equal(np.asarray(last, dtype=np.float32) / 255, photos.photo_to_input(garment_photo()))
+    np.testing.assert_array_equal(np.asarray(last, dtype=np.float32) / 255, pipeline.photo_to_input(garment_photo()))
 
 
 def test_the_margin_and_size_of_the_photo_do_not_matter():
-    small = photos.photo_to_input(garment_photo())
-    wide_margin = photos.photo_to_input(garment_photo(size=(700, 500), box=(400, 100, 520, 380)))
+    small = pipeline.photo_to_input(garment_photo())
+    wide_margin = pipeline.photo_to_input(garment_photo(size=(700, 500), box=(400, 100, 520, 380)))
     np.testing.assert_allclose(small, wide_margin, atol=1 / 255)
     # The dark stripe keeps its 20 px, so it is fainter at 28 px in the bigger photo; stretched to
     # the same maximum, the rest of the garment comes out a little brighter.
-    bigger = photos.photo_to_input(garment_photo(size=(900, 1200), box=(270, 180, 630, 1020)))
+    bigger = pipeline.photo_to_input(garment_photo(size=(900, 1200), box=(270, 180, 630, 1020)))
     assert np.abs(bigger - small).mean() < 0.04
 
 
@@ -76,37 +77,37 @@ def test_the_margin_and_size_of_the_photo_do_not_matter():
 @pytest.mark.parametrize("colour", [(25, 35, 90), (20, 20, 25), (190, 25, 35), (245, 185, 200), (200, 185, 230)],
                          ids=["navy", "black", "red", "pastel pink", "pastel lavender"])
 def test_the_garments_colour_and_the_background_do_not_matter(colour, background):
-    reference = photos.photo_to_input(dyed_garment())  # black on white: the full range as it is
-    result = photos.photo_to_input(dyed_garment(colour, background))
+    reference = pipeline.photo_to_input(dyed_garment())  # black on white: the full range as it is
+    result = pipeline.photo_to_input(dyed_garment(colour, background))
     assert result.max() == 1.0 and result[:, :4].max() == 0.0  # stretched: garment 255, background 0
     # Left: the sharpening's overshoot, clipped on a dark garment but not on a pale one.
     assert np.abs(result - reference).max() < 0.07
     assert np.abs(result - reference).mean() < 0.02
     # As a JPEG, ringing at the edges can move the trimmed box by a pixel: close on average.
-    jpeg = photos.photo_to_input(encoded(dyed_garment(colour, background), "JPEG", quality=90))
+    jpeg = pipeline.photo_to_input(encoded(dyed_garment(colour, background), "JPEG", quality=90))
     assert np.abs(jpeg - reference).mean() < 0.03
 
 
 def test_stretching_maps_the_background_to_0_and_the_maximum_to_255():
     negated = Image.fromarray(np.array([[20, 20, 60], [100, 20, 10]], dtype=np.uint8), "L")
     background = (235, 235, 235)  # negates to 20
-    np.testing.assert_array_equal(np.asarray(photos.stretch_levels(negated, background)), [[0, 0, 128], [255, 0, 0]])
+    np.testing.assert_array_equal(np.asarray(pipeline.stretch_levels(negated, background)), [[0, 0, 128], [255, 0, 0]])
     # Almost no contrast (noise on an empty photo) is amplified at most 255 / MIN_RANGE times.
     faint = Image.fromarray(np.array([[20, 22]], dtype=np.uint8), "L")
-    assert np.asarray(photos.stretch_levels(faint, background)).max() == round(2 * 255 / photos.MIN_RANGE)
+    assert np.asarray(pipeline.stretch_levels(faint, background)).max() == round(2 * 255 / pipeline.MIN_RANGE)
 
 
 def test_sharpening_is_imagemagick_radius_1_sigma_1():
-    kernel = np.asarray(photos.SHARPEN.filterargs[3]).reshape(3, 3) / photos.SHARPEN.filterargs[1]
+    kernel = np.asarray(pipeline.SHARPEN.filterargs[3]).reshape(3, 3) / pipeline.SHARPEN.filterargs[1]
     assert kernel.sum() == pytest.approx(1.0)
     assert kernel[1, 1] == pytest.approx(1.6609, abs=1e-3) and kernel[0, 0] == pytest.approx(-0.0624, abs=1e-3)
     flat = Image.new("L", (6, 6), 100)
-    np.testing.assert_array_equal(np.asarray(photos.sharpen(flat)), 100)  # edges too: no dark border
+    np.testing.assert_array_equal(np.asarray(pipeline.sharpen(flat)), 100)  # edges too: no dark border
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "L", "CMYK", "I;16", "PA"])
 def test_every_mode_gives_the_same_input(mode):
-    reference = photos.photo_to_input(garment_photo())
+    reference = pipeline.photo_to_input(garment_photo())
     photo = garment_photo()
     if mode in ("RGBA", "LA", "PA"):
         # Transparent background (any colour behind it): composited on white.
@@ -117,21 +118,21 @@ def test_every_mode_gives_the_same_input(mode):
         image = Image.fromarray(pixels, "RGBA")
         if mode == "LA":
             image = image.convert("LA")
-            reference = photos.photo_to_input(photo.convert("L"))
+            reference = pipeline.photo_to_input(photo.convert("L"))
         elif mode == "PA":
             image = image.convert("PA")
     elif mode == "L":
-        image, reference = photo.convert("L"), photos.photo_to_input(photo.convert("L").convert("RGB"))
+        image, reference = photo.convert("L"), pipeline.photo_to_input(photo.convert("L").convert("RGB"))
     elif mode == "I;16":
         eight_bit = np.asarray(photo.convert("L"), dtype=np.uint16)
         image = Image.fromarray((eight_bit * 257).astype(np.uint16))
-        reference = photos.photo_to_input(photo.convert("L"))
+        reference = pipeline.photo_to_input(photo.convert("L"))
         image = Image.open(io.BytesIO(encoded(image, "PNG")))  # a real 16-bit grayscale PNG
     elif mode == "P":
         image = photo.quantize(16)
     else:
         image = photo.convert(mode)
-    result = photos.photo_to_input(image)
+    result = pipeline.photo_to_input(image)
     assert np.abs(result - reference).max() < 0.1, mode
     assert np.abs(result - reference).mean() < 0.01, mode
 
@@ -141,7 +142,7 @@ def test_palette_transparency_is_composited_on_white():
     transparent_index = photo.getpixel((0, 0))
     photo.info["transparency"] = transparent_index
     data = encoded(photo, "PNG", transparency=transparent_index)
-    steps = dict(photos.pipeline_steps(data))
+    steps = dict(pipeline.pipeline_steps(data))
     assert steps["on white"].getpixel((0, 0)) == (255, 255, 255)
 
 
@@ -151,26 +152,26 @@ def test_exif_orientation_is_applied():
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90° clockwise to display"
     jpeg = encoded(stored, "JPEG", exif=exif.tobytes(), quality=95)
-    np.testing.assert_allclose(photos.photo_to_input(jpeg), photos.photo_to_input(encoded(upright, "JPEG", quality=95)), atol=0.08)
-    assert photos.open_image(jpeg).size == (300, 400)
+    np.testing.assert_allclose(pipeline.photo_to_input(jpeg), pipeline.photo_to_input(encoded(upright, "JPEG", quality=95)), atol=0.08)
+    assert pipeline.open_image(jpeg).size == (300, 400)
 
 
 def test_paths_and_bytes_and_images_agree(tmp_path):
     photo = garment_photo()
     path = tmp_path / "dress.png"
     photo.save(path)
-    np.testing.assert_array_equal(photos.photo_to_input(path), photos.photo_to_input(path.read_bytes()))
-    np.testing.assert_array_equal(photos.photo_to_input(str(path)), photos.photo_to_input(photo))
-    webp = photos.photo_to_input(encoded(photo, "WEBP", lossless=True))
-    np.testing.assert_allclose(webp, photos.photo_to_input(photo), atol=0.01)
+    np.testing.assert_array_equal(pipeline.photo_to_input(path), pipeline.photo_to_input(path.read_bytes()))
+    np.testing.assert_array_equal(pipeline.photo_to_input(str(path)), pipeline.photo_to_input(photo))
+    webp = pipeline.photo_to_input(encoded(photo, "WEBP", lossless=True))
+    np.testing.assert_allclose(webp, pipeline.photo_to_input(photo), atol=0.01)
 
 
 def test_a_28x28_grayscale_image_is_taken_as_it_is():
     pixels = np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8)
-    np.testing.assert_array_equal(photos.photo_to_input(Image.fromarray(pixels, "L")), pixels.astype(np.float32) / 255)
-    np.testing.assert_array_equal(photos.photo_to_input(encoded(Image.fromarray(pixels, "L"), "PNG")), pixels.astype(np.float32) / 255)
+    np.testing.assert_array_equal(pipeline.photo_to_input(Image.fromarray(pixels, "L")), pixels.astype(np.float32) / 255)
+    np.testing.assert_array_equal(pipeline.photo_to_input(encoded(Image.fromarray(pixels, "L"), "PNG")), pixels.astype(np.float32) / 255)
     # A 28×28 colour image is a photo like any other.
-    rgb = photos.pipeline_steps(garment_photo(size=(28, 28), box=(8, 2, 20, 26)))
+    rgb = pipeline.pipeline_steps(garment_photo(size=(28, 28), box=(8, 2, 20, 26)))
     assert [name for name, _ in rgb][2] == "trimmed"
 
 
@@ -184,22 +185,22 @@ def png_declaring(width: int, height: int) -> bytes:
 
 def test_refusals_name_their_reason(tmp_path):
     with pytest.raises(ValueError, match="not a readable image"):
-        photos.photo_to_input(b"<html>not found</html>")
+        pipeline.photo_to_input(b"<html>not found</html>")
     jpeg = encoded(garment_photo(), "JPEG")
     with pytest.raises(ValueError, match="truncated"):
-        photos.photo_to_input(jpeg[: len(jpeg) // 2])
+        pipeline.photo_to_input(jpeg[: len(jpeg) // 2])
     with pytest.raises(ValueError, match="too many pixels: 300×400, over the limit of 1,000"):
-        photos.photo_to_input(jpeg, max_pixels=1000)
+        pipeline.photo_to_input(jpeg, max_pixels=1000)
     with pytest.raises(ValueError, match="too many pixels: 8000×8000, over the limit of 40,000,000"):
-        photos.photo_to_input(png_declaring(8000, 8000))  # refused before a pixel is decoded
+        pipeline.photo_to_input(png_declaring(8000, 8000))  # refused before a pixel is decoded
     with pytest.raises(ValueError, match="too many pixels"):
-        photos.photo_to_input(png_declaring(100_000, 100_000))
+        pipeline.photo_to_input(png_declaring(100_000, 100_000))
     with pytest.raises(ValueError, match="all one colour"):
-        photos.photo_to_input(Image.new("RGB", (40, 30), "white"))
+        pipeline.photo_to_input(Image.new("RGB", (40, 30), "white"))
     with pytest.raises(ValueError, match="empty file"):
-        photos.photo_to_input(b"")
+        pipeline.photo_to_input(b"")
     with pytest.raises(ValueError, match="file not found"):
-        photos.photo_to_input(tmp_path / "missing.jpg")
+        pipeline.photo_to_input(tmp_path / "missing.jpg")
 
 
 def test_draw_steps_writes_a_png(tmp_path):
@@ -210,19 +211,19 @@ def test_draw_steps_writes_a_png(tmp_path):
 
 
 def test_render_product_photo_keeps_the_luma():
-    from apparel.images.photo_check import render_product_photo
+    from apparel.bench.photo_check import render_product_photo
 
     image = np.zeros((28, 28), dtype=np.uint8)
     image[4:24, 10:18] = 200
     photo = Image.open(io.BytesIO(render_product_photo(image, np.random.default_rng(3))))
     assert photo.format == "JPEG" and photo.mode == "RGB" and 400 < max(photo.size) < 600
     assert photo.getpixel((2, 2)) == pytest.approx((255, 255, 255), abs=3)
-    np.testing.assert_allclose(photos.photo_to_input(photo)[6:22, 12:16], 200 / 255, atol=0.12)
+    np.testing.assert_allclose(pipeline.photo_to_input(photo)[6:22, 12:16], 200 / 255, atol=0.12)
 
 
 def test_photo_check_dyes_garments_any_colour_on_any_light_background():
     from apparel.errors import ParameterError
-    from apparel.images.photo_check import PhotoCheckConfig, photos_as_inputs, render_product_photo
+    from apparel.bench.photo_check import PhotoCheckConfig, photos_as_inputs, render_product_photo
 
     images = np.zeros((4, 28, 28), dtype=np.uint8)
     for index, image in enumerate(images):
@@ -251,10 +252,10 @@ def test_photo_check_dyes_garments_any_colour_on_any_light_background():
 def test_product_photos_keep_the_models_accuracy(tmp_path):
     """The product-photo check of docs/photos-and-catalogs.md on 300 test images, with a small model trained here."""
     from apparel.config import TrainConfig
-    from apparel.data import Dataset, load_dataset
-    from apparel.images.photo_check import photo_check
+    from apparel.kinds.fashion_mnist.data import Dataset, load_dataset
+    from apparel.bench.photo_check import photo_check
     from apparel.inference.prediction import Predictor
-    from apparel.training import train
+    from apparel.training.trainer import train
 
     raw = load_dataset(scaled=False)
     images, labels = raw.x_test[:300], raw.y_test[:300]
@@ -268,7 +269,7 @@ def test_product_photos_keep_the_models_accuracy(tmp_path):
 
 def test_photo_rgb_steps_end_in_photo_to_rgb(tmp_path):
     from apparel.contract import InputContract
-    from apparel.images.photo_rgb import photo_rgb_steps, photo_to_rgb
+    from apparel.kinds.photo.pipeline import photo_rgb_steps, photo_to_rgb
 
     photo = garment_photo(size=(90, 60), box=(10, 10, 80, 50)).convert("RGBA")
     steps = photo_rgb_steps(photo, 32)
@@ -285,7 +286,7 @@ def test_photo_rgb_steps_end_in_photo_to_rgb(tmp_path):
 @pytest.mark.parametrize("odd", [(0, 0), (299, 0), (0, 399), (299, 399)], ids=["top left", "top right", "bottom left",
                                                                                 "bottom right"])
 def test_the_background_is_the_colour_most_corners_agree_on(odd):
-    from apparel.images.photos import corner_colour
+    from apparel.kinds.fashion_mnist.pipeline import corner_colour
 
     photo = garment_photo(background=(200, 210, 220))
     photo.putpixel(odd, (10, 250, 10))  # a watermark's speck in one corner
@@ -293,7 +294,7 @@ def test_the_background_is_the_colour_most_corners_agree_on(odd):
 
 
 def test_the_square_canvas_takes_the_photos_own_background():
-    from apparel.images.photos import pipeline_steps
+    from apparel.kinds.fashion_mnist.pipeline import pipeline_steps
 
     background = (90, 140, 200)  # a blue studio wall, not white
     wide = garment_photo(size=(400, 300), box=(40, 100, 360, 200), colour=(240, 240, 240), background=background)
@@ -320,7 +321,7 @@ def test_a_callers_float_array_is_never_changed():
 def test_the_sharpen_kernel_is_imagemagicks_worked_out_by_hand():
     import math
 
-    from apparel.images.photos import sharpen_kernel
+    from apparel.kinds.fashion_mnist.pipeline import sharpen_kernel
 
     # ImageMagick's -sharpen 1x1: a 3×3 Gaussian of σ 1 (with its 1/(2πσ²) factor), negated, the
     # centre set to twice the Gaussian's sum; Pillow divides by the kernel's sum (the scale).
@@ -467,7 +468,7 @@ def test_as_photo_input_refusals_say_what_to_send():
 
 
 def test_the_corner_colour_is_read_from_the_corner_pixels_themselves():
-    from apparel.images.photos import corner_colour
+    from apparel.kinds.fashion_mnist.pipeline import corner_colour
 
     photo = Image.new("RGB", (5, 4), (200, 200, 200))  # not square: width and height each matter
     for xy, colour in (((0, 0), (10, 20, 30)), ((4, 0), (11, 21, 31)), ((0, 3), (12, 22, 32)), ((4, 3), (13, 23, 33))):
@@ -481,7 +482,7 @@ def test_the_corner_colour_is_read_from_the_corner_pixels_themselves():
 
 
 def test_the_trim_box_keeps_pixels_farther_than_5_percent_from_the_background():
-    from apparel.images.photos import trim_box
+    from apparel.kinds.fashion_mnist.pipeline import trim_box
 
     # 5 % of 255 is 12.75 levels root-mean-square over R, G, B: a sum of squares above 3 × 12.75² = 487.69.
     image = Image.new("RGB", (9, 7), (100, 100, 100))
@@ -503,16 +504,16 @@ def test_stretch_levels_worked_out_by_hand():
     background = (200, 100, 50)
     negated = Image.fromarray(np.array([[131, 140, 200], [100, 255, 135]], dtype=np.uint8), "L")
     # Levels 131 → 0, 255 → 255: v ↦ (v − 131) · 255 / 124, rounded to nearest, clipped at 0.
-    assert np.asarray(photos.stretch_levels(negated, background)).tolist() == [[0, 19, 142], [0, 255, 8]]
+    assert np.asarray(pipeline.stretch_levels(negated, background)).tolist() == [[0, 19, 142], [0, 255, 8]]
     # The brightest pixel only 9 above the background: stretched as if it were MIN_RANGE (16) above.
     faint = Image.fromarray(np.array([[131, 140, 133]], dtype=np.uint8), "L")
-    assert np.asarray(photos.stretch_levels(faint, background)).tolist() == [[0, 143, 32]]
-    assert np.asarray(photos.stretch_levels(faint, background, min_range=8)).tolist() == [[0, 255, 57]]
+    assert np.asarray(pipeline.stretch_levels(faint, background)).tolist() == [[0, 143, 32]]
+    assert np.asarray(pipeline.stretch_levels(faint, background, min_range=8)).tolist() == [[0, 255, 57]]
 
 
 def test_each_step_of_the_pipeline_is_the_one_operation_it_names():
     # A tall dress: the box is 121×281, scaled by 28/281 to 12×28 and pasted at column (28 − 12) // 2 = 8.
-    steps = photos.pipeline_steps(garment_photo(background=(250, 248, 240)))
+    steps = pipeline.pipeline_steps(garment_photo(background=(250, 248, 240)))
     names = [name for name, _ in steps]
     step = dict(steps)
     assert names == ["original", "on white", "trimmed", "resized", "sharpened", "padded", "negated", "grayscale",
@@ -522,7 +523,7 @@ def test_each_step_of_the_pipeline_is_the_one_operation_it_names():
     expected = step["trimmed"].resize((12, 28), Image.Resampling.LANCZOS, reducing_gap=3.0)
     np.testing.assert_array_equal(np.asarray(step["resized"]), np.asarray(expected))
     edge = Image.fromarray(np.pad(np.asarray(step["resized"]), ((1, 1), (1, 1), (0, 0)), mode="edge"), "RGB")
-    sharpened = edge.filter(photos.sharpen_kernel()).crop((1, 1, 13, 29))
+    sharpened = edge.filter(pipeline.sharpen_kernel()).crop((1, 1, 13, 29))
     np.testing.assert_array_equal(np.asarray(step["sharpened"]), np.asarray(sharpened))
     padded = np.empty((28, 28, 3), np.uint8)
     padded[...] = (250, 248, 240)
@@ -535,7 +536,7 @@ def test_each_step_of_the_pipeline_is_the_one_operation_it_names():
 
 def test_a_wide_garment_is_centred_vertically():
     # Box 321×101 → 28×round(8.81) = 28×9, pasted at row (28 − 9) // 2 = 9.
-    steps = dict(photos.pipeline_steps(garment_photo(size=(400, 300), box=(40, 100, 360, 200))))
+    steps = dict(pipeline.pipeline_steps(garment_photo(size=(400, 300), box=(40, 100, 360, 200))))
     assert steps["resized"].size == (28, 9)
     padded = np.asarray(steps["padded"])
     np.testing.assert_array_equal(padded[9:18], np.asarray(steps["sharpened"]))
@@ -545,7 +546,7 @@ def test_a_wide_garment_is_centred_vertically():
 def test_a_garment_thinner_than_a_pixel_at_28_keeps_one():
     photo = Image.new("RGB", (400, 400), "white")
     ImageDraw.Draw(photo).rectangle((10, 10, 10, 389), fill=(0, 0, 0))  # 1×380: 28 × 1/380 rounds to 0
-    steps = dict(photos.pipeline_steps(photo))
+    steps = dict(pipeline.pipeline_steps(photo))
     assert steps["trimmed"].size == (1, 380) and steps["resized"].size == (1, 28)
     assert np.asarray(steps["stretched"])[:, 13].min() > 0 and np.asarray(steps["stretched"])[:, :13].max() == 0
 
@@ -567,7 +568,7 @@ def test_as_photo_input_takes_255_and_refuses_infinity():
 def test_the_sharpen_kernel_for_other_radii_and_sigmas_worked_out_by_hand():
     import math
 
-    from apparel.images.photos import sharpen_kernel
+    from apparel.kinds.fashion_mnist.pipeline import sharpen_kernel
 
     # σ = 2, radius 2: weights exp(−d²/8)/(8π) on a 5×5 grid, negated, the centre twice their sum.
     weights = {(u, v): math.exp(-(u * u + v * v) / 8) / (8 * math.pi) for u in range(-2, 3) for v in range(-2, 3)}
@@ -580,7 +581,7 @@ def test_the_sharpen_kernel_for_other_radii_and_sigmas_worked_out_by_hand():
 
 
 def test_sharpen_repeats_the_edge_for_a_kernel_of_any_radius():
-    from apparel.images.photos import sharpen, sharpen_kernel
+    from apparel.kinds.fashion_mnist.pipeline import sharpen, sharpen_kernel
 
     pixels = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
     kernel = sharpen_kernel(radius=2)
@@ -593,10 +594,10 @@ def test_sharpen_repeats_the_edge_for_a_kernel_of_any_radius():
 
 def test_a_model_ready_image_has_two_steps_and_an_empty_photo_names_itself():
     pixels = np.random.default_rng(2).integers(0, 256, (28, 28), dtype=np.uint8)
-    steps = photos.pipeline_steps(Image.fromarray(pixels, "L"))
+    steps = pipeline.pipeline_steps(Image.fromarray(pixels, "L"))
     assert [name for name, _ in steps] == ["original", "grayscale"]
     with pytest.raises(ValueError) as caught:
-        photos.photo_to_input(Image.new("RGB", (40, 30), "white"))
+        pipeline.photo_to_input(Image.new("RGB", (40, 30), "white"))
     assert str(caught.value) == "<image>: image is all one colour, nothing but background; give a photo of the garment"
 
 
@@ -619,7 +620,7 @@ def test_photo_input_passes_its_limits_on_and_gives_float32():
 
 
 def test_each_corner_counts_and_no_pixel_beside_it():
-    from apparel.images.photos import corner_colour, trim_box
+    from apparel.kinds.fashion_mnist.pipeline import corner_colour, trim_box
 
     # Black inside, four corners that each move the median of some channel if read one pixel in
     # (a neighbour is black): per channel the corners are 10, 20, 30, 40 in some order; median 25.

@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from apparel import artifacts, cli
-from apparel.images import photos
+from apparel.kinds.fashion_mnist import pipeline
 from apparel.serve import app as service_app
 from apparel.serve.batching import MicroBatcher, inference_function, warm_up
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 from apparel.serve.payloads import RequestError, instances_to_images, multipart_files
 from apparel.inference.prediction import Predictor
 from apparel.serve.app import ServiceConfig, create_app, served_model_dir
@@ -107,7 +107,7 @@ def test_b64_instances_go_through_the_photo_pipeline(client, predictor):
     response = post_json(client, {"instances": instances})
     assert response.status_code == 200, response.text
     predictions = np.array(response.json()["predictions"])
-    expected = predictor.predict_proba(np.stack([pixels / 255.0, photos.photo_to_input(photo), pixels / 255.0]))
+    expected = predictor.predict_proba(np.stack([pixels / 255.0, pipeline.photo_to_input(photo), pixels / 255.0]))
     np.testing.assert_allclose(predictions, expected, atol=1e-5)
 
 
@@ -142,7 +142,7 @@ def test_upload_gives_top_k_category_and_preview(client, predictor):
     assert response.status_code == 200, response.text
     first, second = response.json()["predictions"]
     assert [first["file"], second["file"]] == ["shirt.jpg", "small.png"]
-    expected = predictor.predict_proba(np.stack([photos.photo_to_input(photo), pixels / 255.0]))
+    expected = predictor.predict_proba(np.stack([pipeline.photo_to_input(photo), pixels / 255.0]))
     for result, row in zip((first, second), expected):
         assert [item["label"] for item in result["top_k"]] == [CLASS_NAMES[i] for i in np.argsort(-row)[:3]]
         assert result["label"] == result["top_k"][0]["label"]

@@ -3,7 +3,7 @@
 import pytest
 
 from apparel.config import TrainConfig
-from apparel.training import train
+from apparel.training.trainer import train
 from conftest import needs_real_data
 
 

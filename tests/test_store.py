@@ -25,7 +25,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def garment_model():
     """A garment run's model as `apparel train` starts one: ImageNet backbone, a new head."""
-    from apparel.models import create_model
+    from apparel.training.models import create_model
 
     return create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
 
@@ -50,7 +50,7 @@ def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model
 
 
 def test_a_garment_run_that_retrained_the_shared_blocks_is_refused():
-    from apparel.models import create_model
+    from apparel.training.models import create_model
 
     retrained = create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
     stem = retrained.get_layer("backbone").get_layer("conv_stem")

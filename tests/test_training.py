@@ -6,10 +6,10 @@ import pytest
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.errors import ParameterError
-from apparel.evaluation import evaluate_run
+from apparel.training.evaluation import evaluate_run
 from apparel.inference.prediction import Predictor
 from apparel.kinds.fashion_mnist.fitting import shuffled_batches
-from apparel.training import train
+from apparel.training.trainer import train
 from conftest import another_run_holding, needs_real_data
 
 QUICK = TrainConfig(epochs=2, hidden=32, batch_size=32)
@@ -107,7 +107,7 @@ def test_options_of_the_stronger_models_train(tiny_dataset):
 
 @pytest.mark.parametrize("schedule", ["cosine", "one-cycle"])
 def test_schedules_change_the_learning_rate_over_the_run(schedule):
-    from apparel.optimization import learning_rate_for
+    from apparel.training.optimization import learning_rate_for
 
     rate = learning_rate_for(TrainConfig(schedule=schedule, learning_rate=0.01, epochs=2), steps_per_epoch=10)
     start, middle, end = (float(rate(step)) for step in (0, 8, 20))

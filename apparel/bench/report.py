@@ -1,7 +1,7 @@
 """Benchmark results: the ranked table (terminal and Markdown), CSV/JSON exports and four charts.
 
 Works on the records ``apparel.bench.study.collect`` returns; charts are matplotlib ``Figure``
-objects, as in ``apparel.plots``.
+objects, as in ``apparel.training.plots``.
 
     >>> from apparel import bench_report
     >>> print(bench_report.results_table(records))
@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 from apparel import artifacts
-from apparel.plots import new_figure, save_figure
+from apparel.training.plots import new_figure, save_figure
 from apparel.bench.spec import AXIS_FIELDS, is_reference
 
 CSV_COLUMNS = (*AXIS_FIELDS, "test_accuracy", "test_loss", "train_accuracy", "fit_seconds", "state")

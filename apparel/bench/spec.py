@@ -70,7 +70,7 @@ class StudySpec:
                     raise ValueError(f"axis {key!r}: values must be positive, got {value}")
                 base.replace(**{name: value})
             chosen[name] = tuple(float(v) if name == "learning_rate" and v is not None else v for v in values)
-        from apparel.models import get_spec
+        from apparel.training.models import get_spec
 
         for model in chosen["model"]:
             get_spec(model)  # an unknown model name is a typo: stop before the study starts
@@ -220,7 +220,7 @@ def build_study(axes: dict, settings: dict, train: dict | None = None) -> tuple[
 def resolved_axes(params: dict, learning_rate: float | None = None) -> dict:
     """The nine axis values as trained: ``None`` replaced by the model's default and by the
     optimizer's measured learning rate."""
-    from apparel.models import MODELS
+    from apparel.training.models import MODELS
 
     values = {name: params.get(name) for name in AXIS_FIELDS}
     spec = MODELS.get(values["model"])

@@ -73,7 +73,7 @@ def _run_trial(study, trial, spec: StudySpec, dataset) -> None:
     from optuna.trial import TrialState
 
     from apparel.artifacts import library_versions
-    from apparel.training import train
+    from apparel.training.trainer import train
 
     def tell(*args, **kwargs):
         # skip_if_finished covers a trial already finished; the error, one finished in between.
@@ -140,7 +140,7 @@ def run_worker(spec: StudySpec, settings: BenchSettings, dataset=None,
         if dataset is None:
             from optuna.trial import TrialState
 
-            from apparel.data import load_dataset
+            from apparel.kinds.fashion_mnist.data import load_dataset
 
             try:  # loaded once there is work; a missing data set is the command's error, not the trial's
                 dataset = load_dataset(settings.data_dir, verify=settings.verify_data)

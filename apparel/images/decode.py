@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageMode, ImageOps, UnidentifiedImageError
 
-from apparel.data import IMAGE_SHAPE
+from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 from apparel.errors import SourceError
 
 # The formats product photos come in. Pillow reads dozens more (PSD, EPS, FITS, DDS, …), each a

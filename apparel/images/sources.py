@@ -24,8 +24,8 @@ import numpy as np
 
 from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import SourceError
-from apparel.data import IMAGE_SHAPE
-from apparel.images import decode, photos
+from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
+from apparel.images import decode
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
 from apparel.inference.inputs import as_model_input
 
@@ -169,7 +169,7 @@ def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pix
     """The model inputs of one source as ``contract`` says (see ``InputContract.decode``): one
     image for a photo, N ≥ 1 for a ``.npy`` stack. Raises ``ValueError`` with the reason it
     cannot be read."""
-    limit = photos.MAX_PIXELS if max_pixels is None else max_pixels
+    limit = decode.MAX_PIXELS if max_pixels is None else max_pixels
     if source.error is not None:
         raise SourceError(source.name, source.error)
     if source.url is not None:

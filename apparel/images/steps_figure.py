@@ -21,7 +21,7 @@ from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS, Source, on_white
 def model_steps(source: Source, contract: InputContract = FASHION_MNIST,
                 max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_DECODE_BYTES) -> list[tuple[str, Image.Image]]:
     """The named steps from the photo as read to the input of the model of ``contract``: the
-    Fashion-MNIST pipeline's (``pipeline_steps``) or a photo model's (``photo_rgb_steps``)."""
+    Fashion-MNIST pipeline's (``pipeline_steps``) or a photo model's (``photo_rgb_steps``), as its kind says."""
     return contract.model_kind.steps(source, contract.size, max_pixels, max_bytes)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apparel.data import IMAGE_SHAPE
+from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -118,7 +118,7 @@ class Kind:
         """What ``report`` measured, for a figure's title."""
         return held_out.title
 
-    # How it trains: ``apparel.training.train`` runs these steps, in this order, for every kind.
+    # How it trains: ``apparel.training.trainer.train`` runs these steps, in this order, for every kind.
 
     def check_training(self, config, dataset, data_dir) -> None:
         """Refuse, before anything is written, training inputs this kind does not take."""
@@ -152,7 +152,7 @@ class Kind:
 
     def finish(self, run_dir, base, history: dict, metrics: dict, data) -> None:
         """Write the finished run into ``run_dir`` (``runs.finish_run`` and what the kind adds)."""
-        from apparel.runs import finish_run
+        from apparel.training.runs import finish_run
 
         finish_run(run_dir, base, history, metrics)
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.contract import InputContract
-from apparel.images import decode, photos
+from apparel.images import decode
 from apparel.inference.prediction import Predictor
 from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
 from apparel.serve.config import ServiceConfig

@@ -57,7 +57,7 @@ from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.images.fetch import FetchConfig
-from apparel.images.photos import PIPELINE_VERSION
+from apparel.kinds.fashion_mnist.pipeline import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.kinds.registry import PHOTO_KIND

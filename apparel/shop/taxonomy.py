@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 from apparel.errors import SourceError
 from apparel.shop.splice import read_csv_text
 from apparel.taxonomy import Category, load_taxonomy

@@ -43,7 +43,7 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Both branches' logits for each photo (read as a photo model reads it)."""
-    from apparel.images.photo_rgb import photo_to_rgb
+    from apparel.kinds.photo.pipeline import photo_to_rgb
 
     heads, imagenets = [], []
     for start in range(0, len(photos), batch_size):

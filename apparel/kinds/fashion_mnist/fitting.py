@@ -1,6 +1,6 @@
 """How a Fashion-MNIST model fits: a registered 28×28 model compiled as the walk-through compiles
 it, fitted on the training arrays (the last ``validation_split`` held out) with Keras's ``fit``,
-measured on the test set. ``apparel.training.train`` runs it through the one training path.
+measured on the test set. ``apparel.training.trainer.train`` runs it through the one training path.
 
     >>> from apparel.kinds.fashion_mnist.fitting import training_data, build_model
     >>> data = training_data(TrainConfig(limit=5000), validation_split=0.0)
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from apparel.config import TrainConfig
-from apparel.data import CLASS_NAMES, IMAGE_SHAPE, Dataset, load_dataset
-from apparel.models import create_model, get_spec, with_augmentation
-from apparel.optimization import learning_rate_for, make_loss, make_optimizer
-from apparel.runs import augmentations
-from apparel.scores import evaluate_model
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES, IMAGE_SHAPE, Dataset, load_dataset
+from apparel.training.models import create_model, get_spec, with_augmentation
+from apparel.training.optimization import learning_rate_for, make_loss, make_optimizer
+from apparel.training.runs import augmentations
+from apparel.training.scores import evaluate_model
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The Fashion-MNIST kind: models that take 28×28 grayscale arrays, light garment on black, in
-[0, 1]; a photo reaches them through the Fashion-MNIST pipeline (``apparel.images.photos``).
+[0, 1]; a photo reaches them through the Fashion-MNIST pipeline (``apparel.kinds.fashion_mnist.pipeline``).
 They are measured on Fashion-MNIST's test set.
 
     >>> from apparel.kinds.registry import FASHION_MNIST_KIND as kind
@@ -52,12 +52,12 @@ class FashionMnistKind(Kind):
         return as_model_input(images)
 
     def decode(self, source, size: int, max_pixels: int, max_bytes: int) -> np.ndarray:
-        from apparel.images.photos import photo_to_input
+        from apparel.kinds.fashion_mnist.pipeline import photo_to_input
 
         return photo_to_input(source, max_pixels, max_bytes)
 
     def steps(self, source, size: int, max_pixels: int, max_bytes: int) -> list:
-        from apparel.images.photos import pipeline_steps
+        from apparel.kinds.fashion_mnist.pipeline import pipeline_steps
 
         return pipeline_steps(source, max_pixels, max_bytes)
 
@@ -67,7 +67,7 @@ class FashionMnistKind(Kind):
         return DRAFT_SIZE
 
     def held_out(self, contract, where, images=None, dataset=None, data_dir=None, drawn: bool = False) -> HeldOut:
-        from apparel.data import load_dataset
+        from apparel.kinds.fashion_mnist.data import load_dataset
 
         if images is not None:
             raise ParameterError(f"{where} holds a Fashion-MNIST model, {'drawn' if drawn else 'measured'} on the test "
@@ -78,7 +78,7 @@ class FashionMnistKind(Kind):
                        samples=(dataset.x_train, dataset.y_train))
 
     def measure(self, model, held_out: HeldOut, batch_size: int) -> dict:
-        from apparel.scores import classification_report, evaluate_model
+        from apparel.training.scores import classification_report, evaluate_model
 
         figures = evaluate_model(model, held_out.images, held_out.labels, batch_size=batch_size)
         # The reference model has extra logits (20 for ten classes): never a label.

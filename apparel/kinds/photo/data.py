@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.images.decode import ACCEPTED_FORMATS
-from apparel.images.photo_rgb import photo_to_rgb
+from apparel.kinds.photo.pipeline import photo_to_rgb
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 # Smaller photos show too little of the garment to learn from (a thumbnail, an icon, a pixel).

@@ -2,11 +2,11 @@
 features, then the backbone's top blocks fine-tuned with the head at a lower learning rate.
 
     >>> from apparel.config import TrainConfig
-    >>> from apparel.training import train
+    >>> from apparel.training.trainer import train
     >>> config = TrainConfig(model="efficientnet-lite0", images=("shop/photos",), epochs=4)
     >>> train(config, out_dir="runs/shop").metrics["validation_accuracy"]
 
-``apparel.training.train`` runs these steps through the one training path: ``training_data``,
+``apparel.training.trainer.train`` runs these steps through the one training path: ``training_data``,
 ``build`` (phase 1 included), ``fit`` (phase 2), ``metrics``, ``finish``.
 
 Phase 1 reads every photo once, without augmentation, and fits the head on the pooled features
@@ -35,9 +35,9 @@ from apparel.config import TrainConfig
 from apparel.kinds.photo.data import (FEW_VALIDATION_PHOTOS, PhotoSplits, load_photo_splits, photo_batches,
                                       photo_outputs, progress_bar)
 from apparel.kinds.photo.measure import evaluate_photo_model
-from apparel.models import create_model, get_spec, with_augmentation
-from apparel.optimization import learning_rate_for, make_optimizer
-from apparel.runs import HEAD_FILE, SKIPPED_FILE, augmentations, finish_run
+from apparel.training.models import create_model, get_spec, with_augmentation
+from apparel.training.optimization import learning_rate_for, make_optimizer
+from apparel.training.runs import HEAD_FILE, SKIPPED_FILE, augmentations, finish_run
 
 # Phase 1: the head's learning rate on the frozen features (Adam's default) and its batch size.
 HEAD_LEARNING_RATE = 1e-3

@@ -60,12 +60,12 @@ class PhotoKind(Kind):
         return as_photo_input(images, size)
 
     def decode(self, source, size: int, max_pixels: int, max_bytes: int) -> np.ndarray:
-        from apparel.images.photo_rgb import photo_to_rgb
+        from apparel.kinds.photo.pipeline import photo_to_rgb
 
         return photo_to_rgb(source, size, max_pixels, max_bytes).astype(np.float32)
 
     def steps(self, source, size: int, max_pixels: int, max_bytes: int) -> list:
-        from apparel.images.photo_rgb import photo_rgb_steps
+        from apparel.kinds.photo.pipeline import photo_rgb_steps
 
         return photo_rgb_steps(source, size, max_pixels, max_bytes)
 
@@ -149,7 +149,7 @@ class PhotoKind(Kind):
 
     def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``count`` readable photos drawn at random, in colour, as the model sees them."""
-        from apparel.images.photo_rgb import photo_to_rgb
+        from apparel.kinds.photo.pipeline import photo_to_rgb
 
         photos, shown, labels = held_out.images, [], []
         for index in np.random.default_rng(seed).permutation(len(photos)):

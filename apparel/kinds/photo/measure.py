@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from apparel.kinds.photo.data import PhotoSet, photo_outputs
-from apparel.scores import classification_report
+from apparel.training.scores import classification_report
 
 
 def evaluate_photo_model(model, photos: PhotoSet, size: int, class_names: tuple[str, ...], batch_size: int = 32) -> dict:

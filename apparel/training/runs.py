@@ -1,7 +1,7 @@
 """A training run's directory while it trains: every epoch checkpointed, the best epoch kept, an
 interrupted run resumed, and what ``train`` returns.
 
-Shared by Fashion-MNIST training (``training``) and photo-model training (``photo_training``).
+Shared by every kind's training (``trainer.train`` and each kind's ``fitting``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.errors import ParameterError
-from apparel.models import get_spec
+from apparel.training.models import get_spec
 
 
 @dataclass

@@ -2,7 +2,7 @@
 inputs to logits: 28×28 images in [0, 1] (Fashion-MNIST models) or N×N RGB photos with values
 0–255 (photo models, ``input_kind="photo"``).
 
-    >>> from apparel.models import create_model, MODELS
+    >>> from apparel.training.models import create_model, MODELS
     >>> sorted(MODELS)
     ['cnn', 'efficientnet-lite0', 'mlp', 'resnet', 'seed-mlp']
     >>> model = create_model("seed-mlp", hidden=128)     # None or missing: the model's default

@@ -1,7 +1,7 @@
 """A product photo as a colour model's input: the whole photo, upright, on white, padded to a
 square with white and resized to N×N RGB.
 
-    >>> from apparel.images.photo_rgb import photo_to_rgb
+    >>> from apparel.kinds.photo.pipeline import photo_to_rgb
     >>> photo_to_rgb("shirt.jpg", 224).shape
     (224, 224, 3)
 

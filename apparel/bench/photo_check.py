@@ -2,10 +2,10 @@
 
 Each test image is rendered as a product photo — upscaled to about 400 px, negated back to a light
 background, coloured, given a margin, saved as JPEG in memory — then run through
-:func:`apparel.images.photos.photo_to_input`. The model's accuracy on those inputs is compared with its
+:func:`apparel.kinds.fashion_mnist.pipeline.photo_to_input`. The model's accuracy on those inputs is compared with its
 accuracy on the original images; the drop is what the pipeline costs.
 
-    >>> from apparel.images.photo_check import photo_check
+    >>> from apparel.bench.photo_check import photo_check
     >>> from apparel.inference.prediction import Predictor
     >>> report = photo_check(Predictor.from_dir("runs/reference"), x_test_uint8, y_test)
     >>> report.drop_points
@@ -29,9 +29,9 @@ import numpy as np
 from PIL import Image
 
 from apparel.config import Config, option
-from apparel.data import IMAGE_SHAPE
+from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 from apparel.errors import ParameterError
-from apparel.images.photos import photo_to_input
+from apparel.kinds.fashion_mnist.pipeline import photo_to_input
 
 # Garment colours as (R, G, B); their chroma is laid on the garment, their luma is not.
 PALETTE = (

@@ -4,7 +4,8 @@ Each function returns a ``matplotlib.figure.Figure`` (shown inline in Jupyter); 
 saves them all as PNGs into a run's ``plots/`` directory: for a Fashion-MNIST run from the data
 set, for a photo run from a folder of labelled photos (``images``), drawn in colour.
 
-    >>> from apparel import data, plots
+    >>> from apparel.kinds.fashion_mnist import data
+    >>> from apparel.training import plots
     >>> dataset = data.load_dataset()
     >>> plots.sample_grid(dataset.x_train, dataset.y_train, named=True)
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
 RIGHT_COLOUR = "tab:blue"
 WRONG_COLOUR = "tab:red"

@@ -11,7 +11,7 @@ was made from Zalando's product photos (Xiao, Rasul, Vollgraf 2017, section 2):
    every Fashion-MNIST image spans that range; it makes the garment's colour and the background's
    tone irrelevant).
 
-    >>> from apparel.images.photos import photo_to_input, pipeline_steps
+    >>> from apparel.kinds.fashion_mnist.pipeline import photo_to_input, pipeline_steps
     >>> image = photo_to_input("shirt.jpg")          # float32 (28, 28) in [0, 1]
     >>> [name for name, _ in pipeline_steps("shirt.jpg")]
     ['original', 'on white', 'trimmed', 'resized', 'sharpened', 'padded', 'negated', 'grayscale', 'stretched']
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageChops, ImageFilter, ImageOps
 
-from apparel.data import IMAGE_SHAPE
+from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 from apparel.errors import SourceError
 from apparel.images.decode import (  # re-exported: the pipeline's first step
     MAX_DECODE_BYTES,

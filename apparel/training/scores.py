@@ -1,7 +1,7 @@
 """A model's figures on labelled images: loss and accuracy, per-class precision/recall/F1, the
 confusion matrix and the classes most confused.
 
-    >>> from apparel.scores import classification_report
+    >>> from apparel.training.scores import classification_report
     >>> classification_report(labels, logits.argmax(axis=-1), class_names)["most_confused"][0]
     {'classes': ['Shirt', 'T-shirt/top'], 'mistakes': 182}
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apparel.data import CLASS_NAMES
+from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
 
 def evaluate_model(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1024) -> dict:

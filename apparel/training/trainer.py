@@ -1,7 +1,7 @@
 """Train a registered model and write a complete run directory: one path for every kind.
 
     >>> from apparel.config import TrainConfig
-    >>> from apparel.training import train
+    >>> from apparel.training.trainer import train
     >>> result = train(TrainConfig(epochs=2, limit=5000), out_dir="runs/quick")
     >>> result.metrics["test_accuracy"]
 
@@ -20,11 +20,11 @@ from pathlib import Path
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
-from apparel.data import Dataset
+from apparel.kinds.fashion_mnist.data import Dataset
 from apparel.kinds.base import Kind
 from apparel.kinds.registry import kind_named
-from apparel.models import get_spec
-from apparel.runs import TrainResult, base_model, claimed_run_dir, epoch_recorder, restore_best, resume_run
+from apparel.training.models import get_spec
+from apparel.training.runs import TrainResult, base_model, claimed_run_dir, epoch_recorder, restore_best, resume_run
 
 
 def train(

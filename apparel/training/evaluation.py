@@ -1,6 +1,6 @@
 """A run's held-out figures, recomputed from its saved model and merged into its metrics.json.
 
-    >>> from apparel.evaluation import evaluate_run
+    >>> from apparel.training.evaluation import evaluate_run
     >>> report = evaluate_run("runs/reference")
     >>> report["test_accuracy"], report["most_confused"][0]
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from apparel import artifacts
-from apparel.data import Dataset
+from apparel.kinds.fashion_mnist.data import Dataset
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.kinds.registry import kind_for_inputs
 

@@ -1,6 +1,6 @@
 """Optimizers, learning-rate schedules and the loss, by name, as every training run compiles them.
 
-    >>> from apparel.optimization import make_optimizer
+    >>> from apparel.training.optimization import make_optimizer
     >>> make_optimizer("ftrl", 0.01).name
     'ftrl'
 """
