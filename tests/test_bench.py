@@ -259,7 +259,7 @@ def test_a_worker_in_another_pid_namespace_is_not_judged_by_its_pid():
 def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, monkeypatch, capsys):
     from types import SimpleNamespace
 
-    import apparel.training
+    import apparel.training.trainer
     from apparel.bench.study import run_trial
     from optuna.trial import TrialState
 
@@ -279,7 +279,7 @@ def test_a_trial_finished_by_another_worker_meanwhile_is_left_alone(tmp_path, mo
     run_trial(study, first, spec, dataset=None)
     second, _ = claim(study, storage, spec)
     result = SimpleNamespace(model=None, history={"loss": [0.5]}, metrics={"test_accuracy": 0.9})
-    monkeypatch.setattr(apparel.training, "train", lambda *args, **kwargs: finish(second) or result)
+    monkeypatch.setattr(apparel.training.trainer, "train", lambda *args, **kwargs: finish(second) or result)
     run_trial(study, second, spec, dataset=None)
 
     trials = study.get_trials(deepcopy=False)

@@ -2,8 +2,9 @@
 where its shipped model and its held-out set are, and how it trains.
 
     >>> from apparel.contract import InputContract
-    >>> kind = InputContract.for_run("models/store").model_kind
-    >>> kind.name, kind.shape(224), kind.words(contract).instances
+    >>> contract = InputContract.for_run("models/store")
+    >>> kind = contract.model_kind
+    >>> kind.name, kind.shape(contract.size), kind.words(contract).instances
     ('photo', (224, 224, 3), 'this photo model takes 224×224×3 arrays …')
 
 Code outside ``apparel/kinds/`` asks the kind (through the contract saved with every run) and
