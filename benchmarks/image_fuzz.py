@@ -302,7 +302,6 @@ def _decoders(folder: Path):
     """(name, decode(format, data) → model input) for each path an image takes into a model."""
     from apparel.contract import FASHION_MNIST, InputContract
     from apparel.images import decode
-    from apparel.kinds.fashion_mnist import pipeline
     from apparel.images.sources import ImageSource, read_source
 
     photo = InputContract(kind="photo", size=48, class_names=("a", "b"))
