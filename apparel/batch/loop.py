@@ -66,13 +66,13 @@ def model_settings(config: ReadConfig, litert: str | None = None,
     return ModelSettings(str(model_dir), litert, threads), InputContract.for_run(model_dir)
 
 
-def stack_sources(sources: list[ImageSource]) -> list[ImageSource]:
-    """``sources`` with each ``.npy`` stack of several images as one source per image
-    (``name[i]``), so that every source is one row of the loop. A stack that cannot be looked into
-    stays whole: reading it says why."""
+def stack_sources(sources: list[ImageSource], contract: InputContract) -> list[ImageSource]:
+    """``sources`` with each ``.npy`` stack of several of ``contract``'s inputs as one source per
+    image (``name[i]``), so that every source is one row of the loop. Any other stays whole:
+    reading it says what is wrong with it."""
     rows = []
     for source in sources:
-        count = _stack_length(source)
+        count = _stack_length(source, contract)
         if count > 1:
             rows.extend(ImageSource(f"{source.name}[{i}]", path=source.path, item=i) for i in range(count))
         else:
@@ -80,14 +80,14 @@ def stack_sources(sources: list[ImageSource]) -> list[ImageSource]:
     return rows
 
 
-def _stack_length(source: ImageSource) -> int:
+def _stack_length(source: ImageSource, contract: InputContract) -> int:
     if source.error is not None or source.path is None or source.path.suffix.lower() != ".npy":
         return 1
     try:
         shape = np.load(source.path, mmap_mode="r", allow_pickle=False).shape
     except Exception:  # noqa: BLE001 — read again in the loop, which names the reason
         return 1
-    return shape[0] if len(shape) in (3, 4) else 1
+    return shape[0] if tuple(shape[1:]) == contract.shape else 1
 
 
 def _result(name: str, top: list[tuple[str, float]], category: dict | None = None) -> dict:
@@ -117,7 +117,7 @@ def predict_sources(
     category each (``CategoryDecision.to_dict``), added as ``"category"``. ``progress(n)`` is
     called as images finish.
     """
-    sources = stack_sources(sources)
+    sources = stack_sources(sources, predictor.contract)
     read = ReadSettings(None, predictor.contract, fetch, workers)
     results: list[dict | None] = [None] * len(sources)
     batches = classify(np.arange(len(sources)), sources, read, ModelSettings(None), batch_size, packed=True,
