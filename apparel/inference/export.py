@@ -37,7 +37,8 @@ FORMATS = ("litert", "saved_model", "onnx")
 # LiteRT's weight formats: float32 as trained; float16 weights (half the file, computed in float32:
 # the same answers); int8, weights and activations, calibrated on the caller's example inputs (the
 # fastest on this CPU: XNNPACK's integer kernels, 1.6× float16's photos a second for the store
-# model, 0.3 points off its validation accuracy; docs/benchmarks.md).
+# model, but 0.3 to 0.6 points off its validation accuracy; inference.runtime says why it is not
+# the default).
 QUANTIZATIONS = ("float16", "int8")
 INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ONNX graph
 

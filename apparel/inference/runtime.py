@@ -13,10 +13,13 @@ first use, the one time TensorFlow is loaded for it, and recorded with the SHA-2
 written to (an installed package, a read-only share) keeps its artefact in the user's cache
 (``$XDG_CACHE_HOME/apparel``), under the same digest. The shipped models carry theirs.
 
-Measured on clothing-dataset-small's validation split (341 photos, this project's 2-core CPU,
-``benchmarks/speed_photos.py``): float16 weights answered as float32 and Keras did, about 3×
-Keras's photos a second; dynamic-range int8 was half float16's speed (its kernels are not
-XNNPACK's), and ONNX Runtime two-thirds of it (docs/benchmarks.md).
+Why float16 LiteRT (clothing-dataset-small's validation split, 341 photos, the store model, this
+project's 2-core CPU, batches of 32, docs/benchmarks.md): it answered as Keras did (top-1 0.8328
+both) at about twice Keras's photos a second; float32 LiteRT the same speed at twice the file;
+ONNX Runtime two-thirds of its speed; dynamic-range int8 half of it (its kernels are not
+XNNPACK's); full int8 1.6× its speed but 0.3 to 0.6 points below Keras, depending on the photos it
+was calibrated on, with one photo in 25 answered differently: over the half point allowed, so it is
+made only on request (``apparel export --quantize int8 --calibration …``).
 """
 
 from __future__ import annotations
