@@ -24,6 +24,7 @@ made only on request (``apparel export --quantize int8 --calibration …``).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -58,10 +59,8 @@ def inference_artefact(model_dir: str | os.PathLike, digest: str | None = None) 
             return candidate
     try:
         return _make(model_dir, beside, digest)
-    except PermissionError:
-        return _make(model_dir, cached, digest)
     except OSError as error:
-        if error.errno not in (30,):  # EROFS: a read-only file system
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         return _make(model_dir, cached, digest)
 
