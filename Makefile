@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark speed-benchmark
 
 # The main job's data and .venv, and the tools the tests and benchmarks drive (a browser, PostgreSQL,
 # h2load): `make test` runs it; `make run` takes only data and venv.
@@ -94,6 +94,12 @@ catalogue-benchmark: venv
 	$(BIN)/python benchmarks/catalogue.py --datasets $(DATASETS) --out runs/catalogue-bench
 
 # Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
+# Cold start, peak memory and steady photos/s of `apparel predict` and `apparel catalog`, the default
+# runtime (the models' LiteRT artefacts) against --runtime keras in one run, and both on validation/
+# (docs/benchmarks.md#prediction-speed).
+speed-benchmark: venv
+	$(BIN)/python benchmarks/speed_photos.py --datasets $(DATASETS) --out runs/speed-photos
+
 photos-benchmark: venv
 	$(BIN)/python benchmarks/worn_crops.py $(PARSING_DATA) runs/worn-crops
 	$(BIN)/python benchmarks/photo_model.py --model-dir photos

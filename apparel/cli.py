@@ -24,9 +24,10 @@ from apparel.contract import InputContract, metadata_path
 from apparel.training.evaluation import evaluate_run
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
 from apparel.images.steps_figure import draw_steps, model_steps
-from apparel.images.sources import expand_sources, predict_sources
+from apparel.images.sources import calibration_inputs, expand_sources
 from apparel.inference.export import export_model
 from apparel.inference.prediction import MODEL_DIR_ENV, Predictor, default_model_note, resolve_model_dir
+from apparel.inference.runtime import DEFAULT_RUNTIME, RUNTIMES, load_predictor
 from apparel.kinds.base import Kind, figure
 from apparel.kinds.registry import PHOTO_KIND, kind_for_inputs
 from apparel.training.models import MODELS
@@ -35,6 +36,7 @@ from apparel.flags import add_config_flags, config_changes, flag_name, train_con
 from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.batch.loop import predict_sources
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training.trainer import kind_of, train
 
@@ -136,7 +138,7 @@ def cmd_predict(args) -> int:
     if not args.litert:  # a .tflite carries its own contract
         _say_default_model(model_dir, kind)
     predictor = (Predictor.from_litert(args.litert, model_dir) if args.litert
-                 else Predictor.from_dir(model_dir, kind=kind))
+                 else load_predictor(model_dir, kind=kind, runtime=args.runtime))
     fetch = FetchConfig(timeout=args.timeout, allow_private=args.allow_private)
     from tqdm import tqdm
 
@@ -260,7 +262,9 @@ def cmd_export(args) -> int:
     _say_default_model(args.model_dir, PHOTO_KIND)
     model_dir = resolve_model_dir(args.model_dir, PHOTO_KIND)
     _status(f"exporting {model_dir} as {args.format} …")
-    out = export_model(model_dir, args.format, args.out)
+    calibration = (calibration_inputs(args.calibration, InputContract.for_run(model_dir), args.calibration_count)
+                   if args.calibration else None)
+    out = export_model(model_dir, args.format, args.out, quantize=args.quantize, calibration=calibration)
     print(out)
     print(metadata_path(out))
     return 0
@@ -398,6 +402,9 @@ def _add_predict(commands) -> None:
                               "folders (searched recursively), glob patterns, http(s) URLs")
     predict.add_argument("--model-dir", help=f"run directory or {SHIPPED_NAME} (default: the first argument if it is one, else the shipped store model; for .npy arrays the Fashion-MNIST one)")
     predict.add_argument("--top-k", type=int, default=3, help="how many classes to show (default 3)")
+    predict.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
+                         help="litert: the model's LiteRT artefact, made once beside it (no TensorFlow; the default); "
+                              "keras: the Keras model")
     predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
@@ -452,6 +459,13 @@ def _add_export(commands) -> None:
                                                      "else the shipped store model, as for predict, serve and catalog)")
     export.add_argument("--format", required=True, choices=["litert", "saved_model", "onnx"])
     export.add_argument("--out", required=True, help="file (.tflite, .onnx) or directory (saved_model) to write")
+    export.add_argument("--quantize", choices=["float16", "int8"],
+                        help="LiteRT: float16 weights (half the file, the same answers), or int8 (fastest; give "
+                             "--calibration photos like those it will see)")
+    export.add_argument("--calibration", nargs="+", metavar="IMAGES",
+                        help="with --quantize int8: files, folders or glob patterns of example photos (training "
+                             "photos, never the ones it is measured on); --calibration-count of them, evenly spaced")
+    export.add_argument("--calibration-count", type=int, default=200, help="example photos used (default 200)")
     export.set_defaults(handler=cmd_export)
 
 
@@ -481,7 +495,7 @@ def _add_serve(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     add_config_flags(serve, ServiceConfig)
-    serve.add_argument("--inference-threads", type=int, help="TensorFlow threads per operation (default: one per core)")
+    serve.add_argument("--inference-threads", type=int, help="with --runtime keras: TensorFlow threads per operation (default: one per core)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
     serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead of Keras")
     serve.set_defaults(handler=cmd_serve)

@@ -3,6 +3,7 @@ Shopify's taxonomy: how many products get the exact category, a right but shallo
 one, an invalid one, or none.
 
     python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-bench
+    python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-keras --runtime keras
 
 Only validation sides are used: clothing-dataset-small's validation/, clothing-dataset-extra's
 validation senders, Clothing Co-Parsing's held-out photos (worn crops of every labelled garment
@@ -110,9 +111,11 @@ def main() -> int:
     parser.add_argument("--model-dir", default=None, help="run directory or shipped name (default: the catalog's)")
     parser.add_argument("--header-style", choices=tuple(HEADERS), default="new")
     parser.add_argument("--limit", type=int, default=None, help="only the first N products (a quick look)")
+    parser.add_argument("--runtime", choices=("litert", "keras"), default="litert",
+                        help="the model's LiteRT artefact (the commands' default) or Keras")
     args = parser.parse_args()
 
-    from apparel.inference.prediction import Predictor
+    from apparel.inference.runtime import load_predictor
     from apparel.kinds.registry import PHOTO_KIND
     from apparel.shop.catalog import CatalogConfig, categorize_catalog
 
@@ -123,16 +126,16 @@ def main() -> int:
     for stale in (written_path, out / "categorized.cache.jsonl"):  # a fresh run: no cached images
         stale.unlink(missing_ok=True)
     started = time.perf_counter()
-    predictor = Predictor.from_dir(args.model_dir, kind=PHOTO_KIND)
+    predictor = load_predictor(args.model_dir, kind=PHOTO_KIND, runtime=args.runtime)
     predictor.predict_proba(np.zeros((1, *predictor.contract.shape), "uint8"))  # warmed up: the rate is steady
     load_seconds = time.perf_counter() - started
-    config = CatalogConfig(model_dir=str(predictor.model_dir), images_dir=str(images_dir))
+    config = CatalogConfig(model_dir=str(predictor.model_dir), images_dir=str(images_dir), runtime=args.runtime)
     started = time.perf_counter()
     report = categorize_catalog(catalogue, written_path, config, predictor=predictor)
     seconds = time.perf_counter() - started
     result = score(products, read_written(written_path, args.header_style))
     summary = {
-        "model": str(predictor.model_dir), "products": len(products), "header_style": args.header_style,
+        "model": str(predictor.model_dir), "runtime": args.runtime, "products": len(products), "header_style": args.header_style,
         "all": shares(result["total"]),
         "products_of_the_vertical": shares(sum((c for s, c in result["by_source"].items() if s != "street"), Counter())),
         "by_source": {name: shares(counter) for name, counter in sorted(result["by_source"].items())},

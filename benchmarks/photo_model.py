@@ -55,7 +55,8 @@ def accuracy_on(predictor, folder: Path, out_dir: Path) -> dict:
 
 def fashion_model_on(folder: Path, class_names: tuple[str, ...]) -> float:
     """The Fashion-MNIST default model on the same photos, its classes mapped generously."""
-    from apparel.images.sources import expand_sources, predict_sources
+    from apparel.batch.loop import predict_sources
+    from apparel.images.sources import expand_sources
     from apparel.inference.prediction import Predictor
 
     predictor = Predictor.from_dir(None)
@@ -67,7 +68,8 @@ def fashion_model_on(folder: Path, class_names: tuple[str, ...]) -> float:
 def throughput(predictor, files: list[str], rounds: int) -> dict:
     """Photos per second through `predict_sources` (parallel reading, batched inference), median
     over ``rounds`` after a warm-up, and the single-photo latency p50 over 50 calls."""
-    from apparel.images.sources import expand_sources, predict_sources
+    from apparel.batch.loop import predict_sources
+    from apparel.images.sources import expand_sources
 
     sources = expand_sources(files)
     predict_sources(sources[:64], predictor, batch_size=32)  # warm-up: tracing, thread pools, caches

@@ -258,7 +258,7 @@ def litert_export(tiny_run, tmp_path_factory) -> Path:
 def test_litert_export_through_both_engines(shop, tiny_run, litert_export, local_ray, tmp_path):
     manifest = small_manifest(tmp_path / "m.csv", 8)
     # Batches of 4: two full ones and one of a single row, predicted at its place in four slots.
-    keras = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop), batch_size=4)
+    keras = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop), batch_size=4, runtime="keras")
     classify_manifest(manifest, tmp_path / "keras", keras)
     expected = table(tmp_path / "keras")
     results = {}

@@ -124,7 +124,7 @@ def as_bytes(header, rows, newline="\r\n", bom=True, final_newline=False) -> byt
 
 
 def config(model_dir, shop_dir, **changes) -> CatalogConfig:
-    settings = dict(model_dir=str(model_dir), images_dir=str(shop_dir), allow_private=True, timeout=TIMEOUT, workers=4)
+    settings = dict(model_dir=str(model_dir), images_dir=str(shop_dir), allow_private=True, timeout=TIMEOUT, read_threads=4)
     return CatalogConfig(**{**settings, **changes})
 
 
@@ -215,7 +215,7 @@ def interrupted_run(shop, model_dir):
     rows, expected = old_style_catalog(base)
     source = shop_dir / "products.csv"
     source.write_bytes(as_bytes(OLD_HEADER, rows))
-    settings = config(model_dir, shop_dir, batch_size=1, workers=1)
+    settings = config(model_dir, shop_dir, batch_size=1, read_threads=1)
     with pytest.raises(KeyboardInterrupt):
         categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor(fail_on_call=3))
     return shop_dir, source, settings, expected
@@ -268,16 +268,16 @@ def test_empty_npy_images_are_recorded_errors_and_keep_the_batch_aligned(shop, m
     assert written["dress"][5] == "Dress" and written["tote"][5] == "Bag"  # each photo its own prediction
 
     # Should a reader ever hand back zero images for a source, the catalog records an error too.
-    from apparel.shop import catalog
+    from apparel.batch import reading
 
-    real = catalog.read_sources
+    real = reading.read_sources
 
     def zero_images_for_none(sources, *args):
         for source, array, error in real(sources, *args):
             yield (source, np.zeros((0, 28, 28), np.float32), None) if source.name.endswith("none.npy") else (source, array, error)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(catalog, "read_sources", zero_images_for_none)
+        patch.setattr(reading, "read_sources", zero_images_for_none)
         categorize_catalog(source, shop_dir / "again.csv", config(model_dir, shop_dir), predictor=ShapePredictor())
     assert (shop_dir / "again.csv").read_bytes() == (shop_dir / "out.csv").read_bytes()
     assert review_rows(shop_dir / "again.review.csv")["none"]["error"] == "images/none.npy: holds no images"

@@ -48,7 +48,7 @@ def shop(tmp_path):
 
 def catalog_arguments(shop_dir, model_dir, out) -> list[str]:
     return ["catalog", str(shop_dir / "products.csv"), "--out", str(out), "--model-dir", str(model_dir),
-            "--images-dir", str(shop_dir), "--min-confidence", str(MIN_CONFIDENCE), "--batch-size", "1", "--workers", "1"]
+            "--images-dir", str(shop_dir), "--min-confidence", str(MIN_CONFIDENCE), "--batch-size", "1", "--read-threads", "1"]
 
 
 def cache_lines(out) -> int:

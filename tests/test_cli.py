@@ -299,7 +299,7 @@ def test_every_command_that_picks_a_model_says_which(argv, stopped, picked, monk
     monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
     if stopped == "expand_sources":  # predict: a photo, then stop before loading the model
         monkeypatch.setattr(cli, "expand_sources", lambda files: [type("Source", (), {"path": Path(files[0])})()])
-        monkeypatch.setattr(cli.Predictor, "from_dir", stop)
+        monkeypatch.setattr(cli, "load_predictor", stop)
         picked = "store"
     else:
         monkeypatch.setattr(cli, stopped, stop)

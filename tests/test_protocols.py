@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from apparel.inference.prediction import Predictor
+from apparel.inference.runtime import load_predictor
 from apparel.serve.app import create_app
 from apparel.serve.config import ServiceConfig
 from apparel.serve.registry import Registry
@@ -64,7 +64,8 @@ def served(fashion_run, photo_run, tmp_path_factory):
     app, _ = repository_app(root, request_log=log)
     with running_server(app) as base_url:
         yield {"url": base_url, "grpc": f"127.0.0.1:{app.state.grpc_port}", "log": log,
-               "fashion-mnist": Predictor.from_dir(fashion_run), "photos": Predictor.from_dir(photo_run)}
+               # The runtime the service runs by default (each model's LiteRT artefact), in this process.
+               "fashion-mnist": load_predictor(fashion_run), "photos": load_predictor(photo_run)}
 
 
 def fashion_images(count=3, seed=0):

@@ -117,7 +117,7 @@ def test_the_catalog_writes_a_parent_ids_on_request_and_leaves_not_apparel_with_
                       + "".join(f"p{index},Product {index},,,,{index}.jpg\n" for index in range(3)), encoding="utf-8")
     answers = [[0.9, 0.1, 0.0], [0.5, 0.45, 0.05], [0.1, 0.1, 0.8]]  # a T-shirt; a top; not apparel
     report = categorize_catalog(source, tmp_path / "out.csv",
-                                CatalogConfig(model_dir=str(run), category_format=category_format, workers=1),
+                                CatalogConfig(model_dir=str(run), category_format=category_format, read_threads=1),
                                 predictor=FixedPredictor(contract, answers))
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out.csv").read_text(encoding="utf-8"))))
     tee, tops = ("aa-1-13-8", "aa-1-13") if category_format == "id" else (

@@ -14,33 +14,29 @@ from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError
 from apparel.images.fetch import FetchConfig
+from apparel.inference.runtime import DEFAULT_RUNTIME, RUNTIMES
 
 ENGINES = ("local", "ray")
 
 
 @dataclass(frozen=True)
-class BatchConfig(Config):
-    """How a manifest is classified."""
+class ReadConfig(Config):
+    """How images are read and predicted: the settings ``apparel catalog`` and ``apparel batch``
+    share (their flags), for the one read-and-predict loop (``batch.loop``)."""
 
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped store model)")
-    litert: str | None = option(None, "run this exported .tflite of the model (apparel export --format litert)")
-    image_column: str | None = option(None, "the manifest's column of image paths or URLs "
-                                            "(default: the first of image, image_url, url, path, "
-                                            "then Shopify's Image Src, Product image URL)")
-    images_dir: str | None = option(None, "folder that relative image paths resolve inside (default: the manifest's)")
-    top_k: int = option(3, "classes written per image, most likely first", minimum=1)
-    engine: str = option("local", "local: this process; ray: Ray Data, on a local Ray or --ray-address",
+    runtime: str = option(DEFAULT_RUNTIME, "litert: the model's LiteRT artefact, made once beside it (no TensorFlow); "
+                                           "keras: the Keras model", choices=RUNTIMES)
+    image_column: str | None = option(None, "the column of image paths or URLs (default: a manifest's first of image, "
+                                            "image_url, url, path; Shopify's Image Src, Product image URL)")
+    images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's or "
+                                          "manifest's folder)")
+    engine: str = option("local", "local: this process; ray: Ray Data, on a local Ray or --ray-address (same output)",
                          choices=ENGINES)
-    ray_address: str | None = option(None, "join this Ray cluster (host:port or ray://…) instead of starting one")
+    ray_address: str | None = option(None, "with --engine ray: join this Ray cluster (host:port or ray://…) instead "
+                                           "of starting one")
     batch_size: int = option(32, "images per model call (and per read task)", minimum=1)
-    predictors: int | None = option(None, "Ray: model replicas, each an actor that loads the model once "
-                                          "(default: the cluster's CPUs / --predictor-threads)", minimum=1)
-    predictor_threads: int | None = option(None, "threads per model replica, TensorFlow's or LiteRT's (default: "
-                                                 "the cores this process may use, as the local engine does; then "
-                                                 "both engines give the same numbers)", minimum=1)
-    read_threads: int = option(4, "images read and fetched at once per reader (URLs wait on the network)",
-                               minimum=1)
-    shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
+    read_threads: int = option(4, "images read and fetched at once (URLs wait on the network)", minimum=1)
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
     timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
 
@@ -48,12 +44,29 @@ class BatchConfig(Config):
         if self.ray_address is not None and self.engine != "ray":
             raise ParameterError("{} joins a Ray cluster; give {} ray with it", "ray_address", "engine")
 
+    def fetch(self) -> FetchConfig:
+        return FetchConfig(timeout=self.timeout, allow_private=self.allow_private)
+
+
+@dataclass(frozen=True)
+class BatchConfig(ReadConfig):
+    """How a manifest is classified."""
+
+    litert: str | None = option(None, "run this exported .tflite of the model (apparel export --format litert)")
+    top_k: int = option(3, "classes written per image, most likely first", minimum=1)
+    predictors: int | None = option(None, "Ray: model replicas, each an actor that loads the model once "
+                                          "(default: the cluster's CPUs / --predictor-threads)", minimum=1)
+    predictor_threads: int | None = option(None, "threads per model replica, TensorFlow's or LiteRT's (default: "
+                                                 "the cores this process may use, as the local engine does; then "
+                                                 "both engines give the same numbers)", minimum=1)
+    shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
+
 
 @dataclass(frozen=True)
 class ReadSettings:
     """What a reader needs to turn an image reference into the model's input; sent to Ray workers."""
 
-    images_dir: str
+    images_dir: str | None           # where references resolve (None: they are ImageSources already)
     contract: InputContract
     fetch: FetchConfig = FetchConfig()
     threads: int = 4

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from apparel.batch.config import ModelSettings
-from apparel.errors import ParameterError
 
 
 def load_predictor(settings: ModelSettings):
@@ -18,29 +17,14 @@ def load_predictor(settings: ModelSettings):
     with ``settings.threads``."""
     from apparel.inference.prediction import Predictor
     from apparel.kinds.registry import PHOTO_KIND
+    from apparel.inference.runtime import set_tensorflow_threads
 
     if settings.litert is not None:
         # The interpreter takes its own thread count; TensorFlow is not started for it.
         return Predictor.from_litert(settings.litert, settings.model_dir, settings.threads)
     if settings.threads is not None:
-        set_threads(settings.threads)
+        set_tensorflow_threads(settings.threads, "predictor_threads")
     return Predictor.from_dir(settings.model_dir, kind=PHOTO_KIND)
-
-
-def set_threads(threads: int) -> None:
-    """TensorFlow's thread pools, which it fixes when it runs its first operation. The number of
-    threads decides how sums are split, so the same model gives results apart in the seventh
-    digit under another count: replicas that must match the local engine use its count."""
-    import tensorflow as tf
-
-    if tf.config.threading.get_intra_op_parallelism_threads() == threads:
-        return
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-    except RuntimeError:
-        raise ParameterError("{} cannot change once TensorFlow has started in this process; "
-                             "give it to a fresh process (the command line)", "predictor_threads") from None
 
 
 def aligned_batches(rows: np.ndarray, references: list[str], batch_size: int) -> list[dict]:
@@ -74,12 +58,19 @@ class Predict:
         errors = np.asarray(batch["error"], dtype=object)
         readable = errors == ""
         pixels = np.asarray(batch["pixels"])[readable].astype(np.float32)
-        probabilities = np.full((len(rows), self.predictor.contract.num_classes), np.nan, dtype=np.float32)
+        answered = None
         if readable.any() and self.slots is None:
-            probabilities[readable] = self.predictor.predict_proba(pixels)
+            answered = np.asarray(self.predictor.predict_proba(pixels))
         elif readable.any():
             places = rows[readable] % self.slots
             placed = np.zeros((self.slots, *pixels.shape[1:]), dtype=np.float32)
             placed[places] = pixels
-            probabilities[readable] = self.predictor.predict_proba(placed)[places]
+            answered = np.asarray(self.predictor.predict_proba(placed))[places]
+        # A stand-in predictor (a test's) may have no contract: its answers say how many classes,
+        # and a batch it gave none has no columns to fill.
+        contract = getattr(self.predictor, "contract", None)
+        classes = answered.shape[-1] if answered is not None else getattr(contract, "num_classes", 0)
+        probabilities = np.full((len(rows), classes), np.nan, dtype=np.float32)
+        if answered is not None:
+            probabilities[readable] = answered
         return {"row": rows, "probabilities": probabilities, "error": errors}

@@ -19,15 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.batch.config import BatchConfig, ModelSettings, ReadSettings
+from apparel.batch.config import BatchConfig, ReadSettings
+from apparel.batch.loop import classify, model_settings
 from apparel.batch.manifest import read_manifest
 from apparel.batch.output import (PREDICTION_COLUMNS, ShardWriter, check_record, folder_lock, manifest_identity,
                                   written_rows)
-from apparel.contract import FASHION_MNIST, InputContract
 from apparel.errors import ParameterError
-from apparel.images.fetch import FetchConfig
-from apparel.inference.prediction import resolve_model_dir
-from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.categories import optional_run_chooser
 
 __all__ = ["BatchConfig", "BatchReport", "classify_manifest"]
@@ -50,22 +47,6 @@ class BatchReport:
         return asdict(self)
 
 
-def model_settings(config: BatchConfig, threads: int | None = None) -> tuple[ModelSettings, InputContract]:
-    """The model to load and its contract, read from the run directory (or the LiteRT export's
-    metadata) without loading TensorFlow."""
-    if config.litert is not None:
-        if not Path(config.litert).is_file():
-            raise ParameterError(f"{{}} {config.litert} is not a file; make one with `apparel export DIR --format litert`",
-                                 "litert")
-        model_dir = None if config.model_dir is None else resolve_model_dir(config.model_dir)
-        contract = (InputContract.for_run(model_dir) if model_dir is not None
-                    else InputContract.for_export(config.litert) or FASHION_MNIST)
-    else:
-        model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
-        contract = InputContract.for_run(model_dir)
-    return ModelSettings(None if model_dir is None else str(model_dir), config.litert, threads), contract
-
-
 def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, config: BatchConfig = BatchConfig(),
                       progress: Callable[[int], object] | None = None) -> BatchReport:
     """Classify the images of ``manifest_path`` into the Parquet data set ``out`` (see the module
@@ -76,7 +57,7 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     images_dir = Path(config.images_dir) if config.images_dir is not None else manifest.path.resolve().parent
     if not images_dir.is_dir():
         raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
-    model, contract = model_settings(config, config.predictor_threads)
+    model, contract = model_settings(config, config.litert, config.predictor_threads)
     # Before anything is written: an unreadable categories.json is refused now, not after the record.
     chooser = (optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
                if contract.model_kind.takes_categories else None)
@@ -84,22 +65,14 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
                            "images_dir": str(images_dir.resolve()), "model_version": model.version,
                            "top_k": config.top_k, "categories": chooser.version if chooser is not None else None})
-        read = ReadSettings(str(images_dir.resolve()), contract,
-                            FetchConfig(timeout=config.timeout, allow_private=config.allow_private),
-                            config.read_threads)
+        read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()
         pending = [references[row] for row in rows]
         writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, model.version, config.shard_rows,
                              chooser)
-        if config.engine == "ray":
-            from apparel.batch.engine_ray import classify_ray
-
-            results = classify_ray(rows, pending, read, model, config.batch_size, config.predictors, config.ray_address)
-        else:
-            from apparel.batch.engine_local import classify_local
-
-            results = classify_local(rows, pending, read, model, config.batch_size)
+        results = classify(rows, pending, read, model, config.batch_size, engine=config.engine,
+                           predictors=config.predictors, address=config.ray_address)
         errors = []
         for result in results:
             writer.add(result["row"], result["probabilities"], result["error"])

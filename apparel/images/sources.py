@@ -1,10 +1,11 @@
 """Where images come from: files, folders, glob patterns and http(s) URLs, read safely and in batches.
 
-    >>> from apparel.images.sources import expand_sources, predict_sources
+    >>> from apparel.images.sources import expand_sources, read_sources
     >>> sources = expand_sources(["photos/", "*.jpg", "https://example.com/shirt.jpg"])
-    >>> results = predict_sources(sources, Predictor.from_dir("runs/reference"), top_k=3)
-    >>> results[0]
-    {'file': 'photos/a.jpg', 'label': 'Shirt', 'probability': 0.91, 'top_k': [...]}
+    >>> next(read_sources(sources, contract=InputContract.for_run("models/store")))
+    (ImageSource(name='photos/a.jpg', …), array(…, shape=(1, 224, 224, 3)), None)
+
+They are predicted by the loop of ``apparel.batch.loop`` (``predict_sources``).
 
 URLs are fetched by the hardened ``images.fetch``; paths read from a catalog or a manifest must
 reach a file inside its images directory.
@@ -23,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from apparel.contract import FASHION_MNIST, InputContract
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 from apparel.images import decode
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
@@ -42,6 +43,7 @@ class ImageSource:
     path: Path | None = None
     url: str | None = None
     error: str | None = None         # set when the source was refused before reading
+    item: int | None = None          # one image of a .npy stack (its index), else all of them
 
 
 def url_source(url: str) -> ImageSource:
@@ -176,7 +178,8 @@ def read_source(source: ImageSource, fetch: FetchConfig = FetchConfig(), max_pix
         data = fetch_url(source.url, fetch)
         return _named(source.name, contract.decode, data, limit)[None]
     if source.path is not None and source.path.suffix.lower() == ".npy":
-        return _named(source.name, read_image_file, source.path, contract)
+        stack = _named(source.name, read_image_file, source.path, contract)
+        return stack if source.item is None else stack[source.item : source.item + 1]
     return _named(source.name, contract.decode, source.path, limit)[None]
 
 
@@ -208,52 +211,18 @@ def read_sources(
         yield from pool.map(attempt, sources)
 
 
-def _result(name: str, top: list[tuple[str, float]], category: dict | None = None) -> dict:
-    result = {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
-              "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
-    if category is not None:
-        result["category"] = category
-    return result
-
-
-def predict_sources(
-    sources: list[ImageSource],
-    predictor,
-    top_k: int = 3,
-    fetch: FetchConfig = FetchConfig(),
-    batch_size: int = 256,
-    workers: int = 4,
-    progress: Callable[[int], object] | None = None,
-    categorize: Callable[[np.ndarray], list[dict]] | None = None,
-) -> list[dict]:
-    """Classify every source; images are read in parallel and predicted ``batch_size`` at a time.
-
-    Returns one dict per image, in order: ``{"file", "label", "probability", "top_k"}``, or
-    ``{"file", "error"}`` for a source that could not be read (the run goes on). ``categorize``
-    turns a batch of probabilities into a store category each (``CategoryDecision.to_dict``),
-    added as ``"category"``.
-    """
-    results: list[dict] = []
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start : start + batch_size]
-        slots: list[dict | tuple[str, int]] = []   # an error dict, or (name, row in the batch)
-        arrays, rows = [], 0
-        for source, inputs, error in read_sources(chunk, fetch, workers, predictor.contract):
-            if error is not None:
-                slots.append({"file": source.name, "error": error})
-            else:
-                names = [source.name] if len(inputs) == 1 else [f"{source.name}[{i}]" for i in range(len(inputs))]
-                slots.extend((name, rows + i) for i, name in enumerate(names))
-                arrays.append(inputs)
-                rows += len(inputs)
-            if progress is not None:
-                progress(1)
-        probabilities = predictor.predict_proba(np.concatenate(arrays)) if arrays else np.zeros((0, 0))
-        tops = predictor.top_k(probabilities, top_k) if arrays else []
-        categories = categorize(probabilities) if categorize is not None and arrays else [None] * len(tops)
-        results.extend(slot if isinstance(slot, dict) else _result(slot[0], tops[slot[1]], categories[slot[1]])
-                       for slot in slots)
-    return results
+def calibration_inputs(items: list[str], contract: InputContract, count: int = 200) -> np.ndarray:
+    """Model inputs of ``count`` readable images of ``items`` (files, folders, patterns; evenly
+    spaced over all they name, so every class folder gives some), for an int8 export to measure
+    its activations on."""
+    sources = [source for source in expand_sources(items) if source.error is None]
+    if count < 1 or not sources:
+        raise ParameterError(f"{{}} {' '.join(items)}: no images to calibrate on (count {count})", "calibration")
+    chosen = [sources[i] for i in np.unique(np.linspace(0, len(sources) - 1, min(count, len(sources))).round().astype(int))]
+    inputs = [array[:1] for _, array, error in read_sources(chosen, workers=4, contract=contract) if error is None]
+    if not inputs:
+        raise ParameterError(f"{{}} {' '.join(items)}: none of the images could be read", "calibration")
+    return np.concatenate(inputs)
 
 
 def read_image_file(path: str | os.PathLike, contract: InputContract = FASHION_MNIST) -> np.ndarray:

@@ -55,6 +55,7 @@ from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
 from apparel.serve.tfserving import add_tfserving_routes
 from apparel.serve.v2 import add_v2_routes
 from apparel.shop.taxonomy import load_mapping
+from apparel.inference.runtime import load_predictor
 from apparel.inference.prediction import (DEFAULT_MODEL_DIR, DEFAULT_PHOTO_MODEL_DIR, MODEL_DIR_ENV, Predictor,
                                           resolve_model_dir)
 
@@ -389,7 +390,8 @@ def served_models(config: ServiceConfig, model_dir, litert) -> tuple[Predictor |
         return repository_registry(config)
     if model_dir is not None or litert is not None or os.environ.get(MODEL_DIR_ENV):
         model_dir = served_model_dir(model_dir)
-        return (Predictor.from_litert(litert, model_dir) if litert is not None else Predictor.from_dir(model_dir)), None
+        return (Predictor.from_litert(litert, model_dir) if litert is not None
+                else load_predictor(model_dir, runtime=config.runtime)), None
     return shipped_registry(config), None
 
 
@@ -429,9 +431,9 @@ def run_server(
     if config.model_repository is not None and (model_dir is not None or litert is not None):
         raise ParameterError("give {} (or {}) or {}, not both", "model_dir", "litert", "model_repository")
     check_can_listen(host, port)
-    if inference_threads is not None:
-        if inference_threads < 1:
-            raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
+    if inference_threads is not None and inference_threads < 1:
+        raise ValueError(f"inference_threads must be at least 1, got {inference_threads}")
+    if inference_threads is not None and config.runtime == "keras":  # LiteRT takes every usable core
         import tensorflow as tf
 
         # Only possible before TensorFlow starts its runtime, i.e. before the model is loaded.

@@ -16,6 +16,7 @@ from typing import ClassVar
 from apparel.config import Config, option
 from apparel.errors import ParameterError
 from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS
+from apparel.inference.runtime import DEFAULT_RUNTIME, RUNTIMES
 
 # Where `apparel serve` reads the API key when --api-key is not given: a flag's value is visible
 # to every user of the machine (`ps`), an environment variable only to the server's own user.
@@ -32,6 +33,8 @@ class ServiceConfig(Config):
 
     KEY_NAME: ClassVar[str] = "service setting"
 
+    runtime: str = option(DEFAULT_RUNTIME, "litert: each model's LiteRT artefact, made once beside it (no TensorFlow "
+                                           "for the models); keras: the Keras models", choices=RUNTIMES)
     max_body_bytes: int = option(16 * 1024 * 1024, "largest request body accepted, bytes; more is a 413", minimum=1)
     max_instances: int = option(256, "images in one :predict request; more is a 413", minimum=1)
     max_response_bytes: int = option(64 * 1024 * 1024, "largest answer of a V2 or gRPC inference, bytes, reckoned "

@@ -27,6 +27,7 @@ from apparel import artifacts
 from apparel.contract import InputContract
 from apparel.images import decode
 from apparel.inference.prediction import Predictor
+from apparel.inference.runtime import load_predictor
 from apparel.serve.batching import MicroBatcher, Overloaded, inference_function, warm_up
 from apparel.serve.config import ServiceConfig
 from apparel.serve.payloads import RequestError
@@ -300,5 +301,5 @@ def serve_version(name: str, number: int, predictor: Predictor, config: ServiceC
 def load_version(name: str, number: int, model_dir: str | os.PathLike, config: ServiceConfig, metrics: Metrics,
                  *, numbered: bool = True) -> ServedVersion:
     """Load a run directory as version ``number`` of model ``name``, warmed up (``config.warm_up_s``)."""
-    return serve_version(name, number, Predictor.from_dir(model_dir), config, metrics, numbered=numbered,
+    return serve_version(name, number, load_predictor(model_dir, runtime=config.runtime), config, metrics, numbered=numbered,
                          warm_up_seconds=config.warm_up_s)

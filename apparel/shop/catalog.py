@@ -52,15 +52,16 @@ import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
 from apparel.batch.writing import full_disk_named
-from apparel.config import Config, option
+from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
+from apparel.batch.loop import classify, model_settings
+from apparel.config import option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
-from apparel.inference.prediction import Predictor, resolve_model_dir
-from apparel.images.fetch import FetchConfig
+from apparel.inference.prediction import resolve_model_dir
+from apparel.kinds.registry import PHOTO_KIND
 from apparel.kinds.fashion_mnist.pipeline import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
-from apparel.images.sources import ImageSource, contained_source, read_sources
-from apparel.kinds.registry import PHOTO_KIND
+from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -87,13 +88,10 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
-class CatalogConfig(Config):
-    """How a catalog is categorised (``apparel catalog`` flags)."""
+class CatalogConfig(ReadConfig):
+    """How a catalog is categorised (``apparel catalog`` flags): how its images are read and
+    predicted (``ReadConfig``, as ``apparel batch``), then the catalog's own settings."""
 
-    model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped store model)")
-    images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's folder)")
-    image_column: str | None = option(None, "the CSV's column of image paths or URLs (default: Image Src, or "
-                                            "Product image URL in the current header style)")
     mapping: str | None = option(None, "class,category CSV to use instead of the model's own categories (a store "
                                        "model's categories.json) or the shipped Shopify taxonomy mapping")
     min_confidence: float | None = option(
@@ -105,18 +103,7 @@ class CatalogConfig(Config):
     category_format: str = option("path", "what the category column gets: the full path, or the category's id",
                                   choices=("path", "id"))
     overwrite: bool = option(False, "replace categories that are already filled")
-    allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
-    timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
-    batch_size: int = option(64, "images predicted (and cached) together", minimum=1)
-    workers: int = option(4, "images read and fetched in parallel", minimum=1)
-    engine: str = option("local", "local: this process; ray: the Ray Data pipeline of `apparel batch` (same output)",
-                         choices=("local", "ray"))
-    ray_address: str | None = option(None, "with --engine ray: join this Ray cluster instead of starting one")
-
-    def check(self) -> None:
-        if self.ray_address is not None and self.engine != "ray":
-            raise ParameterError("{} joins a Ray cluster; give {} ray with it", "ray_address", "engine")
 
 
 @dataclass(frozen=True)
@@ -386,7 +373,8 @@ class Classifier:
     """Classifies each product's first readable image, through the cache of finished images.
 
     Each product's images are tried in order until one is read: first images first, for all
-    products. After ``classify``, ``outcome`` maps a handle to (image, probabilities over
+    products, each round through the read-and-predict loop (``batch.loop``) on the configured
+    engine. After ``classify``, ``outcome`` maps a handle to (image, probabilities over
     ``class_names``) and ``errors`` a handle to the reasons its images could not be read.
     """
 
@@ -394,11 +382,15 @@ class Classifier:
                  progress: Callable[[int], object] | None = None):
         self.config, self.model_dir, self.cache_path = config, model_dir, cache_path
         self.predictor, self.progress = predictor, progress or (lambda count: None)
-        self.model_digest = file_digest(model_dir / MODEL_FILE)
-        # What the model takes and answers: the predictor's own, else the run directory's record.
-        self.contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
+        if predictor is None:
+            self.model, contract = model_settings(config)
+        else:  # what the model takes and answers: the predictor's own, else the run directory's record
+            self.model = ModelSettings(str(model_dir))
+            contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
+        self.contract = contract
+        # The cache's model: the file that answers (the LiteRT artefact's numbers are not Keras's).
+        self.model_digest = file_digest(self.model.litert or model_dir / MODEL_FILE)
         self.cache = read_cache(cache_path, self.contract.num_classes)
-        self.fetch = FetchConfig(timeout=config.timeout, allow_private=config.allow_private)
         self.outcome: dict[str, tuple[str, list[float]]] = {}
         self.errors: dict[str, list[str]] = {}
         self.predicted = self.cached = 0
@@ -424,12 +416,7 @@ class Classifier:
                            if p.handle not in self.outcome and attempt < len(p.images)]
                 if not pending:
                     break
-                to_read = self._take_cached(pending)
-                if self.config.engine == "ray":
-                    self._predict_on_ray(to_read, images_dir)
-                    continue
-                for start in range(0, len(to_read), self.config.batch_size):
-                    self._predict_batch(to_read[start : start + self.config.batch_size])
+                self._predict(self._take_cached(pending), images_dir)
         finally:
             if self._cache_file is not None:
                 self._cache_file.close()
@@ -447,46 +434,16 @@ class Classifier:
                 to_read.append((product, source, key))
         return to_read
 
-    def _predict_batch(self, batch: list[tuple[Product, ImageSource, str | None]]) -> None:
-        inputs, done = [], []
-        results = read_sources([source for _, source, _ in batch], self.fetch, self.config.workers, self.contract)
-        for (product, source, key), (_, array, error) in zip(batch, results):
-            if error is None and len(array) == 0:  # one input row per entry of done, always
-                error = "holds no images"
-            if error is not None:
-                self.errors[product.handle].append(f"{source.name}: {error}")
-            else:
-                inputs.append(array[:1])
-                done.append((product, source, key))
-            self.progress(1)
-        if not inputs:
-            return
-        if self.predictor is None:
-            self.predictor = Predictor.from_dir(self.model_dir, kind=PHOTO_KIND)
-        probabilities = np.asarray(self.predictor.predict_proba(np.concatenate(inputs)), dtype=np.float64)
-        self.predicted += len(done)
-        lines = []
-        for (product, source, key), row in zip(done, probabilities, strict=True):
-            values = [round(float(p), 6) for p in row]
-            self.outcome[product.handle] = (source.name, values)
-            if key is not None:
-                self.cache[key] = values
-                lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
-        self._remember(lines)
-
-    def _predict_on_ray(self, to_read: list[tuple[Product, ImageSource, str | None]], images_dir: Path) -> None:
-        """``_predict_batch`` for all of ``to_read`` on the Ray pipeline of ``apparel batch``: the
-        same batches of ``batch_size`` and model threads, so the same probabilities."""
-        from apparel.batch.config import ModelSettings, ReadSettings
-        from apparel.batch.engine_ray import classify_ray
-
+    def _predict(self, to_read: list[tuple[Product, ImageSource, str | None]], images_dir: Path) -> None:
+        """Read and predict ``to_read`` through the loop, a batch at a time, the readable images of
+        a batch predicted together; each finished batch goes to the cache."""
         if not to_read:
             return
         # Resolved here: Ray's workers need not share this process's working directory.
-        read = ReadSettings(str(images_dir.resolve()), self.contract, self.fetch, self.config.workers)
-        results = classify_ray(np.arange(len(to_read)), [source.name for _, source, _ in to_read], read,
-                               ModelSettings(str(self.model_dir)), self.config.batch_size,
-                               address=self.config.ray_address, packed=True)
+        read = ReadSettings(str(images_dir.resolve()), self.contract, self.config.fetch(), self.config.read_threads)
+        results = classify(np.arange(len(to_read)), [source.name for _, source, _ in to_read], read, self.model,
+                           self.config.batch_size, engine=self.config.engine, packed=True,
+                           address=self.config.ray_address, predictor=self.predictor)
         for result in results:
             lines = []
             for row, probabilities, error in zip(result["row"], result["probabilities"], result["error"]):

@@ -1,0 +1,102 @@
+"""The inference runtimes: the LiteRT artefact beside each model (made once, tied to the model
+file's digest), the default prediction path free of TensorFlow and Keras, and both runtimes agreeing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apparel import artifacts
+from apparel.contract import metadata_path
+from apparel.inference import runtime
+from apparel.inference.runtime import ARTEFACT_FILE, inference_artefact, load_predictor
+
+from conftest import PHOTO_CLASSES, render_photo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photos(folder: Path, count: int = 3) -> list[Path]:
+    rng = np.random.default_rng(1)
+    paths = []
+    for index in range(count):
+        path = folder / f"photo-{index}.jpg"
+        render_photo(index % 3, rng, size=(300, 400)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def test_default_predict_imports_neither_tensorflow_nor_keras(tmp_path):
+    photo, = photos(tmp_path, 1)
+    code = ("import json, sys; from apparel.cli import main; code = main(['predict', sys.argv[1], '--json']); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tf_keras'}); "
+            "print(json.dumps({'code': code, 'heavy': heavy}))")
+    finished = subprocess.run([sys.executable, "-c", code, str(photo)], capture_output=True, text=True, cwd=ROOT,
+                              timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    *answer, last = finished.stdout.strip().splitlines()
+    assert json.loads(last) == {"code": 0, "heavy": []}
+    assert json.loads("\n".join(answer))[0]["file"] == str(photo)
+
+
+def test_both_runtimes_agree_on_the_shipped_store_model(tmp_path):
+    from apparel.kinds.photo.pipeline import photo_to_rgb
+
+    lite = load_predictor("store", runtime="litert")
+    keras = load_predictor("store", runtime="keras")
+    assert lite.export_path == artifacts.shipped_model_dir("store") / ARTEFACT_FILE  # the committed artefact
+    batch = np.stack([photo_to_rgb(path, lite.contract.size) for path in photos(tmp_path, 4)])
+    expected, answered = keras.predict_proba(batch), lite.predict_proba(batch)
+    assert (answered.argmax(axis=1) == expected.argmax(axis=1)).all()
+    np.testing.assert_allclose(answered, expected, atol=2e-3)  # float16 weights, float32 arithmetic
+
+
+def test_the_artefact_is_made_once_and_again_for_a_new_model(photo_run, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    path = inference_artefact(run)
+    assert path == run / ARTEFACT_FILE
+    recorded = json.loads(metadata_path(path).read_text())
+    assert recorded["model_sha256"] == artifacts.file_digest(run / artifacts.MODEL_FILE)
+    assert recorded["quantization"] == "float16"
+    made = []
+    monkeypatch.setattr(runtime, "_make", lambda *args: made.append(args) or args[1])
+    assert inference_artefact(run) == path and made == []  # the digest matches: kept
+    # A retrained model (another file) is not answered by the old artefact.
+    with open(run / artifacts.MODEL_FILE, "ab") as handle:
+        handle.write(b"\0")
+    inference_artefact(run)
+    assert [arguments[1] for arguments in made] == [path]
+
+
+def test_a_read_only_run_keeps_its_artefact_in_the_cache(photo_run, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    real = runtime._make
+
+    def refused_beside(model_dir, path, digest):
+        if path.parent == run:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(model_dir, path, digest)
+
+    monkeypatch.setattr(runtime, "_make", refused_beside)
+    path = inference_artefact(run)
+    assert path.is_relative_to(tmp_path / "cache") and not (run / ARTEFACT_FILE).exists()
+    predictor = load_predictor(run)
+    assert predictor.export_path == path and predictor.contract.class_names == PHOTO_CLASSES
+    keras = load_predictor(run, runtime="keras")
+    batch = np.random.default_rng(0).integers(0, 256, (2, *keras.contract.shape)).astype(np.float32)
+    np.testing.assert_allclose(predictor.predict_proba(batch), keras.predict_proba(batch), atol=2e-3)
+
+
+def test_an_unknown_runtime_is_refused():
+    with pytest.raises(ValueError, match="unknown runtime 'onnx'; choose one of: litert, keras"):
+        load_predictor("store", runtime="onnx")
