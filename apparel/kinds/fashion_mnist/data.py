@@ -2,7 +2,7 @@
 
 The files come from Debian's package ``dataset-fashion-mnist``; nothing is downloaded.
 
-    >>> from apparel import data
+    >>> from apparel.kinds.fashion_mnist import data
     >>> dataset = data.load_dataset()          # scaled to [0, 1], float32
     >>> dataset.x_train.shape, dataset.y_test.shape
     ((60000, 28, 28), (10000,))
