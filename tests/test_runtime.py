@@ -79,6 +79,9 @@ def test_the_artefact_is_made_once_and_again_for_a_new_model(photo_run, tmp_path
 def test_a_read_only_run_keeps_its_artefact_in_the_cache(photo_run, tmp_path, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(photo_run, run)
+    # The shared run may hold an artefact already, made by another test's first use of it.
+    for made in (run / ARTEFACT_FILE, metadata_path(run / ARTEFACT_FILE)):
+        made.unlink(missing_ok=True)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     real = runtime._make
 
