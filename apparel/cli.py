@@ -33,6 +33,7 @@ from apparel.flags import add_config_flags, config_changes, flag_name, train_con
 from apparel.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.shop.decisions import read_decisions
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.photo_training import few_validation_note
 from apparel.training import train
@@ -220,11 +221,14 @@ def cmd_catalog(args) -> int:
     config = CatalogConfig(**config_changes(args, CatalogConfig))
     _say_default_model(config.model_dir, photos=True)
     _status(f"categorising {args.csv} → {args.out} …")
+    decisions = read_decisions(args.decisions) if args.decisions else None
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
-        report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
+        report = categorize_catalog(args.csv, args.out, config, progress=bar.update, decisions=decisions)
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
           f"{report.uncertain} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
+    if report.decided:
+        print(f"{report.decided} products as decided in {args.decisions}, whatever their photos say")
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
@@ -433,6 +437,9 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("csv", help="Shopify product export (either header style)")
     catalog.add_argument("--out", required=True, help="CSV to write (a review CSV and an image cache go beside it)")
     catalog.add_argument("--model", dest="model_dir", help=argparse.SUPPRESS)  # the old spelling of --model-dir
+    catalog.add_argument("--decisions", help="CSV of handle,category: the merchant's own category for a product "
+                         "(id or path), or keep to leave it as it is; the model changes none of them (the desk's "
+                         "decisions.csv)")
     add_config_flags(catalog, CatalogConfig)
     catalog.set_defaults(handler=cmd_catalog)
 

@@ -44,8 +44,8 @@ import csv
 import itertools
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,7 @@ from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.shop.categories import run_chooser
+from apparel.shop.decisions import KEEP, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
 
@@ -134,6 +135,30 @@ class CatalogReport:
     output: str
     review: str
     cache: str
+    decided: int = 0                 # products the merchant decided (``decisions``): the model changed none of them
+    # What happened to each product, in file order (the desk's table); not part of the summary.
+    outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict:
+        summary = asdict(self)
+        del summary["outcomes"]
+        return summary
+
+
+@dataclass(frozen=True)
+class ProductOutcome:
+    """One product's result: what the model suggests and what was written."""
+
+    handle: str
+    title: str
+    image: str                       # the image classified, else the first one ("" when it has none)
+    status: str                      # "categorized", "decided", or why it is left for review (uncertain, …)
+    category: str | None             # the path the product gets from this run (the model's or the merchant's)
+    suggested: str | None            # the model's choice (a parent when only the parent was sure), None if none
+    likeliest: str | None            # the likeliest class's own category: deeper than ``suggested`` when it was uncertain
+    confidence: float | None         # the chosen category's probability; when left for review, the likeliest's
+    label: str | None                # the likeliest class
+    decision: str | None = None      # the merchant's decision (a category id or "keep"), None when the model's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -300,15 +325,19 @@ def categorize_catalog(
     config: CatalogConfig = CatalogConfig(),
     predictor=None,
     progress: Callable[[int], object] | None = None,
+    decisions: Mapping[str, str] | None = None,
 ) -> CatalogReport:
     """Write ``out``: the catalog with categories, types and tags filled from the product photos;
     a review CSV and the image cache beside it. See the module docstring for the rules.
 
     ``predictor`` (anything with ``predict_proba``, and ``contract`` when it is not the
     contract of ``config.model_dir``) replaces loading the model; the model directory still
-    names the cache's model. ``progress(n)`` is called as images finish.
+    names the cache's model. ``progress(n)`` is called as images finish. ``decisions`` maps a
+    handle to the merchant's category (id, GID or path; written whatever the photo says, over a
+    filled one too) or to ``"keep"`` (left as it is): ``apparel.shop.decisions``.
     """
     csv_path, out = Path(csv_path), Path(out)
+    decided = resolve_decisions(decisions)  # an unknown category is said before any photo is read
     images_dir = _checked_paths(csv_path, out, config)
     bom, text = read_csv_text(csv_path)
     records = parse_records(text)
@@ -324,17 +353,18 @@ def categorize_catalog(
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
-        decisions = decide_cells(products, header, columns, classifier, chooser, config)
+        cells = decide_cells(products, header, columns, classifier, chooser, config, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
-            temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
-        write_review(review_path, decisions.review)
+            temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
+        write_review(review_path, cells.review)
     return CatalogReport(
-        rows=len(rows), products=len(products), categorized=decisions.categorized,
-        changed_cells=len(decisions.edits), uncertain=decisions.uncertain, outside=decisions.outside,
-        failed=decisions.failed,
-        no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
+        rows=len(rows), products=len(products), categorized=cells.categorized,
+        changed_cells=len(cells.edits), uncertain=cells.uncertain, outside=cells.outside,
+        failed=cells.failed,
+        no_image=cells.no_image, disagreeing=cells.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path),
+        decided=cells.decided, outcomes=tuple(cells.outcomes),
     )
 
 
@@ -532,17 +562,27 @@ class Decisions:
     failed: int = 0
     no_image: int = 0
     disagreeing: int = 0
+    decided: int = 0
+    outcomes: list[ProductOutcome] = field(default_factory=list)
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
-                 chooser: CategoryChooser, config: CatalogConfig) -> Decisions:
-    """What to write for each product, and which products a person should review (and why)."""
-    decisions = Decisions()
+                 chooser: CategoryChooser, config: CatalogConfig,
+                 decided: Mapping[str, Category | None] | None = None) -> Decisions:
+    """What to write for each product, and which products a person should review (and why).
+    ``decided`` (handle → the merchant's category, None to leave it as it is) wins over the model:
+    such a product gets the merchant's cells and is not listed for review as uncertain."""
+    decisions, decided = Decisions(), decided or {}
     for product in products:
         title = product.row.value(columns["title"])
         decisions.disagreeing += bool(product.disagreements)
         decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
                               "status": status, "error": detail} for status, detail in product.disagreements]
+        outcome = _model_outcome(product, title, classifier, chooser)
+        if product.handle in decided:
+            _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, decisions)
+            continue
+        decisions.outcomes.append(outcome)
         if not product.images:
             decisions.no_image += 1
             decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
@@ -570,35 +610,73 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
-        for role, value in wanted_cells(product, columns, label, decision.category, chooser, config).items():
-            index = columns[role]
-            if index >= len(product.row.cells):
-                decisions.review.append({**base, "status": "row too short",
-                                         "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
-                continue
-            cell = product.row.cells[index]
-            if value != cell.value:
-                decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+        wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
+        _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
 
-def wanted_cells(product: Product, columns: dict[str, int | None], label: str, category: Category,
-                 chooser: CategoryChooser, config: CatalogConfig) -> dict[str, str]:
+def _model_outcome(product: Product, title: str, classifier: Classifier, chooser: CategoryChooser) -> ProductOutcome:
+    """What the model made of ``product`` (its status is the review status when left)."""
+    if not product.images:
+        return ProductOutcome(product.handle, title, "", "no image", None, None, None, None, None)
+    if product.handle not in classifier.outcome:
+        return ProductOutcome(product.handle, title, product.images[0], "unreadable image", None, None, None, None,
+                              None)
+    image, probabilities = classifier.outcome[product.handle]
+    label = classifier.class_names[int(np.argmax(probabilities))]
+    decision, own = chooser.choose(probabilities), chooser.category_of(label)
+    suggested = decision.category.path if decision.category is not None else None
+    return ProductOutcome(product.handle, title, image, decision.reason or "categorized", suggested, suggested,
+                          own.path if own is not None else None, round(decision.confidence, 4), label)
+
+
+def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
+                    columns: dict[str, int | None], chooser: CategoryChooser, config: CatalogConfig,
+                    decisions: Decisions) -> None:
+    """The merchant's ``category`` for ``product`` (None: leave its cells as they are)."""
+    decisions.decided += 1
+    decisions.outcomes.append(replace(outcome, status="decided", decision=KEEP if category is None else category.id,
+                                      category=None if category is None else category.path))
+    if category is None:
+        return
+    base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
+    wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
+    _edit_cells(product, wanted, header, columns, base, decisions)
+
+
+def _edit_cells(product: Product, wanted: dict[str, str], header: Record, columns: dict[str, int | None], base: dict,
+                decisions: Decisions) -> None:
+    """The edits that give ``product``'s row the ``wanted`` cells; a row too short for one is reviewed."""
+    for role, value in wanted.items():
+        index = columns[role]
+        if index >= len(product.row.cells):
+            decisions.review.append({**base, "status": "row too short",
+                                     "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
+            continue
+        cell = product.row.cells[index]
+        if value != cell.value:
+            decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+
+
+def wanted_cells(product: Product, columns: dict[str, int | None], label: str | None, category: Category,
+                 chooser: CategoryChooser, config: CatalogConfig, chosen_by_merchant: bool = False) -> dict[str, str]:
     """Role → value for a product whose chosen category is ``category`` and likeliest class
     ``label``: the category column (the node's full path, or its id with ``category_format``) when
     empty (or ``overwrite``), type when empty, our tag. Type and tag name the class when the
     category is the class's own; when only a parent was sure ("Shoes" for a likely sandal), they
-    name that category instead, so no cell claims more than the photo supports."""
-    named = label if chooser.category_of(label) == category else category.name
+    name that category instead, so no cell claims more than the photo supports. A category
+    ``chosen_by_merchant`` replaces a filled one and our earlier tag, as ``overwrite`` does."""
+    named = label if label is not None and chooser.category_of(label) == category else category.name
+    overwrite = config.overwrite or chosen_by_merchant
     wanted = {}
     if columns["category"] is not None:
-        if config.overwrite or not product.row.value(columns["category"]).strip():
+        if overwrite or not product.row.value(columns["category"]).strip():
             wanted["category"] = category.id if config.category_format == "id" else category.path
     if columns["type"] is not None and not product.row.value(columns["type"]).strip():
         wanted["type"] = named
     if columns["tags"] is not None:
         wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
-                                   config.tag_prefix, config.overwrite)
+                                   config.tag_prefix, overwrite)
     return wanted
 
 
