@@ -22,7 +22,7 @@ STAGES = {
     "apparel.training": 3, "apparel.photo_training": 3, "apparel.runs": 3, "apparel.optimization": 1, "apparel.evaluation": 3, "apparel.plots": 3,
     "apparel.store": 3,
     "apparel.images": 4,
-    "apparel.shop": 5, "apparel.bench": 5, "apparel.batch": 5,
+    "apparel.shop": 5, "apparel.bench": 5, "apparel.batch": 5, "apparel.desk": 5,
     "apparel.serve": 6,
     "apparel.flags": 7, "apparel.cli": 7, "apparel.__main__": 7, "apparel": 7,
 }

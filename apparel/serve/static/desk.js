@@ -62,14 +62,16 @@ async function openJob(id) {
 }
 
 async function poll(id) {
-  const state = await api(`/desk/api/jobs/${id}`);
-  job = state;
-  showProgress();
-  if (state.rounds !== seenRounds || state.state === "done" && seenRounds !== -2) {
+  let state = await api(`/desk/api/jobs/${id}`);
+  if (state.rounds !== seenRounds || (state.state === "done" && seenRounds !== -2)) {
+    // The rows first, then the status that counts them: "Done" means the table is complete.
     const table = await api(`/desk/api/jobs/${id}/products`);
-    seenRounds = state.state === "done" ? -2 : table.job.rounds;
+    state = table.job;
+    seenRounds = state.state === "done" ? -2 : state.rounds;
     mergeProducts(table.products);
   }
+  job = state;
+  showProgress();
   if (state.state === "queued" || state.state === "running") {
     pollTimer = setTimeout(() => poll(id).catch((error) => showError(error.message)), POLL_MS);
   }
