@@ -165,3 +165,45 @@ def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path
         JobStore(tmp_path / "jobs").create("prices.csv", b"name,price\nshirt,3\n")
     with pytest.raises(SourceError, match="not UTF-8"):
         JobStore(tmp_path / "jobs").create("latin.csv", "Handle,Title\nb\xe9ret,B\xe9ret\n".encode("latin-1"))
+
+
+def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_path, photo_run):
+    from fastapi.testclient import TestClient
+
+    from apparel.inference.prediction import Predictor
+    from apparel.serve.app import create_app
+
+    csv_path, images, model_dir = store
+    (images / "../secret.jpg").write_bytes((images / "photos" / "product-0000.jpg").read_bytes())
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor(delay=0.2))
+    app = create_app(Predictor.from_dir(photo_run), api_key="s3cret-key", desk=desk)
+    key = {"X-API-Key": "s3cret-key"}
+    upload = {"csv": ("products.csv", csv_path.read_bytes(), "text/csv")}
+    with TestClient(app) as client:
+        assert client.get("/desk/api/jobs").status_code == 401
+        page = client.get("/desk", headers={"Accept": "text/html"})
+        assert page.status_code == 401 and "form" in page.text  # the login form, then the session cookie
+        assert client.post("/desk/api/jobs", files=upload, headers={**key, "Origin": "http://evil.example"}
+                           ).status_code == 403
+        refused = client.post("/desk/api/jobs", files={"csv": ("prices.csv", b"name,price\nshirt,3\n")}, headers=key)
+        assert refused.status_code == 422 and "prices.csv: no Handle" in refused.json()["error"]
+        created = client.post("/desk/api/jobs", files=upload, headers=key)
+        assert created.status_code == 201 and created.json()["products"] == 12
+        job = created.json()["id"]
+        early = client.get(f"/desk/api/jobs/{job}/categorized.csv", headers=key)
+        assert early.status_code == 409 and "download it once every product is classified" in early.json()["error"]
+        bad = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"], "category": "Tshirtz"},
+                          headers=key)
+        assert bad.status_code == 422 and "not a category" in bad.json()["error"]
+        assert client.get("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
+        assert client.get("/desk/api/jobs/..%2F..%2Fetc", headers=key).status_code == 404
+        hits = client.get("/desk/api/taxonomy", params={"q": "tee"}, headers=key).json()["categories"]
+        assert hits[0]["path"] == TSHIRTS
+        thumbnail = client.get(f"/desk/api/jobs/{job}/thumbnails/0", headers=key)
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+        assert client.get(f"/desk/api/jobs/{job}/thumbnails/11", headers=key).status_code == 404  # no photo
+    upload = {"csv": ("sneaky.csv", b"Handle,Title,Type,Image Src\nsneaky,Sneaky,,../secret.jpg\n", "text/csv")}
+    with TestClient(create_app(Predictor.from_dir(photo_run), desk=desk)) as client:
+        job = client.post("/desk/api/jobs", files=upload).json()["id"]
+        refused = client.get(f"/desk/api/jobs/{job}/thumbnails/0")
+        assert refused.status_code == 404 and "leads outside images_dir" in refused.json()["error"]
