@@ -34,7 +34,7 @@ from pathlib import Path
 from apparel.artifacts import atomic_path, read_json, write_json
 from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import Product, find_columns, group_products
-from apparel.shop.decisions import KEEP, decided_category, read_decisions, write_decisions
+from apparel.shop.decisions import decided_category, read_decisions, write_decisions
 from apparel.shop.splice import BOM, parse_records
 
 STATE_FILE, UPLOAD_FILE, DECISIONS_FILE = "job.json", "upload.csv", "decisions.csv"
@@ -55,10 +55,8 @@ def default_jobs_dir() -> Path:
 def round_bounds(count: int) -> list[tuple[int, int]]:
     """(start, end) of each round over ``count`` products: ``ROUND_SIZES``, then the last size again."""
     bounds, start = [], 0
-    for index in range(count):
-        size = ROUND_SIZES[min(index, len(ROUND_SIZES) - 1)]
-        if start >= count:
-            break
+    while start < count:
+        size = ROUND_SIZES[min(len(bounds), len(ROUND_SIZES) - 1)]
         bounds.append((start, min(count, start + size)))
         start += size
     return bounds
@@ -230,5 +228,3 @@ class JobStore:
                  if _JOB_ID.match(folder.name) and (folder / STATE_FILE).is_file()]
         return sorted(found, key=lambda job: job.state()["created"], reverse=True)
 
-
-__all__ = ["DONE", "FAILED", "KEEP", "QUEUED", "RUNNING", "Job", "JobStore", "UploadedCatalog", "default_jobs_dir"]

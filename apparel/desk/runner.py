@@ -19,7 +19,6 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore
 from apparel.shop.catalog import CatalogConfig, categorize_catalog, companion_paths

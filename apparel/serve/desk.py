@@ -24,7 +24,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from apparel.desk.jobs import Job
+from apparel.desk.jobs import DECISIONS_FILE, Job
 from apparel.desk.runner import Desk
 from apparel.errors import ParameterError
 from apparel.images.fetch import is_url
@@ -111,9 +111,9 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
     async def download(job_id: str, file_name: str):
         job = the_job(job_id)
         stem = Path(job.state()["name"]).stem
-        if file_name == "decisions.csv":
-            content = (job.folder / "decisions.csv").read_bytes() if (job.folder / "decisions.csv").is_file() \
-                else b"handle,category\r\n"
+        if file_name == DECISIONS_FILE:
+            decisions = job.folder / DECISIONS_FILE
+            content = decisions.read_bytes() if decisions.is_file() else b"handle,category\r\n"
         elif file_name in ("categorized.csv", "review.csv"):
             try:
                 written = await run_in_threadpool(the_desk().download, job)
