@@ -7,6 +7,7 @@
 const ROW_HEIGHT = 56; // px, as .row in desk.css
 const OVERSCAN = 6; // rows drawn above and below the view
 const POLL_MS = 500;
+const RETRY_MS = 2000;
 const REVIEW = new Set(["uncertain", "outside the vertical", "unreadable image", "no image"]);
 
 const $ = (id) => document.getElementById(id);
@@ -16,7 +17,7 @@ let products = []; // every product, file order
 let shown = []; // the products the filters keep, in the chosen order
 let cursor = 0; // index into shown
 const selected = new Set(); // handles
-let seenRounds = -1, pollTimer = null, searchTimer = null, searchHits = [], searchIndex = -1;
+let seenRounds = -1, pollTimer = null, pollFailed = false, searchTimer = null, searchHits = [], searchIndex = -1;
 
 function percent(p) {
   return p == null ? "" : (100 * p).toFixed(1) + "%";
@@ -72,9 +73,19 @@ async function poll(id) {
   }
   job = state;
   showProgress();
-  if (state.state === "queued" || state.state === "running") {
-    pollTimer = setTimeout(() => poll(id).catch((error) => showError(error.message)), POLL_MS);
-  }
+  if (pollFailed) { pollFailed = false; showError(""); }
+  if (state.state === "queued" || state.state === "running") schedulePoll(id, POLL_MS);
+}
+
+function schedulePoll(id, delay) {
+  // A server that went away (a restart) is asked again until it answers: the job resumes there.
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(() => poll(id).catch((error) => {
+    if (job?.id !== id) return;
+    pollFailed = true;
+    showError(`The server does not answer (${error.message}); trying again…`);
+    schedulePoll(id, RETRY_MS);
+  }), delay);
 }
 
 function showProgress() {
@@ -256,7 +267,8 @@ async function decide(handles, category) {
     const byHandle = new Map(products.map((product) => [product.handle, product]));
     for (const [handle, decision] of Object.entries(decisions)) byHandle.get(handle).decision = decision;
     showError("");
-    selected.clear();
+    // Only these: rows selected while the answer was on its way stay selected.
+    for (const handle of handles) selected.delete(handle);
     refilter(shown[cursor]?.handle);
   } catch (error) {
     showError(error.message);
