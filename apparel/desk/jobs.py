@@ -3,8 +3,9 @@ page reload or a server restart finds each job as it was.
 
     >>> store = JobStore("desk-jobs")
     >>> job = store.create("products.csv", Path("products.csv").read_bytes())
-    >>> job.decide(["summer-dress"], "aa-1-4")
-    >>> store.get(job.id).decisions()
+    >>> job.decide(["summer-dress"], "Apparel & Accessories > Clothing > Dresses")
+    {'summer-dress': 'aa-1-4'}
+    >>> store.get(job.id).decisions()          # from disk: what a restarted server reads
     {'summer-dress': 'aa-1-4'}
 
 A job's folder::

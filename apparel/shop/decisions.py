@@ -9,7 +9,7 @@ the desk's output from the command line.
     >>> from apparel.shop.decisions import read_decisions, write_decisions, KEEP
     >>> write_decisions("decisions.csv", {"summer-dress": "aa-1-4", "gift-card": KEEP})
     >>> read_decisions("decisions.csv")
-    {'summer-dress': 'aa-1-4', 'gift-card': 'keep'}
+    {'gift-card': 'keep', 'summer-dress': 'aa-1-4'}
 """
 
 from __future__ import annotations
