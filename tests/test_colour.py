@@ -138,3 +138,42 @@ def test_ciede2000_matches_the_published_pairs():
     first = np.array([[50, 2.6772, -79.7751], [50, -1.3802, -84.2814], [50, 0, 0]])
     second = np.array([[50, 0, -82.7485], [50, 0, -82.7485], [50, -1, 2]])
     assert np.allclose(ciede2000(first, second), [2.0425, 1.0000, 2.3669], atol=1e-4)
+
+
+class ShirtPredictor:
+    """A photo model that answers "t-shirt" for every photo (the store's own categories are not needed)."""
+
+    contract = None
+
+    def __init__(self):
+        from apparel.contract import InputContract
+
+        self.contract = InputContract("photo", 224, ("t-shirt", "not-apparel"))
+
+    def predict_proba(self, images):
+        return np.tile(np.array([[0.9, 0.1]], np.float32), (len(images), 1))
+
+    def top_k(self, probabilities, k=3):
+        from apparel.inference.prediction import Predictor
+
+        return Predictor(model=None, contract=self.contract).top_k(probabilities, k)
+
+
+def test_predictions_carry_the_colour_where_the_category_takes_one(tmp_path):
+    from PIL import Image
+
+    from apparel.attributes import photo_attributes
+    from apparel.images.sources import expand_sources, predict_sources
+
+    for name in ("Navy", "Red"):
+        Image.fromarray(garment_photo(SWATCHES[name])).save(tmp_path / f"{name}.png")
+    tee = load_taxonomy().get("aa-1-13-8")
+    no_colour = next(category for category in load_taxonomy() if "color" not in category.attributes)
+    # The first photo gets the T-shirt category; the second one a category without colours, then none.
+    answers = iter([{"id": tee.id}, {"id": no_colour.id}])
+    results = predict_sources(expand_sources([str(tmp_path / "Navy.png"), str(tmp_path / "Red.png")]),
+                              ShirtPredictor(), categorize=lambda probabilities: [next(answers) for _ in probabilities],
+                              attributes=photo_attributes)
+    assert results[0]["color"]["name"] == "Navy" and results[0]["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
+    assert "color" not in results[1]
+    assert photo_attributes(np.stack([garment_photo(SWATCHES["Red"])]), [None]) == [{}]

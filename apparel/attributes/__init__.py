@@ -3,6 +3,6 @@
     >>> from apparel.attributes import product_colour, has_colour
 """
 
-from apparel.attributes.colour import ProductColour, has_colour, product_colour
+from apparel.attributes.colour import ProductColour, has_colour, photo_attributes, product_colour
 
-__all__ = ["ProductColour", "has_colour", "product_colour"]
+__all__ = ["ProductColour", "has_colour", "photo_attributes", "product_colour"]

@@ -77,6 +77,20 @@ def has_colour(category: Category) -> bool:
     return ATTRIBUTE in category.attributes
 
 
+def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[dict]:
+    """For each photo (N×H×W×3, the model's inputs) and its category (``CategoryDecision.to_dict``,
+    or None), the attribute fields to add to its answer: ``{"color": …}`` when a category was
+    chosen and its node takes a colour, else ``{}``."""
+    from apparel.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    fields = []
+    for photo, category in zip(photos, categories, strict=True):
+        node = taxonomy.get(category["id"]) if category and category.get("id") else None
+        fields.append({"color": product_colour(photo).to_dict()} if node is not None and has_colour(node) else {})
+    return fields
+
+
 def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> ProductColour:
     """The colour of the product in ``photo`` (H×W×3 RGB, uint8 or float 0–255: the photo model's
     padded 224×224 input will do); ``config``'s thresholds, or the tuned defaults."""
