@@ -80,6 +80,18 @@ def test_the_white_padding_of_the_model_input_is_not_the_border():
     assert product_colour(photo).main.name == "Green"
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_product_touching_the_frame_of_a_white_studio_photo_is_the_product(padded):
+    # A dress as tall as the photo (or a model cut off at the knees), on a pure-white sweep; padded
+    # left and right to the model's square, the padding merges with the sweep.
+    photo = garment_photo(SWATCHES["Red"], background=(255, 255, 255))
+    photo[:60, 75:150] = photo[100, 100]
+    photo[200:, 75:150] = photo[150, 100]
+    photo = photo[:, 20:204] if not padded else photo
+    colour = product_colour(photo)
+    assert colour.main.name == "Red" and colour.confidence > 0.8
+
+
 def test_two_colours_sharing_the_garment_give_a_second_colour():
     photo = garment_photo(SWATCHES["Navy"])
     stripes = garment_photo(SWATCHES["Red"])

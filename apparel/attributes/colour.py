@@ -98,9 +98,10 @@ def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> Pro
     second_share, multicolor_share = config.second_share, config.multicolor_share
     rgb = small_rgb(photo, WORK_SIDE)
     padding = padding_mask(rgb)
-    rgb = white_balanced(rgb, padding, config.white_percentile, config.max_gain)
+    # Which pixels are the product is read from the photo as it is (its pure whites are the padding's
+    # and the studio's); their names from the photo brightened to a white point.
     weights = product_weights(srgb_to_lab(rgb), padding, config)
-    names = name_pixels(rgb)
+    names = name_pixels(white_balanced(rgb, padding, config.white_percentile, config.max_gain))
     totals = np.bincount(names.ravel(), weights=weights.ravel(), minlength=len(REFERENCES))
     order = np.argsort(-totals)
     shares = totals[order] / max(totals.sum(), 1e-9)

@@ -75,12 +75,23 @@ def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: 
     are background, and the photo's own border is the ring inside them."""
     height, width = lab.shape[:2]
     padding = np.zeros((height, width), bool) if padding is None else padding
+    if padding.any():  # and the column where the resize blended the padding into the photo
+        padding = ndimage.binary_dilation(padding)
     top, bottom, left, right = _inside(padding)
     edge = np.zeros((height, width), bool)
     edge[top:bottom, left:right] = True
     edge[top + border:bottom - border, left + border:right - border] = False
     near = padding.copy()
-    for centre, spread in _border_modes(lab[edge & ~padding], min_border_share):
+    ring = lab[edge & ~padding]
+    modes = _border_modes(ring, min_border_share) if len(ring) else []
+    # On a pure-white sweep (a studio photo's, which merges with the padding) the other colours at
+    # the border are the product touching the frame: a model cut off at the knees, a dress as tall
+    # as the photo. They are not background. (On the labelled photos, taken on floors, beds and
+    # walls, the rule widened to any white border cost 3 points: there a white wall beside a floor
+    # is not a studio.)
+    pure_white = np.mean(ring[:, 0] >= 99.5) >= min_border_share if len(ring) else False
+    sweep = [(centre, spread, share) for centre, spread, share in modes if pure_white and _is_white(centre)]
+    for centre, spread, _ in sweep or modes:
         distance = np.linalg.norm(lab - centre, axis=-1)
         near |= distance < min(max(tolerance, spread_factor * spread), max_tolerance)
     labels, _ = ndimage.label(near)
@@ -88,20 +99,31 @@ def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: 
     return np.isin(labels, touching[touching > 0])
 
 
-def padding_mask(rgb: np.ndarray) -> np.ndarray:
-    """The pure-white bars on two opposite sides that padding a photo to a square adds (none when the
-    photo fills the square, or when pure white does not make whole bars on both sides)."""
+def _is_white(lab: np.ndarray) -> bool:
+    """A studio's white (or very light grey) sweep: light and nearly colourless."""
+    return bool(lab[0] >= 90 and np.hypot(lab[1], lab[2]) <= 6)
+
+
+def padding_mask(rgb: np.ndarray, max_white_inside: float = 0.1) -> np.ndarray:
+    """The pure-white bars on two opposite sides that padding a photo to a square adds. None when the
+    photo fills the square, when pure white makes bars on all four sides or much of the picture
+    between them (``max_white_inside``): then it is a studio's white background, which the border
+    rule handles as it is."""
     white = rgb.min(axis=-1) >= 254.5
     mask = np.zeros(white.shape, bool)
+    axes = 0
     for axis in (0, 1):
         full = white.all(axis=axis)  # columns (axis 0) or rows (axis 1) that are all pure white
         lead = int(np.argmin(full)) if not full.all() else 0
         trail = int(np.argmin(full[::-1])) if not full.all() else 0
         if lead and trail and abs(lead - trail) <= 2:
+            axes += 1
             if axis == 0:
                 mask[:, :lead], mask[:, len(full) - trail:] = True, True
             else:
                 mask[:lead], mask[len(full) - trail:] = True, True
+    if axes != 1 or white[~mask].mean() > max_white_inside:
+        return np.zeros(white.shape, bool)
     return mask
 
 
@@ -114,9 +136,9 @@ def _inside(padding: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _border_modes(pixels: np.ndarray, min_share: float, clusters: int = 5,
-                  rounds: int = 6) -> list[tuple[np.ndarray, float]]:
+                  rounds: int = 6) -> list[tuple[np.ndarray, float, float]]:
     """The border's main colours: k-means clusters (farthest-point start) holding ≥ ``min_share`` of
-    its pixels, each as (mean, spread)."""
+    its pixels, each as (mean, spread, share of the border)."""
     pixels = np.asarray(pixels, dtype=np.float64)
     centres = [pixels[np.argmin(((pixels - np.median(pixels, axis=0)) ** 2).sum(axis=1))]]
     nearest = ((pixels - centres[0]) ** 2).sum(axis=1)
@@ -132,7 +154,8 @@ def _border_modes(pixels: np.ndarray, min_share: float, clusters: int = 5,
         centres = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centres)
     squared = ((pixels - centres[owner]) ** 2).sum(axis=1)
     spread = np.sqrt(np.bincount(owner, weights=squared, minlength=count) / np.maximum(sizes, 1))
-    return [(centres[index], float(spread[index])) for index in range(count) if sizes[index] >= min_share * len(pixels)]
+    return [(centres[index], float(spread[index]), float(sizes[index] / len(pixels))) for index in range(count)
+            if sizes[index] >= min_share * len(pixels)]
 
 
 # Skin in CIELAB: warm hues (red to yellow), moderate chroma, mid to high lightness. Fitted on Clothing

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
+from apparel.attributes import ProductColour, has_colour
 from apparel.batch.writing import full_disk_named
 from apparel.config import Config, option
 from apparel.contract import InputContract
@@ -61,6 +62,7 @@ from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.shop.categories import run_chooser
+from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag, read_colours
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
 
@@ -107,6 +109,9 @@ class CatalogConfig(Config):
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
     timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
+    colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
+                                 "Color (product.metafields.shopify.color-pattern) column when the file has one, "
+                                 "else as a color:<name> tag; a colour already set is kept unless --overwrite")
     batch_size: int = option(64, "images predicted (and cached) together", minimum=1)
     workers: int = option(4, "images read and fetched in parallel", minimum=1)
     engine: str = option("local", "local: this process; ray: the Ray Data pipeline of `apparel batch` (same output)",
@@ -134,6 +139,7 @@ class CatalogReport:
     output: str
     review: str
     cache: str
+    coloured: int = 0                # products whose colour was written (or already there); with colour only
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -324,7 +330,13 @@ def categorize_catalog(
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
-        decisions = decide_cells(products, header, columns, classifier, chooser, config)
+        colours = None
+        if config.colour and classifier.contract.is_photo:
+            columns["colour"] = colour_column(header.cells)
+            # The photo classified for each product (cached ones too) is read again for its colour.
+            colours = read_colours({handle: image for handle, (image, _) in classifier.outcome.items()}, images_dir,
+                                   classifier.fetch, classifier.contract, config.workers)
+        decisions = decide_cells(products, header, columns, classifier, chooser, config, colours)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
         write_review(review_path, decisions.review)
@@ -334,7 +346,7 @@ def categorize_catalog(
         failed=decisions.failed,
         no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
-        output=str(out), review=str(review_path), cache=str(cache_path),
+        output=str(out), review=str(review_path), cache=str(cache_path), coloured=decisions.coloured,
     )
 
 
@@ -532,11 +544,14 @@ class Decisions:
     failed: int = 0
     no_image: int = 0
     disagreeing: int = 0
+    coloured: int = 0
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
-                 chooser: CategoryChooser, config: CatalogConfig) -> Decisions:
-    """What to write for each product, and which products a person should review (and why)."""
+                 chooser: CategoryChooser, config: CatalogConfig,
+                 colours: dict[str, ProductColour] | None = None) -> Decisions:
+    """What to write for each product, and which products a person should review (and why);
+    ``colours`` (handle → colour) adds the colour cells where the category takes a colour."""
     decisions = Decisions()
     for product in products:
         title = product.row.value(columns["title"])
@@ -570,7 +585,11 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
-        for role, value in wanted_cells(product, columns, label, decision.category, chooser, config).items():
+        wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
+        if colours and product.handle in colours and has_colour(decision.category):
+            wanted.update(colour_cells(product, columns, colours[product.handle], wanted, config.overwrite))
+            decisions.coloured += 1
+        for role, value in wanted.items():
             index = columns[role]
             if index >= len(product.row.cells):
                 decisions.review.append({**base, "status": "row too short",
@@ -600,6 +619,20 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str, c
         wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
                                    config.tag_prefix, config.overwrite)
     return wanted
+
+
+def colour_cells(product: Product, columns: dict[str, int | None], colour: ProductColour, wanted: dict[str, str],
+                 overwrite: bool) -> dict[str, str]:
+    """The colour in the metafield column when the file has one (kept when filled, unless
+    ``overwrite``), else as a ``color:`` tag beside the tags ``wanted`` already writes."""
+    if columns.get("colour") is not None:
+        if overwrite or not product.row.value(columns["colour"]).strip():
+            return {"colour": colour_cell(colour)}
+        return {}
+    if columns["tags"] is None:
+        return {}
+    tags = wanted.get("tags", product.row.value(columns["tags"]))
+    return {"tags": _with_tag(tags, colour_tag(colour), TAG_PREFIX, overwrite)}
 
 
 def write_review(path: Path, review: list[dict]) -> None:
