@@ -92,6 +92,17 @@ def test_a_product_touching_the_frame_of_a_white_studio_photo_is_the_product(pad
     assert colour.main.name == "Red" and colour.confidence > 0.8
 
 
+def test_a_coat_cut_off_by_the_frame_of_a_light_grey_studio_photo_is_the_product():
+    # A worn coat from the chin to below the knees, past the top and bottom of a photo on a light
+    # grey sweep (not pure white, as a JPEG studio photo is), padded with pure white to the square.
+    rng = np.random.default_rng(3)
+    photo = np.full((224, 224, 3), 244.0) + rng.normal(0, 1.5, (224, 224, 3))
+    photo[:, :40] = photo[:, -40:] = 255
+    photo[:, 62:162] = SWATCHES["Brown"]
+    colour = product_colour(np.clip(photo, 0, 255).astype(np.uint8))
+    assert colour.main.name == "Brown" and colour.confidence > 0.8
+
+
 def test_two_colours_sharing_the_garment_give_a_second_colour():
     photo = garment_photo(SWATCHES["Navy"])
     stripes = garment_photo(SWATCHES["Red"])

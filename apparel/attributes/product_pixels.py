@@ -84,13 +84,13 @@ def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: 
     near = padding.copy()
     ring = lab[edge & ~padding]
     modes = _border_modes(ring, min_border_share) if len(ring) else []
-    # On a pure-white sweep (a studio photo's, which merges with the padding) the other colours at
-    # the border are the product touching the frame: a model cut off at the knees, a dress as tall
-    # as the photo. They are not background. (On the labelled photos, taken on floors, beds and
-    # walls, the rule widened to any white border cost 3 points: there a white wall beside a floor
-    # is not a studio.)
+    # On a studio's white sweep (pure white, which merges with the padding, or a white holding half
+    # the border) the other colours at the border are the product touching the frame: a model cut
+    # off at the knees, a coat as tall as the photo. They are not background. On the labelled photos
+    # (floors, beds, walls) the rule changes no answer.
     pure_white = np.mean(ring[:, 0] >= 99.5) >= min_border_share if len(ring) else False
-    sweep = [(centre, spread, share) for centre, spread, share in modes if pure_white and _is_white(centre)]
+    sweep = [(centre, spread, share) for centre, spread, share in modes
+             if _is_white(centre) and (pure_white or share >= 0.5)]
     for centre, spread, _ in sweep or modes:
         distance = np.linalg.norm(lab - centre, axis=-1)
         near |= distance < min(max(tolerance, spread_factor * spread), max_tolerance)
