@@ -6,7 +6,7 @@
     >>> photo[40:190, 60:165] = (25, 35, 75)          # a navy garment on a white sweep
     >>> colour = product_colour(photo)
     >>> colour.main.name, colour.main.gid
-    ('Navy', 'gid://shopify/TaxonomyValue/...')
+    ('Navy', 'gid://shopify/TaxonomyValue/15')
 
 Every product pixel (``product_pixels``) is named by the nearest reference colour in CIEDE2000;
 the names' weighted shares give the main colour, a second one when it holds a good share too, and
@@ -63,7 +63,7 @@ class ProductColour:
     shares: dict[str, float]  # colour name → share of the product's (weighted) pixels, largest first
 
     def to_dict(self) -> dict:
-        """The JSON form ``predict --json``, batch and serve give."""
+        """The JSON form ``predict --json`` and serve give."""
         return {**_value_dict(self.main), "confidence": round(self.confidence, 3),
                 "second": _value_dict(self.second) if self.second else None}
 
@@ -121,8 +121,8 @@ def name_pixels(rgb: np.ndarray) -> np.ndarray:
     return table[cell[..., 0], cell[..., 1], cell[..., 2]]
 
 
-# The naming table's cells are 8 sRGB levels wide: a 32³ table computed once (a fraction of a second),
-# after which naming a photo is a lookup.
+# The naming table's cells are 8 sRGB levels wide: a 32³ table computed once (about a second, at the
+# first photo), after which naming a photo is a lookup.
 _CELL = 8
 
 

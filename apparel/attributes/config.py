@@ -6,7 +6,7 @@
     0.25
     >>> ColourConfig(second_share=2)
     Traceback (most recent call last):
-    apparel.errors.ParameterError: second_share must be at most 1, got 2
+    apparel.errors.ParameterError: second_share must be at most 1, got 2.0
 """
 
 from __future__ import annotations

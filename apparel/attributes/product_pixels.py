@@ -158,8 +158,9 @@ def _border_modes(pixels: np.ndarray, min_share: float, clusters: int = 5,
             if sizes[index] >= min_share * len(pixels)]
 
 
-# Skin in CIELAB: warm hues (red to yellow), moderate chroma, mid to high lightness. Fitted on Clothing
-# Co-Parsing's skin pixels against its garment pixels (benchmarks/colour.py --skin).
+# Skin in CIELAB: warm hues (red to yellow), moderate chroma, mid to high lightness. Chosen on Clothing
+# Co-Parsing's skin pixels against its garment pixels (benchmarks/colour.py --fit-skin), measured on
+# the photos kept aside (--skin).
 SKIN_HUE = (20.0, 75.0)
 SKIN_CHROMA = (10.0, 45.0)
 SKIN_LIGHTNESS = (20.0, 95.0)
