@@ -195,4 +195,7 @@ def product_weights(lab: np.ndarray, padding: np.ndarray | None = None,
     skin = skin_mask(lab) & foreground
     if (weights * skin).sum() < config.max_skin_share * (weights * foreground).sum():
         foreground &= ~skin
-    return weights * foreground
+    # The ring of pixels along the background is a blend of the two (a black leg on white is grey
+    # there); the inside is the product's colour.
+    inside = ndimage.binary_erosion(foreground)
+    return weights * (inside if inside.mean() >= config.min_foreground else foreground)
