@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from apparel.attributes.colour_space import lch
 from apparel.attributes.config import ColourConfig
@@ -73,6 +72,8 @@ def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: 
     ``tolerance``; an uneven one (a rug) ``spread_factor`` times its spread, at most
     ``max_tolerance``. ``padding`` marks the white bars the photo model's square input adds: they
     are background, and the photo's own border is the ring inside them."""
+    from scipy import ndimage  # here: importing it would double the time `apparel --help` takes
+
     height, width = lab.shape[:2]
     padding = np.zeros((height, width), bool) if padding is None else padding
     if padding.any():  # and the column where the resize blended the padding into the photo
@@ -186,6 +187,8 @@ def product_weights(lab: np.ndarray, padding: np.ndarray | None = None,
     else the centre weight. When the background rule leaves almost nothing (a white product on
     white), every pixel counts."""
     height, width = lab.shape[:2]
+    from scipy import ndimage
+
     weights = centre_weights(height, width, config.centre_sigma)
     foreground = ~background_mask(lab, padding, min_border_share=config.min_border_share,
                                   tolerance=config.background_tolerance, spread_factor=config.background_spread,
