@@ -228,6 +228,8 @@ def cmd_catalog(args) -> int:
           f"{report.failed} with unreadable images, {report.no_image} without images")
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
+    if config.colour:
+        print(f"{report.coloured} products with their colour (written, or the merchant's kept)")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")
