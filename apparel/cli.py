@@ -150,7 +150,7 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
-    categorize = None
+    categorize = attributes = None
     if predictor.contract.is_photo:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
@@ -160,9 +160,10 @@ def cmd_predict(args) -> int:
                                                              export=args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
+            from apparel.attributes import photo_attributes as attributes  # "color" where the category takes one
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
         outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
-                                   categorize=categorize)
+                                   categorize=categorize, attributes=attributes)
     results = [outcome for outcome in outcomes if "error" not in outcome]
     failures = [outcome for outcome in outcomes if "error" in outcome]
     if args.json:
@@ -231,6 +232,8 @@ def cmd_catalog(args) -> int:
         print(f"{report.decided} products as decided in {args.decisions}, whatever their photos say")
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
+    if config.colour:
+        print(f"{report.coloured} products with their colour (written, or the merchant's kept)")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")

@@ -18,7 +18,7 @@ STAGES = {
     "apparel.images.decode": 0, "apparel.images.photo_rgb": 0, "apparel.contract": 0,
     "apparel.taxonomy": 0,
     "apparel.backbones": 1, "apparel.models": 1, "apparel.photo_data": 1,
-    "apparel.inference": 2,
+    "apparel.inference": 2, "apparel.attributes": 2,
     "apparel.training": 3, "apparel.photo_training": 3, "apparel.runs": 3, "apparel.optimization": 1, "apparel.evaluation": 3, "apparel.plots": 3,
     "apparel.store": 3,
     "apparel.images": 4,

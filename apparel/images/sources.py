@@ -208,12 +208,12 @@ def read_sources(
         yield from pool.map(attempt, sources)
 
 
-def _result(name: str, top: list[tuple[str, float]], category: dict | None = None) -> dict:
+def _result(name: str, top: list[tuple[str, float]], category: dict | None = None, extra: dict | None = None) -> dict:
     result = {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
               "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
     if category is not None:
         result["category"] = category
-    return result
+    return {**result, **(extra or {})}
 
 
 def predict_sources(
@@ -225,13 +225,15 @@ def predict_sources(
     workers: int = 4,
     progress: Callable[[int], object] | None = None,
     categorize: Callable[[np.ndarray], list[dict]] | None = None,
+    attributes: Callable[[np.ndarray, list[dict | None]], list[dict]] | None = None,
 ) -> list[dict]:
     """Classify every source; images are read in parallel and predicted ``batch_size`` at a time.
 
     Returns one dict per image, in order: ``{"file", "label", "probability", "top_k"}``, or
     ``{"file", "error"}`` for a source that could not be read (the run goes on). ``categorize``
     turns a batch of probabilities into a store category each (``CategoryDecision.to_dict``),
-    added as ``"category"``.
+    added as ``"category"``. ``attributes(inputs, categories)`` gives each image's attribute
+    fields from its model input and category (``apparel.attributes.photo_attributes``: ``"color"``).
     """
     results: list[dict] = []
     for start in range(0, len(sources), batch_size):
@@ -248,11 +250,13 @@ def predict_sources(
                 rows += len(inputs)
             if progress is not None:
                 progress(1)
-        probabilities = predictor.predict_proba(np.concatenate(arrays)) if arrays else np.zeros((0, 0))
+        inputs = np.concatenate(arrays) if arrays else None
+        probabilities = predictor.predict_proba(inputs) if arrays else np.zeros((0, 0))
         tops = predictor.top_k(probabilities, top_k) if arrays else []
         categories = categorize(probabilities) if categorize is not None and arrays else [None] * len(tops)
-        results.extend(slot if isinstance(slot, dict) else _result(slot[0], tops[slot[1]], categories[slot[1]])
-                       for slot in slots)
+        extras = attributes(inputs, categories) if attributes is not None and arrays else [None] * len(tops)
+        results.extend(slot if isinstance(slot, dict) else
+                       _result(slot[0], tops[slot[1]], categories[slot[1]], extras[slot[1]]) for slot in slots)
     return results
 
 

@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
+from apparel.attributes import ProductColour, has_colour
 from apparel.batch.writing import full_disk_named
 from apparel.config import Config, option
 from apparel.contract import InputContract
@@ -61,6 +62,7 @@ from apparel.images.photos import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source, read_sources
 from apparel.shop.categories import run_chooser
+from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag, read_colours
 from apparel.shop.decisions import KEEP, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -108,6 +110,9 @@ class CatalogConfig(Config):
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
     timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
+    colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
+                                 "Color (product.metafields.shopify.color-pattern) column when the file has one, "
+                                 "else as a color:<name> tag; a colour already set is kept unless --overwrite")
     batch_size: int = option(64, "images predicted (and cached) together", minimum=1)
     workers: int = option(4, "images read and fetched in parallel", minimum=1)
     engine: str = option("local", "local: this process; ray: the Ray Data pipeline of `apparel batch` (same output)",
@@ -135,6 +140,7 @@ class CatalogReport:
     output: str
     review: str
     cache: str
+    coloured: int = 0                # products whose colour was written (or already there); with colour only
     decided: int = 0                 # products the merchant decided (``decisions``): the model changed none of them
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
@@ -353,7 +359,13 @@ def categorize_catalog(
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
-        cells = decide_cells(products, header, columns, classifier, chooser, config, decided)
+        colours = None
+        if config.colour and classifier.contract.is_photo:
+            columns["colour"] = colour_column(header.cells)
+            # The photo classified for each product (cached ones too) is read again for its colour.
+            colours = read_colours({handle: image for handle, (image, _) in classifier.outcome.items()}, images_dir,
+                                   classifier.fetch, classifier.contract, config.workers)
+        cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
         write_review(review_path, cells.review)
@@ -363,7 +375,7 @@ def categorize_catalog(
         failed=cells.failed,
         no_image=cells.no_image, disagreeing=cells.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
-        output=str(out), review=str(review_path), cache=str(cache_path),
+        output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
         decided=cells.decided, outcomes=tuple(cells.outcomes),
     )
 
@@ -562,16 +574,20 @@ class Decisions:
     failed: int = 0
     no_image: int = 0
     disagreeing: int = 0
+    coloured: int = 0
     decided: int = 0
     outcomes: list[ProductOutcome] = field(default_factory=list)
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
                  chooser: CategoryChooser, config: CatalogConfig,
+                 colours: Mapping[str, ProductColour] | None = None,
                  decided: Mapping[str, Category | None] | None = None) -> Decisions:
     """What to write for each product, and which products a person should review (and why).
+    ``colours`` (handle → colour) adds the colour cells where the category takes a colour.
     ``decided`` (handle → the merchant's category, None to leave it as it is) wins over the model:
-    such a product gets the merchant's cells and is not listed for review as uncertain."""
+    such a product gets the merchant's cells (and its photo's colour) and is not listed for review
+    as uncertain."""
     decisions, decided = Decisions(), decided or {}
     for product in products:
         title = product.row.value(columns["title"])
@@ -580,7 +596,8 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
                               "status": status, "error": detail} for status, detail in product.disagreements]
         outcome = _model_outcome(product, title, classifier, chooser)
         if product.handle in decided:
-            _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, decisions)
+            _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, colours,
+                            decisions)
             continue
         decisions.outcomes.append(outcome)
         if not product.images:
@@ -611,6 +628,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
+        _add_colour(product, decision.category, colours, columns, wanted, config, decisions)
         _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
@@ -632,8 +650,9 @@ def _model_outcome(product: Product, title: str, classifier: Classifier, chooser
 
 def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
                     columns: dict[str, int | None], chooser: CategoryChooser, config: CatalogConfig,
-                    decisions: Decisions) -> None:
-    """The merchant's ``category`` for ``product`` (None: leave its cells as they are)."""
+                    colours: Mapping[str, ProductColour] | None, decisions: Decisions) -> None:
+    """The merchant's ``category`` for ``product`` (None: leave its cells as they are). The merchant
+    chose the category, not the colour: the photo's colour is written as for the model's category."""
     decisions.decided += 1
     decisions.outcomes.append(replace(outcome, status="decided", decision=KEEP if category is None else category.id,
                                       category=None if category is None else category.path))
@@ -641,7 +660,18 @@ def _apply_decision(product: Product, category: Category | None, outcome: Produc
         return
     base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
     wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
+    _add_colour(product, category, colours, columns, wanted, config, decisions)
     _edit_cells(product, wanted, header, columns, base, decisions)
+
+
+def _add_colour(product: Product, category: Category, colours: Mapping[str, ProductColour] | None,
+                columns: dict[str, int | None], wanted: dict[str, str], config: CatalogConfig,
+                decisions: Decisions) -> None:
+    """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and
+    ``category`` takes a colour (a gift card does not)."""
+    if colours and product.handle in colours and has_colour(category):
+        wanted.update(colour_cells(product, columns, colours[product.handle], wanted, config.overwrite))
+        decisions.coloured += 1
 
 
 def _edit_cells(product: Product, wanted: dict[str, str], header: Record, columns: dict[str, int | None], base: dict,
@@ -678,6 +708,20 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str | 
         wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
                                    config.tag_prefix, overwrite)
     return wanted
+
+
+def colour_cells(product: Product, columns: dict[str, int | None], colour: ProductColour, wanted: dict[str, str],
+                 overwrite: bool) -> dict[str, str]:
+    """The colour in the metafield column when the file has one (kept when filled, unless
+    ``overwrite``), else as a ``color:`` tag beside the tags ``wanted`` already writes."""
+    if columns.get("colour") is not None:
+        if overwrite or not product.row.value(columns["colour"]).strip():
+            return {"colour": colour_cell(colour)}
+        return {}
+    if columns["tags"] is None:
+        return {}
+    tags = wanted.get("tags", product.row.value(columns["tags"]))
+    return {"tags": _with_tag(tags, colour_tag(colour), TAG_PREFIX, overwrite)}
 
 
 def write_review(path: Path, review: list[dict]) -> None:
