@@ -141,7 +141,7 @@ class CatalogReport:
     review: str
     cache: str
     coloured: int = 0                # products whose colour was written (or already there); with colour only
-    decided: int = 0                 # products the merchant decided (``decisions``): the model changed none of them
+    decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
 
