@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark speed-benchmark
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark speed-benchmark colour-benchmark
 
 # The main job's data and .venv, and the tools the tests and benchmarks drive (a browser, PostgreSQL,
 # h2load): `make test` runs it; `make run` takes only data and venv.
@@ -92,6 +92,11 @@ store-model: venv
 # A store catalogue of every validation photo through `apparel catalog`, scored against the taxonomy.
 catalogue-benchmark: venv
 	$(BIN)/python benchmarks/catalogue.py --datasets $(DATASETS) --out runs/catalogue-bench
+
+# The colour step (docs/colour.md): main colour right on the photos labelled by eye, tuning and held-out
+# parts apart; the skin rule and recoloured people from Co-Parsing; its cost beside the photo path.
+colour-benchmark: venv
+	$(BIN)/python benchmarks/colour.py --datasets $(DATASETS) --out runs/colour-bench --skin --recolour 104 --time 64
 
 # Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
 # Cold start, peak memory and steady photos/s of `apparel predict` and `apparel catalog`, the default

@@ -37,6 +37,7 @@ from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.batch.loop import predict_sources
+from apparel.shop.decisions import read_decisions
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training.trainer import kind_of, train
 
@@ -143,7 +144,7 @@ def cmd_predict(args) -> int:
     from tqdm import tqdm
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
-    categorize = None
+    categorize = attributes = None
     if predictor.contract.model_kind.takes_categories:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
@@ -153,9 +154,10 @@ def cmd_predict(args) -> int:
                                                              export=args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
+            from apparel.attributes import photo_attributes as attributes  # "color" where the category takes one
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
         outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
-                                   categorize=categorize)
+                                   categorize=categorize, attributes=attributes)
     results = [outcome for outcome in outcomes if "error" not in outcome]
     failures = [outcome for outcome in outcomes if "error" in outcome]
     if args.json:
@@ -214,13 +216,18 @@ def cmd_catalog(args) -> int:
     config = CatalogConfig(**config_changes(args, CatalogConfig))
     _say_default_model(config.model_dir, PHOTO_KIND)
     _status(f"categorising {args.csv} → {args.out} …")
+    decisions = read_decisions(args.decisions) if args.decisions else None
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
-        report = categorize_catalog(args.csv, args.out, config, progress=bar.update)
+        report = categorize_catalog(args.csv, args.out, config, progress=bar.update, decisions=decisions)
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
           f"{report.uncertain} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")
+    if report.decided:
+        print(f"{report.decided} products as decided in {args.decisions}, whatever their photos say")
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
+    if config.colour:
+        print(f"{report.coloured} products with their colour (written, or the merchant's kept)")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")
@@ -432,6 +439,9 @@ def _add_catalog(commands) -> None:
     catalog.add_argument("csv", help="Shopify product export (either header style)")
     catalog.add_argument("--out", required=True, help="CSV to write (a review CSV and an image cache go beside it)")
     catalog.add_argument("--model", dest="model_dir", help=argparse.SUPPRESS)  # the old spelling of --model-dir
+    catalog.add_argument("--decisions", help="CSV of handle,category: the merchant's own category for a product "
+                         "(id or path), or keep to leave it as it is; the model changes none of them (the desk's "
+                         "decisions.csv)")
     add_config_flags(catalog, CatalogConfig)
     catalog.set_defaults(handler=cmd_catalog)
 

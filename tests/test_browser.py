@@ -134,6 +134,19 @@ def test_the_page_follows_a_photo_model(photo_page, tmp_path):
     assert "RGB photo" in photo_page.locator("#preprocessing").text_content()
 
 
+def test_the_page_shows_a_photo_s_colour(photo_page, tmp_path):
+    from test_photos import garment_photo as plain_garment
+
+    photo = tmp_path / "navy-dress.png"
+    plain_garment(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(photo)
+    before = photo_page.locator(".card").count()
+    photo_page.set_input_files("#files", str(photo))
+    card_results(photo_page, before + 1)
+    card = photo_page.locator(".card").first
+    assert card.locator(".name").text_content() == "navy-dress.png"
+    assert card.locator(".colour").text_content().startswith("Colour: Navy (")
+
+
 def test_a_server_with_an_api_key_lets_the_page_in_after_the_login_form(browser, tiny_dataset, tmp_path):
     """With --api-key the page answered 401 and sent no key; now a login form takes the key
     once, and its session cookie opens the page and its uploads (#31.12)."""

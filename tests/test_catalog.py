@@ -751,3 +751,84 @@ def test_read_csv_text_keeps_the_bom_apart_and_names_each_refusal(tmp_path):
 def test_line_endings_are_read_where_each_record_ends():
     text = "\r\na,b\nc,d\r\ne\n"  # a file that starts with a blank CRLF line, then mixed endings
     assert [[cell.value for cell in record.cells] for record in parse_records(text)] == [["a", "b"], ["c", "d"], ["e"]]
+
+
+COLOUR_HEADER = OLD_HEADER + ["Color (product.metafields.shopify.color-pattern)"]
+
+
+def colour_shop(shop_dir) -> None:
+    """A navy and a red product photo, the garment filling the middle of a white sweep."""
+    garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(shop_dir / "images" / "navy.png")
+    garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(184, 32, 42)).save(shop_dir / "images" / "red.png")
+
+
+def written_rows(path) -> dict[str, list[str]]:
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
+    return {cells[0]: cells for cells in rows[1:] if cells[0]}
+
+
+def test_colour_goes_in_the_metafield_column_and_a_merchant_colour_is_kept(shop, photo_run):
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + ["Green"]]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True), predictor=photo)
+    written = written_rows(shop_dir / "out.csv")
+    assert written["navy-tee"][-1] == "Navy" and "color:" not in written["navy-tee"][6]
+    assert written["red-tee"][-1] == "Green"  # the merchant's own colour
+    assert report.coloured == 2
+    categorize_catalog(source, shop_dir / "again.csv", config(photo_run, shop_dir, colour=True, overwrite=True),
+                       predictor=photo)
+    assert written_rows(shop_dir / "again.csv")["red-tee"][-1] == "Red"
+    # Without --colour, nothing of it is written.
+    categorize_catalog(source, shop_dir / "plain.csv", config(photo_run, shop_dir), predictor=photo)
+    assert written_rows(shop_dir / "plain.csv")["navy-tee"][-1] == ""
+
+
+def test_colour_becomes_a_tag_without_the_column_and_a_merchant_tag_is_kept(shop, photo_run):
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", tags='"summer"', image_src="images/navy.png", **product),
+            row(handle="red-tee", title="Red Tee", tags='"color:green"', image_src="images/red.png", **product)]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True), predictor=photo)
+    written = written_rows(shop_dir / "out.csv")
+    assert written["navy-tee"][6] == "summer, apparel:t-shirt, color:navy"
+    assert written["red-tee"][6] == "color:green, apparel:t-shirt"
+    categorize_catalog(source, shop_dir / "again.csv", config(photo_run, shop_dir, colour=True, overwrite=True),
+                       predictor=photo)
+    assert written_rows(shop_dir / "again.csv")["red-tee"][6] == "apparel:t-shirt, color:red"
+
+
+def test_a_decided_category_still_gets_the_photos_colour_and_keep_changes_nothing(shop, photo_run):
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-dress", title="Navy Dress", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + [""],
+            row(handle="navy-card", title="Navy Card", image_src="images/navy.png", **product) + [""]]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    # The merchant chose the category, not the colour; a gift card's node takes no colour.
+    decisions = {"navy-dress": "aa-1-4", "red-tee": "keep", "navy-card": "gc"}
+    report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True),
+                                predictor=photo, decisions=decisions)
+    written = written_rows(shop_dir / "out.csv")
+    assert written["navy-dress"][4] == DRESSES and written["navy-dress"][-1] == "Navy"
+    assert written["red-tee"] == written_rows(source)["red-tee"]
+    assert written["navy-card"][4] == "Gift Cards" and written["navy-card"][-1] == ""
+    assert (report.decided, report.coloured) == (3, 1)

@@ -27,10 +27,10 @@ STAGES = {
     # 2: the kinds (each kind's object, fitting, measuring) and the contract that finds them
     "apparel.kinds": 2, "apparel.contract": 2,
     # 3 and up: what asks the kind
-    "apparel.inference": 3,
+    "apparel.inference": 3, "apparel.attributes": 3,
     "apparel.training": 4, "apparel.store": 4,
     "apparel.images": 5,
-    "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6,
+    "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6, "apparel.desk": 6,
     "apparel.serve": 7,
     "apparel.flags": 8, "apparel.cli": 8, "apparel.__main__": 8, "apparel": 8,
 }

@@ -164,6 +164,37 @@ def test_tritonclient_sends_photo_files_as_bytes_over_both_transports(served):
         client.close()
 
 
+def test_the_color_output_is_the_product_colour_over_http_and_grpc(served):
+    import io
+
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as http
+    from PIL import Image
+
+    from apparel.attributes import photo_attributes
+    from apparel.shop.categories import optional_run_chooser
+
+    predictor = served["photos"]
+    photo = Image.new("RGB", (300, 400), "white")
+    photo.paste((30, 40, 82), (60, 60, 240, 340))  # a navy garment on a white sweep
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    model_input = predictor.contract.decode(buffer.getvalue())[None]
+    categories = [decision.to_dict() for decision in optional_run_chooser(
+        predictor.model_dir, predictor.class_names).choose_all(predictor.predict_proba(model_input))]
+    expected = photo_attributes(model_input, categories)[0].get("color")
+    assert expected is not None and expected["name"] == "Navy"  # the tiny model's category takes a colour
+    input_name = http.InferenceServerClient(served["url"].removeprefix("http://")).get_model_metadata("photos")[
+        "inputs"][0]["name"]
+    for module, address in ((http, served["url"].removeprefix("http://")), (grpcclient, served["grpc"])):
+        client = module.InferenceServerClient(address)
+        tensor = module.InferInput(input_name, [1], "BYTES")
+        tensor.set_data_from_numpy(np.array([buffer.getvalue()], dtype=np.object_))
+        result = client.infer("photos", [tensor])  # every output, the colour among them
+        assert [json.loads(value) for value in result.as_numpy("color")] == [expected]
+        client.close()
+
+
 def test_grpc_errors_map_to_status_codes(served):
     import grpc
     import tritonclient.grpc as grpcclient

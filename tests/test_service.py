@@ -627,3 +627,17 @@ def test_ready_turns_503_when_the_server_shuts_down(predictor):
     response = after.get("/v2/health/ready")
     assert response.status_code == 503 and "starting or shutting down" in response.json()["error"]
     assert after.get("/v2/health/live").status_code == 200
+
+
+def test_photo_model_upload_gives_the_colour_where_the_category_takes_one(photo_client, photo_predictor):
+    from apparel.attributes import photo_attributes
+    from test_photos import garment_photo
+
+    buffer = io.BytesIO()
+    garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(buffer, format="PNG")
+    result = upload(photo_client, ("navy.png", buffer.getvalue())).json()["predictions"][0]
+    model_input = photos.photo_input(buffer.getvalue(), photo_predictor.contract)
+    expected = photo_attributes(model_input[None], [result["category"]])[0]
+    assert result["category"]["id"]  # the tiny model's category for it takes a colour
+    assert result["color"] == expected["color"] and result["color"]["name"] == "Navy"
+    assert result["color"]["gid"] == "gid://shopify/TaxonomyValue/15"

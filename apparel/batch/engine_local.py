@@ -17,15 +17,17 @@ from apparel.batch.reading import read_batch
 
 
 def classify_local(rows: np.ndarray, references: list[str], read: ReadSettings, model: ModelSettings,
-                   batch_size: int = 32, predictor=None, packed: bool = False) -> Iterator[dict]:
+                   batch_size: int = 32, predictor=None, packed: bool = False,
+                   keep_pixels: bool = False) -> Iterator[dict]:
     """``{"row", "probabilities", "error"}`` for each batch of ``rows`` (ascending; see
     ``predicting.aligned_batches``), in order. The next batch is read while this one is predicted,
     so only two batches of pixels are ever held. With no rows (a finished run resumed) the
-    model is not loaded. ``packed``: the readable rows predicted together (``predicting.Predict``)."""
+    model is not loaded. ``packed``: the readable rows predicted together, ``keep_pixels``: their
+    inputs returned too (``predicting.Predict``)."""
     chunks = aligned_batches(rows, references, batch_size)
     if not chunks:
         return
-    predict = Predict(model, slots=None if packed else batch_size, predictor=predictor)
+    predict = Predict(model, slots=None if packed else batch_size, predictor=predictor, keep_pixels=keep_pixels)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
         ahead = reader.submit(read_batch, chunks[0], read)
         for following in chunks[1:] + [None]:

@@ -31,12 +31,13 @@ from apparel.kinds.registry import PHOTO_KIND
 
 def classify(rows: np.ndarray, references: list, read: ReadSettings, model: ModelSettings, batch_size: int = 32, *,
              engine: str = "local", packed: bool = False, predictors: int | None = None,
-             address: str | None = None, predictor=None) -> Iterator[dict]:
+             address: str | None = None, predictor=None, keep_pixels: bool = False) -> Iterator[dict]:
     """``{"row", "probabilities", "error"}`` for each batch of ``rows`` (ascending), read from
     ``references`` (strings resolved inside ``read.images_dir``, or ``ImageSource``s) and predicted
     by ``model`` (or ``predictor``, already loaded: local engine only). Each row at its fixed place
     of a batch (the numbers do not depend on what else was read), or ``packed`` together. Local
-    batches come in order; Ray's as they finish."""
+    batches come in order; Ray's as they finish. ``keep_pixels`` (local engine): the readable rows'
+    model inputs come back too, as ``"pixels"``."""
     if engine not in ENGINES:
         raise ParameterError(f"{{}} {engine!r}: choose one of {', '.join(ENGINES)}", "engine")
     if engine == "ray":
@@ -45,7 +46,8 @@ def classify(rows: np.ndarray, references: list, read: ReadSettings, model: Mode
         return classify_ray(rows, references, read, model, batch_size, predictors, address, packed=packed)
     from apparel.batch.engine_local import classify_local
 
-    return classify_local(rows, references, read, model, batch_size, predictor=predictor, packed=packed)
+    return classify_local(rows, references, read, model, batch_size, predictor=predictor, packed=packed,
+                          keep_pixels=keep_pixels)
 
 
 def model_settings(config: ReadConfig, litert: str | None = None,
@@ -91,12 +93,12 @@ def _stack_length(source: ImageSource, contract: InputContract) -> int:
     return shape[0] if tuple(shape[1:]) == contract.shape else 1
 
 
-def _result(name: str, top: list[tuple[str, float]], category: dict | None = None) -> dict:
+def _result(name: str, top: list[tuple[str, float]], category: dict | None = None, extra: dict | None = None) -> dict:
     result = {"file": name, "label": top[0][0], "probability": round(top[0][1], 6),
               "top_k": [{"label": label, "probability": round(p, 6)} for label, p in top]}
     if category is not None:
         result["category"] = category
-    return result
+    return {**result, **(extra or {})}
 
 
 def predict_sources(
@@ -108,6 +110,7 @@ def predict_sources(
     workers: int = 4,
     progress: Callable[[int], object] | None = None,
     categorize: Callable[[np.ndarray], list[dict]] | None = None,
+    attributes: Callable[[np.ndarray, list[dict | None]], list[dict]] | None = None,
 ) -> list[dict]:
     """Classify every source (``images.sources.expand_sources``) with a loaded ``predictor``
     through the loop: read on ``workers`` threads while the batch before is predicted.
@@ -115,20 +118,22 @@ def predict_sources(
     Returns one dict per image, in order: ``{"file", "label", "probability", "top_k"}``, or
     ``{"file", "error"}`` for a source that could not be read (the run goes on); each image of a
     ``.npy`` stack is ``name[i]``. ``categorize`` turns a batch of probabilities into a store
-    category each (``CategoryDecision.to_dict``), added as ``"category"``. ``progress(n)`` is
-    called as images finish.
+    category each (``CategoryDecision.to_dict``), added as ``"category"``. ``attributes(inputs,
+    categories)`` gives each image's attribute fields from its model input and category
+    (``apparel.attributes.photo_attributes``: ``"color"``). ``progress(n)`` is called as images finish.
     """
     sources = stack_sources(sources, predictor.contract)
     read = ReadSettings(None, predictor.contract, fetch, workers)
     results: list[dict | None] = [None] * len(sources)
     batches = classify(np.arange(len(sources)), sources, read, ModelSettings(None), batch_size, packed=True,
-                       predictor=predictor)
+                       predictor=predictor, keep_pixels=attributes is not None)
     for batch in batches:
         readable = batch["error"] == ""
         probabilities = batch["probabilities"][readable]
         tops = predictor.top_k(probabilities, top_k)
         categories = categorize(probabilities) if categorize is not None and len(tops) else [None] * len(tops)
-        answers = iter(zip(tops, categories))
+        extras = attributes(batch["pixels"], categories) if attributes is not None and len(tops) else [None] * len(tops)
+        answers = iter(zip(tops, categories, extras))
         for row, error in zip(batch["row"], batch["error"]):
             name = sources[row].name
             results[row] = {"file": name, "error": error} if error else _result(name, *next(answers))

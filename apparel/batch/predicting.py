@@ -46,11 +46,12 @@ class Predict:
     (zeros where no row is): a row's probabilities depend on the batch's size and the row's place
     in it (the last digits of the sums; not on the other rows), so fixed places make them the same
     on every engine, after a resume or a retry. Without, the readable rows are predicted packed
-    together, as ``apparel catalog`` does.
+    together, as ``apparel catalog`` does. ``keep_pixels`` also returns the readable rows' inputs
+    as ``"pixels"``.
     """
 
-    def __init__(self, settings: ModelSettings, slots: int | None = None, predictor=None):
-        self.slots = slots
+    def __init__(self, settings: ModelSettings, slots: int | None = None, predictor=None, keep_pixels: bool = False):
+        self.slots, self.keep_pixels = slots, keep_pixels
         self.predictor = predictor if predictor is not None else load_predictor(settings)
 
     def __call__(self, batch: dict) -> dict:
@@ -73,4 +74,7 @@ class Predict:
         probabilities = np.full((len(rows), classes), np.nan, dtype=np.float32)
         if answered is not None:
             probabilities[readable] = answered
-        return {"row": rows, "probabilities": probabilities, "error": errors}
+        answer = {"row": rows, "probabilities": probabilities, "error": errors}
+        if self.keep_pixels:  # the readable rows' model inputs, for what is read from the photo itself (colour)
+            answer["pixels"] = pixels
+        return answer

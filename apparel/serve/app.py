@@ -42,10 +42,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apparel import artifacts
+from apparel.attributes import photo_attributes
 from apparel.errors import ParameterError
 from apparel.serve.admission import AdmissionMiddleware, busy_response
 from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
+from apparel.serve.desk import add_desk_routes, served_desk
 from apparel.serve.handling import error_response, read_body, require_content_type
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
@@ -108,13 +110,15 @@ class Service:
 
 def create_app(models: Predictor | Registry, config: ServiceConfig | None = None, *,
                model_file: str | os.PathLike | None = None, reloader=None, grpc_address: str | None = None,
-               **settings) -> FastAPI:
+               desk=None, **settings) -> FastAPI:
     """The service app over a loaded predictor (served as the model ``apparel``) or a registry of
     models. ``settings`` override fields of ``ServiceConfig`` (for a registry, its own config);
     ``model_file`` is the file a predictor runs when it is not the run directory's model.keras (an
     exported ``.tflite``): the version shown is its digest. ``reloader`` (``reload.Reloader``)
     polls the repository while the app runs; ``grpc_address`` (``host:port``, port 0 for any free
     one, read back from ``app.state.grpc_port``) serves gRPC, by default on ``config.grpc_port``.
+    ``desk`` (``apparel.desk.runner.Desk``) runs the merchant's desk at ``/desk``; by default the
+    one of ``config.desk_jobs`` (``apparel.serve.desk.served_desk``), none without it.
 
     >>> app = create_app(Predictor.from_dir("runs/reference"), max_files=4)
     """
@@ -132,7 +136,9 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
     if grpc_address is None and config.grpc_port:
         grpc_address = f"127.0.0.1:{config.grpc_port}"
 
-    lifespan = serving_lifespan(registry, config, reloader, grpc_address)
+    if desk is None:
+        desk = served_desk(registry, config)
+    lifespan = serving_lifespan(registry, config, reloader, grpc_address, desk)
 
     # docs_url=None: FastAPI's own /docs page loads Swagger UI from a CDN; ours serves the copy
     # that the swagger-ui-bundle package ships, so the docs work without a network.
@@ -153,11 +159,12 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
     add_health_routes(app, service)
     add_v2_routes(app, registry)
     add_page_routes(app)
+    add_desk_routes(app, desk, config)
     routes.update(route.path for route in app.routes)
     return app
 
 
-def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_address: str | None):
+def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_address: str | None, desk=None):
     """The app's start and stop: batchers, gRPC and the reloader started, then ``ready``; on the
     way out, not ready first (load balancers stop sending), then each stopped within its bound."""
 
@@ -173,6 +180,8 @@ def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_a
                 grpc, app.state.grpc_port = await start_grpc_server(registry, grpc_address)
             if reloader is not None:
                 reloader.start(config.poll_interval_s)
+            if desk is not None:  # resumes the jobs a restart interrupted
+                desk.start()
             registry.ready = True
             yield
         finally:
@@ -181,6 +190,8 @@ def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_a
                 await grpc.stop(config.shutdown_timeout_s)
             if reloader is not None:
                 await asyncio.to_thread(reloader.stop)
+            if desk is not None:
+                await asyncio.to_thread(desk.stop)
             for served in registry.all_versions():
                 served.batcher.close()
 
@@ -231,7 +242,7 @@ def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
 
 
 def add_photo_routes(app: FastAPI, service: Service) -> None:
-    """``POST /predict``: uploaded photos → top classes and store category each, by the default model."""
+    """``POST /predict``: uploaded photos → top classes, store category and colour each, by the default model."""
     config, registry, contract = service.config, service.registry, service.default_version().contract
     input_size = "×".join(str(n) for n in contract.shape[:2])
 
@@ -261,8 +272,11 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         ranked = served.predictor.top_k(probabilities, top_k)
         categories = ([decision.to_dict() for decision in served.categories.choose_all(probabilities)]
                       if served.categories is not None else [None] * len(files))
-        return {"predictions": [photo_result(name, image, top, category, preview)
-                                for (name, _), image, top, category in zip(files, images, ranked, categories)]}
+        # "color" where the category takes one, read from the same model inputs (a few ms each).
+        extras = (await run_in_threadpool(photo_attributes, images, categories)
+                  if served.contract.model_kind.takes_categories else [{}] * len(files))
+        return {"predictions": [photo_result(name, image, top, category, preview) | extra for (name, _), image, top,
+                                category, extra in zip(files, images, ranked, categories, extras)]}
 
 
 def decode_uploads(decode_one, files: list[tuple[str, bytes]]) -> np.ndarray:
@@ -427,6 +441,10 @@ def run_server(
 
     # Reject a bad setting before the slow model load.
     config = bind_settings(ServiceConfig().replace(**settings), host)
+    if config.desk_jobs is None:
+        from apparel.desk.jobs import default_jobs_dir
+
+        config = config.replace(desk_jobs=str(default_jobs_dir()))
     load_mapping(config.taxonomy)
     if config.model_repository is not None and (model_dir is not None or litert is not None):
         raise ParameterError("give {} (or {}) or {}, not both", "model_dir", "litert", "model_repository")

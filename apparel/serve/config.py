@@ -107,6 +107,14 @@ class ServiceConfig(Config):
     request_log: str | None = option(None, "JSON-lines file the sampled predictions are appended to (inputs "
                                            "summarised, never stored)", private=True)
 
+    # The merchant's desk (/desk): catalogs uploaded as jobs that outlive a restart.
+    desk_jobs: str | None = option(None, "folder of the desk's jobs (each uploaded catalog, its progress and the "
+                                         "merchant's decisions); apparel serve's default: "
+                                         "$XDG_STATE_HOME/apparel/desk, else ~/.local/state/apparel/desk",
+                                   private=True)
+    images_dir: str | None = option(None, "folder that local image paths in the desk's uploaded CSVs resolve "
+                                          "inside (default: none; only image URLs are read)", private=True)
+
     def check(self) -> None:
         largest = max(self.max_instances, self.max_files)
         if self.max_queued_images < largest:

@@ -67,7 +67,7 @@ class Predictions:
 
     async def run(self, served: ServedVersion, message_bytes: int, name: str, datatype: str, shape, data,
                   outputs: dict[str, bool], answer, echoed: int = 0):
-        """The answer ``answer(served, probabilities)`` builds, once its size (``outputs`` and
+        """The answer ``answer(served, probabilities, images)`` builds, once its size (``outputs`` and
         ``echoed`` as ``v2.answer_size`` takes them) is known to be within the limit; a large one
         is built on a worker thread."""
         config = self.registry.config
@@ -82,8 +82,8 @@ class Predictions:
                 check_answer_size(size, config.max_response_bytes)
                 probabilities = await served.batcher.predict(images)
                 if size >= LARGE_ANSWER:
-                    return await asyncio.to_thread(answer, served, probabilities)
-                return answer(served, probabilities)
+                    return await asyncio.to_thread(answer, served, probabilities, images)
+                return answer(served, probabilities, images)
 
             return await self.registry.within_deadline(work())
 
@@ -95,9 +95,10 @@ def inference_service(registry: Registry):
 
     predictions = Predictions(registry)
 
-    def infer_response(served: ServedVersion, probabilities: np.ndarray, *, names: list[str], request_id: str):
+    def infer_response(served: ServedVersion, probabilities: np.ndarray, images: np.ndarray, *, names: list[str],
+                       request_id: str):
         response = pb.ModelInferResponse(model_name=served.name, model_version=served.label, id=request_id)
-        for name, datatype, shape, values in output_tensors(served, probabilities, names):
+        for name, datatype, shape, values in output_tensors(served, probabilities, names, images):
             response.outputs.add(name=name, datatype=datatype, shape=shape)
             response.raw_output_contents.append(serialize_bytes(values) if datatype == "BYTES"
                                                 else values.astype("<f4").tobytes())
@@ -196,7 +197,7 @@ def prediction_service(registry: Registry):
         target.version.value = served.number
         target.signature_name = SIGNATURE
 
-    def predict_response(served: ServedVersion, probabilities: np.ndarray):
+    def predict_response(served: ServedVersion, probabilities: np.ndarray, images: np.ndarray):
         response = predict_pb2.PredictResponse()
         answer_spec(response.model_spec, served)
         response.outputs[OUTPUT_NAME].CopyFrom(tf.make_tensor_proto(probabilities.astype(np.float32)))

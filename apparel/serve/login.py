@@ -37,6 +37,7 @@ MAX_FORM_BYTES = 4096  # a key of a few hundred characters, form-encoded
 # What the page itself loads and sends: the cookie opens these, the API key everything.
 PAGE_REQUESTS = frozenset({("GET", "/"), ("HEAD", "/"), ("POST", "/predict"), ("GET", "/v1/models/apparel/metadata")})
 PAGE_FILES = "/static/"  # GET and HEAD only
+DESK_PATHS = ("/desk", "/desk/")  # the desk's page and everything its page sends (uploads, decisions)
 # The form has no script and no style of its own: the page's policy refuses inline ones.
 FORM_POLICY = "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 FORM = """<!doctype html>
@@ -71,7 +72,8 @@ class PageLogin:
     def opens(self, scope, headers: Headers) -> bool:
         """Whether the request is one of the page's own and carries this server's session cookie."""
         method, path = scope["method"], scope["path"]
-        if (method, path) not in PAGE_REQUESTS and not (method in ("GET", "HEAD") and path.startswith(PAGE_FILES)):
+        if (method, path) not in PAGE_REQUESTS and not (method in ("GET", "HEAD") and path.startswith(PAGE_FILES)) \
+                and not (path == DESK_PATHS[0] or path.startswith(DESK_PATHS[1])):
             return False
         given = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE, "")
         # compare_digest: how long the check takes must not tell how much of a forgery was right.
@@ -83,7 +85,8 @@ class PageLogin:
 
     def wants_form(self, scope, headers: Headers) -> bool:
         """Whether a refused request is a browser opening the page (it gets the form, not JSON)."""
-        return scope["method"] in ("GET", "HEAD") and scope["path"] == "/" and "text/html" in headers.get("accept", "")
+        return (scope["method"] in ("GET", "HEAD") and scope["path"] in ("/", DESK_PATHS[0])
+                and "text/html" in headers.get("accept", ""))
 
 
 def form_response(error: str = "", status: int = 401) -> HTMLResponse:

@@ -11,9 +11,11 @@ The one input (named as the metadata says) is ``FP32`` (or another number type) 
 when a value is above 1; ``UINT8`` is always 0–255), or ``BYTES`` of shape ``[N]``: encoded
 photo files (base64 strings in JSON; raw bytes in the binary extension and over gRPC). The
 outputs are ``probabilities`` (``FP32 [N, classes]``), ``label`` (``BYTES [N]``, the best
-class) and ``category`` (``BYTES [N]``, each the JSON of the Shopify category chosen from the
+class), ``category`` (``BYTES [N]``, each the JSON of the Shopify category chosen from the
 probabilities: ``{"id", "gid", "path", "confidence", "reason"}``, or ``null`` for a model whose
-classes have no category), each asked for at most once; an answer whose size, reckoned before the model runs, would
+classes have no category) and ``color`` (``BYTES [N]``, the JSON of the product's colour,
+``{"name", "handle", "gid", "confidence", "second"}``, or ``null`` where the category takes none),
+each asked for at most once; an answer whose size, reckoned before the model runs, would
 pass ``max_response_bytes`` is a 413, and a large one is built on a worker thread. The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
 ways: tritonclient uses it by default.
 
@@ -33,6 +35,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
+from apparel.attributes import photo_attributes
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
 from apparel.serve.payloads import RequestError, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
@@ -40,6 +43,7 @@ from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 SERVER_NAME = "apparel"
 LABEL_OUTPUT = "label"
 CATEGORY_OUTPUT = "category"
+COLOR_OUTPUT = "color"
 # The most one category's JSON takes: its id, GID, the longest path of the taxonomy (about 150
 # characters), a confidence and a reason, with the keys.
 CATEGORY_BYTES = 512
@@ -47,7 +51,7 @@ HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
-OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT)
+OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT, COLOR_OUTPUT)
 JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
 ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
 LARGE_ANSWER = LARGE_BODY  # answers from this size on are built on a worker thread
@@ -59,7 +63,8 @@ def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
             "inputs": [{"name": served.input_name, "datatype": "FP32", "shape": [-1, *contract.shape]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, contract.num_classes]},
                         {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
-                        {"name": CATEGORY_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
+                        {"name": CATEGORY_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+                        {"name": COLOR_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
 
 
 def byte_elements(raw: bytes) -> list[bytes]:
@@ -163,7 +168,7 @@ def answer_size(served: ServedVersion, count: int, outputs: dict[str, bool], ext
     for name, binary in outputs.items():
         if name == OUTPUT_NAME:
             size += count * len(names) * (4 if binary else JSON_NUMBER_BYTES)
-        elif name == CATEGORY_OUTPUT:
+        elif name in (CATEGORY_OUTPUT, COLOR_OUTPUT):  # a colour's JSON is shorter than a category's
             size += count * (CATEGORY_BYTES + 4 if binary else 2 * CATEGORY_BYTES)  # JSON inside JSON: escaped
         else:
             size += count * max((len(label.encode()) + 4) if binary else len(json.dumps(label)) + 2 for label in names)
@@ -176,19 +181,26 @@ def check_answer_size(size: int, limit: int) -> None:
                                 f"{limit:,}: send fewer instances, or ask for fewer outputs")
 
 
-def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str]) -> list[tuple]:
+def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str],
+                   images: np.ndarray | None = None) -> list[tuple]:
     """(name, datatype, shape, values) of each output of ``names`` (from ``requested_outputs``):
-    numbers as float32 arrays, labels and categories as lists of UTF-8 bytes."""
+    numbers as float32 arrays, labels, categories and colours as lists of UTF-8 bytes. The colour
+    is read from ``images``, the model inputs; ``null`` where the category takes none."""
     tensors = []
+    chooser = served.categories
+    decisions = (chooser.choose_all(probabilities) if chooser is not None else [None] * len(probabilities))
+    categories = [None if decision is None else decision.to_dict() for decision in decisions]
     for name in names:
         if name == OUTPUT_NAME:
             values = np.asarray(probabilities, dtype=np.float32)
             tensors.append((name, "FP32", list(values.shape), values))
         elif name == CATEGORY_OUTPUT:
-            chooser = served.categories
-            decisions = (chooser.choose_all(probabilities) if chooser is not None else [None] * len(probabilities))
-            values = [json.dumps(None if decision is None else decision.to_dict(), separators=(",", ":")).encode()
-                      for decision in decisions]
+            values = [json.dumps(category, separators=(",", ":")).encode() for category in categories]
+            tensors.append((name, "BYTES", [len(values)], values))
+        elif name == COLOR_OUTPUT:
+            fields = (photo_attributes(images, categories)
+                      if images is not None and served.contract.model_kind.takes_categories else [{}] * len(categories))
+            values = [json.dumps(field.get("color"), separators=(",", ":")).encode() for field in fields]
             tensors.append((name, "BYTES", [len(values)], values))
         else:
             classes = served.contract.class_names
@@ -288,12 +300,13 @@ def output_choice(request: dict) -> dict[str, bool]:
             for name in requested_outputs([output["name"] for output in outputs])}
 
 
-def infer_response(served: ServedVersion, request: dict, outputs: dict[str, bool], probabilities: np.ndarray) -> Response:
+def infer_response(served: ServedVersion, request: dict, outputs: dict[str, bool], probabilities: np.ndarray,
+                   images: np.ndarray | None = None) -> Response:
     answer = {"model_name": served.name, "model_version": served.label, "outputs": []}
     if "id" in request:
         answer["id"] = request["id"]
     chunks = []
-    for name, datatype, shape, values in output_tensors(served, probabilities, list(outputs)):
+    for name, datatype, shape, values in output_tensors(served, probabilities, list(outputs), images):
         tensor = {"name": name, "datatype": datatype, "shape": shape}
         if outputs[name]:
             raw = serialize_bytes(values) if datatype == "BYTES" else values.astype("<f4").tobytes()
@@ -357,8 +370,8 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         check_answer_size(size, config.max_response_bytes)
         probabilities = await served.batcher.predict(images)
         if size >= LARGE_ANSWER:  # a large answer takes its time to build: off the loop
-            return await run_in_threadpool(infer_response, served, request, outputs, probabilities)
-        return infer_response(served, request, outputs, probabilities)
+            return await run_in_threadpool(infer_response, served, request, outputs, probabilities, images)
+        return infer_response(served, request, outputs, probabilities, images)
 
     app.add_api_route("/v2/models/{name}/infer", infer, methods=["POST"], tags=TAGS,
                       summary="Inference on typed tensors", openapi_extra=path_parameters("name"))

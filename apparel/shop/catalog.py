@@ -44,13 +44,14 @@ import csv
 import itertools
 import json
 import os
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
+from apparel.attributes import ProductColour, has_colour
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
@@ -63,6 +64,8 @@ from apparel.kinds.fashion_mnist.pipeline import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
+from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag, read_colours
+from apparel.shop.decisions import KEEP, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
 
@@ -104,6 +107,9 @@ class CatalogConfig(ReadConfig):
                                   choices=("path", "id"))
     overwrite: bool = option(False, "replace categories that are already filled")
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
+    colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
+                                 "Color (product.metafields.shopify.color-pattern) column when the file has one, "
+                                 "else as a color:<name> tag; a colour already set is kept unless --overwrite")
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,31 @@ class CatalogReport:
     output: str
     review: str
     cache: str
+    coloured: int = 0                # products whose colour was written (or already there); with colour only
+    decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
+    # What happened to each product, in file order (the desk's table); not part of the summary.
+    outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict:
+        summary = asdict(self)
+        del summary["outcomes"]
+        return summary
+
+
+@dataclass(frozen=True)
+class ProductOutcome:
+    """One product's result: what the model suggests and what was written."""
+
+    handle: str
+    title: str
+    image: str                       # the image classified, else the first one ("" when it has none)
+    status: str                      # "categorized", "decided", or why it is left for review (uncertain, …)
+    category: str | None             # the path the product gets from this run (the model's or the merchant's)
+    suggested: str | None            # the model's choice (a parent when only the parent was sure), None if none
+    likeliest: str | None            # the likeliest class's own category: deeper than ``suggested`` when it was uncertain
+    confidence: float | None         # the chosen category's probability; when left for review, the likeliest's
+    label: str | None                # the likeliest class
+    decision: str | None = None      # the merchant's decision (a category id or "keep"), None when the model's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -288,15 +319,19 @@ def categorize_catalog(
     config: CatalogConfig = CatalogConfig(),
     predictor=None,
     progress: Callable[[int], object] | None = None,
+    decisions: Mapping[str, str] | None = None,
 ) -> CatalogReport:
     """Write ``out``: the catalog with categories, types and tags filled from the product photos;
     a review CSV and the image cache beside it. See the module docstring for the rules.
 
     ``predictor`` (anything with ``predict_proba``, and ``contract`` when it is not the
     contract of ``config.model_dir``) replaces loading the model; the model directory still
-    names the cache's model. ``progress(n)`` is called as images finish.
+    names the cache's model. ``progress(n)`` is called as images finish. ``decisions`` maps a
+    handle to the merchant's category (id, GID or path; written whatever the photo says, over a
+    filled one too) or to ``"keep"`` (left as it is): ``apparel.shop.decisions``.
     """
     csv_path, out = Path(csv_path), Path(out)
+    decided = resolve_decisions(decisions)  # an unknown category is said before any photo is read
     images_dir = _checked_paths(csv_path, out, config)
     bom, text = read_csv_text(csv_path)
     records = parse_records(text)
@@ -312,17 +347,24 @@ def categorize_catalog(
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
-        decisions = decide_cells(products, header, columns, classifier, chooser, config)
+        colours = None
+        if config.colour and classifier.contract.model_kind.takes_categories:
+            columns["colour"] = colour_column(header.cells)
+            # The photo classified for each product (cached ones too) is read again for its colour.
+            colours = read_colours({handle: image for handle, (image, _) in classifier.outcome.items()}, images_dir,
+                                   config.fetch(), classifier.contract, config.read_threads)
+        cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
-            temporary.write_bytes(bom + splice(text, decisions.edits).encode("utf-8"))
-        write_review(review_path, decisions.review)
+            temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
+        write_review(review_path, cells.review)
     return CatalogReport(
-        rows=len(rows), products=len(products), categorized=decisions.categorized,
-        changed_cells=len(decisions.edits), uncertain=decisions.uncertain, outside=decisions.outside,
-        failed=decisions.failed,
-        no_image=decisions.no_image, disagreeing=decisions.disagreeing, predicted=classifier.predicted,
+        rows=len(rows), products=len(products), categorized=cells.categorized,
+        changed_cells=len(cells.edits), uncertain=cells.uncertain, outside=cells.outside,
+        failed=cells.failed,
+        no_image=cells.no_image, disagreeing=cells.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
-        output=str(out), review=str(review_path), cache=str(cache_path),
+        output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
+        decided=cells.decided, outcomes=tuple(cells.outcomes),
     )
 
 
@@ -490,17 +532,32 @@ class Decisions:
     failed: int = 0
     no_image: int = 0
     disagreeing: int = 0
+    coloured: int = 0
+    decided: int = 0
+    outcomes: list[ProductOutcome] = field(default_factory=list)
 
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
-                 chooser: CategoryChooser, config: CatalogConfig) -> Decisions:
-    """What to write for each product, and which products a person should review (and why)."""
-    decisions = Decisions()
+                 chooser: CategoryChooser, config: CatalogConfig,
+                 colours: Mapping[str, ProductColour] | None = None,
+                 decided: Mapping[str, Category | None] | None = None) -> Decisions:
+    """What to write for each product, and which products a person should review (and why).
+    ``colours`` (handle → colour) adds the colour cells where the category takes a colour.
+    ``decided`` (handle → the merchant's category, None to leave it as it is) wins over the model:
+    such a product gets the merchant's cells (and its photo's colour) and is not listed for review
+    as uncertain."""
+    decisions, decided = Decisions(), decided or {}
     for product in products:
         title = product.row.value(columns["title"])
         decisions.disagreeing += bool(product.disagreements)
         decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
                               "status": status, "error": detail} for status, detail in product.disagreements]
+        outcome = _model_outcome(product, title, classifier, chooser)
+        if product.handle in decided:
+            _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, colours,
+                            decisions)
+            continue
+        decisions.outcomes.append(outcome)
         if not product.images:
             decisions.no_image += 1
             decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
@@ -528,36 +585,101 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
-        for role, value in wanted_cells(product, columns, label, decision.category, chooser, config).items():
-            index = columns[role]
-            if index >= len(product.row.cells):
-                decisions.review.append({**base, "status": "row too short",
-                                         "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
-                continue
-            cell = product.row.cells[index]
-            if value != cell.value:
-                decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+        wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
+        _add_colour(product, decision.category, colours, columns, wanted, config, decisions)
+        _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
 
-def wanted_cells(product: Product, columns: dict[str, int | None], label: str, category: Category,
-                 chooser: CategoryChooser, config: CatalogConfig) -> dict[str, str]:
+def _model_outcome(product: Product, title: str, classifier: Classifier, chooser: CategoryChooser) -> ProductOutcome:
+    """What the model made of ``product`` (its status is the review status when left)."""
+    if not product.images:
+        return ProductOutcome(product.handle, title, "", "no image", None, None, None, None, None)
+    if product.handle not in classifier.outcome:
+        return ProductOutcome(product.handle, title, product.images[0], "unreadable image", None, None, None, None,
+                              None)
+    image, probabilities = classifier.outcome[product.handle]
+    label = classifier.class_names[int(np.argmax(probabilities))]
+    decision, own = chooser.choose(probabilities), chooser.category_of(label)
+    suggested = decision.category.path if decision.category is not None else None
+    return ProductOutcome(product.handle, title, image, decision.reason or "categorized", suggested, suggested,
+                          own.path if own is not None else None, round(decision.confidence, 4), label)
+
+
+def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
+                    columns: dict[str, int | None], chooser: CategoryChooser, config: CatalogConfig,
+                    colours: Mapping[str, ProductColour] | None, decisions: Decisions) -> None:
+    """The merchant's ``category`` for ``product`` (None: leave its cells as they are). The merchant
+    chose the category, not the colour: the photo's colour is written as for the model's category."""
+    decisions.decided += 1
+    decisions.outcomes.append(replace(outcome, status="decided", decision=KEEP if category is None else category.id,
+                                      category=None if category is None else category.path))
+    if category is None:
+        return
+    base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
+    wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
+    _add_colour(product, category, colours, columns, wanted, config, decisions)
+    _edit_cells(product, wanted, header, columns, base, decisions)
+
+
+def _add_colour(product: Product, category: Category, colours: Mapping[str, ProductColour] | None,
+                columns: dict[str, int | None], wanted: dict[str, str], config: CatalogConfig,
+                decisions: Decisions) -> None:
+    """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and
+    ``category`` takes a colour (a gift card does not)."""
+    if colours and product.handle in colours and has_colour(category):
+        wanted.update(colour_cells(product, columns, colours[product.handle], wanted, config.overwrite))
+        decisions.coloured += 1
+
+
+def _edit_cells(product: Product, wanted: dict[str, str], header: Record, columns: dict[str, int | None], base: dict,
+                decisions: Decisions) -> None:
+    """The edits that give ``product``'s row the ``wanted`` cells; a row too short for one is reviewed."""
+    for role, value in wanted.items():
+        index = columns[role]
+        if index >= len(product.row.cells):
+            decisions.review.append({**base, "status": "row too short",
+                                     "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
+            continue
+        cell = product.row.cells[index]
+        if value != cell.value:
+            decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+
+
+def wanted_cells(product: Product, columns: dict[str, int | None], label: str | None, category: Category,
+                 chooser: CategoryChooser, config: CatalogConfig, chosen_by_merchant: bool = False) -> dict[str, str]:
     """Role → value for a product whose chosen category is ``category`` and likeliest class
     ``label``: the category column (the node's full path, or its id with ``category_format``) when
     empty (or ``overwrite``), type when empty, our tag. Type and tag name the class when the
     category is the class's own; when only a parent was sure ("Shoes" for a likely sandal), they
-    name that category instead, so no cell claims more than the photo supports."""
-    named = label if chooser.category_of(label) == category else category.name
+    name that category instead, so no cell claims more than the photo supports. A category
+    ``chosen_by_merchant`` replaces a filled one and our earlier tag, as ``overwrite`` does."""
+    named = label if label is not None and chooser.category_of(label) == category else category.name
+    overwrite = config.overwrite or chosen_by_merchant
     wanted = {}
     if columns["category"] is not None:
-        if config.overwrite or not product.row.value(columns["category"]).strip():
+        if overwrite or not product.row.value(columns["category"]).strip():
             wanted["category"] = category.id if config.category_format == "id" else category.path
     if columns["type"] is not None and not product.row.value(columns["type"]).strip():
         wanted["type"] = named
     if columns["tags"] is not None:
         wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
-                                   config.tag_prefix, config.overwrite)
+                                   config.tag_prefix, overwrite)
     return wanted
+
+
+def colour_cells(product: Product, columns: dict[str, int | None], colour: ProductColour, wanted: dict[str, str],
+                 overwrite: bool) -> dict[str, str]:
+    """The colour in the metafield column when the file has one (kept when filled, unless
+    ``overwrite``), else as a ``color:`` tag beside the tags ``wanted`` already writes."""
+    if columns.get("colour") is not None:
+        if overwrite or not product.row.value(columns["colour"]).strip():
+            return {"colour": colour_cell(colour)}
+        return {}
+    if columns["tags"] is None:
+        return {}
+    tags = wanted.get("tags", product.row.value(columns["tags"]))
+    return {"tags": _with_tag(tags, colour_tag(colour), TAG_PREFIX, overwrite)}
 
 
 def write_review(path: Path, review: list[dict]) -> None:

@@ -27,6 +27,12 @@ function categoryText(category) {
   return "Category: " + category.path + " (" + percent(category.confidence) + ")";
 }
 
+function colourText(color) {
+  if (color == null) return "";
+  const second = color.second ? " and " + color.second.name : "";
+  return "Colour: " + color.name + second + " (" + percent(color.confidence) + ")";
+}
+
 function newCard(file) {
   const card = template.content.firstElementChild.cloneNode(true);
   card.querySelector(".name").textContent = file.name;
@@ -43,6 +49,7 @@ function showPrediction(card, prediction) {
   card.querySelector(".input").src = prediction.input_png;
   card.querySelector(".label").textContent = prediction.label;
   card.querySelector(".category").textContent = categoryText(prediction.category);
+  card.querySelector(".colour").textContent = colourText(prediction.color);
   const list = card.querySelector(".top");
   for (const { label, probability } of prediction.top_k) {
     const item = document.createElement("li");

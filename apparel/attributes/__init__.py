@@ -1,0 +1,8 @@
+"""Product attributes read from the photo (Shopify's ``color``), after the category is known.
+
+    >>> from apparel.attributes import product_colour, has_colour
+"""
+
+from apparel.attributes.colour import ProductColour, has_colour, photo_attributes, product_colour
+
+__all__ = ["ProductColour", "has_colour", "photo_attributes", "product_colour"]

@@ -1,0 +1,138 @@
+"""The product's colour from its photo, as a value of Shopify's ``color`` attribute.
+
+    >>> import numpy as np
+    >>> from apparel.attributes.colour import product_colour
+    >>> photo = np.full((224, 224, 3), 255, np.uint8)
+    >>> photo[40:190, 60:165] = (25, 35, 75)          # a navy garment on a white sweep
+    >>> colour = product_colour(photo)
+    >>> colour.main.name, colour.main.gid
+    ('Navy', 'gid://shopify/TaxonomyValue/15')
+
+Every product pixel (``product_pixels``) is named by the nearest reference colour in CIEDE2000;
+the names' weighted shares give the main colour, a second one when it holds a good share too, and
+``Multicolor`` when no colour dominates. ``docs/colour.md`` says why and how well.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+from apparel.attributes.colour_space import ciede2000, srgb_to_lab
+from apparel.attributes.config import ColourConfig
+from apparel.attributes.product_pixels import WORK_SIDE, padding_mask, product_weights, small_rgb, white_balanced
+from apparel.taxonomy import AttributeValue, Category, attribute
+
+ATTRIBUTE = "color"
+
+# Reference points (sRGB) of the Shopify colours a photo can show. Several per name, because a name
+# covers a region (light to dark blue, olive to mint green), chosen by eye and moved only on the
+# tuning half of benchmarks/data/colour_labels.csv. Gold, Silver, Bronze, Rose gold and Clear are
+# left out: a metal's sheen and a clear material photograph as greys, yellows and browns, and a
+# garment named "Silver" when it is grey is worse than one named "Gray".
+REFERENCES: dict[str, tuple[tuple[int, int, int], ...]] = {
+    "Black": ((18, 18, 20), (38, 38, 42), (45, 42, 40)),
+    "White": ((250, 250, 250), (236, 236, 232), (242, 238, 226)),
+    "Gray": ((80, 80, 82), (105, 105, 108), (135, 135, 135), (165, 165, 168), (200, 200, 200), (120, 115, 110)),
+    "Navy": ((22, 30, 68), (36, 46, 92), (32, 38, 58), (45, 55, 85)),
+    "Blue": ((40, 90, 200), (100, 150, 220), (155, 190, 230), (75, 110, 160), (60, 130, 200), (30, 60, 160),
+             (110, 140, 180), (180, 195, 215)),
+    "Green": ((40, 140, 60), (100, 170, 90), (85, 95, 50), (0, 128, 120), (150, 210, 170), (30, 70, 50),
+              (130, 145, 110), (0, 100, 100), (20, 150, 150), (150, 160, 130), (110, 110, 70)),  # teals, sage, olive
+    "Red": ((200, 30, 40), (130, 20, 35), (225, 60, 60), (100, 25, 35)),
+    "Pink": ((240, 150, 180), (225, 70, 140), (248, 200, 210), (215, 125, 135), (200, 150, 160)),
+    "Purple": ((110, 50, 140), (170, 140, 200), (80, 40, 90), (150, 80, 160)),
+    "Orange": ((240, 120, 30), (250, 150, 80), (230, 90, 40)),
+    "Yellow": ((250, 220, 40), (220, 180, 50), (250, 240, 150)),
+    "Beige": ((220, 200, 170), (200, 180, 140), (235, 222, 200), (190, 175, 155)),
+    "Brown": ((120, 80, 50), (80, 55, 35), (160, 110, 70), (60, 42, 32)),
+}
+MULTICOLOR = "Multicolor"
+DEFAULT_CONFIG = ColourConfig()  # built once: checking a config costs as much as naming a photo
+
+
+@dataclass(frozen=True)
+class ProductColour:
+    """A photo's colour: the main value, a second one or ``None``, and how sure."""
+
+    main: AttributeValue  # a value of Shopify's color attribute (Multicolor when none dominates)
+    second: AttributeValue | None  # the next colour when it holds ≥ the second-colour share
+    confidence: float  # the main colour's share of the product's pixels (Multicolor: 1 − the top share)
+    shares: dict[str, float]  # colour name → share of the product's (weighted) pixels, largest first
+
+    def to_dict(self) -> dict:
+        """The JSON form ``predict --json`` and serve give."""
+        return {**_value_dict(self.main), "confidence": round(self.confidence, 3),
+                "second": _value_dict(self.second) if self.second else None}
+
+
+def _value_dict(value: AttributeValue) -> dict:
+    return {"name": value.name, "handle": value.handle, "gid": value.gid}
+
+
+def has_colour(category: Category) -> bool:
+    """Whether Shopify's node for ``category`` takes a colour (every Apparel & Accessories one does)."""
+    return ATTRIBUTE in category.attributes
+
+
+def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[dict]:
+    """For each photo (N×H×W×3, the model's inputs) and its category (``CategoryDecision.to_dict``,
+    or None), the attribute fields to add to its answer: ``{"color": …}`` when a category was
+    chosen and its node takes a colour, else ``{}``."""
+    from apparel.taxonomy import load_taxonomy
+
+    taxonomy = load_taxonomy()
+    fields = []
+    for photo, category in zip(photos, categories, strict=True):
+        node = taxonomy.get(category["id"]) if category and category.get("id") else None
+        fields.append({"color": product_colour(photo).to_dict()} if node is not None and has_colour(node) else {})
+    return fields
+
+
+def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> ProductColour:
+    """The colour of the product in ``photo`` (H×W×3 RGB, uint8 or float 0–255: the photo model's
+    padded 224×224 input will do); ``config``'s thresholds, or the tuned defaults."""
+    config = config or DEFAULT_CONFIG
+    second_share, multicolor_share = config.second_share, config.multicolor_share
+    rgb = small_rgb(photo, WORK_SIDE)
+    padding = padding_mask(rgb)
+    # Which pixels are the product is read from the photo as it is (its pure whites are the padding's
+    # and the studio's); their names from the photo brightened to a white point.
+    weights = product_weights(srgb_to_lab(rgb), padding, config)
+    names = name_pixels(white_balanced(rgb, padding, config.white_percentile, config.max_gain))
+    totals = np.bincount(names.ravel(), weights=weights.ravel(), minlength=len(REFERENCES))
+    order = np.argsort(-totals)
+    shares = totals[order] / max(totals.sum(), 1e-9)
+    colour_names = list(REFERENCES)
+    ranked = {colour_names[index]: round(float(share), 4) for index, share in zip(order, shares) if share > 0}
+    values = attribute(ATTRIBUTE)
+    if shares[0] < multicolor_share and shares[2] >= second_share * shares[0]:
+        return ProductColour(values.value(MULTICOLOR), None, float(1 - shares[0]), ranked)
+    second = values.value(colour_names[order[1]]) if shares[1] >= second_share else None
+    return ProductColour(values.value(colour_names[order[0]]), second, float(shares[0]), ranked)
+
+
+def name_pixels(rgb: np.ndarray) -> np.ndarray:
+    """The index (in ``REFERENCES``' order) of each sRGB pixel's colour name (values 0–255)."""
+    table = _name_table()
+    cell = np.clip(np.asarray(rgb) // _CELL, 0, 256 // _CELL - 1).astype(np.intp)
+    return table[cell[..., 0], cell[..., 1], cell[..., 2]]
+
+
+# The naming table's cells are 8 sRGB levels wide: a 32³ table computed once (about a second, at the
+# first photo), after which naming a photo is a lookup.
+_CELL = 8
+
+
+@functools.cache
+def _name_table() -> np.ndarray:
+    levels = np.arange(_CELL / 2, 256, _CELL)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
+    references = [(index, rgb) for index, points in enumerate(REFERENCES.values()) for rgb in points]
+    reference_lab = srgb_to_lab(np.array([rgb for _, rgb in references], dtype=np.float64))
+    distance = ciede2000(srgb_to_lab(grid)[:, None, :], reference_lab[None, :, :])
+    owner = np.array([index for index, _ in references])[distance.argmin(axis=1)]
+    side = len(levels)
+    return owner.reshape(side, side, side).astype(np.uint8)

@@ -1,0 +1,204 @@
+"""Which pixels of a product photo are the product: not the background, not a model's skin.
+
+    >>> import numpy as np
+    >>> from apparel.attributes.colour_space import srgb_to_lab
+    >>> from apparel.attributes.product_pixels import product_weights, small_rgb
+    >>> photo = np.full((224, 224, 3), 255, np.uint8); photo[60:170, 70:150] = (20, 40, 160)
+    >>> weights = product_weights(srgb_to_lab(small_rgb(photo)))
+    >>> bool(weights[28, 28] > 0), float(weights[2, 2])
+    (True, 0.0)
+
+Three rules, each cheap enough for the prediction loop (about 56×56 pixels):
+
+- **Background from the border.** A product photo's border is background (the white studio sweep,
+  a floor, a bed, the photo model's white padding). The border's colours that cover a good part of
+  it are the background's; pixels near one of them (by a distance that grows with how uneven the
+  border is) and connected to the border are background. A garment that touches the border on one
+  side is not a background colour, because it covers little of the border.
+- **Skin**, by colour: the hue, chroma and lightness box that holds most skin pixels of Clothing
+  Co-Parsing's labelled photos (``docs/colour.md`` gives the figures). Skin-coloured pixels are
+  left out only when they are a minority of the foreground: a beige or pink product is mostly
+  "skin-coloured", and then its pixels stay.
+- **The centre counts more.** The product is centred in catalogue photos; a model's hair, face,
+  shoes and other garments are towards the edges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from apparel.attributes.colour_space import lch
+from apparel.attributes.config import ColourConfig
+
+# The side the photo is reduced to before anything else: enough pixels for a colour histogram,
+# few enough for the colour step to cost a small part of a prediction.
+WORK_SIDE = 56
+
+
+def small_rgb(photo: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    """``photo`` (H×W×3, uint8 or float 0–255) reduced to at most ``side`` pixels a side (box
+    filter, Pillow's C code: the 224-pixel model input in a tenth of a millisecond), as floats."""
+    array = np.asarray(photo)
+    if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 2:
+        raise ValueError(f"a colour photo is an H×W×3 array, got shape {array.shape}; pass the RGB photo")
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    height, width = array.shape[:2]
+    factor = max(height, width) / side
+    image = Image.fromarray(array)
+    if factor > 1:
+        size = (max(1, round(width / factor)), max(1, round(height / factor)))
+        image = image.resize(size, Image.Resampling.BOX)
+    return np.asarray(image, dtype=np.float32)
+
+
+def white_balanced(rgb: np.ndarray, padding: np.ndarray | None = None, percentile: float = 90.0,
+                   max_gain: float = 1.3) -> np.ndarray:
+    """``rgb`` with each channel scaled so that the photo's brightest pixels (its ``percentile``, the
+    padding left out) become white, by at most ``max_gain``: a white shirt photographed in a dim room
+    under a warm lamp is white again, and a studio photo, already white, is left as it was."""
+    pixels = rgb[~padding] if padding is not None and not padding.all() else rgb.reshape(-1, 3)
+    bright = np.percentile(pixels, percentile, axis=0)
+    gain = np.clip(250.0 / np.maximum(bright, 1.0), 1.0, max_gain)
+    return np.clip(rgb * gain, 0, 255)
+
+
+def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: int = 2,
+                    min_border_share: float = 0.15, tolerance: float = 6.0, spread_factor: float = 2.5,
+                    max_tolerance: float = 25.0) -> np.ndarray:
+    """True where ``lab`` is background: near a colour that covers ≥ ``min_border_share`` of the
+    photo's border and connected to it. A flat border (a studio sweep) gets a distance of
+    ``tolerance``; an uneven one (a rug) ``spread_factor`` times its spread, at most
+    ``max_tolerance``. ``padding`` marks the white bars the photo model's square input adds: they
+    are background, and the photo's own border is the ring inside them."""
+    from scipy import ndimage  # here: importing it would double the time `apparel --help` takes
+
+    height, width = lab.shape[:2]
+    padding = np.zeros((height, width), bool) if padding is None else padding
+    if padding.any():  # and the column where the resize blended the padding into the photo
+        padding = ndimage.binary_dilation(padding)
+    top, bottom, left, right = _inside(padding)
+    edge = np.zeros((height, width), bool)
+    edge[top:bottom, left:right] = True
+    edge[top + border:bottom - border, left + border:right - border] = False
+    near = padding.copy()
+    ring = lab[edge & ~padding]
+    modes = _border_modes(ring, min_border_share) if len(ring) else []
+    # On a studio's white sweep (pure white, which merges with the padding, or a white holding half
+    # the border) the other colours at the border are the product touching the frame: a model cut
+    # off at the knees, a coat as tall as the photo. They are not background. On the labelled photos
+    # (floors, beds, walls) the rule changes no answer.
+    pure_white = np.mean(ring[:, 0] >= 99.5) >= min_border_share if len(ring) else False
+    sweep = [(centre, spread, share) for centre, spread, share in modes
+             if _is_white(centre) and (pure_white or share >= 0.5)]
+    for centre, spread, _ in sweep or modes:
+        distance = np.linalg.norm(lab - centre, axis=-1)
+        near |= distance < min(max(tolerance, spread_factor * spread), max_tolerance)
+    labels, _ = ndimage.label(near)
+    touching = np.unique(labels[(edge | padding) & near])
+    return np.isin(labels, touching[touching > 0])
+
+
+def _is_white(lab: np.ndarray) -> bool:
+    """A studio's white (or very light grey) sweep: light and nearly colourless."""
+    return bool(lab[0] >= 90 and np.hypot(lab[1], lab[2]) <= 6)
+
+
+def padding_mask(rgb: np.ndarray, max_white_inside: float = 0.1) -> np.ndarray:
+    """The pure-white bars on two opposite sides that padding a photo to a square adds. None when the
+    photo fills the square, when pure white makes bars on all four sides or much of the picture
+    between them (``max_white_inside``): then it is a studio's white background, which the border
+    rule handles as it is."""
+    white = rgb.min(axis=-1) >= 254.5
+    mask = np.zeros(white.shape, bool)
+    axes = 0
+    for axis in (0, 1):
+        full = white.all(axis=axis)  # columns (axis 0) or rows (axis 1) that are all pure white
+        lead = int(np.argmin(full)) if not full.all() else 0
+        trail = int(np.argmin(full[::-1])) if not full.all() else 0
+        if lead and trail and abs(lead - trail) <= 2:
+            axes += 1
+            if axis == 0:
+                mask[:, :lead], mask[:, len(full) - trail:] = True, True
+            else:
+                mask[:lead], mask[len(full) - trail:] = True, True
+    if axes != 1 or white[~mask].mean() > max_white_inside:
+        return np.zeros(white.shape, bool)
+    return mask
+
+
+def _inside(padding: np.ndarray) -> tuple[int, int, int, int]:
+    """The box (top, bottom, left, right) the padding leaves."""
+    rows, columns = np.flatnonzero(~padding.all(axis=1)), np.flatnonzero(~padding.all(axis=0))
+    if len(rows) == 0 or len(columns) == 0:
+        return 0, padding.shape[0], 0, padding.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+
+
+def _border_modes(pixels: np.ndarray, min_share: float, clusters: int = 5,
+                  rounds: int = 6) -> list[tuple[np.ndarray, float, float]]:
+    """The border's main colours: k-means clusters (farthest-point start) holding ≥ ``min_share`` of
+    its pixels, each as (mean, spread, share of the border)."""
+    pixels = np.asarray(pixels, dtype=np.float64)
+    centres = [pixels[np.argmin(((pixels - np.median(pixels, axis=0)) ** 2).sum(axis=1))]]
+    nearest = ((pixels - centres[0]) ** 2).sum(axis=1)
+    while len(centres) < clusters and nearest.max() >= 64:  # the rest is within a flat background's noise
+        centres.append(pixels[nearest.argmax()])
+        nearest = np.minimum(nearest, ((pixels - centres[-1]) ** 2).sum(axis=1))
+    centres = np.array(centres)
+    count = len(centres)
+    for _ in range(rounds):
+        owner = ((pixels[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        sizes = np.bincount(owner, minlength=count)
+        sums = np.stack([np.bincount(owner, weights=pixels[:, channel], minlength=count) for channel in range(3)], 1)
+        centres = np.where(sizes[:, None] > 0, sums / np.maximum(sizes, 1)[:, None], centres)
+    squared = ((pixels - centres[owner]) ** 2).sum(axis=1)
+    spread = np.sqrt(np.bincount(owner, weights=squared, minlength=count) / np.maximum(sizes, 1))
+    return [(centres[index], float(spread[index]), float(sizes[index] / len(pixels))) for index in range(count)
+            if sizes[index] >= min_share * len(pixels)]
+
+
+# Skin in CIELAB: warm hues (red to yellow), moderate chroma, mid to high lightness. Chosen on Clothing
+# Co-Parsing's skin pixels against its garment pixels (benchmarks/colour.py --fit-skin), measured on
+# the photos kept aside (--skin).
+SKIN_HUE = (20.0, 75.0)
+SKIN_CHROMA = (10.0, 45.0)
+SKIN_LIGHTNESS = (20.0, 95.0)
+
+
+def skin_mask(lab: np.ndarray) -> np.ndarray:
+    """True where the pixel has the colour of skin."""
+    lightness, chroma, hue = lch(lab)
+    return ((hue >= SKIN_HUE[0]) & (hue <= SKIN_HUE[1]) & (chroma >= SKIN_CHROMA[0]) & (chroma <= SKIN_CHROMA[1])
+            & (lightness >= SKIN_LIGHTNESS[0]) & (lightness <= SKIN_LIGHTNESS[1]))
+
+
+def centre_weights(height: int, width: int, sigma: float = 0.35) -> np.ndarray:
+    """A Gaussian bump over the photo, 1 at the centre; ``sigma`` is a fraction of each side."""
+    rows = (np.arange(height) + 0.5) / height - 0.5
+    columns = (np.arange(width) + 0.5) / width - 0.5
+    return np.exp(-(rows[:, None] ** 2 + columns[None, :] ** 2) / (2 * sigma ** 2))
+
+
+def product_weights(lab: np.ndarray, padding: np.ndarray | None = None,
+                    config: ColourConfig = ColourConfig()) -> np.ndarray:
+    """Each pixel's weight in the product's colour: 0 for background and (a minority of) skin,
+    else the centre weight. When the background rule leaves almost nothing (a white product on
+    white), every pixel counts."""
+    height, width = lab.shape[:2]
+    from scipy import ndimage
+
+    weights = centre_weights(height, width, config.centre_sigma)
+    foreground = ~background_mask(lab, padding, min_border_share=config.min_border_share,
+                                  tolerance=config.background_tolerance, spread_factor=config.background_spread,
+                                  max_tolerance=config.max_background_tolerance)
+    if foreground.mean() < config.min_foreground:
+        return weights
+    skin = skin_mask(lab) & foreground
+    if (weights * skin).sum() < config.max_skin_share * (weights * foreground).sum():
+        foreground &= ~skin
+    # The ring of pixels along the background is a blend of the two (a black leg on white is grey
+    # there); the inside is the product's colour.
+    inside = ndimage.binary_erosion(foreground)
+    return weights * (inside if inside.mean() >= config.min_foreground else foreground)

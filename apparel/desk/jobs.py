@@ -1,0 +1,231 @@
+"""The desk's jobs on disk: one folder per uploaded catalog, every file written atomically, so a
+page reload or a server restart finds each job as it was.
+
+    >>> store = JobStore("desk-jobs")
+    >>> job = store.create("products.csv", Path("products.csv").read_bytes())
+    >>> job.decide(["summer-dress"], "Apparel & Accessories > Clothing > Dresses")
+    {'summer-dress': 'aa-1-4'}
+    >>> store.get(job.id).decisions()          # from disk: what a restarted server reads
+    {'summer-dress': 'aa-1-4'}
+
+A job's folder::
+
+    job.json            state: queued, running, done or failed; names, counts, rounds done
+    upload.csv          the uploaded file, byte for byte (the input of every catalog run)
+    decisions.csv       the merchant's decisions (``apparel.shop.decisions``), rewritten at each one
+    rounds/NNNN.json    the model's outcome for each product of a finished round
+    work/               categorize_catalog's output, review CSV and image cache (shared by all rounds)
+
+The products are classified in rounds (``ROUND_SIZES``), the first small so the table starts to
+fill within a second; a round's outcomes are kept only once it is finished, and its photos are in
+the image cache as soon as each batch is, so an interrupted round costs nothing to redo.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from apparel.artifacts import atomic_path, read_json, write_json
+from apparel.errors import ParameterError, SourceError
+from apparel.shop.catalog import Product, find_columns, group_products
+from apparel.shop.decisions import decided_category, read_decisions, write_decisions
+from apparel.shop.splice import BOM, parse_records
+
+STATE_FILE, UPLOAD_FILE, DECISIONS_FILE = "job.json", "upload.csv", "decisions.csv"
+ROUNDS_DIR, WORK_DIR = "rounds", "work"
+# Products per round: a first small one shows results at once, later ones amortise each run's start.
+ROUND_SIZES = (10, 40, 150)
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def default_jobs_dir() -> Path:
+    """Where ``apparel serve`` keeps the desk's jobs: ``$XDG_STATE_HOME/apparel/desk``
+    (``~/.local/state/apparel/desk``): state that outlives a restart, not a cache to clear."""
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "apparel" / "desk"
+
+
+def round_bounds(count: int) -> list[tuple[int, int]]:
+    """(start, end) of each round over ``count`` products: ``ROUND_SIZES``, then the last size again."""
+    bounds, start = [], 0
+    while start < count:
+        size = ROUND_SIZES[min(len(bounds), len(ROUND_SIZES) - 1)]
+        bounds.append((start, min(count, start + size)))
+        start += size
+    return bounds
+
+
+@dataclass(frozen=True)
+class UploadedCatalog:
+    """The parsed upload: its products (file order) and the raw text of its rows."""
+
+    bom: bytes
+    header: str                      # the header line, ending in a line ending
+    products: list[Product]
+    rows: list[tuple[str, str]]      # (handle, the row's text ending in a line ending), file order
+    columns: dict[str, int | None]   # role → column index (``find_columns``)
+
+    @classmethod
+    def parse(cls, content: bytes, name: str) -> UploadedCatalog:
+        """The upload's products; a ``SourceError`` naming ``name`` when it is no Shopify export."""
+        bom = BOM if content.startswith(BOM) else b""
+        try:
+            text = content[len(bom):].decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise SourceError(name, f"not UTF-8 ({error}); export it from Shopify again or save it as UTF-8") from None
+        try:
+            records = parse_records(text)
+        except ValueError as error:
+            raise SourceError(name, str(error)) from None
+        if len(records) < 2:
+            raise SourceError(name, "no product rows; upload a Shopify product export")
+        columns = find_columns(records[0], Path(name))
+        starts = [record.start for record in records] + [len(text)]
+        rows = []
+        for record, end in zip(records[1:], starts[2:]):
+            handle = record.value(columns["handle"]).strip()
+            if handle:
+                rows.append((handle, _ended(text[record.start:end])))
+        return cls(bom, _ended(text[:records[1].start]), group_products(records[1:], columns), rows, columns)
+
+    def title(self, product: Product) -> str:
+        return product.row.value(self.columns["title"])
+
+    def round_csv(self, start: int, end: int) -> bytes:
+        """A catalog of products ``start:end`` alone: the header and their rows, in file order."""
+        handles = {product.handle for product in self.products[start:end]}
+        text = self.header + "".join(piece for handle, piece in self.rows if handle in handles)
+        return self.bom + text.encode("utf-8")
+
+
+def _ended(piece: str) -> str:
+    """``piece`` ending in a line ending (the file's last row may have none)."""
+    return piece if piece.endswith(("\n", "\r")) else piece + "\n"
+
+
+class Job:
+    """One job's folder; its state is read from disk each time, so two servers agree."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.id = folder.name
+        self._lock = threading.Lock()  # one decision written at a time
+        self._catalog: UploadedCatalog | None = None
+
+    @property
+    def upload(self) -> Path:
+        return self.folder / UPLOAD_FILE
+
+    @property
+    def work(self) -> Path:
+        return self.folder / WORK_DIR
+
+    def state(self) -> dict:
+        return read_json(self.folder / STATE_FILE)
+
+    def update(self, **changes) -> dict:
+        state = {**self.state(), **changes}
+        write_json(self.folder / STATE_FILE, state)
+        return state
+
+    def catalog(self) -> UploadedCatalog:
+        if self._catalog is None:
+            self._catalog = UploadedCatalog.parse(self.upload.read_bytes(), self.state()["name"])
+        return self._catalog
+
+    def rounds(self) -> list[tuple[int, int]]:
+        return round_bounds(len(self.catalog().products))
+
+    def round_path(self, index: int) -> Path:
+        return self.folder / ROUNDS_DIR / f"{index:04d}.json"
+
+    def finished_rounds(self) -> int:
+        """How many rounds are finished, counted from the first (they finish in order)."""
+        count = 0
+        while self.round_path(count).is_file():
+            count += 1
+        return count
+
+    def outcomes(self) -> dict[str, dict]:
+        """Handle → the model's outcome (``ProductOutcome.to_dict``), for the finished rounds."""
+        found = {}
+        for index in range(self.finished_rounds()):
+            for outcome in read_json(self.round_path(index))["outcomes"]:
+                found[outcome["handle"]] = outcome
+        return found
+
+    def save_round(self, index: int, outcomes: list[dict]) -> None:
+        write_json(self.round_path(index), {"outcomes": outcomes})
+
+    def decisions(self) -> dict[str, str]:
+        """Handle → the merchant's category id, or ``KEEP``."""
+        path = self.folder / DECISIONS_FILE
+        return read_decisions(path) if path.is_file() else {}
+
+    def decide(self, handles: Iterable[str], category: str | None) -> dict[str, str]:
+        """Record the merchant's ``category`` (an id, path or GID; ``KEEP``; None to give the
+        products back to the model) for each of ``handles``, and return all decisions."""
+        handles = list(dict.fromkeys(handles))
+        known = {product.handle for product in self.catalog().products}
+        unknown = [handle for handle in handles if handle not in known]
+        if not handles or unknown:
+            raise ParameterError(f"{{}} must name products of this catalog; unknown: {', '.join(unknown) or 'none given'}",
+                                 "handles")
+        value = None if category is None else decided_category(category)
+        with self._lock:
+            decisions = self.decisions()
+            for handle in handles:
+                if value is None:
+                    decisions.pop(handle, None)
+                else:
+                    decisions[handle] = value
+            write_decisions(self.folder / DECISIONS_FILE, decisions)
+        return decisions
+
+
+class JobStore:
+    """The jobs under ``root`` (created at the first upload)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+
+    def create(self, name: str, content: bytes) -> Job:
+        """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export."""
+        name = Path(name or "products.csv").name
+        catalog = UploadedCatalog.parse(content, name)
+        job_id = secrets.token_hex(8)
+        folder = self.root / job_id
+        folder.mkdir(parents=True)
+        with atomic_path(folder / UPLOAD_FILE) as temporary:
+            temporary.write_bytes(content)
+        write_json(folder / STATE_FILE, {"id": job_id, "name": name, "created": time.time(), "state": QUEUED,
+                                         "error": None, "products": len(catalog.products)})
+        job = self.get(job_id)
+        job._catalog = catalog
+        return job
+
+    def get(self, job_id: str) -> Job:
+        """The job ``job_id``; a ``ParameterError`` when there is none."""
+        if not _JOB_ID.match(job_id) or not (self.root / job_id / STATE_FILE).is_file():
+            raise ParameterError(f"{{}} {job_id!r} is not a job of this desk; upload the catalog again", "job")
+        with self._lock:
+            return self._jobs.setdefault(job_id, Job(self.root / job_id))
+
+    def jobs(self) -> list[Job]:
+        """Every job, newest first."""
+        if not self.root.is_dir():
+            return []
+        found = [self.get(folder.name) for folder in self.root.iterdir()
+                 if _JOB_ID.match(folder.name) and (folder / STATE_FILE).is_file()]
+        return sorted(found, key=lambda job: job.state()["created"], reverse=True)
+

@@ -1,0 +1,167 @@
+"""Runs the desk's jobs, one at a time in a thread, round by round, through ``categorize_catalog``.
+
+Every run writes the job's ``work/categorized.csv``, so all of a job's runs share its image cache:
+each round classifies only its own photos, a round cut short by a restart resumes from the cache,
+and the download (``Desk.download``) is one more run over the whole upload with the merchant's
+decisions — the very function ``apparel catalog --decisions`` calls, so the same bytes.
+
+    >>> desk = Desk(JobStore("desk-jobs"), CatalogConfig(images_dir="images"), lambda: (model_dir, predictor))
+    >>> desk.start()                       # resumes the jobs a restart interrupted
+    >>> job = desk.submit("products.csv", content)
+    >>> desk.progress(job)["done"]
+    40
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore
+from apparel.shop.catalog import CatalogConfig, categorize_catalog, companion_paths
+
+OUTPUT_NAME, ROUND_NAME = "categorized.csv", "round.csv"
+logger = logging.getLogger(__name__)
+
+
+class Stopped(Exception):
+    """Raised from the progress callback to cut a round short when the desk stops."""
+
+
+@dataclass(frozen=True)
+class Download:
+    categorized: bytes               # the upload with the changed cells spliced in
+    review: bytes                    # the review CSV
+
+
+class Desk:
+    """The job store, the catalog settings every job runs with, and the thread that runs them.
+
+    ``model`` returns (the model's run directory, the predictor to run): the served model at the
+    moment a job runs (a reloaded version names a new cache key, so nothing stale is reused).
+    """
+
+    def __init__(self, store: JobStore, catalog: CatalogConfig,
+                 model: Callable[[], tuple[str, object]]):
+        self.store, self.catalog, self.model = store, catalog, model
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running: dict[str, int] = {}   # job id → images finished in its current round
+        self._locks: dict[str, threading.Lock] = {}
+
+    # ------------------------------------------------------------ the thread
+
+    def start(self) -> None:
+        """Start the thread; jobs left queued or running by the last server are queued again."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        for job in reversed(self.store.jobs()):  # oldest first
+            if job.state()["state"] in (QUEUED, RUNNING):
+                self._queue.put(job.id)
+        self._thread = threading.Thread(target=self._work, name="desk-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the batch of photos in hand; the job stays queued for the next start."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, name: str, content: bytes) -> Job:
+        """A new job for an uploaded catalog, queued (a ``SourceError`` if it is no Shopify export)."""
+        job = self.store.create(name, content)
+        self._queue.put(job.id)
+        return job
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job_id = self._queue.get()
+            if job_id is None:
+                break
+            job = self.store.get(job_id)
+            try:
+                self.run(job)
+            except Stopped:
+                break
+            except Exception as error:  # noqa: BLE001 — a broken job must not stop the others
+                logger.exception("desk job %s failed", job.id)
+                job.update(state=FAILED, error=f"{type(error).__name__}: {error}")
+            finally:
+                self._running.pop(job.id, None)
+
+    # ------------------------------------------------------------ one job
+
+    def lock(self, job: Job) -> threading.Lock:
+        return self._locks.setdefault(job.id, threading.Lock())
+
+    def images_dir(self) -> str:
+        """The folder local image paths resolve inside. Without the server's, an empty one: a
+        local path then names no file, rather than one of the job's own."""
+        if self.catalog.images_dir is not None:
+            return self.catalog.images_dir
+        empty = self.store.root / "no-images"
+        empty.mkdir(parents=True, exist_ok=True)
+        return str(empty)
+
+    def settings(self) -> tuple[CatalogConfig, object]:
+        """The catalog settings of a run, and the predictor."""
+        model_dir, predictor = self.model()
+        return self.catalog.replace(model_dir=str(model_dir), images_dir=self.images_dir()), predictor
+
+    def run(self, job: Job) -> None:
+        """Classify the job's remaining rounds, saving each one's outcomes as it finishes."""
+        if job.state()["state"] in (DONE, FAILED):
+            return
+        job.update(state=RUNNING, error=None)
+        config, predictor = self.settings()
+        catalog = job.catalog()
+        self._running[job.id] = 0
+
+        def progress(count: int) -> None:
+            if self._stop.is_set():
+                raise Stopped
+            self._running[job.id] += count
+
+        for index, (start, end) in enumerate(job.rounds()):
+            if job.round_path(index).is_file():
+                continue
+            round_csv = job.work / ROUND_NAME
+            round_csv.parent.mkdir(parents=True, exist_ok=True)
+            round_csv.write_bytes(catalog.round_csv(start, end))
+            self._running[job.id] = 0
+            with self.lock(job):
+                report = categorize_catalog(round_csv, job.work / OUTPUT_NAME, config, predictor, progress)
+            job.save_round(index, [outcome.to_dict() for outcome in report.outcomes])
+        job.update(state=DONE)
+
+    def progress(self, job: Job) -> dict:
+        """The job's state with ``done`` (products classified, counting the round in hand by its
+        photos) and ``rounds`` finished: what the page polls."""
+        state = job.state()
+        finished = job.finished_rounds()
+        bounds = job.rounds()
+        done = bounds[finished - 1][1] if finished else 0
+        if job.id in self._running and finished < len(bounds):
+            done = min(bounds[finished][1], done + self._running[job.id])
+        return {**state, "done": done if state["state"] != DONE else state["products"], "rounds": finished}
+
+    def download(self, job: Job) -> Download:
+        """The categorised CSV and its review CSV with the merchant's decisions: ``categorize_catalog``
+        over the whole upload (every photo is in the job's cache by now)."""
+        state = job.state()["state"]
+        if state != DONE:
+            raise ValueError(f"the job is {state}; download it once every product is classified")
+        config, predictor = self.settings()
+        out = job.work / OUTPUT_NAME
+        with self.lock(job):
+            categorize_catalog(job.upload, out, config, predictor, decisions=job.decisions())
+            return Download(out.read_bytes(), companion_paths(out)[0].read_bytes())
+

@@ -1,0 +1,208 @@
+"""The merchant's desk over HTTP: the page ``/desk`` and the JSON it polls and posts to.
+
+Same guards as every route (loopback Host names, Origin, the API key or the page's session
+cookie, the body limit); the work is ``apparel.desk``'s: a job per uploaded catalog, decisions
+recorded on disk, the download written by ``categorize_catalog`` itself.
+
+    GET  /desk                                   the page
+    GET  /desk/api/jobs                          the jobs, newest first
+    POST /desk/api/jobs                          multipart ``csv``: a Shopify product export → a job
+    GET  /desk/api/jobs/{job}                    its state and progress (polled)
+    GET  /desk/api/jobs/{job}/products           every product: suggestion, confidence, reason, decision
+    POST /desk/api/jobs/{job}/decisions          {"handles": [...], "category": id | "keep" | null}
+    GET  /desk/api/jobs/{job}/categorized.csv    the upload with the changed cells (also review.csv, decisions.csv)
+    GET  /desk/api/jobs/{job}/thumbnails/{n}     product n's local photo, small
+    GET  /desk/api/taxonomy?q=tee                categories matching words ("tee" → T-Shirts first)
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from apparel.desk.jobs import DECISIONS_FILE, Job
+from apparel.desk.runner import Desk
+from apparel.errors import ParameterError
+from apparel.images.fetch import is_url
+from apparel.images.sources import contained_source
+from apparel.serve.config import ServiceConfig
+from apparel.serve.handling import read_body, require_content_type
+from apparel.serve.payloads import RequestError, json_body, multipart_files
+from apparel.shop.decisions import KEEP
+from apparel.taxonomy import load_taxonomy
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# As the photo page's policy, and product photos from the store's own image hosts (a CSV's URLs).
+DESK_POLICY = "default-src 'self'; img-src 'self' data: https: http:; object-src 'none'; base-uri 'none'"
+THUMBNAIL_SIZE = (96, 96)
+
+
+def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> None:
+    """The desk's page and API; with no ``desk`` (no jobs folder), each API answer says how to get one."""
+
+    @app.get("/desk", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC_DIR / "desk.html", headers={"Content-Security-Policy": DESK_POLICY})
+
+    def the_desk() -> Desk:
+        if desk is None:
+            raise RequestError(503, "the desk has no jobs folder; start the server with --desk-jobs DIR "
+                                    "(apparel serve gives it one by default)")
+        return desk
+
+    def the_job(job_id: str) -> Job:
+        try:
+            return the_desk().store.get(job_id)
+        except ParameterError as error:
+            raise RequestError(404, str(error)) from None
+
+    @app.get("/desk/api/jobs", tags=["desk"], summary="The desk's jobs, newest first")
+    async def jobs():
+        found = await run_in_threadpool(the_desk().store.jobs)
+        return {"jobs": [the_desk().progress(job) for job in found]}
+
+    @app.post("/desk/api/jobs", tags=["desk"], status_code=201,
+              summary="Upload a Shopify product CSV (multipart field csv): a job that classifies its photos")
+    async def upload(request: Request):
+        content_type = require_content_type(request, "multipart/form-data")
+        body = await read_body(request, config.max_body_bytes)
+        files = await run_in_threadpool(multipart_files, body, content_type, max_files=1)
+        if not files or not files[0][1]:
+            raise RequestError(400, "no CSV in the upload; choose the product CSV Shopify exported")
+        name, content = files[0]
+        try:
+            job = await run_in_threadpool(the_desk().submit, name, content)
+        except ValueError as error:
+            raise RequestError(422, str(error)) from None
+        return JSONResponse(the_desk().progress(job), status_code=201)
+
+    @app.get("/desk/api/jobs/{job_id}", tags=["desk"], summary="A job's state and progress")
+    async def job_state(job_id: str):
+        return the_desk().progress(the_job(job_id))
+
+    @app.get("/desk/api/jobs/{job_id}/products", tags=["desk"],
+             summary="Every product of a job: its photo, the model's suggestion and the merchant's decision")
+    async def products(job_id: str):
+        job = the_job(job_id)
+        return await run_in_threadpool(product_table, job, the_desk().progress(job))
+
+    @app.post("/desk/api/jobs/{job_id}/decisions", tags=["desk"],
+              summary="Decide products: a category (id, path or GID), keep (leave as it is), or null (the model's)")
+    async def decide(job_id: str, request: Request):
+        require_content_type(request, "application/json")
+        payload = json_body(await read_body(request, config.max_body_bytes))
+        if not isinstance(payload, dict) or not isinstance(payload.get("handles"), list) \
+                or not all(isinstance(handle, str) for handle in payload["handles"]) \
+                or not isinstance(payload.get("category"), (str, type(None))):
+            raise RequestError(400, 'send {"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}')
+        job = the_job(job_id)
+        try:
+            decisions = await run_in_threadpool(job.decide, payload["handles"], payload["category"])
+        except ValueError as error:
+            raise RequestError(422, str(error)) from None
+        return {"decisions": {handle: decision_view(decisions.get(handle)) for handle in payload["handles"]}}
+
+    @app.get("/desk/api/jobs/{job_id}/{file_name}", tags=["desk"],
+             summary="Download categorized.csv (the upload with the changed cells), review.csv or decisions.csv")
+    async def download(job_id: str, file_name: str):
+        job = the_job(job_id)
+        stem = Path(job.state()["name"]).stem
+        if file_name == DECISIONS_FILE:
+            decisions = job.folder / DECISIONS_FILE
+            content = decisions.read_bytes() if decisions.is_file() else b"handle,category\r\n"
+        elif file_name in ("categorized.csv", "review.csv"):
+            try:
+                written = await run_in_threadpool(the_desk().download, job)
+            except ValueError as error:
+                raise RequestError(409, str(error)) from None
+            content = written.categorized if file_name == "categorized.csv" else written.review
+        else:
+            raise RequestError(404, f"no file {file_name!r}; categorized.csv, review.csv and decisions.csv are")
+        return Response(content, media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="{stem}.{file_name}"', "Cache-Control": "no-store"})
+
+    @app.get("/desk/api/jobs/{job_id}/thumbnails/{index}", tags=["desk"], summary="A product's local photo, small")
+    async def thumbnail(job_id: str, index: int):
+        job = the_job(job_id)
+        products = job.catalog().products
+        if not 0 <= index < len(products) or not products[index].images:
+            raise RequestError(404, f"product {index} has no photo")
+        images_dir = await run_in_threadpool(the_desk().images_dir)
+        source = contained_source(products[index].images[0], images_dir)
+        if source.path is None:
+            raise RequestError(404, f"{products[index].images[0]!r}: {source.error or 'not a local file'}")
+        try:
+            content = await run_in_threadpool(small_jpeg, source.path, config.max_pixels)
+        except ValueError as error:
+            raise RequestError(422, str(error)) from None
+        return Response(content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/desk/api/taxonomy", tags=["desk"], summary="Categories of Shopify's taxonomy matching words")
+    async def taxonomy(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(8, ge=1, le=50)):
+        found = load_taxonomy().search(q, limit)
+        return {"categories": [{"id": category.id, "name": category.name, "path": category.path}
+                               for category in found]}
+
+
+def decision_view(decision: str | None) -> dict | None:
+    """A decision as the page shows it: the id and path of the category, or keep."""
+    if decision is None:
+        return None
+    if decision == KEEP:
+        return {"id": KEEP, "path": None}
+    return {"id": decision, "path": load_taxonomy().get(decision).path}
+
+
+def product_table(job: Job, progress: dict) -> dict:
+    """Every product in file order with what the model said (once its round is done) and the
+    merchant's decision: what the page's table shows."""
+    outcomes, decisions = job.outcomes(), job.decisions()
+    rows = []
+    for index, product in enumerate(job.catalog().products):
+        outcome = outcomes.get(product.handle)
+        image = (outcome or {}).get("image") or (product.images[0] if product.images else "")
+        thumbnail = image if is_url(image) else f"/desk/api/jobs/{job.id}/thumbnails/{index}" if image else None
+        row = {"index": index, "handle": product.handle, "title": job.catalog().title(product),
+               "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
+               "confidence": None, "label": None}
+        if outcome is not None:
+            row.update({key: outcome[key] for key in ("status", "suggested", "likeliest", "confidence", "label")})
+        row["decision"] = decision_view(decisions.get(product.handle))
+        rows.append(row)
+    return {"job": progress, "products": rows}
+
+
+def small_jpeg(path: Path, max_pixels: int) -> bytes:
+    """A photo file as a small JPEG for the table (decoded within the service's pixel limit)."""
+    from PIL import Image
+
+    from apparel.images.decode import open_image
+
+    image = open_image(path, max_pixels=max_pixels).convert("RGB")
+    image.thumbnail(THUMBNAIL_SIZE, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=80)
+    return buffer.getvalue()
+
+
+def served_desk(registry, config: ServiceConfig) -> Desk | None:
+    """The desk of a service: jobs in ``config.desk_jobs``, run by the default model at the time
+    each job runs, local photos from ``config.images_dir``; None without a jobs folder."""
+    from apparel.desk.jobs import JobStore
+    from apparel.serve.registry import ALIAS
+    from apparel.shop.catalog import CatalogConfig
+
+    if config.desk_jobs is None:
+        return None
+
+    def model():
+        predictor = registry.resolve(ALIAS).predictor
+        if predictor.model_dir is None:
+            raise ValueError("the default model has no run directory, which names the desk's image cache")
+        return predictor.model_dir, predictor
+
+    return Desk(JobStore(config.desk_jobs), CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy), model)

@@ -1,0 +1,54 @@
+"""The product's colour in a Shopify product CSV, where Shopify keeps it.
+
+    >>> from apparel.shop.colour_cells import colour_column
+    >>> colour_column(["Handle", "Title", "Color (product.metafields.shopify.color-pattern)"])
+    2
+
+Shopify's export writes each category metafield as a column headed ``<name> (product.metafields.
+<namespace>.<key>)`` (help.shopify.com, "Using CSV files to import and export products", the
+metafields section); the colour category metafield is ``shopify.color-pattern``, and the name before
+the brackets is in the store's language ("Color", "Kolor", "色"), so the column is found by its key.
+Its cell takes the colour entries' names, comma-separated ("Navy, White"). A file without that
+column gets a ``color:<name>`` tag instead. A colour the merchant set, in the column or as a
+``color:`` tag, is kept unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from apparel.attributes import ProductColour, product_colour
+from apparel.images.fetch import FetchConfig
+from apparel.images.sources import contained_source, read_sources
+
+METAFIELD = "(product.metafields.shopify.color-pattern)"
+TAG_PREFIX = "color:"
+
+
+def colour_column(header: Sequence) -> int | None:
+    """The index of the colour metafield's column in ``header`` (names, or cells with ``value``)."""
+    names = [getattr(cell, "value", cell).strip().lower() for cell in header]
+    return next((index for index, name in enumerate(names) if name.endswith(METAFIELD)), None)
+
+
+def colour_tag(colour: ProductColour) -> str:
+    """``color:navy``, ``color:rose-gold``: the main colour's name as a tag."""
+    return TAG_PREFIX + colour.main.name.lower().replace(" ", "-")
+
+
+def colour_cell(colour: ProductColour) -> str:
+    """The metafield column's value: the main colour's name, and the second's (``Navy, White``)."""
+    return ", ".join(value.name for value in (colour.main, colour.second) if value is not None)
+
+
+def read_colours(images: dict[str, str], images_dir, fetch: FetchConfig, contract, workers: int = 4
+                 ) -> dict[str, ProductColour]:
+    """Handle → the colour of the image (a catalog cell) that was classified for it, read again
+    as the photo model's input (``contract``). Images that cannot be read get none."""
+    handles = list(images)
+    sources = [contained_source(images[handle], images_dir) for handle in handles]
+    colours = {}
+    for handle, (_, inputs, error) in zip(handles, read_sources(sources, fetch, workers, contract)):
+        if error is None and len(inputs):
+            colours[handle] = product_colour(inputs[0])
+    return colours

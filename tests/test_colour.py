@@ -1,0 +1,202 @@
+"""The product's colour from its photo (apparel.attributes): synthetic photos only, a few ms each."""
+
+import numpy as np
+import pytest
+
+from apparel.attributes import has_colour, product_colour
+from apparel.attributes.colour_space import ciede2000, lab_to_srgb, srgb_to_lab
+from apparel.attributes.config import ColourConfig
+from apparel.errors import ParameterError
+from apparel.taxonomy import load_taxonomy
+
+# Typical garment colours, none of them one of the naming's reference points.
+SWATCHES = {"Black": (28, 28, 30), "White": (244, 244, 240), "Gray": (128, 128, 130), "Navy": (30, 40, 82),
+            "Blue": (52, 100, 188), "Green": (52, 128, 72), "Red": (184, 32, 42), "Pink": (236, 142, 172),
+            "Purple": (118, 62, 148), "Orange": (236, 122, 44), "Yellow": (242, 212, 60),
+            "Beige": (214, 196, 166), "Brown": (108, 74, 46)}
+SKIN, HAIR = (222, 170, 138), (40, 28, 22)
+
+
+def garment_photo(colour, background=(250, 250, 250), size=224, seed=0) -> np.ndarray:
+    """A T-shaped garment with shading folds and sensor noise, centred on ``background``."""
+    rng = np.random.default_rng(seed)
+    photo = np.empty((size, size, 3), np.float64)
+    photo[:] = background
+    garment = np.zeros((size, size), bool)
+    garment[60:200, 75:150] = True   # body
+    garment[60:100, 40:185] = True   # sleeves
+    lab = srgb_to_lab(np.array(colour, np.float64))
+    rows = np.arange(size)[:, None] * np.ones((1, size))
+    shading = 6 * np.sin(rows / 9.0)  # folds: ±6 lightness
+    shaded = np.stack([np.clip(lab[0] + shading, 0, 100), np.full_like(shading, lab[1]), np.full_like(shading, lab[2])], -1)
+    photo[garment] = lab_to_srgb(shaded)[garment]
+    photo += rng.normal(0, 2.0, photo.shape)
+    return np.clip(photo, 0, 255).astype(np.uint8)
+
+
+def worn_photo(colour, size=224) -> np.ndarray:
+    """The garment worn: a face and arms of skin, dark hair on top, dark trousers below."""
+    photo = garment_photo(colour, size=size)
+    photo[8:52, 92:132] = SKIN       # face
+    photo[2:22, 88:136] = HAIR       # hair
+    photo[100:150, 40:62] = SKIN     # forearms below the sleeves
+    photo[100:150, 163:185] = SKIN
+    photo[200:224, 80:145] = (35, 35, 40)  # trousers, at the edge of the picture
+    return photo
+
+
+@pytest.mark.parametrize("name", list(SWATCHES))
+def test_a_plain_garment_on_white_is_named_its_colour(name):
+    colour = product_colour(garment_photo(SWATCHES[name]))
+    assert colour.main.name == name
+    assert colour.second is None
+    assert colour.confidence > 0.6
+
+
+@pytest.mark.parametrize("name", ["Navy", "Red", "Green", "White", "Black", "Blue"])
+def test_skin_hair_and_other_garments_are_not_the_product(name):
+    colour = product_colour(worn_photo(SWATCHES[name]))
+    assert colour.main.name == name
+    assert "Beige" not in [colour.main.name, colour.second and colour.second.name]
+
+
+def test_a_coloured_floor_is_background():
+    # A navy shirt photographed on a brown wooden floor (uneven: a grain of ±12 levels).
+    rng = np.random.default_rng(1)
+    floor = np.array((150, 110, 70)) + rng.normal(0, 6, (224, 224, 1))
+    photo = garment_photo(SWATCHES["Navy"]).astype(np.float64)
+    outside = np.all(photo > 240, axis=-1)
+    photo[outside] = floor[outside] + np.zeros(3)
+    colour = product_colour(np.clip(photo, 0, 255).astype(np.uint8))
+    assert colour.main.name == "Navy"
+    assert "Brown" not in colour.shares or colour.shares["Brown"] < 0.1
+
+
+def test_the_white_padding_of_the_model_input_is_not_the_border():
+    # A portrait photo on a beige wall, padded left and right with pure white to the model's square.
+    photo = garment_photo(SWATCHES["Green"], background=(205, 190, 160))
+    photo[:, :30] = 255
+    photo[:, -30:] = 255
+    assert product_colour(photo).main.name == "Green"
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_a_product_touching_the_frame_of_a_white_studio_photo_is_the_product(padded):
+    # A dress as tall as the photo (or a model cut off at the knees), on a pure-white sweep; padded
+    # left and right to the model's square, the padding merges with the sweep.
+    photo = garment_photo(SWATCHES["Red"], background=(255, 255, 255))
+    photo[:60, 75:150] = photo[100, 100]
+    photo[200:, 75:150] = photo[150, 100]
+    photo = photo[:, 20:204] if not padded else photo
+    colour = product_colour(photo)
+    assert colour.main.name == "Red" and colour.confidence > 0.8
+
+
+def test_a_coat_cut_off_by_the_frame_of_a_light_grey_studio_photo_is_the_product():
+    # A worn coat from the chin to below the knees, past the top and bottom of a photo on a light
+    # grey sweep (not pure white, as a JPEG studio photo is), padded with pure white to the square.
+    rng = np.random.default_rng(3)
+    photo = np.full((224, 224, 3), 244.0) + rng.normal(0, 1.5, (224, 224, 3))
+    photo[:, :40] = photo[:, -40:] = 255
+    photo[:, 62:162] = SWATCHES["Brown"]
+    colour = product_colour(np.clip(photo, 0, 255).astype(np.uint8))
+    assert colour.main.name == "Brown" and colour.confidence > 0.8
+
+
+def test_two_colours_sharing_the_garment_give_a_second_colour():
+    photo = garment_photo(SWATCHES["Navy"])
+    stripes = garment_photo(SWATCHES["Red"])
+    for top in range(60, 200, 40):  # red stripes, 20 pixels of every 40
+        photo[top : top + 20] = stripes[top : top + 20]
+    colour = product_colour(photo)
+    assert {colour.main.name, colour.second.name} == {"Navy", "Red"}
+
+
+def test_a_busy_print_is_multicolor():
+    photo = garment_photo(SWATCHES["Red"])
+    colours = [SWATCHES[name] for name in ("Red", "Yellow", "Blue", "Green", "Purple")]
+    garment = ~np.all(photo > 240, axis=-1)
+    for index in range(0, 224, 8):  # bands of five colours, 8 pixels each
+        band = np.zeros_like(garment)
+        band[index : index + 8] = True
+        photo[band & garment] = colours[(index // 8) % len(colours)]
+    colour = product_colour(photo)
+    assert colour.main.name == "Multicolor"
+    assert colour.main.handle == "color__multicolor"
+
+
+def test_the_same_photo_as_floats_or_bytes_and_at_any_size():
+    photo = garment_photo(SWATCHES["Purple"])
+    assert product_colour(photo.astype(np.float32)).main.name == "Purple"
+    tall = np.repeat(photo, 3, axis=0)[:600]  # a 600×224 photo, not a square
+    assert product_colour(tall).main.name == "Purple"
+
+
+def test_the_answer_carries_shopify_ids():
+    answer = product_colour(garment_photo(SWATCHES["Navy"])).to_dict()
+    assert answer["name"] == "Navy" and answer["handle"] == "color__navy"
+    assert answer["gid"] == "gid://shopify/TaxonomyValue/15"
+    assert 0 < answer["confidence"] <= 1 and answer["second"] is None
+
+
+def test_only_categories_whose_node_has_the_color_attribute():
+    taxonomy = load_taxonomy()
+    assert has_colour(taxonomy.get("aa-1-13-8"))  # T-Shirts
+    without = [category for category in taxonomy if "color" not in category.attributes]
+    assert without and not has_colour(without[0])
+
+
+def test_not_a_photo_is_refused():
+    with pytest.raises(ValueError, match="H×W×3"):
+        product_colour(np.zeros((28, 28)))
+
+
+def test_settings_are_checked_by_name():
+    with pytest.raises(ParameterError, match="second_share"):
+        ColourConfig(second_share=1.5)
+
+
+def test_ciede2000_matches_the_published_pairs():
+    # Sharma, Wu and Dalal (2005), pairs 1, 4 and 7 of their test data.
+    first = np.array([[50, 2.6772, -79.7751], [50, -1.3802, -84.2814], [50, 0, 0]])
+    second = np.array([[50, 0, -82.7485], [50, 0, -82.7485], [50, -1, 2]])
+    assert np.allclose(ciede2000(first, second), [2.0425, 1.0000, 2.3669], atol=1e-4)
+
+
+class ShirtPredictor:
+    """A photo model that answers "t-shirt" for every photo (the store's own categories are not needed)."""
+
+    contract = None
+
+    def __init__(self):
+        from apparel.contract import InputContract
+
+        self.contract = InputContract("photo", 224, ("t-shirt", "not-apparel"))
+
+    def predict_proba(self, images):
+        return np.tile(np.array([[0.9, 0.1]], np.float32), (len(images), 1))
+
+    def top_k(self, probabilities, k=3):
+        from apparel.inference.prediction import Predictor
+
+        return Predictor(model=None, contract=self.contract).top_k(probabilities, k)
+
+
+def test_predictions_carry_the_colour_where_the_category_takes_one(tmp_path):
+    from PIL import Image
+
+    from apparel.attributes import photo_attributes
+    from apparel.images.sources import expand_sources, predict_sources
+
+    for name in ("Navy", "Red"):
+        Image.fromarray(garment_photo(SWATCHES[name])).save(tmp_path / f"{name}.png")
+    tee = load_taxonomy().get("aa-1-13-8")
+    no_colour = next(category for category in load_taxonomy() if "color" not in category.attributes)
+    # The first photo gets the T-shirt category; the second one a category without colours, then none.
+    answers = iter([{"id": tee.id}, {"id": no_colour.id}])
+    results = predict_sources(expand_sources([str(tmp_path / "Navy.png"), str(tmp_path / "Red.png")]),
+                              ShirtPredictor(), categorize=lambda probabilities: [next(answers) for _ in probabilities],
+                              attributes=photo_attributes)
+    assert results[0]["color"]["name"] == "Navy" and results[0]["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
+    assert "color" not in results[1]
+    assert photo_attributes(np.stack([garment_photo(SWATCHES["Red"])]), [None]) == [{}]

@@ -1,0 +1,216 @@
+"""The merchant's desk in a real browser (Debian's Chromium driven by Playwright) against uvicorn
+on 127.0.0.1: upload → progress → accept, override, apply to several → download, the download
+compared byte for byte with ``categorize_catalog`` given the same decisions; a 1,000-product
+catalog that keeps the page responsive while it fills and loses no decision across a restart.
+The photos are tiny synthetic ones and the model a stub that reads their colour (``desk_shop``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+
+from apparel.inference.prediction import Predictor
+from apparel.serve.app import create_app
+from apparel.shop.catalog import categorize_catalog
+from apparel.shop.decisions import KEEP, read_decisions
+from desk_shop import SETTINGS, ColourPredictor, colour_desk, stub_model_dir, write_store
+from serving import running_server
+from test_browser import CHROMIUM, CHROMIUM_ARGS, open_page
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: `make setup` installs Debian's chromium")
+
+DRESSES = "Apparel & Accessories > Clothing > Dresses"
+TSHIRTS = "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
+# Every long task (a script that holds the page's thread over 50 ms), as the browser reports them.
+LONG_TASKS = """window.longTasks = [];
+new PerformanceObserver((list) => { for (const entry of list.getEntries()) window.longTasks.push(entry.duration); })
+  .observe({ type: "longtask", buffered: true });"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def served(photo_run):
+    """The page's own model (the desk runs the stub, given to it)."""
+    return Predictor.from_dir(photo_run)
+
+
+def desk_server(served, jobs, images, model_dir, predictor):
+    return running_server(create_app(served, desk=colour_desk(jobs, images, model_dir, predictor)))
+
+
+def row(page, handle):
+    return page.locator(f".row[data-handle='{handle}']")
+
+
+def wait_done(page, count, timeout=60_000):
+    page.wait_for_function("n => document.getElementById('status').textContent === `Done: ${n} of ${n} products`",
+                           arg=count, timeout=timeout)
+
+
+def move_cursor_to(page, handle):
+    row(page, handle).locator(".title").click()
+    page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h", arg=handle)
+
+
+def choose_in_search(page, words, expected_path):
+    page.fill("#search", words)
+    first = page.locator("#search-results li").first
+    first.wait_for()
+    assert first.text_content() == expected_path
+    page.press("#search", "Enter")
+
+
+def decided(page, handle, text):
+    page.wait_for_function("([h, t]) => document.querySelector(`.row[data-handle='${h}'] .reason`)?.textContent === t",
+                           arg=[handle, text])
+
+
+def download(page, selector, path):
+    with page.expect_download() as started:
+        page.click(selector)
+    started.value.save_as(path)
+    return path.read_bytes()
+
+
+def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, served, tmp_path):
+    csv_path, images = write_store(tmp_path / "shop", 30)
+    model_dir = stub_model_dir(tmp_path / "model")
+    with desk_server(served, tmp_path / "jobs", images, model_dir, ColourPredictor()) as url:
+        page, errors = open_page(browser, url + "/desk")
+        page.set_input_files("#csv", str(csv_path))
+        wait_done(page, 30)
+        assert page.locator("#download-csv").get_attribute("aria-disabled") == "false"
+        # The suggestion, the parent shown when the leaf was uncertain, the reason of each row left.
+        assert row(page, "product-0000").locator(".path").text_content() == DRESSES
+        assert row(page, "product-0001").locator(".path").text_content() == (
+            "Apparel & Accessories > Clothing" + "parent shown: T-Shirts was uncertain")
+        assert row(page, "product-0002").locator(".reason").text_content() == "uncertain"
+        assert row(page, "product-0000").locator(".thumb").evaluate("img => img.complete && img.naturalWidth") == 24
+        assert row(page, "product-0000").locator(".confidence").text_content() == "90.0%"
+
+        # Filters and sort.
+        page.select_option("#filter", "review")
+        handles = page.eval_on_selector_all(".spacer .row", "rows => rows.map(r => r.dataset.handle)")
+        assert handles and all(int(handle[-4:]) % 3 == 2 or handle == "product-0029" for handle in handles)
+        page.focus("#viewport")
+        page.keyboard.press("End")  # the table draws only the rows in view: the last one, now
+        assert row(page, "product-0029").locator(".reason").text_content() == "no image"
+        page.select_option("#filter", "all")
+        page.fill("#category-filter", "dresses")
+        assert page.locator("#shown").text_content() == "10 of 30 shown"
+        page.fill("#category-filter", "")
+        page.select_option("#sort", "confidence-asc")
+        shown = page.eval_on_selector_all(".spacer .row .confidence", "cells => cells.map(c => c.textContent)")
+        values = [float(text.rstrip("%")) for text in shown if text]
+        assert values == sorted(values)
+        page.select_option("#sort", "file")
+
+        # Accept one with the keyboard; override one through the search; one choice for three.
+        move_cursor_to(page, "product-0000")
+        page.keyboard.press("a")
+        decided(page, "product-0000", "✓ Dresses")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("/")
+        choose_in_search(page, "tee", TSHIRTS)
+        decided(page, "product-0002", "✓ T-Shirts")
+        for handle in ("product-0003", "product-0004", "product-0005"):
+            row(page, handle).locator("input[type=checkbox]").check()
+        assert page.locator("#selected").text_content() == "3 selected"
+        choose_in_search(page, "dress", DRESSES)
+        for handle in ("product-0003", "product-0004", "product-0005"):
+            decided(page, handle, "✓ Dresses")
+        move_cursor_to(page, "product-0007")
+        page.keyboard.press("x")
+        decided(page, "product-0007", "✓ left as it is")
+
+        # The downloads: the library's bytes with the decisions the desk recorded.
+        decisions_file = tmp_path / "decisions.csv"
+        download(page, "#download-decisions", decisions_file)
+        decisions = read_decisions(decisions_file)
+        assert decisions == {"product-0000": "aa-1-4", "product-0002": "aa-1-13-8", "product-0003": "aa-1-4",
+                             "product-0004": "aa-1-4", "product-0005": "aa-1-4", "product-0007": KEEP}
+        categorized = download(page, "#download-csv", tmp_path / "desk.csv")
+        review = download(page, "#download-review", tmp_path / "desk.review.csv")
+        expected = categorize_catalog(csv_path, tmp_path / "expected.csv", SETTINGS.replace(
+            images_dir=str(images), model_dir=str(model_dir)), ColourPredictor(), decisions=decisions)
+        assert categorized == (tmp_path / "expected.csv").read_bytes()
+        assert review == open(expected.review, "rb").read()
+        assert categorized != csv_path.read_bytes() and expected.decided == 6
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+        page.context.close()
+
+
+def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decision(browser, served, tmp_path):
+    csv_path, images = write_store(tmp_path / "shop", 1000)
+    model_dir = stub_model_dir(tmp_path / "model")
+    jobs = tmp_path / "jobs"
+    # A batch of 16 photos takes the stub 0.25 s: the job runs for some 15 s, long enough to watch.
+    with desk_server(served, jobs, images, model_dir, ColourPredictor(delay=0.25)) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context.add_init_script(LONG_TASKS)
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url + "/desk")
+        started = time.perf_counter()
+        page.set_input_files("#csv", str(csv_path))
+        page.wait_for_function("() => document.getElementById('status').textContent.endsWith(' of 1000 products')",
+                               timeout=1_000)
+        first_status = time.perf_counter() - started
+        page.wait_for_function("() => document.querySelector(\".row[data-handle='product-0000'] .confidence\")"
+                               "?.textContent === '90.0%'", timeout=10_000)
+
+        # Input latency while the table fills: each arrow key until the cursor row is drawn.
+        move_cursor_to(page, "product-0000")
+        latencies = []
+        for number in range(1, 31):
+            begun = time.perf_counter()
+            page.keyboard.press("ArrowDown")
+            page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h",
+                                   arg=f"product-{number:04d}", polling="raf")
+            latencies.append(time.perf_counter() - begun)
+        status = page.locator("#status").text_content()
+        assert status.startswith("Classifying photos:"), f"the job ended before the latency was measured: {status}"
+        assert page.locator(".spacer .row").count() < 60  # only the rows in view are drawn
+        long_tasks = page.evaluate("window.longTasks")
+        print(f"\n1,000 products: status after {first_status * 1000:.0f} ms; arrow-key latency median "
+              f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+              f"long tasks {len(long_tasks)}, longest {max(long_tasks, default=0):.0f} ms")
+        assert max(latencies) < 0.5 and max(long_tasks, default=0) < 250
+
+        # Decisions while it runs, then the server stops mid-job.
+        page.keyboard.press("Home")
+        page.keyboard.press("a")
+        decided(page, "product-0000", "✓ Dresses")
+        for handle in ("product-0003", "product-0004"):
+            row(page, handle).locator("input[type=checkbox]").check()
+        choose_in_search(page, "tee", TSHIRTS)
+        decided(page, "product-0004", "✓ T-Shirts")
+        job_id = page.evaluate("location.hash.slice(1)")
+    assert '"state": "running"' in (jobs / job_id / "job.json").read_text()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+    with desk_server(served, jobs, images, model_dir, ColourPredictor()) as url:
+        page.goto(f"{url}/desk#{job_id}")
+        wait_done(page, 1000)
+        decided(page, "product-0000", "✓ Dresses")
+        decided(page, "product-0003", "✓ T-Shirts")
+        categorized = download(page, "#download-csv", tmp_path / "desk.csv")
+    decisions = {"product-0000": "aa-1-4", "product-0003": "aa-1-13-8", "product-0004": "aa-1-13-8"}
+    categorize_catalog(csv_path, tmp_path / "expected.csv", SETTINGS.replace(images_dir=str(images),
+                       model_dir=str(model_dir)), ColourPredictor(), decisions=decisions)
+    assert categorized == (tmp_path / "expected.csv").read_bytes()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+    context.close()

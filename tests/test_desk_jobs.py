@@ -1,0 +1,209 @@
+"""The desk without a browser: decisions entering the catalog library, the job store on disk, a
+job run in rounds, resumed after a stop, and its download equal to the library's own output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from apparel.cli import main
+from apparel.desk.jobs import DONE, JobStore, UploadedCatalog, round_bounds
+from apparel.desk.runner import Stopped
+from apparel.errors import SourceError
+from apparel.shop.catalog import categorize_catalog
+from apparel.shop.decisions import KEEP, read_decisions, write_decisions
+from apparel.shop.splice import parse_records
+from desk_shop import SETTINGS, ColourPredictor, colour_desk, stub_model_dir, write_store
+
+DRESSES = "Apparel & Accessories > Clothing > Dresses"
+TSHIRTS = "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
+
+
+@pytest.fixture
+def store(tmp_path):
+    csv_path, images = write_store(tmp_path / "shop", 12)
+    return csv_path, images, stub_model_dir(tmp_path / "model")
+
+
+def rows_by_handle(path):
+    text = path.read_bytes().decode("utf-8-sig")
+    found = {}
+    for row in csv.DictReader(io.StringIO(text, newline="")):
+        if row["Title"]:
+            found[row["Handle"]] = row
+    return found
+
+
+def test_decisions_win_over_the_model_and_keep_leaves_a_product_as_it_is(store, tmp_path):
+    csv_path, images, model_dir = store
+    settings = SETTINGS.replace(images_dir=str(images), model_dir=str(model_dir))
+    plain = categorize_catalog(csv_path, tmp_path / "plain.csv", settings, ColourPredictor())
+    # product-0000 is red (a dress), 0001 blue (only Clothing is sure), 0002 green (uncertain).
+    decisions = {"product-0000": TSHIRTS, "product-0001": KEEP, "product-0002": "aa-1-4", "product-0011": TSHIRTS}
+    report = categorize_catalog(csv_path, tmp_path / "decided.csv", settings, ColourPredictor(), decisions=decisions)
+    before, after = rows_by_handle(tmp_path / "plain.csv"), rows_by_handle(tmp_path / "decided.csv")
+    original = rows_by_handle(csv_path)
+    assert before["product-0000"]["Product Category"] == DRESSES
+    assert after["product-0000"]["Product Category"] == TSHIRTS and after["product-0000"]["Type"] == "T-Shirts"
+    assert after["product-0001"] == original["product-0001"] != before["product-0001"]
+    assert after["product-0002"]["Product Category"] == DRESSES  # aa-1-4, by id
+    assert after["product-0011"]["Product Category"] == TSHIRTS  # no photo at all: the merchant's word is enough
+    assert report.decided == 4 and plain.decided == 0
+    assert report.uncertain == plain.uncertain - 1 and report.no_image == 0
+    reviewed = {row["handle"] for row in csv.DictReader(open(report.review, encoding="utf-8"))}
+    assert not reviewed & set(decisions)
+    outcome = {item.handle: item for item in report.outcomes}
+    assert outcome["product-0000"].status == "decided" and outcome["product-0000"].suggested == DRESSES
+    assert outcome["product-0001"].decision == KEEP and outcome["product-0001"].category is None
+    # Every byte but the decided products' changed cells is the undecided run's.
+    assert [line for line in (tmp_path / "plain.csv").read_bytes().splitlines()
+            if b"product-0000" not in line and b"product-0001," not in line and b"product-0002" not in line
+            and b"product-0011" not in line] == \
+           [line for line in (tmp_path / "decided.csv").read_bytes().splitlines()
+            if b"product-0000" not in line and b"product-0001," not in line and b"product-0002" not in line
+            and b"product-0011" not in line]
+
+
+def test_a_decisions_file_round_trips_and_names_a_bad_row(tmp_path):
+    path = tmp_path / "decisions.csv"
+    write_decisions(path, {"b": TSHIRTS, "a": KEEP})
+    assert read_decisions(path) == {"a": KEEP, "b": "aa-1-13-8"}
+    path.write_text("handle,category\nshirt,Apparel & Accessories > Clothing > Tshirtz\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"row 2 \(shirt\): .*not a category.*closest"):
+        read_decisions(path)
+    path.write_text("sku,category\n", encoding="utf-8")
+    with pytest.raises(SourceError, match="header must be handle,category"):
+        read_decisions(path)
+
+
+def test_the_command_takes_the_same_decisions(store, tmp_path, photo_run, capsys):
+    """`apparel catalog --decisions` is the library with the same decisions: the same bytes."""
+    from apparel.inference.prediction import Predictor
+
+    csv_path, images, _ = store
+    decisions = tmp_path / "decisions.csv"
+    write_decisions(decisions, {"product-0003": TSHIRTS, "product-0004": KEEP})
+    settings = SETTINGS.replace(images_dir=str(images), model_dir=str(photo_run))
+    categorize_catalog(csv_path, tmp_path / "library.csv", settings, Predictor.from_dir(photo_run),
+                       decisions=read_decisions(decisions))
+    assert main(["catalog", str(csv_path), "--out", str(tmp_path / "cli.csv"), "--model-dir", str(photo_run),
+                 "--images-dir", str(images), "--min-confidence", "0.6", "--decisions", str(decisions)]) == 0
+    assert "2 products as decided" in capsys.readouterr().out
+    assert (tmp_path / "cli.csv").read_bytes() == (tmp_path / "library.csv").read_bytes()
+
+
+def test_rounds_cover_every_row_once_in_file_order(store):
+    csv_path, _, _ = store
+    catalog = UploadedCatalog.parse(csv_path.read_bytes(), csv_path.name)
+    bounds = round_bounds(len(catalog.products))
+    assert bounds[0][0] == 0 and bounds[-1][1] == len(catalog.products)
+    assert all(end == start for (_, end), (start, _) in zip(bounds, bounds[1:]))
+    pieces = [catalog.round_csv(0, 5), catalog.round_csv(5, 12)]
+    header = csv_path.read_bytes().decode("utf-8-sig").split("\r\n", 1)[0]
+    rows = [record for piece in pieces for record in parse_records(piece.decode("utf-8-sig"))[1:]]
+    assert all(piece.decode("utf-8-sig").startswith(header + "\r\n") for piece in pieces)
+    assert len(rows) == len(parse_records(csv_path.read_text(encoding="utf-8-sig"))) - 1
+    with pytest.raises(SourceError, match="no Handle"):
+        UploadedCatalog.parse(b"name,price\nshirt,3\n", "prices.csv")
+
+
+def test_a_job_runs_in_rounds_and_its_download_is_the_librarys_output(store, tmp_path):
+    csv_path, images, model_dir = store
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor())
+    job = desk.store.create("products.csv", csv_path.read_bytes())
+    assert desk.progress(job)["done"] == 0 and job.state()["state"] == "queued"
+    desk.run(job)
+    assert desk.progress(job)["done"] == 12 and job.state()["state"] == DONE
+    outcomes = job.outcomes()
+    assert outcomes["product-0000"]["suggested"] == DRESSES
+    assert outcomes["product-0001"]["suggested"] == "Apparel & Accessories > Clothing"  # the parent
+    assert outcomes["product-0001"]["likeliest"] == TSHIRTS  # the leaf it leaned to
+    assert outcomes["product-0002"]["status"] == "uncertain" and outcomes["product-0011"]["status"] == "no image"
+    job.decide(["product-0002", "product-0005"], TSHIRTS)
+    job.decide(["product-0003"], KEEP)
+    job.decide(["product-0005"], None)  # given back to the model
+    assert job.decisions() == {"product-0002": "aa-1-13-8", "product-0003": KEEP}
+    with pytest.raises(ValueError, match="unknown: nobody"):
+        job.decide(["nobody"], KEEP)
+    download = desk.download(job)
+    expected = categorize_catalog(csv_path, tmp_path / "expected.csv", SETTINGS.replace(
+        images_dir=str(images), model_dir=str(model_dir)), ColourPredictor(), decisions=job.decisions())
+    assert download.categorized == (tmp_path / "expected.csv").read_bytes()
+    assert download.review == open(expected.review, "rb").read()
+
+
+def test_a_stopped_job_resumes_from_its_cache_with_every_decision(store, tmp_path):
+    csv_path, images, model_dir = store
+    first_predictor = ColourPredictor()
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, first_predictor)
+    job = desk.store.create("products.csv", csv_path.read_bytes())
+    job.decide(["product-0007"], KEEP)
+    desk._stop.set()  # as a server stopping in the first round's first batch
+    with pytest.raises(Stopped):
+        desk.run(job)
+    assert job.state()["state"] == "running" and job.finished_rounds() == 0
+    again = ColourPredictor()
+    restarted = colour_desk(tmp_path / "jobs", images, model_dir, again)
+    job = restarted.store.get(job.id)
+    restarted.start()
+    try:
+        for _ in range(200):
+            if job.state()["state"] == DONE:
+                break
+            time.sleep(0.05)
+    finally:
+        restarted.stop()
+    assert job.state()["state"] == DONE and job.decisions() == {"product-0007": KEEP}
+    assert len(job.outcomes()) == 12
+
+
+def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(SourceError, match="prices.csv: no Handle"):
+        JobStore(tmp_path / "jobs").create("prices.csv", b"name,price\nshirt,3\n")
+    with pytest.raises(SourceError, match="not UTF-8"):
+        JobStore(tmp_path / "jobs").create("latin.csv", "Handle,Title\nb\xe9ret,B\xe9ret\n".encode("latin-1"))
+
+
+def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_path, photo_run):
+    from fastapi.testclient import TestClient
+
+    from apparel.inference.prediction import Predictor
+    from apparel.serve.app import create_app
+
+    csv_path, images, model_dir = store
+    (images / "../secret.jpg").write_bytes((images / "photos" / "product-0000.jpg").read_bytes())
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor(delay=0.2))
+    app = create_app(Predictor.from_dir(photo_run), api_key="s3cret-key", desk=desk)
+    key = {"X-API-Key": "s3cret-key"}
+    upload = {"csv": ("products.csv", csv_path.read_bytes(), "text/csv")}
+    with TestClient(app) as client:
+        assert client.get("/desk/api/jobs").status_code == 401
+        page = client.get("/desk", headers={"Accept": "text/html"})
+        assert page.status_code == 401 and "form" in page.text  # the login form, then the session cookie
+        assert client.post("/desk/api/jobs", files=upload, headers={**key, "Origin": "http://evil.example"}
+                           ).status_code == 403
+        refused = client.post("/desk/api/jobs", files={"csv": ("prices.csv", b"name,price\nshirt,3\n")}, headers=key)
+        assert refused.status_code == 422 and "prices.csv: no Handle" in refused.json()["error"]
+        created = client.post("/desk/api/jobs", files=upload, headers=key)
+        assert created.status_code == 201 and created.json()["products"] == 12
+        job = created.json()["id"]
+        early = client.get(f"/desk/api/jobs/{job}/categorized.csv", headers=key)
+        assert early.status_code == 409 and "download it once every product is classified" in early.json()["error"]
+        bad = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"], "category": "Tshirtz"},
+                          headers=key)
+        assert bad.status_code == 422 and "not a category" in bad.json()["error"]
+        assert client.get("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
+        assert client.get("/desk/api/jobs/..%2F..%2Fetc", headers=key).status_code == 404
+        hits = client.get("/desk/api/taxonomy", params={"q": "tee"}, headers=key).json()["categories"]
+        assert hits[0]["path"] == TSHIRTS
+        thumbnail = client.get(f"/desk/api/jobs/{job}/thumbnails/0", headers=key)
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
+        assert client.get(f"/desk/api/jobs/{job}/thumbnails/11", headers=key).status_code == 404  # no photo
+    upload = {"csv": ("sneaky.csv", b"Handle,Title,Type,Image Src\nsneaky,Sneaky,,../secret.jpg\n", "text/csv")}
+    with TestClient(create_app(Predictor.from_dir(photo_run), desk=desk)) as client:
+        job = client.post("/desk/api/jobs", files=upload).json()["id"]
+        refused = client.get(f"/desk/api/jobs/{job}/thumbnails/0")
+        assert refused.status_code == 404 and "leads outside images_dir" in refused.json()["error"]
