@@ -186,7 +186,8 @@ def test_predictions_carry_the_colour_where_the_category_takes_one(tmp_path):
     from PIL import Image
 
     from apparel.attributes import photo_attributes
-    from apparel.images.sources import expand_sources, predict_sources
+    from apparel.batch.loop import predict_sources
+    from apparel.images.sources import expand_sources
 
     for name in ("Navy", "Red"):
         Image.fromarray(garment_photo(SWATCHES[name])).save(tmp_path / f"{name}.png")

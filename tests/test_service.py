@@ -636,7 +636,7 @@ def test_photo_model_upload_gives_the_colour_where_the_category_takes_one(photo_
     buffer = io.BytesIO()
     garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(buffer, format="PNG")
     result = upload(photo_client, ("navy.png", buffer.getvalue())).json()["predictions"][0]
-    model_input = photos.photo_input(buffer.getvalue(), photo_predictor.contract)
+    model_input = photo_predictor.contract.decode(buffer.getvalue())
     expected = photo_attributes(model_input[None], [result["category"]])[0]
     assert result["category"]["id"]  # the tiny model's category for it takes a colour
     assert result["color"] == expected["color"] and result["color"]["name"] == "Navy"
