@@ -24,7 +24,7 @@ import pytest
 
 from apparel.artifacts import usable_cores
 from apparel.batch.manifest import read_manifest
-from apparel.batch.output import CATEGORY_COLUMNS
+from apparel.batch.output import CATEGORY_COLUMNS, COLOUR_COLUMNS
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
 from apparel.shop.categories import run_chooser
@@ -132,7 +132,8 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
     assert result.num_rows == PHOTOS + len(BAD_ROWS)
     assert result.column_names == ["sku", "image", "note", "manifest_row", "label", "probability", "top_labels",
                                    "top_probabilities", "category_id", "category_gid", "category_path",
-                                   "category_confidence", "category_reason", "model_version", "error"]
+                                   "category_confidence", "category_reason", "color_name", "color_handle",
+                                   "color_gid", "color_confidence", "model_version", "error"]
     assert result.schema.field("category_confidence").type == pa.float32()
     assert result.column("manifest_row").to_pylist() == list(range(result.num_rows))
     assert result.column("sku")[7].as_py() == "00007"
@@ -154,6 +155,7 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
         assert row["image"] == reference and row["label"] is None and row["top_labels"] is None
         assert all(row[name] is None for name in CATEGORY_COLUMNS)
         assert row["error"] and reason in row["error"]
+    assert all(row[name] is None for row in good + bad for name in COLOUR_COLUMNS)  # no --colour: none read
     assert len({row["model_version"] for row in good + bad}) == 1
     assert len(list(local_output.glob("part-*.parquet"))) == 3              # 246 rows, 100 a file
 
@@ -175,6 +177,34 @@ def test_ray_engine_gives_identical_predictions(shop, photo_run, local_output, l
     report = classify_manifest(shop / "manifest.csv", out, BatchConfig(model_dir=str(photo_run), engine="ray"))
     assert (report.classified, report.failed) == (PHOTOS, len(BAD_ROWS))
     assert table(out).equals(table(local_output))
+
+
+def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run, local_ray, tmp_path):
+    from apparel.attributes import has_colour, product_colour
+    from apparel.contract import InputContract
+    from apparel.taxonomy import load_taxonomy
+
+    lines = ["image"] + [f"photos/{i}.jpg" for i in range(6)] + ["missing.jpg"]
+    (shop / "colour.csv").write_text("\n".join(lines) + "\n")
+    outputs = {}
+    for engine in ("local", "ray"):
+        outputs[engine] = tmp_path / engine
+        classify_manifest(shop / "colour.csv", outputs[engine], BatchConfig(model_dir=str(photo_run), engine=engine,
+                                                                             colour=True))
+    result = table(outputs["local"])
+    assert result.equals(table(outputs["ray"]))
+    contract = InputContract.for_run(photo_run)
+    rows = result.to_pylist()
+    for row in rows[:-1]:
+        colour = product_colour(contract.decode(shop / row["image"])).to_dict()
+        assert has_colour(load_taxonomy().get(row["category_id"]))  # every category here takes a colour
+        assert (row["color_name"], row["color_handle"], row["color_gid"]) == (colour["name"], colour["handle"],
+                                                                              colour["gid"])
+        assert row["color_confidence"] == pytest.approx(colour["confidence"], abs=1e-6)
+    assert rows[-1]["error"] and all(rows[-1][name] is None for name in COLOUR_COLUMNS)
+    # The colour is part of what a folder holds: a resume without it is refused, not mixed in.
+    with pytest.raises(ValueError, match="colour"):
+        classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run)))
 
 
 def test_a_killed_ray_worker_costs_only_time(shop, photo_run, local_output, local_ray):

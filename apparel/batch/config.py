@@ -60,6 +60,8 @@ class BatchConfig(ReadConfig):
                                                  "the cores this process may use, as the local engine does; then "
                                                  "both engines give the same numbers)", minimum=1)
     shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
+    colour: bool = option(False, "also write each product's colour read from its photo (Shopify's color value, "
+                                 "where the category takes one): the color_* columns")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ModelSettings:
     model_dir: str | None            # the run directory; None with a LiteRT export that records its contract
     litert: str | None = None
     threads: int | None = None       # TensorFlow's threads, or the LiteRT interpreter's; None: every core
+    colour: bool = False             # also name each readable photo's colour (apparel.attributes), from its input
 
     @property
     def version(self) -> str:

@@ -15,6 +15,9 @@ Each row is a manifest row, with these columns:
   (float32): the Shopify category chosen from the probabilities (``apparel.shop.categories``),
   null when none was sure enough or the model has no categories; ``category_reason`` (string):
   why none was written ("uncertain", "outside the vertical"), null when one was;
+- ``color_name``, ``color_handle``, ``color_gid`` (string), ``color_confidence`` (float32): with
+  ``--colour``, the product's colour read from its photo as a value of Shopify's ``color``
+  attribute (``apparel.attributes``), where the chosen category takes a colour; else null;
 - ``model_version`` (string): the first 12 hex digits of the model file's SHA-256;
 - ``error`` (string): why the image could not be read, null when it was classified.
 
@@ -39,8 +42,9 @@ from apparel.batch.writing import full_disk_named
 from apparel.errors import ParameterError
 
 CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
-PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, "model_version",
-                      "error")
+COLOUR_COLUMNS = ("color_name", "color_handle", "color_gid", "color_confidence")
+PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, *COLOUR_COLUMNS,
+                      "model_version", "error")
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
 LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifacts.one_writer``)
 
@@ -52,12 +56,17 @@ def prediction_schema():
                       ("top_labels", pa.list_(pa.string())), ("top_probabilities", pa.list_(pa.float32())),
                       ("category_id", pa.string()), ("category_gid", pa.string()), ("category_path", pa.string()),
                       ("category_confidence", pa.float32()), ("category_reason", pa.string()),
-                      ("model_version", pa.string()), ("error", pa.string())])
+                      ("color_name", pa.string()), ("color_handle", pa.string()), ("color_gid", pa.string()),
+                      ("color_confidence", pa.float32()), ("model_version", pa.string()), ("error", pa.string())])
 
 
-def category_columns(probabilities: np.ndarray, failed: list[bool], chooser) -> dict:
-    """The category columns (see the module docstring); all null without a ``chooser``."""
-    columns = {name: [None] * len(failed) for name in CATEGORY_COLUMNS}
+def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, colours=None) -> dict:
+    """The category columns, and the colour columns where ``colours`` (JSON text per row, from
+    ``predicting.photo_colours``) names one and the chosen category takes a colour (see the module
+    docstring); all null without a ``chooser``."""
+    from apparel.attributes import has_colour
+
+    columns = {name: [None] * len(failed) for name in (*CATEGORY_COLUMNS, *COLOUR_COLUMNS)}
     if chooser is None:
         return columns
     decisions = chooser.choose_all(np.nan_to_num(probabilities, nan=0.0))
@@ -67,13 +76,18 @@ def category_columns(probabilities: np.ndarray, failed: list[bool], chooser) -> 
         found = decision.to_dict()
         for key in ("id", "gid", "path", "confidence", "reason"):
             columns[f"category_{key}"][row] = found[key]
+        if colours is not None and colours[row] and decision.category is not None and has_colour(decision.category):
+            colour = json.loads(colours[row])
+            for key in ("name", "handle", "gid", "confidence"):
+                columns[f"color_{key}"][row] = colour[key]
     return columns
 
 
 def prediction_columns(probabilities: np.ndarray, errors, class_names: tuple[str, ...], top_k: int,
-                       version: str, chooser=None) -> dict:
+                       version: str, chooser=None, colours=None) -> dict:
     """The prediction columns for rows of class ``probabilities`` (NaN rows: not read, see
-    ``errors``); ``chooser`` (a ``CategoryChooser``) fills the category columns."""
+    ``errors``); ``chooser`` (a ``CategoryChooser``) fills the category columns, with ``colours``
+    the colour columns."""
     k = max(1, min(top_k, len(class_names)))
     names = np.asarray(class_names, dtype=object)
     # A stable sort: ties rank by class order on every engine and machine.
@@ -85,7 +99,7 @@ def prediction_columns(probabilities: np.ndarray, errors, class_names: tuple[str
         "probability": [None if bad else float(p[0]) for bad, p in zip(failed, ranked)],
         "top_labels": [None if bad else list(names[top]) for bad, top in zip(failed, order)],
         "top_probabilities": [None if bad else p.tolist() for bad, p in zip(failed, ranked)],
-        **category_columns(probabilities, failed, chooser),
+        **category_columns(probabilities, failed, chooser, colours),
         "model_version": [version] * len(failed),
         "error": [str(error) if bad else None for bad, error in zip(failed, errors)],
     }
@@ -101,12 +115,13 @@ class ShardWriter:
         self.pending: list = []
         self.pending_rows = self.written = self.failed = 0
 
-    def add(self, rows: np.ndarray, probabilities: np.ndarray, errors) -> None:
-        """Results of some manifest rows, in any order."""
+    def add(self, rows: np.ndarray, probabilities: np.ndarray, errors, colours=None) -> None:
+        """Results of some manifest rows, in any order (``colours``: see ``category_columns``)."""
         import pyarrow as pa
 
         carried = self.manifest_table.take(pa.array(rows, type=pa.int64()))
-        columns = prediction_columns(probabilities, errors, self.class_names, self.top_k, self.version, self.chooser)
+        columns = prediction_columns(probabilities, errors, self.class_names, self.top_k, self.version, self.chooser,
+                                     colours)
         table = carried.append_column(ROW_COLUMN, pa.array(rows, type=pa.int64()))
         for field in prediction_schema():
             table = table.append_column(field, pa.array(columns[field.name], type=field.type))

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from apparel.batch.config import ModelSettings
@@ -47,11 +49,11 @@ class Predict:
     in it (the last digits of the sums; not on the other rows), so fixed places make them the same
     on every engine, after a resume or a retry. Without, the readable rows are predicted packed
     together, as ``apparel catalog`` does. ``keep_pixels`` also returns the readable rows' inputs
-    as ``"pixels"``.
+    as ``"pixels"``; ``settings.colour`` each row's colour as ``"colour"`` (``photo_colours``).
     """
 
     def __init__(self, settings: ModelSettings, slots: int | None = None, predictor=None, keep_pixels: bool = False):
-        self.slots, self.keep_pixels = slots, keep_pixels
+        self.slots, self.keep_pixels, self.colour = slots, keep_pixels, settings.colour
         self.predictor = predictor if predictor is not None else load_predictor(settings)
 
     def __call__(self, batch: dict) -> dict:
@@ -75,6 +77,19 @@ class Predict:
         if answered is not None:
             probabilities[readable] = answered
         answer = {"row": rows, "probabilities": probabilities, "error": errors}
+        if self.colour:
+            answer["colour"] = photo_colours(pixels, readable)
         if self.keep_pixels:  # the readable rows' model inputs, for what is read from the photo itself (colour)
             answer["pixels"] = pixels
         return answer
+
+
+def photo_colours(pixels: np.ndarray, readable: np.ndarray) -> np.ndarray:
+    """Each row's colour (``apparel.attributes.product_colour``) as JSON text, "" for a row that was
+    not read: text travels through Ray Data's blocks as any column does. Whether the product's
+    category takes a colour is decided with the category (``output.colour_columns``)."""
+    from apparel.attributes import product_colour
+
+    colours = np.full(len(readable), "", dtype=object)
+    colours[readable] = [json.dumps(product_colour(pixel).to_dict(), separators=(",", ":")) for pixel in pixels]
+    return colours

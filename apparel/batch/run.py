@@ -11,6 +11,7 @@ skipped, so a crashed run continues where it stopped; see ``output`` for the sch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -61,10 +62,13 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     # Before anything is written: an unreadable categories.json is refused now, not after the record.
     chooser = (optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
                if contract.model_kind.takes_categories else None)
+    # The colour goes with a category: a model without categories (28×28 arrays) has none to read.
+    model = dataclasses.replace(model, colour=config.colour and chooser is not None)
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
         check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
                            "images_dir": str(images_dir.resolve()), "model_version": model.version,
-                           "top_k": config.top_k, "categories": chooser.version if chooser is not None else None})
+                           "top_k": config.top_k, "categories": chooser.version if chooser is not None else None,
+                           "colour": config.colour})
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()
@@ -75,7 +79,7 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
                            predictors=config.predictors, address=config.ray_address)
         errors = []
         for result in results:
-            writer.add(result["row"], result["probabilities"], result["error"])
+            writer.add(result["row"], result["probabilities"], result["error"], result.get("colour"))
             # The lowest rows, whichever order the engine finishes them in.
             errors = sorted(errors + [(int(row), f"row {row} ({references[row]!r}): {error}")
                                       for row, error in zip(result["row"], result["error"]) if error])[:FIRST_ERRORS]
