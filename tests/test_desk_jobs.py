@@ -160,6 +160,24 @@ def test_a_stopped_job_resumes_from_its_cache_with_every_decision(store, tmp_pat
     assert len(job.outcomes()) == 12
 
 
+def test_one_desk_stopped_mid_job_and_started_again_finishes_it(store, tmp_path):
+    csv_path, images, model_dir = store
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor(delay=0.2))
+    desk.start()
+    job = desk.submit("products.csv", csv_path.read_bytes())
+    desk.stop()  # in the first round: the stop's wake-up is left in the queue
+    assert job.state()["state"] != DONE
+    desk.start()
+    try:
+        for _ in range(200):
+            if job.state()["state"] == DONE:
+                break
+            time.sleep(0.05)
+    finally:
+        desk.stop()
+    assert job.state()["state"] == DONE and len(job.outcomes()) == 12
+
+
 def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path):
     with pytest.raises(SourceError, match="prices.csv: no Handle"):
         JobStore(tmp_path / "jobs").create("prices.csv", b"name,price\nshirt,3\n")
@@ -192,6 +210,12 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
         job = created.json()["id"]
         early = client.get(f"/desk/api/jobs/{job}/categorized.csv", headers=key)
         assert early.status_code == 409 and "download it once every product is classified" in early.json()["error"]
+        # A file named in any script downloads under its name (headers are Latin-1: RFC 6266's filename*).
+        named = client.post("/desk/api/jobs", files={"csv": ("été_日本.csv", csv_path.read_bytes(), "text/csv")},
+                            headers=key).json()["id"]
+        download = client.get(f"/desk/api/jobs/{named}/decisions.csv", headers=key)
+        assert download.status_code == 200
+        assert "filename*=UTF-8''%C3%A9t%C3%A9_%E6%97%A5%E6%9C%AC.decisions.csv" in download.headers["content-disposition"]
         bad = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"], "category": "Tshirtz"},
                           headers=key)
         assert bad.status_code == 422 and "not a category" in bad.json()["error"]

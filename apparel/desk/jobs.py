@@ -43,7 +43,7 @@ ROUNDS_DIR, WORK_DIR = "rounds", "work"
 # Products per round: a first small one shows results at once, later ones amortise each run's start.
 ROUND_SIZES = (10, 40, 150)
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-_JOB_ID = re.compile(r"^[0-9a-f]{16}$")
+_JOB_ID = re.compile(r"[0-9a-f]{16}")
 
 
 def default_jobs_dir() -> Path:
@@ -216,7 +216,7 @@ class JobStore:
 
     def get(self, job_id: str) -> Job:
         """The job ``job_id``; a ``ParameterError`` when there is none."""
-        if not _JOB_ID.match(job_id) or not (self.root / job_id / STATE_FILE).is_file():
+        if not _JOB_ID.fullmatch(job_id) or not (self.root / job_id / STATE_FILE).is_file():
             raise ParameterError(f"{{}} {job_id!r} is not a job of this desk; upload the catalog again", "job")
         with self._lock:
             return self._jobs.setdefault(job_id, Job(self.root / job_id))
@@ -226,6 +226,6 @@ class JobStore:
         if not self.root.is_dir():
             return []
         found = [self.get(folder.name) for folder in self.root.iterdir()
-                 if _JOB_ID.match(folder.name) and (folder / STATE_FILE).is_file()]
+                 if _JOB_ID.fullmatch(folder.name) and (folder / STATE_FILE).is_file()]
         return sorted(found, key=lambda job: job.state()["created"], reverse=True)
 

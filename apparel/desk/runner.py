@@ -60,6 +60,8 @@ class Desk:
         if self._thread is not None:
             return
         self._stop.clear()
+        # A fresh queue: a stop leaves its wake-up (None) behind, which would end the new thread at once.
+        self._queue = queue.Queue()
         for job in reversed(self.store.jobs()):  # oldest first
             if job.state()["state"] in (QUEUED, RUNNING):
                 self._queue.put(job.id)
@@ -73,6 +75,8 @@ class Desk:
         self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout)
+        if self._thread.is_alive():  # a photo batch still in hand: it ends on its own, its job stays queued
+            logger.warning("the desk's thread did not stop within %.0f s", timeout)
         self._thread = None
 
     def submit(self, name: str, content: bytes) -> Job:
@@ -149,8 +153,9 @@ class Desk:
         finished = job.finished_rounds()
         bounds = job.rounds()
         done = bounds[finished - 1][1] if finished else 0
-        if job.id in self._running and finished < len(bounds):
-            done = min(bounds[finished][1], done + self._running[job.id])
+        running = self._running.get(job.id)  # read once: the thread may end the round meanwhile
+        if running is not None and finished < len(bounds):
+            done = min(bounds[finished][1], done + running)
         return {**state, "done": done if state["state"] != DONE else state["products"], "rounds": finished}
 
     def download(self, job: Job) -> Download:

@@ -7,21 +7,24 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from apparel.artifacts import usable_cores
-from apparel.inference.inputs import as_model_input, as_photo_input
+from apparel.contract import FASHION_MNIST, InputContract
 
 
 class LiteRTPredictor:
     """Runs an exported ``.tflite`` model with the LiteRT interpreter (no TensorFlow needed).
 
-    The interpreter is not thread-safe: use one instance per thread.
+    ``contract`` says what the export takes (default: the one recorded beside it by ``apparel
+    export``, else Fashion-MNIST's). The interpreter is not thread-safe, so calls take turns: the
+    service's batcher, the desk's rounds and a download may share one model.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, contract: InputContract | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = Path(path)
@@ -35,6 +38,8 @@ class LiteRTPredictor:
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None
+        self._turn = threading.Lock()
+        self.contract = contract or InputContract.for_export(self.path) or FASHION_MNIST
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -42,13 +47,17 @@ class LiteRTPredictor:
         return tuple(int(n) for n in self._interpreter.get_input_details()[0]["shape"])
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities over the classes, (N, classes), for inputs as the model takes them."""
-        shape = self.input_shape
-        batch = as_model_input(images) if len(shape) == 3 else as_photo_input(images, shape[1])
-        if self._batch != len(batch):
-            self._interpreter.resize_tensor_input(self._input, batch.shape, strict=False)
-            self._interpreter.allocate_tensors()
-            self._batch = len(batch)
-        self._interpreter.set_tensor(self._input, batch)
-        self._interpreter.invoke()
-        return np.array(self._interpreter.get_tensor(self._output))
+        """Probabilities over the classes, (N, classes), for images checked and scaled by the
+        contract's rule (``InputContract.prepare``)."""
+        return self.run(self.contract.prepare(images))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """The export's output for a float32 ``batch`` already as the model takes it."""
+        with self._turn:
+            if self._batch != len(batch):
+                self._interpreter.resize_tensor_input(self._input, batch.shape, strict=False)
+                self._interpreter.allocate_tensors()
+                self._batch = len(batch)
+            self._interpreter.set_tensor(self._input, batch)
+            self._interpreter.invoke()
+            return np.array(self._interpreter.get_tensor(self._output))

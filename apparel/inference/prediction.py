@@ -162,25 +162,25 @@ class Predictor:
         instead of Keras: the fastest path for single images on this CPU. ``model_dir`` names the
         run it was exported from, for its metadata; without it the contract is read from the
         export's metadata file (``model.tflite.json``), else Fashion-MNIST is assumed. ``threads``
-        is the interpreter's (default: the cores this process may use). The interpreter is not
-        thread-safe: call this predictor from one thread at a time.
+        is the interpreter's (default: the cores this process may use). Calls from several threads
+        take turns (``LiteRTPredictor``).
 
         >>> Predictor.from_litert("runs/reference.tflite", "runs/reference", threads=1)
         """
-        runtime = LiteRTPredictor(path, threads)
         if model_dir is not None:
             model_dir = _run_or_shipped(model_dir)
             contract = InputContract.for_run(model_dir)
         else:
             contract = InputContract.for_export(path) or FASHION_MNIST
+        runtime = LiteRTPredictor(path, threads, contract)
         if tuple(runtime.input_shape[1:]) != contract.shape:
             raise ValueError(f"{path} takes inputs of shape {tuple(runtime.input_shape[1:])}, not {contract.shape}; "
                              "give model_dir, the run directory it was exported from")
-        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None, contract=contract,
-                        export_path=Path(path))
+        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None,
+                        batch_size=contract.model_kind.batch_size, contract=contract, export_path=Path(path))
         # The exported model outputs probabilities; their logarithms are logits up to a constant,
-        # which softmax and argmax ignore.
-        predictor._forward = lambda batch: np.log(np.maximum(runtime.predict_proba(batch), np.finfo(np.float32).tiny))
+        # which softmax and argmax ignore. ``logits`` has prepared the batch already.
+        predictor._forward = lambda batch: np.log(np.maximum(runtime.run(batch), np.finfo(np.float32).tiny))
         return predictor
 
     @property

@@ -18,7 +18,9 @@ recorded on disk, the download written by ``categorize_catalog`` itself.
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -123,7 +125,7 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
         else:
             raise RequestError(404, f"no file {file_name!r}; categorized.csv, review.csv and decisions.csv are")
         return Response(content, media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="{stem}.{file_name}"', "Cache-Control": "no-store"})
+            "Content-Disposition": attachment(f"{stem}.{file_name}"), "Cache-Control": "no-store"})
 
     @app.get("/desk/api/jobs/{job_id}/thumbnails/{index}", tags=["desk"], summary="A product's local photo, small")
     async def thumbnail(job_id: str, index: int):
@@ -206,3 +208,11 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
         return predictor.model_dir, predictor
 
     return Desk(JobStore(config.desk_jobs), CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy), model)
+
+
+def attachment(name: str) -> str:
+    """A ``Content-Disposition`` for a download named ``name`` (the merchant's file name, any
+    script): headers are Latin-1, so the name goes as RFC 6266's UTF-8 ``filename*``, with an ASCII
+    ``filename`` beside it for clients that do not read that (quotes and control characters out)."""
+    fallback = re.sub(r'[^\x20-\x7e]|["\\]', "_", name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -431,7 +431,8 @@ class Classifier:
             contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
         self.contract = contract
         # The cache's model: the file that answers (the LiteRT artefact's numbers are not Keras's).
-        self.model_digest = file_digest(self.model.litert or model_dir / MODEL_FILE)
+        answering = getattr(predictor, "export_path", None) or self.model.litert or model_dir / MODEL_FILE
+        self.model_digest = file_digest(answering)
         self.cache = read_cache(cache_path, self.contract.num_classes)
         self.outcome: dict[str, tuple[str, list[float]]] = {}
         self.errors: dict[str, list[str]] = {}
