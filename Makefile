@@ -98,13 +98,13 @@ catalogue-benchmark: venv
 colour-benchmark: venv
 	$(BIN)/python benchmarks/colour.py --datasets $(DATASETS) --out runs/colour-bench --skin --recolour 104 --time 64
 
-# Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
 # Cold start, peak memory and steady photos/s of `apparel predict` and `apparel catalog`, the default
 # runtime (the models' LiteRT artefacts) against --runtime keras in one run, and both on validation/
 # (docs/benchmarks.md#prediction-speed).
 speed-benchmark: venv
 	$(BIN)/python benchmarks/speed_photos.py --datasets $(DATASETS) --out runs/speed-photos
 
+# Accuracy on validation/ and on the worn crops kept aside, the Fashion-MNIST model beside it, speed.
 photos-benchmark: venv
 	$(BIN)/python benchmarks/worn_crops.py $(PARSING_DATA) runs/worn-crops
 	$(BIN)/python benchmarks/photo_model.py --model-dir photos

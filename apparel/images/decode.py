@@ -1,8 +1,8 @@
 """Decoding a photo file: the accepted formats, any mode, upright, shrunk to what the models need,
 refused when it is not safe.
 
-The lowest layer of the images stage: the photo pipeline (``images.photos``) and, for photo models,
-the training data read photos through it, so it imports nothing of the package above ``data``.
+The lowest layer of the images stage: each kind's pixel pipeline (``kinds/*/pipeline.py``) and the
+photo training data read photos through it, so it imports nothing of the package but the foundations.
 
     >>> from apparel.images.decode import decode_cost, open_image, on_white
     >>> on_white(open_image("shirt.png")).mode          # transparency composited on white
