@@ -154,7 +154,8 @@ def cmd_predict(args) -> int:
                                                              export=args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
-            from apparel.attributes import photo_attributes as attributes  # "color" where the category takes one
+            if args.json:  # only --json shows it: the table and the CSV are not slowed for it
+                from apparel.attributes import photo_attributes as attributes  # "color" where the category takes one
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
         outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
                                    categorize=categorize, attributes=attributes)

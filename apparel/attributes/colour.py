@@ -132,7 +132,11 @@ def _name_table() -> np.ndarray:
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
     references = [(index, rgb) for index, points in enumerate(REFERENCES.values()) for rgb in points]
     reference_lab = srgb_to_lab(np.array([rgb for _, rgb in references], dtype=np.float64))
-    distance = ciede2000(srgb_to_lab(grid)[:, None, :], reference_lab[None, :, :])
-    owner = np.array([index for index, _ in references])[distance.argmin(axis=1)]
+    grid_lab = srgb_to_lab(grid)
+    # In slices: CIEDE2000's intermediates over the whole grid at once would take some 400 MB,
+    # more than a cold `apparel predict` needs for everything else.
+    nearest = np.concatenate([ciede2000(grid_lab[start : start + 2048, None, :], reference_lab[None, :, :]).argmin(axis=1)
+                              for start in range(0, len(grid_lab), 2048)])
+    owner = np.array([index for index, _ in references])[nearest]
     side = len(levels)
     return owner.reshape(side, side, side).astype(np.uint8)

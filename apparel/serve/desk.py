@@ -111,43 +111,51 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
     @app.get("/desk/api/jobs/{job_id}/{file_name}", tags=["desk"],
              summary="Download categorized.csv (the upload with the changed cells), review.csv or decisions.csv")
     async def download(job_id: str, file_name: str):
-        job = the_job(job_id)
-        stem = Path(job.state()["name"]).stem
-        if file_name == DECISIONS_FILE:
-            decisions = job.folder / DECISIONS_FILE
-            content = decisions.read_bytes() if decisions.is_file() else b"handle,category\r\n"
-        elif file_name in ("categorized.csv", "review.csv"):
-            try:
-                written = await run_in_threadpool(the_desk().download, job)
-            except ValueError as error:
-                raise RequestError(409, str(error)) from None
-            content = written.categorized if file_name == "categorized.csv" else written.review
-        else:
-            raise RequestError(404, f"no file {file_name!r}; categorized.csv, review.csv and decisions.csv are")
-        return Response(content, media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": attachment(f"{stem}.{file_name}"), "Cache-Control": "no-store"})
+        return await run_in_threadpool(download_response, the_desk(), the_job(job_id), file_name)
 
     @app.get("/desk/api/jobs/{job_id}/thumbnails/{index}", tags=["desk"], summary="A product's local photo, small")
     async def thumbnail(job_id: str, index: int):
-        job = the_job(job_id)
-        products = job.catalog().products
-        if not 0 <= index < len(products) or not products[index].images:
-            raise RequestError(404, f"product {index} has no photo")
-        images_dir = await run_in_threadpool(the_desk().images_dir)
-        source = contained_source(products[index].images[0], images_dir)
-        if source.path is None:
-            raise RequestError(404, f"{products[index].images[0]!r}: {source.error or 'not a local file'}")
-        try:
-            content = await run_in_threadpool(small_jpeg, source.path, config.max_pixels)
-        except ValueError as error:
-            raise RequestError(422, str(error)) from None
-        return Response(content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return await run_in_threadpool(thumbnail_response, the_desk(), the_job(job_id), index, config.max_pixels)
 
     @app.get("/desk/api/taxonomy", tags=["desk"], summary="Categories of Shopify's taxonomy matching words")
     async def taxonomy(q: str = Query(..., min_length=1, max_length=200), limit: int = Query(8, ge=1, le=50)):
         found = load_taxonomy().search(q, limit)
         return {"categories": [{"id": category.id, "name": category.name, "path": category.path}
                                for category in found]}
+
+
+def download_response(desk: Desk, job: Job, file_name: str) -> Response:
+    """One of a job's files: its decisions, or the categorised and review CSVs of a finished job
+    (``Desk.download``: ``categorize_catalog`` with the decisions)."""
+    stem = Path(job.state()["name"]).stem
+    if file_name == DECISIONS_FILE:
+        decisions = job.folder / DECISIONS_FILE
+        content = decisions.read_bytes() if decisions.is_file() else b"handle,category\r\n"
+    elif file_name in ("categorized.csv", "review.csv"):
+        try:
+            written = desk.download(job)
+        except ValueError as error:
+            raise RequestError(409, str(error)) from None
+        content = written.categorized if file_name == "categorized.csv" else written.review
+    else:
+        raise RequestError(404, f"no file {file_name!r}; categorized.csv, review.csv and decisions.csv are")
+    return Response(content, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": attachment(f"{stem}.{file_name}"), "Cache-Control": "no-store"})
+
+
+def thumbnail_response(desk: Desk, job: Job, index: int, max_pixels: int) -> Response:
+    """Product ``index``'s first photo, small, when it is a local file inside the images folder."""
+    products = job.catalog().products
+    if not 0 <= index < len(products) or not products[index].images:
+        raise RequestError(404, f"product {index} has no photo")
+    source = contained_source(products[index].images[0], desk.images_dir())
+    if source.path is None:
+        raise RequestError(404, f"{products[index].images[0]!r}: {source.error or 'not a local file'}")
+    try:
+        content = small_jpeg(source.path, max_pixels)
+    except ValueError as error:
+        raise RequestError(422, str(error)) from None
+    return Response(content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def decision_view(decision: str | None) -> dict | None:
