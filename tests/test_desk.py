@@ -17,7 +17,7 @@ from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions
 from desk_shop import SETTINGS, ColourPredictor, colour_desk, stub_model_dir, write_store
 from serving import running_server
-from test_browser import CHROMIUM, CHROMIUM_ARGS, open_page
+from test_browser import CHROMIUM, browser, open_page  # noqa: F401 — browser: the page tests' Chromium
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: `make setup` installs Debian's chromium")
 
@@ -27,16 +27,6 @@ TSHIRTS = "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
 LONG_TASKS = """window.longTasks = [];
 new PerformanceObserver((list) => { for (const entry of list.getEntries()) window.longTasks.push(entry.duration); })
   .observe({ type: "longtask", buffered: true });"""
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

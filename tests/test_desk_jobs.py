@@ -148,14 +148,7 @@ def test_a_stopped_job_resumes_from_its_cache_with_every_decision(store, tmp_pat
     again = ColourPredictor()
     restarted = colour_desk(tmp_path / "jobs", images, model_dir, again)
     job = restarted.store.get(job.id)
-    restarted.start()
-    try:
-        for _ in range(200):
-            if job.state()["state"] == DONE:
-                break
-            time.sleep(0.05)
-    finally:
-        restarted.stop()
+    run_to_the_end(restarted, job)
     assert job.state()["state"] == DONE and job.decisions() == {"product-0007": KEEP}
     assert len(job.outcomes()) == 12
 
@@ -167,15 +160,20 @@ def test_one_desk_stopped_mid_job_and_started_again_finishes_it(store, tmp_path)
     job = desk.submit("products.csv", csv_path.read_bytes())
     desk.stop()  # in the first round: the stop's wake-up is left in the queue
     assert job.state()["state"] != DONE
+    run_to_the_end(desk, job)
+    assert job.state()["state"] == DONE and len(job.outcomes()) == 12
+
+
+def run_to_the_end(desk, job, seconds: float = 10) -> None:
+    """Start ``desk``'s thread and stop it once ``job`` is done, or after ``seconds``."""
     desk.start()
     try:
-        for _ in range(200):
+        for _ in range(int(seconds / 0.05)):
             if job.state()["state"] == DONE:
                 break
             time.sleep(0.05)
     finally:
         desk.stop()
-    assert job.state()["state"] == DONE and len(job.outcomes()) == 12
 
 
 def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path):
