@@ -135,6 +135,28 @@ def test_a_job_runs_in_rounds_and_its_download_is_the_librarys_output(store, tmp
     assert download.review == open(expected.review, "rb").read()
 
 
+def test_the_table_shows_each_photo_s_colour_and_the_download_writes_it(store, tmp_path):
+    from apparel.desk.jobs import JobStore
+    from apparel.desk.runner import Desk
+    from apparel.serve.desk import product_table
+
+    csv_path, images, model_dir = store
+    settings = SETTINGS.replace(images_dir=str(images), colour=True)
+    desk = Desk(JobStore(tmp_path / "jobs"), settings, lambda: (model_dir, ColourPredictor()))
+    job = desk.store.create("products.csv", csv_path.read_bytes())
+    desk.run(job)
+    job.decide(["product-0002"], TSHIRTS)
+    rows = {row["handle"]: row for row in product_table(job, desk.progress(job))["products"]}
+    assert [rows[f"product-{n:04d}"]["colour"] for n in range(4)] == ["Red", "Blue", "Green", "Red"]
+    assert rows["product-0011"]["colour"] is None  # no photo
+    download = desk.download(job)
+    categorize_catalog(csv_path, tmp_path / "expected.csv", settings.replace(model_dir=str(model_dir)),
+                       ColourPredictor(), decisions=job.decisions())
+    assert download.categorized == (tmp_path / "expected.csv").read_bytes()
+    written = rows_by_handle(tmp_path / "expected.csv")
+    assert "color:green" in written["product-0002"]["Tags"]  # decided T-Shirts: the photo's colour as a tag
+
+
 def test_a_stopped_job_resumes_from_its_cache_with_every_decision(store, tmp_path):
     csv_path, images, model_dir = store
     first_predictor = ColourPredictor()

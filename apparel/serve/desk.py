@@ -178,9 +178,10 @@ def product_table(job: Job, progress: dict) -> dict:
         thumbnail = image if is_url(image) else f"/desk/api/jobs/{job.id}/thumbnails/{index}" if image else None
         row = {"index": index, "handle": product.handle, "title": job.catalog().title(product),
                "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
-               "confidence": None, "label": None}
+               "confidence": None, "label": None, "colour": None}
         if outcome is not None:
-            row.update({key: outcome[key] for key in ("status", "suggested", "likeliest", "confidence", "label")})
+            row.update({key: outcome.get(key) for key in ("status", "suggested", "likeliest", "confidence", "label",
+                                                          "colour")})
         row["decision"] = decision_view(decisions.get(product.handle))
         rows.append(row)
     return {"job": progress, "products": rows}
@@ -215,7 +216,9 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
             raise ValueError("the default model has no run directory, which names the desk's image cache")
         return predictor.model_dir, predictor
 
-    return Desk(JobStore(config.desk_jobs), CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy), model)
+    # The colour too: the table shows it and the download writes it, as `apparel catalog --colour` does.
+    settings = CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy, colour=True)
+    return Desk(JobStore(config.desk_jobs), settings, model)
 
 
 def attachment(name: str) -> str:

@@ -153,6 +153,7 @@ class ProductOutcome:
     confidence: float | None         # the chosen category's probability; when left for review, the likeliest's
     label: str | None                # the likeliest class
     decision: str | None = None      # the merchant's decision (a category id or "keep"), None when the model's
+    colour: str | None = None        # the photo's main colour (Shopify's value name) when ``colour`` read it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -554,6 +555,8 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
                               "status": status, "error": detail} for status, detail in product.disagreements]
         outcome = _model_outcome(product, title, classifier, chooser)
+        if colours and product.handle in colours:
+            outcome = replace(outcome, colour=colours[product.handle].main.name)
         if product.handle in decided:
             _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, colours,
                             decisions)

@@ -145,20 +145,25 @@ function refilter(keepHandle) {
 function suggestionCell(product) {
   const cell = document.createElement("span");
   cell.className = "path";
+  const notes = [];  // one line under the path: the row's height is fixed (the table is virtualised)
   if (product.suggested) {
     cell.textContent = product.suggested;
     if (product.likeliest && product.likeliest !== product.suggested) {
       // Only the parent was sure: say which leaf the photo leaned to.
-      const note = document.createElement("span");
-      note.className = "parent-note";
-      note.textContent = `parent shown: ${product.likeliest.split(" > ").pop()} was uncertain`;
-      cell.append(note);
+      notes.push(`parent shown: ${product.likeliest.split(" > ").pop()} was uncertain`);
     }
   } else if (product.status === "waiting") {
     cell.textContent = "classifying…";
     cell.classList.add("muted");
   } else {
     cell.textContent = product.likeliest ? `— (likeliest: ${product.likeliest.split(" > ").pop()})` : "—";
+  }
+  if (product.colour) notes.push(`colour: ${product.colour}`);
+  if (notes.length) {
+    const note = document.createElement("span");
+    note.className = "parent-note";
+    note.textContent = notes.join(" · ");
+    cell.append(note);
   }
   return cell;
 }
