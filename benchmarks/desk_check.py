@@ -1,6 +1,6 @@
 """The merchant's desk end to end with the shipped store model: a catalog of local photos uploaded
 to a real `apparel serve`, the page driven in Chromium while it fills, the server restarted
-mid-job, and the download compared with `apparel catalog --decisions`.
+mid-job, and the download compared with `apparel catalog --colour --decisions` (the desk writes colours).
 
     .venv/bin/python benchmarks/desk_check.py --images-dir /work/shared/datasets/clothing-dataset-small/train
 
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8767)
     parser.add_argument("--seed", type=int, default=0, help="which photos, in which order")
     parser.add_argument("--work", type=Path, help="folder for the catalog, the jobs and the outputs (default: a temporary one)")
+    parser.add_argument("--screenshot", type=Path, help="also save the page, once every product is classified, as this PNG "
+                                                         "(docs/images/desk.png: --products 40 from validation/)")
     args = parser.parse_args(argv)
 
     from playwright import sync_api
@@ -145,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             report["classified_s"] = round(time.perf_counter() - started, 1)
             report["decisions_kept"] = page.eval_on_selector_all(".row .reason.decided", "cells => cells.length") \
                 == decided_before == 3
+            if args.screenshot is not None:
+                page.keyboard.press("Home")
+                page.screenshot(path=str(args.screenshot))
             out = work / "desk"
             out.mkdir(exist_ok=True)
             for selector, name in (("#download-csv", "categorized.csv"), ("#download-decisions", "decisions.csv")):
@@ -159,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.mkdir(exist_ok=True)
     shutil.copyfile(jobs / job_id / "work" / "categorized.cache.jsonl", cli / "categorized.cache.jsonl")
     subprocess.run([sys.executable, "-m", "apparel", "catalog", str(catalog), "--out", str(cli / "categorized.csv"),
-                    "--images-dir", str(args.images_dir), "--decisions", str(out / "decisions.csv")],
+                    "--images-dir", str(args.images_dir), "--colour", "--decisions", str(out / "decisions.csv")],
                    cwd=REPOSITORY, check=True)
     report["download_equals_cli"] = (out / "categorized.csv").read_bytes() == (cli / "categorized.csv").read_bytes()
     report["work"] = str(work)
