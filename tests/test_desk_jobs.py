@@ -198,6 +198,27 @@ def run_to_the_end(desk, job, seconds: float = 10) -> None:
         desk.stop()
 
 
+def test_the_desk_keeps_at_most_its_jobs_and_deletes_only_finished_ones(store, tmp_path):
+    from apparel.desk.jobs import JobStore
+    from apparel.desk.runner import Desk
+
+    csv_path, images, model_dir = store
+    desk = Desk(JobStore(tmp_path / "jobs", max_jobs=2), SETTINGS.replace(images_dir=str(images)),
+                lambda: (model_dir, ColourPredictor()))
+    first = desk.store.create("a.csv", csv_path.read_bytes())
+    desk.store.create("b.csv", csv_path.read_bytes())
+    with pytest.raises(ValueError, match="holds 2 jobs, its most; delete finished ones"):
+        desk.store.create("c.csv", csv_path.read_bytes())
+    with pytest.raises(ValueError, match="is queued; delete it once it is done"):
+        desk.store.delete(first)
+    desk.run(first)
+    desk.store.delete(first)
+    assert not first.folder.exists() and len(desk.store.jobs()) == 1
+    with pytest.raises(ValueError, match="not a job of this desk"):
+        desk.store.get(first.id)
+    desk.store.create("c.csv", csv_path.read_bytes())  # room again
+
+
 def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path):
     with pytest.raises(SourceError, match="prices.csv: no Handle"):
         JobStore(tmp_path / "jobs").create("prices.csv", b"name,price\nshirt,3\n")
@@ -240,6 +261,12 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
                           headers=key)
         assert bad.status_code == 422 and "not a category" in bad.json()["error"]
         assert client.get("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
+        # Queued behind the first job (0.2 s a batch): not done, so not deleted.
+        assert client.delete(f"/desk/api/jobs/{named}").status_code == 401
+        assert client.delete(f"/desk/api/jobs/{named}", headers={**key, "Origin": "http://evil.example"}
+                             ).status_code == 403
+        busy = client.delete(f"/desk/api/jobs/{named}", headers=key)
+        assert busy.status_code == 409 and "delete it once it is done" in busy.json()["error"]
         assert client.get("/desk/api/jobs/..%2F..%2Fetc", headers=key).status_code == 404
         hits = client.get("/desk/api/taxonomy", params={"q": "tee"}, headers=key).json()["categories"]
         assert hits[0]["path"] == TSHIRTS

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Iterable
@@ -194,15 +195,20 @@ class Job:
 class JobStore:
     """The jobs under ``root`` (created at the first upload)."""
 
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, max_jobs: int = 100):
+        self.root, self.max_jobs = Path(root), max_jobs
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
 
     def create(self, name: str, content: bytes) -> Job:
-        """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export."""
+        """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export, a
+        ``ParameterError`` when the desk holds ``max_jobs`` already (each keeps its upload and
+        its photos' cache: uploads alone must not fill the disk)."""
         name = Path(name or "products.csv").name
         catalog = UploadedCatalog.parse(content, name)
+        if len(self.jobs()) >= self.max_jobs:
+            raise ParameterError(f"the desk holds {self.max_jobs} jobs, its most; delete finished ones "
+                                 "(DELETE /desk/api/jobs/<id>) or give the server a larger {}", "desk_max_jobs")
         job_id = secrets.token_hex(8)
         folder = self.root / job_id
         folder.mkdir(parents=True)
@@ -220,6 +226,16 @@ class JobStore:
             raise ParameterError(f"{{}} {job_id!r} is not a job of this desk; upload the catalog again", "job")
         with self._lock:
             return self._jobs.setdefault(job_id, Job(self.root / job_id))
+
+    def delete(self, job: Job) -> None:
+        """Remove a finished (or failed) job and everything it holds; a ``ParameterError`` while
+        it is queued or running (its thread may be writing there)."""
+        state = job.state()["state"]
+        if state not in (DONE, FAILED):
+            raise ParameterError(f"{{}} {job.id} is {state}; delete it once it is done", "job")
+        with self._lock:
+            self._jobs.pop(job.id, None)
+            shutil.rmtree(job.folder)
 
     def jobs(self) -> list[Job]:
         """Every job, newest first."""

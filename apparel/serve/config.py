@@ -112,6 +112,8 @@ class ServiceConfig(Config):
                                          "merchant's decisions); apparel serve's default: "
                                          "$XDG_STATE_HOME/apparel/desk, else ~/.local/state/apparel/desk",
                                    private=True)
+    desk_max_jobs: int = option(100, "jobs the desk keeps at most; an upload beyond is refused until finished "
+                                     "ones are deleted", minimum=1)
     images_dir: str | None = option(None, "folder that local image paths in the desk's uploaded CSVs resolve "
                                           "inside (default: none; only image URLs are read)", private=True)
 

@@ -86,6 +86,15 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
     async def job_state(job_id: str):
         return the_desk().progress(the_job(job_id))
 
+    @app.delete("/desk/api/jobs/{job_id}", tags=["desk"], status_code=204,
+                summary="Delete a finished job: its upload, decisions, results and photo cache")
+    async def delete_job(job_id: str):
+        try:
+            await run_in_threadpool(the_desk().store.delete, the_job(job_id))
+        except ValueError as error:
+            raise RequestError(409, str(error)) from None
+        return Response(status_code=204)
+
     @app.get("/desk/api/jobs/{job_id}/products", tags=["desk"],
              summary="Every product of a job: its photo, the model's suggestion and the merchant's decision")
     async def products(job_id: str):
@@ -218,7 +227,7 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
 
     # The colour too: the table shows it and the download writes it, as `apparel catalog --colour` does.
     settings = CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy, colour=True)
-    return Desk(JobStore(config.desk_jobs), settings, model)
+    return Desk(JobStore(config.desk_jobs, config.desk_max_jobs), settings, model)
 
 
 def attachment(name: str) -> str:
