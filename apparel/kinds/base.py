@@ -69,6 +69,7 @@ class Kind:
     pixel_scale: tuple[float, float]  # the range of the values the model itself takes
     held_out_split: str  # which split a run's held-out accuracy is measured on: "test" or "validation"
     takes_categories: bool  # whether store categories (categories.json) apply to its answers
+    pipeline_version: int  # bumped when its pixel pipeline changes: cached answers of the old one are not reused
 
     def shape(self, size: int) -> tuple[int, ...]:
         """One input's shape for a model of side ``size``."""

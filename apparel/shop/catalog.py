@@ -60,7 +60,6 @@ from apparel.contract import InputContract
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.prediction import resolve_model_dir
 from apparel.kinds.registry import PHOTO_KIND
-from apparel.kinds.fashion_mnist.pipeline import PIPELINE_VERSION
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
@@ -257,7 +256,7 @@ def cache_key(source: ImageSource, model_digest: str, contract: InputContract = 
         identity = f"{source.path}|{stat.st_size}|{stat.st_mtime_ns}"
     else:
         return None
-    return f"{model_digest[:16]}|{contract.kind}{contract.size}|v{PIPELINE_VERSION}|{identity}"
+    return f"{model_digest[:16]}|{contract.kind}{contract.size}|v{contract.model_kind.pipeline_version}|{identity}"
 
 
 def read_cache(path: Path, num_classes: int) -> dict[str, list[float]]:

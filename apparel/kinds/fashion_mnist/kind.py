@@ -13,6 +13,7 @@ import numpy as np
 
 from apparel.errors import ParameterError
 from apparel.kinds.base import HeldOut, InputWords, Kind
+from apparel.kinds.fashion_mnist.pipeline import PIPELINE_VERSION
 
 
 class FashionMnistKind(Kind):
@@ -24,6 +25,7 @@ class FashionMnistKind(Kind):
     pixel_scale = (0.0, 1.0)
     held_out_split = "test"
     takes_categories = False  # the walk-through's ten classes, not store categories
+    pipeline_version = PIPELINE_VERSION
 
     def shape(self, size: int) -> tuple[int, ...]:
         return (size, size)

@@ -31,6 +31,7 @@ class PhotoKind(Kind):
     pixel_scale = (0.0, 255.0)
     held_out_split = "validation"  # the folder its settings were chosen on
     takes_categories = True
+    pipeline_version = 1  # pipeline.photo_to_rgb: on white, padded square, resized
 
     def shape(self, size: int) -> tuple[int, ...]:
         return (size, size, 3)
