@@ -117,7 +117,7 @@ def profile(args, manifest: Path, repeats: int = 64) -> dict:
     import threading
 
     from apparel.batch.config import ModelSettings
-    from apparel.batch.predicting import load_predictor
+    from apparel.batch.predicting import settings_predictor
     from apparel.contract import InputContract
     from apparel.images.fetch import FetchConfig, fetch_url
 
@@ -150,7 +150,7 @@ def profile(args, manifest: Path, repeats: int = 64) -> dict:
     inputs = np.stack([contract.decode(blob) for blob in blobs])
     timings["decode_ms"] = (time.perf_counter() - began) * 1000 / len(paths)
 
-    predictor = load_predictor(ModelSettings(args.model_dir, threads=1))
+    predictor = settings_predictor(ModelSettings(args.model_dir, threads=1))
     predictor.predict_proba(inputs[:32])  # warm-up: the graph is traced on the first call
     began = time.perf_counter()
     for start in range(0, len(inputs), 32):

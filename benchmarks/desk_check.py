@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from playwright import sync_api
+    from desk_shop import arrow_key_latencies
     from test_browser import CHROMIUM, CHROMIUM_ARGS
 
     work = args.work or Path(tempfile.mkdtemp(prefix="desk-check-"))
@@ -110,13 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "?.textContent", timeout=120_000)
             page.focus("#viewport")
             page.keyboard.press("Home")
-            latencies = []
-            for number in range(1, 31):
-                begun = time.perf_counter()
-                page.keyboard.press("ArrowDown")
-                page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h",
-                                       arg=f"product-{number:04d}", polling="raf")
-                latencies.append(time.perf_counter() - begun)
+            latencies = arrow_key_latencies(page)
             report["still_filling"] = page.locator("#status").text_content()
             report["arrow_latency_ms"] = {"median": round(statistics.median(latencies) * 1000, 1),
                                           "max": round(max(latencies) * 1000, 1)}

@@ -83,3 +83,17 @@ def write_store(root: Path, count: int, colours=("red", "blue", "green")) -> tup
 def colour_desk(jobs: Path, images: Path, model_dir: Path, predictor) -> Desk:
     """A desk over ``jobs`` that runs ``predictor`` with the tests' catalog settings."""
     return Desk(JobStore(jobs), SETTINGS.replace(images_dir=str(images)), lambda: (model_dir, predictor))
+
+
+def arrow_key_latencies(page, presses: int = 30) -> list[float]:
+    """Seconds from each ArrowDown to the next row drawn as the cursor's (rows product-0001…),
+    the cursor starting on product-0000: the page's input latency (the desk tests and
+    benchmarks/desk_check.py)."""
+    latencies = []
+    for number in range(1, presses + 1):
+        begun = time.perf_counter()
+        page.keyboard.press("ArrowDown")
+        page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h",
+                               arg=f"product-{number:04d}", polling="raf")
+        latencies.append(time.perf_counter() - begun)
+    return latencies

@@ -446,7 +446,7 @@ def test_a_finished_run_resumed_loads_no_model(shop, tiny_run, tmp_path, monkeyp
     def no_loading(settings):
         raise AssertionError("the model was loaded with nothing left to predict")
 
-    monkeypatch.setattr(predicting, "load_predictor", no_loading)
+    monkeypatch.setattr(predicting, "settings_predictor", no_loading)
     again = classify_manifest(manifest, tmp_path / "out", config)
     assert (again.skipped, again.classified, again.failed) == (4, 0, 0)
 

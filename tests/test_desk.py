@@ -15,7 +15,7 @@ from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions
-from desk_shop import SETTINGS, ColourPredictor, colour_desk, stub_model_dir, write_store
+from desk_shop import SETTINGS, ColourPredictor, arrow_key_latencies, colour_desk, stub_model_dir, write_store
 from serving import running_server
 from test_browser import CHROMIUM, browser, open_page  # noqa: F401 — browser: the page tests' Chromium
 
@@ -166,13 +166,7 @@ def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decisio
 
         # Input latency while the table fills: each arrow key until the cursor row is drawn.
         move_cursor_to(page, "product-0000")
-        latencies = []
-        for number in range(1, 31):
-            begun = time.perf_counter()
-            page.keyboard.press("ArrowDown")
-            page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h",
-                                   arg=f"product-{number:04d}", polling="raf")
-            latencies.append(time.perf_counter() - begun)
+        latencies = arrow_key_latencies(page)
         status = page.locator("#status").text_content()
         assert status.startswith("Classifying photos:"), f"the job ended before the latency was measured: {status}"
         assert page.locator(".spacer .row").count() < 60  # only the rows in view are drawn

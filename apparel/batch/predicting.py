@@ -14,9 +14,10 @@ import numpy as np
 from apparel.batch.config import ModelSettings
 
 
-def load_predictor(settings: ModelSettings):
-    """The ``Predictor`` of ``settings``: Keras, or the LiteRT export when one is named, each
-    with ``settings.threads``."""
+def settings_predictor(settings: ModelSettings):
+    """The ``Predictor`` of ``settings``: the LiteRT file they name (``batch.loop.model_settings``
+    resolved it, artefact or export, before the workers start), else Keras, each with
+    ``settings.threads``. Choosing a runtime for a run directory is ``inference.runtime.load_predictor``."""
     from apparel.inference.prediction import Predictor
     from apparel.kinds.registry import PHOTO_KIND
     from apparel.inference.runtime import set_tensorflow_threads
@@ -54,7 +55,7 @@ class Predict:
 
     def __init__(self, settings: ModelSettings, slots: int | None = None, predictor=None, keep_pixels: bool = False):
         self.slots, self.keep_pixels, self.colour = slots, keep_pixels, settings.colour
-        self.predictor = predictor if predictor is not None else load_predictor(settings)
+        self.predictor = predictor if predictor is not None else settings_predictor(settings)
 
     def __call__(self, batch: dict) -> dict:
         rows = np.asarray(batch["row"], dtype=np.int64)

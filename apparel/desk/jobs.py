@@ -37,7 +37,7 @@ from apparel.artifacts import atomic_path, read_json, write_json
 from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import Product, find_columns, group_products
 from apparel.shop.decisions import decided_category, read_decisions, write_decisions
-from apparel.shop.splice import BOM, parse_records
+from apparel.shop.splice import decode_csv, parse_records
 
 STATE_FILE, UPLOAD_FILE, DECISIONS_FILE = "job.json", "upload.csv", "decisions.csv"
 ROUNDS_DIR, WORK_DIR = "rounds", "work"
@@ -77,11 +77,7 @@ class UploadedCatalog:
     @classmethod
     def parse(cls, content: bytes, name: str) -> UploadedCatalog:
         """The upload's products; a ``SourceError`` naming ``name`` when it is no Shopify export."""
-        bom = BOM if content.startswith(BOM) else b""
-        try:
-            text = content[len(bom):].decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise SourceError(name, f"not UTF-8 ({error}); export it from Shopify again or save it as UTF-8") from None
+        bom, text = decode_csv(content, name)
         try:
             records = parse_records(text)
         except ValueError as error:

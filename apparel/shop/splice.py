@@ -94,11 +94,16 @@ def read_csv_text(path: Path) -> tuple[bytes, str]:
         raise SourceError(path, "file not found") from None
     except OSError as error:  # a folder, no permission, …
         raise SourceError(path, f"cannot read it ({error.strerror or error}); give a readable CSV file") from None
+    return decode_csv(raw, path)
+
+
+def decode_csv(raw: bytes, name) -> tuple[bytes, str]:
+    """(BOM or b"", text) of a UTF-8 CSV's bytes (a file's, or an upload's named ``name``)."""
     bom = BOM if raw.startswith(BOM) else b""
     try:
         return bom, raw[len(bom):].decode("utf-8")
     except UnicodeDecodeError as error:
-        raise SourceError(path, f"not UTF-8 ({error}); export it from Shopify again or save it as UTF-8") from None
+        raise SourceError(name, f"not UTF-8 ({error}); export it from Shopify again or save it as UTF-8") from None
 
 
 # ---------------------------------------------------------------- mapping, products, cache
