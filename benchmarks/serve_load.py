@@ -18,6 +18,7 @@ the accepted requests, and errors other than 503, which must be none.
     .venv/bin/python benchmarks/serve_load.py --clients 16 --overload-clients 256 --overload-cap 16
     .venv/bin/python benchmarks/serve_load.py --protocols           # REST, V2 HTTP, gRPC; version swaps
     .venv/bin/python benchmarks/serve_load.py --protocols --load-generator h2load --rounds 5
+    .venv/bin/python benchmarks/serve_load.py --uploads --load-generator h2load --rounds 10 --seconds 4   # photo files
 
 ``--protocols`` serves both shipped models from a temporary model repository (gRPC on a port free
 when it is picked) and measures 16 clients (``--protocol-clients``) of each protocol on each
@@ -27,6 +28,16 @@ REST's printed), then a level of REST load on the Fashion-MNIST model during whi
 versions appear, one every ``--swap-every`` s: failed requests (the target is 0) and the seconds
 each took to serve. ``--load-generator h2load`` sends the protocol levels from nghttp2's h2load
 instead of this process (``make load-tools``): HTTP/1.1 for REST and V2, HTTP/2 for gRPC.
+The protocols take turns in each round, in the opposite order in every other round.
+
+``--uploads`` starts a plain ``apparel serve`` (the shipped models, the store model the default, on
+the default runtime) with ``--grpc-port``, and sends one photo file a request from 16 clients
+(``--protocol-clients``) over three protocols taking turns: a REST multipart upload to ``POST
+/predict``, REST TF Serving JSON ``{"instances": [{"b64": …}]}`` and a gRPC ``ModelInfer`` with
+the file as a ``BYTES`` element. Each round sends another real JPEG of the small clothing dataset's
+validation split (``--datasets``), the same over every protocol. It prints photos/s per protocol and
+``rest_upload/grpc`` and ``rest_b64/grpc``: pooled, round by round and their median, and by the
+server's CPU a photo (the ratio the rates would have if the server had the cores to itself).
 
 The load generator shares the machine's cores with the server, so it is kept lean: each client is a
 coroutine speaking HTTP/1.1 over its own asyncio connection, with the request bytes built once
@@ -40,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import functools
 import json
 import os
@@ -296,9 +308,11 @@ async def grpc_client(call, request: bytes, stop: float, budget: list[int], answ
 
 
 async def python_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
-                        max_requests: int, shape, input_name: str, server_pid: int | None = None) -> Sample:
-    """``clients`` Python clients (``raw_client``, or ``grpc_client`` on one grpc.aio channel)."""
-    path, content_type, body = protocol_body(protocol, model, shape, input_name)
+                        max_requests: int, shape, input_name: str, server_pid: int | None = None,
+                        request: tuple[str, str, bytes] | None = None) -> Sample:
+    """``clients`` Python clients (``raw_client``, or ``grpc_client`` on one grpc.aio channel).
+    ``request``: (path, content type, body) to send instead of ``protocol_body``'s array."""
+    path, content_type, body = request or protocol_body(protocol, model, shape, input_name)
     answers: list[tuple[float, int]] = []
     errors, budget = [0], [max_requests]
     cpu = CpuMeter(server_pid)
@@ -332,14 +346,16 @@ def prediction_counts(port: int, model: str, protocol: str) -> dict[str, float]:
 
 
 def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int, seconds: float,
-                  shape, input_name: str, server_pid: int | None = None, rps: float | None = None) -> Sample:
+                  shape, input_name: str, server_pid: int | None = None, rps: float | None = None,
+                  request: tuple[str, str, bytes] | None = None) -> Sample:
     """``clients`` concurrent requests from ``h2load`` (nghttp2's C load generator): HTTP/1.1 with a
     connection a client for REST and V2, one HTTP/2 connection of ``clients`` streams for gRPC (as a
     grpc channel). It costs the same little CPU for every protocol, so the cores it shares with the
     server are shared alike. h2load cannot read gRPC trailers, so the server's own count of OK
     answers over gRPC is checked against the answers h2load saw. ``rps``: this many requests a second
-    in all, spread over the clients, instead of each client asking again as soon as it is answered."""
-    path, content_type, body = protocol_body(protocol, model, shape, input_name)
+    in all, spread over the clients, instead of each client asking again as soon as it is answered.
+    ``request``: (path, content type, body) to send instead of ``protocol_body``'s array."""
+    path, content_type, body = request or protocol_body(protocol, model, shape, input_name)
     if protocol == "grpc":
         body = b"\0" + len(body).to_bytes(4, "big") + body  # gRPC's frame: not compressed, length
         url, connection_flags = f"http://{HOST}:{grpc_port}{path}", ["--clients", "1", "--max-concurrent-streams",
@@ -383,22 +399,27 @@ def h2load_sample(protocol: str, model: str, http_port: int, grpc_port: int, cli
 
 async def protocol_sample(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
                           seconds: float, max_requests: int, shape, input_name: str,
-                          server_pid: int | None = None, generator: str = "python") -> Sample:
-    """``clients`` clients of one protocol on one model for ``seconds``, from ``generator``."""
+                          server_pid: int | None = None, generator: str = "python",
+                          request: tuple[str, str, bytes] | None = None) -> Sample:
+    """``clients`` clients of one protocol on one model for ``seconds``, from ``generator``; each
+    sends ``request`` (path, content type, body; gRPC when ``protocol`` is ``grpc``), by default
+    ``protocol_body``'s single array."""
     if generator == "h2load":
         return await asyncio.to_thread(h2load_sample, protocol, model, http_port, grpc_port, clients, seconds,
-                                       shape, input_name, server_pid)
+                                       shape, input_name, server_pid, request=request)
     return await python_sample(protocol, model, http_port, grpc_port, clients, seconds, max_requests,
-                               shape, input_name, server_pid)
+                               shape, input_name, server_pid, request=request)
 
 
 async def run_protocol_level(protocol: str, model: str, http_port: int, grpc_port: int, clients: int,
                              seconds: float, max_requests: int, shape, input_name: str,
-                             server_pid: int | None = None, generator: str = "python") -> LevelResult:
+                             server_pid: int | None = None, generator: str = "python",
+                             request: tuple[str, str, bytes] | None = None) -> LevelResult:
     """One window of ``protocol_sample``: req/s, p50, p99, errors, and the CPU each side spent per
     request (client and server share the machine's cores)."""
     return summarise(clients, [await protocol_sample(protocol, model, http_port, grpc_port, clients, seconds,
-                                                     max_requests, shape, input_name, server_pid, generator)])
+                                                     max_requests, shape, input_name, server_pid, generator,
+                                                     request)])
 
 
 def free_port() -> int:
@@ -441,21 +462,12 @@ PROTOCOLS = ("rest", "v2", "grpc")
 
 
 def compare_protocols(args, model: str, port: int, grpc_port: int, shape, input_name: str, server_pid: int) -> dict:
-    """Each protocol on ``model`` for ``--rounds`` rounds, taking turns within each round so that a
-    change in what else the cores run falls on all of them alike; the rounds of a protocol pooled."""
+    """Each protocol on ``model`` for ``--rounds`` rounds (``take_turns``), the rounds of a protocol pooled."""
     level = functools.partial(protocol_sample, model=model, http_port=port, grpc_port=grpc_port,
                               clients=args.protocol_clients, max_requests=args.requests, shape=shape,
-                              input_name=input_name, generator=args.load_generator)
-    for protocol in PROTOCOLS:
-        asyncio.run(level(protocol, seconds=args.warmup))  # not counted
-    samples: dict[str, list[Sample]] = {protocol: [] for protocol in PROTOCOLS}
-    for round_number in range(1, args.rounds + 1):
-        for protocol in PROTOCOLS:
-            sample = asyncio.run(level(protocol, seconds=args.seconds, server_pid=server_pid))
-            samples[protocol].append(sample)
-            if args.rounds > 1:
-                rps = len(sample.milliseconds) / sample.seconds
-                print(f"  round {round_number} {protocol:>4} {model}: {rps:8.1f} req/s", flush=True)
+                              input_name=input_name, generator=args.load_generator, server_pid=server_pid)
+    samples = take_turns(args, PROTOCOLS, lambda protocol, _, seconds: asyncio.run(level(protocol, seconds=seconds)),
+                         model)
     summary = {}
     for protocol in PROTOCOLS:
         result = summarise(args.protocol_clients, samples[protocol])
@@ -469,6 +481,118 @@ def compare_protocols(args, model: str, port: int, grpc_port: int, shape, input_
               flush=True)
     summary[f"grpc_over_rest_{model}"] = round(summary[f"rps_grpc_{model}"] / summary[f"rps_rest_{model}"], 3)
     print(f"gRPC / REST on {model}: {summary[f'grpc_over_rest_{model}']:.3f}", flush=True)
+    return summary
+
+
+def take_turns(args, protocols: tuple[str, ...], sample, what: str) -> dict[str, list[Sample]]:
+    """Each protocol's samples of ``--rounds`` rounds of ``--seconds``, after ``--warmup`` s of each
+    (round 0, not kept): ``sample(protocol, round_number, seconds)``. The protocols take turns
+    within a round, in the opposite order in every other round, so that a change in what else the
+    cores run, or a protocol slowed by the one before it, falls on all of them alike."""
+    for protocol in protocols:
+        sample(protocol, 0, args.warmup)
+    samples: dict[str, list[Sample]] = {protocol: [] for protocol in protocols}
+    for round_number in range(1, args.rounds + 1):
+        for protocol in protocols if round_number % 2 else protocols[::-1]:
+            taken = sample(protocol, round_number, args.seconds)
+            samples[protocol].append(taken)
+            if args.rounds > 1:
+                rps = len(taken.milliseconds) / taken.seconds
+                print(f"  round {round_number} {protocol:>6} {what}: {rps:8.1f} req/s", flush=True)
+    return samples
+
+
+# One photo file a request: a REST multipart upload (POST /predict, what the web page sends), REST
+# TF Serving JSON with the file as base64, gRPC KServe ModelInfer with it as a BYTES element.
+UPLOAD_PROTOCOLS = ("upload", "b64", "grpc")
+SMALL_PHOTOS = "clothing-dataset-small/validation"
+
+
+def photo_request(protocol: str, model: str, photo: bytes, input_name: str) -> tuple[str, str, bytes]:
+    """(path, content type, body) of a request of ``protocol`` (``UPLOAD_PROTOCOLS``) carrying the
+    photo file ``photo``, built by the clients' own libraries (urllib3, tritonclient)."""
+    if protocol == "upload":
+        from urllib3 import encode_multipart_formdata
+
+        body, content_type = encode_multipart_formdata({"files": ("photo.jpg", photo, "image/jpeg")})
+        return "/predict", content_type, body
+    if protocol == "b64":
+        payload = {"instances": [{"b64": base64.b64encode(photo).decode("ascii")}]}
+        return f"/v1/models/{model}:predict", "application/json", json.dumps(payload).encode()
+    if protocol != "grpc":
+        raise ValueError(f"protocol must be one of {', '.join(UPLOAD_PROTOCOLS)}, got {protocol!r}")
+    from tritonclient.grpc import service_pb2
+    from tritonclient.utils import serialize_byte_tensor
+
+    request = service_pb2.ModelInferRequest(model_name=model)
+    request.inputs.add(name=input_name, datatype="BYTES", shape=[1])
+    request.raw_input_contents.append(serialize_byte_tensor(np.array([photo], dtype=object)).item())
+    return GRPC_INFER, "application/grpc", request.SerializeToString()
+
+
+def round_photos(datasets: Path, count: int) -> list[Path]:
+    """``count`` photos of the small clothing dataset's validation split, spread over its classes
+    (one a round: every protocol sends the same photo in a round)."""
+    paths = sorted((datasets / SMALL_PHOTOS).glob("*/*.jpg"))
+    if not paths:
+        raise SystemExit(f"no photos in {datasets / SMALL_PHOTOS}; give --datasets")
+    return [paths[index * len(paths) // count] for index in range(count)]
+
+
+def measure_uploads(args) -> dict:
+    """The default model of a plain ``apparel serve`` (the shipped store model, on the default
+    runtime), gRPC on too: a photo file a request at ``--protocol-clients`` over each of
+    ``UPLOAD_PROTOCOLS``, taking turns (``take_turns``), and each REST form's photos/s over gRPC's."""
+    import urllib.request
+
+    photos = round_photos(args.datasets, args.rounds + 1)  # round 0: the warm-up
+    grpc_port = free_port()
+    server = start_server(None, ["--grpc-port", str(grpc_port), *args.server_arg])
+    try:
+        port = wait_ready(server)
+        metadata = json.load(urllib.request.urlopen(f"http://{HOST}:{port}/v2/models/apparel"))
+        model, input_name = metadata["name"], metadata["inputs"][0]["name"]  # the default's own name
+
+        def sample(protocol: str, round_number: int, seconds: float) -> Sample:
+            request = photo_request(protocol, model, photos[round_number].read_bytes(), input_name)
+            return asyncio.run(protocol_sample(protocol, model, port, grpc_port, args.protocol_clients, seconds,
+                                               args.requests, None, input_name, server.pid, args.load_generator,
+                                               request))
+
+        samples = take_turns(args, UPLOAD_PROTOCOLS, sample, model)
+    finally:
+        stop_server(server)
+    return upload_summary(args, model, samples, photos[1:])
+
+
+def upload_summary(args, model: str, samples: dict[str, list[Sample]], photos: list[Path]) -> dict:
+    """Photos/s of each protocol (its rounds pooled; a request is one photo), and each REST form's
+    over gRPC's: pooled, round by round and their median, and by the server's CPU a photo."""
+    summary = {"model": model, "photos": [f"{path.parent.name}/{path.name}" for path in photos],
+               "load_generator": args.load_generator, "clients": args.protocol_clients, "rounds": args.rounds,
+               "seconds": args.seconds}
+    for protocol in UPLOAD_PROTOCOLS:
+        result = summarise(args.protocol_clients, samples[protocol])
+        summary.update({f"photos_per_s_{protocol}": result.rps, f"p50_ms_{protocol}": result.p50_ms,
+                        f"p99_ms_{protocol}": result.p99_ms, f"errors_{protocol}": result.errors,
+                        f"server_cpu_ms_{protocol}": result.server_cpu_ms,
+                        f"client_cpu_ms_{protocol}": result.client_cpu_ms})
+        print(f"{protocol:>6} {model} {args.protocol_clients} clients ({args.load_generator}, {args.rounds} x "
+              f"{args.seconds:g} s): {result.rps:8.1f} photos/s  p50 {result.p50_ms:7.2f} ms  "
+              f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}  "
+              f"CPU ms/photo server {result.server_cpu_ms} client {result.client_cpu_ms}", flush=True)
+    rate = lambda sample: len(sample.milliseconds) / sample.seconds
+    for protocol in ("upload", "b64"):
+        key = f"rest_{protocol}_over_grpc"
+        summary[key] = round(summary[f"photos_per_s_{protocol}"] / summary["photos_per_s_grpc"], 3)
+        rounds = [round(rate(rest) / rate(grpc), 3) for rest, grpc in zip(samples[protocol], samples["grpc"])]
+        summary[f"{key}_rounds"], summary[f"{key}_median_round"] = rounds, round(float(np.median(rounds)), 3)
+        # What the rate ratio would be if the server had the cores to itself (the rate bound by its
+        # CPU a photo): steadier than the rates when other work takes the cores in turns.
+        cpu = summary[f"server_cpu_ms_{protocol}"], summary["server_cpu_ms_grpc"]
+        summary[f"{key}_by_server_cpu"] = round(cpu[1] / cpu[0], 3) if None not in cpu else None
+        print(f"rest_{protocol}/grpc: {summary[key]:.3f}  (median round {summary[f'{key}_median_round']:.3f}, rounds "
+              f"{rounds}; by server CPU a photo {summary[f'{key}_by_server_cpu']})", flush=True)
     return summary
 
 
@@ -577,6 +701,11 @@ def main(argv: list[str] | None = None) -> int:
                              "at once (the worst case: a flood of refusals competing with the work)")
     parser.add_argument("--protocols", action="store_true",
                         help="instead: REST, V2 HTTP and gRPC on both shipped models, then the version-swap level")
+    parser.add_argument("--uploads", action="store_true",
+                        help="instead: photo files to a plain `apparel serve` (the store model) as REST uploads, "
+                             "REST base64 JSON and gRPC BYTES, and each REST form's photos/s over gRPC's")
+    parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared/datasets",
+                        help=f"the folder holding {SMALL_PHOTOS}, the photos of --uploads (default ../shared/datasets)")
     parser.add_argument("--protocol-clients", type=int, default=16, help="clients per protocol level (default 16)")
     parser.add_argument("--rounds", type=int, default=1,
                         help="rounds of the protocol levels, the protocols taking turns in each (default 1)")
@@ -589,12 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll-interval", type=float, default=1.0, help="the server's --poll-interval-s (default 1)")
     parser.add_argument("--out", help="also write the JSON summary here")
     args = parser.parse_args(argv)
-    if args.protocols:
+    if args.protocols or args.uploads:
+        if args.protocols and args.uploads:
+            parser.error("give --protocols or --uploads, not both")
         if args.rounds < 1 or args.protocol_clients < 1 or args.seconds <= 0:
             parser.error("--rounds and --protocol-clients must be at least 1, --seconds positive")
         if args.load_generator == "h2load" and shutil.which("h2load") is None:
             parser.error("--load-generator h2load needs h2load: make load-tools (Debian's nghttp2-client)")
-        summary = {"cpus": os.cpu_count(), **measure_protocols(args)}
+        summary = {"cpus": os.cpu_count(), **(measure_uploads(args) if args.uploads else measure_protocols(args))}
         summary["errors"] = sum(value for key, value in summary.items() if key.startswith(("errors_", "swap_errors")))
         if args.out:
             Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")

@@ -242,6 +242,27 @@ def test_the_load_generators_of_serve_load_count_answers_and_failures(served, ge
         assert 20 <= len(paced.milliseconds) <= 48 and set(paced.statuses) == {200}
 
 
+@pytest.mark.parametrize("generator", ["python", "h2load"])
+def test_serve_load_sends_a_photo_file_over_each_upload_protocol(served, generator, monkeypatch):
+    """benchmarks/serve_load.py --uploads, briefly: the same photo file as a REST multipart upload,
+    REST base64 JSON and a gRPC BYTES element to the default model, each answered without failure."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import httpx
+    import serve_load
+
+    port, grpc_port = int(served["url"].rsplit(":", 1)[1]), int(served["grpc"].rsplit(":", 1)[1])
+    metadata = httpx.get(f"{served['url']}/v2/models/apparel").json()
+    model, input_name = metadata["name"], metadata["inputs"][0]["name"]
+    for protocol in serve_load.UPLOAD_PROTOCOLS:
+        request = serve_load.photo_request(protocol, model, garment_photo(), input_name)
+        result = asyncio.run(serve_load.run_protocol_level(
+            protocol, model, port, grpc_port, clients=2, seconds=0.5 if generator == "h2load" else 60.0,
+            max_requests=6, shape=None, input_name=input_name, generator=generator, request=request))
+        assert result.errors == 0 and result.requests > 0, (protocol, result)
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        serve_load.photo_request("v2", model, garment_photo(), input_name)
+
+
 def test_serve_ab_refuses_a_baseline_that_is_not_a_commit(monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import serve_ab
