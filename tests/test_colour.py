@@ -201,3 +201,33 @@ def test_predictions_carry_the_colour_where_the_category_takes_one(tmp_path):
     assert results[0]["color"]["name"] == "Navy" and results[0]["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
     assert "color" not in results[1]
     assert photo_attributes(np.stack([garment_photo(SWATCHES["Red"])]), [None]) == [{}]
+
+
+def test_photos_named_together_on_a_cold_process_compute_the_naming_table_once(monkeypatch):
+    """A fresh server's first concurrent uploads each name a photo on a worker thread: they wait
+    for one computation of the naming table, rather than each making its own."""
+    import threading
+
+    from apparel.attributes import colour
+
+    computations = []
+    real = colour.ciede2000
+
+    def counted(*arguments):
+        computations.append(1)
+        return real(*arguments)
+
+    monkeypatch.setattr(colour, "ciede2000", counted)
+    colour._computed_name_table.cache_clear()
+    photo = garment_photo(SWATCHES["Navy"])
+    names = []
+    threads = [threading.Thread(target=lambda: names.append(product_colour(photo).main.name)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert names == ["Navy"] * 4
+    slices_of_one_table = len(computations)
+    colour._computed_name_table.cache_clear()
+    colour.prepare_colour_naming()
+    assert slices_of_one_table == len(computations) - slices_of_one_table  # the four threads: one table

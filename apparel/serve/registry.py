@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
+from apparel.attributes import prepare_colour_naming
 from apparel.contract import InputContract
 from apparel.images import decode
 from apparel.inference.prediction import Predictor
@@ -288,7 +289,10 @@ def serve_version(name: str, number: int, predictor: Predictor, config: ServiceC
                   model_file: str | os.PathLike | None = None, numbered: bool = True,
                   warm_up_seconds: float = 0.0) -> ServedVersion:
     """A loaded predictor made ready to serve: its batcher, its first model call made (and, with
-    ``warm_up_seconds``, every batch size up to ``max_batch`` run once, within that time)."""
+    ``warm_up_seconds``, every batch size up to ``max_batch`` run once, within that time), and for a
+    model whose answers carry a colour, the colour naming table made."""
+    if predictor.contract.model_kind.takes_categories:
+        prepare_colour_naming()  # else the first photos' answers wait a second for it
     batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
                            max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch,
                            max_queued=config.max_queued_images)
