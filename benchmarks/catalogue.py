@@ -7,7 +7,9 @@ one, an invalid one, or none.
 
 Only validation sides are used: clothing-dataset-small's validation/, clothing-dataset-extra's
 validation senders, Clothing Co-Parsing's held-out photos (worn crops of every labelled garment
-and accessory, and street corners with nothing worn: not a product of the vertical). The crops
+and accessory, and street corners with nothing worn: not a product of the vertical; and the same
+things cut out by their labels onto white, the nearest these data come to a store's
+white-background photos: source "on white"). The crops
 are written as JPEG files under --out (never into the project). Each photo is one product of a
 Shopify product CSV (the current header style, or --header-style old), local image paths.
 
@@ -57,6 +59,11 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
             crop.image.save(path, quality=92)
         products.append({"image": str(path), "type": crop.label if crop.category else "street (not apparel)",
                          "source": "worn" if crop.category else "street", "truth": crop.category})
+    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, on_white=True)):
+        path = images / f"{crop.photo}-{number}-{crop.label}-on-white.jpg"
+        if not path.is_file():
+            crop.image.save(path, quality=92)
+        products.append({"image": str(path), "type": crop.label, "source": "on white", "truth": crop.category})
     for number, product in enumerate(products):
         product["handle"] = f"product-{number:05d}"
     return products

@@ -155,3 +155,21 @@ def test_reliability_bands_count_written_categories_and_how_many_were_right():
     bands = reliability(chooser, np.asarray(rows), truths)
     assert bands == [{"confidence": "0.7-0.8", "photos": 1, "mean_confidence": 0.75, "right": 1.0},
                      {"confidence": "0.9-1.0", "photos": 2, "mean_confidence": 0.935, "right": 0.5}]
+
+
+def test_a_thing_cut_out_onto_white_keeps_only_its_own_pixels_centred_on_a_square():
+    from PIL import Image
+
+    from apparel.store.worn import cut_out
+
+    photo = Image.fromarray(np.full((40, 60, 3), (10, 120, 30), dtype=np.uint8))
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[10:20, 5:45] = True  # a belt: wide and low
+    square = np.array(cut_out(photo, mask, (0, 5, 50, 25)))  # box: left, top, right, bottom
+    assert square.shape == (50, 50, 3)
+    # The 20-row box sits in the middle of the 50-row square; the mask's rows 10-19 are its rows 5-14.
+    offset = (50 - 20) // 2
+    thing = square[offset + 5 : offset + 15, 5:45]
+    assert (thing == (10, 120, 30)).all()
+    square[offset + 5 : offset + 15, 5:45] = 255
+    assert (square == 255).all(), "everything but the masked pixels is white"

@@ -39,6 +39,8 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
     for crop in worn_crops(datasets / CO_PARSING, held_out=True):
         kind = "street" if crop.category is None else "worn accessories" if crop.label in ACCESSORIES else "worn"
         yield crop.image, crop.category, kind, -1
+    for crop in worn_crops(datasets / CO_PARSING, held_out=True, on_white=True):
+        yield crop.image, crop.category, "on white accessories" if crop.label in ACCESSORIES else "on white", -1
 
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +80,7 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
         **settings.to_dict(),
         "chosen_on": "validation photos: clothing-dataset-small validation/ (small), clothing-dataset-extra's "
                      "validation senders (extra), Clothing Co-Parsing's held-out street corners (street); its held-out "
-                     "crops (worn) are reported, not chosen on",
+                     "crops (worn) and the same things cut out onto white (on white) are reported, not chosen on",
         "validation": figures,
         "garment_run": str(garment_run),
     }

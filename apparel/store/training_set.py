@@ -11,9 +11,9 @@ data sets in ``../shared/datasets``.
   more of the ten). Its photos of one sender look alike, so a sender's photos stay on one side:
   senders whose CRC-32 is divisible by 5 are validation. Photos its contributors marked "Not sure",
   "Other" or "Skip" fit no class and are left out;
-- Clothing Co-Parsing adds garments as worn: crops of its training-side photos (those not held out
-  by ``worn.HELD_OUT_EVERY``) by their per-pixel labels, written as JPEG files under ``out`` (they
-  are cut from the photos, so they cannot be links). Catalogue photos are often worn by a model;
+- Clothing Co-Parsing adds garments as worn and bags as carried: crops of its training-side
+  photos (those not held out by ``worn.HELD_OUT_EVERY``) by their per-pixel labels, written as JPEG
+  files under ``out`` (they are cut from the photos, so they cannot be links). Catalogue photos are often worn by a model;
   with these crops the store model is right more often on every validation set (docs/store-model.md).
 """
 
@@ -34,9 +34,12 @@ EXTRA_CLASSES = {
     "Skirt": "skirt",
 }
 VALIDATION_EVERY = 5
-# Clothing Co-Parsing label → garment class, for the crops of worn garments. Labels of things the
-# head has no class for (bags, belts, socks…: the ImageNet side's) and of unclear kind are left out.
+# Clothing Co-Parsing label → garment class, for the crops of worn garments. Bags and purses are a
+# class of their own: without one, the head could only call a carried bag one of the clothes around
+# it. Labels of other things the head has no class for (belts, socks…: the ImageNet side's) and of
+# unclear kind are left out.
 WORN_CLASSES = {
+    "bag": "bag", "purse": "bag",
     "dress": "dress", "hat": "hat", "sweater": "longsleeve", "sweatshirt": "longsleeve", "jumper": "longsleeve",
     "cardigan": "longsleeve", "hoodie": "hoodie", "coat": "outwear", "jacket": "outwear", "blazer": "blazer",
     "pants": "pants", "jeans": "pants", "leggings": "pants", "shirt": "shirt", "blouse": "blouse", "top": "top",

@@ -1,7 +1,13 @@
 """Things as worn: crops of Clothing Co-Parsing's street photos by their per-pixel labels, each
 with the Shopify category of its label, and patches of street with nothing worn in them (not a
-product at all). The store model's only photos of belts, bags, sunglasses, socks, ties, watches
-and jewellery, so they are measured on, never trained on.
+product at all). The store model's only photos of belts, sunglasses, socks, ties, watches and
+jewellery, so the held-out photos' are measured on; the garment head learns from the other photos'
+garments and bags (``training_set.WORN_CLASSES``).
+
+With ``on_white``, each thing's own pixels (its label's mask) stand alone on a white square, as a
+catalogue shows a product: the nearest these data sets come to a store's white-background photos
+of bags, belts or shoes, measured on, never trained on (a head that saw only its bags on white
+could learn that white means bag).
 
     >>> from apparel.store.worn import worn_crops
     >>> crop = next(worn_crops("../shared/datasets/clothing-co-parsing", held_out=True))
@@ -38,6 +44,8 @@ BACKGROUND = "background"
 ACCESSORIES = {"bag", "purse", "belt", "sunglasses", "socks", "tie", "scarf", "watch", "necklace", "bracelet", "ring",
                "earrings", "gloves", "wallet"}
 MIN_PIXELS = 400  # a watch or a ring is a few hundred pixels of a 550×830 photo
+# Alone on white, anything smaller is a few strokes that no one could name.
+CUTOUT_MIN_PIXELS = 1500
 MIN_SIDE = 24
 MARGIN = 0.1
 PATCH = 160  # a corner of the street, when no labelled pixel is in it
@@ -52,9 +60,10 @@ class WornCrop:
     photo: str  # the photo's number
 
 
-def worn_crops(root: str | os.PathLike, held_out: bool = True) -> Iterator[WornCrop]:
+def worn_crops(root: str | os.PathLike, held_out: bool = True, on_white: bool = False) -> Iterator[WornCrop]:
     """Every labelled thing of the held-out photos (or of the others), then a corner of street
-    where one holds nothing labelled, photo by photo."""
+    where one holds nothing labelled, photo by photo; ``on_white``: each thing alone on white (see
+    the module docstring), and no street."""
     import scipy.io
     from PIL import Image
 
@@ -71,13 +80,29 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True) -> Iterator[WornC
                 continue
             rows, cols = np.nonzero(labels == index)
             top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            if len(rows) < MIN_PIXELS or min(bottom - top, right - left) < MIN_SIDE:
+            if len(rows) < (CUTOUT_MIN_PIXELS if on_white else MIN_PIXELS) or min(bottom - top, right - left) < MIN_SIDE:
                 continue
             dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
             box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
-            yield WornCrop(photo.crop(box), names[index], category, mat.stem)
+            image = cut_out(photo, labels == index, box) if on_white else photo.crop(box)
+            yield WornCrop(image, names[index], category, mat.stem)
+        if on_white:
+            continue
         height, width = labels.shape
         for y, x in ((0, 0), (0, width - PATCH), (height - PATCH, 0), (height - PATCH, width - PATCH)):
             if (labels[y : y + PATCH, x : x + PATCH] == 0).mean() > 0.98:
                 yield WornCrop(photo.crop((x, y, x + PATCH, y + PATCH)), BACKGROUND, None, mat.stem)
                 break
+
+
+def cut_out(photo, mask: np.ndarray, box: tuple[int, int, int, int]):
+    """The masked pixels of ``photo`` inside ``box``, centred on a white square."""
+    from PIL import Image
+
+    left, top, right, bottom = box
+    pixels = np.where(mask[top:bottom, left:right, None], np.asarray(photo)[top:bottom, left:right], 255)
+    side = max(bottom - top, right - left)
+    square = np.full((side, side, 3), 255, dtype=np.uint8)
+    y, x = (side - (bottom - top)) // 2, (side - (right - left)) // 2
+    square[y : y + bottom - top, x : x + right - left] = pixels
+    return Image.fromarray(square)
