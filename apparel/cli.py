@@ -272,7 +272,8 @@ def cmd_export(args) -> int:
     _status(f"exporting {model_dir} as {args.format} …")
     calibration = (calibration_inputs(args.calibration, InputContract.for_run(model_dir), args.calibration_count)
                    if args.calibration else None)
-    out = export_model(model_dir, args.format, args.out, quantize=args.quantize, calibration=calibration)
+    out = export_model(model_dir, args.format, args.out, quantize=args.quantize, calibration=calibration,
+                       float_tail=args.float_tail, float_error=args.float_error)
     print(out)
     print(metadata_path(out))
     return 0
@@ -477,6 +478,12 @@ def _add_export(commands) -> None:
                         help="with --quantize int8: files, folders or glob patterns of example photos (training "
                              "photos, never the ones it is measured on); --calibration-count of them, evenly spaced")
     export.add_argument("--calibration-count", type=int, default=200, help="example photos used (default 200)")
+    export.add_argument("--float-tail", action="store_true",
+                        help="with --quantize int8: keep float the ops after the networks' pooling (the classifiers "
+                             "and the store model's mixing of their probabilities)")
+    export.add_argument("--float-error", type=float, metavar="STEPS",
+                        help="with --quantize int8: keep float the layers whose int8 output is off by more than "
+                             "STEPS quantisation steps on the calibration photos (0.7 flags the worst)")
     export.set_defaults(handler=cmd_export)
 
 

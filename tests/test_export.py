@@ -215,3 +215,52 @@ def test_an_export_carries_the_run_s_categories_and_answers_with_them(photo_run,
     probabilities = lite.predict_proba(lite.contract.decode(str(tmp_path / "tee.jpg"))[None])
     expected = run_chooser(None, PHOTO_CLASSES, export=tflite).choose_all(probabilities)[0].to_dict()
     assert result["category"]["id"] == expected["id"] and result["category"]["id"] in record["categories"].values()
+
+
+def _output_types(path) -> list[tuple[str, type]]:
+    """(op type, output dtype) of each op of a .tflite, in order (the interpreter's op listing)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    dtypes = {tensor["index"]: tensor["dtype"] for tensor in interpreter.get_tensor_details()}
+    return [(op["op_name"], dtypes[op["outputs"][0]]) for op in interpreter._get_ops_details()]
+
+
+def test_an_int8_export_keeps_its_tail_and_the_layers_asked_for_float(photo_run, tmp_path, capsys):
+    """--quantize int8 --float-tail: the ops after the pooling (classifier, softmax) compute in
+    float32, the convolutions in int8; --float-error: the layers int8 puts off by more than that
+    many steps are float too, named in the metadata."""
+    import json
+
+    photos = np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    path = export_model(photo_run, "litert", tmp_path / "tail.tflite", quantize="int8", calibration=photos,
+                        float_tail=True)
+    types = _output_types(path)
+    assert {dtype for op, dtype in types if op in ("FULLY_CONNECTED", "SOFTMAX")} == {np.float32}
+    assert {dtype for op, dtype in types if op in ("CONV_2D", "MEAN")} == {np.int8}
+    metadata = json.loads((tmp_path / "tail.tflite.json").read_text())
+    assert metadata["quantization"] == "int8" and metadata["float_layers"] == {"tail": True, "error_above": None}
+    probabilities = LiteRTPredictor(path).predict_proba(photos[:2])
+    assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+
+    np.save(tmp_path / "photos.npy", photos)
+    out = tmp_path / "error.tflite"
+    assert main(["export", str(photo_run), "--format", "litert", "--out", str(out), "--quantize", "int8",
+                 "--calibration", str(tmp_path / "photos.npy"), "--float-error", "0.3"]) == 0
+    capsys.readouterr()
+    layers = json.loads((tmp_path / "error.tflite.json").read_text())["float_layers"]["layers"]
+    floats = sum(dtype == np.float32 for op, dtype in _output_types(out) if op in ("CONV_2D", "DEPTHWISE_CONV_2D"))
+    assert layers and floats >= 1  # random weights: some layers are off by more than 0.3 steps
+
+
+def test_float_layers_are_checked_and_named(photo_run, tmp_path):
+    from apparel.errors import ParameterError
+
+    photos = np.zeros((2, 32, 32, 3), np.float32)
+    with pytest.raises(ParameterError, match="float_tail and float_error .* with int8"):
+        export_model(photo_run, "litert", tmp_path / "x.tflite", quantize="float16", float_tail=True)
+    with pytest.raises(ParameterError, match="float_tail 'yes': True"):
+        export_model(photo_run, "litert", tmp_path / "x.tflite", quantize="int8", calibration=photos, float_tail="yes")
+    with pytest.raises(ParameterError, match="float_error -1: a number of quantisation steps"):
+        export_model(photo_run, "litert", tmp_path / "x.tflite", quantize="int8", calibration=photos, float_error=-1)
+    assert not (tmp_path / "x.tflite").exists()

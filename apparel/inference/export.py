@@ -41,6 +41,13 @@ FORMATS = ("litert", "saved_model", "onnx")
 # model, but 0.3 to 0.6 points off its validation accuracy; inference.runtime says why it is not
 # the default).
 QUANTIZATIONS = ("float16", "int8")
+# An int8 export may keep some of its ops float (``float_tail``, ``float_error``: export_model). The
+# store model's tail mixes its two networks' probabilities: in int8 (steps of 1/256) it loses the
+# small ImageNet probabilities whose sums say "not apparel" (the catalogue benchmark's street
+# corners: 0.95 left blank rightly in float, 0.37 in full int8).
+POOLING_OP = "MEAN"  # LiteRT's global average pooling: where a network's features end
+# Photos of the calibration set, evenly spaced, on which the int8 layers' error is measured for ``float_error``.
+ERROR_EXAMPLES = 24
 INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ONNX graph
 
 
@@ -79,6 +86,7 @@ def _write_metadata(path: Path, metadata: dict) -> None:
 
 def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os.PathLike, *,
                  quantize: str | None = None, calibration: np.ndarray | None = None,
+                 float_tail: bool = False, float_error: float | None = None,
                  source_digest: str | None = None) -> Path:
     """Write the model of ``model_dir`` (default: ``$APPAREL_MODEL_DIR``, else the shipped photo
     model, as for ``predict``, ``serve`` and ``catalog``) to ``out`` as ``format``:
@@ -90,11 +98,15 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
 
     ``quantize`` (LiteRT only) stores the weights as ``float16``, or makes the model ``int8``
     with its activations' ranges measured on ``calibration``, a batch of model inputs (a hundred
-    or so photos like those it will see; inputs and outputs stay float32). The metadata file is
-    written with it (see the module docstring), with the quantisation and ``source_digest``, the
-    SHA-256 of the ``model.keras`` it came from (computed when not given), which tells an inference
-    artefact (``inference.runtime``) whether it is still the model's. The output appears only when
-    complete.
+    or so photos like those it will see; inputs and outputs stay float32). An int8 model may keep
+    some ops float: with ``float_tail``, every op after the networks' global pooling (classifiers,
+    softmaxes and whatever mixes them); with ``float_error``, the layers whose int8 output is off the
+    float one by more than that many quantisation steps (root-mean-square, LiteRT's
+    ``QuantizationDebugger`` on ``ERROR_EXAMPLES`` of the calibration inputs; 0.29 is rounding
+    alone, its guide flags 0.7). The metadata file is written with it (see the module docstring),
+    with the quantisation (and its float layers) and ``source_digest``, the SHA-256 of the
+    ``model.keras`` it came from (computed when not given), which tells an inference artefact
+    (``inference.runtime``) whether it is still the model's. The output appears only when complete.
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
@@ -104,6 +116,7 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     if (quantize == "int8") != (calibration is not None and len(calibration) > 0):
         raise ParameterError("{} int8 measures its activations on example photos: give {} (and only with int8)",
                              "quantize", "calibration")
+    _check_float_layers(quantize, float_tail, float_error)
     out = Path(out)
     if out.is_dir() and format != "saved_model":
         raise ValueError(f"{out} is a directory; give a file path for --format {format}")
@@ -113,6 +126,8 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     contract = InputContract.for_run(model_dir)
     metadata = export_metadata(contract, format)
     metadata["quantization"] = quantize or "float32"
+    if float_tail or float_error is not None:
+        metadata["float_layers"] = {"tail": float_tail, "error_above": float_error}
     metadata["model_sha256"] = source_digest or file_digest(model_dir / MODEL_FILE)
     if (model_dir / CATEGORIES_FILE).is_file():
         # The run's Shopify categories travel with the export, so an export answers with them too.
@@ -137,7 +152,10 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
             _export_saved_model(model, Path(scratch) / "saved_model", contract)
             converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(scratch) / "saved_model"))
             _quantize(converter, quantize, calibration)
-            built.write_bytes(converter.convert())
+            if float_tail or float_error is not None:
+                built.write_bytes(_convert_partly_int8(converter, calibration, float_tail, float_error, metadata))
+            else:
+                built.write_bytes(converter.convert())
         else:
             _export_onnx(model, Path(scratch) / "model.onnx", built, contract, metadata)
         with atomic_path(metadata_path(out)) as temporary:
@@ -158,6 +176,85 @@ def _quantize(converter, quantize: str | None, calibration: np.ndarray | None) -
     examples = np.asarray(calibration, dtype=np.float32)
     # One input at a time, as the converter's calibrator runs them.
     converter.representative_dataset = lambda: ([examples[i : i + 1]] for i in range(len(examples)))
+
+
+def _check_float_layers(quantize: str | None, float_tail, float_error) -> None:
+    """``float_tail`` (True or False) and ``float_error`` (quantisation steps, 0 or more) are for int8 only."""
+    if (float_tail or float_error is not None) and quantize != "int8":
+        raise ParameterError("{} and {} choose the ops an int8 model keeps float: give them with int8", "float_tail",
+                             "float_error")
+    if not isinstance(float_tail, bool):
+        raise ParameterError(f"{{}} {float_tail!r}: True (the ops after the networks' pooling stay float) or False",
+                             "float_tail")
+    if float_error is not None and (isinstance(float_error, bool) or not isinstance(float_error, (int, float))
+                                    or not float_error >= 0):
+        raise ParameterError(f"{{}} {float_error!r}: a number of quantisation steps, 0 or more (0.7 flags the "
+                             "layers int8 hurts most)", "float_error")
+
+
+def _convert_partly_int8(converter, calibration: np.ndarray, float_tail: bool, float_error: float | None,
+                         metadata: dict) -> bytes:
+    """The int8 model of ``converter`` (calibrated on ``calibration``) with the tail after the
+    pooling and the layers off by more than ``float_error`` steps kept float (named in ``metadata``)."""
+    import tensorflow as tf
+
+    examples = np.asarray(calibration, dtype=np.float32)
+    chosen = examples[np.unique(np.linspace(0, len(examples) - 1, min(ERROR_EXAMPLES, len(examples))).round().astype(int))]
+
+    def debug_dataset():
+        return ([chosen[i : i + 1]] for i in range(len(chosen)))
+
+    float_nodes = _tail_after_pooling(converter) if float_tail else []
+    if float_error is not None:
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
+        metadata["float_layers"]["layers"] = _layers_off_by(debugger, float_error)
+        float_nodes += [name for name in metadata["float_layers"]["layers"] if name not in float_nodes]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=float_nodes or None)
+    try:
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset,
+                                                             debug_options=options)
+    except ValueError:  # its instrumented model found no int8 layer to check
+        raise ParameterError(f"{{}} {float_error!r} keeps every layer float: give a larger number of steps, or no "
+                             "int8", "float_error") from None
+    return debugger.get_nondebug_quantized_model()
+
+
+def _tail_after_pooling(converter) -> list[str]:
+    """The output tensors of the ops fed, directly or through others, by a global pooling
+    (``POOLING_OP``) in ``converter``'s float model: the classifiers and what mixes their answers."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    optimizations, converter.optimizations = converter.optimizations, []
+    try:
+        interpreter = Interpreter(model_content=converter.convert())
+    finally:
+        converter.optimizations = optimizations
+    names = {tensor["index"]: tensor["name"] for tensor in interpreter.get_tensor_details()}
+    after_pooling, tail = set(), []
+    for op in interpreter._get_ops_details():  # in the order they run; LiteRT has no public op listing
+        fed = any(index in after_pooling for index in op["inputs"])
+        if fed or op["op_name"] == POOLING_OP:
+            after_pooling.update(op["outputs"])
+        if fed:
+            tail += [names[index] for index in op["outputs"] if index in names]
+    return tail
+
+
+def _layers_off_by(debugger, steps: float) -> list[str]:
+    """The output tensors whose int8 values are off the float ones by more than ``steps``
+    quantisation steps (root-mean-square) on the debugger's examples, in the model's order."""
+    import csv
+    import io
+
+    debugger.run()
+    table = io.StringIO()
+    debugger.layer_statistics_dump(table)
+    layers = []
+    for row in csv.DictReader(io.StringIO(table.getvalue())):
+        error = np.sqrt(float(row["mean_squared_error"])) / float(row["scale"])
+        if not error <= steps:  # an error that is not a number (a logarithm of 0) counts as too large
+            layers.append(row["tensor_name"])
+    return layers
 
 
 def _export_onnx(model, scratch: Path, path: Path, contract: InputContract, metadata: dict) -> None:
