@@ -13,8 +13,9 @@ data sets in ``../shared/datasets``.
   "Other" or "Skip" fit no class and are left out;
 - Clothing Co-Parsing adds garments as worn and bags as carried: crops of its training-side
   photos (those not held out by ``worn.HELD_OUT_EVERY``) by their per-pixel labels, written as JPEG
-  files under ``out`` (they are cut from the photos, so they cannot be links). Catalogue photos are often worn by a model;
-  with these crops the store model is right more often on every validation set (docs/store-model.md).
+  files under ``out`` (they are cut from the photos, so they cannot be links). Catalogue photos
+  are often worn by a model; with these crops the store model is right more often on every
+  validation set (docs/store-model.md).
 """
 
 from __future__ import annotations

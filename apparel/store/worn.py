@@ -80,7 +80,8 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, on_white: bool = 
                 continue
             rows, cols = np.nonzero(labels == index)
             top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            if len(rows) < (CUTOUT_MIN_PIXELS if on_white else MIN_PIXELS) or min(bottom - top, right - left) < MIN_SIDE:
+            smallest = CUTOUT_MIN_PIXELS if on_white else MIN_PIXELS
+            if len(rows) < smallest or min(bottom - top, right - left) < MIN_SIDE:
                 continue
             dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
             box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
