@@ -53,17 +53,13 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     products += [{"image": str(path), "type": name, "source": "extra", "truth": categories[name][0]}
                  for path, name, split in extra_photos(datasets) if split == "validation"]
     images.mkdir(parents=True, exist_ok=True)
-    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True)):
-        path = images / f"{crop.photo}-{number}-{crop.label}.jpg"
+    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, cut_outs=True)):
+        path = images / f"{crop.photo}-{number}-{crop.label}{'-on-white' if crop.on_white else ''}.jpg"
         if not path.is_file():
             crop.image.save(path, quality=92)
+        source = "street" if crop.category is None else "on white" if crop.on_white else "worn"
         products.append({"image": str(path), "type": crop.label if crop.category else "street (not apparel)",
-                         "source": "worn" if crop.category else "street", "truth": crop.category})
-    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, on_white=True)):
-        path = images / f"{crop.photo}-{number}-{crop.label}-on-white.jpg"
-        if not path.is_file():
-            crop.image.save(path, quality=92)
-        products.append({"image": str(path), "type": crop.label, "source": "on white", "truth": crop.category})
+                         "source": source, "truth": crop.category})
     for number, product in enumerate(products):
         product["handle"] = f"product-{number:05d}"
     return products

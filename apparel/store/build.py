@@ -36,11 +36,9 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
     photos += [(path, name, "extra") for path, name, split in extra_photos(datasets) if split == "validation"]
     for path, name, group in photos:
         yield path, categories[name][0], group, head_classes.index(name) if name in head_classes else -1
-    for crop in worn_crops(datasets / CO_PARSING, held_out=True):
-        kind = "street" if crop.category is None else "worn accessories" if crop.label in ACCESSORIES else "worn"
-        yield crop.image, crop.category, kind, -1
-    for crop in worn_crops(datasets / CO_PARSING, held_out=True, on_white=True):
-        yield crop.image, crop.category, "on white accessories" if crop.label in ACCESSORIES else "on white", -1
+    for crop in worn_crops(datasets / CO_PARSING, held_out=True, cut_outs=True):
+        kind = "street" if crop.category is None else "on white" if crop.on_white else "worn"
+        yield crop.image, crop.category, f"{kind} accessories" if crop.label in ACCESSORIES else kind, -1
 
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:

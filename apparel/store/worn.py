@@ -4,8 +4,8 @@ product at all). The store model's only photos of belts, sunglasses, socks, ties
 jewellery, so the held-out photos' are measured on; the garment head learns from the other photos'
 garments and bags (``training_set.WORN_CLASSES``).
 
-With ``on_white``, each thing's own pixels (its label's mask) stand alone on a white square, as a
-catalogue shows a product: the nearest these data sets come to a store's white-background photos
+With ``cut_outs``, each thing also comes cut out: its own pixels (its label's mask) alone on a white
+square, as a catalogue shows a product: the nearest these data sets come to a store's white-background photos
 of bags, belts or shoes, measured on, never trained on (a head that saw only its bags on white
 could learn that white means bag).
 
@@ -58,12 +58,13 @@ class WornCrop:
     label: str  # the Co-Parsing label, or "background"
     category: str | None  # its Shopify category id; None for background (not a product)
     photo: str  # the photo's number
+    on_white: bool = False  # cut out onto white (``cut_outs``), not cropped with what was around it
 
 
-def worn_crops(root: str | os.PathLike, held_out: bool = True, on_white: bool = False) -> Iterator[WornCrop]:
+def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = False) -> Iterator[WornCrop]:
     """Every labelled thing of the held-out photos (or of the others), then a corner of street
-    where one holds nothing labelled, photo by photo; ``on_white``: each thing alone on white (see
-    the module docstring), and no street."""
+    where one holds nothing labelled, photo by photo; with ``cut_outs``, each thing large enough
+    also alone on white, right after its crop (see the module docstring): one read of each photo."""
     import scipy.io
     from PIL import Image
 
@@ -78,17 +79,16 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, on_white: bool = 
             category = CATEGORIES.get(names[index])
             if category is None:
                 continue
-            rows, cols = np.nonzero(labels == index)
+            mask = labels == index
+            rows, cols = np.nonzero(mask)
             top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            smallest = CUTOUT_MIN_PIXELS if on_white else MIN_PIXELS
-            if len(rows) < smallest or min(bottom - top, right - left) < MIN_SIDE:
+            if len(rows) < MIN_PIXELS or min(bottom - top, right - left) < MIN_SIDE:
                 continue
             dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
             box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
-            image = cut_out(photo, labels == index, box) if on_white else photo.crop(box)
-            yield WornCrop(image, names[index], category, mat.stem)
-        if on_white:
-            continue
+            yield WornCrop(photo.crop(box), names[index], category, mat.stem)
+            if cut_outs and len(rows) >= CUTOUT_MIN_PIXELS:
+                yield WornCrop(cut_out(photo, mask, box), names[index], category, mat.stem, on_white=True)
         height, width = labels.shape
         for y, x in ((0, 0), (0, width - PATCH), (height - PATCH, 0), (height - PATCH, width - PATCH)):
             if (labels[y : y + PATCH, x : x + PATCH] == 0).mean() > 0.98:
