@@ -832,3 +832,34 @@ def test_a_decided_category_still_gets_the_photos_colour_and_keep_changes_nothin
     assert written["red-tee"] == written_rows(source)["red-tee"]
     assert written["navy-card"][4] == "Gift Cards" and written["navy-card"][-1] == ""
     assert (report.decided, report.coloured) == (3, 1)
+
+
+def test_a_colour_is_read_with_the_category_and_kept_in_the_cache(shop, photo_run):
+    """One read of each photo gives both; a rerun takes both from the cache, and a photo cached by
+    a run without colour is read again once (it has none to give)."""
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + [""]]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    coloured = config(photo_run, shop_dir, colour=True)
+    first = categorize_catalog(source, shop_dir / "out.csv", coloured, predictor=photo)
+    assert (first.predicted, first.cached) == (2, 0)
+    written = (shop_dir / "out.csv").read_bytes()
+    again = categorize_catalog(source, shop_dir / "out.csv", coloured, predictor=photo)
+    assert (again.predicted, again.cached) == (0, 2)
+    assert (shop_dir / "out.csv").read_bytes() == written
+    assert {row[0]: row[-1] for row in written_rows(shop_dir / "out.csv").values()} == {"navy-tee": "Navy",
+                                                                                         "red-tee": "Red"}
+
+    plain = categorize_catalog(source, shop_dir / "plain.csv", config(photo_run, shop_dir), predictor=photo)
+    assert (plain.predicted, plain.cached) == (2, 0)
+    with_colour = categorize_catalog(source, shop_dir / "plain.csv", coloured, predictor=photo)
+    assert (with_colour.predicted, with_colour.cached) == (2, 0)
+    assert (shop_dir / "plain.csv").read_bytes() == written
+    assert categorize_catalog(source, shop_dir / "plain.csv", coloured, predictor=photo).cached == 2

@@ -51,6 +51,9 @@ REFERENCES: dict[str, tuple[tuple[int, int, int], ...]] = {
     "Brown": ((120, 80, 50), (80, 55, 35), (160, 110, 70), (60, 42, 32)),
 }
 MULTICOLOR = "Multicolor"
+# Raised whenever a photo's colour would come out otherwise (a reference colour, a rule): a
+# catalog's cache keeps each photo's colour under it, and an older one is read again.
+NAMING_VERSION = 1
 DEFAULT_CONFIG = ColourConfig()  # built once: checking a config costs as much as naming a photo
 
 
@@ -67,6 +70,14 @@ class ProductColour:
         """The JSON form ``predict --json`` and serve give."""
         return {**_value_dict(self.main), "confidence": round(self.confidence, 3),
                 "second": _value_dict(self.second) if self.second else None}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ProductColour":
+        """The colour ``to_dict`` wrote (what a batch's rows and a catalog's cache keep; the shares
+        are not in it)."""
+        colours, second = attribute(ATTRIBUTE), values.get("second")
+        return cls(colours.value(values["name"]), colours.value(second["name"]) if second else None,
+                   float(values["confidence"]), {})
 
 
 def _value_dict(value: AttributeValue) -> dict:

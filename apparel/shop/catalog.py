@@ -45,6 +45,7 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -52,6 +53,7 @@ import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
 from apparel.attributes import ProductColour, has_colour
+from apparel.attributes.colour import NAMING_VERSION
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
@@ -63,7 +65,7 @@ from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
-from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag, read_colours
+from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag
 from apparel.shop.decisions import KEEP, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -259,19 +261,27 @@ def cache_key(source: ImageSource, model_digest: str, contract: InputContract = 
     return f"{model_digest[:16]}|{contract.kind}{contract.size}|v{contract.model_kind.pipeline_version}|{identity}"
 
 
-def read_cache(path: Path, num_classes: int) -> dict[str, list[float]]:
-    """The finished images of earlier runs (``num_classes`` probabilities each); a line cut short
-    by an interruption is skipped."""
+class CachedImage(NamedTuple):
+    probabilities: list[float]
+    colour: dict | None  # ``ProductColour.to_dict()`` when a run with colour read it (this naming version)
+
+
+def read_cache(path: Path, num_classes: int) -> dict[str, CachedImage]:
+    """The finished images of earlier runs (``num_classes`` probabilities each, and the colour when
+    one was read); a line cut short by an interruption is skipped."""
     cache = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
                 key, probabilities = str(entry["key"]), [float(p) for p in entry["probabilities"]]
-            except (ValueError, KeyError, TypeError):
+                colour = entry.get("colour") if entry.get("colour_version") == NAMING_VERSION else None
+                if colour is not None:
+                    ProductColour.from_dict(colour)  # one that cannot be read back is read from the photo again
+            except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             if len(probabilities) == num_classes:
-                cache[key] = probabilities
+                cache[key] = CachedImage(probabilities, colour)
     return cache
 
 
@@ -348,11 +358,9 @@ def categorize_catalog(
                               config.outside_confidence)
         classifier.classify(products, images_dir)
         colours = None
-        if config.colour and classifier.contract.model_kind.takes_categories:
+        if classifier.colour:
             columns["colour"] = colour_column(header.cells)
-            # The photo classified for each product (cached ones too) is read again for its colour.
-            colours = read_colours({handle: image for handle, (image, _) in classifier.outcome.items()}, images_dir,
-                                   config.fetch(), classifier.contract, config.read_threads)
+            colours = classifier.colours
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
@@ -417,7 +425,10 @@ class Classifier:
     Each product's images are tried in order until one is read: first images first, for all
     products, each round through the read-and-predict loop (``batch.loop``) on the configured
     engine. After ``classify``, ``outcome`` maps a handle to (image, probabilities over
-    ``class_names``) and ``errors`` a handle to the reasons its images could not be read.
+    ``class_names``) and ``errors`` a handle to the reasons its images could not be read. With
+    ``config.colour`` (a model that takes categories), ``colours`` maps a handle to its image's
+    colour, named from the same read (``predicting.Predict``) and kept in the cache with it: a
+    cached image without one is read again.
     """
 
     def __init__(self, config: CatalogConfig, model_dir: Path, cache_path: Path, predictor=None,
@@ -430,12 +441,16 @@ class Classifier:
             self.model = ModelSettings(str(model_dir))
             contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
         self.contract = contract
+        self.colour = config.colour and contract.model_kind.takes_categories
+        if self.colour:
+            self.model = replace(self.model, colour=True)
         # The cache's model: the file that answers (the LiteRT artefact's numbers are not Keras's).
         answering = getattr(predictor, "export_path", None) or self.model.litert or model_dir / MODEL_FILE
         self.model_digest = file_digest(answering)
         self.cache = read_cache(cache_path, self.contract.num_classes)
         self.outcome: dict[str, tuple[str, list[float]]] = {}
         self.errors: dict[str, list[str]] = {}
+        self.colours: dict[str, ProductColour] = {}
         self.predicted = self.cached = 0
         self._cache_file = None
 
@@ -469,8 +484,11 @@ class Classifier:
         to_read = []
         for product, source in pending:
             key = cache_key(source, self.model_digest, self.contract)
-            if key is not None and key in self.cache:
-                self.outcome[product.handle] = (source.name, self.cache[key])
+            cached = self.cache.get(key) if key is not None else None
+            if cached is not None and (cached.colour is not None or not self.colour):
+                self.outcome[product.handle] = (source.name, cached.probabilities)
+                if self.colour:
+                    self.colours[product.handle] = ProductColour.from_dict(cached.colour)
                 self.cached += 1
                 self.progress(1)
             else:
@@ -489,7 +507,9 @@ class Classifier:
                            address=self.config.ray_address, predictor=self.predictor)
         for result in results:
             lines = []
-            for row, probabilities, error in zip(result["row"], result["probabilities"], result["error"]):
+            colours = result["colour"] if self.colour else [""] * len(result["row"])
+            for row, probabilities, error, colour in zip(result["row"], result["probabilities"], result["error"],
+                                                         colours):
                 product, source, key = to_read[row]
                 self.progress(1)
                 if error:
@@ -498,9 +518,13 @@ class Classifier:
                 values = [round(float(p), 6) for p in probabilities]
                 self.outcome[product.handle] = (source.name, values)
                 self.predicted += 1
+                entry = {"key": key, "probabilities": values}
+                if colour:
+                    entry.update(colour=json.loads(colour), colour_version=NAMING_VERSION)
+                    self.colours[product.handle] = ProductColour.from_dict(entry["colour"])
                 if key is not None:
-                    self.cache[key] = values
-                    lines.append(json.dumps({"key": key, "probabilities": values}) + "\n")
+                    self.cache[key] = CachedImage(values, entry.get("colour"))
+                    lines.append(json.dumps(entry) + "\n")
             self._remember(lines)
 
     def _remember(self, lines: list[str]) -> None:

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from apparel.attributes import ProductColour, product_colour
-from apparel.images.fetch import FetchConfig
-from apparel.images.sources import contained_source, read_sources
+from apparel.attributes import ProductColour
 
 METAFIELD = "(product.metafields.shopify.color-pattern)"
 TAG_PREFIX = "color:"
@@ -39,16 +37,3 @@ def colour_tag(colour: ProductColour) -> str:
 def colour_cell(colour: ProductColour) -> str:
     """The metafield column's value: the main colour's name, and the second's (``Navy, White``)."""
     return ", ".join(value.name for value in (colour.main, colour.second) if value is not None)
-
-
-def read_colours(images: dict[str, str], images_dir, fetch: FetchConfig, contract, workers: int = 4
-                 ) -> dict[str, ProductColour]:
-    """Handle → the colour of the image (a catalog cell) that was classified for it, read again
-    as the photo model's input (``contract``). Images that cannot be read get none."""
-    handles = list(images)
-    sources = [contained_source(images[handle], images_dir) for handle in handles]
-    colours = {}
-    for handle, (_, inputs, error) in zip(handles, read_sources(sources, fetch, workers, contract)):
-        if error is None and len(inputs):
-            colours[handle] = product_colour(inputs[0])
-    return colours
