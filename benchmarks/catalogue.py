@@ -8,8 +8,9 @@ one, an invalid one, or none.
 Only validation sides are used: clothing-dataset-small's validation/, clothing-dataset-extra's
 validation senders, Clothing Co-Parsing's held-out photos (worn crops of every labelled garment
 and accessory, and street corners with nothing worn: not a product of the vertical; and the same
-things cut out by their labels onto white, the nearest these data come to a store's
-white-background photos: source "on white"). The crops
+things cut out by their labels onto white, as a store shows a bag or a shoe: source "on white";
+and the worn crops with the street behind the person made white, as a store shows a garment on a
+model in a studio: source "worn on white"; ``store.worn``). The crops
 are written as JPEG files under --out (never into the project). Each photo is one product of a
 Shopify product CSV (the current header style, or --header-style old), local image paths.
 
@@ -43,6 +44,7 @@ KINDS = ("exact", "parent", "blank-right", "wrong", "invalid", "blank")
 
 def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     """Every validation photo as a product: handle, image path, product type, source, truth id."""
+    from apparel.store.build import crop_set
     from apparel.store.model import read_classes
     from apparel.store.training_set import SMALL, extra_photos
     from apparel.store.worn import worn_crops
@@ -53,11 +55,12 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     products += [{"image": str(path), "type": name, "source": "extra", "truth": categories[name][0]}
                  for path, name, split in extra_photos(datasets) if split == "validation"]
     images.mkdir(parents=True, exist_ok=True)
-    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, cut_outs=True)):
-        path = images / f"{crop.photo}-{number}-{crop.label}{'-on-white' if crop.on_white else ''}.jpg"
+    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, cut_outs=True,
+                                             worn_on_white=True)):
+        source = crop_set(crop)
+        path = images / f"{crop.photo}-{number}-{crop.label}-{source.replace(' ', '-')}.jpg"
         if not path.is_file():
             crop.image.save(path, quality=92)
-        source = "street" if crop.category is None else "on white" if crop.on_white else "worn"
         products.append({"image": str(path), "type": crop.label if crop.category else "street (not apparel)",
                          "source": source, "truth": crop.category})
     for number, product in enumerate(products):

@@ -173,3 +173,47 @@ def test_a_thing_cut_out_onto_white_keeps_only_its_own_pixels_centred_on_a_squar
     assert (thing == (10, 120, 30)).all()
     square[offset + 5 : offset + 15, 5:45] = 255
     assert (square == 255).all(), "everything but the masked pixels is white"
+
+
+def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_path):
+    """The studio proxy: the garment's crop with every unlabelled pixel white and the person kept,
+    yielded after the street crop, and written beside it into the garment head's training set."""
+    import scipy.io
+    from PIL import Image
+    from scipy.ndimage import binary_erosion
+
+    from apparel.store.training_set import write_worn_crops
+    from apparel.store.worn import STREET, WORN_ON_WHITE, worn_crops
+
+    root = tmp_path / "clothing-co-parsing"
+    (root / "annotations" / "pixel-level").mkdir(parents=True)
+    (root / "photos").mkdir()
+    scipy.io.savemat(root / "label_list.mat",
+                     {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
+    labels = np.zeros((200, 200), dtype=np.uint8)
+    labels[40:160, 70:130] = 1  # a person's skin…
+    labels[60:120, 60:140] = 2  # …wearing a T-shirt
+    pixels = np.zeros((200, 200, 3), dtype=np.uint8)
+    pixels[...] = (90, 90, 200)  # the street
+    pixels[labels == 1] = (200, 160, 130)
+    pixels[labels == 2] = (20, 120, 40)
+    for number in ("0005", "0006"):  # held out (divisible by 5) and training side
+        scipy.io.savemat(root / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
+        Image.fromarray(pixels).save(root / "photos" / f"{number}.jpg", quality=100)
+
+    crops = [crop for crop in worn_crops(root, held_out=True, worn_on_white=True) if crop.label == "t-shirt"]
+    assert [crop.backdrop for crop in crops] == [STREET, WORN_ON_WHITE]
+    street, studio = (np.asarray(crop.image).astype(int) for crop in crops)
+    assert street.shape == studio.shape == (72, 96, 3)  # the T-shirt's box and a tenth of it around
+    # The box spans rows 54-126 and columns 52-148: the T-shirt, the skin above and below it, street
+    # at the sides. Each region is judged a few pixels in from its edges, which JPEG blurs.
+    box = labels[54:126, 52:148]
+    inside = {label: binary_erosion(box == label, iterations=3) for label in (0, 1, 2)}
+    assert (studio[box == 0] > 245).all(), "the street is white, to its last pixel"
+    assert (np.abs(street[inside[0]] - (90, 90, 200)) < 12).all()
+    assert (np.abs(studio[inside[2]] - (20, 120, 40)) < 12).all()
+    assert (np.abs(studio[inside[1]] - (200, 160, 130)) < 12).all(), "the person's skin stays"
+
+    assert write_worn_crops(tmp_path, tmp_path / "photos") == {"t-shirt": 2}
+    assert sorted(path.name for path in (tmp_path / "photos" / "train" / "t-shirt").iterdir()) == [
+        "ccp-0006-t-shirt-white.jpg", "ccp-0006-t-shirt.jpg"]

@@ -23,7 +23,7 @@ from apparel.contract import CONFIG_KEY, InputContract
 from apparel.store import calibrate as calibration
 from apparel.store.model import branches, build_store_model, read_classes, store_class_names
 from apparel.store.training_set import SMALL, extra_photos
-from apparel.store.worn import ACCESSORIES, worn_crops
+from apparel.store.worn import ACCESSORIES, CUT_OUT, WORN_ON_WHITE, worn_crops
 
 CO_PARSING = "clothing-co-parsing"
 
@@ -36,9 +36,17 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
     photos += [(path, name, "extra") for path, name, split in extra_photos(datasets) if split == "validation"]
     for path, name, group in photos:
         yield path, categories[name][0], group, head_classes.index(name) if name in head_classes else -1
-    for crop in worn_crops(datasets / CO_PARSING, held_out=True, cut_outs=True):
-        kind = "street" if crop.category is None else "on white" if crop.on_white else "worn"
+    for crop in worn_crops(datasets / CO_PARSING, held_out=True, cut_outs=True, worn_on_white=True):
+        kind = crop_set(crop)
         yield crop.image, crop.category, f"{kind} accessories" if crop.label in ACCESSORIES else kind, -1
+
+
+def crop_set(crop) -> str:
+    """The validation set a Co-Parsing crop belongs to (before "accessories" is added): "street"
+    for a corner with nothing worn, else by its backdrop."""
+    if crop.category is None:
+        return "street"
+    return {CUT_OUT: "on white", WORN_ON_WHITE: "worn on white"}.get(crop.backdrop, "worn")
 
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:

@@ -72,16 +72,19 @@ def extra_photos(datasets: str | os.PathLike) -> list[tuple[Path, str, str]]:
 
 def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
     """Write the worn-garment crops of Clothing Co-Parsing's training-side photos into
-    ``out/train/<class>/``; returns the count per class. A crop already written is kept."""
-    from apparel.store.worn import worn_crops
+    ``out/train/<class>/``, each as photographed and worn on white (``worn.WORN_ON_WHITE``: the
+    street made white, as a store photographs a garment on a model); returns the count per class.
+    A crop already written is kept."""
+    from apparel.store.worn import WORN_ON_WHITE, worn_crops
 
     counts: dict[str, int] = {}
-    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False):
+    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False, worn_on_white=True):
         name = WORN_CLASSES.get(crop.label)
         width, height = crop.image.size
         if name is None or width * height < WORN_MIN_AREA or min(width, height) < WORN_MIN_SIDE:
             continue
-        path = Path(out) / "train" / name / f"ccp-{crop.photo}-{crop.label}.jpg"
+        backdrop = "-white" if crop.backdrop == WORN_ON_WHITE else ""
+        path = Path(out) / "train" / name / f"ccp-{crop.photo}-{crop.label}{backdrop}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.is_file():
             crop.image.save(path, quality=92)

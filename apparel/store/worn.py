@@ -4,10 +4,16 @@ product at all). The store model's only photos of belts, sunglasses, socks, ties
 jewellery, so the held-out photos' are measured on; the garment head learns from the other photos'
 garments and bags (``training_set.WORN_CLASSES``).
 
-With ``cut_outs``, each thing also comes cut out: its own pixels (its label's mask) alone on a white
-square, as a catalogue shows a product: the nearest these data sets come to a store's white-background photos
-of bags, belts or shoes, measured on, never trained on (a head that saw only its bags on white
-could learn that white means bag).
+Each thing can come on three backdrops (``WornCrop.backdrop``):
+
+- ``street``: cropped from the photo with what was around it;
+- ``cut out`` (``cut_outs``): its own pixels (its label's mask) alone on a white square, as a
+  catalogue shows a bag, a belt or a shoe; measured on, never trained on (a head that saw only
+  its bags on white could learn that white means bag);
+- ``worn on white`` (``worn_on_white``): the same crop with the street behind the person made
+  white (every labelled pixel kept: skin, hair, the other clothes), as a store photographs a
+  garment on a model in a studio: the kind of photo most of a fashion catalogue is. Every garment
+  class has it, so the garment head learns from the training side's (``training_set``).
 
     >>> from apparel.store.worn import worn_crops
     >>> crop = next(worn_crops("../shared/datasets/clothing-co-parsing", held_out=True))
@@ -50,6 +56,8 @@ MIN_SIDE = 24
 MARGIN = 0.1
 PATCH = 160  # a corner of the street, when no labelled pixel is in it
 HELD_OUT_EVERY = 5  # photo numbers divisible by 5 are measured on (benchmarks/worn_crops.py's split)
+STREET, CUT_OUT, WORN_ON_WHITE = "street", "cut out", "worn on white"
+NOTHING = 0  # the label of pixels that are none of the person's ("null")
 
 
 @dataclass(frozen=True)
@@ -58,13 +66,15 @@ class WornCrop:
     label: str  # the Co-Parsing label, or "background"
     category: str | None  # its Shopify category id; None for background (not a product)
     photo: str  # the photo's number
-    on_white: bool = False  # cut out onto white (``cut_outs``), not cropped with what was around it
+    backdrop: str = STREET  # STREET, CUT_OUT or WORN_ON_WHITE (the module docstring)
 
 
-def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = False) -> Iterator[WornCrop]:
+def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = False,
+               worn_on_white: bool = False) -> Iterator[WornCrop]:
     """Every labelled thing of the held-out photos (or of the others), then a corner of street
     where one holds nothing labelled, photo by photo; with ``cut_outs``, each thing large enough
-    also alone on white, right after its crop (see the module docstring): one read of each photo."""
+    also alone on white, and with ``worn_on_white`` its crop with the street made white, right
+    after its crop (see the module docstring): one read of each photo."""
     import scipy.io
     from PIL import Image
 
@@ -75,6 +85,7 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             continue
         labels = scipy.io.loadmat(mat)["groundtruth"]
         photo = Image.open(root / "photos" / f"{mat.stem}.jpg").convert("RGB")
+        studio = None  # the photo with the street made white, made when first needed
         for index in np.unique(labels):
             category = CATEGORIES.get(names[index])
             if category is None:
@@ -88,7 +99,11 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
             yield WornCrop(photo.crop(box), names[index], category, mat.stem)
             if cut_outs and len(rows) >= CUTOUT_MIN_PIXELS:
-                yield WornCrop(cut_out(photo, mask, box), names[index], category, mat.stem, on_white=True)
+                yield WornCrop(cut_out(photo, mask, box), names[index], category, mat.stem, CUT_OUT)
+            if worn_on_white:
+                if studio is None:
+                    studio = Image.fromarray(np.where((labels == NOTHING)[..., None], 255, np.asarray(photo)).astype(np.uint8))
+                yield WornCrop(studio.crop(box), names[index], category, mat.stem, WORN_ON_WHITE)
         height, width = labels.shape
         for y, x in ((0, 0), (0, width - PATCH), (height - PATCH, 0), (height - PATCH, width - PATCH)):
             if (labels[y : y + PATCH, x : x + PATCH] == 0).mean() > 0.98:
