@@ -62,6 +62,12 @@ def shipped_model_dir(name: str) -> Path:
     return SHIPPED_MODELS_DIR / name
 
 
+def is_shipped(model_dir: str | os.PathLike) -> bool:
+    """Whether ``model_dir`` is one of the shipped models' folders (package data: read, never
+    written; in a checkout, files under version control)."""
+    return Path(model_dir).resolve().parent == SHIPPED_MODELS_DIR.resolve()
+
+
 def shipped_model_names() -> list[str]:
     """The names of the shipped models that hold a model, sorted.
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from apparel.kinds.fashion_mnist import data
+from apparel import artifacts
 from apparel.artifacts import MODEL_FILE, shipped_model_names
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
@@ -116,7 +117,11 @@ def cmd_evaluate(args) -> int:
         print(f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>7}")
     confused = "; ".join(f"{a} ↔ {b}: {pair['mistakes']}" for pair in report["most_confused"][:3] for a, b in [pair["classes"]])
     print(f"most confused: {confused}")
-    print(f"updated {model_dir}/metrics.json")
+    if artifacts.is_shipped(model_dir):
+        print(f"{model_dir} is a shipped model: its metrics.json is left as shipped; copy the folder to keep "
+              "these figures in it")
+    else:
+        print(f"updated {model_dir}/metrics.json")
     return 0
 
 

@@ -112,8 +112,13 @@ def test_evaluate_run_writes_its_figures_beside_the_model_by_default(tiny_datase
 def test_without_a_run_the_shipped_model_of_the_right_kind_is_measured(tiny_dataset, tmp_path):
     from conftest import write_photo_folders
 
-    report = evaluate_run(None, dataset=tiny_dataset, write=False)  # no images: the Fashion-MNIST model
+    from apparel import artifacts
+
+    shipped = artifacts.shipped_model_dir("default") / artifacts.METRICS_FILE
+    before = shipped.read_bytes()
+    report = evaluate_run(None, dataset=tiny_dataset)  # no images: the Fashion-MNIST model
     assert report["test_images"] == len(tiny_dataset.y_test)
+    assert shipped.read_bytes() == before, "a shipped model's figures are left as it shipped with them"
     folder = write_photo_folders(tmp_path / "photos", per_class=1)  # dress, shoes, t-shirt: its classes too
     report = evaluate_run(None, images=folder, write=False)  # images: the shipped store model, 40 classes
     assert report["images_images"] == 3 and len(report["confusion_matrix"]) == 40

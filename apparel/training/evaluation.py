@@ -23,7 +23,8 @@ def evaluate_run(
     images: str | os.PathLike | None = None,
 ) -> dict:
     """Reload a run's model, recompute its held-out figures and (``write``) merge them into its
-    metrics.json. Returns the figures.
+    metrics.json, except a shipped model's (package data, whose figures are the ones it shipped
+    with). Returns the figures.
 
     The model's kind says what it is measured on: a Fashion-MNIST model on the test set
     (``test_*``); a photo model on ``images``, a folder of class folders or a ``path,label`` CSV
@@ -34,7 +35,7 @@ def evaluate_run(
     kind = predictor.contract.model_kind
     held_out = kind.held_out(predictor.contract, path, images, dataset, data_dir)
     report = kind.measure(predictor.model, held_out, predictor.batch_size)
-    if write:
+    if write and not artifacts.is_shipped(path):
         metrics_file = path / artifacts.METRICS_FILE
         metrics = artifacts.read_json(metrics_file) if metrics_file.exists() else {}
         artifacts.update_json(metrics_file, kind.record(metrics, held_out, report))
