@@ -641,3 +641,32 @@ def test_photo_model_upload_gives_the_colour_where_the_category_takes_one(photo_
     assert result["category"]["id"]  # the tiny model's category for it takes a colour
     assert result["color"] == expected["color"] and result["color"]["name"] == "Navy"
     assert result["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
+
+
+def test_a_v2_answer_with_colours_is_built_off_the_event_loop(photo_predictor, monkeypatch):
+    """Naming a colour reads each photo's pixels (milliseconds a photo): the answer that carries
+    colours is built on a worker thread, so the requests behind it do not wait for it."""
+    import asyncio
+
+    from apparel.serve import v2
+
+    named_on_loop = []
+    name_colours = v2.photo_attributes
+
+    def recording(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            named_on_loop.append(True)
+        except RuntimeError:
+            named_on_loop.append(False)
+        return name_colours(*args, **kwargs)
+
+    monkeypatch.setattr(v2, "photo_attributes", recording)
+    with TestClient(create_app(photo_predictor, **LIMITS)) as client:
+        input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+        tensor = {"name": input_name, "shape": [1, 32, 32, 3], "datatype": "UINT8",
+                  "data": photo_array().ravel().tolist()}
+        answered = client.post("/v2/models/apparel/infer", json={"inputs": [tensor]})  # every output: colour too
+        assert answered.status_code == 200, answered.text
+        assert "color" in [output["name"] for output in answered.json()["outputs"]]
+    assert named_on_loop == [False]

@@ -27,7 +27,7 @@ from apparel.serve.payloads import RequestError
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 from apparel.serve.security import key_refusal
 from apparel.serve.tfserving import SIGNATURE, signature_def
-from apparel.serve.v2 import (LARGE_ANSWER, SERVER_NAME, answer_size, check_answer_size, model_metadata,
+from apparel.serve.v2 import (SERVER_NAME, answer_size, answers_slowly, check_answer_size, model_metadata,
                               output_tensors, raw_tensor_data, requested_outputs, serialize_bytes, tensor_images)
 
 INSTALL_HINT = ("gRPC needs the protocol stubs of tritonclient[grpc] and tensorflow-serving-api: "
@@ -68,8 +68,8 @@ class Predictions:
     async def run(self, served: ServedVersion, message_bytes: int, name: str, datatype: str, shape, data,
                   outputs: dict[str, bool], answer, echoed: int = 0):
         """The answer ``answer(served, probabilities, images)`` builds, once its size (``outputs`` and
-        ``echoed`` as ``v2.answer_size`` takes them) is known to be within the limit; a large one
-        is built on a worker thread."""
+        ``echoed`` as ``v2.answer_size`` takes them) is known to be within the limit; a large one,
+        or one with colours, is built on a worker thread (``v2.answers_slowly``)."""
         config = self.registry.config
         with self.registry.holding(served, "grpc", bytes=message_bytes):
             async def work():
@@ -81,7 +81,7 @@ class Predictions:
                 size = answer_size(served, len(images), outputs, echoed)
                 check_answer_size(size, config.max_response_bytes)
                 probabilities = await served.batcher.predict(images)
-                if size >= LARGE_ANSWER:
+                if answers_slowly(served, size, outputs):
                     return await asyncio.to_thread(answer, served, probabilities, images)
                 return answer(served, probabilities, images)
 

@@ -209,6 +209,13 @@ def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list
     return tensors
 
 
+def answers_slowly(served: ServedVersion, size: int, outputs) -> bool:
+    """Whether building an answer of ``size`` bytes with ``outputs`` takes long enough to belong
+    on a worker thread, not the event loop every other request waits on: a large answer, or
+    colours, which read each photo's pixels (a few milliseconds a photo)."""
+    return size >= LARGE_ANSWER or (COLOR_OUTPUT in outputs and served.contract.model_kind.takes_categories)
+
+
 def parse_infer_body(body: bytes, header_length: str | None):
     """The JSON of an infer request and its binary part (empty without the extension)."""
     if header_length is None:
@@ -369,7 +376,7 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         size = answer_size(served, len(images), outputs, len(json.dumps(request["id"])) if "id" in request else 0)
         check_answer_size(size, config.max_response_bytes)
         probabilities = await served.batcher.predict(images)
-        if size >= LARGE_ANSWER:  # a large answer takes its time to build: off the loop
+        if answers_slowly(served, size, outputs):
             return await run_in_threadpool(infer_response, served, request, outputs, probabilities, images)
         return infer_response(served, request, outputs, probabilities, images)
 
