@@ -42,6 +42,20 @@ class ColourPredictor:
         return np.asarray([rows[_strongest(mean)] for mean in channels])
 
 
+class FailingOnce(ColourPredictor):
+    """The colour predictor, except that its ``fail_at``-th call raises (a model file gone, a disk full)."""
+
+    def __init__(self, fail_at: int):
+        super().__init__()
+        self.fail_at = fail_at
+
+    def predict_proba(self, images):
+        if self.calls + 1 == self.fail_at:
+            self.calls += 1
+            raise RuntimeError("the model's disk went away")
+        return super().predict_proba(images)
+
+
 def _strongest(mean: np.ndarray) -> int:
     """The channel that stands out of a one-colour photo."""
     return int(np.argmax(mean - mean.mean()))

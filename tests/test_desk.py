@@ -15,7 +15,8 @@ from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions
-from desk_shop import SETTINGS, ColourPredictor, arrow_key_latencies, colour_desk, stub_model_dir, write_store
+from desk_shop import (SETTINGS, ColourPredictor, FailingOnce, arrow_key_latencies, colour_desk, stub_model_dir,
+                        write_store)
 from serving import running_server
 from test_browser import CHROMIUM, browser, open_page  # noqa: F401 — browser: the page tests' Chromium
 
@@ -200,3 +201,22 @@ def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decisio
     assert categorized == (tmp_path / "expected.csv").read_bytes()
     assert errors == [], f"JavaScript errors on the page: {errors}"
     context.close()
+
+
+def test_desk_a_failed_job_says_why_and_is_tried_again_from_the_page(browser, served, tmp_path):
+    csv_path, images = write_store(tmp_path / "shop", 12)
+    model_dir = stub_model_dir(tmp_path / "model")
+    # The first round (10 products) is classified, then the model fails once.
+    with desk_server(served, tmp_path / "jobs", images, model_dir, FailingOnce(fail_at=2)) as url:
+        page, errors = open_page(browser, url + "/desk")
+        assert page.locator("#retry").is_hidden()
+        page.set_input_files("#csv", str(csv_path))
+        page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Failed')",
+                               timeout=60_000)
+        assert page.text_content("#status") == ("Failed: 10 of 12 products "
+                                                "(RuntimeError: the model's disk went away)")
+        page.click("#retry")
+        wait_done(page, 12)
+        assert page.locator("#retry").is_hidden()
+        assert row(page, "product-0000").locator(".path").text_content() == DRESSES
+        assert errors == []

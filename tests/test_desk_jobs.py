@@ -10,13 +10,13 @@ import time
 import pytest
 
 from apparel.cli import main
-from apparel.desk.jobs import DONE, JobStore, UploadedCatalog, round_bounds
+from apparel.desk.jobs import DONE, FAILED, JobStore, UploadedCatalog, round_bounds
 from apparel.desk.runner import Stopped
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions, write_decisions
 from apparel.shop.splice import parse_records
-from desk_shop import SETTINGS, ColourPredictor, colour_desk, stub_model_dir, write_store
+from desk_shop import SETTINGS, ColourPredictor, FailingOnce, colour_desk, stub_model_dir, write_store
 
 DRESSES = "Apparel & Accessories > Clothing > Dresses"
 TSHIRTS = "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
@@ -186,16 +186,33 @@ def test_one_desk_stopped_mid_job_and_started_again_finishes_it(store, tmp_path)
     assert job.state()["state"] == DONE and len(job.outcomes()) == 12
 
 
-def run_to_the_end(desk, job, seconds: float = 10) -> None:
-    """Start ``desk``'s thread and stop it once ``job`` is done, or after ``seconds``."""
+def run_to_the_end(desk, job, seconds: float = 10, end: str = DONE) -> None:
+    """Start ``desk``'s thread and stop it once ``job`` is ``end`` (done), or after ``seconds``."""
     desk.start()
     try:
         for _ in range(int(seconds / 0.05)):
-            if job.state()["state"] == DONE:
+            if job.state()["state"] == end:
                 break
             time.sleep(0.05)
     finally:
         desk.stop()
+
+
+def test_a_failed_job_is_tried_again_and_keeps_the_rounds_it_finished(store, tmp_path):
+    csv_path, images, model_dir = store
+    predictor = FailingOnce(fail_at=2)  # the first round (10 products, one batch) finishes, the second fails
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, predictor)
+    job = desk.submit("products.csv", csv_path.read_bytes())
+    run_to_the_end(desk, job, end=FAILED)
+    assert job.state()["state"] == FAILED and job.state()["error"] == "RuntimeError: the model's disk went away"
+    assert job.finished_rounds() == 1 and predictor.calls == 2
+    desk.retry(job)
+    assert job.state()["state"] == "queued" and job.state()["error"] is None
+    run_to_the_end(desk, job)
+    assert job.state()["state"] == DONE and len(job.outcomes()) == 12
+    assert predictor.calls == 3, "the finished round was not classified again"
+    with pytest.raises(ParameterError, match=f"job {job.id} is done; only a failed job is tried again"):
+        desk.retry(job)
 
 
 def test_the_desk_keeps_at_most_its_jobs_and_deletes_only_finished_ones(store, tmp_path):
@@ -267,6 +284,8 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
                              ).status_code == 403
         busy = client.delete(f"/desk/api/jobs/{named}", headers=key)
         assert busy.status_code == 409 and "delete it once it is done" in busy.json()["error"]
+        not_failed = client.post(f"/desk/api/jobs/{named}/retry", headers=key)
+        assert not_failed.status_code == 409 and "only a failed job is tried again" in not_failed.json()["error"]
         assert client.get("/desk/api/jobs/..%2F..%2Fetc", headers=key).status_code == 404
         hits = client.get("/desk/api/taxonomy", params={"q": "tee"}, headers=key).json()["categories"]
         assert hits[0]["path"] == TSHIRTS

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore
+from apparel.errors import ParameterError
 from apparel.shop.catalog import CatalogConfig, categorize_catalog, companion_paths
 
 OUTPUT_NAME, ROUND_NAME = "categorized.csv", "round.csv"
@@ -82,6 +83,16 @@ class Desk:
     def submit(self, name: str, content: bytes) -> Job:
         """A new job for an uploaded catalog, queued (a ``SourceError`` if it is no Shopify export)."""
         job = self.store.create(name, content)
+        self._queue.put(job.id)
+        return job
+
+    def retry(self, job: Job) -> Job:
+        """Queue a failed job again: the rounds it finished are kept, the others run (a
+        ``ParameterError`` for a job that has not failed)."""
+        state = job.state()["state"]
+        if state != FAILED:
+            raise ParameterError(f"{{}} {job.id} is {state}; only a failed job is tried again", "job")
+        job.update(state=QUEUED, error=None)
         self._queue.put(job.id)
         return job
 

@@ -95,6 +95,15 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
             raise RequestError(409, str(error)) from None
         return Response(status_code=204)
 
+    @app.post("/desk/api/jobs/{job_id}/retry", tags=["desk"], status_code=202,
+              summary="Try a failed job again: the rounds it finished are kept")
+    async def retry_job(job_id: str):
+        try:
+            job = await run_in_threadpool(the_desk().retry, the_job(job_id))
+        except ValueError as error:
+            raise RequestError(409, str(error)) from None
+        return JSONResponse(the_desk().progress(job), status_code=202)
+
     @app.get("/desk/api/jobs/{job_id}/products", tags=["desk"],
              summary="Every product of a job: its photo, the model's suggestion and the merchant's decision")
     async def products(job_id: str):

@@ -95,6 +95,7 @@ function showProgress() {
   $("job-name").textContent = job.name;
   const what = { queued: "Waiting to start", running: "Classifying photos", done: "Done", failed: "Failed" }[job.state];
   $("status").textContent = `${what}: ${done} of ${total} products` + (job.error ? ` (${job.error})` : "");
+  $("retry").hidden = job.state !== "failed";
   const ready = job.state === "done";
   for (const [id, file] of [["download-csv", "categorized.csv"], ["download-review", "review.csv"]]) {
     $(id).classList.toggle("disabled", !ready);
@@ -357,6 +358,17 @@ $("select-all").addEventListener("change", () => {
     if ($("select-all").checked) selected.add(product.handle); else selected.delete(product.handle);
   }
   draw();
+});
+$("retry").addEventListener("click", async () => {
+  // The rounds it finished stay; the page polls it again from where it stopped.
+  try {
+    job = await api(`/desk/api/jobs/${job.id}/retry`, { method: "POST" });
+    showError("");
+    showProgress();
+    schedulePoll(job.id, POLL_MS);
+  } catch (error) {
+    showError(error.message);
+  }
 });
 $("accept").addEventListener("click", acceptSuggestions);
 $("keep").addEventListener("click", () => decide(targets(), "keep"));
