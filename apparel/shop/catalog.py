@@ -45,9 +45,9 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
