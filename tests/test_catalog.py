@@ -762,6 +762,18 @@ def colour_shop(shop_dir) -> None:
     garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(184, 32, 42)).save(shop_dir / "images" / "red.png")
 
 
+def colour_catalog(shop_dir, red_cell: str = "") -> Path:
+    """``colour_shop``'s photos as a navy and a red T-shirt of a CSV with the colour column (the
+    red one's cell ``red_cell``: a merchant's colour, or empty)."""
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + [red_cell]]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    return source
+
+
 def written_rows(path) -> dict[str, list[str]]:
     rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"), newline="")))
     return {cells[0]: cells for cells in rows[1:] if cells[0]}
@@ -771,12 +783,7 @@ def test_colour_goes_in_the_metafield_column_and_a_merchant_colour_is_kept(shop,
     from apparel.contract import InputContract
 
     shop_dir, _ = shop
-    colour_shop(shop_dir)
-    product = dict(vendor="Acme", status="active")
-    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
-            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + ["Green"]]
-    source = shop_dir / "products.csv"
-    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    source = colour_catalog(shop_dir, red_cell="Green")
     photo = PhotoShapePredictor(InputContract.for_run(photo_run))
     report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True), predictor=photo)
     written = written_rows(shop_dir / "out.csv")
@@ -840,12 +847,7 @@ def test_a_colour_is_read_with_the_category_and_kept_in_the_cache(shop, photo_ru
     from apparel.contract import InputContract
 
     shop_dir, _ = shop
-    colour_shop(shop_dir)
-    product = dict(vendor="Acme", status="active")
-    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
-            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + [""]]
-    source = shop_dir / "products.csv"
-    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    source = colour_catalog(shop_dir)
     photo = PhotoShapePredictor(InputContract.for_run(photo_run))
     coloured = config(photo_run, shop_dir, colour=True)
     first = categorize_catalog(source, shop_dir / "out.csv", coloured, predictor=photo)
