@@ -143,3 +143,21 @@ def another_run_holding(lock: Path):
         finally:
             holder.stdin.close()                     # it reads to the end, then exits: the lock is let go
             holder.wait(10)
+
+
+def noting_the_loop(function):
+    """``function`` wrapped to note, at each call, whether it ran on an event loop's thread (True)
+    or on a worker thread (False); returns the wrapper and the list of notes."""
+    import asyncio
+
+    notes = []
+
+    def noting(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+            notes.append(True)
+        except RuntimeError:
+            notes.append(False)
+        return function(*args, **kwargs)
+
+    return noting, notes

@@ -30,6 +30,7 @@ from apparel.serve.app import create_app
 from apparel.serve.batching import MicroBatcher, Overloaded
 from apparel.serve.config import ServiceConfig
 from apparel.serve.security import LOOPBACK_NAMES, bind_settings, exposure_warning
+from conftest import noting_the_loop
 from serving import garment_photo, mutate, random_json, running_server, stop_server_thread
 
 with warnings.catch_warnings():
@@ -667,17 +668,7 @@ def test_a_v2_answer_over_max_response_bytes_is_refused_before_it_is_built(predi
     runs; one that fits is built on a worker thread once it is large, never on the event loop (#31.8)."""
     from apparel.serve import v2
 
-    built_on_loop = []
-    build = v2.infer_response
-
-    def recording(*args, **kwargs):
-        try:
-            asyncio.get_running_loop()
-            built_on_loop.append(True)
-        except RuntimeError:
-            built_on_loop.append(False)
-        return build(*args, **kwargs)
-
+    recording, built_on_loop = noting_the_loop(v2.infer_response)
     monkeypatch.setattr(v2, "infer_response", recording)
     with TestClient(create_app(predictor, **LIMITS, max_response_bytes=2_000)) as small:
         input_name = small.get("/v2/models/apparel").json()["inputs"][0]["name"]

@@ -28,7 +28,7 @@ from apparel.serve.payloads import RequestError, instances_to_images, multipart_
 from apparel.inference.prediction import Predictor
 from apparel.serve.app import ServiceConfig, create_app, served_model_dir
 from apparel.shop.categories import run_chooser
-from conftest import PHOTO_CLASSES, render_photo
+from conftest import PHOTO_CLASSES, noting_the_loop, render_photo
 from serving import garment_photo, mnist_png, mutate, running_server, train_tiny_model
 
 with warnings.catch_warnings():
@@ -646,21 +646,9 @@ def test_photo_model_upload_gives_the_colour_where_the_category_takes_one(photo_
 def test_a_v2_answer_with_colours_is_built_off_the_event_loop(photo_predictor, monkeypatch):
     """Naming a colour reads each photo's pixels (milliseconds a photo): the answer that carries
     colours is built on a worker thread, so the requests behind it do not wait for it."""
-    import asyncio
-
     from apparel.serve import v2
 
-    named_on_loop = []
-    name_colours = v2.photo_attributes
-
-    def recording(*args, **kwargs):
-        try:
-            asyncio.get_running_loop()
-            named_on_loop.append(True)
-        except RuntimeError:
-            named_on_loop.append(False)
-        return name_colours(*args, **kwargs)
-
+    recording, named_on_loop = noting_the_loop(v2.photo_attributes)
     monkeypatch.setattr(v2, "photo_attributes", recording)
     with TestClient(create_app(photo_predictor, **LIMITS)) as client:
         input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
