@@ -177,7 +177,8 @@ def test_a_thing_cut_out_onto_white_keeps_only_its_own_pixels_centred_on_a_squar
 
 def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_path):
     """The studio proxy: the garment's crop with every unlabelled pixel white and the person kept,
-    yielded after the street crop, and written beside it into the garment head's training set."""
+    yielded after the street crop, and written beside it into a garment head's training set when
+    asked for."""
     import scipy.io
     from PIL import Image
     from scipy.ndimage import binary_erosion
@@ -214,6 +215,7 @@ def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_pat
     assert (np.abs(studio[inside[2]] - (20, 120, 40)) < 12).all()
     assert (np.abs(studio[inside[1]] - (200, 160, 130)) < 12).all(), "the person's skin stays"
 
-    assert write_worn_crops(tmp_path, tmp_path / "photos") == {"t-shirt": 2}
-    assert sorted(path.name for path in (tmp_path / "photos" / "train" / "t-shirt").iterdir()) == [
+    assert write_worn_crops(tmp_path, tmp_path / "photos") == {"t-shirt": 1}  # the shipped recipe
+    assert write_worn_crops(tmp_path, tmp_path / "tried", worn_on_white=True) == {"t-shirt": 2}
+    assert sorted(path.name for path in (tmp_path / "tried" / "train" / "t-shirt").iterdir()) == [
         "ccp-0006-t-shirt-white.jpg", "ccp-0006-t-shirt.jpg"]

@@ -1,6 +1,6 @@
 """``python -m apparel.store``: link the garment photos, or build the store model from a garment run.
 
-    python -m apparel.store link ../shared/datasets runs/store-photos
+    python -m apparel.store link ../shared/datasets runs/store-photos [--worn-on-white]
     python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
 """
 
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     link = verbs.add_parser("link", help="link clothing-dataset-small and -extra's photos as train/ and validation/")
     link.add_argument("datasets", help="the folder holding clothing-dataset-small and clothing-dataset-extra")
     link.add_argument("out", help="where to make train/<class>/ and validation/<class>/")
+    link.add_argument("--worn-on-white", action="store_true",
+                      help="also each worn crop with the street made white (tried, not the shipped recipe: "
+                           "docs/store-model.md); give a fresh OUT")
     build = verbs.add_parser("build", help="the store model from a garment run, calibrated on validation photos")
     build.add_argument("garment_run", help="an `apparel train --images` run on the linked photos")
     build.add_argument("--datasets", required=True, help="the folder of the data sets (validation photos)")
@@ -26,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "link":
             from apparel.store.training_set import link_training_set
 
-            result = link_training_set(args.datasets, args.out)
+            result = link_training_set(args.datasets, args.out, worn_on_white=args.worn_on_white)
         else:
             from apparel.store.build import build_store_run
 

@@ -70,15 +70,19 @@ def extra_photos(datasets: str | os.PathLike) -> list[tuple[Path, str, str]]:
     return photos
 
 
-def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike) -> dict[str, int]:
+def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False
+                     ) -> dict[str, int]:
     """Write the worn-garment crops of Clothing Co-Parsing's training-side photos into
-    ``out/train/<class>/``, each as photographed and worn on white (``worn.WORN_ON_WHITE``: the
-    street made white, as a store photographs a garment on a model); returns the count per class.
-    A crop already written is kept."""
+    ``out/train/<class>/``, and with ``worn_on_white`` each one again with the street made white
+    (``worn.WORN_ON_WHITE``, as a store photographs a garment on a model); returns the count per
+    class. A crop already written is kept.
+
+    Worn on white is not the shipped recipe: a head trained with it was more often exact but more
+    often wrong too, surer of itself on things it has no class for (docs/store-model.md)."""
     from apparel.store.worn import WORN_ON_WHITE, worn_crops
 
     counts: dict[str, int] = {}
-    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False, worn_on_white=True):
+    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False, worn_on_white=worn_on_white):
         name = WORN_CLASSES.get(crop.label)
         width, height = crop.image.size
         if name is None or width * height < WORN_MIN_AREA or min(width, height) < WORN_MIN_SIDE:
@@ -92,10 +96,11 @@ def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike) -> dic
     return counts
 
 
-def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike) -> dict[str, dict[str, int]]:
+def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False
+                      ) -> dict[str, dict[str, int]]:
     """Link every labelled garment photo into ``out/{train,validation}/<class>/`` and write the
-    worn crops beside them (``write_worn_crops``); returns the counts per split and class.
-    Rerunning replaces nothing that is already there."""
+    worn crops beside them (``write_worn_crops``, with ``worn_on_white``); returns the counts per
+    split and class. Rerunning replaces nothing that is already there."""
     datasets, out = Path(datasets).resolve(), Path(out)
     if not (datasets / SMALL / "train").is_dir() or not (datasets / EXTRA / "labels.csv").is_file():
         raise ValueError(f"datasets: {datasets} needs {SMALL}/train and {EXTRA}/labels.csv; "
@@ -111,6 +116,6 @@ def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike) -> di
         if not link.is_symlink():
             link.symlink_to(photo)
         counts[split][name] = counts[split].get(name, 0) + 1
-    for name, count in write_worn_crops(datasets, out).items():
+    for name, count in write_worn_crops(datasets, out, worn_on_white).items():
         counts["train"][name] = counts["train"].get(name, 0) + count
     return counts

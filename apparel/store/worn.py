@@ -12,8 +12,8 @@ Each thing can come on three backdrops (``WornCrop.backdrop``):
   its bags on white could learn that white means bag);
 - ``worn on white`` (``worn_on_white``): the same crop with the street behind the person made
   white (every labelled pixel kept: skin, hair, the other clothes), as a store photographs a
-  garment on a model in a studio: the kind of photo most of a fashion catalogue is. Every garment
-  class has it, so the garment head learns from the training side's (``training_set``).
+  garment on a model in a studio: the kind of photo most of a fashion catalogue is. Measured on;
+  a garment head can learn from the training side's too (``training_set``, tried and not shipped).
 
     >>> from apparel.store.worn import worn_crops
     >>> crop = next(worn_crops("../shared/datasets/clothing-co-parsing", held_out=True))
