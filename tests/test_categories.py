@@ -57,6 +57,21 @@ def test_the_vertical_root_is_never_written():
     assert decision.confidence == pytest.approx(0.4)
 
 
+def test_a_class_of_the_vertical_itself_adds_to_no_category_and_is_not_outside():
+    """``other-apparel`` (the store model's: something worn that none of its classes names) takes
+    probability from every category without making the product "outside the vertical"."""
+    other = CategoryChooser({**CLASSES, "other-apparel": "aa"}, 0.6, 0.5)
+    assert "aa" not in [node.id for node in other.nodes]
+    masses = [0.0] * len(other.class_names)
+    masses[other.class_names.index("other-apparel")], masses[other.class_names.index("shirt")] = 0.55, 0.45
+    decision = other.choose(masses)
+    assert decision.category is None and decision.reason == UNCERTAIN
+    assert decision.confidence == pytest.approx(0.45), "the likeliest category's, not the vertical's"
+    masses[other.class_names.index("other-apparel")], masses[other.class_names.index("shirt")] = 0.3, 0.7
+    assert other.choose(masses).category.id == "aa-1-13-7"
+    assert other.category_of("other-apparel").id == "aa"
+
+
 def test_not_apparel_is_left_with_its_reason():
     decision = chooser().choose(probabilities(not_apparel=0.85, t_shirt=0.15))
     assert decision.category is None and decision.reason == OUTSIDE

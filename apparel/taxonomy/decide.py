@@ -17,7 +17,9 @@ child, and so on, for as long as the next one's probability reaches ``category_t
 deepest sure category (two siblings cannot both pass); at 0 it follows the likeliest branch to its
 end. A product whose unmapped classes reach ``outside_threshold`` is left blank with the reason
 "outside the vertical"; one where no category reaches the threshold is left blank as "uncertain".
-A vertical's root ("Apparel & Accessories") is never written: it tells a merchant nothing.
+A vertical's root ("Apparel & Accessories") is never written: it tells a merchant nothing. A class
+mapped to the root is a thing of the vertical that none of the other classes names (the store
+model's ``other-apparel``): its probability counts towards no category and not as outside.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ class CategoryChooser:
             columns = []
             self._own[name] = found = None if value is None else taxonomy.get(value)
             if found is not None:
-                # The vertical's root is left out: it is never written.
-                for node in (*taxonomy.ancestors(found)[1:], found):
+                # The vertical's root is left out: it is never written. A class that stands for the
+                # root itself ("apparel, none of the kinds I know") adds to no category and is not
+                # outside either: where it is likely, no category is sure and the product is left.
+                for node in (*taxonomy.ancestors(found)[1:], *([found] if found.parent_id is not None else [])):
                     if node.id not in index:
                         index[node.id] = len(nodes)
                         nodes.append(node)
@@ -87,7 +91,7 @@ class CategoryChooser:
         self._sums = np.zeros((len(members), len(self.nodes)), dtype=np.float64)
         for row, columns in enumerate(members):
             self._sums[row, columns] = 1.0
-        self._outside = np.asarray([not columns for columns in members], dtype=np.float64)
+        self._outside = np.asarray([found is None for found in self._own.values()], dtype=np.float64)
         # The walk's steps: the categories just below a vertical's root, then each one's children.
         self._top = [column for column, node in enumerate(self.nodes) if node.parent_id not in index]
         self._children = [[index[child] for child in node.children if child in index] for node in self.nodes]
