@@ -219,3 +219,17 @@ def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_pat
     assert write_worn_crops(tmp_path, tmp_path / "tried", worn_on_white=True) == {"t-shirt": 2}
     assert sorted(path.name for path in (tmp_path / "tried" / "train" / "t-shirt").iterdir()) == [
         "ccp-0006-t-shirt-white.jpg", "ccp-0006-t-shirt.jpg"]
+
+    # A folder linked one way is not topped up another way: its crops would be mixed in.
+    from apparel.store.training_set import EXTRA, SMALL, link_training_set
+
+    for split in ("train", "validation"):
+        (tmp_path / SMALL / split / "t-shirt").mkdir(parents=True)
+        Image.fromarray(pixels).save(tmp_path / SMALL / split / "t-shirt" / f"{split}.jpg")
+    (tmp_path / EXTRA).mkdir()
+    (tmp_path / EXTRA / "labels.csv").write_text("image,sender_id,label,kids\n", encoding="utf-8")
+    linked = link_training_set(tmp_path, tmp_path / "linked")
+    assert linked == {"train": {"t-shirt": 2}, "validation": {"t-shirt": 1}}
+    assert link_training_set(tmp_path, tmp_path / "linked") == linked  # again, the same way: nothing new
+    with pytest.raises(ValueError, match="linked with other options .*give a fresh folder"):
+        link_training_set(tmp_path, tmp_path / "linked", worn_on_white=True)

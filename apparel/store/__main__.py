@@ -1,6 +1,6 @@
 """``python -m apparel.store``: link the garment photos, or build the store model from a garment run.
 
-    python -m apparel.store link ../shared/datasets runs/store-photos [--worn-on-white]
+    python -m apparel.store link ../shared/datasets runs/store-photos [--worn-on-white] [--other-apparel]
     python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
 """
 
@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     link.add_argument("--worn-on-white", action="store_true",
                       help="also each worn crop with the street made white (tried, not the shipped recipe: "
                            "docs/store-model.md); give a fresh OUT")
+    link.add_argument("--other-apparel", action="store_true",
+                      help="the worn things the head has no class for as one class, other-apparel (tried, not "
+                           "the shipped recipe); give a fresh OUT")
     build = verbs.add_parser("build", help="the store model from a garment run, calibrated on validation photos")
     build.add_argument("garment_run", help="an `apparel train --images` run on the linked photos")
     build.add_argument("--datasets", required=True, help="the folder of the data sets (validation photos)")
@@ -29,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "link":
             from apparel.store.training_set import link_training_set
 
-            result = link_training_set(args.datasets, args.out, worn_on_white=args.worn_on_white)
+            result = link_training_set(args.datasets, args.out, worn_on_white=args.worn_on_white,
+                                       other_apparel=args.other_apparel)
         else:
             from apparel.store.build import build_store_run
 

@@ -21,6 +21,7 @@ data sets in ``../shared/datasets``.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import zlib
 from pathlib import Path
@@ -35,6 +36,7 @@ EXTRA_CLASSES = {
     "Skirt": "skirt",
 }
 VALIDATION_EVERY = 5
+LINK_RECORD = "link.json"  # the options a folder was linked with
 # Clothing Co-Parsing label → garment class, for the crops of worn garments. Bags and purses are a
 # class of their own: without one, the head could only call a carried bag one of the clothes around
 # it. Labels of other things the head has no class for (belts, socks…: the ImageNet side's) and of
@@ -48,6 +50,12 @@ WORN_CLASSES = {
     "loafers": "shoes", "pumps": "shoes", "wedges": "shoes", "clogs": "shoes", "shorts": "shorts", "skirt": "skirt",
     "t-shirt": "t-shirt",
 }
+# Tried, not the shipped recipe (docs/store-model.md): the worn things the head has no class for
+# (suits, stockings, scarves, belts, socks, jewellery…) as one class, ``other-apparel``, which names
+# no category but the vertical (classes.csv), so that the head can say "none of mine".
+OTHER_APPAREL = "other-apparel"
+OTHER_LABELS = ("suit", "vest", "cape", "stockings", "tights", "socks", "scarf", "belt", "gloves", "tie", "wallet",
+                "bracelet", "necklace", "earrings", "ring", "watch", "sunglasses")
 # Smaller crops show too little of a garment to learn from.
 WORN_MIN_AREA = 4000
 WORN_MIN_SIDE = 48
@@ -70,20 +78,21 @@ def extra_photos(datasets: str | os.PathLike) -> list[tuple[Path, str, str]]:
     return photos
 
 
-def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False
-                     ) -> dict[str, int]:
+def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False,
+                     other_apparel: bool = False) -> dict[str, int]:
     """Write the worn-garment crops of Clothing Co-Parsing's training-side photos into
-    ``out/train/<class>/``, and with ``worn_on_white`` each one again with the street made white
-    (``worn.WORN_ON_WHITE``, as a store photographs a garment on a model); returns the count per
-    class. A crop already written is kept.
+    ``out/train/<class>/``; returns the count per class. A crop already written is kept.
 
-    Worn on white is not the shipped recipe: a head trained with it was more often exact but more
-    often wrong too, surer of itself on things it has no class for (docs/store-model.md)."""
+    Two ways were tried and are not the shipped recipe (docs/store-model.md): ``worn_on_white``,
+    each crop again with the street made white (``worn.WORN_ON_WHITE``, as a store photographs a
+    garment on a model), and ``other_apparel``, the crops of ``OTHER_LABELS`` as one class. Each
+    made the head more often exact and, at the thresholds chosen on validation, more often wrong."""
     from apparel.store.worn import WORN_ON_WHITE, worn_crops
 
+    classes = {**WORN_CLASSES, **({label: OTHER_APPAREL for label in OTHER_LABELS} if other_apparel else {})}
     counts: dict[str, int] = {}
     for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False, worn_on_white=worn_on_white):
-        name = WORN_CLASSES.get(crop.label)
+        name = classes.get(crop.label)
         width, height = crop.image.size
         if name is None or width * height < WORN_MIN_AREA or min(width, height) < WORN_MIN_SIDE:
             continue
@@ -96,15 +105,25 @@ def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike, worn_o
     return counts
 
 
-def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False
-                      ) -> dict[str, dict[str, int]]:
+def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike, worn_on_white: bool = False,
+                      other_apparel: bool = False) -> dict[str, dict[str, int]]:
     """Link every labelled garment photo into ``out/{train,validation}/<class>/`` and write the
-    worn crops beside them (``write_worn_crops``, with ``worn_on_white``); returns the counts per
-    split and class. Rerunning replaces nothing that is already there."""
+    worn crops beside them (``write_worn_crops``, with its two options); returns the counts per
+    split and class. Rerunning replaces nothing that is already there, so a folder made with other
+    options is refused (its crops would be mixed in): ``out/link.json`` records them."""
     datasets, out = Path(datasets).resolve(), Path(out)
     if not (datasets / SMALL / "train").is_dir() or not (datasets / EXTRA / "labels.csv").is_file():
         raise ValueError(f"datasets: {datasets} needs {SMALL}/train and {EXTRA}/labels.csv; "
                          "give the folder that holds both data sets")
+    options = {"worn_on_white": worn_on_white, "other_apparel": other_apparel}
+    record = out / LINK_RECORD
+    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) != options:
+        raise ValueError(f"out: {out} was linked with other options ({record.read_text(encoding='utf-8').strip()}); "
+                         "give a fresh folder")
+    if not record.is_file() and (out / "train").is_dir() and options != {key: False for key in options}:
+        raise ValueError(f"out: {out} was linked before these options were recorded; give a fresh folder")
+    out.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(options) + "\n", encoding="utf-8")
     photos = [(photo, photo.parent.name, split)
               for split in ("train", "validation")
               for photo in sorted((datasets / SMALL / split).glob("*/*.jpg"))]
@@ -116,6 +135,6 @@ def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike, worn_
         if not link.is_symlink():
             link.symlink_to(photo)
         counts[split][name] = counts[split].get(name, 0) + 1
-    for name, count in write_worn_crops(datasets, out, worn_on_white).items():
+    for name, count in write_worn_crops(datasets, out, worn_on_white, other_apparel).items():
         counts["train"][name] = counts["train"].get(name, 0) + count
     return counts
