@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from apparel.artifacts import usable_cores
+from apparel.batch.engine_ray import start_local_ray
 from apparel.batch.manifest import read_manifest
 from apparel.batch.output import CATEGORY_COLUMNS, COLOUR_COLUMNS
 from apparel.batch.run import BatchConfig, classify_manifest
@@ -78,10 +79,36 @@ def local_output(shop, photo_run) -> Path:
 @pytest.fixture(scope="module")
 def local_ray():
     """Ray in this process: 2 CPUs, a small object store, no dashboard; shut down afterwards."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE, log_to_driver=False,
-             configure_logging=False)
+    start_local_ray(num_cpus=2, include_dashboard=False, object_store_memory=OBJECT_STORE, log_to_driver=False,
+                    configure_logging=False)
     yield
     ray.shutdown()
+
+
+def test_a_local_ray_that_misses_its_startup_time_is_started_once_more(monkeypatch):
+    """Ray gives its local node a fixed 30 s; a busy machine (CI's two cores) can miss it once."""
+    import types
+
+    calls = []
+
+    def init(**options):
+        calls.append("init")
+        if calls.count("init") == 1:
+            raise Exception("The current node timed out during startup. This could happen because …")
+
+    fake = types.SimpleNamespace(init=init, shutdown=lambda: calls.append("shutdown"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    start_local_ray(num_cpus=1)
+    assert calls == ["init", "shutdown", "init"]
+
+    def broken(**options):
+        calls.append("broken")
+        raise Exception("some other failure")
+
+    fake.init = broken
+    with pytest.raises(Exception, match="some other failure"):
+        start_local_ray(num_cpus=1)
+    assert calls[3:] == ["broken"], "another failure is not retried"
 
 
 def test_manifest_image_column_by_name_or_flag(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterator
 
 import numpy as np
@@ -32,6 +33,11 @@ from apparel.batch.reading import read_batch
 # decoding would no longer scale apart from the model (CPU readers feeding GPU replicas, say).
 READ_CPUS = 0.4
 PREDICT_CPUS = 0.6
+# Ray's words when its local node misses the time it is given to start; one more start is tried.
+STARTUP_TIMEOUT = "timed out during startup"
+LOCAL_START_TRIES = 2
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -50,13 +56,28 @@ def ray_session(address: str | None = None):
     if address is not None:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
-        # "local": a Ray of its own, even where `ray start` has left a cluster that ray.init() would join.
-        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        start_local_ray(num_cpus=usable_cores(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield
     finally:
         ray.shutdown()
+
+
+def start_local_ray(**options) -> None:
+    """``ray.init`` of a Ray of this process's own ("local": even where `ray start` has left a
+    cluster that ``ray.init()`` would join), started again once when its node misses the 30 s
+    Ray gives it to come up (fixed in ``ray._private.node``), as it can on a busy machine."""
+    import ray
+
+    for attempt in range(LOCAL_START_TRIES):
+        try:
+            ray.init(address="local", **options)
+            return
+        except Exception as error:  # noqa: BLE001 — Ray raises a bare Exception for it
+            if STARTUP_TIMEOUT not in str(error) or attempt == LOCAL_START_TRIES - 1:
+                raise
+            logger.warning("Ray's local node did not start within Ray's 30 s; starting it again")
+            ray.shutdown()
 
 
 def classify_ray(rows: np.ndarray, references: list[str], read: ReadSettings, model: ModelSettings,
