@@ -263,7 +263,7 @@ def cache_key(source: ImageSource, model_digest: str, contract: InputContract = 
 
 class CachedImage(NamedTuple):
     probabilities: list[float]
-    colour: dict | None  # ``ProductColour.to_dict()`` when a run with colour read it (this naming version)
+    colour: ProductColour | None  # when a run with colour read it (under this naming version)
 
 
 def read_cache(path: Path, num_classes: int) -> dict[str, CachedImage]:
@@ -275,9 +275,9 @@ def read_cache(path: Path, num_classes: int) -> dict[str, CachedImage]:
             try:
                 entry = json.loads(line)
                 key, probabilities = str(entry["key"]), [float(p) for p in entry["probabilities"]]
-                colour = entry.get("colour") if entry.get("colour_version") == NAMING_VERSION else None
-                if colour is not None:
-                    ProductColour.from_dict(colour)  # one that cannot be read back is read from the photo again
+                # A colour of another naming version, or one that cannot be read back, is read again.
+                colour = (ProductColour.from_dict(entry["colour"])
+                          if entry.get("colour_version") == NAMING_VERSION and entry.get("colour") else None)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
             if len(probabilities) == num_classes:
@@ -488,7 +488,7 @@ class Classifier:
             if cached is not None and (cached.colour is not None or not self.colour):
                 self.outcome[product.handle] = (source.name, cached.probabilities)
                 if self.colour:
-                    self.colours[product.handle] = ProductColour.from_dict(cached.colour)
+                    self.colours[product.handle] = cached.colour
                 self.cached += 1
                 self.progress(1)
             else:
@@ -523,7 +523,7 @@ class Classifier:
                     entry.update(colour=json.loads(colour), colour_version=NAMING_VERSION)
                     self.colours[product.handle] = ProductColour.from_dict(entry["colour"])
                 if key is not None:
-                    self.cache[key] = CachedImage(values, entry.get("colour"))
+                    self.cache[key] = CachedImage(values, self.colours.get(product.handle) if colour else None)
                     lines.append(json.dumps(entry) + "\n")
             self._remember(lines)
 
