@@ -158,11 +158,9 @@ def test_reliability_bands_count_written_categories_and_how_many_were_right():
 
 
 def test_a_thing_cut_out_onto_white_keeps_only_its_own_pixels_centred_on_a_square():
-    from PIL import Image
-
     from apparel.store.worn import cut_out
 
-    photo = Image.fromarray(np.full((40, 60, 3), (10, 120, 30), dtype=np.uint8))
+    photo = np.full((40, 60, 3), (10, 120, 30), dtype=np.uint8)
     mask = np.zeros((40, 60), dtype=bool)
     mask[10:20, 5:45] = True  # a belt: wide and low
     square = np.array(cut_out(photo, mask, (0, 5, 50, 25)))  # box: left, top, right, bottom

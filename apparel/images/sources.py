@@ -28,7 +28,7 @@ from apparel.errors import ParameterError, SourceError
 from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 from apparel.images import decode
 from apparel.images.fetch import FETCHED_SCHEMES, FetchConfig, fetch_url, is_url
-from apparel.inference.inputs import as_model_input
+from apparel.inference.inputs import as_model_input, evenly_spaced
 
 # What a folder is searched for; a file named explicitly is tried whatever its suffix.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".npy"})
@@ -218,7 +218,7 @@ def calibration_inputs(items: list[str], contract: InputContract, count: int = 2
     sources = [source for source in expand_sources(items) if source.error is None]
     if count < 1 or not sources:
         raise ParameterError(f"{{}} {' '.join(items)}: no images to calibrate on (count {count})", "calibration")
-    chosen = [sources[i] for i in np.unique(np.linspace(0, len(sources) - 1, min(count, len(sources))).round().astype(int))]
+    chosen = [sources[i] for i in evenly_spaced(len(sources), count)]
     inputs = [array[:1] for _, array, error in read_sources(chosen, workers=4, contract=contract) if error is None]
     if not inputs:
         raise ParameterError(f"{{}} {' '.join(items)}: none of the images could be read", "calibration")

@@ -31,6 +31,7 @@ import numpy as np
 from apparel.artifacts import CATEGORIES_FILE, MODEL_FILE, atomic_directory, atomic_path, file_digest, read_json
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
 from apparel.errors import ParameterError, SourceError
+from apparel.inference.inputs import evenly_spaced
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
 from apparel.kinds.registry import PHOTO_KIND
 
@@ -199,7 +200,7 @@ def _convert_partly_int8(converter, calibration: np.ndarray, float_tail: bool, f
     import tensorflow as tf
 
     examples = np.asarray(calibration, dtype=np.float32)
-    chosen = examples[np.unique(np.linspace(0, len(examples) - 1, min(ERROR_EXAMPLES, len(examples))).round().astype(int))]
+    chosen = examples[evenly_spaced(len(examples), ERROR_EXAMPLES)]
 
     def debug_dataset():
         return ([chosen[i : i + 1]] for i in range(len(chosen)))

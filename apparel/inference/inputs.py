@@ -19,6 +19,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exponentials / exponentials.sum(axis=-1, keepdims=True)
 
 
+def evenly_spaced(total: int, count: int) -> np.ndarray:
+    """The indices of ``count`` of ``total`` items spread evenly from the first to the last (all of
+    them when ``count`` ≥ ``total``): example inputs that cover every class folder of a sorted list.
+
+    >>> evenly_spaced(10, 4)
+    array([0, 3, 6, 9])
+    """
+    return np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+
+
 def as_model_input(images: np.ndarray) -> np.ndarray:
     """Images as float32 (N, 28, 28) in [0, 1]; a single (28, 28) image becomes a batch of one.
 

@@ -86,7 +86,8 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
         **settings.to_dict(),
         "chosen_on": "validation photos: clothing-dataset-small validation/ (small), clothing-dataset-extra's "
                      "validation senders (extra), Clothing Co-Parsing's held-out street corners (street); its held-out "
-                     "crops (worn) and the same things cut out onto white (on white) are reported, not chosen on",
+                     "crops (worn), the same worn on white (worn on white) and cut out onto white (on white) are reported, "
+                     "not chosen on",
         "validation": figures,
         "garment_run": str(garment_run),
     }

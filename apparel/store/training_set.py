@@ -117,11 +117,11 @@ def link_training_set(datasets: str | os.PathLike, out: str | os.PathLike, worn_
                          "give the folder that holds both data sets")
     options = {"worn_on_white": worn_on_white, "other_apparel": other_apparel}
     record = out / LINK_RECORD
-    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) != options:
-        raise ValueError(f"out: {out} was linked with other options ({record.read_text(encoding='utf-8').strip()}); "
-                         "give a fresh folder")
-    if not record.is_file() and (out / "train").is_dir() and options != {key: False for key in options}:
-        raise ValueError(f"out: {out} was linked before these options were recorded; give a fresh folder")
+    # A folder linked before options were recorded was linked without them.
+    linked = (json.loads(record.read_text(encoding="utf-8")) if record.is_file()
+              else {key: False for key in options} if (out / "train").is_dir() else options)
+    if linked != options:
+        raise ValueError(f"out: {out} was linked with other options ({json.dumps(linked)}); give a fresh folder")
     out.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(options) + "\n", encoding="utf-8")
     photos = [(photo, photo.parent.name, split)

@@ -85,6 +85,7 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             continue
         labels = scipy.io.loadmat(mat)["groundtruth"]
         photo = Image.open(root / "photos" / f"{mat.stem}.jpg").convert("RGB")
+        pixels = np.asarray(photo)
         studio = None  # the photo with the street made white, made when first needed
         for index in np.unique(labels):
             category = CATEGORIES.get(names[index])
@@ -99,10 +100,10 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
             yield WornCrop(photo.crop(box), names[index], category, mat.stem)
             if cut_outs and len(rows) >= CUTOUT_MIN_PIXELS:
-                yield WornCrop(cut_out(photo, mask, box), names[index], category, mat.stem, CUT_OUT)
+                yield WornCrop(cut_out(pixels, mask, box), names[index], category, mat.stem, CUT_OUT)
             if worn_on_white:
                 if studio is None:
-                    studio = Image.fromarray(np.where((labels == NOTHING)[..., None], 255, np.asarray(photo)).astype(np.uint8))
+                    studio = Image.fromarray(np.where((labels == NOTHING)[..., None], 255, pixels).astype(np.uint8))
                 yield WornCrop(studio.crop(box), names[index], category, mat.stem, WORN_ON_WHITE)
         height, width = labels.shape
         for y, x in ((0, 0), (0, width - PATCH), (height - PATCH, 0), (height - PATCH, width - PATCH)):
@@ -111,12 +112,12 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
                 break
 
 
-def cut_out(photo, mask: np.ndarray, box: tuple[int, int, int, int]):
-    """The masked pixels of ``photo`` inside ``box``, centred on a white square."""
+def cut_out(photo: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]):
+    """The masked pixels of ``photo`` (H×W×3) inside ``box``, centred on a white square (an image)."""
     from PIL import Image
 
     left, top, right, bottom = box
-    pixels = np.where(mask[top:bottom, left:right, None], np.asarray(photo)[top:bottom, left:right], 255)
+    pixels = np.where(mask[top:bottom, left:right, None], photo[top:bottom, left:right], 255)
     side = max(bottom - top, right - left)
     square = np.full((side, side, 3), 255, dtype=np.uint8)
     y, x = (side - (bottom - top)) // 2, (side - (right - left)) // 2
