@@ -33,8 +33,8 @@ from apparel.batch.reading import read_batch
 # decoding would no longer scale apart from the model (CPU readers feeding GPU replicas, say).
 READ_CPUS = 0.4
 PREDICT_CPUS = 0.6
-# Ray's words when its local node misses the time it is given to start; one more start is tried.
-STARTUP_TIMEOUT = "timed out during startup"
+# A local Ray's processes get fixed times to come up (30 s for the node to register, 30 s for the
+# GCS to write its port: ray._private.node), which a busy machine can miss; one more start is tried.
 LOCAL_START_TRIES = 2
 
 logger = logging.getLogger(__name__)
@@ -65,18 +65,20 @@ def ray_session(address: str | None = None):
 
 def start_local_ray(**options) -> None:
     """``ray.init`` of a Ray of this process's own ("local": even where `ray start` has left a
-    cluster that ``ray.init()`` would join), started again once when its node misses the 30 s
-    Ray gives it to come up (fixed in ``ray._private.node``), as it can on a busy machine."""
+    cluster that ``ray.init()`` would join), started again once when the first start fails: its
+    processes get fixed times to come up, which a busy machine can miss (Ray says so in a bare
+    ``Exception`` or a ``RuntimeError``, in words that change between its versions). A failure of
+    the second start is raised."""
     import ray
 
     for attempt in range(LOCAL_START_TRIES):
         try:
             ray.init(address="local", **options)
             return
-        except Exception as error:  # noqa: BLE001 — Ray raises a bare Exception for it
-            if STARTUP_TIMEOUT not in str(error) or attempt == LOCAL_START_TRIES - 1:
+        except Exception as error:  # noqa: BLE001 — Ray's startup timeouts are bare Exceptions
+            if attempt == LOCAL_START_TRIES - 1:
                 raise
-            logger.warning("Ray's local node did not start within Ray's 30 s; starting it again")
+            logger.warning("a local Ray did not start (%s); starting it again", error)
             ray.shutdown()
 
 
