@@ -96,7 +96,7 @@ catalogue-benchmark: venv
 # The colour step (docs/colour.md): main colour right on the photos labelled by eye, tuning and held-out
 # parts apart; the skin rule and recoloured people from Co-Parsing; its cost beside the photo path.
 colour-benchmark: venv
-	$(BIN)/python benchmarks/colour.py --datasets $(DATASETS) --out runs/colour-bench --skin --recolour 104 --time 64
+	$(BIN)/python benchmarks/colour.py --datasets $(DATASETS) --out runs/colour-bench --worn --skin --recolour 104 --time 64
 
 # Cold start, peak memory and steady photos/s of `apparel predict` and `apparel catalog`, the default
 # runtime (the models' LiteRT artefacts) against --runtime keras in one run, and both on validation/

@@ -6,6 +6,9 @@
 - On the photos labelled by eye (benchmarks/data/colour_labels.csv): main colour right, per colour and
   overall, on the tuning part (where every threshold was chosen) and the held-out part apart; the
   confusion between neighbours (navy/blue/black, beige/white/brown/gray); second colour right.
+- ``--worn``: the same on Clothing Co-Parsing's held-out people with the street made white, as a
+  store photographs a garment on a model (benchmarks/data/worn_colour_labels.csv: each photo's
+  largest garment, labelled by eye after the colour step was built; nothing was chosen on them).
 - ``--skin``: the skin rule on Clothing Co-Parsing's labelled pixels (photos kept aside): the
   skin pixels it finds, the garment (and hair) pixels it takes for skin. ``--fit-skin`` chooses
   the box again on the other photos, as it was chosen.
@@ -40,6 +43,7 @@ from apparel.attributes.product_pixels import skin_mask  # noqa: E402
 from apparel.kinds.photo.pipeline import photo_to_rgb  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "colour_labels.csv"
+WORN_LABELS = ROOT / "benchmarks" / "data" / "worn_colour_labels.csv"
 HELDOUT_EVERY = 3  # a path whose hash is divisible by 3 is held out
 NEIGHBOURS = (("navy", "blue", "black"), ("beige", "white", "brown", "gray"))
 SIDE = 224  # the photo model's input, which the colour step reads
@@ -66,9 +70,30 @@ def label_accuracy(rows: list[dict], datasets: Path) -> list[dict]:
     return results
 
 
+def worn_label_accuracy(path: Path, parsing: Path) -> list[dict]:
+    """Each labelled garment worn on white (``worn_colour_labels.csv``) with the colour found: the
+    crop ``apparel.store.worn`` makes of it, as the catalogue benchmark's "worn on white" products."""
+    from apparel.store.worn import WORN_ON_WHITE, worn_crops
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        labelled = {(row["photo"], row["garment"]): row for row in csv.DictReader(handle)}
+    results = []
+    for crop in worn_crops(parsing, held_out=True, worn_on_white=True):
+        row = labelled.get((crop.photo, crop.label))
+        if crop.backdrop != WORN_ON_WHITE or row is None:
+            continue
+        colour = product_colour(photo_to_rgb(crop.image, SIDE))
+        results.append({**row, "split": "measured", "found": colour.main.name.lower(),
+                        "found_second": colour.second.name.lower() if colour.second else "",
+                        "confidence": round(colour.confidence, 3)})
+    if len(results) != len(labelled):
+        raise ValueError(f"{len(labelled) - len(results)} labelled garments of {path} were not found in {parsing}")
+    return results
+
+
 def summarise(results: list[dict]) -> dict:
     summary = {}
-    for split in ("tuning", "heldout"):
+    for split in dict.fromkeys(row["split"] for row in results):
         part = [row for row in results if row["split"] == split]
         right = [row["found"] == row["main"] for row in part]
         per_colour = {}
@@ -236,6 +261,8 @@ def main(argv=None) -> int:
     parser.add_argument("--labels", type=Path, default=LABELS)
     parser.add_argument("--out", type=Path, default=Path("runs/colour-bench"))
     parser.add_argument("--split", choices=("tuning", "heldout", "both"), default="both")
+    parser.add_argument("--worn", action="store_true", help="measure on the labelled garments worn on white")
+    parser.add_argument("--worn-labels", type=Path, default=WORN_LABELS)
     parser.add_argument("--skin", action="store_true", help="measure the skin rule on Co-Parsing's held-out photos")
     parser.add_argument("--fit-skin", action="store_true", help="choose the skin box again on the other photos")
     parser.add_argument("--recolour", type=int, default=0, help="recoloured Co-Parsing people to check")
@@ -250,6 +277,13 @@ def main(argv=None) -> int:
         writer.writeheader()
         writer.writerows(results)
     parsing = args.datasets / "clothing-co-parsing"
+    if args.worn:
+        worn = worn_label_accuracy(args.worn_labels, parsing)
+        summary["worn_labels"] = summarise(worn)
+        with open(args.out / "worn_per_photo.csv", "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(worn[0]))
+            writer.writeheader()
+            writer.writerows(worn)
     if args.fit_skin:
         summary["skin_fit"] = fit_skin(parsing)
         print("skin box fitted", summary["skin_fit"])
@@ -262,7 +296,8 @@ def main(argv=None) -> int:
     if args.time:
         summary["timing"] = timing(rows, args.datasets, args.time)
         print("timing", summary["timing"])
-    per_colour = [{"split": split, "colour": name, **values} for split, part in summary["labels"].items()
+    per_colour = [{"split": split, "colour": name, **values}
+                  for key in ("labels", "worn_labels") for split, part in summary.get(key, {}).items()
                   for name, values in part["per_colour"].items()]
     with open(args.out / "per_colour.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["split", "colour", "photos", "right"])
@@ -270,7 +305,8 @@ def main(argv=None) -> int:
         writer.writerows(per_colour)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({split: {key: value for key, value in part.items() if key != "per_colour"}
-                      for split, part in summary["labels"].items()}, indent=1))
+                      for key in ("labels", "worn_labels") for split, part in summary.get(key, {}).items()},
+                     indent=1))
     return 0
 
 
