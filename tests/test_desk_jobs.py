@@ -277,7 +277,15 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
         bad = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"], "category": "Tshirtz"},
                           headers=key)
         assert bad.status_code == 422 and "not a category" in bad.json()["error"]
+        no_category = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"]}, headers=key)
+        assert no_category.status_code == 400 and '"category"' in no_category.json()["error"]
         assert client.get("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
+        # An unknown job is a 404 whatever is asked of it, not the 409 of a job that cannot do it yet.
+        assert client.delete("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
+        assert client.post("/desk/api/jobs/0123456789abcdef/retry", headers=key).status_code == 404
+        handless = client.post("/desk/api/jobs", files={"csv": ("blank.csv", b"Handle,Title,Image Src,Type\n,T,x.jpg,\n")},
+                               headers=key)
+        assert handless.status_code == 422 and "no product rows with a handle" in handless.json()["error"]
         # Queued behind the first job (0.2 s a batch): not done, so not deleted.
         assert client.delete(f"/desk/api/jobs/{named}").status_code == 401
         assert client.delete(f"/desk/api/jobs/{named}", headers={**key, "Origin": "http://evil.example"}
@@ -297,3 +305,10 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
         job = client.post("/desk/api/jobs", files=upload).json()["id"]
         refused = client.get(f"/desk/api/jobs/{job}/thumbnails/0")
         assert refused.status_code == 404 and "leads outside images_dir" in refused.json()["error"]
+    upload = {"csv": ("gone.csv", b"Handle,Title,Type,Image Src\ngone,Gone,,photos/gone.jpg\n", "text/csv")}
+    with TestClient(create_app(Predictor.from_dir(photo_run), desk=desk)) as client:
+        job = client.post("/desk/api/jobs", files=upload).json()["id"]
+        missing = client.get(f"/desk/api/jobs/{job}/thumbnails/0")
+        # Named as the CSV names it: the server's own folders are not the client's business.
+        assert missing.status_code == 404 and missing.json()["error"] == "'photos/gone.jpg': no such file in the images folder"
+        assert str(images) not in missing.text

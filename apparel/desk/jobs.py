@@ -91,7 +91,10 @@ class UploadedCatalog:
             handle = record.value(columns["handle"]).strip()
             if handle:
                 rows.append((handle, _ended(text[record.start:end])))
-        return cls(bom, _ended(text[:records[1].start]), group_products(records[1:], columns), rows, columns)
+        products = group_products(records[1:], columns)
+        if not products:
+            raise SourceError(name, "no product rows with a handle; upload a Shopify product export")
+        return cls(bom, _ended(text[:records[1].start]), products, rows, columns)
 
     def title(self, product: Product) -> str:
         return product.row.value(self.columns["title"])

@@ -28,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel.desk.jobs import DECISIONS_FILE, Job
 from apparel.desk.runner import Desk
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, SourceError
 from apparel.images.fetch import is_url
 from apparel.images.sources import contained_source
 from apparel.serve.config import ServiceConfig
@@ -76,8 +76,9 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
         if not files or not files[0][1]:
             raise RequestError(400, "no CSV in the upload; choose the product CSV Shopify exported")
         name, content = files[0]
+        desk_ = the_desk()  # its 503 before the 422 below, which only the upload's content earns
         try:
-            job = await run_in_threadpool(the_desk().submit, name, content)
+            job = await run_in_threadpool(desk_.submit, name, content)
         except ValueError as error:
             raise RequestError(422, str(error)) from None
         return JSONResponse(the_desk().progress(job), status_code=201)
@@ -89,8 +90,9 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
     @app.delete("/desk/api/jobs/{job_id}", tags=["desk"], status_code=204,
                 summary="Delete a finished job: its upload, decisions, results and photo cache")
     async def delete_job(job_id: str):
+        job = the_job(job_id)  # an unknown job is a 404, not the 409 of a job still working
         try:
-            await run_in_threadpool(the_desk().store.delete, the_job(job_id))
+            await run_in_threadpool(the_desk().store.delete, job)
         except ValueError as error:
             raise RequestError(409, str(error)) from None
         return Response(status_code=204)
@@ -98,8 +100,9 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
     @app.post("/desk/api/jobs/{job_id}/retry", tags=["desk"], status_code=202,
               summary="Try a failed job again: the rounds it finished are kept")
     async def retry_job(job_id: str):
+        job = the_job(job_id)
         try:
-            job = await run_in_threadpool(the_desk().retry, the_job(job_id))
+            job = await run_in_threadpool(the_desk().retry, job)
         except ValueError as error:
             raise RequestError(409, str(error)) from None
         return JSONResponse(the_desk().progress(job), status_code=202)
@@ -108,14 +111,17 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
              summary="Every product of a job: its photo, the model's suggestion and the merchant's decision")
     async def products(job_id: str):
         job = the_job(job_id)
-        return await run_in_threadpool(product_table, job, the_desk().progress(job))
+        progress = the_desk().progress(job)
+        # Made into JSON on the worker thread too: a catalog of 100,000 products is some 20 MB of it,
+        # which encoded on the event loop held every other request (health checks included) for seconds.
+        return await run_in_threadpool(lambda: JSONResponse(product_table(job, progress)))
 
     @app.post("/desk/api/jobs/{job_id}/decisions", tags=["desk"],
               summary="Decide products: a category (id, path or GID), keep (leave as it is), or null (the model's)")
     async def decide(job_id: str, request: Request):
         require_content_type(request, "application/json")
         payload = json_body(await read_body(request, config.max_body_bytes))
-        if not isinstance(payload, dict) or not isinstance(payload.get("handles"), list) \
+        if not isinstance(payload, dict) or "category" not in payload or not isinstance(payload.get("handles"), list) \
                 or not all(isinstance(handle, str) for handle in payload["handles"]) \
                 or not isinstance(payload.get("category"), (str, type(None))):
             raise RequestError(400, 'send {"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}')
@@ -166,13 +172,16 @@ def thumbnail_response(desk: Desk, job: Job, index: int, max_pixels: int) -> Res
     products = job.catalog().products
     if not 0 <= index < len(products) or not products[index].images:
         raise RequestError(404, f"product {index} has no photo")
-    source = contained_source(products[index].images[0], desk.images_dir())
+    photo = products[index].images[0]
+    source = contained_source(photo, desk.images_dir())
     if source.path is None:
-        raise RequestError(404, f"{products[index].images[0]!r}: {source.error or 'not a local file'}")
+        raise RequestError(404, f"{photo!r}: {source.error or 'not a local file'}")
+    if not source.path.is_file():
+        raise RequestError(404, f"{photo!r}: no such file in the images folder")
     try:
         content = small_jpeg(source.path, max_pixels)
-    except ValueError as error:
-        raise RequestError(422, str(error)) from None
+    except SourceError as error:  # named as the CSV names it, not by the server's own path
+        raise RequestError(422, f"{photo!r}: {error.reason}") from None
     return Response(content, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
 
