@@ -615,10 +615,28 @@ def photo_png(jpeg: bytes) -> bytes:
     {"parameters": [1], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
     {"outputs": [{"name": ["probabilities"]}], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
     {"outputs": [{"name": "probabilities", "parameters": 3}], "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
-], ids=["input parameters", "datatype list", "name list", "request parameters", "output name list", "output parameters"])
+    {"id": 7, "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+    {"parameters": {"binary_data_output": "no"}, "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+    {"outputs": [{"name": "probabilities", "parameters": {"binary_data": 0}}],
+     "inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}]},
+], ids=["input parameters", "datatype list", "name list", "request parameters", "output name list", "output parameters",
+        "id number", "binary_data_output string", "binary_data number"])
 def test_v2_bodies_of_the_wrong_structure_are_422(client, body):
     response = client.post("/v2/models/apparel/infer", json=body)
     assert response.status_code == 422, response.text
+
+
+def test_a_v2_id_that_json_cannot_carry_back_is_refused(client):
+    """The id is echoed in the answer: a NaN or 1e999 there made an answer no strict JSON parser reads."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    data = ",".join(["0.5"] * 784)
+    for value in ("NaN", "1e999"):
+        body = f'{{"id": {value}, "inputs": [{{"name": "{input_name}", "shape": [1, 28, 28], "datatype": "FP32", "data": [{data}]}}]}}'
+        response = client.post("/v2/models/apparel/infer", content=body, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422 and '"id" must be a string' in response.json()["error"], response.text
+    body = body.replace('"id": 1e999', '"id": "order-7"')
+    answer = client.post("/v2/models/apparel/infer", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json()["id"] == "order-7"
 
 
 def test_a_request_log_that_cannot_be_written_is_refused_at_start_up(tmp_path):

@@ -241,15 +241,24 @@ def parse_infer_body(body: bytes, header_length: str | None):
 def check_structure(request: dict) -> None:
     """The parts of a request read as objects and names are objects and names (a 422 otherwise,
     before the model runs): ``parameters`` objects, a tensor's ``name`` and ``datatype`` strings,
-    ``outputs`` a list of objects with string names."""
+    ``outputs`` a list of objects with string names, the ``id`` a string, the binary flags true or false."""
     def is_object(value) -> bool:
         return value is None or isinstance(value, dict)
+
+    def is_flag(parameters, name: str) -> bool:
+        return not isinstance(parameters, dict) or isinstance(parameters.get(name, False), bool)
 
     tensor = request["inputs"][0]
     outputs = request.get("outputs")
     if outputs is not None and not (isinstance(outputs, list) and all(isinstance(o, dict) for o in outputs)):
         raise RequestError(422, "\"outputs\" must be a list of {\"name\": …} objects")
     problems = [
+        # Echoed back in the answer: a number there could be NaN or 1e999, which JSON cannot carry.
+        "id" in request and not isinstance(request["id"], str) and "the request's \"id\" must be a string",
+        not is_flag(request.get("parameters"), "binary_data_output")
+        and "\"binary_data_output\" must be true or false",
+        any(not is_flag(output.get("parameters"), "binary_data") for output in outputs or ())
+        and "an output's \"binary_data\" must be true or false",
         not is_object(request.get("parameters")) and "the request's \"parameters\" must be an object",
         isinstance(tensor, dict) and not is_object(tensor.get("parameters")) and "an input's \"parameters\" must be an object",
         isinstance(tensor, dict) and not all(isinstance(tensor.get(key), str) for key in ("name", "datatype"))
@@ -364,7 +373,10 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
             return await registry.within_deadline(answer(served, body, request.headers.get(HEADER_LENGTH)))
 
     async def answer(served: ServedVersion, body: bytes, header_length: str | None) -> Response:
-        request, binary = parse_infer_body(body, header_length)
+        # A large body's JSON is parsed and walked on a worker thread. The parse itself holds the GIL
+        # (about a second for 15 MB of numbers here), so other requests still wait for that part.
+        request, binary = (await run_in_threadpool(parse_infer_body, body, header_length) if len(body) >= LARGE_BODY
+                           else parse_infer_body(body, header_length))
         outputs = output_choice(request)
         name, datatype, shape, data = infer_input(request["inputs"][0], binary)
 
