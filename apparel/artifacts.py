@@ -87,8 +87,15 @@ def atomic_path(path: str | os.PathLike):
     ``.keras``). The file is synced before the rename and the folder after it, so after a crash or
     a power cut ``path`` holds the old file or the new one. A writer killed mid-write leaves its
     temporary behind; the next write of the same path removes it (``remove_stale_temporaries``).
+
+    A symbolic link is written through (its target is what is replaced, as ``open`` would write
+    it); a path that is no regular file (a pipe, a device, a folder) is refused with a
+    ``ValueError``: a rename would have put a file in its place, ``/dev/full`` included.
     """
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a pipe, a device or a folder); give the path of a file to "
+                         "write, which is replaced as a whole once it is written")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)

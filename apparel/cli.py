@@ -126,10 +126,12 @@ def cmd_evaluate(args) -> int:
 
 
 def _split_model_dir(args) -> tuple[str | None, list[str]]:
-    """``predict [DIR] FILE...``: the first argument is the model when it is a run directory."""
+    """``predict [DIR] FILE...``: the first argument is the model when it is a run directory, or
+    a shipped model's name (``apparel predict photos shirt.jpg``) that names nothing here."""
     files = list(args.files)
     model_dir = args.model_dir
-    if model_dir is None and files and (Path(files[0]) / MODEL_FILE).is_file():
+    if model_dir is None and files and ((Path(files[0]) / MODEL_FILE).is_file()
+                                        or (files[0] in shipped_model_names() and not Path(files[0]).exists())):
         model_dir = files.pop(0)
     return model_dir, files
 
@@ -553,7 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as error:  # the library names parameters; say which flags they are
         flags = ", ".join(flag_name(parameter) for parameter in error.parameters)
         return _fail(args, f"{error} ({flags})", 2)
-    except (ValueError, OSError) as error:
+    except OSError as error:
+        if error.filename is None or not error.strerror:
+            return _fail(args, str(error) or type(error).__name__, 2)
+        # Not Python's "[Errno 2] …": the file named may be one written beside an output (its
+        # lock, its temporary), so the message says where to look.
+        return _fail(args, f"{os.fsdecode(error.filename)}: {error.strerror.lower()}; check that its folder exists "
+                           "and that you may read and write there", 2)
+    except ValueError as error:
         return _fail(args, str(error) or type(error).__name__, 2)
     except KeyboardInterrupt:
         print(f"apparel {args.command}: interrupted", file=sys.stderr)

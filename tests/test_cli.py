@@ -319,3 +319,51 @@ def test_serve_says_it_serves_the_shipped_models(monkeypatch, capsys):
     assert main(["serve"]) == 0
     assert "using the shipped models store (the default, also served as apparel), photos and fashion-mnist" in \
         capsys.readouterr().err
+
+
+def test_predict_takes_a_shipped_models_name_first_unless_a_folder_here_has_that_name(monkeypatch, tmp_path, capsys):
+    """`apparel predict photos shirt.jpg`, as the README shows it, ran the store model and called
+    "photos" a missing photo; a folder of photos named so is still photos."""
+    from apparel import cli
+    from apparel.artifacts import shipped_model_dir
+
+    loaded = []
+
+    def stop(model_dir, **kwargs):
+        loaded.append(model_dir)
+        raise ValueError("stopped here")
+
+    monkeypatch.setattr(cli, "load_predictor", stop)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shirt.jpg").write_bytes(b"not read: the model is loaded first")
+    assert main(["predict", "photos", "shirt.jpg"]) == 2
+    assert loaded == ["photos"] and f"using {shipped_model_dir('photos')}" not in capsys.readouterr().err
+    assert main(["predict", "photos"]) == 2
+    assert "give at least one image" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    assert main(["predict", "photos", "shirt.jpg"]) == 2
+    assert loaded[-1] is None  # the folder here is photos to read; the default model reads them
+
+
+def test_a_top_k_below_one_is_refused_not_made_one():
+    """`predict --top-k 0` answered with one class and exit status 0; batch refused the same value."""
+    from apparel.batch.loop import predict_sources
+    from apparel.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="top_k must be at least 1, got 0") as error:
+        predict_sources([], predictor=None, top_k=0)
+    assert error.value.render(lambda name: "--top-k").startswith("--top-k must be at least 1")
+
+
+def test_a_file_that_cannot_be_written_is_named_with_where_to_look(monkeypatch, capsys):
+    """`catalog --out /proc/x.csv` said "[Errno 2] No such file or directory: '/proc/x.csv.lock'"."""
+    from apparel import cli
+
+    def unwritable(args):
+        open("/proc/no-such-folder/x.csv.lock", "w")
+
+    monkeypatch.setattr(cli, "cmd_taxonomy_search", unwritable)
+    assert main(["taxonomy", "search", "tee"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "apparel taxonomy: error: /proc/no-such-folder/x.csv.lock: no such file or directory; check that its folder "
+        "exists and that you may read and write there")

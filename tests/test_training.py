@@ -93,6 +93,21 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_atomic_writes_go_through_a_link_and_refuse_a_pipe(tmp_path):
+    """`catalog --out` on a symbolic link replaced the link and never wrote its target; on a pipe or
+    /dev/full it put a file in their place."""
+    import os
+
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "out.json").symlink_to(tmp_path / "shop" / "real.json")
+    artifacts.write_json(tmp_path / "out.json", {"x": 1})
+    assert (tmp_path / "out.json").is_symlink() and json.loads((tmp_path / "shop" / "real.json").read_text()) == {"x": 1}
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError, match="pipe is not a regular file"):
+        artifacts.write_json(tmp_path / "pipe", {"x": 1})
+    assert (tmp_path / "pipe").is_fifo()
+
+
 def test_options_of_the_stronger_models_train(tiny_dataset):
     config = TrainConfig(
         model="cnn", width=4, hidden=8, epochs=2, validation_split=0.25, schedule="one-cycle",

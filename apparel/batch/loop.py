@@ -122,6 +122,8 @@ def predict_sources(
     categories)`` gives each image's attribute fields from its model input and category
     (``apparel.attributes.photo_attributes``: ``"color"``). ``progress(n)`` is called as images finish.
     """
+    if top_k < 1:  # it used to become 1 without a word; batch's own setting refuses it too
+        raise ParameterError(f"{{}} must be at least 1, got {top_k}", "top_k")
     sources = stack_sources(sources, predictor.contract)
     read = ReadSettings(None, predictor.contract, fetch, workers)
     results: list[dict | None] = [None] * len(sources)
