@@ -18,6 +18,13 @@ let shown = []; // the products the filters keep, in the chosen order
 let cursor = 0; // index into shown
 const selected = new Set(); // handles
 let seenRounds = -1, pollTimer = null, pollFailed = false, searchTimer = null, searchHits = [], searchIndex = -1;
+let openId = ""; // the job the page follows: an answer about another one (opened before) is dropped
+let searchedWords = null; // the words searchHits answer; hits of older words are never chosen
+// Decisions made here, numbered: a table fetched while one was being made is older than it, so the
+// decisions made since its request are laid over it rather than lost.
+let decisionCount = 0;
+const recentDecisions = [];
+const brokenThumbnails = new Set(); // asked once: a photo that failed is not fetched again at every redraw
 
 function percent(p) {
   return p == null ? "" : (100 * p).toFixed(1) + "%";
@@ -50,10 +57,11 @@ async function listJobs() {
 
 async function openJob(id) {
   clearTimeout(pollTimer);
-  job = null; products = []; selected.clear(); cursor = 0; seenRounds = -1;
+  openId = id;
+  job = null; products = []; selected.clear(); cursor = 0; seenRounds = -1; recentDecisions.length = 0;
   history.replaceState(null, "", id ? "#" + id : location.pathname);
   refilter();
-  if (!id) return;
+  if (!id) { clearProgress(); return; }
   try {
     await poll(id);
   } catch (error) {
@@ -64,11 +72,18 @@ async function openJob(id) {
 
 async function poll(id) {
   let state = await api(`/desk/api/jobs/${id}`);
+  if (id !== openId) return; // another job was opened meanwhile: this answer is not about it
   if (state.rounds !== seenRounds || (state.state === "done" && seenRounds !== -2)) {
     // The rows first, then the status that counts them: "Done" means the table is complete.
+    const asked = decisionCount;
     const table = await api(`/desk/api/jobs/${id}/products`);
+    if (id !== openId) return;
     state = table.job;
     seenRounds = state.state === "done" ? -2 : state.rounds;
+    const byHandle = new Map(table.products.map((product) => [product.handle, product]));
+    const newer = recentDecisions.filter((made) => made.number > asked);  // the older ones are in the table
+    for (const made of newer) if (byHandle.has(made.handle)) byHandle.get(made.handle).decision = made.decision;
+    recentDecisions.splice(0, recentDecisions.length, ...newer);
     mergeProducts(table.products);
   }
   job = state;
@@ -79,6 +94,7 @@ async function poll(id) {
 
 function schedulePoll(id, delay) {
   // A server that went away (a restart) is asked again until it answers: the job resumes there.
+  if (id !== openId) return; // the page follows another job now, with its own timer
   clearTimeout(pollTimer);
   pollTimer = setTimeout(() => poll(id).catch((error) => {
     if (job?.id !== id) return;
@@ -103,6 +119,21 @@ function showProgress() {
     if (ready) $(id).href = `/desk/api/jobs/${job.id}/${file}`; else $(id).removeAttribute("href");
   }
   $("download-decisions").href = `/desk/api/jobs/${job.id}/decisions.csv`;
+  $("download-decisions").classList.remove("disabled");
+  $("download-decisions").setAttribute("aria-disabled", "false");
+}
+
+function clearProgress() {
+  // No job open ("—" in the job menu): nothing of the last one stays on screen or in a link.
+  $("progress").value = 0;
+  $("job-name").textContent = "";
+  $("status").textContent = "";
+  $("retry").hidden = true;
+  for (const id of ["download-csv", "download-review", "download-decisions"]) {
+    $(id).classList.add("disabled");
+    $(id).setAttribute("aria-disabled", "true");
+    $(id).removeAttribute("href");
+  }
 }
 
 function mergeProducts(rows) {
@@ -203,7 +234,11 @@ function rowElement(product, position) {
   photo.className = "thumb";
   photo.alt = "";
   photo.loading = "lazy";
-  if (product.thumbnail) photo.src = product.thumbnail;
+  // Not a photo the server could not read (a refused address, a damaged file), nor one that failed here.
+  if (product.thumbnail && product.status !== "unreadable image" && !brokenThumbnails.has(product.thumbnail)) {
+    photo.addEventListener("error", () => brokenThumbnails.add(product.thumbnail), { once: true });
+    photo.src = product.thumbnail;
+  }
   const title = document.createElement("span");
   title.className = "title";
   const strong = document.createElement("strong");
@@ -258,8 +293,10 @@ function toggle(handle, on) {
 // ------------------------------------------------------------------ decisions
 
 function targets() {
-  // The selected products, else the one under the cursor.
-  if (selected.size) return [...selected];
+  // The selected products the filters show, else the one under the cursor: a row hidden by a
+  // filter is never decided unseen.
+  const visible = shown.filter((product) => selected.has(product.handle)).map((product) => product.handle);
+  if (visible.length) return visible;
   return shown[cursor] ? [shown[cursor].handle] : [];
 }
 
@@ -271,7 +308,11 @@ async function decide(handles, category) {
       body: JSON.stringify({ handles, category }),
     });
     const byHandle = new Map(products.map((product) => [product.handle, product]));
-    for (const [handle, decision] of Object.entries(decisions)) byHandle.get(handle).decision = decision;
+    for (const [handle, decision] of Object.entries(decisions)) {
+      if (!byHandle.has(handle)) continue; // another job was opened while the answer was on its way
+      byHandle.get(handle).decision = decision;
+      recentDecisions.push({ number: ++decisionCount, handle, decision });
+    }
     showError("");
     // Only these: rows selected while the answer was on its way stay selected.
     for (const handle of handles) selected.delete(handle);
@@ -316,7 +357,9 @@ async function search(words) {
   if (!words.trim()) { searchHits = []; drawSearchHits(); return; }
   try {
     const { categories } = await api(`/desk/api/taxonomy?q=${encodeURIComponent(words)}&limit=8`);
-    if ($("search").value === words) { searchHits = categories; searchIndex = 0; drawSearchHits(); }
+    if ($("search").value === words) {
+      searchHits = categories; searchIndex = 0; searchedWords = words; drawSearchHits();
+    }
   } catch (error) {
     showError(error.message);
   }
@@ -375,6 +418,8 @@ $("keep").addEventListener("click", () => decide(targets(), "keep"));
 $("undo").addEventListener("click", () => decide(targets(), null));
 $("search").addEventListener("input", () => {
   clearTimeout(searchTimer);
+  // The hits of the words before are gone at once: Enter must never choose one of them.
+  searchHits = []; searchedWords = null; drawSearchHits();
   const words = $("search").value;
   searchTimer = setTimeout(() => search(words), 120);
 });
@@ -385,7 +430,12 @@ $("search").addEventListener("keydown", (event) => {
     drawSearchHits();
   } else if (event.key === "Enter") {
     event.preventDefault();
-    chooseHit(searchIndex);
+    const words = $("search").value;
+    if (searchedWords === words) chooseHit(searchIndex);
+    else {  // typed faster than the search: ask for these words now, then choose their first hit
+      clearTimeout(searchTimer);
+      search(words).then(() => { if (searchedWords === words) chooseHit(searchIndex); });
+    }
   } else if (event.key === "Escape") {
     searchHits = []; drawSearchHits();
     viewport.focus({ preventScroll: true });
