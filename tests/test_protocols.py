@@ -628,3 +628,25 @@ def test_a_models_json_nested_too_deeply_is_a_status_and_one_log_line(fashion_ru
     assert registry.repository_error == "" and "read again" in caplog.records[-1].getMessage()
     for served in registry.all_versions():
         served.batcher.close()
+
+
+def test_grpc_bytes_that_are_no_message_are_invalid_argument(served):
+    """Random bytes, a cut message or a name that is not UTF-8 were UNKNOWN ("Unexpected DecodeError"):
+    gRPC parsed them before any handler could say what was wrong."""
+    import grpc
+
+    from tritonclient.grpc import service_pb2
+
+    good = service_pb2.ModelInferRequest(model_name="fashion-mnist").SerializeToString()
+    with grpc.insecure_channel(served["grpc"]) as channel:
+        for method in ("/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ModelMetadata",
+                       "/tensorflow.serving.PredictionService/Predict"):
+            call = channel.unary_unary(method, request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw)
+            for raw in (b"\xff\xff\xff", good[:-3], b"\x0a\x02\xff\xfe"):
+                with pytest.raises(grpc.RpcError) as error:
+                    call(raw, timeout=10)
+                assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, raw, error.value.details())
+                assert f"the request is not a {method} message" in error.value.details()
+        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive", request_serializer=lambda raw: raw,
+                                   response_deserializer=lambda raw: raw)
+        assert live(b"", timeout=10) is not None  # and the server is still up

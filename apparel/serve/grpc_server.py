@@ -272,6 +272,33 @@ def api_key_interceptor(key: str):
     return ApiKeyInterceptor()
 
 
+def decoding_interceptor():
+    """Every call's message parsed inside the handler, so that bytes that are no message of the
+    method's type (random bytes, a cut message, text that is not UTF-8) are INVALID_ARGUMENT with
+    what to send: gRPC's own parse, before any handler, answered them UNKNOWN."""
+    import grpc
+
+    class DecodingInterceptor(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation, details):
+            handler = await continuation(details)
+            if handler is None or handler.unary_unary is None or handler.request_deserializer is None:
+                return handler
+            parse, behaviour = handler.request_deserializer, handler.unary_unary
+
+            async def parsed(raw: bytes, context):
+                try:
+                    request = parse(raw)
+                except Exception as error:  # noqa: BLE001 — protobuf's DecodeError, or a runtime's own
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                        f"the request is not a {details.method} message ({error}); send the "
+                                        "protobuf message the service defines (KServe's or TensorFlow Serving's .proto)")
+                return await behaviour(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(parsed, response_serializer=handler.response_serializer)
+
+    return DecodingInterceptor()
+
+
 async def start_grpc_server(registry: Registry, address: str):
     """Both services on ``address`` (``host:port``; port 0 for a free one), started on the running
     event loop, so gRPC and HTTP requests share the batches. Returns the server and its port."""
@@ -281,7 +308,7 @@ async def start_grpc_server(registry: Registry, address: str):
     except ImportError as error:
         raise ValueError(f"{INSTALL_HINT} ({error})") from None
     config = registry.config
-    interceptors = [api_key_interceptor(config.api_key)] if config.api_key else []
+    interceptors = [decoding_interceptor()] + ([api_key_interceptor(config.api_key)] if config.api_key else [])
     server = grpc.aio.server(maximum_concurrent_rpcs=config.max_concurrent_requests, interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", config.max_body_bytes),
         # Answers are bounded by max_response_bytes before they are built; this is gRPC's own
