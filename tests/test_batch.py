@@ -43,7 +43,8 @@ PHOTOS = 240
 VENV_BIN = Path(sys.executable).parent
 # Rows that must come back as rows with an error, not as a failed job.
 BAD_ROWS = {"missing.jpg": "file not found", "../outside.jpg": "leads outside images_dir", "": "empty image reference",
-            "ftp://example.com/a.jpg": "only http and https", "broken.jpg": "", "notes.txt": ""}
+            "ftp://example.com/a.jpg": "only http and https", "broken.jpg": "", "notes.txt": "",
+            "photos": "a folder, not an image file"}
 OBJECT_STORE = 100 * 1024**2
 
 
@@ -131,6 +132,16 @@ def test_manifest_image_column_by_name_or_flag(tmp_path):
     pq.write_table(pa.table({"path": ["a.jpg"], "error": ["x"]}), tmp_path / "m.parquet")
     with pytest.raises(SourceError, match="has a column 'error'"):
         read_manifest(tmp_path / "m.parquet", reserved=("error",))
+    # Two columns of one name (a KeyError, or an output no reader opened); a case-insensitive reader's clash.
+    (tmp_path / "twice.csv").write_text("sku,path,sku\n1,a.jpg,2\n")
+    with pytest.raises(SourceError, match="has two columns named 'sku' and 'sku'; rename one"):
+        read_manifest(tmp_path / "twice.csv")
+    (tmp_path / "label.csv").write_text("path,Label\na.jpg,shirt\n")
+    with pytest.raises(SourceError, match="has a column 'Label', which the output adds"):
+        read_manifest(tmp_path / "label.csv", reserved=("label",))
+    (tmp_path / "latin.csv").write_bytes("sku,path\ncaf\xe9,a.jpg\n".encode("latin-1"))
+    with pytest.raises(SourceError, match="invalid UTF8.*; save the manifest as UTF-8$"):
+        read_manifest(tmp_path / "latin.csv")
 
 
 def test_an_image_column_that_is_not_text_is_named_with_what_it_should_be(tiny_run, tmp_path, capsys):

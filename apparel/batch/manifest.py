@@ -44,7 +44,15 @@ def read_manifest(path: str | os.PathLike, image_column: str | None = None,
     if not path.is_file():
         raise ParameterError(f"{{}} {path} is not a file", "manifest")
     table = _read_table(path)
-    clashes = [name for name in table.column_names if name in (ROW_COLUMN, *reserved)]
+    # Case folded: Parquet readers that ignore case (DuckDB, BigQuery) refuse a "Label" beside "label",
+    # and two columns of one name made an output no reader opens.
+    seen: dict[str, str] = {}
+    for name in table.column_names:
+        if name.casefold() in seen:
+            raise SourceError(path, f"has two columns named {seen[name.casefold()]!r} and {name!r}; rename one")
+        seen[name.casefold()] = name
+    added = {name.casefold() for name in (ROW_COLUMN, *reserved)}
+    clashes = [name for name in table.column_names if name.casefold() in added]
     if clashes:
         raise SourceError(path, f"has a column {clashes[0]!r}, which the output adds; rename it")
     manifest = Manifest(path, table, _image_column(table.column_names, image_column, path))
@@ -65,8 +73,11 @@ def _read_table(path: Path):
                                      strings_can_be_null=False)
         return pa_csv.read_csv(path, convert_options=text)
     except (pa.ArrowInvalid, OSError) as error:
+        reason = str(error).splitlines()[0]
+        # Arrow names the column, not the row: the fix is the file's encoding as a whole.
+        hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason else ""
         raise SourceError(path, f"cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
-                                f"({str(error).splitlines()[0]})") from None
+                                f"({reason}){hint}") from None
 
 
 def _text_column(table, name: str, path: Path):

@@ -97,7 +97,7 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
         except (OSError, ValueError) as error:  # a name too long, a NUL byte, a folder unreadable
             raise SourceError(name, f"cannot read the file ({getattr(error, 'strerror', None) or error})") from None
         if not found:
-            raise SourceError(name, "file not found")
+            raise SourceError(name, "a folder, not an image file" if stream.is_dir() else "file not found")
     try:
         with warnings.catch_warnings():
             # Our own limits below decide; Pillow's warning would only repeat them.
