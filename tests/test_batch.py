@@ -347,6 +347,21 @@ def test_litert_export_through_both_engines(shop, tiny_run, litert_export, local
                                    atol=LITERT_TOLERANCE)
 
 
+def test_model_version_is_the_services_and_a_resume_with_another_runtime_is_refused(shop, tiny_run, tmp_path):
+    """The default runtime wrote the LiteRT file's digest while the service reports model.keras's, so
+    batch rows could not be joined to served answers on it; the runtime still decides a resume."""
+    from apparel.artifacts import file_digest
+    from apparel.errors import ParameterError
+
+    manifest = small_manifest(tmp_path / "m.csv", 3)
+    config = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop), batch_size=4)
+    classify_manifest(manifest, tmp_path / "out", config)
+    assert set(table(tmp_path / "out").column("model_version").to_pylist()) == {
+        file_digest(tiny_run / "model.keras")[:12]}
+    with pytest.raises(ParameterError, match="holds the output of another run \\(artefact: '[0-9a-f]{12}', now None\\)"):
+        classify_manifest(manifest, tmp_path / "out", config.replace(runtime="keras"))
+
+
 def test_predictor_threads_reach_the_litert_interpreter(shop, litert_export, tmp_path, monkeypatch):
     import ai_edge_litert.interpreter
 

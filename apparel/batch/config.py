@@ -91,7 +91,18 @@ class ModelSettings:
 
     @property
     def version(self) -> str:
-        """The first 12 hex digits of the model file's SHA-256 (the service's model version)."""
+        """The first 12 hex digits of the run's ``model.keras`` SHA-256, as the service reports the
+        version (whichever runtime answers: a batch row joins a served answer on it); of the
+        ``.tflite`` file for an export given without its run."""
         from apparel.artifacts import MODEL_FILE, file_digest
 
-        return file_digest(self.litert if self.litert is not None else Path(self.model_dir) / MODEL_FILE)[:12]
+        keras = Path(self.model_dir) / MODEL_FILE if self.model_dir is not None else None
+        return file_digest(keras if keras is not None and keras.is_file() else self.litert)[:12]
+
+    @property
+    def artefact(self) -> str | None:
+        """The first 12 hex digits of the LiteRT file that answers (None: Keras does): a resumed
+        output is refused if another one (float16, int8, Keras) would answer its other rows."""
+        from apparel.artifacts import file_digest
+
+        return file_digest(self.litert)[:12] if self.litert is not None else None

@@ -67,6 +67,7 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
         check_record(out, {**manifest_identity(manifest.path), "image_column": manifest.image_column,
                            "images_dir": str(images_dir.resolve()), "model_version": model.version,
+                           "artefact": model.artefact,
                            "top_k": config.top_k, "categories": chooser.version if chooser is not None else None,
                            "colour": config.colour})
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
