@@ -362,6 +362,18 @@ def test_model_version_is_the_services_and_a_resume_with_another_runtime_is_refu
         classify_manifest(manifest, tmp_path / "out", config.replace(runtime="keras"))
 
 
+def test_an_empty_manifest_gives_an_empty_table_with_the_columns(shop, tiny_run, tmp_path):
+    """A manifest of a header alone wrote no Parquet file: a reader of the folder found no columns."""
+    (tmp_path / "m.csv").write_text("sku,path\n")
+    config = BatchConfig(model_dir=str(tiny_run), images_dir=str(shop))
+    for _ in range(2):  # a rerun adds no second file
+        classify_manifest(tmp_path / "m.csv", tmp_path / "out", config)
+        assert len(list((tmp_path / "out").glob("part-*.parquet"))) == 1
+    result = table(tmp_path / "out")
+    assert result.num_rows == 0 and {"sku", "path", "manifest_row", "label", "model_version", "error"} <= set(
+        result.column_names)
+
+
 def test_predictor_threads_reach_the_litert_interpreter(shop, litert_export, tmp_path, monkeypatch):
     import ai_edge_litert.interpreter
 

@@ -132,22 +132,34 @@ class ShardWriter:
             self._write(self.shard_rows)
 
     def close(self) -> None:
-        """Write what is left."""
+        """Write what is left. An empty manifest still gets one (empty) file: a reader of the
+        folder finds the columns rather than no table at all."""
+        import pyarrow as pa
+
         if self.pending_rows:
             self._write(self.pending_rows)
+        elif self.manifest_table.num_rows == 0 and not any(self.out.glob("part-*.parquet")):
+            empty = self.manifest_table.append_column(ROW_COLUMN, pa.array([], type=pa.int64()))
+            for field in prediction_schema():
+                empty = empty.append_column(field, pa.array([], type=field.type))
+            self._save(empty, 0)
 
     def _write(self, count: int) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         table = pa.concat_tables(self.pending)
         shard, rest = table.slice(0, count), table.slice(count)
         shard = shard.sort_by(ROW_COLUMN)
-        name = f"part-{shard.column(ROW_COLUMN)[0].as_py():012d}-{uuid.uuid4().hex[:8]}.parquet"
-        with full_disk_named(self.out / name), atomic_path(self.out / name) as temporary:
-            pq.write_table(shard, temporary)
+        self._save(shard, shard.column(ROW_COLUMN)[0].as_py())
         self.pending, self.pending_rows = ([rest] if rest.num_rows else []), rest.num_rows
         self.written += count
+
+    def _save(self, shard, first_row: int) -> None:
+        import pyarrow.parquet as pq
+
+        name = f"part-{first_row:012d}-{uuid.uuid4().hex[:8]}.parquet"
+        with full_disk_named(self.out / name), atomic_path(self.out / name) as temporary:
+            pq.write_table(shard, temporary)
 
 
 def written_rows(out: Path) -> np.ndarray:
