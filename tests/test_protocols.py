@@ -647,6 +647,16 @@ def test_grpc_bytes_that_are_no_message_are_invalid_argument(served):
                     call(raw, timeout=10)
                 assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, raw, error.value.details())
                 assert f"the request is not a {method} message" in error.value.details()
+        # Both kinds of values for one input: which should answer? Refused, as Triton refuses it.
+        both = service_pb2.ModelInferRequest(model_name="fashion-mnist", raw_input_contents=[bytes(784)])
+        tensor = both.inputs.add(name="images", datatype="UINT8", shape=[1, 28, 28])
+        tensor.contents.uint_contents.extend([0] * 784)
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer", request_serializer=lambda raw: raw,
+                                    response_deserializer=lambda raw: raw)
+        with pytest.raises(grpc.RpcError) as error:
+            infer(both.SerializeToString(), timeout=10)
+        assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "has both contents and raw_input_contents; send one" in error.value.details()
         live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive", request_serializer=lambda raw: raw,
                                    response_deserializer=lambda raw: raw)
         assert live(b"", timeout=10) is not None  # and the server is still up

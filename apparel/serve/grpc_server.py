@@ -156,6 +156,8 @@ def v2_input_data(tensor, raw_contents):
     if raw_contents:
         if len(raw_contents) != 1:
             raise RequestError(422, "raw_input_contents must hold one entry, for the one input")
+        if tensor.contents.ByteSize():  # which would answer? Triton refuses the two together too
+            raise RequestError(422, f"input {tensor.name!r} has both contents and raw_input_contents; send one")
         return raw_tensor_data(tensor.name, tensor.datatype, raw_contents[0])
     values = getattr(tensor.contents, CONTENTS_FIELDS[tensor.datatype])
     return list(values) if tensor.datatype == "BYTES" else np.asarray(values)
