@@ -318,6 +318,12 @@ def test_rest_by_name_version_label_and_classify(served):
                                json={"examples": [{"images": image.tolist()} for image in images]}).json()
         names = served["fashion-mnist"].contract.class_names
         assert [row[0][0] for row in classified["results"]] == [names[i] for i in expected.argmax(-1)]
+        # TensorFlow Serving's row format may name the input in each instance; a feature of another name is refused.
+        named = http.post("/v1/models/fashion-mnist:predict", json={"instances": [{"images": image.tolist()}
+                                                                                   for image in images]})
+        np.testing.assert_allclose(named.json()["predictions"], expected, atol=1e-5)
+        other = http.post("/v1/models/fashion-mnist:classify", json={"examples": [{"x": images[0].tolist()}]})
+        assert other.status_code == 422 and "unknown input 'x'" in other.json()["error"]
         photo = base64.b64encode(garment_photo()).decode()
         assert http.post("/v1/models/apparel:predict", json={"instances": [{"b64": photo}]}).json()[
             "predictions"][0].__len__() == 3  # the alias is the default model: photos

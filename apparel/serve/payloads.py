@@ -200,6 +200,10 @@ def predict_request(payload, *, contract: InputContract = FASHION_MNIST, max_ins
     instances = payload[key]
     if key == "inputs" and isinstance(instances, dict):
         instances = named_input(instances, input_name)
+    if key == "instances" and isinstance(instances, list):
+        # The row format may name the input in each instance too: {"<input name>": <instance>}.
+        instances = [named_input(item, input_name) if isinstance(item, dict) and len(item) == 1 and "b64" not in item
+                     else item for item in instances]
     return answer, instances_to_images(instances, contract=contract, max_instances=max_instances,
                                        decode_photo=decode_photo)
 

@@ -26,8 +26,8 @@ from starlette.concurrency import run_in_threadpool
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, require_content_type
-from apparel.serve.payloads import (RequestError, instances_to_images, json_body, predict_request, refuse_booleans,
-                                    shape_text)
+from apparel.serve.payloads import (RequestError, instances_to_images, json_body, named_input, predict_request,
+                                    refuse_booleans, shape_text)
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
 
 SIGNATURE = "serving_default"
@@ -102,7 +102,7 @@ def classify_request(payload, served: ServedVersion, max_instances: int, decode_
     if not isinstance(examples, list) or not all(isinstance(example, dict) and len(example) == 1 for example in examples):
         raise RequestError(422, f"\"examples\" must be a list of objects of one feature, the model's input "
                                 f"{served.input_name!r}: an array or {{\"b64\": …}}")
-    instances = [next(iter(example.values())) for example in examples]
+    instances = [named_input(example, served.input_name) for example in examples]  # its name checked too
     return instances_to_images(instances, contract=served.contract, max_instances=max_instances,
                                decode_photo=decode_photo)
 
