@@ -232,6 +232,10 @@ def cmd_catalog(args) -> int:
           f"{report.failed} with unreadable images, {report.no_image} without images")
     if report.decided:
         print(f"{report.decided} products as decided in {args.decisions}, whatever their photos say")
+    if report.strangers:
+        shown = ", ".join(report.strangers[:5]) + (", …" if len(report.strangers) > 5 else "")
+        print(f"apparel catalog: warning: {len(report.strangers)} handles of {args.decisions} name no product of "
+              f"{args.csv} ({shown}): check their spelling", file=sys.stderr)
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     if config.colour:

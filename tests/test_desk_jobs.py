@@ -85,13 +85,17 @@ def test_the_command_takes_the_same_decisions(store, tmp_path, photo_run, capsys
 
     csv_path, images, _ = store
     decisions = tmp_path / "decisions.csv"
-    write_decisions(decisions, {"product-0003": TSHIRTS, "product-0004": KEEP})
+    # A handle of no product here (a typo) is said, not silently dropped.
+    write_decisions(decisions, {"product-0003": TSHIRTS, "product-0004": KEEP, "prodcut-0005": KEEP})
     settings = SETTINGS.replace(images_dir=str(images), model_dir=str(photo_run))
-    categorize_catalog(csv_path, tmp_path / "library.csv", settings, Predictor.from_dir(photo_run),
-                       decisions=read_decisions(decisions))
+    report = categorize_catalog(csv_path, tmp_path / "library.csv", settings, Predictor.from_dir(photo_run),
+                                decisions=read_decisions(decisions))
+    assert report.strangers == ("prodcut-0005",)
     assert main(["catalog", str(csv_path), "--out", str(tmp_path / "cli.csv"), "--model-dir", str(photo_run),
                  "--images-dir", str(images), "--min-confidence", "0.6", "--decisions", str(decisions)]) == 0
-    assert "2 products as decided" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "2 products as decided" in said.out
+    assert f"warning: 1 handles of {decisions} name no product of {csv_path} (prodcut-0005)" in said.err
     assert (tmp_path / "cli.csv").read_bytes() == (tmp_path / "library.csv").read_bytes()
 
 

@@ -131,6 +131,7 @@ class CatalogReport:
     cache: str
     coloured: int = 0                # products whose colour was written (or already there); with colour only
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
+    strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
 
@@ -373,6 +374,7 @@ def categorize_catalog(
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
         decided=cells.decided, outcomes=tuple(cells.outcomes),
+        strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
 
 
