@@ -55,6 +55,9 @@ def test_unknown_format_and_missing_model_are_clear(run_dir, tmp_path):
         export_model(tmp_path, "litert", tmp_path / "x.tflite")
     with pytest.raises(ValueError, match="no such LiteRT model"):
         LiteRTPredictor(tmp_path / "missing.tflite")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07onnx, not a flatbuffer")
+    with pytest.raises(ValueError, match="model.onnx is not a LiteRT model .*; give a .tflite file made by `apparel export"):
+        LiteRTPredictor(tmp_path / "model.onnx")
 
 
 def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_dataset, capsys):

@@ -34,7 +34,11 @@ class LiteRTPredictor:
             # LiteRT's own default is one thread; on this project's 2-core CPU a batch of 10,000
             # images runs 1.6× faster on both (docs/performance.md).
             threads = usable_cores()
-        self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        try:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        except ValueError as error:  # LiteRT's own words ("not a valid Flatbuffer buffer") name no fix
+            raise ValueError(f"{self.path} is not a LiteRT model ({error}); give a .tflite file made by "
+                             "`apparel export DIR --format litert`") from None
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._output = self._interpreter.get_output_details()[0]["index"]
         self._batch = None
