@@ -399,6 +399,8 @@ def test_loopback_binds_answer_only_loopback_host_names(predictor):
             # A site whose name was re-pointed to 127.0.0.1 (DNS rebinding) sends its own name.
             rebound = http.get("/v1/models/apparel/metadata", headers={"Host": f"evil.example:{port}"})
             assert rebound.status_code == 400 and "class_names" not in rebound.text
+            # Said as every client mistake is (it was the plain text "Invalid host header").
+            assert "--allowed-hosts" in rebound.json()["error"] and "localhost" in rebound.json()["error"]
 
 
 def test_cross_origin_posts_are_refused(predictor):

@@ -51,7 +51,7 @@ from apparel.serve.desk import add_desk_routes, served_desk
 from apparel.serve.handling import error_response, read_body, require_content_type
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
-from apparel.serve.security import ApiKeyMiddleware, OriginMiddleware, bind_settings, exposure_warning
+from apparel.serve.security import ApiKeyMiddleware, HostMiddleware, OriginMiddleware, bind_settings, exposure_warning
 from apparel.serve.server import check_can_listen, server_options
 from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
 from apparel.serve.tfserving import add_tfserving_routes
@@ -202,8 +202,6 @@ def add_guards(app: FastAPI, config: ServiceConfig) -> None:
     """The checks every request passes before a handler, outermost first: its Host, its Origin,
     its API key (or, for the web page, its session cookie: ``login``), then whether the service
     has room for it."""
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
     app.add_middleware(AdmissionMiddleware, limit=config.max_concurrent_requests, retry_after=config.retry_after_s)
     if config.api_key:
         from apparel.serve.login import LOGIN_PATH, PageLogin, add_login_routes
@@ -213,7 +211,7 @@ def add_guards(app: FastAPI, config: ServiceConfig) -> None:
         app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS | {LOGIN_PATH}, login=login)
     app.add_middleware(OriginMiddleware, allowed_origins=config.allowed_origins)
     if config.allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts), www_redirect=False)
+        app.add_middleware(HostMiddleware, allowed_hosts=tuple(config.allowed_hosts))
 
 
 def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:

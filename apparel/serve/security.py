@@ -108,6 +108,38 @@ def key_refusal(x_api_key: str | None, authorization: str | None, key: bytes) ->
     return None if hmac.compare_digest(given.encode(), key) else "wrong API key"
 
 
+class HostMiddleware:
+    """Starlette's ``TrustedHostMiddleware``, its refusal answered as every other client mistake:
+    a JSON 400 that says which names are answered and how to add one (its own is the plain text
+    "Invalid host header")."""
+
+    def __init__(self, app, allowed_hosts: tuple[str, ...]):
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        async def passed(scope, receive, send):
+            scope["apparel.host_passed"] = True
+            await app(scope, receive, send)
+
+        self.check = TrustedHostMiddleware(passed, allowed_hosts=list(allowed_hosts), www_redirect=False)
+        self.message = (f"the Host header must name this server as {', '.join(allowed_hosts)}; to answer another "
+                        "name, start the server with --allowed-hosts NAME,…")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.check(scope, receive, send)
+        refused = False
+
+        async def sending(message):
+            nonlocal refused
+            if message["type"] == "http.response.start" and not scope.get("apparel.host_passed"):
+                refused = True  # the check's own answer: ours goes instead
+                return await error(400, self.message)(scope, receive, send)
+            if not refused:
+                await send(message)
+
+        await self.check(scope, receive, sending)
+
+
 class OriginMiddleware:
     """Refuses requests that change something (POST, …) sent by a browser from a page of another
     origin than the server's own or ``allowed_origins``. Clients that are not browsers send no
