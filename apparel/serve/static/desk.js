@@ -127,7 +127,7 @@ function clearProgress() {
   // No job open ("—" in the job menu): nothing of the last one stays on screen or in a link.
   $("progress").value = 0;
   $("job-name").textContent = "";
-  $("status").textContent = "";
+  $("status").textContent = "No catalog yet.";
   $("retry").hidden = true;
   for (const id of ["download-csv", "download-review", "download-decisions"]) {
     $(id).classList.add("disabled");
@@ -229,7 +229,12 @@ function rowElement(product, position) {
   box.type = "checkbox";
   box.checked = selected.has(product.handle);
   box.setAttribute("aria-label", "select " + product.handle);
-  box.addEventListener("change", () => toggle(product.handle, box.checked));
+  box.addEventListener("change", () => {
+    // The redraw replaces this box: the keys go on to the table, at this row, rather than to nothing.
+    cursor = position;
+    toggle(product.handle, box.checked);
+    viewport.focus({ preventScroll: true });
+  });
   const photo = document.createElement("img");
   photo.className = "thumb";
   photo.alt = "";
@@ -388,7 +393,7 @@ $("csv").addEventListener("change", async () => {
     await openJob(state.id);
   } catch (error) {
     showError(error.message);
-    $("status").textContent = "";
+    if (job) showProgress(); else clearProgress();  // the job on screen is still what the status says
   }
   $("csv").value = "";
 });
@@ -444,6 +449,7 @@ $("search").addEventListener("keydown", (event) => {
 $("search").addEventListener("blur", () => { searchHits = []; drawSearchHits(); });
 viewport.addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
 viewport.addEventListener("keydown", (event) => {
+  if (event.key === " " && event.target.type === "checkbox") return; // the box's own click: its row, not the cursor's
   const page = Math.max(1, Math.floor(viewport.clientHeight / ROW_HEIGHT) - 1);
   const moves = { ArrowDown: cursor + 1, j: cursor + 1, ArrowUp: cursor - 1, k: cursor - 1, PageDown: cursor + page,
                   PageUp: cursor - page, Home: 0, End: shown.length - 1 };
