@@ -116,7 +116,7 @@ def cmd_evaluate(args) -> int:
     for name, row in report["per_class"].items():
         print(f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>7}")
     confused = "; ".join(f"{a} ↔ {b}: {pair['mistakes']}" for pair in report["most_confused"][:3] for a, b in [pair["classes"]])
-    print(f"most confused: {confused}")
+    print(f"most confused: {confused or 'none, no photo was taken for another class'}")
     if artifacts.is_shipped(model_dir):
         print(f"{model_dir} is a shipped model: its metrics.json is left as shipped; copy the folder to keep "
               "these figures in it")

@@ -865,3 +865,10 @@ def test_a_colour_is_read_with_the_category_and_kept_in_the_cache(shop, photo_ru
     assert (with_colour.predicted, with_colour.cached) == (2, 0)
     assert (shop_dir / "plain.csv").read_bytes() == written
     assert categorize_catalog(source, shop_dir / "plain.csv", coloured, predictor=photo).cached == 2
+
+
+def test_an_empty_tag_prefix_is_refused():
+    """With "" every tag a product had was taken for the tool's own, and no tag was written."""
+    with pytest.raises(ParameterError, match="tag_prefix must not be empty"):
+        CatalogConfig(tag_prefix=" ")
+    assert CatalogConfig(tag_prefix="ai:").tag_prefix == "ai:"

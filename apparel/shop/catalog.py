@@ -112,6 +112,13 @@ class CatalogConfig(ReadConfig):
                                  "Color (product.metafields.shopify.color-pattern) column when the file has one, "
                                  "else as a color:<name> tag; a colour already set is kept unless --overwrite")
 
+    def check(self) -> None:
+        super().check()
+        if not self.tag_prefix.strip():
+            # Every tag starts with "": each would be taken for the tool's own, and no tag written.
+            raise ParameterError("{} must not be empty: it tells the tool's tags from the merchant's (apparel:, "
+                                 "say)", "tag_prefix")
+
 
 @dataclass(frozen=True)
 class CatalogReport:
