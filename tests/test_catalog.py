@@ -798,6 +798,22 @@ def test_colour_goes_in_the_metafield_column_and_a_merchant_colour_is_kept(shop,
     assert written_rows(shop_dir / "plain.csv")["navy-tee"][-1] == ""
 
 
+def test_a_product_left_uncertain_still_gets_its_colour(shop, photo_run):
+    """Its kind was unsure, not that it is the store's: the merchant needs its colour whichever
+    category they give it (it used to get none)."""
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    source = colour_catalog(shop_dir)
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    settings = config(photo_run, shop_dir, colour=True, min_confidence=1.0)  # no category is ever sure enough
+    report = categorize_catalog(source, shop_dir / "out.csv", settings, predictor=photo)
+    written = written_rows(shop_dir / "out.csv")
+    assert report.uncertain == 2 and report.categorized == 0 and report.coloured == 2
+    assert (written["navy-tee"][4], written["navy-tee"][-1]) == ("", "Navy")
+    assert (written["red-tee"][4], written["red-tee"][-1]) == ("", "Red")
+
+
 def test_colour_becomes_a_tag_without_the_column_and_a_merchant_tag_is_kept(shop, photo_run):
     from apparel.contract import InputContract
 

@@ -182,24 +182,29 @@ class ShirtPredictor:
         return Predictor(model=None, contract=self.contract).top_k(probabilities, k)
 
 
-def test_predictions_carry_the_colour_where_the_category_takes_one(tmp_path):
+def test_predictions_carry_the_colour_where_the_category_takes_one_or_the_kind_was_unsure(tmp_path):
     from PIL import Image
 
     from apparel.attributes import photo_attributes
     from apparel.batch.loop import predict_sources
     from apparel.images.sources import expand_sources
 
-    for name in ("Navy", "Red"):
+    names = ("Navy", "Red", "Green", "Black")
+    for name in names:
         Image.fromarray(garment_photo(SWATCHES[name])).save(tmp_path / f"{name}.png")
     tee = load_taxonomy().get("aa-1-13-8")
     no_colour = next(category for category in load_taxonomy() if "color" not in category.attributes)
-    # The first photo gets the T-shirt category; the second one a category without colours, then none.
-    answers = iter([{"id": tee.id}, {"id": no_colour.id}])
-    results = predict_sources(expand_sources([str(tmp_path / "Navy.png"), str(tmp_path / "Red.png")]),
+    # The T-shirt category takes a colour, another category none; a product left uncertain is still
+    # the store's and gets its colour, one outside the vertical (a perfume) none.
+    answers = iter([{"id": tee.id}, {"id": no_colour.id}, {"id": None, "reason": "uncertain"},
+                    {"id": None, "reason": "outside the vertical"}])
+    results = predict_sources(expand_sources([str(tmp_path / f"{name}.png") for name in names]),
                               ShirtPredictor(), categorize=lambda probabilities: [next(answers) for _ in probabilities],
                               attributes=photo_attributes)
     assert results[0]["color"]["name"] == "Navy" and results[0]["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
     assert "color" not in results[1]
+    assert results[2]["color"]["name"] == "Green"
+    assert "color" not in results[3]
     assert photo_attributes(np.stack([garment_photo(SWATCHES["Red"])]), [None]) == [{}]
 
 

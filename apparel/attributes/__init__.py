@@ -3,7 +3,7 @@
     >>> from apparel.attributes import product_colour, has_colour
 """
 
-from apparel.attributes.colour import (ProductColour, has_colour, photo_attributes, prepare_colour_naming,
-                                      product_colour)
+from apparel.attributes.colour import (ProductColour, gets_colour, has_colour, photo_attributes,
+                                      prepare_colour_naming, product_colour)
 
-__all__ = ["ProductColour", "has_colour", "photo_attributes", "prepare_colour_naming", "product_colour"]
+__all__ = ["ProductColour", "gets_colour", "has_colour", "photo_attributes", "prepare_colour_naming", "product_colour"]

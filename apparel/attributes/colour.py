@@ -89,17 +89,28 @@ def has_colour(category: Category) -> bool:
     return ATTRIBUTE in category.attributes
 
 
+def gets_colour(category: Category | None, reason: str | None) -> bool:
+    """Whether a product's answer carries its photo's colour: when its category's node takes one,
+    and when it was left uncertain, a product of the store whose kind alone was unsure (every node of
+    Apparel & Accessories and of Luggage & Bags takes a colour, their roots too). Not when it is
+    outside the vertical (a perfume, a street) or its node takes none (a gift card)."""
+    from apparel.taxonomy.decide import UNCERTAIN
+
+    return has_colour(category) if category is not None else reason == UNCERTAIN
+
+
 def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[dict]:
     """For each photo (N×H×W×3, the model's inputs) and its category (``CategoryDecision.to_dict``,
-    or None), the attribute fields to add to its answer: ``{"color": …}`` when a category was
-    chosen and its node takes a colour, else ``{}``."""
+    or None), the attribute fields to add to its answer: ``{"color": …}`` when ``gets_colour``,
+    else ``{}``."""
     from apparel.taxonomy import load_taxonomy
 
     taxonomy = load_taxonomy()
     fields = []
     for photo, category in zip(photos, categories, strict=True):
         node = taxonomy.get(category["id"]) if category and category.get("id") else None
-        fields.append({"color": product_colour(photo).to_dict()} if node is not None and has_colour(node) else {})
+        wanted = category is not None and gets_colour(node, category.get("reason"))
+        fields.append({"color": product_colour(photo).to_dict()} if wanted else {})
     return fields
 
 

@@ -17,8 +17,10 @@ Each row is a manifest row, with these columns:
   why none was written ("uncertain", "outside the vertical"), null when one was;
 - ``color_name``, ``color_handle``, ``color_gid`` (string), ``color_confidence`` (float32): with
   ``--colour``, the product's colour read from its photo as a value of Shopify's ``color``
-  attribute (``apparel.attributes``), where the chosen category takes a colour; else null;
-- ``model_version`` (string): the first 12 hex digits of the model file's SHA-256;
+  attribute (``apparel.attributes``), where the chosen category takes a colour or the product was
+  left uncertain (``gets_colour``); else null;
+- ``model_version`` (string): the first 12 hex digits of the run's ``model.keras`` SHA-256 (the
+  service's version for it; of the ``.tflite`` for an export given without its run);
 - ``error`` (string): why the image could not be read, null when it was classified.
 
 Files are ``part-<first row>-<random>.parquet``, each written whole (a temporary renamed into
@@ -62,9 +64,9 @@ def prediction_schema():
 
 def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, colours=None) -> dict:
     """The category columns, and the colour columns where ``colours`` (JSON text per row, from
-    ``predicting.photo_colours``) names one and the chosen category takes a colour (see the module
+    ``predicting.photo_colours``) names one and the product gets one (``gets_colour``; see the module
     docstring); all null without a ``chooser``."""
-    from apparel.attributes import has_colour
+    from apparel.attributes import gets_colour
 
     columns = {name: [None] * len(failed) for name in (*CATEGORY_COLUMNS, *COLOUR_COLUMNS)}
     if chooser is None:
@@ -76,7 +78,7 @@ def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, col
         found = decision.to_dict()
         for key in ("id", "gid", "path", "confidence", "reason"):
             columns[f"category_{key}"][row] = found[key]
-        if colours is not None and colours[row] and decision.category is not None and has_colour(decision.category):
+        if colours is not None and colours[row] and gets_colour(decision.category, decision.reason):
             colour = json.loads(colours[row])
             for key in ("name", "handle", "gid", "confidence"):
                 columns[f"color_{key}"][row] = colour[key]

@@ -87,8 +87,8 @@ class Predict:
 
 def photo_colours(pixels: np.ndarray, readable: np.ndarray) -> np.ndarray:
     """Each row's colour (``apparel.attributes.product_colour``) as JSON text, "" for a row that was
-    not read: text travels through Ray Data's blocks as any column does. Whether the product's
-    category takes a colour is decided with the category (``output.colour_columns``)."""
+    not read: text travels through Ray Data's blocks as any column does. Whether the product
+    gets one is decided with the category (``output.category_columns``, ``gets_colour``)."""
     from apparel.attributes import product_colour
 
     colours = np.full(len(readable), "", dtype=object)

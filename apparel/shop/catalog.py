@@ -52,7 +52,7 @@ from typing import NamedTuple
 import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
-from apparel.attributes import ProductColour, has_colour
+from apparel.attributes import ProductColour, gets_colour
 from apparel.attributes.colour import NAMING_VERSION
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
@@ -576,7 +576,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
                  colours: Mapping[str, ProductColour] | None = None,
                  decided: Mapping[str, Category | None] | None = None) -> Decisions:
     """What to write for each product, and which products a person should review (and why).
-    ``colours`` (handle → colour) adds the colour cells where the category takes a colour.
+    ``colours`` (handle → colour) adds the colour cells where the product gets one (``gets_colour``).
     ``decided`` (handle → the merchant's category, None to leave it as it is) wins over the model:
     such a product gets the merchant's cells (and its photo's colour) and is not listed for review
     as uncertain."""
@@ -617,12 +617,16 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
                 decisions.uncertain += 1
             decisions.review.append({**base, "status": decision.reason, "confidence": f"{decision.confidence:.4f}",
                                      "top_k": "; ".join(f"{names[i]} {probabilities[i]:.4f}" for i in order[:3])})
+            # Left uncertain, it is still one of the store's products: its colour is written all the same.
+            wanted = {}
+            _add_colour(product, None, decision.reason, colours, columns, wanted, config, decisions)
+            _edit_cells(product, wanted, header, columns, base, decisions)
             continue
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
-        _add_colour(product, decision.category, colours, columns, wanted, config, decisions)
+        _add_colour(product, decision.category, None, colours, columns, wanted, config, decisions)
         _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
@@ -654,16 +658,17 @@ def _apply_decision(product: Product, category: Category | None, outcome: Produc
         return
     base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
     wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
-    _add_colour(product, category, colours, columns, wanted, config, decisions)
+    _add_colour(product, category, None, colours, columns, wanted, config, decisions)
     _edit_cells(product, wanted, header, columns, base, decisions)
 
 
-def _add_colour(product: Product, category: Category, colours: Mapping[str, ProductColour] | None,
-                columns: dict[str, int | None], wanted: dict[str, str], config: CatalogConfig,
-                decisions: Decisions) -> None:
-    """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and
-    ``category`` takes a colour (a gift card does not)."""
-    if colours and product.handle in colours and has_colour(category):
+def _add_colour(product: Product, category: Category | None, reason: str | None,
+                colours: Mapping[str, ProductColour] | None, columns: dict[str, int | None], wanted: dict[str, str],
+                config: CatalogConfig, decisions: Decisions) -> None:
+    """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and the
+    product gets one (``attributes.gets_colour``: its category takes a colour, or it was left
+    uncertain; not outside the vertical, nor a gift card)."""
+    if colours and product.handle in colours and gets_colour(category, reason):
         wanted.update(colour_cells(product, columns, colours[product.handle], wanted, config.overwrite))
         decisions.coloured += 1
 
