@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import errno
 import json
 import os
 import sys
@@ -563,9 +564,10 @@ def main(argv: list[str] | None = None) -> int:
         if error.filename is None or not error.strerror:
             return _fail(args, str(error) or type(error).__name__, 2)
         # Not Python's "[Errno 2] …": the file named may be one written beside an output (its
-        # lock, its temporary), so the message says where to look.
-        return _fail(args, f"{os.fsdecode(error.filename)}: {error.strerror.lower()}; check that its folder exists "
-                           "and that you may read and write there", 2)
+        # lock, its temporary), so for a missing or forbidden place the message says where to look.
+        hint = ("; check that its folder exists and that you may read and write there"
+                if error.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS) else "")
+        return _fail(args, f"{os.fsdecode(error.filename)}: {error.strerror.lower()}{hint}", 2)
     except ValueError as error:
         return _fail(args, str(error) or type(error).__name__, 2)
     except KeyboardInterrupt:

@@ -360,6 +360,18 @@ def test_model_version_is_the_services_and_a_resume_with_another_runtime_is_refu
         file_digest(tiny_run / "model.keras")[:12]}
     with pytest.raises(ParameterError, match="holds the output of another run \\(artefact: '[0-9a-f]{12}', now None\\)"):
         classify_manifest(manifest, tmp_path / "out", config.replace(runtime="keras"))
+    # An output begun before (its record named the LiteRT file as model_version, no artefact) still
+    # resumes with the same file answering, its new rows keeping the version it began with.
+    import json
+
+    record = json.loads((tmp_path / "out" / "_batch.json").read_text())
+    old = {key: value for key, value in record.items() if key not in ("artefact", "colour_rule")}
+    old["model_version"] = record["artefact"]
+    (tmp_path / "out" / "_batch.json").write_text(json.dumps(old))
+    for part in (tmp_path / "out").glob("part-*.parquet"):
+        part.unlink()
+    classify_manifest(manifest, tmp_path / "out", config)
+    assert set(table(tmp_path / "out").column("model_version").to_pylist()) == {record["artefact"]}
 
 
 def test_an_empty_manifest_gives_an_empty_table_with_the_columns(shop, tiny_run, tmp_path):

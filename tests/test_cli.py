@@ -367,3 +367,10 @@ def test_a_file_that_cannot_be_written_is_named_with_where_to_look(monkeypatch, 
     assert capsys.readouterr().err.strip() == (
         "apparel taxonomy: error: /proc/no-such-folder/x.csv.lock: no such file or directory; check that its folder "
         "exists and that you may read and write there")
+
+    def full(args):
+        raise OSError(28, "No space left on device", "/data/run/model.keras")
+
+    monkeypatch.setattr(cli, "cmd_taxonomy_search", full)  # a full disk is no question of folders or rights
+    assert main(["taxonomy", "search", "tee"]) == 2
+    assert capsys.readouterr().err.strip() == "apparel taxonomy: error: /data/run/model.keras: no space left on device"

@@ -639,6 +639,10 @@ def test_a_v2_id_that_json_cannot_carry_back_is_refused(client):
     body = body.replace('"id": 1e999', '"id": "order-7"')
     answer = client.post("/v2/models/apparel/infer", content=body, headers={"Content-Type": "application/json"})
     assert answer.status_code == 200 and answer.json()["id"] == "order-7"
+    # null, as pydantic-made clients send an unset optional field, is no id (and no flag) at all.
+    body = body.replace('"id": "order-7"', '"id": null, "parameters": {"binary_data_output": null}')
+    answer = client.post("/v2/models/apparel/infer", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json()["id"] is None
 
 
 def test_a_request_log_that_cannot_be_written_is_refused_at_start_up(tmp_path):

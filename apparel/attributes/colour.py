@@ -89,6 +89,11 @@ def has_colour(category: Category) -> bool:
     return ATTRIBUTE in category.attributes
 
 
+# Raised whenever gets_colour gives a colour to other products (2: uncertain ones too): a batch
+# folder records it, so that a resume never mixes rows of two rules.
+COLOUR_RULE = 2
+
+
 def gets_colour(category: Category | None, reason: str | None) -> bool:
     """Whether a product's answer carries its photo's colour: when its category's node takes one,
     and when it was left uncertain, a product of the store whose kind alone was unsure (every node of

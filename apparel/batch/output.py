@@ -203,6 +203,22 @@ def check_record(out: Path, record: dict) -> None:
         write_json(path, record)
 
 
+def resumable_record(out: Path, record: dict) -> dict:
+    """``record`` as ``check_record`` should compare it with ``out``'s: an output begun before
+    ``model_version`` named ``model.keras`` (it named the LiteRT file that answered, and there was
+    no ``artefact``) resumes when that file is the one answering now, its rows keeping the version
+    they began with."""
+    try:
+        earlier = json.loads((out / RECORD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return record
+    if (isinstance(earlier, dict) and "artefact" not in earlier and record.get("artefact") is not None
+            and earlier.get("model_version") == record["artefact"]):
+        return {key: value for key, value in record.items() if key != "artefact"} | {
+            "model_version": earlier["model_version"]}
+    return record
+
+
 def manifest_identity(path: Path) -> dict:
     """What a rerun must find unchanged for the rows already written to still be its rows: the
     manifest's content (it may have moved)."""

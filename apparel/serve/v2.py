@@ -245,8 +245,9 @@ def check_structure(request: dict) -> None:
     def is_object(value) -> bool:
         return value is None or isinstance(value, dict)
 
-    def is_flag(parameters, name: str) -> bool:
-        return not isinstance(parameters, dict) or isinstance(parameters.get(name, False), bool)
+    def is_flag(parameters, name: str) -> bool:  # null, as any optional field may be, is "not given"
+        value = parameters.get(name) if isinstance(parameters, dict) else None
+        return value is None or isinstance(value, bool)
 
     tensor = request["inputs"][0]
     outputs = request.get("outputs")
@@ -254,7 +255,8 @@ def check_structure(request: dict) -> None:
         raise RequestError(422, "\"outputs\" must be a list of {\"name\": …} objects")
     problems = [
         # Echoed back in the answer: a number there could be NaN or 1e999, which JSON cannot carry.
-        "id" in request and not isinstance(request["id"], str) and "the request's \"id\" must be a string",
+        request.get("id") is not None and not isinstance(request["id"], str)
+        and "the request's \"id\" must be a string (or null)",
         not is_flag(request.get("parameters"), "binary_data_output")
         and "\"binary_data_output\" must be true or false",
         any(not is_flag(output.get("parameters"), "binary_data") for output in outputs or ())

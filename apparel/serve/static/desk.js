@@ -59,6 +59,7 @@ async function openJob(id) {
   clearTimeout(pollTimer);
   openId = id;
   job = null; products = []; selected.clear(); cursor = 0; seenRounds = -1; recentDecisions.length = 0;
+  brokenThumbnails.clear();
   history.replaceState(null, "", id ? "#" + id : location.pathname);
   refilter();
   if (!id) { clearProgress(); return; }
@@ -88,7 +89,7 @@ async function poll(id) {
   }
   job = state;
   showProgress();
-  if (pollFailed) { pollFailed = false; showError(""); }
+  if (pollFailed) { pollFailed = false; showError(""); brokenThumbnails.clear(); } // the server is back: ask again
   if (state.state === "queued" || state.state === "running") schedulePoll(id, POLL_MS);
 }
 
@@ -307,14 +308,15 @@ function targets() {
 
 async function decide(handles, category) {
   if (!job || !handles.length) return;
+  const id = job.id;
   try {
-    const { decisions } = await api(`/desk/api/jobs/${job.id}/decisions`, {
+    const { decisions } = await api(`/desk/api/jobs/${id}/decisions`, {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ handles, category }),
     });
+    if (id !== openId) return; // another job is open now (its handles may be the same): not its decisions
     const byHandle = new Map(products.map((product) => [product.handle, product]));
     for (const [handle, decision] of Object.entries(decisions)) {
-      if (!byHandle.has(handle)) continue; // another job was opened while the answer was on its way
       byHandle.get(handle).decision = decision;
       recentDecisions.push({ number: ++decisionCount, handle, decision });
     }
@@ -409,8 +411,11 @@ $("select-all").addEventListener("change", () => {
 });
 $("retry").addEventListener("click", async () => {
   // The rounds it finished stay; the page polls it again from where it stopped.
+  const id = job.id;
   try {
-    job = await api(`/desk/api/jobs/${job.id}/retry`, { method: "POST" });
+    const state = await api(`/desk/api/jobs/${id}/retry`, { method: "POST" });
+    if (id !== openId) return; // another job was opened meanwhile; this one's page polls it when opened
+    job = state;
     showError("");
     showProgress();
     schedulePoll(job.id, POLL_MS);
