@@ -92,6 +92,17 @@ def test_thresholds_are_settable_and_checked():
         chooser().choose_all(np.zeros((2, 3)))
 
 
+def test_rows_that_are_no_probabilities_are_refused_not_walked():
+    """NaN compared false at every step: a model trained into NaN got the first category of all."""
+    for row in ([np.nan] * 6, [-1.0] * 6, [5.0] * 6, probabilities(t_shirt=0.9, shirt=0.9)):
+        with pytest.raises(ParameterError, match="probabilities must be each row's class probabilities"):
+            chooser().choose(row)
+    assert chooser().choose(probabilities(t_shirt=0.9005, shirt=0.1)).category.id == "aa-1-13-8"  # float16 rounding
+    assert chooser().category_of("backpack").id == "lb-1"
+    with pytest.raises(ParameterError, match="'jumper' is none of this model's classes"):
+        chooser().category_of("jumper")
+
+
 def test_a_category_outside_the_taxonomy_is_refused():
     with pytest.raises(ValueError, match="category"):
         CategoryChooser({"shirt": "Apparel & Accessories > Clothing > Shirts & Tops"}, 0.5, 0.5)

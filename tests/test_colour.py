@@ -60,6 +60,18 @@ def test_skin_hair_and_other_garments_are_not_the_product(name):
     assert "Beige" not in [colour.main.name, colour.second and colour.second.name]
 
 
+def test_pixels_follow_the_models_scale_rule_and_nan_is_refused():
+    """A 0–1 float photo came out Black, a NaN one Black at a confidence of 1."""
+    from apparel.attributes import has_colour
+
+    photo = garment_photo(SWATCHES["Navy"])
+    assert product_colour(photo.astype(np.float32) / 255).main.name == product_colour(photo).main.name == "Navy"
+    for bad in (np.full(photo.shape, np.nan), -photo.astype(np.float32), photo.astype(np.float32) * 2):
+        with pytest.raises(ValueError, match="pixel values must"):
+            product_colour(bad)
+    assert has_colour("aa-1-13-8") and not has_colour(None) and not has_colour("gc")
+
+
 def test_a_coloured_floor_is_background():
     # A navy shirt photographed on a brown wooden floor (uneven: a grain of ±12 levels).
     rng = np.random.default_rng(1)

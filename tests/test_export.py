@@ -71,6 +71,14 @@ def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_datase
     keras_probabilities = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test)
     lite = Predictor.from_litert(tflite, run_dir)
     np.testing.assert_allclose(lite.predict_proba(tiny_dataset.x_test), keras_probabilities, atol=1e-5)
+    # One row, or the wrong width: said, not an IndexError or another model's names on its columns.
+    assert lite.top_k(keras_probabilities[0], k=2) == lite.top_k(keras_probabilities[:1], k=2)
+    with pytest.raises(ValueError, match="must have one column per class of this model"):
+        lite.top_k(keras_probabilities[:, :5])
+    with pytest.raises(ValueError, match="k must be a whole number"):
+        lite.top_k(keras_probabilities, k=2.5)
+    with pytest.raises(ValueError, match="threads must be a whole number of at least 1, got 0"):
+        Predictor.from_litert(tflite, run_dir, threads=0)
 
     np.save(tmp_path / "images.npy", tiny_dataset.x_test[:2])
     assert main(["predict", str(tmp_path / "images.npy"), "--litert", str(tflite), "--json"]) == 0

@@ -84,8 +84,15 @@ def _value_dict(value: AttributeValue) -> dict:
     return {"name": value.name, "handle": value.handle, "gid": value.gid}
 
 
-def has_colour(category: Category) -> bool:
-    """Whether Shopify's node for ``category`` takes a colour (every Apparel & Accessories one does)."""
+def has_colour(category: Category | str | None) -> bool:
+    """Whether Shopify's node for ``category`` (a ``Category``, or its id, GID or path) takes a
+    colour (every Apparel & Accessories one does); None, no category, takes none."""
+    if category is None:
+        return False
+    if isinstance(category, str):
+        from apparel.taxonomy import load_taxonomy
+
+        category = load_taxonomy().get(category)
     return ATTRIBUTE in category.attributes
 
 

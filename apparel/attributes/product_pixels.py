@@ -39,11 +39,13 @@ WORK_SIDE = 56
 def small_rgb(photo: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     """``photo`` (H×W×3, uint8 or float 0–255) reduced to at most ``side`` pixels a side (box
     filter, Pillow's C code: the 224-pixel model input in a tenth of a millisecond), as floats."""
+    from apparel.inference.inputs import photo_pixels
+
     array = np.asarray(photo)
     if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 2:
         raise ValueError(f"a colour photo is an H×W×3 array, got shape {array.shape}; pass the RGB photo")
-    if array.dtype != np.uint8:
-        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    if array.dtype != np.uint8:  # the models' pixel-scale rule: 0–1 floats are 0–1, NaN is refused
+        array = np.rint(photo_pixels(array)).astype(np.uint8)
     height, width = array.shape[:2]
     factor = max(height, width) / side
     image = Image.fromarray(array)

@@ -43,17 +43,12 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
         shape = "×".join(str(n) for n in array.shape) or "a single number"
         raise ValueError(f"images must be 28×28 arrays of pixel values, shaped (N, 28, 28) or (28, 28); got {shape}")
-    if array.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings, complex
-        raise ValueError("pixel values must be numbers (0–1, or 0–255)")
+    _check_numbers(array, "pixel values must be numbers (0–1, or 0–255)")
     if array.dtype == np.uint8:
         return array.astype(np.float32) / np.float32(255.0)
     if array.size == 0:
         return array.astype(np.float32)
-    low, high = array.min(), array.max()  # NaN, if any, comes out as both
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
-    if low < 0 or high > 255:
-        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    high = _checked_range(array)
     batch = np.array(array, dtype=np.float32, copy=high > 1 or array.dtype != np.float32)
     if high > 1:
         batch[batch.reshape(len(batch), -1).max(axis=1) > 1] /= np.float32(255.0)
@@ -76,16 +71,38 @@ def as_photo_input(images: np.ndarray, size: int) -> np.ndarray:
         got = "×".join(str(n) for n in array.shape) or "a single number"
         raise ValueError(f"this photo model takes RGB photos of {size}×{size}×3 pixel values, shaped (N, {size}, {size}, 3), "
                          f"or image files; got {got}")
-    if array.dtype.kind not in "iuf":
-        raise ValueError("pixel values must be numbers (0–255, or 0–1)")
+    _check_numbers(array, "pixel values must be numbers (0–255, or 0–1)")
     if array.dtype == np.uint8 or array.size == 0:
         return array.astype(np.float32)
-    low, high = array.min(), array.max()
-    if not (np.isfinite(low) and np.isfinite(high)):
-        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
-    if low < 0 or high > 255:
-        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    _checked_range(array)
     batch = np.array(array, dtype=np.float32, copy=True)
     unit = batch.reshape(len(batch), -1).max(axis=1) <= 1
     batch[unit] *= np.float32(255.0)
     return batch
+
+
+def photo_pixels(photo: np.ndarray) -> np.ndarray:
+    """One RGB photo of any size (H×W×3) as float32 values 0–255, by the same rule: ``uint8`` is
+    0–255; other numbers are 0–255 if one is above 1, else 0–1; NaN, infinities, values outside
+    [0, 255] and non-numbers are refused with a ``ValueError``."""
+    array = np.asarray(photo)
+    _check_numbers(array, "pixel values must be numbers (0–255, or 0–1)")
+    if array.dtype == np.uint8 or array.size == 0:
+        return array.astype(np.float32)
+    high = _checked_range(array)
+    return array.astype(np.float32) * np.float32(255.0 if high <= 1 else 1.0)
+
+
+def _check_numbers(array: np.ndarray, message: str) -> None:
+    if array.dtype.kind not in "iuf":  # bool, object (huge ints, mixed types), strings, complex
+        raise ValueError(message)
+
+
+def _checked_range(array: np.ndarray) -> float:
+    """The largest value of a non-empty ``array``, once all are finite and in [0, 255]."""
+    low, high = array.min(), array.max()  # NaN, if any, comes out as both
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("pixel values must be finite numbers; found NaN or infinity")
+    if low < 0 or high > 255:
+        raise ValueError(f"pixel values must lie in [0, 1] or [0, 255], found {low:g} to {high:g}")
+    return float(high)

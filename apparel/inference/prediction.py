@@ -22,6 +22,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.contract import FASHION_MNIST, InputContract
+from apparel.errors import ParameterError
 from apparel.inference.inputs import softmax
 from apparel.inference.litert import LiteRTPredictor
 from apparel.kinds.base import Kind
@@ -176,6 +177,9 @@ class Predictor:
         if tuple(runtime.input_shape[1:]) != contract.shape:
             raise ValueError(f"{path} takes inputs of shape {tuple(runtime.input_shape[1:])}, not {contract.shape}; "
                              "give model_dir, the run directory it was exported from")
+        if runtime.outputs != len(contract.class_names):  # another model's export: its answers would be misnamed
+            raise ValueError(f"{path} answers {runtime.outputs} classes, not the {len(contract.class_names)} of "
+                             f"{model_dir or 'its contract'}; give model_dir, the run directory it was exported from")
         predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None,
                         batch_size=contract.model_kind.batch_size, contract=contract, export_path=Path(path))
         # The exported model outputs probabilities; their logarithms are logits up to a constant,
@@ -214,8 +218,15 @@ class Predictor:
         return self.logits(images).argmax(axis=-1)
 
     def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
-        """For each row, the ``k`` most likely (class name, probability) pairs, best first."""
+        """For each row (one row, or N×classes), the ``k`` most likely (class name, probability)
+        pairs, best first."""
         names = self.contract.class_names
+        probabilities = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
+        if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
+            raise ParameterError(f"{{}} must have one column per class of this model ({len(names)}), got shape "
+                                 f"{probabilities.shape}: give this predictor's predict_proba output", "probabilities")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise ParameterError(f"{{}} must be a whole number, got {k!r}", "k")
         k = max(1, min(k, len(names)))
         order = np.argsort(-probabilities, axis=-1)[:, :k]
         return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]

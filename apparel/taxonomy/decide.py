@@ -35,6 +35,8 @@ from apparel.errors import ParameterError
 from apparel.taxonomy.categories import Category, load_taxonomy
 
 OUTSIDE = "outside the vertical"
+# A model's float16 softmax rounds: its rows may sum a hair over 1.
+PROBABILITY_SLACK = 1e-3
 UNCERTAIN = "uncertain"
 
 
@@ -106,6 +108,9 @@ class CategoryChooser:
 
     def category_of(self, class_name: str) -> Category | None:
         """The category ``class_name`` stands for (None: not one of the store's products)."""
+        if class_name not in self._own:
+            raise ParameterError(f"{{}} {class_name!r} is none of this model's classes ({', '.join(self.class_names)})",
+                                 "class_name")
         return self._own[class_name]
 
     def choose_all(self, probabilities) -> list[CategoryDecision]:
@@ -114,6 +119,13 @@ class CategoryChooser:
         if rows.ndim != 2 or rows.shape[1] != len(self.class_names):
             raise ParameterError(f"{{}} must have one column per class ({len(self.class_names)}), got shape "
                                  f"{rows.shape}", "probabilities")
+        # Probabilities, or the walk decides on nonsense: NaN compares false at every step, so a model
+        # trained into NaN got the first category of all, "sure" at a confidence of NaN.
+        if not np.isfinite(rows).all() or (rows < -PROBABILITY_SLACK).any() \
+                or (rows.sum(axis=1) > 1 + PROBABILITY_SLACK).any():
+            raise ParameterError("{} must be each row's class probabilities: finite, 0 to 1, summing to at most 1 "
+                                 "(the model's answer has NaN or other values: retrain it, or give softmax outputs)",
+                                 "probabilities")
         node_mass = rows @ self._sums
         outside = rows @ self._outside
         decisions = []
