@@ -374,3 +374,17 @@ def test_a_file_that_cannot_be_written_is_named_with_where_to_look(monkeypatch, 
     monkeypatch.setattr(cli, "cmd_taxonomy_search", full)  # a full disk is no question of folders or rights
     assert main(["taxonomy", "search", "tee"]) == 2
     assert capsys.readouterr().err.strip() == "apparel taxonomy: error: /data/run/model.keras: no space left on device"
+
+
+def test_a_kind_may_be_named_and_a_model_dir_that_is_no_path_is_refused(monkeypatch):
+    """`load_predictor(None, "photo")` was an AttributeError, `load_predictor(123)` a TypeError."""
+    from apparel.artifacts import shipped_model_dir
+    from apparel.errors import ParameterError
+    from apparel.inference.prediction import MODEL_DIR_ENV, resolve_model_dir
+
+    monkeypatch.delenv(MODEL_DIR_ENV, raising=False)
+    assert resolve_model_dir(None, "photo") == shipped_model_dir("store")
+    with pytest.raises(ValueError, match="kind must be one of fashion-mnist, photo, got 'photon'"):
+        resolve_model_dir(None, "photon")
+    with pytest.raises(ParameterError, match="model_dir must be a run directory's path"):
+        resolve_model_dir(123)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from apparel.cli import main
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 from apparel.shop.taxonomy import DEFAULT_MAPPING, load_mapping
 from apparel.taxonomy import GID_PREFIX, attribute, load_taxonomy
 from apparel.taxonomy.categories import DATA_FILE
@@ -47,6 +47,11 @@ def test_a_category_of_another_vertical_is_known_and_is_not_apparel():
 @pytest.mark.parametrize("words", ["tee", "t-shirt", "T-Shirts", "tshirt", ["t-shirt"]])
 def test_search_finds_t_shirts_first(words):
     assert load_taxonomy().search(words, limit=3)[0].id == "aa-1-13-8"
+
+
+def test_search_of_no_words_is_refused_by_name():
+    with pytest.raises(ParameterError, match="words must be words to look for"):
+        load_taxonomy().search(None)
 
 
 def test_search_ranks_apparel_and_plurals_sensibly():

@@ -26,7 +26,7 @@ from apparel.errors import ParameterError
 from apparel.inference.inputs import softmax
 from apparel.inference.litert import LiteRTPredictor
 from apparel.kinds.base import Kind
-from apparel.kinds.registry import FASHION_MNIST_KIND
+from apparel.kinds.registry import FASHION_MNIST_KIND, kind_named
 
 MODEL_DIR_ENV = "APPAREL_MODEL_DIR"
 # The models shipped with the project, used when no model directory is given: the Fashion-MNIST
@@ -36,15 +36,21 @@ DEFAULT_MODEL_DIR = artifacts.shipped_model_dir("default")
 DEFAULT_PHOTO_MODEL_DIR = artifacts.shipped_model_dir("store")
 
 
-def resolve_model_dir(model_dir: str | os.PathLike | None = None, kind: Kind = FASHION_MNIST_KIND) -> Path:
+def resolve_model_dir(model_dir: str | os.PathLike | None = None, kind: Kind | str = FASHION_MNIST_KIND) -> Path:
     """The argument, else ``$APPAREL_MODEL_DIR``, else ``kind``'s shipped model (``store`` for
     the photo kind: photo files, uploads, catalogs and batches; ``default``, the walk-through's
     Fashion-MNIST model, for arrays). A bare name that is not a run directory here names a shipped
-    model, so ``apparel predict store shirt.jpg`` works from any folder.
+    model, so ``apparel predict store shirt.jpg`` works from any folder. ``kind`` is a ``Kind`` or
+    its name (``"photo"``, ``"fashion-mnist"``).
 
     >>> resolve_model_dir("photos")
     PosixPath('.../apparel/shipped_models/photos')
     """
+    if not isinstance(kind, Kind):
+        kind = kind_named(kind)
+    if not isinstance(model_dir, (str, os.PathLike, type(None))):
+        raise ParameterError(f"{{}} must be a run directory's path or a shipped model's name, got {model_dir!r}",
+                             "model_dir")
     if model_dir is None:
         model_dir = os.environ.get(MODEL_DIR_ENV) or artifacts.shipped_model_dir(kind.default_model)
     path = _run_or_shipped(model_dir)

@@ -130,6 +130,8 @@ class Taxonomy:
         ``search("t-shirt")`` both start with Clothing Tops > T-Shirts."""
         if limit < 1:
             raise ParameterError(f"{{}} must be at least 1, got {limit}", "limit")
+        if not isinstance(words, str) and not (isinstance(words, Sequence) and all(isinstance(w, str) for w in words)):
+            raise ParameterError(f"{{}} must be words to look for (\"tee\", or a list of them), got {words!r}", "words")
         text = words if isinstance(words, str) else " ".join(words)
         return self._search_index().search(text, limit)
 
