@@ -24,7 +24,8 @@ import numpy as np
 from apparel.attributes.colour_space import ciede2000, srgb_to_lab
 from apparel.attributes.config import ColourConfig
 from apparel.attributes.product_pixels import WORK_SIDE, padding_mask, product_weights, small_rgb, white_balanced
-from apparel.taxonomy import AttributeValue, Category, attribute
+from apparel.taxonomy import AttributeValue, Category, attribute, load_taxonomy
+from apparel.taxonomy.decide import UNCERTAIN
 
 ATTRIBUTE = "color"
 
@@ -90,8 +91,6 @@ def has_colour(category: Category | str | None) -> bool:
     if category is None:
         return False
     if isinstance(category, str):
-        from apparel.taxonomy import load_taxonomy
-
         category = load_taxonomy().get(category)
     return ATTRIBUTE in category.attributes
 
@@ -106,8 +105,6 @@ def gets_colour(category: Category | None, reason: str | None) -> bool:
     and when it was left uncertain, a product of the store whose kind alone was unsure (every node of
     Apparel & Accessories and of Luggage & Bags takes a colour, their roots too). Not when it is
     outside the vertical (a perfume, a street) or its node takes none (a gift card)."""
-    from apparel.taxonomy.decide import UNCERTAIN
-
     return has_colour(category) if category is not None else reason == UNCERTAIN
 
 
@@ -115,8 +112,6 @@ def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[
     """For each photo (N×H×W×3, the model's inputs) and its category (``CategoryDecision.to_dict``,
     or None), the attribute fields to add to its answer: ``{"color": …}`` when ``gets_colour``,
     else ``{}``."""
-    from apparel.taxonomy import load_taxonomy
-
     taxonomy = load_taxonomy()
     fields = []
     for photo, category in zip(photos, categories, strict=True):

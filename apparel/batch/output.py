@@ -180,8 +180,12 @@ def folder_lock(out: Path):
     return one_writer(out / LOCK_FILE, "out", out)
 
 
-def check_record(out: Path, record: dict) -> None:
-    """Write ``out/_batch.json`` for a new output; for an existing one, refuse another run's."""
+def check_record(out: Path, record: dict) -> dict:
+    """Write ``out/_batch.json`` for a new output; for an existing one, refuse another run's.
+    Returns the record the run goes on with: ``record``, except for an output begun before
+    ``model_version`` named ``model.keras`` (it named the LiteRT file that answered, and there was
+    no ``artefact``), which resumes when that file answers now, its rows keeping the version they
+    began with."""
     path = out / RECORD_FILE
     if path.is_file():
         try:
@@ -191,31 +195,20 @@ def check_record(out: Path, record: dict) -> None:
         if not isinstance(earlier, dict):
             raise ParameterError(f"{{}} {out}: {RECORD_FILE} is damaged; give a new folder, or remove it to start "
                                  "again", "out")
+        if ("artefact" not in earlier and record.get("artefact") is not None
+                and earlier.get("model_version") == record["artefact"]):
+            record = {key: value for key, value in record.items() if key != "artefact"} | {
+                "model_version": earlier["model_version"]}
         for key, value in record.items():
             if earlier.get(key) != value:
                 raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "
                                      f"{value!r}); give a new folder, or remove it to start again", "out")
-        return
+        return record
     if out.is_dir() and any(out.glob("part-*.parquet")):
         raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder", "out")
     out.mkdir(parents=True, exist_ok=True)
     with full_disk_named(path):
         write_json(path, record)
-
-
-def resumable_record(out: Path, record: dict) -> dict:
-    """``record`` as ``check_record`` should compare it with ``out``'s: an output begun before
-    ``model_version`` named ``model.keras`` (it named the LiteRT file that answered, and there was
-    no ``artefact``) resumes when that file is the one answering now, its rows keeping the version
-    they began with."""
-    try:
-        earlier = json.loads((out / RECORD_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return record
-    if (isinstance(earlier, dict) and "artefact" not in earlier and record.get("artefact") is not None
-            and earlier.get("model_version") == record["artefact"]):
-        return {key: value for key, value in record.items() if key != "artefact"} | {
-            "model_version": earlier["model_version"]}
     return record
 
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.attributes.colour import COLOUR_RULE
 from apparel.batch.config import BatchConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
 from apparel.batch.manifest import read_manifest
-from apparel.attributes.colour import COLOUR_RULE
 from apparel.batch.output import (PREDICTION_COLUMNS, ShardWriter, check_record, folder_lock, manifest_identity,
-                                  resumable_record, written_rows)
+                                  written_rows)
 from apparel.errors import ParameterError
 from apparel.shop.categories import optional_run_chooser
 
@@ -66,13 +66,12 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     # The colour goes with a category: a model without categories (28×28 arrays) has none to read.
     model = dataclasses.replace(model, colour=config.colour and chooser is not None)
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
-        record = resumable_record(out, {
+        record = check_record(out, {
             **manifest_identity(manifest.path), "image_column": manifest.image_column,
             "images_dir": str(images_dir.resolve()), "model_version": model.version, "artefact": model.artefact,
             "top_k": config.top_k, "categories": chooser.version if chooser is not None else None,
             "colour": config.colour,
             "colour_rule": COLOUR_RULE if config.colour else None})
-        check_record(out, record)
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()

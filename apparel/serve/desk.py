@@ -81,7 +81,7 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
             job = await run_in_threadpool(desk_.submit, name, content)
         except ValueError as error:
             raise RequestError(422, str(error)) from None
-        return JSONResponse(the_desk().progress(job), status_code=201)
+        return JSONResponse(desk_.progress(job), status_code=201)
 
     @app.get("/desk/api/jobs/{job_id}", tags=["desk"], summary="A job's state and progress")
     async def job_state(job_id: str):
