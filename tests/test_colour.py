@@ -144,6 +144,45 @@ def test_the_same_photo_as_floats_or_bytes_and_at_any_size():
     assert product_colour(tall).main.name == "Purple"
 
 
+def test_the_lookups_that_keep_the_step_cheap_give_the_arithmetic_s_values_to_the_bit():
+    """8-bit photos take lookups and a partition where floats take the formulas and np.percentile:
+    the same values, so a photo's colour does not depend on the path it took."""
+    from apparel.attributes.colour import name_pixels
+    from apparel.attributes.product_pixels import _percentile
+
+    rng = np.random.default_rng(7)
+    photo = rng.integers(0, 256, (56, 56, 3), dtype=np.uint8)
+    assert np.array_equal(srgb_to_lab(photo), srgb_to_lab(photo.astype(np.float32)))
+    gain = np.array([1.3, 1.0, 1.17], np.float32)
+    balanced = np.clip(photo.astype(np.float32) * gain, 0, 255)
+    assert np.array_equal(name_pixels(photo, gain), name_pixels(balanced))
+    assert np.array_equal(name_pixels(photo), name_pixels(photo.astype(np.float64)))
+    for count in (1, 2, 3, 57, 3136):
+        for percentile in (0.0, 50.0, 90.0, 99.5, 100.0):
+            pixels = rng.integers(180, 256, (count, 3), dtype=np.uint8)
+            expected = np.percentile(pixels.astype(np.float32), percentile, axis=0)
+            found = _percentile(pixels, percentile)
+            assert found.dtype == expected.dtype and np.array_equal(found, expected), (count, percentile)
+
+
+def test_a_nearly_black_photo_read_from_a_file_is_black(tmp_path):
+    """A photo read from a file is bytes; one whose values are all 0 or 1 is a black product, not a
+    0–1 float photo (which the colour step would scale to white)."""
+    from PIL import Image
+
+    from apparel.attributes import photo_attributes
+    from apparel.batch.loop import predict_sources
+    from apparel.images.sources import expand_sources
+
+    photo = np.zeros((224, 224, 3), np.uint8)
+    photo[40:190, 60:165] = 1
+    Image.fromarray(photo).save(tmp_path / "black.png")
+    results = predict_sources(expand_sources([str(tmp_path / "black.png")]), ShirtPredictor(),
+                              categorize=lambda probabilities: [{"id": "aa-1-13-8"} for _ in probabilities],
+                              attributes=photo_attributes)
+    assert results[0]["color"]["name"] == "Black"
+
+
 def test_the_answer_carries_shopify_ids():
     answer = product_colour(garment_photo(SWATCHES["Navy"])).to_dict()
     assert answer["name"] == "Navy" and answer["handle"] == "color__navy"
@@ -235,7 +274,8 @@ def test_photos_named_together_on_a_cold_process_compute_the_naming_table_once(m
         return real(*arguments)
 
     monkeypatch.setattr(colour, "ciede2000", counted)
-    colour._computed_name_table.cache_clear()
+    monkeypatch.setattr(colour, "_TABLE_FILE", colour._TABLE_FILE.with_name("no-such-table.npz"))  # computed
+    colour._loaded_name_table.cache_clear()
     photo = garment_photo(SWATCHES["Navy"])
     names = []
     threads = [threading.Thread(target=lambda: names.append(product_colour(photo).main.name)) for _ in range(4)]
@@ -245,6 +285,28 @@ def test_photos_named_together_on_a_cold_process_compute_the_naming_table_once(m
         thread.join()
     assert names == ["Navy"] * 4
     slices_of_one_table = len(computations)
-    colour._computed_name_table.cache_clear()
+    colour._loaded_name_table.cache_clear()
     colour.prepare_colour_naming()
     assert slices_of_one_table == len(computations) - slices_of_one_table  # the four threads: one table
+    colour._loaded_name_table.cache_clear()  # the shipped table again, for the tests after this one
+
+
+def test_the_shipped_naming_table_is_the_one_today_s_references_give(tmp_path, monkeypatch):
+    """The table ships so that no process spends a second computing it; one of other reference
+    colours (edited without ``make colour-table``) is not used, a missing or broken one neither."""
+    from apparel.attributes import colour
+
+    computed = colour.computed_name_table()
+    with np.load(colour._TABLE_FILE, allow_pickle=False) as shipped:
+        assert np.array_equal(shipped["table"], computed), "run `make colour-table` after changing REFERENCES"
+        stale = {"table": np.zeros_like(shipped["table"]), "references": shipped["references"][1:],
+                 "cell": shipped["cell"]}
+    np.savez(tmp_path / "stale.npz", **stale)
+    (tmp_path / "broken.npz").write_bytes(b"not a table")
+    try:
+        for name in ("stale.npz", "broken.npz", "missing.npz"):
+            monkeypatch.setattr(colour, "_TABLE_FILE", tmp_path / name)
+            colour._loaded_name_table.cache_clear()
+            assert np.array_equal(colour._name_table(), computed), name
+    finally:
+        colour._loaded_name_table.cache_clear()

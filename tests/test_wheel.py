@@ -73,7 +73,7 @@ def test_the_wheel_holds_the_shipped_models_and_data_files(installed):
     assert {f"apparel/shipped_models/{name}/{MODEL_FILE}" for name in ("default", "photos", "store")} <= shipped
     assert "apparel/shipped_models/store/categories.json" in shipped  # the default photo model's categories
     assert shipped <= names
-    assert {"apparel/shop/taxonomy.csv", "apparel/serve/static/index.html"} <= names
+    assert {"apparel/shop/taxonomy.csv", "apparel/serve/static/index.html", "apparel/attributes/colour_names.npz"} <= names
 
 
 def test_the_installed_package_is_the_wheels(installed, tmp_path):

@@ -18,12 +18,13 @@ from __future__ import annotations
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from apparel.attributes.colour_space import ciede2000, srgb_to_lab
 from apparel.attributes.config import ColourConfig
-from apparel.attributes.product_pixels import WORK_SIDE, padding_mask, product_weights, small_rgb, white_balanced
+from apparel.attributes.product_pixels import WORK_SIDE, padding_mask, product_weights, small_rgb, white_gain
 from apparel.taxonomy import AttributeValue, Category, attribute, load_taxonomy
 from apparel.taxonomy.decide import UNCERTAIN
 
@@ -54,7 +55,7 @@ REFERENCES: dict[str, tuple[tuple[int, int, int], ...]] = {
 MULTICOLOR = "Multicolor"
 # Raised whenever a photo's colour would come out otherwise (a reference colour, a rule): a
 # catalog's cache keeps each photo's colour under it, and an older one is read again.
-NAMING_VERSION = 1
+NAMING_VERSION = 2
 DEFAULT_CONFIG = ColourConfig()  # built once: checking a config costs as much as naming a photo
 
 
@@ -131,7 +132,7 @@ def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> Pro
     # Which pixels are the product is read from the photo as it is (its pure whites are the padding's
     # and the studio's); their names from the photo brightened to a white point.
     weights = product_weights(srgb_to_lab(rgb), padding, config)
-    names = name_pixels(white_balanced(rgb, padding, config.white_percentile, config.max_gain))
+    names = name_pixels(rgb, white_gain(rgb, padding, config.white_percentile, config.max_gain))
     totals = np.bincount(names.ravel(), weights=weights.ravel(), minlength=len(REFERENCES))
     order = np.argsort(-totals)
     shares = totals[order] / max(totals.sum(), 1e-9)
@@ -144,17 +145,34 @@ def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> Pro
     return ProductColour(values.value(colour_names[order[0]]), second, float(shares[0]), ranked)
 
 
-def name_pixels(rgb: np.ndarray) -> np.ndarray:
-    """The index (in ``REFERENCES``' order) of each sRGB pixel's colour name (values 0–255)."""
-    table = _name_table()
-    cell = np.clip(np.asarray(rgb) // _CELL, 0, 256 // _CELL - 1).astype(np.intp)
-    return table[cell[..., 0], cell[..., 1], cell[..., 2]]
+def name_pixels(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
+    """The index (in ``REFERENCES``' order) of each sRGB pixel's colour name (values 0–255), each
+    channel first scaled by ``gain`` (three factors; ``white_gain``'s brightening) and clipped to 255."""
+    rgb = np.asarray(rgb)
+    scale = np.ones(3, np.float32) if gain is None else np.asarray(gain, np.float32)
+    if rgb.dtype == np.uint8:  # 256 levels a channel: scale and cut the levels, not the pixels
+        cells = _cells(np.clip(np.arange(256, dtype=np.float32)[:, None] * scale, 0, 255))
+        red, green, blue = cells[rgb[..., 0], 0], cells[rgb[..., 1], 1], cells[rgb[..., 2], 2]
+    else:
+        cells = _cells(np.clip(rgb * scale, 0, 255))
+        red, green, blue = cells[..., 0], cells[..., 1], cells[..., 2]
+    side = 256 // _CELL  # one index into the flat table: a third of the cost of three
+    return _name_table().ravel()[(red * side + green) * side + blue]
 
 
-# The naming table's cells are 8 sRGB levels wide: a 32³ table computed once (about a second, at the
-# first photo, or before a server takes traffic: ``prepare_colour_naming``), after which naming a
-# photo is a lookup.
+def _cells(rgb: np.ndarray) -> np.ndarray:
+    """The naming table's cell of each channel value (0–255)."""
+    return np.clip(rgb // _CELL, 0, 256 // _CELL - 1).astype(np.intp)
+
+
+# The naming table's cells are 8 sRGB levels wide: a 32³ table, after which naming a photo is a
+# lookup. Computing it takes about a second (CIEDE2000 from every cell to every reference colour),
+# which every cold `apparel predict --json`, catalog, batch worker and server would pay: it ships
+# beside this file (``colour_names.npz``, 32 KB, with the references it was computed from) and is
+# computed only when those are not today's ``REFERENCES`` (``make colour-table`` writes it again;
+# a test holds the two equal).
 _CELL = 8
+_TABLE_FILE = Path(__file__).with_name("colour_names.npz")
 # functools.cache alone lets threads that name their first photos together each compute the table:
 # a fresh server's first 16 concurrent uploads, each on a worker thread, answered nothing for 4 s on
 # two cores. The lock makes them wait for one computation.
@@ -162,8 +180,9 @@ _NAME_TABLE_LOCK = threading.Lock()
 
 
 def prepare_colour_naming() -> None:
-    """Compute the colour naming table now (about a second, once a process) rather than at the
-    first photo, as a server does before it takes traffic.
+    """Load the colour naming table now (computing it, about a second, if the shipped one is not of
+    today's reference colours) rather than at the first photo, as a server does before it takes
+    traffic.
 
     >>> prepare_colour_naming()
     """
@@ -172,20 +191,48 @@ def prepare_colour_naming() -> None:
 
 def _name_table() -> np.ndarray:
     with _NAME_TABLE_LOCK:
-        return _computed_name_table()
+        return _loaded_name_table()
+
+
+def _reference_rows() -> np.ndarray:
+    """Every reference colour as (index of its name, red, green, blue): what the table is of."""
+    return np.array([(index, *rgb) for index, points in enumerate(REFERENCES.values()) for rgb in points],
+                    dtype=np.int64)
 
 
 @functools.cache
-def _computed_name_table() -> np.ndarray:
+def _loaded_name_table() -> np.ndarray:
+    try:
+        with np.load(_TABLE_FILE, allow_pickle=False) as shipped:
+            if (int(shipped["cell"]) == _CELL and np.array_equal(shipped["references"], _reference_rows())
+                    and shipped["table"].shape == (256 // _CELL,) * 3):
+                return shipped["table"].astype(np.uint8)
+    except (OSError, KeyError, ValueError):  # missing or unreadable: computed, as it would be anyway
+        pass
+    return computed_name_table()
+
+
+def computed_name_table() -> np.ndarray:
+    """Each 8-level sRGB cell's colour name (index in ``REFERENCES``' order): the nearest reference
+    colour to the cell's centre in CIEDE2000."""
     levels = np.arange(_CELL / 2, 256, _CELL)
     grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(-1, 3)
-    references = [(index, rgb) for index, points in enumerate(REFERENCES.values()) for rgb in points]
-    reference_lab = srgb_to_lab(np.array([rgb for _, rgb in references], dtype=np.float64))
+    references = _reference_rows()
+    reference_lab = srgb_to_lab(references[:, 1:].astype(np.float64))
     grid_lab = srgb_to_lab(grid)
     # In slices: CIEDE2000's intermediates over the whole grid at once would take some 400 MB,
     # more than a cold `apparel predict` needs for everything else.
     nearest = np.concatenate([ciede2000(grid_lab[start : start + 2048, None, :], reference_lab[None, :, :]).argmin(axis=1)
                               for start in range(0, len(grid_lab), 2048)])
-    owner = np.array([index for index, _ in references])[nearest]
     side = len(levels)
-    return owner.reshape(side, side, side).astype(np.uint8)
+    return references[nearest, 0].reshape(side, side, side).astype(np.uint8)
+
+
+def write_name_table(path: Path = _TABLE_FILE) -> Path:
+    """Compute the naming table and write it (with the references and cell width it is of) to
+    ``path``, atomically."""
+    from apparel.artifacts import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+        np.savez_compressed(handle, table=computed_name_table(), references=_reference_rows(), cell=_CELL)
+    return path

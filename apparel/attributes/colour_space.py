@@ -25,10 +25,23 @@ _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
 _WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
 
 
+def _linear(values: np.ndarray) -> np.ndarray:
+    """sRGB's transfer function undone: values 0–1 to linear light."""
+    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+
+
+# The 256 levels of an 8-bit channel, linearised once: a photo's pixels are such levels, and a lookup
+# costs a fraction of the power function on every pixel (the same values, computed the same way).
+_LINEAR_LEVELS = _linear(np.arange(256, dtype=np.float64) / 255.0)
+
+
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (L 0–100, a and b about ±128) of sRGB values 0–255 in the last axis (any shape …×3)."""
-    values = np.asarray(rgb, dtype=np.float64) / 255.0
-    linear = np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+    rgb = np.asarray(rgb)
+    if rgb.dtype == np.uint8:
+        linear = _LINEAR_LEVELS[rgb]
+    else:
+        linear = _linear(np.asarray(rgb, dtype=np.float64) / 255.0)
     xyz = linear @ _RGB_TO_XYZ.T / _WHITE_D65
     delta = 6 / 29
     f = np.where(xyz > delta ** 3, np.cbrt(xyz), xyz / (3 * delta ** 2) + 4 / 29)
