@@ -16,7 +16,11 @@
   known colour (its shading kept): is the main colour that one, with skin, hair and the other
   garments in the picture?
 - ``--time N``: milliseconds the colour step adds per photo against the photo path (decoding, the
-  224-pixel model input and the store model's prediction), timed in the same run.
+  224-pixel model input and the store model's prediction), timed in the same run, one photo at a
+  time (each step's code cold after the other's: the dearest case).
+- ``--catalog N``: ``apparel catalog`` of N local photos of clothing-dataset-small's ``train/``
+  (every k-th), with ``--colour`` and without, in turns in one run (fresh cache, the model loaded
+  and warmed up): the photos/s a whole catalog loses to the colour step.
 
 Writes summary.json, per_photo.csv and per_colour.csv under --out.
 """
@@ -26,7 +30,9 @@ import argparse
 import csv
 import hashlib
 import json
+import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -255,6 +261,35 @@ def timing(rows: list[dict], datasets: Path, count: int) -> dict:
             "photos_per_s_with": round(1000 / (path_ms + 1000 * colour_s / photos), 1)}
 
 
+def catalog_timing(datasets: Path, count: int, rounds: int = 5) -> dict:
+    """``apparel catalog``'s photos/s on ``count`` local photos without and with the colour step,
+    in turns (``rounds`` pairs after one warm-up pair), and the share of the catalog's time the step
+    adds: the median of the pairs' ratios, which holds when the machine's speed drifts."""
+    from benchmarks.speed_photos import steady_catalog
+
+    from apparel.inference.runtime import load_predictor
+    from apparel.kinds.registry import PHOTO_KIND
+
+    predictor = load_predictor(None, kind=PHOTO_KIND)
+    train = datasets / "clothing-dataset-small" / "train"
+    everything = sorted(train.glob("*/*.jpg"))
+    photos = everything[:: max(1, len(everything) // count)][:count]
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    with tempfile.TemporaryDirectory(prefix="colour-catalog-") as work:
+        for round_ in range(rounds + 1):
+            for colour in (False, True):
+                fresh = Path(work) / f"{round_}-{colour}"  # a catalog's cache sits beside its output
+                fresh.mkdir()
+                rate = steady_catalog(predictor, photos, train, fresh, 1, colour=colour, warm_up=False)
+                if round_:  # the first pair warms the model, the naming table and the file cache up
+                    rates[colour].append(rate)
+    shares = [without / with_colour - 1 for without, with_colour in zip(rates[False], rates[True])]
+    return {"photos": len(photos), "photos_per_s_without": statistics.median(rates[False]),
+            "photos_per_s_with": statistics.median(rates[True]),
+            "colour_share_of_catalog": round(statistics.median(shares), 3),
+            "rounds": {"without": rates[False], "with": rates[True]}}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
@@ -267,6 +302,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fit-skin", action="store_true", help="choose the skin box again on the other photos")
     parser.add_argument("--recolour", type=int, default=0, help="recoloured Co-Parsing people to check")
     parser.add_argument("--time", type=int, default=0, help="photos to time the colour step on")
+    parser.add_argument("--catalog", type=int, default=0,
+                        help="local photos to time `apparel catalog` on, with --colour and without")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [row for row in read_labels(args.labels) if args.split in ("both", row["split"])]
@@ -296,6 +333,9 @@ def main(argv=None) -> int:
     if args.time:
         summary["timing"] = timing(rows, args.datasets, args.time)
         print("timing", summary["timing"])
+    if args.catalog:
+        summary["catalog_timing"] = catalog_timing(args.datasets, args.catalog)
+        print("catalog timing", summary["catalog_timing"])
     per_colour = [{"split": split, "colour": name, **values}
                   for key in ("labels", "worn_labels") for split, part in summary.get(key, {}).items()
                   for name, values in part["per_colour"].items()]

@@ -66,7 +66,10 @@ def steady_predict(predictor, sources, rounds: int) -> float:
     return round(len(sources) / best, 1)
 
 
-def steady_catalog(predictor, photos: list[Path], images_dir: Path, work: Path, rounds: int) -> float:
+def steady_catalog(predictor, photos: list[Path], images_dir: Path, work: Path, rounds: int,
+                   colour: bool = False, warm_up: bool = True) -> float:
+    """Photos/s of ``apparel catalog`` (``--colour`` with ``colour``), best of ``rounds`` (after a
+    warm-up round unless ``warm_up`` is False)."""
     from apparel.shop.catalog import CatalogConfig, categorize_catalog
 
     products = work / "products.csv"
@@ -75,14 +78,15 @@ def steady_catalog(predictor, photos: list[Path], images_dir: Path, work: Path, 
         writer.writerow(["Handle", "Title", "Product Category", "Type", "Tags", "Image Src"])
         for number, photo in enumerate(photos):
             writer.writerow([f"product-{number}", f"Product {number}", "", "", "", str(photo.relative_to(images_dir))])
-    config = CatalogConfig(images_dir=str(images_dir))
+    config = CatalogConfig(images_dir=str(images_dir), colour=colour)
     best = float("inf")
-    for round_ in range(rounds + 1):  # the first is the warm-up
+    for round_ in range(0 if warm_up else 1, rounds + 1):  # round 0 is the warm-up
         began = time.perf_counter()
         report = categorize_catalog(products, work / f"out-{round_}.csv", config, predictor=predictor)
         if round_:
             best = min(best, time.perf_counter() - began)
         assert report.predicted == len(photos) and report.cached == 0
+        assert (report.coloured > 0) == colour, report  # the colour step ran when asked, only then
     return round(len(photos) / best, 1)
 
 
