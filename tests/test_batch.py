@@ -10,6 +10,7 @@ cluster test starts its two nodes with ``ray start --block`` and stops exactly t
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -654,3 +655,22 @@ def test_cli_refuses_a_ray_address_without_the_ray_engine(shop, capsys):
 
     assert main(["batch", str(shop / "manifest.csv"), "--out", str(shop / "x"), "--ray-address", "127.0.0.1:1"]) == 2
     assert "joins a Ray cluster; give engine ray with it (--ray-address, --engine)" in capsys.readouterr().err
+
+
+def test_a_nearly_black_photo_is_predicted_and_coloured_as_the_dark_photo_it_is(photo_run):
+    """A batch carries photos as the bytes read; as floats, a photo whose values are all 0 or 1
+    would be taken for a 0–1 photo and read 255 times brighter by the model and the colour step."""
+    from apparel.batch.config import ModelSettings
+    from apparel.batch.predicting import Predict
+
+    dark = np.zeros((2, 32, 32, 3), np.uint8)
+    dark[:, 8:24, 8:24] = 1
+    batch = {"row": np.array([0, 1]), "pixels": dark, "error": np.array(["", ""], dtype=object)}
+    for slots in (None, 4):  # packed, as a catalog predicts; at fixed places, as a batch does
+        predict = Predict(ModelSettings(str(photo_run), colour=True), slots=slots)
+        answer = predict(batch)
+        expected = predict.predictor.predict_proba(dark)
+        brightened = predict.predictor.predict_proba(dark.astype(np.float32) * 255)
+        assert np.allclose(answer["probabilities"], expected, atol=1e-6)
+        assert not np.allclose(answer["probabilities"], brightened, atol=1e-6)
+        assert {json.loads(colour)["name"] for colour in answer["colour"]} == {"Black"}

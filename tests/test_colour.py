@@ -157,12 +157,16 @@ def test_the_lookups_that_keep_the_step_cheap_give_the_arithmetic_s_values_to_th
     balanced = np.clip(photo.astype(np.float32) * gain, 0, 255)
     assert np.array_equal(name_pixels(photo, gain), name_pixels(balanced))
     assert np.array_equal(name_pixels(photo), name_pixels(photo.astype(np.float64)))
-    for count in (1, 2, 3, 57, 3136):
-        for percentile in (0.0, 50.0, 90.0, 99.5, 100.0):
-            pixels = rng.integers(180, 256, (count, 3), dtype=np.uint8)
-            expected = np.percentile(pixels.astype(np.float32), percentile, axis=0)
-            found = _percentile(pixels, percentile)
-            assert found.dtype == expected.dtype and np.array_equal(found, expected), (count, percentile)
+    for count in (1, 2, 3, 57, 2352, 3015, 3136):
+        for percentile in (0.0, 50.0, 90.0, 99.0, 99.5, 100.0):
+            for low, high in ((180, 255), (33, 215), (9, 76), (24, 45)):  # two levels: interpolation's last bits
+                pixels = rng.choice(np.array([low, high], np.uint8), (count, 3), p=[0.9, 0.1])
+                expected = np.percentile(pixels.astype(np.float32), percentile, axis=0)
+                found = _percentile(pixels, percentile)
+                assert found.dtype == expected.dtype and np.array_equal(found, expected), (count, percentile, low)
+    pixels = np.zeros((2352, 3), np.uint8)  # a 3:4 photo padded to 56×42: 0.4 of the way, from the upper end
+    pixels[:2116], pixels[2116:] = 33, 215
+    assert np.array_equal(_percentile(pixels, 90.0), np.percentile(pixels.astype(np.float32), 90.0, axis=0))
 
 
 def test_a_nearly_black_photo_read_from_a_file_is_black(tmp_path):
@@ -302,9 +306,16 @@ def test_the_shipped_naming_table_is_the_one_today_s_references_give(tmp_path, m
         stale = {"table": np.zeros_like(shipped["table"]), "references": shipped["references"][1:],
                  "cell": shipped["cell"]}
     np.savez(tmp_path / "stale.npz", **stale)
+    np.savez(tmp_path / "out-of-range.npz", **{**stale, "table": np.full_like(stale["table"], 200),
+                                               "references": colour._reference_rows()})
     (tmp_path / "broken.npz").write_bytes(b"not a table")
+    whole = colour._TABLE_FILE.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])
+    flipped = bytearray(whole)
+    flipped[len(whole) // 3] ^= 0xFF  # inside the compressed table
+    (tmp_path / "flipped.npz").write_bytes(bytes(flipped))
     try:
-        for name in ("stale.npz", "broken.npz", "missing.npz"):
+        for name in ("stale.npz", "out-of-range.npz", "broken.npz", "cut.npz", "flipped.npz", "missing.npz"):
             monkeypatch.setattr(colour, "_TABLE_FILE", tmp_path / name)
             colour._loaded_name_table.cache_clear()
             assert np.array_equal(colour._name_table(), computed), name

@@ -123,8 +123,12 @@ def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[
 
 
 def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> ProductColour:
-    """The colour of the product in ``photo`` (H×W×3 RGB, uint8 or float 0–255: the photo model's
-    padded 224×224 input will do); ``config``'s thresholds, or the tuned defaults."""
+    """The colour of the product in ``photo`` (H×W×3 RGB, at least 2 pixels a side: the photo
+    model's padded 224×224 input will do); ``config``'s thresholds, or the tuned defaults.
+
+    Pixel values follow the models' rule: ``uint8`` is 0–255; any other type is 0–255 when a value
+    is above 1, else 0–1. A photo as read from a file is ``uint8``; give a nearly black photo (every
+    value 0 or 1) as ``uint8``, or as floats it is read as 0–1, 255 times brighter."""
     config = config or DEFAULT_CONFIG
     second_share, multicolor_share = config.second_share, config.multicolor_share
     rgb = small_rgb(photo, WORK_SIDE)
@@ -146,10 +150,11 @@ def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> Pro
 
 
 def name_pixels(rgb: np.ndarray, gain: np.ndarray | None = None) -> np.ndarray:
-    """The index (in ``REFERENCES``' order) of each sRGB pixel's colour name (values 0–255), each
-    channel first scaled by ``gain`` (three factors; ``white_gain``'s brightening) and clipped to 255."""
+    """The index (in ``REFERENCES``' order) of each sRGB pixel's colour name (values 0–255, the
+    last axis the channels), each channel first scaled by ``gain`` (one factor or three:
+    ``white_gain``'s brightening) and clipped to 255."""
     rgb = np.asarray(rgb)
-    scale = np.ones(3, np.float32) if gain is None else np.asarray(gain, np.float32)
+    scale = np.broadcast_to(np.asarray(1.0 if gain is None else gain, np.float32), (3,))
     if rgb.dtype == np.uint8:  # 256 levels a channel: scale and cut the levels, not the pixels
         cells = _cells(np.clip(np.arange(256, dtype=np.float32)[:, None] * scale, 0, 255))
         red, green, blue = cells[rgb[..., 0], 0], cells[rgb[..., 1], 1], cells[rgb[..., 2], 2]
@@ -168,7 +173,7 @@ def _cells(rgb: np.ndarray) -> np.ndarray:
 # The naming table's cells are 8 sRGB levels wide: a 32³ table, after which naming a photo is a
 # lookup. Computing it takes about a second (CIEDE2000 from every cell to every reference colour),
 # which every cold `apparel predict --json`, catalog, batch worker and server would pay: it ships
-# beside this file (``colour_names.npz``, 32 KB, with the references it was computed from) and is
+# beside this file (``colour_names.npz``, 3 KB, with the references it was computed from) and is
 # computed only when those are not today's ``REFERENCES`` (``make colour-table`` writes it again;
 # a test holds the two equal).
 _CELL = 8
@@ -204,10 +209,15 @@ def _reference_rows() -> np.ndarray:
 def _loaded_name_table() -> np.ndarray:
     try:
         with np.load(_TABLE_FILE, allow_pickle=False) as shipped:
-            if (int(shipped["cell"]) == _CELL and np.array_equal(shipped["references"], _reference_rows())
-                    and shipped["table"].shape == (256 // _CELL,) * 3):
-                return shipped["table"].astype(np.uint8)
-    except (OSError, KeyError, ValueError):  # missing or unreadable: computed, as it would be anyway
+            table = shipped["table"]
+            if (shipped["cell"].shape == () and int(shipped["cell"]) == _CELL
+                    and np.array_equal(shipped["references"], _reference_rows())
+                    and table.shape == (256 // _CELL,) * 3 and table.dtype == np.uint8
+                    and int(table.max()) < len(REFERENCES)):
+                return table
+    # Missing, cut short, a byte flipped (zipfile, zlib and numpy each raise their own): computed,
+    # as it would be without the file, rather than every photo failing.
+    except Exception:  # noqa: BLE001
         pass
     return computed_name_table()
 

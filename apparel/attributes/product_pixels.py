@@ -48,7 +48,8 @@ def small_rgb(photo: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
 
     array = np.asarray(photo)
     if array.ndim != 3 or array.shape[2] != 3 or min(array.shape[:2]) < 2:
-        raise ValueError(f"a colour photo is an H×W×3 array, got shape {array.shape}; pass the RGB photo")
+        raise ValueError(f"a colour photo is an H×W×3 array at least 2 pixels a side, got shape {array.shape}; "
+                         "pass the RGB photo")
     if array.dtype != np.uint8:  # the models' pixel-scale rule: 0–1 floats are 0–1, NaN is refused
         array = np.rint(photo_pixels(array)).astype(np.uint8)
     height, width = array.shape[:2]
@@ -73,16 +74,19 @@ def white_gain(rgb: np.ndarray, padding: np.ndarray | None = None, percentile: f
 
 def _percentile(pixels: np.ndarray, percentile: float) -> np.ndarray:
     """Each channel's ``percentile`` of ``pixels`` (N×3), as float32: ``np.percentile``'s linear rule
-    on the float32 values, to the bit (a test holds it to that), from one partition, at a third of
-    its cost on a photo's few thousand pixels."""
+    on the float32 values with a Python-number percentile, to the bit (a test holds it to that),
+    from one partition, at a third of its cost on a photo's few thousand pixels."""
     position = (len(pixels) - 1) * (percentile / 100)
     low = int(position)
     high = min(low + 1, len(pixels) - 1)
     ordered = np.partition(pixels, [low, high], axis=0)
     below, above = ordered[low].astype(np.float32), ordered[high].astype(np.float32)
-    fraction = np.float32(position - low)
-    # numpy's interpolation: from the nearer end, so that a fraction near 1 gives the upper value
-    return np.where(fraction >= 0.5, above - (above - below) * (1 - fraction), below + (above - below) * fraction)
+    # A Python float, as numpy's own for a scalar percentile: the arithmetic stays float32, and it
+    # interpolates from the nearer end.
+    fraction = position - low
+    if fraction >= 0.5:
+        return above - (above - below) * (1 - fraction)
+    return below + (above - below) * fraction
 
 
 def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: int = 2,
@@ -187,7 +191,8 @@ def _border_modes(pixels: np.ndarray, min_share: float, clusters: int = 5,
     doubled = 2 * pixels
     for _ in range(rounds):
         # The nearest centre by |c|² − 2 p·c (a pixel's own |p|² is the same for every centre): one
-        # product of small matrices instead of a difference per channel.
+        # product of small matrices instead of a difference per channel. Only an exact tie between
+        # two centres can round the other way.
         previous, owner = owner, ((centres * centres).sum(axis=1) - doubled @ centres.T).argmin(axis=1)
         if previous is not None and np.array_equal(owner, previous):
             break  # the same owners give the same means: every further round is this one

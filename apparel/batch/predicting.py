@@ -71,17 +71,17 @@ class Predict:
         rows = np.asarray(batch["row"], dtype=np.int64)
         errors = np.asarray(batch["error"], dtype=object)
         readable = errors == ""
-        read = np.asarray(batch["pixels"])[readable]
-        pixels = read.astype(np.float32)
-        # From the photos as read (bytes, 0–255): no range to check, and a nearly black photo, whose
-        # values are all 0 or 1, is not taken for a 0–1 float photo.
-        colours = pool.submit(photo_colours, read, readable) if pool is not None else None
+        # The inputs as read (bytes 0–255 for photos) go to the model and the colour step as they
+        # are: as floats, a nearly black photo (every value 0 or 1) would be taken for a 0–1 photo
+        # and read 255 times brighter, by both.
+        pixels = np.asarray(batch["pixels"])[readable]
+        colours = pool.submit(photo_colours, pixels, readable) if pool is not None else None
         answered = None
         if readable.any() and self.slots is None:
             answered = np.asarray(self.predictor.predict_proba(pixels))
         elif readable.any():
             places = rows[readable] % self.slots
-            placed = np.zeros((self.slots, *pixels.shape[1:]), dtype=np.float32)
+            placed = np.zeros((self.slots, *pixels.shape[1:]), dtype=pixels.dtype)
             placed[places] = pixels
             answered = np.asarray(self.predictor.predict_proba(placed))[places]
         # A stand-in predictor (a test's) may have no contract: its answers say how many classes,
@@ -95,7 +95,7 @@ class Predict:
         if colours is not None:
             answer["colour"] = colours.result()
         if self.keep_pixels:  # the readable rows as read, for what is read from the photo itself (colour)
-            answer["pixels"] = read
+            answer["pixels"] = pixels
         return answer
 
 
