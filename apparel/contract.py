@@ -100,8 +100,17 @@ class InputContract:
 
     @classmethod
     def for_run(cls, run_dir: str | os.PathLike) -> "InputContract":
-        """The contract recorded in ``run_dir/config.json`` (Fashion-MNIST when none is)."""
-        path = Path(run_dir) / artifacts.CONFIG_FILE
+        """The contract recorded in ``run_dir/config.json`` (Fashion-MNIST when the run predates
+        contracts and records none); ``run_dir`` may be a shipped model's name (``"store"``). A
+        path that is no folder is refused: taking it for a Fashion-MNIST run would send photos to
+        the wrong model without a word."""
+        folder = Path(run_dir)
+        if not folder.is_dir() and str(run_dir) in artifacts.shipped_model_names():
+            folder = artifacts.shipped_model_dir(str(run_dir))
+        if not folder.is_dir():
+            raise ValueError(f"{run_dir} is no run directory; give the folder `apparel train` wrote (with its "
+                             f"config.json) or a shipped model's name ({', '.join(artifacts.shipped_model_names())})")
+        path = folder / artifacts.CONFIG_FILE
         try:
             recorded = json.loads(path.read_text(encoding="utf-8")).get(CONFIG_KEY)
         except (OSError, ValueError, AttributeError):

@@ -74,6 +74,9 @@ def test_the_contract_saved_with_a_run_finds_its_kind_and_an_old_run_is_fashion_
     (new / "config.json").write_text(json.dumps({"model": "x", "input": contract_of("photo").to_dict()}))
     assert InputContract.for_run(old).model_kind.name == "fashion-mnist"
     assert InputContract.for_run(new).model_kind is kind_named("photo")
+    assert InputContract.for_run("photos").model_kind is kind_named("photo")  # a shipped model by name
+    with pytest.raises(ValueError, match="is no run directory; give the folder `apparel train` wrote"):
+        InputContract.for_run(tmp_path / "no-such-run")  # was silently Fashion-MNIST
     with pytest.raises(ValueError, match="kind must be one of fashion-mnist, photo"):
         InputContract(kind="sketch")
 
