@@ -49,6 +49,15 @@ PLOTS_DIR = "plots"
 SHIPPED_MODELS_DIR = Path(__file__).resolve().parent / "shipped_models"
 
 
+def run_or_shipped(model_dir: str | os.PathLike) -> Path:
+    """``model_dir``, unless it is a bare name with no run directory here and a shipped model's
+    name (``"store"``): then that model's folder."""
+    path = Path(model_dir)
+    if not (path / MODEL_FILE).is_file() and str(model_dir) in shipped_model_names():
+        return shipped_model_dir(str(model_dir))
+    return path
+
+
 def shipped_model_dir(name: str) -> Path:
     """The run directory of the model shipped as ``name`` (``default``: the Fashion-MNIST model,
     ``photos``: the ten-class photo model, ``store``: the store model), whether the package runs from a checkout or an installed wheel.

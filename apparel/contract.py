@@ -104,9 +104,7 @@ class InputContract:
         contracts and records none); ``run_dir`` may be a shipped model's name (``"store"``). A
         path that is no folder is refused: taking it for a Fashion-MNIST run would send photos to
         the wrong model without a word."""
-        folder = Path(run_dir)
-        if not folder.is_dir() and str(run_dir) in artifacts.shipped_model_names():
-            folder = artifacts.shipped_model_dir(str(run_dir))
+        folder = artifacts.run_or_shipped(run_dir)
         if not folder.is_dir():
             raise ValueError(f"{run_dir} is no run directory; give the folder `apparel train` wrote (with its "
                              f"config.json) or a shipped model's name ({', '.join(artifacts.shipped_model_names())})")

@@ -138,6 +138,17 @@ def test_a_run_brings_its_own_categories_and_thresholds(tmp_path):
         run_chooser(tmp_path, list(CLASSES))
 
 
+def test_a_shipped_model_s_categories_by_its_name_and_thresholds_that_are_no_numbers():
+    from apparel.contract import InputContract
+    from apparel.errors import ParameterError
+
+    names = InputContract.for_run("store").class_names
+    assert run_chooser("store", names).category_threshold == 0.7  # its categories.json, not the ten-class mapping
+    for value in ("0.5", True):  # a TypeError from a comparison named nothing; a flag is no threshold
+        with pytest.raises(ParameterError, match="outside_threshold must be a number in"):
+            run_chooser("store", names, outside_threshold=value)
+
+
 def test_without_categories_the_shipped_mapping_serves_known_classes(tmp_path):
     from apparel.contract import InputContract
 

@@ -53,21 +53,13 @@ def resolve_model_dir(model_dir: str | os.PathLike | None = None, kind: Kind | s
                              "model_dir")
     if model_dir is None:
         model_dir = os.environ.get(MODEL_DIR_ENV) or artifacts.shipped_model_dir(kind.default_model)
-    path = _run_or_shipped(model_dir)
+    path = artifacts.run_or_shipped(model_dir)
     if not (path / artifacts.MODEL_FILE).is_file():
         shipped = artifacts.shipped_model_names()
         raise ValueError(
             f"{path} holds no {artifacts.MODEL_FILE}; give the directory written by `apparel train --out DIR`"
             + (f" or a shipped model's name ({', '.join(shipped)})" if shipped else "")
         )
-    return path
-
-
-def _run_or_shipped(model_dir: str | os.PathLike) -> Path:
-    """``model_dir``, unless it is a bare name with no run directory here and a shipped model's name."""
-    path = Path(model_dir)
-    if not (path / artifacts.MODEL_FILE).is_file() and str(model_dir) in artifacts.shipped_model_names():
-        return artifacts.shipped_model_dir(str(model_dir))
     return path
 
 
@@ -175,7 +167,7 @@ class Predictor:
         >>> Predictor.from_litert("runs/reference.tflite", "runs/reference", threads=1)
         """
         if model_dir is not None:
-            model_dir = _run_or_shipped(model_dir)
+            model_dir = artifacts.run_or_shipped(model_dir)
             contract = InputContract.for_run(model_dir)
         else:
             contract = InputContract.for_export(path) or FASHION_MNIST

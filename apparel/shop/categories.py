@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from apparel.artifacts import CATEGORIES_FILE
+from apparel.artifacts import CATEGORIES_FILE, run_or_shipped
 from apparel.contract import metadata_path
 from apparel.errors import SourceError
 from apparel.shop.taxonomy import load_mapping
@@ -33,6 +33,7 @@ DEFAULT_THRESHOLDS = {"category_threshold": 0.5, "outside_threshold": 0.5}
 def _categories_record(model_dir, export) -> tuple[dict, Path] | None:
     """(the categories record, the file it came from): the run's ``categories.json``, else the
     categories an export of it carries in its metadata (``apparel export``); None when neither has."""
+    model_dir = None if model_dir is None else run_or_shipped(model_dir)
     if model_dir is not None and (Path(model_dir) / CATEGORIES_FILE).is_file():
         path, key = Path(model_dir) / CATEGORIES_FILE, None
     elif export is not None and metadata_path(export).is_file():
@@ -54,7 +55,8 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
                 category_threshold: float | None = None, outside_threshold: float | None = None,
                 export: str | os.PathLike | None = None) -> CategoryChooser:
     """The category chooser for a model (see the module docstring); ``export`` names a LiteRT or
-    ONNX export of it, whose metadata may carry the run's categories."""
+    ONNX export of it, whose metadata may carry the run's categories; ``model_dir`` may be a
+    shipped model's name (``"store"``)."""
     found = _categories_record(model_dir, export)
     record = None if found is None else found[0]
     if mapping is not None or record is None:

@@ -63,6 +63,10 @@ class CategoryChooser:
 
     def __init__(self, class_categories: Mapping[str, str | Category | None], category_threshold: float,
                  outside_threshold: float):
+        for name, value in (("category_threshold", category_threshold), ("outside_threshold", outside_threshold)):
+            # A string ("0.5") or None compared with a number is a TypeError that names nothing.
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise ParameterError(f"{{}} must be a number in [0, 1], got {value!r}", name)
         if not 0.0 <= category_threshold <= 1.0:
             raise ParameterError(f"{{}} must be in [0, 1], got {category_threshold}", "category_threshold")
         if not 0.0 < outside_threshold <= 1.0:
