@@ -185,6 +185,8 @@ def test_a_nearly_black_photo_read_from_a_file_is_black(tmp_path):
                               categorize=lambda probabilities: [{"id": "aa-1-13-8"} for _ in probabilities],
                               attributes=photo_attributes)
     assert results[0]["color"]["name"] == "Black"
+    # The server hands the model's float32 inputs, 0–255 by the photo model's contract, over as they are.
+    assert photo_attributes(photo[None].astype(np.float32), [{"id": "aa-1-13-8"}])[0]["color"]["name"] == "Black"
 
 
 def test_the_answer_carries_shopify_ids():

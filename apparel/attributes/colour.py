@@ -110,7 +110,7 @@ def gets_colour(category: Category | None, reason: str | None) -> bool:
 
 
 def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[dict]:
-    """For each photo (N×H×W×3, the model's inputs) and its category (``CategoryDecision.to_dict``,
+    """For each photo (N×H×W×3, the model's inputs, 0–255) and its category (``CategoryDecision.to_dict``,
     or None), the attribute fields to add to its answer: ``{"color": …}`` when ``gets_colour``,
     else ``{}``."""
     taxonomy = load_taxonomy()
@@ -118,8 +118,17 @@ def photo_attributes(photos: np.ndarray, categories: list[dict | None]) -> list[
     for photo, category in zip(photos, categories, strict=True):
         node = taxonomy.get(category["id"]) if category and category.get("id") else None
         wanted = category is not None and gets_colour(node, category.get("reason"))
-        fields.append({"color": product_colour(photo).to_dict()} if wanted else {})
+        fields.append({"color": product_colour(_input_bytes(photo)).to_dict()} if wanted else {})
     return fields
+
+
+def _input_bytes(photo: np.ndarray) -> np.ndarray:
+    """A photo model's input as bytes: its values are 0–255 whatever their type (the server's are
+    float32), so a nearly black photo, every value 0 or 1, is not taken for a 0–1 photo."""
+    photo = np.asarray(photo)
+    if photo.dtype == np.uint8:
+        return photo
+    return np.clip(np.rint(photo), 0, 255).astype(np.uint8)
 
 
 def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> ProductColour:
