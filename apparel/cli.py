@@ -444,7 +444,7 @@ def _add_preprocess(commands) -> None:
     preprocess.add_argument("--model", dest="model_dir", metavar="DIR",
                             help="show the steps to this run's input (a photo model's: on white, square, resized; a "
                                  "Fashion-MNIST model's: 28×28 grayscale); default: $APPAREL_MODEL_DIR, else the "
-                                 "shipped photo model")
+                                 "shipped store model")
     preprocess.set_defaults(handler=cmd_preprocess)
 
 

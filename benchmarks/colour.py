@@ -7,8 +7,9 @@
   overall, on the tuning part (where every threshold was chosen) and the held-out part apart; the
   confusion between neighbours (navy/blue/black, beige/white/brown/gray); second colour right.
 - ``--worn``: the same on Clothing Co-Parsing's held-out people with the street made white, as a
-  store photographs a garment on a model (benchmarks/data/worn_colour_labels.csv: each photo's
-  largest garment, labelled by eye after the colour step was built; nothing was chosen on them).
+  store photographs a garment on a model, and on the same garments cut out onto white, as a product
+  shot (benchmarks/data/worn_colour_labels.csv: each photo's largest garment, labelled by eye after
+  the colour step was built; nothing was chosen on them).
 - ``--skin``: the skin rule on Clothing Co-Parsing's labelled pixels (photos kept aside): the
   skin pixels it finds, the garment (and hair) pixels it takes for skin. ``--fit-skin`` chooses
   the box again on the other photos, as it was chosen.
@@ -77,23 +78,26 @@ def label_accuracy(rows: list[dict], datasets: Path) -> list[dict]:
 
 
 def worn_label_accuracy(path: Path, parsing: Path) -> list[dict]:
-    """Each labelled garment worn on white (``worn_colour_labels.csv``) with the colour found: the
-    crop ``apparel.store.worn`` makes of it, as the catalogue benchmark's "worn on white" products."""
-    from apparel.store.worn import WORN_ON_WHITE, worn_crops
+    """Each labelled garment (``worn_colour_labels.csv``) with the colour found, twice: worn on white
+    (the crop with the street made white, as a store photographs a garment on a model) and cut out
+    onto white (the garment's own pixels alone, as a product shot), the crops ``apparel.store.worn``
+    makes of it for the catalogue benchmark; ``split`` says which."""
+    from apparel.store.worn import CUT_OUT, WORN_ON_WHITE, worn_crops
 
     with open(path, newline="", encoding="utf-8") as handle:
         labelled = {(row["photo"], row["garment"]): row for row in csv.DictReader(handle)}
     results = []
-    for crop in worn_crops(parsing, held_out=True, worn_on_white=True):
+    for crop in worn_crops(parsing, held_out=True, cut_outs=True, worn_on_white=True):
         row = labelled.get((crop.photo, crop.label))
-        if crop.backdrop != WORN_ON_WHITE or row is None:
+        if crop.backdrop not in (WORN_ON_WHITE, CUT_OUT) or row is None:
             continue
         colour = product_colour(photo_to_rgb(crop.image, SIDE))
-        results.append({**row, "split": "measured", "found": colour.main.name.lower(),
+        results.append({**row, "split": crop.backdrop, "found": colour.main.name.lower(),
                         "found_second": colour.second.name.lower() if colour.second else "",
                         "confidence": round(colour.confidence, 3)})
-    if len(results) != len(labelled):
-        raise ValueError(f"{len(labelled) - len(results)} labelled garments of {path} were not found in {parsing}")
+    found = sum(result["split"] == WORN_ON_WHITE for result in results)
+    if found != len(labelled):
+        raise ValueError(f"{len(labelled) - found} labelled garments of {path} were not found in {parsing}")
     return results
 
 
