@@ -248,6 +248,13 @@ def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run
     # The colour is part of what a folder holds: a resume without it is refused, not mixed in.
     with pytest.raises(ValueError, match="colour"):
         classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run)))
+    # So is how it is named: a folder begun before the naming changed (its record without the
+    # version) is refused too; it resumed with half its rows named the old way.
+    record_path = outputs["local"] / "_batch.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({key: value for key, value in record.items() if key != "colour_naming"}))
+    with pytest.raises(ValueError, match="colour_naming: None, now 2"):
+        classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run), colour=True))
 
 
 def test_a_killed_ray_worker_costs_only_time(shop, photo_run, local_output, local_ray):
@@ -366,7 +373,7 @@ def test_model_version_is_the_services_and_a_resume_with_another_runtime_is_refu
     import json
 
     record = json.loads((tmp_path / "out" / "_batch.json").read_text())
-    old = {key: value for key, value in record.items() if key not in ("artefact", "colour_rule")}
+    old = {key: value for key, value in record.items() if key not in ("artefact", "colour_rule", "colour_naming")}
     old["model_version"] = record["artefact"]
     (tmp_path / "out" / "_batch.json").write_text(json.dumps(old))
     for part in (tmp_path / "out").glob("part-*.parquet"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.attributes.colour import COLOUR_RULE
+from apparel.attributes.colour import COLOUR_RULE, NAMING_VERSION
 from apparel.batch.config import BatchConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
 from apparel.batch.manifest import read_manifest
@@ -71,7 +71,10 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
             "images_dir": str(images_dir.resolve()), "model_version": model.version, "artefact": model.artefact,
             "top_k": config.top_k, "categories": chooser.version if chooser is not None else None,
             "colour": config.colour,
-            "colour_rule": COLOUR_RULE if config.colour else None})
+            "colour_rule": COLOUR_RULE if config.colour else None,
+            # Which products get a colour (the rule) and how a photo's colour is named (the version):
+            # rows of either kind of earlier run are not mixed with this one's.
+            "colour_naming": NAMING_VERSION if config.colour else None})
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()
