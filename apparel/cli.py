@@ -358,8 +358,19 @@ class SuggestingParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         parsed, unknown = self.parse_known_args(args, namespace)
+        command = self  # the innermost command given (`taxonomy search`), whose usage an error shows
+        while (chosen := next((action for action in command._get_positional_actions()
+                               if isinstance(action, argparse._SubParsersAction)), None)) is not None:
+            if getattr(parsed, chosen.dest, None) not in chosen.choices:
+                break
+            command = chosen.choices[getattr(parsed, chosen.dest)]
+        # `apparel predict a.jpg --top-k 3 b.jpg`: argparse takes a list's items only before the first
+        # flag; the words after it belong to the command's one list (images, search words).
+        lists = [action for action in command._get_positional_actions() if action.nargs in ("+", "*")]
+        if unknown and len(lists) == 1 and not any(word.startswith("-") and word != "-" for word in unknown):
+            setattr(parsed, lists[0].dest, [*getattr(parsed, lists[0].dest), *unknown])
+            unknown = []
         if unknown:  # reported by the subcommand's parser, which shows its own usage and flags
-            command = self._subparsers._group_actions[0].choices.get(getattr(parsed, "command", None), self)
             command.error(f"unrecognized arguments: {' '.join(unknown)}")
         return parsed
 

@@ -253,6 +253,18 @@ def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, ex
     assert f"apparel {argv[0]}: error: {expected}" in error
 
 
+def test_images_and_words_after_a_flag_belong_to_the_command_s_list():
+    """`apparel predict a.jpg --top-k 2 b.jpg` was "unrecognized arguments: b.jpg"."""
+    from apparel.cli import build_parser
+
+    parsed = build_parser().parse_args(["predict", "a.jpg", "--top-k", "2", "b.jpg", "c.jpg"])
+    assert parsed.files == ["a.jpg", "b.jpg", "c.jpg"] and parsed.top_k == 2
+    parsed = build_parser().parse_args(["taxonomy", "search", "rain", "--limit", "3", "coat"])
+    assert parsed.words == ["rain", "coat"] and parsed.limit == 3
+    with pytest.raises(SystemExit):  # an unknown flag among them is still one
+        build_parser().parse_args(["predict", "a.jpg", "--top-k", "2", "--bogus", "b.jpg"])
+
+
 def test_the_package_description_says_what_the_product_does():
     """PyPI's one line said "(Fashion-MNIST categories)": the product sorts store photos (#31.7)."""
     import tomllib
