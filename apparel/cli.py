@@ -333,9 +333,14 @@ def cmd_bench(args) -> int:
 
 
 def cmd_taxonomy_search(args) -> int:
+    from apparel.taxonomy import load_taxonomy
     from apparel.taxonomy.lookup import search_text
 
-    print(search_text(args.words, limit=args.limit))
+    text = search_text(args.words, limit=args.limit)
+    if not load_taxonomy().search(args.words, 1):  # as grep: the hint on stderr, exit 1, stdout only matches
+        print(text, file=sys.stderr)
+        return 1
+    print(text)
     return 0
 
 

@@ -114,6 +114,9 @@ def test_the_command_searches_and_shows(capsys):
     assert main(["taxonomy", "search", "tee", "--limit", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].split(None, 1) == ["aa-1-13-8", TEE]
+    assert main(["taxonomy", "search", "zzzz"]) == 1  # nothing found: exit 1 as grep, the hint on stderr
+    found = capsys.readouterr()
+    assert found.out == "" and "no category matches 'zzzz'" in found.err
     assert main(["taxonomy", "show", "Apparel & Accessories > Clothing > Clothing Tops"]) == 0
     shown = capsys.readouterr().out
     assert "gid://shopify/TaxonomyCategory/aa-1-13" in shown and "children (12):" in shown
