@@ -239,7 +239,9 @@ def cmd_catalog(args) -> int:
               f"{args.csv} ({shown}): check their spelling", file=sys.stderr)
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
-    if config.colour:
+    if config.colour and not report.colour_read:
+        print(f"apparel catalog: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
+    elif config.colour:
         print(f"{report.coloured} products with their colour (written, or the merchant's kept)")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
@@ -261,6 +263,8 @@ def cmd_batch(args) -> int:
     print(f"{report.rows} rows: {report.classified} classified, {report.failed} unreadable (a row each, with its "
           f"error), {report.skipped} already in {report.out}; {report.seconds:.1f} s{rate}")
     print(f"wrote {report.out}")
+    if config.colour and not report.coloured:
+        print(f"apparel batch: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
     if report.failed > len(report.errors):
@@ -349,6 +353,12 @@ def cmd_taxonomy_show(args) -> int:
 
     print(show_text(args.category))
     return 0
+
+
+# Why --colour read nothing: a colour goes with a store category, which 28×28 answers never get.
+NO_CATEGORY_COLOUR = ("this model's answers take no store category (a Fashion-MNIST model, or your own classes "
+                      "without a --mapping), so no colour was read; give a photo model with categories (the shipped "
+                      "store model is the default)")
 
 
 class SuggestingParser(argparse.ArgumentParser):

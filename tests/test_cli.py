@@ -400,3 +400,21 @@ def test_a_kind_may_be_named_and_a_model_dir_that_is_no_path_is_refused(monkeypa
         resolve_model_dir(None, "photon")
     with pytest.raises(ParameterError, match="model_dir must be a run directory's path"):
         resolve_model_dir(123)
+
+
+def test_colour_asked_of_a_model_without_store_categories_says_why_none_was_read(tmp_path, capsys):
+    """`--colour` with the Fashion-MNIST model wrote "0 products with their colour" and nothing why."""
+    from PIL import Image, ImageDraw
+
+    photo = Image.new("RGB", (60, 80), "white")
+    ImageDraw.Draw(photo).rectangle((15, 10, 45, 70), fill=(30, 60, 150))
+    photo.save(tmp_path / "shirt.png")
+    (tmp_path / "products.csv").write_text("Handle,Title,Product Category,Type,Tags,Image Src\n"
+                                           "shirt,Shirt,,,,shirt.png\n")
+    assert main(["catalog", str(tmp_path / "products.csv"), "--out", str(tmp_path / "out.csv"), "--model-dir",
+                 "default", "--colour"]) == 0
+    assert "--colour: this model's answers take no store category" in capsys.readouterr().err
+    (tmp_path / "manifest.csv").write_text("image\nshirt.png\n")
+    assert main(["batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "batch"), "--model-dir", "default",
+                 "--colour"]) == 0
+    assert "--colour: this model's answers take no store category" in capsys.readouterr().err

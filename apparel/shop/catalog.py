@@ -137,6 +137,7 @@ class CatalogReport:
     review: str
     cache: str
     coloured: int = 0                # products whose colour was written (or already there); with colour only
+    colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
@@ -380,6 +381,7 @@ def categorize_catalog(
         no_image=cells.no_image, disagreeing=cells.disagreeing, predicted=classifier.predicted,
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
+        colour_read=classifier.colour,
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
