@@ -382,8 +382,12 @@ class SuggestingParser(argparse.ArgumentParser):
         # `apparel predict a.jpg --top-k 3 b.jpg`: argparse takes a list's items only before the first
         # flag; the words after it belong to the command's one list (images, search words).
         lists = [action for action in command._get_positional_actions() if action.nargs in ("+", "*")]
-        if unknown and len(lists) == 1 and not any(word.startswith("-") and word != "-" for word in unknown):
-            setattr(parsed, lists[0].dest, [*getattr(parsed, lists[0].dest), *unknown])
+        before, after = unknown, []
+        if "--" in unknown:  # after it every word is one of them, a name starting with "-" too
+            split = unknown.index("--")
+            before, after = unknown[:split], unknown[split + 1:]
+        if unknown and len(lists) == 1 and not any(word.startswith("-") and word != "-" for word in before):
+            setattr(parsed, lists[0].dest, [*getattr(parsed, lists[0].dest), *before, *after])
             unknown = []
         if unknown:  # reported by the subcommand's parser, which shows its own usage and flags
             command.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -147,6 +147,10 @@ def test_a_shipped_model_s_categories_by_its_name_and_thresholds_that_are_no_num
     for value in ("0.5", True):  # a TypeError from a comparison named nothing; a flag is no threshold
         with pytest.raises(ParameterError, match="outside_threshold must be a number in"):
             run_chooser("store", names, outside_threshold=value)
+    from fractions import Fraction
+
+    for value in (Fraction(1, 2), np.array(0.5), np.float32(0.5), 1):  # any real number is one
+        assert run_chooser("store", names, category_threshold=value).category_threshold == value
 
 
 def test_without_categories_the_shipped_mapping_serves_known_classes(tmp_path):

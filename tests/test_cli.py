@@ -263,6 +263,8 @@ def test_images_and_words_after_a_flag_belong_to_the_command_s_list():
     assert parsed.words == ["rain", "coat"] and parsed.limit == 3
     with pytest.raises(SystemExit):  # an unknown flag among them is still one
         build_parser().parse_args(["predict", "a.jpg", "--top-k", "2", "--bogus", "b.jpg"])
+    parsed = build_parser().parse_args(["predict", "a.jpg", "--top-k", "1", "--", "-x.jpg", "b.jpg"])
+    assert parsed.files == ["a.jpg", "-x.jpg", "b.jpg"]  # after "--", a name starting with "-" too
 
 
 def test_the_package_description_says_what_the_product_does():
@@ -418,3 +420,11 @@ def test_colour_asked_of_a_model_without_store_categories_says_why_none_was_read
     assert main(["batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "batch"), "--model-dir", "default",
                  "--colour"]) == 0
     assert "--colour: this model's answers take no store category" in capsys.readouterr().err
+
+
+def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_it(tmp_path, capsys):
+    """`--outside-confidence 0` was reported as "(--outside-threshold)", a flag catalog has not."""
+    (tmp_path / "products.csv").write_text("Handle,Title,Product Category,Type,Tags,Image Src\nshirt,Shirt,,,,a.jpg\n")
+    assert main(["catalog", str(tmp_path / "products.csv"), "--out", str(tmp_path / "out.csv"),
+                 "--outside-confidence", "0"]) == 2
+    assert "outside_confidence must be in (0, 1], got 0.0 (--outside-confidence)" in capsys.readouterr().err

@@ -363,8 +363,7 @@ def categorize_catalog(
     model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
     with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
         classifier = Classifier(config, model_dir, cache_path, predictor, progress)
-        chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
-                              config.outside_confidence)
+        chooser = catalog_chooser(model_dir, classifier.class_names, config)
         classifier.classify(products, images_dir)
         colours = None
         if classifier.colour:
@@ -385,6 +384,16 @@ def categorize_catalog(
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
+
+
+def catalog_chooser(model_dir: Path, class_names, config: CatalogConfig) -> CategoryChooser:
+    """The run's category chooser with the catalog's thresholds; a threshold it refuses is named
+    as the catalog calls it (``outside_confidence``, not the chooser's ``outside_threshold``)."""
+    try:
+        return run_chooser(model_dir, class_names, config.mapping, config.min_confidence, config.outside_confidence)
+    except ParameterError as error:
+        names = {"category_threshold": "min_confidence", "outside_threshold": "outside_confidence"}
+        raise ParameterError(error.template, *(names.get(name, name) for name in error.parameters)) from None
 
 
 def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:

@@ -54,6 +54,14 @@ class CategoryDecision:
                 "reason": self.reason}
 
 
+def _is_real(value) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, complex)
+
+
 class CategoryChooser:
     """Chooses a category for rows of class probabilities (see the module docstring).
 
@@ -64,8 +72,9 @@ class CategoryChooser:
     def __init__(self, class_categories: Mapping[str, str | Category | None], category_threshold: float,
                  outside_threshold: float):
         for name, value in (("category_threshold", category_threshold), ("outside_threshold", outside_threshold)):
-            # A string ("0.5") or None compared with a number is a TypeError that names nothing.
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            # A string ("0.5") or None compared with a number is a TypeError that names nothing; a flag
+            # is no threshold. Any other real number (numpy's, a Fraction, a 0-d array) is one.
+            if isinstance(value, (bool, np.bool_, str, bytes)) or not _is_real(value):
                 raise ParameterError(f"{{}} must be a number in [0, 1], got {value!r}", name)
         if not 0.0 <= category_threshold <= 1.0:
             raise ParameterError(f"{{}} must be in [0, 1], got {category_threshold}", "category_threshold")
