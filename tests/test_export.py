@@ -112,6 +112,11 @@ def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monke
     expected = Predictor.from_dir(run_dir).predict_proba(tiny_dataset.x_test[:2])
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     assert answers["metadata"].json()["model_version"] is not None  # the run directory's metadata
+    # The export alone: its model.tflite.json says what it is (it was served as the store model's
+    # folder and refused: "answers 10 classes, not the 40 of …/store").
+    assert main(["serve", "--litert", str(tflite), "--port", "0"]) == 0
+    assert answers["predict"].status_code == 200
+    np.testing.assert_allclose(np.array(answers["predict"].json()["predictions"]), expected, atol=1e-5)
 
 
 def test_a_photo_model_exports_with_its_contract(photo_run, tmp_path, capsys):

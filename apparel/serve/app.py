@@ -400,10 +400,13 @@ def served_models(config: ServiceConfig, model_dir, litert) -> tuple[Predictor |
     models, one run directory's (or ``.tflite``'s) model, or the shipped models by name."""
     if config.model_repository is not None:
         return repository_registry(config)
-    if model_dir is not None or litert is not None or os.environ.get(MODEL_DIR_ENV):
-        model_dir = served_model_dir(model_dir)
-        return (Predictor.from_litert(litert, model_dir) if litert is not None
-                else load_predictor(model_dir, runtime=config.runtime)), None
+    if litert is not None:
+        # Given alone, the export's own metadata (model.tflite.json) says what it is, as for
+        # `apparel predict --litert`: the store model's folder would describe another model.
+        named = model_dir is not None or os.environ.get(MODEL_DIR_ENV)
+        return Predictor.from_litert(litert, served_model_dir(model_dir) if named else None), None
+    if model_dir is not None or os.environ.get(MODEL_DIR_ENV):
+        return load_predictor(served_model_dir(model_dir), runtime=config.runtime), None
     return shipped_registry(config), None
 
 
