@@ -50,8 +50,21 @@ def wait_done(page, count, timeout=60_000):
 
 
 def move_cursor_to(page, handle):
+    """Click the row's title until the cursor is on it. The table draws only the rows in view and
+    draws them again as it scrolls: a click on a row being scrolled into view can meet the row
+    while it is drawn anew, or another row in its place (a fresh CI machine's run timed out here)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    on_row = "h => document.querySelector('.row.cursor')?.dataset.handle === h"
+    for _ in range(2):
+        try:
+            row(page, handle).locator(".title").click(timeout=5_000)
+            page.wait_for_function(on_row, arg=handle, timeout=5_000)
+            return
+        except PlaywrightError:  # its TimeoutError too
+            continue
     row(page, handle).locator(".title").click()
-    page.wait_for_function("h => document.querySelector('.row.cursor')?.dataset.handle === h", arg=handle)
+    page.wait_for_function(on_row, arg=handle)
 
 
 def choose_in_search(page, words, expected_path):
