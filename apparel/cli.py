@@ -338,13 +338,13 @@ def cmd_bench(args) -> int:
 
 def cmd_taxonomy_search(args) -> int:
     from apparel.taxonomy import load_taxonomy
-    from apparel.taxonomy.lookup import search_text
+    from apparel.taxonomy.lookup import found_text, no_match_text
 
-    text = search_text(args.words, limit=args.limit)
-    if not load_taxonomy().search(args.words, 1):  # as grep: the hint on stderr, exit 1, stdout only matches
-        print(text, file=sys.stderr)
+    found = load_taxonomy().search(args.words, args.limit)
+    if not found:  # as grep: the hint on stderr, exit 1, stdout only matches
+        print(no_match_text(args.words), file=sys.stderr)
         return 1
-    print(text)
+    print(found_text(found))
     return 0
 
 

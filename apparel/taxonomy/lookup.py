@@ -15,14 +15,22 @@ from apparel.taxonomy.categories import Category, load_taxonomy
 
 
 def search_text(words: str | Sequence[str], limit: int = 10) -> str:
-    """One line per matching category, best first: its id, then its full path."""
+    """One line per matching category, best first: its id, then its full path; or what to try
+    when none matches."""
     found = load_taxonomy().search(words, limit)
-    if not found:
-        query = words if isinstance(words, str) else " ".join(words)
-        return (f"no category matches {query!r}; try fewer words or another word for the thing "
-                "(every word must appear in the category's path)")
+    return found_text(found) if found else no_match_text(words)
+
+
+def found_text(found: Sequence[Category]) -> str:
+    """The categories a search found, one line each: id, then full path."""
     width = max(len(category.id) for category in found)
     return "\n".join(f"{category.id:<{width}}  {category.path}" for category in found)
+
+
+def no_match_text(words: str | Sequence[str]) -> str:
+    query = words if isinstance(words, str) else " ".join(words)
+    return (f"no category matches {query!r}; try fewer words or another word for the thing "
+            "(every word must appear in the category's path)")
 
 
 def show_text(category: str | Category) -> str:
