@@ -263,7 +263,7 @@ def cmd_batch(args) -> int:
     print(f"{report.rows} rows: {report.classified} classified, {report.failed} unreadable (a row each, with its "
           f"error), {report.skipped} already in {report.out}; {report.seconds:.1f} s{rate}")
     print(f"wrote {report.out}")
-    if config.colour and not report.coloured:
+    if config.colour and not report.colour_read:
         print(f"apparel batch: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)

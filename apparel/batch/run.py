@@ -44,7 +44,7 @@ class BatchReport:
     engine: str
     out: str
     errors: tuple[str, ...] = ()     # this run's first FIRST_ERRORS failed rows: "row N ('reference'): reason"
-    coloured: bool = False           # the colour was read (asked for, and the model's answers take a category)
+    colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -96,4 +96,4 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
                            classified=writer.written - writer.failed, failed=writer.failed,
                            seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out),
-                           errors=tuple(text for _, text in errors), coloured=model.colour)
+                           errors=tuple(text for _, text in errors), colour_read=model.colour)
