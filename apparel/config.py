@@ -25,16 +25,17 @@ from apparel.errors import ParameterError
 
 
 def option(default, help: str, *, minimum: float | None = None, maximum: float | None = None,
-           below: float | None = None, choices: tuple | None = None, **tags):
+           below: float | None = None, above: float | None = None, choices: tuple | None = None, **tags):
     """A config field with its help text and bounds: the one place a parameter is described.
 
     The CLI builds its flags from these (``help``, the default, the type), and ``Config`` checks the
-    bounds at construction. ``below`` is an exclusive upper bound; ``tags`` mark groups of fields
+    bounds at construction. ``below`` and ``above`` are exclusive bounds; ``tags`` mark groups of fields
     (``model=True``: a model builder's parameter).
 
     >>> workers: int = option(4, "images read and fetched in parallel", minimum=1)
     """
-    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "below": below, "choices": choices, **tags}
+    metadata = {"help": help, "minimum": minimum, "maximum": maximum, "below": below, "above": above,
+                "choices": choices, **tags}
     if isinstance(default, (list, dict, set)):
         raise TypeError("give a tuple, not a mutable default")
     return dataclasses.field(default=default, metadata=metadata)
@@ -129,6 +130,8 @@ def _check_bounds(field, value) -> None:
         raise ParameterError(f"{{}} must be at most {meta['maximum']:g}, got {value!r}", field.name)
     if meta.get("below") is not None and value >= meta["below"]:
         raise ParameterError(f"{{}} must be below {meta['below']:g}, got {value!r}", field.name)
+    if meta.get("above") is not None and value <= meta["above"]:
+        raise ParameterError(f"{{}} must be above {meta['above']:g}, got {value!r}", field.name)
 
 
 @dataclass(frozen=True)

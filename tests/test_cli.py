@@ -427,4 +427,4 @@ def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_i
     (tmp_path / "products.csv").write_text("Handle,Title,Product Category,Type,Tags,Image Src\nshirt,Shirt,,,,a.jpg\n")
     assert main(["catalog", str(tmp_path / "products.csv"), "--out", str(tmp_path / "out.csv"),
                  "--outside-confidence", "0"]) == 2
-    assert "outside_confidence must be in (0, 1], got 0.0 (--outside-confidence)" in capsys.readouterr().err
+    assert "outside_confidence must be above 0, got 0.0 (--outside-confidence)" in capsys.readouterr().err

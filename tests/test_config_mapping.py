@@ -119,6 +119,17 @@ def test_the_bounds_themselves_are_allowed():
     assert Knobs(size=1).size == 1
 
 
+@dataclass(frozen=True)
+class Share(Config):
+    share: float = option(0.5, "a share", above=0.0, maximum=1.0)
+
+
+def test_an_exclusive_lower_bound_refuses_the_bound_and_below():
+    assert message(Share, share=0.0) == "share must be above 0, got 0.0"
+    assert message(Share, share=-1) == "share must be above 0, got -1.0"
+    assert (Share(share=1.0).share, Share(share=1e-9).share) == (1.0, 1e-9)
+
+
 def test_cross_field_checks_run_at_construction_and_on_replace():
     assert message(Ordered, low=3) == "low must not be above high"
     ordered = Ordered(low=2)
@@ -129,7 +140,7 @@ def test_cross_field_checks_run_at_construction_and_on_replace():
 def test_option_keeps_help_bounds_and_tags_and_refuses_mutable_defaults():
     field = option(3, "help text", minimum=1, maximum=9, below=10, choices=(1, 3), model=True)
     assert field.default == 3
-    assert dict(field.metadata) == {"help": "help text", "minimum": 1, "maximum": 9, "below": 10,
+    assert dict(field.metadata) == {"help": "help text", "minimum": 1, "maximum": 9, "below": 10, "above": None,
                                     "choices": (1, 3), "model": True}
     for mutable in ([1], {"a": 1}, {1}):
         with pytest.raises(TypeError, match="^give a tuple, not a mutable default$"):

@@ -71,26 +71,26 @@ def as_photo_input(images: np.ndarray, size: int) -> np.ndarray:
         got = "×".join(str(n) for n in array.shape) or "a single number"
         raise ValueError(f"this photo model takes RGB photos of {size}×{size}×3 pixel values, shaped (N, {size}, {size}, 3), "
                          f"or image files; got {got}")
-    _check_numbers(array, "pixel values must be numbers (0–255, or 0–1)")
-    if array.dtype == np.uint8 or array.size == 0:
-        return array.astype(np.float32)
-    _checked_range(array)
-    batch = np.array(array, dtype=np.float32, copy=True)
-    unit = batch.reshape(len(batch), -1).max(axis=1) <= 1
-    batch[unit] *= np.float32(255.0)
-    return batch
+    return _photos_0_255(array)
 
 
 def photo_pixels(photo: np.ndarray) -> np.ndarray:
     """One RGB photo of any size (H×W×3) as float32 values 0–255, by the same rule: ``uint8`` is
     0–255; other numbers are 0–255 if one is above 1, else 0–1; NaN, infinities, values outside
     [0, 255] and non-numbers are refused with a ``ValueError``."""
-    array = np.asarray(photo)
-    _check_numbers(array, "pixel values must be numbers (0–255, or 0–1)")
-    if array.dtype == np.uint8 or array.size == 0:
-        return array.astype(np.float32)
-    high = _checked_range(array)
-    return array.astype(np.float32) * np.float32(255.0 if high <= 1 else 1.0)
+    return _photos_0_255(np.asarray(photo)[None])[0]
+
+
+def _photos_0_255(photos: np.ndarray) -> np.ndarray:
+    """Photos (N, …) as float32 0–255, each by the rule of ``as_photo_input``."""
+    _check_numbers(photos, "pixel values must be numbers (0–255, or 0–1)")
+    if photos.dtype == np.uint8 or photos.size == 0:
+        return photos.astype(np.float32)
+    _checked_range(photos)
+    batch = np.array(photos, dtype=np.float32, copy=True)
+    unit = batch.reshape(len(batch), -1).max(axis=1) <= 1
+    batch[unit] *= np.float32(255.0)
+    return batch
 
 
 def _check_numbers(array: np.ndarray, message: str) -> None:

@@ -103,7 +103,7 @@ class CatalogConfig(ReadConfig):
         "chosen on validation photos; 0.5 for a model without categories.json)", minimum=0.0, maximum=1.0)
     outside_confidence: float | None = option(
         None, "leave a product whose classes without a category (not-apparel) are at least this likely, as outside "
-        "the vertical (default: the model's own; 0.5)", minimum=0.0, maximum=1.0)
+        "the vertical (default: the model's own; 0.5)", above=0.0, maximum=1.0)
     category_format: str = option("path", "what the category column gets: the full path, or the category's id",
                                   choices=("path", "id"))
     overwrite: bool = option(False, "replace categories that are already filled")
@@ -363,7 +363,8 @@ def categorize_catalog(
     model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
     with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
         classifier = Classifier(config, model_dir, cache_path, predictor, progress)
-        chooser = catalog_chooser(model_dir, classifier.class_names, config)
+        chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
+                              config.outside_confidence)
         classifier.classify(products, images_dir)
         colours = None
         if classifier.colour:
@@ -384,16 +385,6 @@ def categorize_catalog(
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
-
-
-def catalog_chooser(model_dir: Path, class_names, config: CatalogConfig) -> CategoryChooser:
-    """The run's category chooser with the catalog's thresholds; a threshold it refuses is named
-    as the catalog calls it (``outside_confidence``, not the chooser's ``outside_threshold``)."""
-    try:
-        return run_chooser(model_dir, class_names, config.mapping, config.min_confidence, config.outside_confidence)
-    except ParameterError as error:
-        names = {"category_threshold": "min_confidence", "outside_threshold": "outside_confidence"}
-        raise ParameterError(error.template, *(names.get(name, name) for name in error.parameters)) from None
 
 
 def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:
