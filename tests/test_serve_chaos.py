@@ -254,9 +254,13 @@ def test_a_request_past_its_deadline_gets_503_and_an_overloaded_queue_503(predic
         assert response.headers["retry-after"] == "2" and "within 0.3 s" in response.json()["error"]
         app.state.batcher.infer = real_infer
 
-        async def full(images):
-            raise Overloaded("1,000 images are waiting")
+    async def full(images):
+        raise Overloaded("1,000 images are waiting")
 
+    # Its own server, with a deadline the upload's decoding cannot pass: on a loaded fresh CI machine the
+    # first upload's decode took over 0.3 s, and the deadline answered before the queue could.
+    app = create_app(predictor, request_deadline_s=30, retry_after_s=2)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         monkeypatch.setattr(app.state.batcher, "predict", full)
         response = test_client.post("/predict", files=[("files", ("a.png", garment_photo(fmt="PNG"), "image/png"))])
         assert response.status_code == 503 and response.headers["retry-after"] == "2"
