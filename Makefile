@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model catalogue-benchmark speed-benchmark colour-benchmark colour-table
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model store-artefact catalogue-benchmark speed-benchmark colour-benchmark colour-table
 
 # The main job's data and .venv, and the tools the tests and benchmarks drive (a browser, PostgreSQL,
 # h2load): `make test` runs it; `make run` takes only data and venv.
@@ -79,8 +79,8 @@ photos-model: venv
 
 # The shipped store model (models/store, docs/store-model.md): a garment head fine-tuned on
 # clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe), then mixed with the
-# backbone's own ImageNet classifier and calibrated on validation photos. Ship it by copying $(STORE_RUN) into
-# models/store.
+# backbone's own ImageNet classifier and calibrated on validation photos, and its partly int8 LiteRT artefact
+# (store-artefact). Ship it by copying $(STORE_RUN) into models/store.
 DATASETS ?= ../shared/datasets
 STORE_RUN ?= runs/store
 store-model: venv
@@ -88,6 +88,12 @@ store-model: venv
 	$(BIN)/apparel train --model efficientnet-lite0 --images runs/store-photos \
 		$(PHOTO_TRAIN_FLAGS) --out runs/store-garments
 	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN)
+	$(BIN)/python -m apparel.store artefact $(STORE_RUN) --datasets $(DATASETS)
+
+# The store model's inference artefact alone (apparel/store/artefact.py; docs/benchmarks.md#partly-int8), for
+# instance again for the shipped one: make store-artefact STORE_RUN=models/store
+store-artefact: venv
+	$(BIN)/python -m apparel.store artefact $(STORE_RUN) --datasets $(DATASETS)
 
 # A store catalogue of every validation photo through `apparel catalog`, scored against the taxonomy.
 catalogue-benchmark: venv

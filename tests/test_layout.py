@@ -30,9 +30,10 @@ STAGES = {
     "apparel.inference": 3, "apparel.attributes": 3,
     "apparel.training": 4, "apparel.store": 4,
     "apparel.images": 5,
-    "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6, "apparel.desk": 6,
+    # The store model's artefact reads its calibration photos as the commands do (images.sources).
+    "apparel.shop": 6, "apparel.bench": 6, "apparel.batch": 6, "apparel.desk": 6, "apparel.store.artefact": 6,
     "apparel.serve": 7,
-    "apparel.flags": 8, "apparel.cli": 8, "apparel.__main__": 8, "apparel": 8,
+    "apparel.flags": 8, "apparel.cli": 8, "apparel.__main__": 8, "apparel.store.__main__": 8, "apparel": 8,
 }
 
 

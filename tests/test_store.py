@@ -5,6 +5,8 @@ computes what ``mix`` computes, reloads in safe mode, and its categories reach t
 import csv
 import io
 import json
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,3 +233,66 @@ def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_pat
     assert link_training_set(tmp_path, tmp_path / "linked") == linked  # again, the same way: nothing new
     with pytest.raises(ValueError, match="linked with other options .*give a fresh folder"):
         link_training_set(tmp_path, tmp_path / "linked", worn_on_white=True)
+
+
+def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_and_tied_to_its_model(
+        photo_run, tmp_path, monkeypatch):
+    """`python -m apparel.store artefact RUN --datasets D`: RUN's model.tflite becomes the int8
+    export with its float tail, calibrated on the data sets' training side only (Co-Parsing's
+    held-out photo gives nothing), and the runtime takes it as the model's without making another."""
+    import shutil
+
+    import scipy.io
+    from PIL import Image
+
+    from apparel.contract import metadata_path
+    from apparel.inference import runtime
+    from apparel.store import artefact
+    from apparel.store.__main__ import main
+    from apparel.store.training_set import EXTRA, SMALL, VALIDATION_EVERY
+
+    datasets = tmp_path / "datasets"
+    rng = np.random.default_rng(3)
+    for index, name in enumerate(PHOTO_CLASSES):
+        (datasets / SMALL / "train" / name).mkdir(parents=True)
+        render_photo(index, rng).save(datasets / SMALL / "train" / name / "0.jpg")
+    (datasets / EXTRA / "images").mkdir(parents=True)
+    senders = {"train": next(f"s{n}" for n in range(99) if zlib.crc32(f"s{n}".encode()) % VALIDATION_EVERY),
+               "validation": next(f"s{n}" for n in range(99) if not zlib.crc32(f"s{n}".encode()) % VALIDATION_EVERY)}
+    rows = ["image,sender_id,label,kids"]
+    for split, sender in senders.items():
+        render_photo(0, rng).save(datasets / EXTRA / "images" / f"{split}.jpg")
+        rows.append(f"{split},{sender},T-Shirt,False")
+    (datasets / EXTRA / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    parsing = datasets / "clothing-co-parsing"
+    (parsing / "annotations" / "pixel-level").mkdir(parents=True)
+    (parsing / "photos").mkdir()
+    scipy.io.savemat(parsing / "label_list.mat",
+                     {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
+    labels = np.zeros((200, 200), dtype=np.uint8)
+    labels[60:120, 60:140] = 2
+    for number in ("0005", "0006"):  # held out (divisible by 5), training side
+        scipy.io.savemat(parsing / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
+        Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(parsing / "photos" / f"{number}.jpg")
+
+    (tmp_path / "scratch").mkdir()
+    candidates = artefact.calibration_photos(datasets, tmp_path / "scratch")
+    small = sorted(str(path) for path in (datasets / SMALL / "train").glob("*/*.jpg"))
+    assert candidates[:len(small) + 1] == small + [str(datasets / EXTRA / "images" / "train.jpg")]
+    worn = candidates[len(small) + 1:]
+    # Photo 0006's T-shirt as worn, worn on white and cut out, and a street corner: three or four
+    # things, each a JPEG file; nothing of the held-out 0005.
+    assert 3 <= len(worn) <= 4 and all(Path(path).is_file() for path in worn)
+
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    monkeypatch.setattr(artefact, "FLOAT_ERROR", 100.0)  # random weights: keep only the tail float
+    assert main(["artefact", str(run), "--datasets", str(datasets)]) == 0
+    recorded = json.loads(metadata_path(run / runtime.ARTEFACT_FILE).read_text(encoding="utf-8"))
+    assert recorded["quantization"] == "int8"
+    assert recorded["float_layers"] == {"tail": True, "error_above": 100.0, "layers": []}
+    assert recorded["model_sha256"] == artifacts.file_digest(run / artifacts.MODEL_FILE)
+    monkeypatch.setattr(runtime, "_make", lambda *args: pytest.fail("the artefact was made again"))
+    assert runtime.inference_artefact(run) == run / runtime.ARTEFACT_FILE
+    with pytest.raises(SystemExit):  # a folder without a model: the verb's usage error, not a trace
+        main(["artefact", str(tmp_path / "scratch"), "--datasets", str(datasets)])

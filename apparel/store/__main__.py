@@ -1,7 +1,8 @@
-"""``python -m apparel.store``: link the garment photos, or build the store model from a garment run.
+"""``python -m apparel.store``: link the garment photos, build the store model from a garment run, or make its artefact.
 
     python -m apparel.store link ../shared/datasets runs/store-photos [--worn-on-white] [--other-apparel]
     python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
+    python -m apparel.store artefact runs/store --datasets ../shared/datasets
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("garment_run", help="an `apparel train --images` run on the linked photos")
     build.add_argument("--datasets", required=True, help="the folder of the data sets (validation photos)")
     build.add_argument("--out", required=True, help="the run directory to write")
+    artefact = verbs.add_parser("artefact", help="the store model's partly int8 LiteRT artefact (model.tflite), "
+                                "calibrated on training-side photos")
+    artefact.add_argument("run", help="the store model's run directory (its model.tflite is replaced)")
+    artefact.add_argument("--datasets", required=True, help="the folder of the data sets (training-side photos)")
     args = parser.parse_args(argv)
     try:
         if args.verb == "link":
@@ -34,10 +39,16 @@ def main(argv: list[str] | None = None) -> int:
 
             result = link_training_set(args.datasets, args.out, worn_on_white=args.worn_on_white,
                                        other_apparel=args.other_apparel)
-        else:
+        elif args.verb == "build":
             from apparel.store.build import build_store_run
 
             result = build_store_run(args.garment_run, args.datasets, args.out)
+        else:
+            from apparel.contract import metadata_path
+            from apparel.store.artefact import write_store_artefact
+
+            path = write_store_artefact(args.run, args.datasets)
+            result = {"artefact": str(path), "metadata": str(metadata_path(path))}
     except ValueError as error:
         parser.error(str(error))
     print(json.dumps(result, indent=2))
