@@ -46,16 +46,20 @@ def test_default_predict_imports_neither_tensorflow_nor_keras(tmp_path):
     assert json.loads("\n".join(answer))[0]["file"] == str(photo)
 
 
-def test_both_runtimes_agree_on_the_shipped_store_model(tmp_path):
+@pytest.mark.parametrize("name, tolerance", [
+    ("store", 0.03),    # partly int8 (apparel.store.artefact): its networks' int8 steps move a probability by a little
+    ("photos", 2e-3),   # float16 weights, float32 arithmetic: Keras's answers within rounding
+])
+def test_both_runtimes_agree_on_the_shipped_models(name, tolerance, tmp_path):
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
-    lite = load_predictor("store", runtime="litert")
-    keras = load_predictor("store", runtime="keras")
-    assert lite.export_path == artifacts.shipped_model_dir("store") / ARTEFACT_FILE  # the committed artefact
+    lite = load_predictor(name, runtime="litert")
+    keras = load_predictor(name, runtime="keras")
+    assert lite.export_path == artifacts.shipped_model_dir(name) / ARTEFACT_FILE  # the committed artefact
     batch = np.stack([photo_to_rgb(path, lite.contract.size) for path in photos(tmp_path, 4)])
     expected, answered = keras.predict_proba(batch), lite.predict_proba(batch)
     assert (answered.argmax(axis=1) == expected.argmax(axis=1)).all()
-    np.testing.assert_allclose(answered, expected, atol=2e-3)  # float16 weights, float32 arithmetic
+    np.testing.assert_allclose(answered, expected, atol=tolerance)
 
 
 def test_the_artefact_is_made_once_and_again_for_a_new_model(photo_run, tmp_path, monkeypatch):

@@ -39,8 +39,8 @@ FORMATS = ("litert", "saved_model", "onnx")
 # LiteRT's weight formats: float32 as trained; float16 weights (half the file, computed in float32:
 # the same answers); int8, weights and activations, calibrated on the caller's example inputs (the
 # fastest on this CPU: XNNPACK's integer kernels, 1.6× float16's photos a second for the store
-# model, but 0.3 to 0.6 points off its validation accuracy; inference.runtime says why it is not
-# the default).
+# model, but 0.3 to 0.6 points off its validation accuracy when every op is int8; inference.runtime
+# says which artefact a model runs).
 QUANTIZATIONS = ("float16", "int8")
 # An int8 export may keep some of its ops float (``float_tail``, ``float_error``: export_model). The
 # store model's tail mixes its two networks' probabilities: in int8 (steps of 1/256) it loses the

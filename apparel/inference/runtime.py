@@ -11,19 +11,21 @@ computes in float32 all the same, so the answers are Keras's within float roundi
 first use, the one time TensorFlow is loaded for it, and recorded with the SHA-256 of the
 ``model.keras`` it came from: a retrained model gets a new one. A run directory that cannot be
 written to (an installed package, a read-only share) keeps its artefact in the user's cache
-(``$XDG_CACHE_HOME/apparel``), under the same digest. The shipped models carry theirs.
+(``$XDG_CACHE_HOME/apparel``), under the same digest. The shipped models carry theirs; the store
+model's is partly int8 (``apparel.store.artefact``): any ``model.tflite`` that records the model's
+digest is the one run.
 
-Why float16 LiteRT (clothing-dataset-small's validation split, 341 photos, the store model, this
-project's 2-core CPU, batches of 32, docs/benchmarks.md): it answered as Keras did (top-1 0.8328
-both) at about twice Keras's photos a second; float32 LiteRT the same speed at twice the file;
-ONNX Runtime two-thirds of its speed; dynamic-range int8 half of it (its kernels are not
+Why float16 LiteRT for a run (clothing-dataset-small's validation split, 341 photos, the store
+model, this project's 2-core CPU, batches of 32, docs/benchmarks.md): it answered as Keras did
+(top-1 0.8328 both) at about twice Keras's photos a second; float32 LiteRT the same speed at twice
+the file; ONNX Runtime two-thirds of its speed; dynamic-range int8 half of it (its kernels are not
 XNNPACK's); full int8 1.6× its speed but 0.3 to 0.6 points below Keras, depending on the photos it
-was calibrated on, with one photo in 25 answered differently: over the half point allowed, so it is
-made only on request (``apparel export --quantize int8 --calibration …``). Partly int8 (the
-networks in int8, their mixing and six sensitive layers float: ``--float-tail --float-error``) keeps
-Keras's top-1 at about twice float16's photos a second, but moves one catalogue row in twenty and
-takes the store model's right categories on those photos from 0.924 to 0.918, under the 0.92 it
-promises: on request too (docs/benchmarks.md, "Partly int8").
+was calibrated on, with one photo in 25 answered differently. Int8 needs photos like those the
+model will see to measure its activations on, and a check on validation photos that it still
+answers as the float model does: the store model has both (its partly int8 artefact keeps its
+mixing and the layers int8 moves most float and answers at Keras's accuracy about 1.5× as fast as
+float16); a run of a user's own photos gets it by ``apparel export --quantize int8 --float-tail
+--float-error … --calibration …`` into its folder (docs/benchmarks.md, "Partly int8").
 """
 
 from __future__ import annotations
