@@ -246,7 +246,7 @@ def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run
         assert row["color_confidence"] == pytest.approx(colour["confidence"], abs=1e-6)
     assert rows[-1]["error"] and all(rows[-1][name] is None for name in COLOUR_COLUMNS)
     # The colour is part of what a folder holds: a resume without it is refused, not mixed in.
-    with pytest.raises(ValueError, match="colour"):
+    with pytest.raises(ParameterError, match="was begun with the colour read; resume it with colour, or give a new"):
         classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run)))
     # So is how it is named: a folder begun before the naming changed (its record without the
     # version) is refused too; it resumed with half its rows named the old way.

@@ -200,6 +200,11 @@ def check_record(out: Path, record: dict) -> dict:
             record = {key: value for key, value in record.items() if key != "artefact"} | {
                 "model_version": earlier["model_version"]}
         for key, value in record.items():
+            if key == "colour" and isinstance(earlier.get(key), bool) and earlier[key] != value:
+                # The one difference the user chose with a flag: say which way resumes.
+                raise ParameterError(f"{{}} {out} was begun {'with' if earlier[key] else 'without'} the colour read; "
+                                     f"resume it {'with' if earlier[key] else 'without'} {{}}, or give a new folder",
+                                     "out", "colour")
             if earlier.get(key) != value:
                 raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "
                                      f"{value!r}); give a new folder, or remove it to start again", "out")
