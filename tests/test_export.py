@@ -1,5 +1,7 @@
 """Exported models answer like the Keras model (a small model, trained in the test)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -151,6 +153,34 @@ def test_a_photo_model_exports_with_its_contract(photo_run, tmp_path, capsys):
     assert [item["label"] for item in result["top_k"]] and {item["label"] for item in result["top_k"]} <= set(PHOTO_CLASSES)
     assert main(["predict", "--litert", str(tflite), str(photo_run), str(tmp_path / "dress.jpg"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [result]  # naming the run gives the same answer
+
+
+def test_a_litert_export_stopped_at_its_file_s_rename_never_records_the_old_file_as_the_new_model(
+        run_dir, tmp_path, monkeypatch):
+    """The record (with the model's digest) goes last: stopped before the new file takes its place,
+    the old file is left without a record, which the runtime makes again, and is never taken for the
+    new model's artefact."""
+    import os
+
+    from apparel.inference.runtime import artefact_digest
+
+    out = export_model(run_dir, "litert", tmp_path / "model.tflite", source_digest="old")
+    old = out.read_bytes()
+    real = os.replace
+
+    def stopped(source, target, *args, **kwargs):
+        if Path(target).name == "model.tflite":
+            raise KeyboardInterrupt
+        return real(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        export_model(run_dir, "litert", out, source_digest="new")
+    assert out.read_bytes() == old and artefact_digest(out) is None
+    monkeypatch.setattr(os, "replace", real)
+    export_model(run_dir, "litert", out, source_digest="new")
+    assert artefact_digest(out) == "new" and sorted(path.name for path in tmp_path.iterdir()) == [
+        "model.tflite", "model.tflite.json"]
 
 
 def test_a_photo_saved_model_answers_its_metadata(photo_run, tmp_path):

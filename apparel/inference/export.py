@@ -159,8 +159,12 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
                 built.write_bytes(converter.convert())
         else:
             _export_onnx(model, Path(scratch) / "model.onnx", built, contract, metadata)
-        with atomic_path(metadata_path(out)) as temporary:
-            _write_metadata(temporary, metadata)
+        # The old record goes before the old file is replaced, the new one after: a crash between the
+        # renames leaves a file without a record (an artefact made again), never the old file recorded
+        # under the new model's digest.
+        metadata_path(out).unlink(missing_ok=True)
+    with atomic_path(metadata_path(out)) as temporary:
+        _write_metadata(temporary, metadata)
     return out
 
 
