@@ -46,20 +46,30 @@ def test_default_predict_imports_neither_tensorflow_nor_keras(tmp_path):
     assert json.loads("\n".join(answer))[0]["file"] == str(photo)
 
 
-@pytest.mark.parametrize("name, tolerance", [
-    ("store", 0.03),    # partly int8 (apparel.store.artefact): its networks' int8 steps move a probability by a little
-    ("photos", 2e-3),   # float16 weights, float32 arithmetic: Keras's answers within rounding
+@pytest.mark.parametrize("name, quantization, tolerance", [
+    # Partly int8 (apparel.store.artefact): its networks' int8 steps move a probability by a little,
+    # up to 0.015 on these photos (up to 0.1 on real ones: docs/benchmarks.md counts what that moves).
+    ("store", "int8", 0.03),
+    ("photos", "float16", 2e-3),  # float16 weights, float32 arithmetic: Keras's answers within rounding
 ])
-def test_both_runtimes_agree_on_the_shipped_models(name, tolerance, tmp_path):
+def test_both_runtimes_agree_on_the_shipped_models(name, quantization, tolerance, tmp_path, monkeypatch):
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
+    shipped = artifacts.shipped_model_dir(name)
+    # The committed artefact is the model's as it is: a stale one would be made again here, silently.
+    monkeypatch.setattr(runtime, "_make", lambda *args: pytest.fail(f"the shipped {name} artefact is stale"))
     lite = load_predictor(name, runtime="litert")
     keras = load_predictor(name, runtime="keras")
-    assert lite.export_path == artifacts.shipped_model_dir(name) / ARTEFACT_FILE  # the committed artefact
+    assert lite.export_path == shipped / ARTEFACT_FILE
+    assert runtime.artefact_digest(lite.export_path) == artifacts.file_digest(shipped / artifacts.MODEL_FILE)
+    assert json.loads(metadata_path(lite.export_path).read_text())["quantization"] == quantization
     batch = np.stack([photo_to_rgb(path, lite.contract.size) for path in photos(tmp_path, 4)])
     expected, answered = keras.predict_proba(batch), lite.predict_proba(batch)
-    assert (answered.argmax(axis=1) == expected.argmax(axis=1)).all()
     np.testing.assert_allclose(answered, expected, atol=tolerance)
+    # The same top class wherever Keras's is clear of the runner-up by more than the tolerance allows.
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 2 * tolerance
+    assert clear.any() and (answered.argmax(axis=1) == expected.argmax(axis=1))[clear].all()
 
 
 def test_the_artefact_is_made_once_and_again_for_a_new_model(photo_run, tmp_path, monkeypatch):

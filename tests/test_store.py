@@ -269,9 +269,10 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
     (parsing / "photos").mkdir()
     scipy.io.savemat(parsing / "label_list.mat",
                      {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
-    labels = np.zeros((200, 200), dtype=np.uint8)
-    labels[60:120, 60:140] = 2
-    for number in ("0005", "0006"):  # held out (divisible by 5), training side
+    worn = np.zeros((200, 200), dtype=np.uint8)
+    worn[60:120, 60:140] = 2
+    # Held out (divisible by 5): nothing labelled, so at most a street corner; training side: a T-shirt.
+    for number, labels in (("0005", np.zeros_like(worn)), ("0006", worn)):
         scipy.io.savemat(parsing / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
         Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(parsing / "photos" / f"{number}.jpg")
 
@@ -287,7 +288,17 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
     run = tmp_path / "run"
     shutil.copytree(photo_run, run)
     monkeypatch.setattr(artefact, "FLOAT_ERROR", 100.0)  # random weights: keep only the tail float
+    import apparel.images.sources as sources
+
+    calibrated_on, reading = [], sources.calibration_inputs
+    monkeypatch.setattr(sources, "calibration_inputs",
+                        lambda items, *args: calibrated_on.extend(items) or reading(items, *args))
     assert main(["artefact", str(run), "--datasets", str(datasets)]) == 0
+    assert [Path(path).name for path in calibrated_on] == [Path(path).name for path in candidates]
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = {tensor["dtype"] for tensor in Interpreter(str(run / runtime.ARTEFACT_FILE)).get_tensor_details()}
+    assert np.int8 in dtypes and np.float32 in dtypes  # the networks in int8, the tail float
     recorded = json.loads(metadata_path(run / runtime.ARTEFACT_FILE).read_text(encoding="utf-8"))
     assert recorded["quantization"] == "int8"
     assert recorded["float_layers"] == {"tail": True, "error_above": 100.0, "layers": []}
@@ -296,3 +307,6 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
     assert runtime.inference_artefact(run) == run / runtime.ARTEFACT_FILE
     with pytest.raises(SystemExit):  # a folder without a model: the verb's usage error, not a trace
         main(["artefact", str(tmp_path / "scratch"), "--datasets", str(datasets)])
+    shutil.rmtree(parsing)
+    with pytest.raises(ValueError, match="needs clothing-dataset-small/train, .* and clothing-co-parsing/"):
+        artefact.write_store_artefact(run, datasets)

@@ -33,15 +33,18 @@ JPEG_QUALITY = 90  # the worn crops are calibrated on as the JPEG files a store 
 def calibration_photos(datasets: str | os.PathLike, scratch: str | os.PathLike) -> list[str]:
     """The calibration candidates of the module docstring, in order: the two data sets' training
     photos, then the worn things written as JPEG files under ``scratch``."""
-    from apparel.store.training_set import SMALL, extra_photos
+    from apparel.store.build import CO_PARSING
+    from apparel.store.training_set import EXTRA, SMALL, extra_photos
     from apparel.store.worn import worn_crops
 
     datasets, scratch = Path(datasets), Path(scratch)
-    if not (datasets / SMALL / "train").is_dir():
-        raise ValueError(f"datasets: {datasets} has no {SMALL}/train; give the folder that holds the data sets")
+    needed = (datasets / SMALL / "train", datasets / EXTRA / "labels.csv", datasets / CO_PARSING / "label_list.mat")
+    if not all(path.exists() for path in needed):
+        raise ValueError(f"datasets: {datasets} needs {SMALL}/train, {EXTRA}/labels.csv and {CO_PARSING}/; give the "
+                         "folder that holds the three data sets")
     photos = sorted(str(path) for path in (datasets / SMALL / "train").glob("*/*.jpg"))
     photos += sorted(str(path) for path, _, split in extra_photos(datasets) if split == "train")
-    crops = worn_crops(datasets / "clothing-co-parsing", held_out=False, cut_outs=True, worn_on_white=True)
+    crops = worn_crops(datasets / CO_PARSING, held_out=False, cut_outs=True, worn_on_white=True)
     for number, crop in zip(range(WORN_COUNT), crops):
         path = scratch / f"{number:05d}.jpg"
         crop.image.convert("RGB").save(path, quality=JPEG_QUALITY)
@@ -61,7 +64,14 @@ def write_store_artefact(run: str | os.PathLike, datasets: str | os.PathLike) ->
     if not (run / MODEL_FILE).is_file():
         raise ValueError(f"run: {run} holds no {MODEL_FILE}; give the store model's run directory")
     contract = InputContract.for_run(run)
+    if not contract.model_kind.takes_categories:
+        raise ValueError(f"run: {run} is not a photo model; give the store model's run directory")
     with tempfile.TemporaryDirectory(prefix="apparel-calibration-") as scratch:
-        calibration = calibration_inputs(calibration_photos(datasets, scratch), contract, CALIBRATION_COUNT)
+        photos = calibration_photos(datasets, scratch)
+        try:
+            calibration = calibration_inputs(photos, contract, CALIBRATION_COUNT)
+        except ValueError:  # its message names a parameter of export's and lists every photo
+            raise ValueError(f"datasets: none of the training-side photos under {datasets} could be read; check "
+                             "the data sets' files") from None
     return export_model(run, "litert", run / ARTEFACT_FILE, quantize="int8", calibration=calibration,
                         float_tail=True, float_error=FLOAT_ERROR, source_digest=file_digest(run / MODEL_FILE))
