@@ -181,8 +181,9 @@ class TrainConfig(Config):
                            choices=("constant", "cosine", "one-cycle"))
     label_smoothing: float = option(0.0, "label smoothing", minimum=0.0, below=1.0)
     augment: tuple[str, ...] | None = option(None, "comma-separated training augmentations, active only while "
-                                                   "training: shift, flip, erase (Fashion-MNIST), crop, flip, colour "
-                                                   "(photos; efficientnet-lite0: all three); default: the model's")
+                                                   "training: shift, flip, erase (Fashion-MNIST), crop, flip, colour, "
+                                                   "resolution (photos; efficientnet-lite0: crop, flip, colour); "
+                                                   "default: the model's")
     early_stopping: int | None = option(None, "stop after this many epochs without a better validation accuracy",
                                         minimum=1)
     mixed_precision: bool = option(False, "bfloat16 compute with float32 weights (default off: no gain on this CPU)")

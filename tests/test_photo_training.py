@@ -174,3 +174,40 @@ def test_a_fashion_mnist_model_refuses_images_and_a_photo_model_needs_them(photo
         train(TrainConfig(model="cnn", images=(str(photo_folder),)))
     with pytest.raises(ValueError, match="images"):
         train(TrainConfig(model="efficientnet-lite0"))
+
+
+def test_the_resolution_augmentation_blurs_some_training_batches_and_leaves_inference_alone():
+    import tensorflow as tf
+
+    from apparel.backbones.layers import RandomResolution
+
+    stripes = np.zeros((2, 32, 32, 3), np.float32)
+    stripes[:, :, ::2] = 255.0  # one-pixel stripes: gone at a quarter of the resolution
+    always = RandomResolution(smallest=0.25, rate=1.0, seed=0)
+    graph = tf.function(lambda x: always(x, training=True), input_signature=[tf.TensorSpec((None, 32, 32, 3), tf.float32)])
+    shrunk = graph(stripes).numpy()
+    assert shrunk.shape == stripes.shape and shrunk.dtype == np.float32
+    assert shrunk.std() < 0.5 * stripes.std()  # the stripes are smoothed towards grey
+    assert np.allclose(always(stripes, training=False), stripes)
+    plain = np.full((2, 32, 32, 3), 200.0, np.float32)
+    assert np.allclose(graph(plain).numpy(), 200.0, atol=1e-3)  # a flat photo keeps its colour
+    never = RandomResolution(rate=0.0, seed=0)
+    assert np.array_equal(never(stripes, training=True).numpy(), stripes)
+    half = RandomResolution(rate=0.5, seed=0)
+    changed = [not np.array_equal(half(stripes, training=True).numpy(), stripes) for _ in range(40)]
+    assert 5 < sum(changed) < 35
+
+
+def test_a_photo_run_trains_with_the_resolution_augmentation_and_saves_the_bare_network(photo_folder, tmp_path):
+    train(TrainConfig(images=(str(photo_folder),), validation_split=0.2, augment=("crop", "flip", "colour", "resolution"),
+                      **TINY), out_dir=tmp_path / "run")
+    import keras
+
+    saved = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert not any("resolution" in layer.name for layer in saved.layers)
+    assert Predictor.from_dir(tmp_path / "run").predict_proba(np.zeros((1, 32, 32, 3), np.uint8)).shape == (1, 3)
+    from apparel.training.models import with_augmentation
+
+    arrays = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    with pytest.raises(ValueError, match="resolution is for photo models"):
+        with_augmentation(arrays, ("flip", "resolution"))

@@ -21,3 +21,35 @@ class Logarithm(keras.layers.Layer):
 
     def call(self, inputs):
         return keras.ops.log(keras.ops.maximum(inputs, FLOOR))
+
+
+@keras.saving.register_keras_serializable(package="apparel")
+class RandomResolution(keras.layers.Layer):
+    """In training only, some batches of photos at a lower resolution: with probability ``rate``, a
+    batch is shrunk to a random share of its side between ``smallest`` and 1 (antialiased) and
+    enlarged back (bilinear), as a store's small thumbnails (60×80 pixels) reach the model. At
+    inference the photos pass unchanged. Training runs on TensorFlow, whose resize takes a size
+    known only when the batch runs."""
+
+    def __init__(self, smallest: float = 0.25, rate: float = 0.5, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.smallest, self.rate, self.seed = smallest, rate, seed
+        self.generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=None):
+        if not training:
+            return images
+        import tensorflow as tf
+
+        side = [int(length) for length in images.shape[1:3]]
+        scale = keras.random.uniform((), self.smallest, 1.0, seed=self.generator)
+        smaller = tf.cast(tf.round(tf.constant(side, tf.float32) * scale), tf.int32)
+        shrunk = tf.image.resize(images, tf.maximum(smaller, 1), antialias=True)
+        back = tf.cast(tf.image.resize(shrunk, side, method="bilinear"), images.dtype)
+        return tf.where(keras.random.uniform((), seed=self.generator) < self.rate, back, images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "smallest": self.smallest, "rate": self.rate, "seed": self.seed}

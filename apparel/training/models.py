@@ -245,8 +245,9 @@ def efficientnet_lite0(image_size: int = 224, outputs: int = 10, dropout: float 
 
 
 # Fashion-MNIST: shift, flip, erase; photos: crop (a random zoom into up to a quarter of the
-# photo, shifted), flip, colour (brightness, contrast and saturation jitter of about 10 %).
-AUGMENTATIONS = ("shift", "flip", "erase", "crop", "colour")
+# photo, shifted), flip, colour (brightness, contrast and saturation jitter of about 10 %),
+# resolution (half the batches seen at a quarter to all of their resolution: small thumbnails).
+AUGMENTATIONS = ("shift", "flip", "erase", "crop", "colour", "resolution")
 
 
 def with_augmentation(model, augment: tuple[str, ...]):
@@ -255,7 +256,8 @@ def with_augmentation(model, augment: tuple[str, ...]):
 
     ``augment`` names any of: ``shift`` (up to 10 % each way), ``flip`` (left–right),
     ``erase`` (a random rectangle, as in random erasing), ``crop`` (zoom in by up to 25 % at a
-    random place), ``colour`` (brightness, contrast, saturation). Uncovered borders take the
+    random place), ``colour`` (brightness, contrast, saturation), ``resolution`` (photos: a batch
+    at a lower resolution, ``backbones.layers.RandomResolution``). Uncovered borders take the
     background: black for 28×28 arrays, white for photos.
     """
     import keras
@@ -281,6 +283,12 @@ def with_augmentation(model, augment: tuple[str, ...]):
         stack += [layers.RandomBrightness(0.1, value_range=(0.0, top)), layers.RandomContrast(0.1, value_range=(0.0, top))]
         if photo:
             stack.append(layers.RandomSaturation((0.4, 0.6), value_range=(0.0, top)))
+    if "resolution" in augment:
+        if not photo:
+            raise ValueError("augment: resolution is for photo models; use shift, flip or erase for 28×28 images")
+        from apparel.backbones.layers import RandomResolution
+
+        stack.append(RandomResolution())
     if "erase" in augment:
         stack.append(layers.RandomErasing(factor=0.5, scale=(0.02, 0.2), fill_value=background, value_range=(0.0, top)))
     stack += ([] if photo else [layers.Reshape(shape)]) + [model]
