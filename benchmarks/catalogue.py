@@ -4,6 +4,7 @@ one, an invalid one, or none.
 
     python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-bench
     python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-keras --runtime keras
+    python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-small --thumbnail 60x80
 
 Only validation sides are used: clothing-dataset-small's validation/, clothing-dataset-extra's
 validation senders, Clothing Co-Parsing's held-out photos (worn crops of every labelled garment
@@ -19,6 +20,9 @@ blank-right (nothing written for a non-product); wrong; invalid (a value that is
 category); blank (left for review). Right = exact + parent + blank-right. Printed per product type
 and per source, with photos per second of the catalog run (the model loaded and warmed up first,
 so the rate is the steady one; the load is timed apart).
+
+--thumbnail WxH shrinks every photo to fit that box first (aspect kept, as a store's small
+thumbnails: some public product catalogues hold only 60×80-pixel photos), written under --out.
 """
 
 from __future__ import annotations
@@ -66,6 +70,33 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     for number, product in enumerate(products):
         product["handle"] = f"product-{number:05d}"
     return products
+
+
+def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:
+    """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    smaller = []
+    for product in products:
+        path = folder / f"{product['handle']}.jpg"
+        if not path.is_file():
+            with Image.open(product["image"]) as image:
+                image = image.convert("RGB")
+                image.thumbnail(box, Image.Resampling.LANCZOS)
+                image.save(path, quality=90)
+        smaller.append({**product, "image": str(path)})
+    return smaller
+
+
+def parse_box(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(side) for side in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the box as WIDTHxHEIGHT in pixels, e.g. 60x80") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: both sides must be at least 1 pixel")
+    return width, height
 
 
 def write_catalogue(products: list[dict], path: Path, style: str) -> Path:
@@ -119,6 +150,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N products (a quick look)")
     parser.add_argument("--runtime", choices=("litert", "keras"), default="litert",
                         help="the model's LiteRT artefact (the commands' default) or Keras")
+    parser.add_argument("--thumbnail", type=parse_box, default=None, metavar="WxH",
+                        help="shrink every photo to fit this box first, e.g. 60x80 (small store thumbnails)")
     args = parser.parse_args()
 
     from apparel.inference.runtime import load_predictor
@@ -127,6 +160,8 @@ def main() -> int:
 
     out = Path(args.out)
     products = catalogue_products(Path(args.datasets), out / "images")[: args.limit]
+    if args.thumbnail:
+        products = thumbnails(products, args.thumbnail, out / "thumbnails-{}x{}".format(*args.thumbnail))
     catalogue, written_path = out / "products.csv", out / "categorized.csv"
     images_dir = write_catalogue(products, catalogue, args.header_style)
     for stale in (written_path, out / "categorized.cache.jsonl"):  # a fresh run: no cached images
@@ -142,6 +177,7 @@ def main() -> int:
     result = score(products, read_written(written_path, args.header_style))
     summary = {
         "model": str(predictor.model_dir), "runtime": args.runtime, "products": len(products), "header_style": args.header_style,
+        "thumbnail": list(args.thumbnail) if args.thumbnail else None,
         "all": shares(result["total"]),
         "products_of_the_vertical": shares(sum((c for s, c in result["by_source"].items() if s != "street"), Counter())),
         "by_source": {name: shares(counter) for name, counter in sorted(result["by_source"].items())},
