@@ -78,7 +78,8 @@ photos-model: venv
 		$(PHOTO_TRAIN_FLAGS) --out $(PHOTO_RUN)
 
 # The shipped store model (models/store, docs/store-model.md): a garment head fine-tuned on
-# clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe), then mixed with the
+# clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe, and some batches seen
+# at a lower resolution, as small store thumbnails reach it), then mixed with the
 # backbone's own ImageNet classifier and calibrated on validation photos, and its partly int8 LiteRT artefact
 # (store-artefact). Ship it by copying $(STORE_RUN) into models/store.
 DATASETS ?= ../shared/datasets
@@ -86,7 +87,7 @@ STORE_RUN ?= runs/store
 store-model: venv
 	$(BIN)/python -m apparel.store link $(DATASETS) runs/store-photos
 	$(BIN)/apparel train --model efficientnet-lite0 --images runs/store-photos \
-		$(PHOTO_TRAIN_FLAGS) --out runs/store-garments
+		$(PHOTO_TRAIN_FLAGS) --augment crop,flip,colour,resolution --out runs/store-garments
 	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN)
 	$(BIN)/python -m apparel.store artefact $(STORE_RUN) --datasets $(DATASETS)
 
