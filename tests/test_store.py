@@ -175,22 +175,32 @@ def test_a_thing_cut_out_onto_white_keeps_only_its_own_pixels_centred_on_a_squar
     assert (square == 255).all(), "everything but the masked pixels is white"
 
 
+def write_co_parsing(root: Path, photos: dict[str, tuple[np.ndarray, np.ndarray]]) -> Path:
+    """A Clothing Co-Parsing folder at ``root`` labelling null, skin and t-shirt, with each photo
+    number's (labels, pixels)."""
+    import scipy.io
+    from PIL import Image
+
+    (root / "annotations" / "pixel-level").mkdir(parents=True)
+    (root / "photos").mkdir()
+    scipy.io.savemat(root / "label_list.mat",
+                     {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
+    for number, (labels, pixels) in photos.items():
+        scipy.io.savemat(root / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
+        Image.fromarray(pixels).save(root / "photos" / f"{number}.jpg", quality=100)
+    return root
+
+
 def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_path):
     """The studio proxy: the garment's crop with every unlabelled pixel white and the person kept,
     yielded after the street crop, and written beside it into a garment head's training set when
     asked for."""
-    import scipy.io
     from PIL import Image
     from scipy.ndimage import binary_erosion
 
     from apparel.store.training_set import write_worn_crops
     from apparel.store.worn import STREET, WORN_ON_WHITE, worn_crops
 
-    root = tmp_path / "clothing-co-parsing"
-    (root / "annotations" / "pixel-level").mkdir(parents=True)
-    (root / "photos").mkdir()
-    scipy.io.savemat(root / "label_list.mat",
-                     {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
     labels = np.zeros((200, 200), dtype=np.uint8)
     labels[40:160, 70:130] = 1  # a person's skin…
     labels[60:120, 60:140] = 2  # …wearing a T-shirt
@@ -198,9 +208,8 @@ def test_a_garment_worn_on_white_keeps_the_person_and_whitens_the_street(tmp_pat
     pixels[...] = (90, 90, 200)  # the street
     pixels[labels == 1] = (200, 160, 130)
     pixels[labels == 2] = (20, 120, 40)
-    for number in ("0005", "0006"):  # held out (divisible by 5) and training side
-        scipy.io.savemat(root / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
-        Image.fromarray(pixels).save(root / "photos" / f"{number}.jpg", quality=100)
+    # Held out (divisible by 5) and training side.
+    root = write_co_parsing(tmp_path / "clothing-co-parsing", {"0005": (labels, pixels), "0006": (labels, pixels)})
 
     crops = [crop for crop in worn_crops(root, held_out=True, worn_on_white=True) if crop.label == "t-shirt"]
     assert [crop.backdrop for crop in crops] == [STREET, WORN_ON_WHITE]
@@ -242,9 +251,6 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
     held-out photo gives nothing), and the runtime takes it as the model's without making another."""
     import shutil
 
-    import scipy.io
-    from PIL import Image
-
     from apparel.contract import metadata_path
     from apparel.inference import runtime
     from apparel.store import artefact
@@ -264,17 +270,12 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
         render_photo(0, rng).save(datasets / EXTRA / "images" / f"{split}.jpg")
         rows.append(f"{split},{sender},T-Shirt,False")
     (datasets / EXTRA / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    parsing = datasets / "clothing-co-parsing"
-    (parsing / "annotations" / "pixel-level").mkdir(parents=True)
-    (parsing / "photos").mkdir()
-    scipy.io.savemat(parsing / "label_list.mat",
-                     {"label_list": np.array(["null", "skin", "t-shirt"], dtype=object).reshape(1, -1)})
     worn = np.zeros((200, 200), dtype=np.uint8)
     worn[60:120, 60:140] = 2
     # Held out (divisible by 5): nothing labelled, so at most a street corner; training side: a T-shirt.
-    for number, labels in (("0005", np.zeros_like(worn)), ("0006", worn)):
-        scipy.io.savemat(parsing / "annotations" / "pixel-level" / f"{number}.mat", {"groundtruth": labels})
-        Image.fromarray(rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(parsing / "photos" / f"{number}.jpg")
+    parsing = write_co_parsing(datasets / "clothing-co-parsing",
+                               {number: (labels, rng.integers(0, 255, (200, 200, 3), dtype=np.uint8))
+                                for number, labels in (("0005", np.zeros_like(worn)), ("0006", worn))})
 
     (tmp_path / "scratch").mkdir()
     candidates = artefact.calibration_photos(datasets, tmp_path / "scratch")
