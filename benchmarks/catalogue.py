@@ -4,7 +4,7 @@ one, an invalid one, or none.
 
     python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-bench
     python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-keras --runtime keras
-    python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-small --thumbnail 60x80
+    python benchmarks/catalogue.py --datasets ../shared/datasets --out runs/catalogue-thumb --thumbnail 60x80
 
 Only validation sides are used: clothing-dataset-small's validation/, clothing-dataset-extra's
 validation senders, Clothing Co-Parsing's held-out photos (worn crops of every labelled garment
@@ -73,18 +73,18 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
 
 
 def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:
-    """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``."""
+    """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``,
+    written again on every run (a handle names another photo when the data sets or --limit change)."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     smaller = []
     for product in products:
         path = folder / f"{product['handle']}.jpg"
-        if not path.is_file():
-            with Image.open(product["image"]) as image:
-                image = image.convert("RGB")
-                image.thumbnail(box, Image.Resampling.LANCZOS)
-                image.save(path, quality=90)
+        with Image.open(product["image"]) as image:
+            image = image.convert("RGB")
+        image.thumbnail(box, Image.Resampling.LANCZOS)
+        image.save(path, quality=90)
         smaller.append({**product, "image": str(path)})
     return smaller
 

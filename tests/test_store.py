@@ -311,3 +311,27 @@ def test_the_store_artefact_is_partly_int8_calibrated_on_training_side_photos_an
     shutil.rmtree(parsing)
     with pytest.raises(ValueError, match="needs clothing-dataset-small/train, .* and clothing-co-parsing/"):
         artefact.write_store_artefact(run, datasets)
+
+
+def test_the_catalogue_benchmark_shrinks_photos_to_thumbnails_keeping_their_aspect(tmp_path, monkeypatch):
+    import argparse
+
+    from PIL import Image
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import catalogue
+
+    assert catalogue.parse_box("60x80") == (60, 80)
+    for bad in ("60", "60x", "axb", "0x80", "60x80x3"):
+        with pytest.raises(argparse.ArgumentTypeError, match="WIDTHxHEIGHT|at least 1 pixel"):
+            catalogue.parse_box(bad)
+    Image.new("RGB", (300, 600), "navy").save(tmp_path / "tall.jpg")
+    Image.new("RGBA", (800, 400), (200, 0, 0, 255)).save(tmp_path / "wide.png")
+    products = [{"handle": "product-00000", "image": str(tmp_path / "tall.jpg"), "type": "dress"},
+                {"handle": "product-00001", "image": str(tmp_path / "wide.png"), "type": "shoes"}]
+    smaller = catalogue.thumbnails(products, (60, 80), tmp_path / "thumbs")
+    assert [Image.open(product["image"]).size for product in smaller] == [(40, 80), (60, 30)]
+    assert [product["type"] for product in smaller] == ["dress", "shoes"] and products[0]["image"].endswith("tall.jpg")
+    # Another photo under the same handle (other data sets): written again, not the stale file.
+    Image.new("RGB", (600, 300), "navy").save(tmp_path / "tall.jpg")
+    assert Image.open(catalogue.thumbnails(products[:1], (60, 80), tmp_path / "thumbs")[0]["image"]).size == (60, 30)
