@@ -211,3 +211,28 @@ def test_a_photo_run_trains_with_the_resolution_augmentation_and_saves_the_bare_
     arrays = keras.Sequential([keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(10)])
     with pytest.raises(ValueError, match="resolution is for photo models"):
         with_augmentation(arrays, ("flip", "resolution"))
+
+
+def test_a_run_with_the_resolution_augmentation_resumes_in_a_fresh_process(photo_folder, tmp_path):
+    """The checkpoint holds the project's own augmentation layer: a new process, which has not
+    built one, must still load it (it failed with "Could not locate class 'RandomResolution'")."""
+    import subprocess
+    import sys
+
+    import keras
+
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise KeyboardInterrupt
+
+    config = TrainConfig(images=(str(photo_folder),), validation_split=0.2, augment=("flip", "resolution"),
+                         **{**TINY, "epochs": 2})
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out_dir=tmp_path / "run", callbacks=[StopAfterFirstEpoch()])
+    resume = ("import sys; from apparel.config import TrainConfig; from apparel.training.trainer import train; "
+              "run = sys.argv[1]; result = train(TrainConfig.load(run + '/config.json'), out_dir=run, resume=True); "
+              "print('epochs run', result.metrics['epochs_run'])")
+    done = subprocess.run([sys.executable, "-c", resume, str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "epochs run 2" in done.stdout

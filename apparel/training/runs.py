@@ -105,6 +105,17 @@ def epoch_recorder(run_dir: Path | None, history: dict, monitor_best: bool, base
     return EpochRecorder()
 
 
+def load_checkpoint(path: Path, compile: bool = True):
+    """A checkpointed training model, loaded in safe mode."""
+    import keras
+
+    # The project's own layers (the resolution augmentation's) must be registered before loading:
+    # a resumed run's process has not built them.
+    import apparel.backbones.layers  # noqa: F401
+
+    return keras.models.load_model(path, compile=compile, safe_mode=True)
+
+
 def read_state(run_dir: Path) -> dict | None:
     path = run_dir / CHECKPOINT_DIR / STATE_FILE
     return artifacts.read_json(path) if path.exists() else None
@@ -112,8 +123,6 @@ def read_state(run_dir: Path) -> dict | None:
 
 def resume_run(run_dir: Path, config: TrainConfig):
     """The compiled model and history of an interrupted run, after checking it is the same run."""
-    import keras
-
     state = read_state(run_dir)
     if state is None:
         raise ParameterError(f"{{}} {run_dir} holds no interrupted training to resume; start one without {{}}",
@@ -123,7 +132,7 @@ def resume_run(run_dir: Path, config: TrainConfig):
         changed = [key for key, value in config.to_dict().items() if saved.to_dict()[key] != value]
         raise ParameterError(f"{{}} needs the same parameters as the interrupted run; these differ: {', '.join(changed)} "
                              f"(see {run_dir / artifacts.CONFIG_FILE})", "resume")
-    trainable = keras.models.load_model(run_dir / CHECKPOINT_DIR / state["checkpoint"], safe_mode=True)
+    trainable = load_checkpoint(run_dir / CHECKPOINT_DIR / state["checkpoint"])
     history = artifacts.read_json(run_dir / artifacts.HISTORY_FILE)
     history = {key: values[: state["epoch"]] for key, values in history.items()}
     return trainable, history, state["epoch"]
@@ -203,15 +212,13 @@ def prepare_run_dir(run_dir: Path | None, resume: bool = False, overwrite: bool 
 
 def restore_best(trainable, recorder, run_dir: Path | None) -> None:
     """Give ``trainable`` the weights of the best epoch by validation accuracy, if one was kept."""
-    import keras
-
     state = read_state(run_dir) if run_dir is not None else None
     if recorder.best_weights is not None:
         trainable.set_weights(recorder.best_weights)
     elif state and state.get("best_checkpoint"):
         # The best epoch came before an interruption.
         best_file = run_dir / CHECKPOINT_DIR / state["best_checkpoint"]
-        trainable.set_weights(keras.models.load_model(best_file, compile=False, safe_mode=True).get_weights())
+        trainable.set_weights(load_checkpoint(best_file, compile=False).get_weights())
 
 
 def augmentations(config: TrainConfig) -> tuple[str, ...]:
