@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from apparel.artifacts import usable_cores
+from apparel.attributes.colour import NAMING_VERSION
 from apparel.batch.engine_ray import start_local_ray
 from apparel.batch.manifest import read_manifest
 from apparel.batch.output import CATEGORY_COLUMNS, COLOUR_COLUMNS
@@ -253,7 +254,7 @@ def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run
     record_path = outputs["local"] / "_batch.json"
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({key: value for key, value in record.items() if key != "colour_naming"}))
-    with pytest.raises(ValueError, match="colour_naming: None, now 2"):
+    with pytest.raises(ValueError, match=f"colour_naming: None, now {NAMING_VERSION}"):
         classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run), colour=True))
 
 

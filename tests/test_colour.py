@@ -1,5 +1,7 @@
 """The product's colour from its photo (apparel.attributes): synthetic photos only, a few ms each."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -323,3 +325,40 @@ def test_the_shipped_naming_table_is_the_one_today_s_references_give(tmp_path, m
             assert np.array_equal(colour._name_table(), computed), name
     finally:
         colour._loaded_name_table.cache_clear()
+
+
+def test_a_white_garment_nearly_as_light_as_the_studio_s_sweep_is_white():
+    # Worn on a flat light sweep, a white garment's lit parts lie within a few CIELAB units of it:
+    # taken for background, they left the folds, the skin and the other clothes to name it (Beige).
+    photo = garment_photo((248, 248, 246))
+    photo[8:52, 92:132] = SKIN
+    photo[2:22, 88:136] = HAIR
+    photo[100:150, 40:62] = photo[100:150, 163:185] = SKIN
+    photo[200:224, 80:145] = (35, 35, 40)
+    assert product_colour(photo).main.name == "White"
+    assert product_colour(photo, ColourConfig(background_tolerance=6.0)).main.name != "White"
+
+
+def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_path):
+    import importlib.util
+
+    import scipy.io
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location(
+        "colour_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "colour.py")
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    (tmp_path / "annotations" / "pixel-level").mkdir(parents=True)
+    (tmp_path / "photos").mkdir()
+    for number in (1, 5, 10):  # 5 and 10 are kept aside, 1 is not
+        labels = np.zeros((120, 80), np.uint8)
+        labels[10:30, 30:50] = 41  # skin
+        labels[30:110, 15:65] = 5  # the garment
+        scipy.io.savemat(tmp_path / "annotations" / "pixel-level" / f"{number:04d}.mat", {"groundtruth": labels})
+        Image.fromarray(np.full((120, 80, 3), 120, np.uint8)).save(tmp_path / "photos" / f"{number:04d}.jpg")
+    for side, people in (("training", 1), ("heldout", 2)):
+        result = benchmark.recolour_check(tmp_path, 5, side)
+        assert result["side"] == side and result["people"] == people
+        assert result["per_colour"] == {name: {"people": 1, "right": 1.0} for name in list(benchmark.TARGETS)[:people]}
+        assert result["with_skin_rule"] == 1.0

@@ -90,7 +90,7 @@ def _percentile(pixels: np.ndarray, percentile: float) -> np.ndarray:
 
 
 def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: int = 2,
-                    min_border_share: float = 0.15, tolerance: float = 6.0, spread_factor: float = 2.5,
+                    min_border_share: float = 0.15, tolerance: float = 3.0, spread_factor: float = 2.5,
                     max_tolerance: float = 25.0) -> np.ndarray:
     """True where ``lab`` is background: near a colour that covers ≥ ``min_border_share`` of the
     photo's border and connected to it. A flat border (a studio sweep) gets a distance of
