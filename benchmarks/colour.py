@@ -15,7 +15,8 @@
   the box again on the other photos, as it was chosen.
 - ``--recolour N``: N Co-Parsing people cut out onto white, their largest garment recoloured to a
   known colour (its shading kept): is the main colour that one, with skin, hair and the other
-  garments in the picture?
+  garments in the picture? Per colour too. ``--recolour-side training`` takes the photos that are
+  not kept aside, where a setting may be chosen.
 - ``--time N``: milliseconds the colour step adds per photo against the photo path (decoding, the
   224-pixel model input and the store model's prediction), timed in the same run, one photo at a
   time (each step's code cold after the other's: the dearest case).
@@ -213,24 +214,31 @@ def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, in
     return np.clip(out, 0, 255).astype(np.uint8), str(largest)
 
 
-def recolour_check(root: Path, count: int) -> dict:
-    """Main colour right on ``count`` recoloured people, with the skin rule and without it."""
+def recolour_check(root: Path, count: int, side: str = "heldout") -> dict:
+    """Main colour right on ``count`` recoloured people, with the skin rule and without it, overall and
+    per colour (with the rule). ``side`` "heldout" takes the photos kept aside (what is reported);
+    "training" the others, where settings are chosen (the flat-border background tolerance was)."""
     from PIL import Image
 
     from apparel.attributes.config import ColourConfig
 
     names = list(TARGETS)
     right = {"with_skin_rule": [], "without_skin_rule": []}
-    ids = range(PARSING_HELDOUT_EVERY, 1005, PARSING_HELDOUT_EVERY)
+    per_colour: dict[str, list[bool]] = {name: [] for name in names}
+    ids = (range(PARSING_HELDOUT_EVERY, 1005, PARSING_HELDOUT_EVERY) if side == "heldout"
+           else [number for number in range(1, 1005) if number % PARSING_HELDOUT_EVERY])
     for index, (_, photo, labels) in zip(range(count), _parsing(root, ids)):
         name = names[index % len(names)]
         picture, _ = recoloured(photo, labels, TARGETS[name])
         model_input = photo_to_rgb(Image.fromarray(picture), SIDE)
         right["with_skin_rule"].append(product_colour(model_input).main.name.lower() == name)
+        per_colour[name].append(right["with_skin_rule"][-1])
         right["without_skin_rule"].append(
             product_colour(model_input, ColourConfig(max_skin_share=0.0)).main.name.lower() == name)
-    return {"people": len(right["with_skin_rule"]),
-            **{key: round(float(np.mean(values)), 3) for key, values in right.items()}}
+    return {"side": side, "people": len(right["with_skin_rule"]),
+            **{key: round(float(np.mean(values)), 3) for key, values in right.items()},
+            "per_colour": {name: {"people": len(values), "right": round(float(np.mean(values)), 3)}
+                           for name, values in per_colour.items() if values}}
 
 
 def timing(rows: list[dict], datasets: Path, count: int) -> dict:
@@ -305,6 +313,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skin", action="store_true", help="measure the skin rule on Co-Parsing's held-out photos")
     parser.add_argument("--fit-skin", action="store_true", help="choose the skin box again on the other photos")
     parser.add_argument("--recolour", type=int, default=0, help="recoloured Co-Parsing people to check")
+    parser.add_argument("--recolour-side", choices=("heldout", "training"), default="heldout",
+                        help="recolour the photos kept aside (reported) or the others (where settings are chosen)")
     parser.add_argument("--time", type=int, default=0, help="photos to time the colour step on")
     parser.add_argument("--catalog", type=int, default=0,
                         help="local photos to time `apparel catalog` on, with --colour and without")
@@ -332,7 +342,7 @@ def main(argv=None) -> int:
         summary["skin_rule"] = skin_rule(parsing)
         print("skin rule", summary["skin_rule"])
     if args.recolour:
-        summary["recoloured"] = recolour_check(parsing, args.recolour)
+        summary["recoloured"] = recolour_check(parsing, args.recolour, args.recolour_side)
         print("recoloured", summary["recoloured"])
     if args.time:
         summary["timing"] = timing(rows, args.datasets, args.time)
