@@ -39,8 +39,9 @@ class ColourConfig(Config):
                                          "pixel counts", minimum=0.0, maximum=1.0)
     # 3, not 6: on a studio's flat sweep a white garment's lit parts are within 6 units of it and were
     # taken for background, leaving its folds, the model's skin and the other clothes to name it
-    # (Co-Parsing's training-side people recoloured white on a sweep: white 0.07 at 6, 0.34 at 3;
-    # no other colour and none of the labelled amateur photos changed: docs/colour.md).
+    # (Co-Parsing's training-side people recoloured on a sweep, `benchmarks/colour.py --recolour 400
+    # --recolour-side training`: white 3 -> 6 of 31, brown 17 -> 16 of 30, the rest the same; no
+    # labelled amateur photo changed: docs/colour.md).
     background_tolerance: float = option(3.0, "CIELAB distance from a flat border colour still background",
                                          minimum=0.0)
     background_spread: float = option(2.5, "an uneven border's distance, in multiples of its spread", minimum=0.0)
