@@ -15,8 +15,9 @@
   the box again on the other photos, as it was chosen.
 - ``--recolour N``: N Co-Parsing people cut out onto white, their largest garment recoloured to a
   known colour (its shading kept): is the main colour that one, with skin, hair and the other
-  garments in the picture? Per colour too. ``--recolour-side training`` takes the photos that are
-  not kept aside, where a setting may be chosen.
+  garments in the picture? Per colour too, framed on the whole person and, as a catalogue frames
+  a product, on the garment. ``--recolour-side training`` takes the photos that are not kept
+  aside, where a setting may be chosen.
 - ``--time N``: milliseconds the colour step adds per photo against the photo path (decoding, the
   224-pixel model input and the store model's prediction), timed in the same run, one photo at a
   time (each step's code cold after the other's: the dearest case).
@@ -192,9 +193,12 @@ def fit_skin(root: Path) -> dict:
             "garment_taken": round(flagged("garment", box), 3)}
 
 
-def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, int]) -> tuple[np.ndarray, str]:
-    """The person cut out onto a white sweep and cropped to them, their largest garment recoloured to
-    ``target`` with its shading kept; and the garment's Co-Parsing name."""
+def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, int],
+               framing: str = "person") -> tuple[np.ndarray, str]:
+    """The person cut out onto a white sweep, their largest garment recoloured to ``target`` with its
+    shading kept, cropped to the whole person (``framing`` "person") or, as a catalogue frames the
+    product, to the garment with a tenth of its size around it ("garment": the rest of the person
+    at the edges); and the garment's Co-Parsing name."""
     from apparel.attributes.colour_space import lab_to_srgb
 
     garments = [(int((labels == index).sum()), int(index)) for index in np.unique(labels)
@@ -208,37 +212,49 @@ def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, in
                     np.full(shading.shape, target_lab[2])], axis=-1)
     out = np.where(garment[..., None], lab_to_srgb(new), photo.astype(np.float64))
     out[labels == 0] = 250.0
-    rows, columns = np.nonzero(labels)
-    margin = 10
-    out = out[max(rows.min() - margin, 0):rows.max() + margin, max(columns.min() - margin, 0):columns.max() + margin]
+    if framing == "garment":  # as apparel.store.worn crops a garment: a tenth of its size around it
+        rows, columns = np.nonzero(garment)
+        top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
+        dy, dx = int(0.1 * (bottom - top)), int(0.1 * (right - left))
+        out = out[max(top - dy, 0):bottom + dy, max(left - dx, 0):right + dx]
+    else:
+        rows, columns = np.nonzero(labels)
+        margin = 10
+        out = out[max(rows.min() - margin, 0):rows.max() + margin, max(columns.min() - margin, 0):columns.max() + margin]
     return np.clip(out, 0, 255).astype(np.uint8), str(largest)
 
 
 def recolour_check(root: Path, count: int, side: str = "heldout") -> dict:
-    """Main colour right on ``count`` recoloured people, with the skin rule and without it, overall and
-    per colour (with the rule). ``side`` "heldout" takes the photos kept aside (what is reported);
-    "training" the others, where settings are chosen (the flat-border background tolerance was)."""
+    """Main colour right on ``count`` recoloured people, framed whole and framed on the garment (see
+    ``recoloured``), with the skin rule and without it, overall and per colour (with the rule).
+    ``side`` "heldout" takes the photos kept aside (what is reported); "training" the others, where
+    settings are chosen (the flat-border background tolerance was)."""
     from PIL import Image
 
     from apparel.attributes.config import ColourConfig
 
     names = list(TARGETS)
-    right = {"with_skin_rule": [], "without_skin_rule": []}
-    per_colour: dict[str, list[bool]] = {name: [] for name in names}
+    framings = ("person", "garment")
+    right = {framing: {"with_skin_rule": [], "without_skin_rule": []} for framing in framings}
+    per_colour = {framing: {name: [] for name in names} for framing in framings}
     ids = (range(PARSING_HELDOUT_EVERY, 1005, PARSING_HELDOUT_EVERY) if side == "heldout"
            else [number for number in range(1, 1005) if number % PARSING_HELDOUT_EVERY])
     for index, (_, photo, labels) in zip(range(count), _parsing(root, ids)):
         name = names[index % len(names)]
-        picture, _ = recoloured(photo, labels, TARGETS[name])
-        model_input = photo_to_rgb(Image.fromarray(picture), SIDE)
-        right["with_skin_rule"].append(product_colour(model_input).main.name.lower() == name)
-        per_colour[name].append(right["with_skin_rule"][-1])
-        right["without_skin_rule"].append(
-            product_colour(model_input, ColourConfig(max_skin_share=0.0)).main.name.lower() == name)
-    return {"side": side, "people": len(right["with_skin_rule"]),
-            **{key: round(float(np.mean(values)), 3) for key, values in right.items()},
+        for framing in framings:
+            picture, _ = recoloured(photo, labels, TARGETS[name], framing)
+            model_input = photo_to_rgb(Image.fromarray(picture), SIDE)
+            right[framing]["with_skin_rule"].append(product_colour(model_input).main.name.lower() == name)
+            per_colour[framing][name].append(right[framing]["with_skin_rule"][-1])
+            right[framing]["without_skin_rule"].append(
+                product_colour(model_input, ColourConfig(max_skin_share=0.0)).main.name.lower() == name)
+    result = {"side": side, "people": len(right["person"]["with_skin_rule"])}
+    for framing in framings:
+        result[framing] = {
+            **{key: round(float(np.mean(values)), 3) for key, values in right[framing].items()},
             "per_colour": {name: {"people": len(values), "right": round(float(np.mean(values)), 3)}
-                           for name, values in per_colour.items() if values}}
+                           for name, values in per_colour[framing].items() if values}}
+    return result
 
 
 def timing(rows: list[dict], datasets: Path, count: int) -> dict:

@@ -360,5 +360,14 @@ def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_p
     for side, people in (("training", 1), ("heldout", 2)):
         result = benchmark.recolour_check(tmp_path, 5, side)
         assert result["side"] == side and result["people"] == people
-        assert result["per_colour"] == {name: {"people": 1, "right": 1.0} for name in list(benchmark.TARGETS)[:people]}
-        assert result["with_skin_rule"] == 1.0
+        for framing in ("person", "garment"):
+            assert result[framing]["per_colour"] == {name: {"people": 1, "right": 1.0}
+                                                     for name in list(benchmark.TARGETS)[:people]}
+            assert result[framing]["with_skin_rule"] == 1.0
+    # Framed on the garment, the picture is the garment and a tenth of its size around it.
+    labels = np.zeros((120, 80), np.uint8)
+    labels[10:30, 30:50] = 41
+    labels[30:110, 15:65] = 5
+    picture, _ = benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30), "garment")
+    assert picture.shape == (80 + 2 * 8, 50 + 2 * 5, 3)
+    assert benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30))[0].shape == (119, 69, 3)
