@@ -177,6 +177,35 @@ def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, serv
         page.context.close()
 
 
+# The focused element: its row when in one of the products' rows, else its id or tag.
+FOCUSED = ("() => { const e = document.activeElement, r = e.closest('.row[data-handle]');"
+           " return r ? 'row ' + r.dataset.handle : e.id || e.tagName }")
+
+
+def test_desk_the_tab_key_goes_through_the_table_once_and_round_the_page(browser, served, tmp_path):
+    """The table is one stop of the Tab key (its viewport: arrows move, space selects). Each row's
+    box was a stop of its own, drawn anew as the table scrolled: the focus fell to the page and Tab
+    went round the rows in view for ever, never back to the page's controls."""
+    csv_path, images = write_store(tmp_path / "shop", 30)
+    model_dir = stub_model_dir(tmp_path / "model")
+    with desk_server(served, tmp_path / "jobs", images, model_dir, ColourPredictor()) as url:
+        page, errors = open_page(browser, url + "/desk")
+        page.set_input_files("#csv", str(csv_path))
+        wait_done(page, 30)
+        page.focus("#csv")
+        stops = []
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            stops.append(page.evaluate(FOCUSED))
+        assert not [stop for stop in stops if stop.startswith("row ")], stops
+        assert stops.count("viewport") >= 2 and stops.count("csv") >= 1, stops  # round the page, not stuck
+        # The boxes still tick with the mouse, and space on the table still selects.
+        row(page, "product-0001").locator("input[type=checkbox]").check()
+        assert page.locator("#selected").text_content() == "1 selected"
+        assert page.evaluate(FOCUSED) == "viewport"
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+
+
 def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decision(browser, served, tmp_path):
     csv_path, images = write_store(tmp_path / "shop", 1000)
     model_dir = stub_model_dir(tmp_path / "model")

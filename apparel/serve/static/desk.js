@@ -228,6 +228,10 @@ function rowElement(product, position) {
   if (selected.has(product.handle)) row.classList.add("selected");
   const box = document.createElement("input");
   box.type = "checkbox";
+  // The table is one stop of the Tab key, its viewport (arrows move, space selects): as stops of
+  // their own, the boxes were drawn anew as the table scrolled, the focus fell to the page, and Tab
+  // went round the rows in view for ever. The mouse still ticks them.
+  box.tabIndex = -1;
   box.checked = selected.has(product.handle);
   box.setAttribute("aria-label", "select " + product.handle);
   box.addEventListener("change", () => {
