@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -87,13 +88,21 @@ def download(page, selector, path):
     return path.read_bytes()
 
 
-def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, served, tmp_path):
-    csv_path, images = write_store(tmp_path / "shop", 30)
+@contextmanager
+def uploaded_desk(browser, served, tmp_path, products: int):
+    """A desk serving a store of ``products`` (the stub model's photos), its CSV uploaded and
+    classified on a page: (page, its JavaScript errors, the CSV, the photos' folder, the model)."""
+    csv_path, images = write_store(tmp_path / "shop", products)
     model_dir = stub_model_dir(tmp_path / "model")
     with desk_server(served, tmp_path / "jobs", images, model_dir, ColourPredictor()) as url:
         page, errors = open_page(browser, url + "/desk")
         page.set_input_files("#csv", str(csv_path))
-        wait_done(page, 30)
+        wait_done(page, products)
+        yield page, errors, csv_path, images, model_dir
+
+
+def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, served, tmp_path):
+    with uploaded_desk(browser, served, tmp_path, 30) as (page, errors, csv_path, images, model_dir):
         assert page.locator("#download-csv").get_attribute("aria-disabled") == "false"
         # The suggestion, the parent shown when the leaf was uncertain, the reason of each row left.
         assert row(page, "product-0000").locator(".path").text_content() == DRESSES
@@ -186,12 +195,7 @@ def test_desk_the_tab_key_goes_through_the_table_once_and_round_the_page(browser
     """The table is one stop of the Tab key (its viewport: arrows move, space selects). Each row's
     box was a stop of its own, drawn anew as the table scrolled: the focus fell to the page and Tab
     went round the rows in view for ever, never back to the page's controls."""
-    csv_path, images = write_store(tmp_path / "shop", 30)
-    model_dir = stub_model_dir(tmp_path / "model")
-    with desk_server(served, tmp_path / "jobs", images, model_dir, ColourPredictor()) as url:
-        page, errors = open_page(browser, url + "/desk")
-        page.set_input_files("#csv", str(csv_path))
-        wait_done(page, 30)
+    with uploaded_desk(browser, served, tmp_path, 30) as (page, errors, *_):
         page.focus("#csv")
         stops = []
         for _ in range(40):
