@@ -351,10 +351,10 @@ def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_p
     spec.loader.exec_module(benchmark)
     (tmp_path / "annotations" / "pixel-level").mkdir(parents=True)
     (tmp_path / "photos").mkdir()
+    labels = np.zeros((120, 80), np.uint8)
+    labels[10:30, 30:50] = 41  # skin
+    labels[30:110, 15:65] = 5  # the garment
     for number in (1, 5, 10):  # 5 and 10 are kept aside, 1 is not
-        labels = np.zeros((120, 80), np.uint8)
-        labels[10:30, 30:50] = 41  # skin
-        labels[30:110, 15:65] = 5  # the garment
         scipy.io.savemat(tmp_path / "annotations" / "pixel-level" / f"{number:04d}.mat", {"groundtruth": labels})
         Image.fromarray(np.full((120, 80, 3), 120, np.uint8)).save(tmp_path / "photos" / f"{number:04d}.jpg")
     for side, people in (("training", 1), ("heldout", 2)):
@@ -365,9 +365,6 @@ def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_p
                                                      for name in list(benchmark.TARGETS)[:people]}
             assert result[framing]["with_skin_rule"] == 1.0
     # Framed on the garment, the picture is the garment and a tenth of its size around it.
-    labels = np.zeros((120, 80), np.uint8)
-    labels[10:30, 30:50] = 41
-    labels[30:110, 15:65] = 5
     picture, _ = benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30), "garment")
     assert picture.shape == (80 + 2 * 8, 50 + 2 * 5, 3)
     assert benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30))[0].shape == (119, 69, 3)
