@@ -89,15 +89,18 @@ def _percentile(pixels: np.ndarray, percentile: float) -> np.ndarray:
     return below + (above - below) * fraction
 
 
-def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, border: int = 2,
-                    min_border_share: float = 0.15, tolerance: float = 3.0, spread_factor: float = 2.5,
-                    max_tolerance: float = 25.0) -> np.ndarray:
-    """True where ``lab`` is background: near a colour that covers ≥ ``min_border_share`` of the
-    photo's border and connected to it. A flat border (a studio sweep) gets a distance of
-    ``tolerance``; an uneven one (a rug) ``spread_factor`` times its spread, at most
-    ``max_tolerance``. ``padding`` marks the white bars the photo model's square input adds: they
-    are background, and the photo's own border is the ring inside them."""
+def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, config: ColourConfig = ColourConfig(),
+                    border: int = 2) -> np.ndarray:
+    """True where ``lab`` is background: near a colour that covers ≥ ``config.min_border_share`` of
+    the photo's border and connected to it. A flat border (a studio sweep) gets a distance of
+    ``config.background_tolerance``; an uneven one (a rug) ``config.background_spread`` times its
+    spread, at most ``config.max_background_tolerance``. ``padding`` marks the white bars the photo
+    model's square input adds: they are background, and the photo's own border is the ring inside
+    them."""
     from scipy import ndimage  # here: importing it would double the time `apparel --help` takes
+
+    min_border_share, tolerance = config.min_border_share, config.background_tolerance
+    spread_factor, max_tolerance = config.background_spread, config.max_background_tolerance
 
     height, width = lab.shape[:2]
     padding = np.zeros((height, width), bool) if padding is None else padding
@@ -242,9 +245,7 @@ def product_weights(lab: np.ndarray, padding: np.ndarray | None = None,
     from scipy import ndimage
 
     weights = centre_weights(height, width, config.centre_sigma)
-    foreground = ~background_mask(lab, padding, min_border_share=config.min_border_share,
-                                  tolerance=config.background_tolerance, spread_factor=config.background_spread,
-                                  max_tolerance=config.max_background_tolerance)
+    foreground = ~background_mask(lab, padding, config)
     if foreground.mean() < config.min_foreground:
         return weights.copy()
     skin = np.zeros_like(foreground)
