@@ -43,10 +43,15 @@ class RandomResolution(keras.layers.Layer):
 
         side = [int(length) for length in images.shape[1:3]]
         scale = keras.random.uniform((), self.smallest, 1.0, seed=self.generator)
-        smaller = tf.cast(tf.round(tf.constant(side, tf.float32) * scale), tf.int32)
-        shrunk = tf.image.resize(images, tf.maximum(smaller, 1), antialias=True)
-        back = tf.cast(tf.image.resize(shrunk, side, method="bilinear"), images.dtype)
-        return tf.where(keras.random.uniform((), seed=self.generator) < self.rate, back, images)
+        chosen = keras.random.uniform((), seed=self.generator) < self.rate
+
+        def lower():
+            smaller = tf.cast(tf.round(tf.constant(side, tf.float32) * scale), tf.int32)
+            shrunk = tf.image.resize(images, tf.maximum(smaller, 1), antialias=True)
+            return tf.cast(tf.image.resize(shrunk, side, method="bilinear"), images.dtype)
+
+        # A branch, not a selection of both: the batches left as they are cost no resizing.
+        return tf.cond(chosen, lower, lambda: tf.identity(images))
 
     def compute_output_shape(self, input_shape):
         return input_shape
