@@ -14,6 +14,7 @@ import pytest
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
+from apparel.inference.inputs import softmax
 from apparel.inference.prediction import Predictor
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.artifacts import CATEGORIES_FILE
@@ -32,8 +33,25 @@ def garment_model():
     return create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
 
 
-def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model, tmp_path):
+@pytest.mark.parametrize("gated", [False, True],
+                         ids=["the sum whatever the head says", "the sum only while the head is unsure"])
+def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model, tmp_path, gated):
+    rng = np.random.default_rng(0)
+    images = np.stack([np.asarray(render_photo(i % 3, rng, size=(SIZE, SIZE))) for i in range(4)])
+    if gated:  # a head with something to say (a new one answers every photo alike), on photos unlike each other
+        from apparel.training.models import create_model
+
+        garment_model = create_model("efficientnet-lite0", image_size=SIZE, outputs=len(PHOTO_CLASSES))
+        classifier = garment_model.get_layer("classifier")
+        classifier.set_weights([rng.normal(0, 1.0, weight.shape) for weight in classifier.get_weights()])
+        images = rng.integers(0, 256, images.shape).astype(np.uint8)
+    head_logits, imagenet_logits = (np.asarray(part) for part in branches(garment_model).predict_on_batch(
+        images.astype(np.float32)))
     mixing = Mixing(0.9, 1.5, 0.8)
+    if gated:  # a flat ImageNet side, whose sum always passes; the gate between the photos' head answers
+        top = np.sort(softmax(head_logits / 0.9).max(axis=1))
+        assert top[2] - top[1] > 1e-3
+        mixing = Mixing(0.9, 5.0, 0.1, float(top[1] + top[2]) / 2)
     model, class_names = build_store_model(garment_model, PHOTO_CLASSES, mixing)
     assert class_names == store_class_names(PHOTO_CLASSES) and class_names[-1] == NOT_APPAREL
     assert class_names[: len(PHOTO_CLASSES)] == PHOTO_CLASSES and "watch" in class_names
@@ -41,12 +59,10 @@ def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model
     contract = InputContract(kind="photo", size=SIZE, class_names=class_names)
     TrainConfig(model="efficientnet-lite0", image_size=SIZE).save(tmp_path / artifacts.CONFIG_FILE,
                                                                    {CONFIG_KEY: contract.to_dict()})
-    rng = np.random.default_rng(0)
-    images = np.stack([np.asarray(render_photo(i % 3, rng, size=(SIZE, SIZE))) for i in range(4)])
     probabilities = Predictor.from_dir(tmp_path).predict_proba(images)  # loaded with safe_mode=True
-    head_logits, imagenet_logits = (np.asarray(part) for part in branches(garment_model).predict_on_batch(
-        images.astype(np.float32)))
     expected = mix(head_logits, imagenet_logits, mixing)
+    if gated:  # two photos' sums count (not apparel), two photos' do not
+        assert sorted(expected[:, -1] > 0.5) == [False, False, True, True]
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
@@ -79,6 +95,40 @@ def test_not_apparel_is_the_likeliest_outside_class_or_their_sum_once_it_passes(
     below = mix(head, imagenet, Mixing(1.0, 1.0, 1.0))  # the sum never counts: the likeliest fish, 0.2
     assert below[1, -1] == pytest.approx(0.2, abs=0.01)
     assert below[1, : len(PHOTO_CLASSES)].sum() == pytest.approx(0.8, abs=0.01)  # the head shares the rest
+
+
+def test_the_not_apparel_sum_counts_only_while_the_head_is_unsure_of_its_own_classes():
+    imagenet = np.full((2, 1000), -10.0)
+    imagenet[:, [0, 1, 2, 3, 4]] = 5.0  # a blurred photo: five fish to ImageNet, none sure, 0.99 together
+    head = np.zeros((2, len(PHOTO_CLASSES)))
+    head[0, 0] = 8.0                     # the head sure of its first class
+    gated = mix(head, imagenet, Mixing(1.0, 1.0, 0.8, 0.7))
+    assert gated[0, -1] == pytest.approx(0.2, abs=0.01)  # only the likeliest fish
+    assert gated[0, 0] == pytest.approx(0.8, abs=0.01)   # the head's class gets the rest
+    assert gated[1, -1] == pytest.approx(1.0, abs=0.02)  # an unsure head: the sum counts, not apparel
+    assert mix(head, imagenet, Mixing(1.0, 1.0, 0.8))[0, -1] == pytest.approx(1.0, abs=0.02)  # no gate: as before
+    with pytest.raises(ValueError, match="outside_sum_head_max"):
+        Mixing(1.0, 1.0, 0.8, 0.0).check()
+
+
+def test_the_grid_lets_a_sure_head_overrule_imagenet_s_many_little_things_when_validation_says_so():
+    from apparel.store.calibrate import calibrate
+    from apparel.store.model import read_classes
+
+    # Product photos the head is sure of but ImageNet finds blurred (five fish, 0.99 together), and
+    # street corners that are the same fish to ImageNet and nothing to the head.
+    products, corners = 30, 30
+    imagenet = np.full((products + corners, 1000), -10.0)
+    imagenet[:, [0, 1, 2, 3, 4]] = 5.0
+    labels = np.arange(products) % len(PHOTO_CLASSES)
+    head = np.zeros((products + corners, len(PHOTO_CLASSES)))
+    head[np.arange(products), labels] = 6.0
+    head[products:] = np.random.default_rng(0).normal(0, 0.1, (corners, len(PHOTO_CLASSES)))
+    truths = [read_classes()[PHOTO_CLASSES[label]][0] for label in labels] + [None] * corners
+    settings, figures = calibrate(head, imagenet, truths, ["small"] * products + ["street"] * corners,
+                                  np.concatenate([labels, -np.ones(corners, int)]), store_class_names(PHOTO_CLASSES))
+    assert settings.mixing.outside_sum_head_max < 1
+    assert figures["small"]["exact"] == 1.0 and figures["street"]["blank-right"] == 1.0
 
 
 def test_temperature_scaling_recovers_the_temperature_of_the_labels():

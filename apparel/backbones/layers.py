@@ -24,6 +24,22 @@ class Logarithm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="apparel")
+class AtMost(keras.layers.Layer):
+    """1 where the largest value of a row (the last axis) is at most ``limit``, else 0: one
+    column, the store model's "the garment head is unsure" (``apparel.store.model``)."""
+
+    def __init__(self, limit: float, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = float(limit)
+
+    def call(self, inputs):
+        return keras.ops.cast(keras.ops.max(inputs, axis=-1, keepdims=True) <= self.limit, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit}
+
+
+@keras.saving.register_keras_serializable(package="apparel")
 class RandomResolution(keras.layers.Layer):
     """In training only, some batches of photos at a lower resolution: with probability ``rate``, a
     batch is shrunk to a random share of its side between ``smallest`` and 1 (antialiased) and

@@ -15,7 +15,10 @@ How the two are mixed (``classes.csv`` names every class and its Shopify categor
   Garment photos spread a little probability over many such classes (a hat is a bit of a bucket,
   a lampshade, a thimble…), so it is not their sum that counts but the likeliest one (a perfume
   bottle is surely "perfume"), or the sum once it passes ``outside_sum`` (a street corner is a
-  little of many street things and of nothing worn);
+  little of many street things and of nothing worn) while the garment head is no surer of its
+  own likeliest class than ``outside_sum_head_max``: a blurred thumbnail or a small worn crop is
+  also a little of many things to ImageNet, and the head, which learned from such photos, still
+  knows the T-shirt;
 - **garments**: what is left, shared out by the garment head's probabilities.
 
 So a product is a watch as far as ImageNet is sure it is one, and a T-shirt as far as ImageNet
@@ -136,13 +139,16 @@ class Mixing:
     head_temperature: float  # divides the garment head's logits (temperature scaling)
     imagenet_temperature: float  # divides the ImageNet classifier's logits
     outside_sum: float  # the not-apparel classes' sum counts once it passes this (else their likeliest)
+    # ... and only while the head's top probability is at most this (1: whatever the head says).
+    outside_sum_head_max: float = 1.0
 
     def check(self) -> None:
         for name in ("head_temperature", "imagenet_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0 < self.outside_sum <= 1:
-            raise ValueError(f"outside_sum must be in (0, 1], got {self.outside_sum}")
+        for name in ("outside_sum", "outside_sum_head_max"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
 
 
 def mix(head_logits: np.ndarray, imagenet_logits: np.ndarray, mixing: Mixing) -> np.ndarray:
@@ -150,12 +156,14 @@ def mix(head_logits: np.ndarray, imagenet_logits: np.ndarray, mixing: Mixing) ->
     classes) probabilities from the two branches' logits."""
     columns = imagenet_columns(imagenet_store_classes())
     seen = softmax(imagenet_logits / mixing.imagenet_temperature)
+    head = softmax(head_logits / mixing.head_temperature)
     accessories = seen @ columns[:, :-2]
     outside_classes = seen[:, columns[:, -1] == 1]
     total = outside_classes.sum(axis=1, keepdims=True)
-    outside = np.maximum(outside_classes.max(axis=1, keepdims=True), np.where(total >= mixing.outside_sum, total, 0.0))
+    counts = (total >= mixing.outside_sum) & (head.max(axis=1, keepdims=True) <= mixing.outside_sum_head_max)
+    outside = np.maximum(outside_classes.max(axis=1, keepdims=True), np.where(counts, total, 0.0))
     garments = np.maximum(1.0 - accessories.sum(axis=1, keepdims=True) - outside, 0.0)
-    return np.concatenate([softmax(head_logits / mixing.head_temperature) * garments, accessories, outside], axis=1)
+    return np.concatenate([head * garments, accessories, outside], axis=1)
 
 
 def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixing):
@@ -164,7 +172,7 @@ def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixi
     import keras
     from keras import layers
 
-    from apparel.backbones.layers import Logarithm
+    from apparel.backbones.layers import AtMost, Logarithm
 
     mixing.check()
     unknown = [name for name in head_classes if name not in read_classes()]
@@ -185,8 +193,11 @@ def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixi
         layers.Reshape((len(outside_columns), 1), name="not_apparel_column")(picked))
     total = _constant_dense(columns[:, -1:], "not_apparel_sum")(seen)
     # ReLU with a threshold passes the sum only once it reaches outside_sum (0 below it).
-    outside = layers.Maximum(name="not_apparel")([likeliest, layers.ReLU(threshold=mixing.outside_sum,
-                                                                             name="not_apparel_sum_passed")(total)])
+    passed = layers.ReLU(threshold=mixing.outside_sum, name="not_apparel_sum_passed")(total)
+    if mixing.outside_sum_head_max < 1:  # at 1 the head never stops it: the layers of the models before it
+        unsure = AtMost(mixing.outside_sum_head_max, name="head_unsure")(head)
+        passed = layers.Multiply(name="not_apparel_sum_head_unsure")([passed, unsure])
+    outside = layers.Maximum(name="not_apparel")([likeliest, passed])
     # 1 - accessories - not apparel, floored at 0 against rounding: what the garment head shares out.
     evidence = layers.Concatenate(name="imagenet_evidence")([accessories, outside])
     garments = layers.ReLU(name="garment_share")(
