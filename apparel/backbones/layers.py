@@ -33,7 +33,8 @@ class AtMost(keras.layers.Layer):
         self.limit = float(limit)
 
     def call(self, inputs):
-        return keras.ops.cast(keras.ops.max(inputs, axis=-1, keepdims=True) <= self.limit, inputs.dtype)
+        return keras.ops.cast(keras.ops.less_equal(keras.ops.max(inputs, axis=-1, keepdims=True), self.limit),
+                              inputs.dtype)
 
     def get_config(self):
         return {**super().get_config(), "limit": self.limit}

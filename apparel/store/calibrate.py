@@ -57,7 +57,7 @@ CHOSEN_ON = ("small", "extra", "street")
 
 @dataclass(frozen=True)
 class Settings:
-    mixing: Mixing  # the temperatures and outside_sum of the model's layers
+    mixing: Mixing  # the temperatures, outside_sum and outside_sum_head_max of the model's layers
     category_threshold: float  # write the deepest category at least this likely
     outside_threshold: float  # leave a product as not apparel when that is at least this likely
 
@@ -150,6 +150,7 @@ def calibrate(head_logits: np.ndarray, imagenet_logits: np.ndarray, truths: Sequ
             chooser = store_chooser(class_names, category_threshold, outside_threshold)
             shares = tally(chooser, probabilities, truths[chosen_on])
             rank = (shares["wrong"] <= MAX_WRONG, right(shares) + shares["exact"])
+            # A tie keeps the earlier setting: for one temperature and sum, no gate (1) before any gate.
             if best is None or rank > best[0]:
                 best = (rank, Settings(mixing, category_threshold, outside_threshold))
     settings = best[1]

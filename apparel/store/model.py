@@ -23,7 +23,8 @@ How the two are mixed (``classes.csv`` names every class and its Shopify categor
 
 So a product is a watch as far as ImageNet is sure it is one, and a T-shirt as far as ImageNet
 sees nothing else and the head a T-shirt. Each side's logits are divided by a temperature before
-its softmax; the temperatures and ``outside_sum`` are chosen on validation photos (``calibrate.py``).
+its softmax; the temperatures, ``outside_sum`` and ``outside_sum_head_max`` are chosen on validation
+photos (``calibrate.py``).
 
 Both networks keep EfficientNet-Lite0's first twelve blocks as pretrained (the garment run
 fine-tunes only the top blocks, ``--fine-tune-blocks 4``), so those run once for both; only the
