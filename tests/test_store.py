@@ -65,6 +65,12 @@ def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model
     expected = mix(head_logits, imagenet_logits, mixing)
     if gated:  # two photos' sums count (not apparel), two photos' do not
         assert sorted(expected[:, -1] > 0.5) == [False, False, True, True]
+        # The gate converts too: the runtime every command uses by default answers the same.
+        from apparel.inference.export import export_model
+
+        artefact = export_model(tmp_path, "litert", tmp_path / "model.tflite")
+        np.testing.assert_allclose(Predictor.from_litert(artefact, tmp_path).predict_proba(images), expected,
+                                   atol=1e-4)
     np.testing.assert_allclose(probabilities, expected, atol=1e-5)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
