@@ -130,7 +130,7 @@ def test_the_grid_gives_the_head_a_say_over_imagenet_s_many_little_things_only_w
     monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 1.0)  # not what is tested here
     # Product photos the head is sure of (0.995) but ImageNet finds blurred (five fish, 0.99 together,
     # none above 0.2), and street corners, the same fish to ImageNet, that the head takes for a
-    # T-shirt or a dress: 0.73 sure of the T-shirt (logit 2) or 0.98 (logit 4), and sure enough of
+    # T-shirt or a dress: 0.73 sure of the T-shirt (logit 2) or 0.95 (logit 4), and sure enough of
     # "Clothing" to write it were the fish not counted.
     products, corners = 30, 30
     imagenet = np.full((products + corners, 1000), -10.0)
