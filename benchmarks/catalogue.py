@@ -72,6 +72,18 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     return products
 
 
+THUMBNAIL_QUALITY = 90  # a store's small JPEGs; colour.py's thumbnails are these too
+
+
+def shrunk(image, box: tuple[int, int]):
+    """``image`` (PIL) as RGB, shrunk to fit ``box`` (width, height), its aspect kept (Lanczos)."""
+    from PIL import Image
+
+    image = image.convert("RGB")
+    image.thumbnail(box, Image.Resampling.LANCZOS)
+    return image
+
+
 def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:
     """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``,
     written again on every run (a handle names another photo when the data sets or --limit change)."""
@@ -82,9 +94,7 @@ def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list
     for product in products:
         path = folder / f"{product['handle']}.jpg"
         with Image.open(product["image"]) as image:
-            image = image.convert("RGB")
-        image.thumbnail(box, Image.Resampling.LANCZOS)
-        image.save(path, quality=90)
+            shrunk(image, box).save(path, quality=THUMBNAIL_QUALITY)
         smaller.append({**product, "image": str(path)})
     return smaller
 

@@ -24,6 +24,9 @@
 - ``--catalog N``: ``apparel catalog`` of N local photos of clothing-dataset-small's ``train/``
   (every k-th), with ``--colour`` and without, in turns in one run (fresh cache, the model loaded
   and warmed up): the photos/s a whole catalog loses to the colour step.
+- ``--thumbnail WxH``: the labelled photos (and with ``--worn`` the labelled garments, with
+  ``--recolour`` the recoloured people) shrunk to fit that box first and read back from a JPEG, as ``catalogue.py --thumbnail`` makes a store's
+  small thumbnails (some public product catalogues hold only 60×80-pixel photos).
 
 Writes summary.json, per_photo.csv and per_colour.csv under --out.
 """
@@ -39,17 +42,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the catalogue benchmark's thumbnails: one rule for both
 
 from apparel.attributes.colour import REFERENCES, product_colour  # noqa: E402
 from apparel.attributes.colour_space import srgb_to_lab  # noqa: E402
 from apparel.attributes.product_pixels import skin_mask  # noqa: E402
 from apparel.kinds.photo.pipeline import photo_to_rgb  # noqa: E402
+from catalogue import THUMBNAIL_QUALITY, parse_box, shrunk  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "colour_labels.csv"
 WORN_LABELS = ROOT / "benchmarks" / "data" / "worn_colour_labels.csv"
@@ -68,18 +74,34 @@ def read_labels(path: Path = LABELS) -> list[dict]:
         return [{**row, "split": split_of(row["path"])} for row in csv.DictReader(handle)]
 
 
-def label_accuracy(rows: list[dict], datasets: Path) -> list[dict]:
+def model_input(photo, thumbnail: tuple[int, int] | None = None) -> np.ndarray:
+    """The 224-pixel input the colour step reads, of ``photo`` (a path or PIL image) as it is or,
+    with ``thumbnail`` (width, height), shrunk to fit that box and read back from a JPEG."""
+    if thumbnail is None:
+        return photo_to_rgb(photo, SIDE)
+    import io
+
+    from PIL import Image
+
+    with (Image.open(photo) if isinstance(photo, (str, Path)) else nullcontext(photo)) as image:
+        small = shrunk(image, thumbnail)
+    encoded = io.BytesIO()
+    small.save(encoded, "JPEG", quality=THUMBNAIL_QUALITY)
+    return photo_to_rgb(Image.open(encoded), SIDE)
+
+
+def label_accuracy(rows: list[dict], datasets: Path, thumbnail: tuple[int, int] | None = None) -> list[dict]:
     """Each labelled photo with the colour found."""
     results = []
     for row in rows:
-        colour = product_colour(photo_to_rgb(datasets / row["path"], SIDE))
+        colour = product_colour(model_input(datasets / row["path"], thumbnail))
         results.append({**row, "found": colour.main.name.lower(),
                         "found_second": colour.second.name.lower() if colour.second else "",
                         "confidence": round(colour.confidence, 3)})
     return results
 
 
-def worn_label_accuracy(path: Path, parsing: Path) -> list[dict]:
+def worn_label_accuracy(path: Path, parsing: Path, thumbnail: tuple[int, int] | None = None) -> list[dict]:
     """Each labelled garment (``worn_colour_labels.csv``) with the colour found, twice: worn on white
     (the crop with the street made white, as a store photographs a garment on a model) and cut out
     onto white (the garment's own pixels alone, as a product shot), the crops ``apparel.store.worn``
@@ -93,7 +115,7 @@ def worn_label_accuracy(path: Path, parsing: Path) -> list[dict]:
         row = labelled.get((crop.photo, crop.label))
         if crop.backdrop not in (WORN_ON_WHITE, CUT_OUT) or row is None:
             continue
-        colour = product_colour(photo_to_rgb(crop.image, SIDE))
+        colour = product_colour(model_input(crop.image, thumbnail))
         results.append({**row, "split": crop.backdrop, "found": colour.main.name.lower(),
                         "found_second": colour.second.name.lower() if colour.second else "",
                         "confidence": round(colour.confidence, 3)})
@@ -224,11 +246,12 @@ def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, in
     return np.clip(out, 0, 255).astype(np.uint8), str(largest)
 
 
-def recolour_check(root: Path, count: int, side: str = "heldout") -> dict:
+def recolour_check(root: Path, count: int, side: str = "heldout", thumbnail: tuple[int, int] | None = None) -> dict:
     """Main colour right on ``count`` recoloured people, framed whole and framed on the garment (see
     ``recoloured``), with the skin rule and without it, overall and per colour (with the rule).
     ``side`` "heldout" takes the photos kept aside (what is reported); "training" the others, where
-    settings are chosen (the flat-border background tolerance was)."""
+    settings are chosen (the flat-border background tolerance was). ``thumbnail``: each picture
+    shrunk to fit that box first (``model_input``)."""
     from PIL import Image
 
     from apparel.attributes.config import ColourConfig
@@ -243,11 +266,11 @@ def recolour_check(root: Path, count: int, side: str = "heldout") -> dict:
         name = names[index % len(names)]
         for framing in framings:
             picture, _ = recoloured(photo, labels, TARGETS[name], framing)
-            model_input = photo_to_rgb(Image.fromarray(picture), SIDE)
-            right[framing]["with_skin_rule"].append(product_colour(model_input).main.name.lower() == name)
+            pixels = model_input(Image.fromarray(picture), thumbnail)
+            right[framing]["with_skin_rule"].append(product_colour(pixels).main.name.lower() == name)
             per_colour[framing][name].append(right[framing]["with_skin_rule"][-1])
             right[framing]["without_skin_rule"].append(
-                product_colour(model_input, ColourConfig(max_skin_share=0.0)).main.name.lower() == name)
+                product_colour(pixels, ColourConfig(max_skin_share=0.0)).main.name.lower() == name)
     result = {"side": side, "people": len(right["person"]["with_skin_rule"])}
     for framing in framings:
         result[framing] = {
@@ -334,18 +357,21 @@ def main(argv=None) -> int:
     parser.add_argument("--time", type=int, default=0, help="photos to time the colour step on")
     parser.add_argument("--catalog", type=int, default=0,
                         help="local photos to time `apparel catalog` on, with --colour and without")
+    parser.add_argument("--thumbnail", type=parse_box, metavar="WxH",
+                        help="name the labelled photos shrunk to fit this box first (e.g. 60x80)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = [row for row in read_labels(args.labels) if args.split in ("both", row["split"])]
-    results = label_accuracy(rows, args.datasets)
-    summary = {"labels": summarise(results)}
+    results = label_accuracy(rows, args.datasets, args.thumbnail)
+    summary = {"thumbnail": "x".join(map(str, args.thumbnail)) if args.thumbnail else None,
+               "labels": summarise(results)}
     with open(args.out / "per_photo.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
     parsing = args.datasets / "clothing-co-parsing"
     if args.worn:
-        worn = worn_label_accuracy(args.worn_labels, parsing)
+        worn = worn_label_accuracy(args.worn_labels, parsing, args.thumbnail)
         summary["worn_labels"] = summarise(worn)
         with open(args.out / "worn_per_photo.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(worn[0]))
@@ -358,7 +384,7 @@ def main(argv=None) -> int:
         summary["skin_rule"] = skin_rule(parsing)
         print("skin rule", summary["skin_rule"])
     if args.recolour:
-        summary["recoloured"] = recolour_check(parsing, args.recolour, args.recolour_side)
+        summary["recoloured"] = recolour_check(parsing, args.recolour, args.recolour_side, args.thumbnail)
         print("recoloured", summary["recoloured"])
     if args.time:
         summary["timing"] = timing(rows, args.datasets, args.time)

@@ -339,16 +339,40 @@ def test_a_white_garment_nearly_as_light_as_the_studio_s_sweep_is_white():
     assert product_colour(photo, ColourConfig(background_tolerance=6.0)).main.name != "White"
 
 
-def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_path):
+def colour_benchmark():
     import importlib.util
-
-    import scipy.io
-    from PIL import Image
 
     spec = importlib.util.spec_from_file_location(
         "colour_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "colour.py")
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
+    return benchmark
+
+
+def test_the_colour_benchmark_names_labelled_photos_as_thumbnails_on_request(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from apparel.kinds.photo.pipeline import photo_to_rgb
+
+    benchmark = colour_benchmark()
+    photo = np.full((600, 300, 3), 255, np.uint8)
+    photo[100:500, 60:240] = (25, 35, 75)  # a navy garment on a white sweep
+    (tmp_path / "shirts").mkdir()
+    Image.fromarray(photo).save(tmp_path / "shirts" / "navy.jpg", quality=95)
+    rows = [{"path": "shirts/navy.jpg", "main": "navy", "second": "", "split": "tuning"}]
+    read = []
+    monkeypatch.setattr(benchmark, "photo_to_rgb", lambda image, side: read.append(image) or photo_to_rgb(image, side))
+    for thumbnail, size, kind in ((None, None, None), ((60, 80), (40, 80), "JPEG")):
+        assert [row["found"] for row in benchmark.label_accuracy(rows, tmp_path, thumbnail)] == ["navy"]
+        if thumbnail:  # what the colour step read is the shrunk photo, as a JPEG file gives it back
+            assert (read[-1].size, read[-1].format) == (size, kind)
+
+
+def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_path):
+    import scipy.io
+    from PIL import Image
+
+    benchmark = colour_benchmark()
     (tmp_path / "annotations" / "pixel-level").mkdir(parents=True)
     (tmp_path / "photos").mkdir()
     labels = np.zeros((120, 80), np.uint8)
