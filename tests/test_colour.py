@@ -339,6 +339,25 @@ def test_a_white_garment_nearly_as_light_as_the_studio_s_sweep_is_white():
     assert product_colour(photo, ColourConfig(background_tolerance=6.0)).main.name != "White"
 
 
+@pytest.mark.parametrize("border, garment, background", [
+    ((99.6, 95.0), 93.0, False),  # a white sweep, uneven as a thumbnail's JPEG makes it: its flat distance
+    ((50.0, 56.0), 58.0, True),   # a grey rug as uneven: its spread's distance, as before
+], ids=["white sweep", "grey rug"])
+def test_a_white_sweep_keeps_its_flat_distance_however_uneven_its_border(border, garment, background):
+    from apparel.attributes.product_pixels import background_mask
+
+    # The border alternates two lightnesses (one colour to the border's clustering, its spread
+    # about 2.3); inside it, the first of them and a block of the garment's lightness.
+    lab = np.zeros((56, 56, 3))
+    lab[..., 0] = border[0]
+    rows, columns = np.indices((56, 56))
+    ring = (np.minimum(rows, columns) < 2) | (np.maximum(rows, columns) > 53)
+    lab[ring & ((rows + columns) % 2 == 1), 0] = border[1]
+    lab[18:38, 18:38, 0] = garment
+    assert background_mask(lab)[18:38, 18:38].all() == background
+    assert background_mask(lab)[10, 10]  # the inside of the border's own colour is background either way
+
+
 def colour_benchmark():
     import importlib.util
 

@@ -55,7 +55,7 @@ REFERENCES: dict[str, tuple[tuple[int, int, int], ...]] = {
 MULTICOLOR = "Multicolor"
 # Raised whenever a photo's colour would come out otherwise (a reference colour, a rule): a
 # catalog's cache keeps each photo's colour under it, and an older one is read again.
-NAMING_VERSION = 3
+NAMING_VERSION = 4
 DEFAULT_CONFIG = ColourConfig()  # built once: checking a config costs as much as naming a photo
 
 

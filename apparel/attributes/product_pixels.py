@@ -92,9 +92,10 @@ def _percentile(pixels: np.ndarray, percentile: float) -> np.ndarray:
 def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, config: ColourConfig = ColourConfig(),
                     border: int = 2) -> np.ndarray:
     """True where ``lab`` is background: near a colour that covers ≥ ``config.min_border_share`` of
-    the photo's border and connected to it. A flat border (a studio sweep) gets a distance of
+    the photo's border and connected to it. A flat border gets a distance of
     ``config.background_tolerance``; an uneven one (a rug) ``config.background_spread`` times its
-    spread, at most ``config.max_background_tolerance``. ``padding`` marks the white bars the photo
+    spread, at most ``config.max_background_tolerance``; a studio's white sweep always the flat
+    distance, however uneven its border looks. ``padding`` marks the white bars the photo
     model's square input adds: they are background, and the photo's own border is the ring inside
     them."""
     from scipy import ndimage  # here: importing it would double the time `apparel --help` takes
@@ -123,7 +124,10 @@ def background_mask(lab: np.ndarray, padding: np.ndarray | None = None, config: 
     pixels = lab.reshape(-1, 3)
     for centre, spread, _ in sweep or modes:
         distance = np.sqrt(_squared_distances(pixels, centre)).reshape(height, width)
-        near |= distance < min(max(tolerance, spread_factor * spread), max_tolerance)
+        # A sweep's spread is not a rug's pattern but JPEG noise, light falling off and the blend at
+        # the product's edge, larger still in a small thumbnail: times 2.5 it reached the lit parts
+        # of a white or pale garment (a falling-off sweep comes out as several modes, each flat).
+        near |= distance < (tolerance if sweep else min(max(tolerance, spread_factor * spread), max_tolerance))
     labels, count = ndimage.label(near, _CROSS)
     touching = np.zeros(count + 1, bool)
     touching[labels[(edge | padding) & near]] = True
