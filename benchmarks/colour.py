@@ -25,8 +25,10 @@
   (every k-th), with ``--colour`` and without, in turns in one run (fresh cache, the model loaded
   and warmed up): the photos/s a whole catalog loses to the colour step.
 - ``--thumbnail WxH``: the labelled photos (and with ``--worn`` the labelled garments, with
-  ``--recolour`` the recoloured people) shrunk to fit that box first and read back from a JPEG, as ``catalogue.py --thumbnail`` makes a store's
-  small thumbnails (some public product catalogues hold only 60×80-pixel photos).
+  ``--recolour`` the recoloured people) shrunk to fit that box first and read back from a JPEG,
+  as ``catalogue.py --thumbnail`` makes a store's small thumbnails (some public product
+  catalogues hold only 60×80-pixel photos). ``--skin``, ``--time`` and ``--catalog`` measure
+  full-size photos whatever it says.
 
 Writes summary.json, per_photo.csv and per_colour.csv under --out.
 """

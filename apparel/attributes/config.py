@@ -42,9 +42,13 @@ class ColourConfig(Config):
     # (Co-Parsing's training-side people recoloured on a sweep, `benchmarks/colour.py --recolour 400
     # --recolour-side training`: white 3 -> 6 of 31, brown 17 -> 16 of 30, the rest the same; no
     # labelled amateur photo changed: docs/colour.md).
-    background_tolerance: float = option(3.0, "CIELAB distance from a flat border colour still background",
-                                         minimum=0.0)
-    background_spread: float = option(2.5, "an uneven border's distance, in multiples of its spread", minimum=0.0)
+    # A studio's white sweep keeps it however uneven its border looks (JPEG noise, light falling off,
+    # the blend at the product's edge; more in a 60x80 thumbnail): the spread's distance took white
+    # and pale garments for the sweep (docs/colour.md, "The sweep's distance stays flat").
+    background_tolerance: float = option(3.0, "CIELAB distance from a flat border colour, or a white sweep, still "
+                                         "background", minimum=0.0)
+    background_spread: float = option(2.5, "an uneven border's distance (not a white sweep's), in multiples of its "
+                                      "spread", minimum=0.0)
     max_background_tolerance: float = option(25.0, "the largest background distance", minimum=0.0)
     min_border_share: float = option(0.15, "share of the border a colour needs to be a background colour",
                                      minimum=0.0, maximum=1.0)
