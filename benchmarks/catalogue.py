@@ -76,10 +76,13 @@ THUMBNAIL_QUALITY = 90  # a store's small JPEGs; colour.py's thumbnails are thes
 
 
 def shrunk(image, box: tuple[int, int]):
-    """``image`` (PIL) as RGB, shrunk to fit ``box`` (width, height), its aspect kept (Lanczos)."""
-    from PIL import Image
+    """``image`` (PIL) upright and as the models read it (transparency on white: ``on_white``),
+    shrunk to fit ``box`` (width, height), its aspect kept (Lanczos)."""
+    from PIL import Image, ImageOps
 
-    image = image.convert("RGB")
+    from apparel.images.decode import on_white
+
+    image = on_white(ImageOps.exif_transpose(image))
     image.thumbnail(box, Image.Resampling.LANCZOS)
     return image
 

@@ -236,11 +236,13 @@ def recoloured(photo: np.ndarray, labels: np.ndarray, target: tuple[int, int, in
                     np.full(shading.shape, target_lab[2])], axis=-1)
     out = np.where(garment[..., None], lab_to_srgb(new), photo.astype(np.float64))
     out[labels == 0] = 250.0
-    if framing == "garment":  # as apparel.store.worn crops a garment: a tenth of its size around it
+    if framing == "garment":  # as apparel.store.worn frames a garment
+        from apparel.store.worn import margin_box
+
         rows, columns = np.nonzero(garment)
-        top, bottom, left, right = rows.min(), rows.max() + 1, columns.min(), columns.max() + 1
-        dy, dx = int(0.1 * (bottom - top)), int(0.1 * (right - left))
-        out = out[max(top - dy, 0):bottom + dy, max(left - dx, 0):right + dx]
+        left, top, right, bottom = margin_box(rows.min(), rows.max() + 1, columns.min(), columns.max() + 1,
+                                              *garment.shape)
+        out = out[top:bottom, left:right]
     else:
         rows, columns = np.nonzero(labels)
         margin = 10

@@ -96,8 +96,7 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
             if len(rows) < MIN_PIXELS or min(bottom - top, right - left) < MIN_SIDE:
                 continue
-            dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
-            box = (max(0, left - dx), max(0, top - dy), min(photo.width, right + dx), min(photo.height, bottom + dy))
+            box = margin_box(top, bottom, left, right, photo.height, photo.width)
             yield WornCrop(photo.crop(box), names[index], category, mat.stem)
             if cut_outs and len(rows) >= CUTOUT_MIN_PIXELS:
                 yield WornCrop(cut_out(pixels, mask, box), names[index], category, mat.stem, CUT_OUT)
@@ -110,6 +109,13 @@ def worn_crops(root: str | os.PathLike, held_out: bool = True, cut_outs: bool = 
             if (labels[y : y + PATCH, x : x + PATCH] == 0).mean() > 0.98:
                 yield WornCrop(photo.crop((x, y, x + PATCH, y + PATCH)), BACKGROUND, None, mat.stem)
                 break
+
+
+def margin_box(top: int, bottom: int, left: int, right: int, height: int, width: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom): the box of a thing's pixels with a tenth of its size around it
+    (``MARGIN``), within a photo of ``height``×``width``: how a thing is framed, worn or on white."""
+    dy, dx = int(MARGIN * (bottom - top)), int(MARGIN * (right - left))
+    return max(0, left - dx), max(0, top - dy), min(width, right + dx), min(height, bottom + dy)
 
 
 def cut_out(photo: np.ndarray, mask: np.ndarray, box: tuple[int, int, int, int]):
