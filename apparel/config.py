@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 import tomllib
 import types
@@ -124,6 +125,8 @@ def _check_bounds(field, value) -> None:
         if meta.get("choices") and value is not None and value not in meta["choices"]:
             raise ParameterError(f"unknown {{}} {value!r}; choose one of: {', '.join(meta['choices'])}", field.name)
         return
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound's comparison
+        raise ParameterError(f"{{}} must be a finite number, got {value!r}", field.name)
     if meta.get("minimum") is not None and value < meta["minimum"]:
         raise ParameterError(f"{{}} must be a number of at least {meta['minimum']:g}, got {value!r}", field.name)
     if meta.get("maximum") is not None and value > meta["maximum"]:

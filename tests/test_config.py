@@ -78,3 +78,17 @@ def test_a_config_file_that_does_not_parse_names_its_format(tmp_path):
         read_config_file(tmp_path / "list.json")
     (tmp_path / "run.json").write_text('{"epochs": 3, "input": {"kind": "photo"}, "versions": {"keras": "3"}}')
     assert read_config_file(tmp_path / "run.json") == {"epochs": 3}  # a run's own records are left out
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_float_setting_must_be_a_finite_number(value):
+    """NaN passes every bound (each comparison is False) and infinity overflows timers downstream."""
+    from apparel.images.fetch import FetchConfig
+
+    with pytest.raises(ValueError, match="timeout must be a finite number"):
+        FetchConfig(timeout=value)
+    with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+        TrainConfig(learning_rate=value)
+    with pytest.raises(ValueError, match="timeout must be at most 3600"):  # the clock's type overflowed at 1e10
+        FetchConfig(timeout=1e10)
+

@@ -13,7 +13,7 @@ from pathlib import Path
 from apparel.config import Config, option
 from apparel.contract import InputContract
 from apparel.errors import ParameterError
-from apparel.images.fetch import FetchConfig
+from apparel.images.fetch import MAX_TIMEOUT, FetchConfig
 from apparel.inference.runtime import DEFAULT_RUNTIME, RUNTIMES
 
 ENGINES = ("local", "ray")
@@ -35,10 +35,13 @@ class ReadConfig(Config):
                          choices=ENGINES)
     ray_address: str | None = option(None, "with --engine ray: join this Ray cluster (host:port or ray://…) instead "
                                            "of starting one")
-    batch_size: int = option(32, "images per model call (and per read task)", minimum=1)
-    read_threads: int = option(4, "images read and fetched at once (URLs wait on the network)", minimum=1)
+    # Upper bounds that stop a typo, not a workload: 1,024 photos of 224×224 are 0.6 GB of float input
+    # before the model's activations; an unbounded thread count can crash the process.
+    batch_size: int = option(32, "images per model call (and per read task)", minimum=1, maximum=1024)
+    read_threads: int = option(4, "images read and fetched at once (URLs wait on the network)", minimum=1,
+                               maximum=256)
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
-    timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001)
+    timeout: float = option(10.0, "seconds allowed per image URL", minimum=0.001, maximum=MAX_TIMEOUT)
 
     def check(self) -> None:
         if self.ray_address is not None and self.engine != "ray":
@@ -58,7 +61,7 @@ class BatchConfig(ReadConfig):
                                           "(default: the cluster's CPUs / --predictor-threads)", minimum=1)
     predictor_threads: int | None = option(None, "threads per model replica, TensorFlow's or LiteRT's (default: "
                                                  "the cores this process may use, as the local engine does; then "
-                                                 "both engines give the same numbers)", minimum=1)
+                                                 "both engines give the same numbers)", minimum=1, maximum=256)
     shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
     colour: bool = option(False, "also write each product's colour read from its photo (Shopify's color value, "
                                  "where the category takes one): the color_* columns")

@@ -25,6 +25,7 @@ from apparel.errors import SourceError
 URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FETCHED_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_TIMEOUT = 3600.0  # an hour per photo is already no limit; far larger waits overflow the clock's type
 # Only this IPv6 block is global unicast; the rest is special-purpose (IPv4-compatible ::/96,
 # site-local fec0::/10, local-use NAT64 64:ff9b:1::/48 whose IPv4 position the operator picks, …).
 GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
@@ -37,7 +38,8 @@ TARGET_SAFE = "/?:@!$&'()*+,;=~%"
 class FetchConfig(Config):
     """How URLs are fetched."""
 
-    timeout: float = option(10.0, "seconds allowed per URL: connect, redirects and body", minimum=0.001)
+    timeout: float = option(10.0, "seconds allowed per URL: connect, redirects and body", minimum=0.001,
+                            maximum=MAX_TIMEOUT)
     max_bytes: int = option(20 * 1024**2, "larger bodies are refused (20 MiB is ample for a product photo)", minimum=1)
     max_redirects: int = option(5, "redirects followed before giving up", minimum=0)
     allow_private: bool = option(False, "also fetch URLs on private, loopback and link-local addresses")
