@@ -118,6 +118,25 @@ def test_a_local_ray_that_misses_its_startup_time_is_started_once_more(monkeypat
     assert calls == ["broken", "shutdown", "broken"], "tried twice, then its failure is raised"
 
 
+def test_a_quote_never_closed_in_a_manifest_is_refused_not_read_as_one_row(tmp_path):
+    (tmp_path / "m.csv").write_text('id,image\n1,a.jpg\n2,"b.jpg\n3,c.jpg\n')
+    with pytest.raises(SourceError, match="image cell of row 1 .* holds a line break: a quote opened there is never closed"):
+        read_manifest(tmp_path / "m.csv")
+
+
+def test_settings_that_would_exhaust_the_machine_and_an_empty_out_are_refused(tmp_path):
+    from apparel.batch.config import BatchConfig
+    from apparel.batch.run import classify_manifest
+
+    for key, value in (("batch_size", 100_000_000), ("read_threads", 100_000), ("predictor_threads", 100_000)):
+        with pytest.raises(ParameterError, match=f"{key} must be at most"):
+            BatchConfig(**{key: value})
+    (tmp_path / "m.csv").write_text("image\na.jpg\n")
+    with pytest.raises(ParameterError, match="out is empty") as error:
+        classify_manifest(tmp_path / "m.csv", "")
+    assert error.value.parameters == ("out",) and sorted(path.name for path in tmp_path.iterdir()) == ["m.csv"]
+
+
 def test_manifest_image_column_by_name_or_flag(tmp_path):
     (tmp_path / "m.csv").write_text("id,Image_URL,url\n007,a.jpg,b.jpg\n")
     manifest = read_manifest(tmp_path / "m.csv")

@@ -56,8 +56,20 @@ def read_manifest(path: str | os.PathLike, image_column: str | None = None,
     if clashes:
         raise SourceError(path, f"has a column {clashes[0]!r}, which the output adds; rename it")
     manifest = Manifest(path, table, _image_column(table.column_names, image_column, path))
-    _text_column(table, manifest.image_column, path)  # refused now, before a model is loaded
+    images = _text_column(table, manifest.image_column, path)  # refused now, before a model is loaded
+    _one_line_each(images, manifest.image_column, path)
     return manifest
+
+
+def _one_line_each(images, name: str, path: Path) -> None:
+    """Refuse an image cell that holds a line break: no path or URL has one, and a CSV quote left
+    open swallows the rows after it into one cell (Arrow reads it to the end of the file)."""
+    import pyarrow.compute as pc
+
+    broken = pc.index(pc.match_substring_regex(images, "[\r\n]"), True).as_py()
+    if broken >= 0:
+        raise SourceError(path, f"the image cell of row {broken} (from 0, as manifest_row counts) in column {name!r} "
+                                "holds a line break: a quote opened there is never closed; close it, or remove it")
 
 
 def _read_table(path: Path):

@@ -55,6 +55,8 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
     """Classify the images of ``manifest_path`` into the Parquet data set ``out`` (see the module
     docstring); ``progress(n)`` is called as rows finish."""
     began = time.perf_counter()
+    if not os.fspath(out):  # Path("") would be the current folder
+        raise ParameterError("{} is empty; give the folder to write the Parquet files into", "out")
     out = Path(out)
     manifest = read_manifest(manifest_path, config.image_column, PREDICTION_COLUMNS)
     images_dir = Path(config.images_dir) if config.images_dir is not None else manifest.path.resolve().parent
