@@ -39,7 +39,6 @@ from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
 from apparel.batch.loop import predict_sources
-from apparel.shop.decisions import read_decisions
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training.trainer import kind_of, train
 
@@ -225,9 +224,8 @@ def cmd_catalog(args) -> int:
     config = CatalogConfig(**config_changes(args, CatalogConfig))
     _say_default_model(config.model_dir, PHOTO_KIND)
     _status(f"categorising {args.csv} → {args.out} …")
-    decisions = read_decisions(args.decisions) if args.decisions else None
     with tqdm(unit="image", file=sys.stderr, disable=None) as bar:
-        report = categorize_catalog(args.csv, args.out, config, progress=bar.update, decisions=decisions)
+        report = categorize_catalog(args.csv, args.out, config, progress=bar.update, decisions=args.decisions)
     print(f"{report.products} products in {report.rows} rows: {report.categorized} categorised, "
           f"{report.uncertain} uncertain, {report.outside} outside the vertical, "
           f"{report.failed} with unreadable images, {report.no_image} without images")

@@ -4,6 +4,7 @@ import contextlib
 import csv
 import errno
 import io
+import json
 import os
 from pathlib import Path
 
@@ -246,6 +247,22 @@ def test_a_cache_cut_mid_line_or_not_ours_does_not_lose_new_entries(shop, model_
     again = ShapePredictor()
     assert categorize_catalog(source, shop_dir / "out.csv", settings, predictor=again).cached == 7 and again.calls == []
     assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
+
+
+def test_a_cache_entry_no_model_wrote_is_read_again_not_trusted(shop, model_dir):
+    """Probabilities that are NaN or outside [0, 1] (a hand-edited or damaged cache) are skipped:
+    that photo is predicted again, and the run does not stop on them."""
+    shop_dir, source, settings, expected = interrupted_run(shop, model_dir)
+    cache = shop_dir / "out.cache.jsonl"
+    lines = cache.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 2  # the two images finished before the interruption, serving five products
+    for bad in (float("nan"), -0.5, 1.5):
+        entries = [json.loads(line) for line in lines]
+        entries[0]["probabilities"][0] = bad
+        cache.write_text("".join(json.dumps(entry) + "\n" for entry in entries), encoding="utf-8")
+        resumed = categorize_catalog(source, shop_dir / "out.csv", settings, predictor=ShapePredictor())
+        assert resumed.cached + resumed.predicted == 7 and resumed.predicted > 2, bad  # the bad one's read again
+        assert (shop_dir / "out.csv").read_bytes() == as_bytes(OLD_HEADER, expected)
 
 
 def test_empty_npy_images_are_recorded_errors_and_keep_the_batch_aligned(shop, model_dir):
@@ -570,6 +587,32 @@ def test_no_file_written_may_be_the_input(shop, model_dir, capsys):
     for path in (review_input, cache_input, shop_dir / "products.csv"):
         assert path.read_bytes() == original
     assert not (shop_dir / "shop.csv").exists() and not (shop_dir / "linked.csv").exists()
+
+
+def test_no_file_written_may_be_the_decisions_or_the_mapping_and_an_empty_out_is_refused(shop, model_dir, capsys):
+    """The merchant's decisions and mapping files are inputs as the catalog is: an output, review
+    CSV or cache named like one of them is refused and the file stays as it was."""
+    shop_dir, _ = shop
+    (shop_dir / "products.csv").write_bytes(as_bytes(OLD_HEADER, [row(handle="x", title="X", image_src="images/dress.png")]))
+    decided = b"handle,category\nx,keep\n"
+    for name in ("d.csv", "d.review.csv", "d.cache.jsonl"):
+        (shop_dir / name).write_bytes(decided)
+        assert main(["catalog", str(shop_dir / "products.csv"), "--out", str(shop_dir / "d.csv"),
+                     "--model-dir", str(model_dir), "--decisions", str(shop_dir / name)]) == 2
+        printed = capsys.readouterr().err
+        assert f"{shop_dir / name} is the " in printed and "--decisions" in printed and "--out" in printed, printed
+        assert (shop_dir / name).read_bytes() == decided
+        (shop_dir / name).unlink()
+    mapping = shop_dir / "m.review.csv"
+    mapping.write_bytes(b"label,category\n")
+    with pytest.raises(ParameterError, match="is the review CSV of out") as error:
+        categorize_catalog(shop_dir / "products.csv", shop_dir / "m.csv", config(model_dir, shop_dir, mapping=str(mapping)),
+                           predictor=ShapePredictor())
+    assert error.value.parameters == ("mapping", "out") and mapping.read_bytes() == b"label,category\n"
+    with pytest.raises(ParameterError, match="names no file") as error:
+        categorize_catalog(shop_dir / "products.csv", "", config(model_dir, shop_dir), predictor=ShapePredictor())
+    assert error.value.parameters == ("out",)
+    assert not (shop_dir / "d.csv").exists() and not (shop_dir / "m.csv").exists()
 
 
 def test_the_review_csv_neutralises_formulas_and_the_output_keeps_them(shop, model_dir):

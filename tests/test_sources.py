@@ -66,6 +66,10 @@ def test_expand_files_folders_globs_and_urls(image_folder, tmp_path):
     assert found[7].error == "file not found" and found[8].error == "no files match this pattern"
     recursive = expand_sources([str(tmp_path / "**" / "*.jpg")])
     assert {s.path.name for s in recursive} == {"tote.jpg", "broken.jpg"}
+    # An empty argument is no photo (Path("") would be the current folder, searched whole).
+    empty = expand_sources(["", str(image_folder / "dress.png")])
+    assert [source.name for source in empty] == ["''", str(image_folder / "dress.png")]
+    assert "an empty path names no photo" in empty[0].error and empty[1].error is None
 
 
 def test_paths_from_a_catalog_stay_inside_the_images_dir(tmp_path):

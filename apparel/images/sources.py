@@ -79,6 +79,9 @@ def expand_sources(items: Iterable[str]) -> list[ImageSource]:
     sources: list[ImageSource] = []
     for item in items:
         item = str(item)
+        if not item:  # Path("") is the current folder, which no one means by an empty argument
+            sources.append(ImageSource("''", error="an empty path names no photo; give a file, a folder or a URL"))
+            continue
         if is_url(item):
             sources.append(url_source(item))
             continue

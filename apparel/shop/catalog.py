@@ -66,7 +66,7 @@ from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_tex
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
 from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag
-from apparel.shop.decisions import KEEP, resolve_decisions
+from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
 
@@ -277,7 +277,8 @@ class CachedImage(NamedTuple):
 
 def read_cache(path: Path, num_classes: int) -> dict[str, CachedImage]:
     """The finished images of earlier runs (``num_classes`` probabilities each, and the colour when
-    one was read); a line cut short by an interruption is skipped."""
+    one was read); a line cut short by an interruption, or one whose probabilities no model wrote
+    (NaN, below 0, above 1), is skipped: that image is read again."""
     cache = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -289,7 +290,7 @@ def read_cache(path: Path, num_classes: int) -> dict[str, CachedImage]:
                           if entry.get("colour_version") == NAMING_VERSION and entry.get("colour") else None)
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            if len(probabilities) == num_classes:
+            if len(probabilities) == num_classes and all(-1e-6 <= p <= 1 + 1e-6 for p in probabilities):
                 cache[key] = CachedImage(probabilities, colour)
     return cache
 
@@ -338,7 +339,7 @@ def categorize_catalog(
     config: CatalogConfig = CatalogConfig(),
     predictor=None,
     progress: Callable[[int], object] | None = None,
-    decisions: Mapping[str, str] | None = None,
+    decisions: Mapping[str, str] | str | os.PathLike | None = None,
 ) -> CatalogReport:
     """Write ``out``: the catalog with categories, types and tags filled from the product photos;
     a review CSV and the image cache beside it. See the module docstring for the rules.
@@ -347,11 +348,15 @@ def categorize_catalog(
     contract of ``config.model_dir``) replaces loading the model; the model directory still
     names the cache's model. ``progress(n)`` is called as images finish. ``decisions`` maps a
     handle to the merchant's category (id, GID or path; written whatever the photo says, over a
-    filled one too) or to ``"keep"`` (left as it is): ``apparel.shop.decisions``.
+    filled one too) or to ``"keep"`` (left as it is): ``apparel.shop.decisions``; or the path of
+    such a CSV (``read_decisions``), which is then refused as a file to write too.
     """
     csv_path, out = Path(csv_path), Path(out)
+    decisions_file = None if decisions is None or isinstance(decisions, Mapping) else Path(decisions)
+    images_dir = _checked_paths(csv_path, out, config, decisions_file)
+    if decisions_file is not None:
+        decisions = read_decisions(decisions_file)
     decided = resolve_decisions(decisions)  # an unknown category is said before any photo is read
-    images_dir = _checked_paths(csv_path, out, config)
     bom, text = read_csv_text(csv_path)
     records = parse_records(text)
     if not records:
@@ -387,9 +392,9 @@ def categorize_catalog(
     )
 
 
-def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:
+def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig, decisions: Path | None = None) -> Path:
     """The folder local image paths resolve inside, after checking the files to write."""
-    _check_written_paths(csv_path, out)
+    _check_written_paths(csv_path, out, {"mapping": config.mapping, "decisions": decisions})
     if config.images_dir is None:
         return csv_path.resolve().parent
     images_dir = Path(config.images_dir)
@@ -398,9 +403,12 @@ def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig) -> Path:
     return images_dir
 
 
-def _check_written_paths(csv_path: Path, out: Path) -> None:
-    """Refuse a file to write (the output, its review CSV, its cache) that is the input or another
-    of them: ``catalog x.review.csv --out x.csv`` would replace its own input with the review."""
+def _check_written_paths(csv_path: Path, out: Path, other_inputs: Mapping[str, str | os.PathLike | None]) -> None:
+    """Refuse a file to write (the output, its review CSV, its cache) that is an input (the CSV, or
+    ``other_inputs``' files by parameter) or another of them: ``catalog x.review.csv --out x.csv``
+    would replace its own input with the review."""
+    if not out.name:  # "" (read as "."), or "/"
+        raise ParameterError("{} names no file; give the file to write, e.g. categorized.csv", "out")
     review, cache = companion_paths(out)
     companions = (("review CSV", review), ("image cache", cache), ("lock file", lock_path(out)))
     if out.is_dir():
@@ -416,6 +424,11 @@ def _check_written_paths(csv_path: Path, out: Path) -> None:
             raise ParameterError(f"{{}} {csv_path} is the {role} of {{}} {out}, which would replace it; "
                                  "give the output another name", "csv_path", "out")
     named = (("output", out), *companions)
+    for parameter, read in other_inputs.items():
+        for role, written in (named if read is not None else ()):
+            if _same_file(Path(read), written):
+                raise ParameterError(f"{{}} {read} is the {role} of {{}} {out}, which would replace it; "
+                                     "give the output another name", parameter, "out")
     for (role, path), (other_role, other) in itertools.combinations(named, 2):
         if _same_file(path, other):
             raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
