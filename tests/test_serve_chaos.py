@@ -342,6 +342,31 @@ def test_idle_keep_alive_connections_close_and_too_many_connections_get_503(pred
             connection.close()
 
 
+def test_a_body_sent_after_an_early_answer_leaves_the_connection_to_the_keep_alive_limit(predictor):
+    """A request answered before its body is read (415, 404) whose client then sends the body and
+    goes quiet, or a client that sends only blank lines: each connection closes after keep_alive_s
+    as an idle one does; they used to stay open for good and fill max_connections."""
+    app = create_app(predictor, **QUICK)
+    with running_server(app) as base_url:
+        connections = []
+        for path, content_type in ((PREDICT.encode(), b"text/plain"), (b"/v1/models/nope:predict", b"application/json")):
+            early = raw_connection(base_url)
+            early.sendall(b"POST " + path + b" HTTP/1.1\r\n"
+                          b"Host: 127.0.0.1\r\nContent-Type: " + content_type + b"\r\nContent-Length: 1000\r\n\r\n")
+            assert early.recv(65536).split(b" ")[1] in (b"415", b"404")  # answered before the body came
+            early.sendall(b"x" * 1000)  # the body, then nothing more
+            connections.append(early)
+        blank = raw_connection(base_url)
+        blank.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert blank.recv(65536).startswith(b"HTTP/1.1 200")
+        blank.sendall(b"\r\n")  # starts no request
+        connections.append(blank)
+        for connection in connections:
+            _, seconds = read_until_closed(connection, limit=30)  # the limit: 0.5 s; left open, the test's 30 s
+            assert seconds < 10, seconds
+            connection.close()
+
+
 def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor):
     """What Ctrl-C does (uvicorn's signal handler sets ``should_exit``) with a request being
     computed and a client stuck half-way through its body: the first is answered, the second cut

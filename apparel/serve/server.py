@@ -61,6 +61,14 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.head_bytes += len(data)
             if self.head_bytes > self.settings.max_header_bytes and not self.transport.is_closing():
                 self.refuse(431)
+        # uvicorn stops its keep-alive timer on any bytes, expecting a request to start; bytes that
+        # start none (the rest of a body already answered with a 413 or 415, blank lines) leave the
+        # connection idle with no timer at all, open for good. Idle again: the keep-alive limit again.
+        idle = self.cycle is None or self.cycle.response_complete
+        if (idle and self.read_timer is None and self.timeout_keep_alive_task is None
+                and not self.transport.is_closing()):
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive,
+                                                                self.timeout_keep_alive_handler)
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
