@@ -44,6 +44,7 @@ ROUNDS_DIR, WORK_DIR = "rounds", "work"
 # Products per round: a first small one shows results at once, later ones amortise each run's start.
 ROUND_SIZES = (10, 40, 150)
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+UNKNOWN_NAMED = 20  # unknown handles an error names
 _JOB_ID = re.compile(r"[0-9a-f]{16}")
 
 
@@ -177,8 +178,10 @@ class Job:
         known = {product.handle for product in self.catalog().products}
         unknown = [handle for handle in handles if handle not in known]
         if not handles or unknown:
-            raise ParameterError(f"{{}} must name products of this catalog; unknown: {', '.join(unknown) or 'none given'}",
-                                 "handles")
+            # A few named: a client's list of many thousands would otherwise come back whole in the error.
+            named = ", ".join(unknown[:UNKNOWN_NAMED]) + (f" and {len(unknown) - UNKNOWN_NAMED:,} more"
+                                                          if len(unknown) > UNKNOWN_NAMED else "")
+            raise ParameterError(f"{{}} must name products of this catalog; unknown: {named or 'none given'}", "handles")
         value = None if category is None else decided_category(category)
         with self._lock:
             decisions = self.decisions()

@@ -103,8 +103,9 @@ def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
             # Our own limits below decide; Pillow's warning would only repeat them.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(stream, formats=ACCEPTED_FORMATS)
-    except Image.DecompressionBombError as error:
-        raise SourceError(name, f"too many pixels ({_reason(error)}); refused as a possible decompression bomb") from None
+    except Image.DecompressionBombError:  # Pillow's own, far larger limit: its numbers would contradict ours
+        raise SourceError(name, "too many pixels, refused before decoding as a possible decompression bomb "
+                                "(make it smaller first)") from None
     except UnidentifiedImageError:
         raise SourceError(name, f"not a readable image: not {ACCEPTED_NAMES}, or damaged") from None
     except Exception as error:  # noqa: BLE001 — a parser's own error (NotImplementedError, struct.error, …) for a bad header

@@ -174,8 +174,8 @@ def thumbnail_response(desk: Desk, job: Job, index: int, max_pixels: int) -> Res
         raise RequestError(404, f"product {index} has no photo")
     photo = products[index].images[0]
     source = contained_source(photo, desk.images_dir())
-    if source.path is None:
-        raise RequestError(404, f"{photo!r}: {source.error or 'not a local file'}")
+    if source.path is None:  # a URL, or a path that leads out: said without the server's own folder
+        raise RequestError(404, f"{photo!r}: not a file inside the server's images folder")
     if not source.path.is_file():
         raise RequestError(404, f"{photo!r}: no such file in the images folder")
     try:
