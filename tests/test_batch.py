@@ -124,6 +124,13 @@ def test_a_quote_never_closed_in_a_manifest_is_refused_not_read_as_one_row(tmp_p
         read_manifest(tmp_path / "m.csv")
 
 
+@pytest.mark.parametrize("text", ["image\na.jpg\n", "image,id\na.jpg,1\n"], ids=["one column", "two columns"])
+def test_a_utf16_manifest_is_told_to_be_saved_as_utf8(tmp_path, text):
+    (tmp_path / "m.csv").write_bytes(text.encode("utf-16"))  # with its byte-order mark, as spreadsheets save it
+    with pytest.raises(SourceError, match="cannot be read as CSV .*; save the manifest as UTF-8"):
+        read_manifest(tmp_path / "m.csv")
+
+
 def test_settings_that_would_exhaust_the_machine_and_an_empty_out_are_refused(tmp_path):
     from apparel.batch.config import BatchConfig
     from apparel.batch.run import classify_manifest

@@ -84,12 +84,21 @@ def _read_table(path: Path):
         text = pa_csv.ConvertOptions(column_types={name: pa.string() for name in names},
                                      strings_can_be_null=False)
         return pa_csv.read_csv(path, convert_options=text)
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as error:  # the last: header names that are not UTF-8
         reason = str(error).splitlines()[0]
-        # Arrow names the column, not the row: the fix is the file's encoding as a whole.
-        hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason else ""
+        # Arrow names the column, not the row: the fix is the file's encoding as a whole. A UTF-16
+        # file (a spreadsheet's "Unicode text") reads as one odd column, so its mark is looked for.
+        hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason or _utf16(path) else ""
         raise SourceError(path, f"cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
                                 f"({reason}){hint}") from None
+
+
+def _utf16(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+    except OSError:
+        return False
 
 
 def _text_column(table, name: str, path: Path):
