@@ -77,6 +77,12 @@ def test_a_decisions_file_round_trips_and_names_a_bad_row(tmp_path):
     path.write_text("sku,category\n", encoding="utf-8")
     with pytest.raises(SourceError, match="header must be handle,category"):
         read_decisions(path)
+    # A handle decided twice alike is one decision; decided two ways, which one is meant is asked.
+    path.write_text("handle,category\na,keep\nb,aa-1-13-8\na,KEEP\nb,aa-1-4\n", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"row 5 \(b\) decides it otherwise than row 3; keep the row you mean"):
+        read_decisions(path)
+    path.write_text("handle,category\na,keep\na,keep\n", encoding="utf-8")
+    assert read_decisions(path) == {"a": KEEP}
 
 
 def test_the_command_takes_the_same_decisions(store, tmp_path, photo_run, capsys):
@@ -286,6 +292,9 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
         assert bad.status_code == 422 and "not a category" in bad.json()["error"]
         no_category = client.post(f"/desk/api/jobs/{job}/decisions", json={"handles": ["product-0001"]}, headers=key)
         assert no_category.status_code == 400 and '"category"' in no_category.json()["error"]
+        empty = client.post(f"/desk/api/jobs/{job}/decisions", content=b"", headers={
+            **key, "Content-Type": "application/json"})
+        assert empty.status_code == 400 and '{"handles": [' in empty.json()["error"]  # this route's body, not /predict's
         assert client.get("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404
         # An unknown job is a 404 whatever is asked of it, not the 409 of a job that cannot do it yet.
         assert client.delete("/desk/api/jobs/0123456789abcdef", headers=key).status_code == 404

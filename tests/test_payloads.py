@@ -66,6 +66,12 @@ def test_malformed_json_is_a_400_with_the_parser_s_reason():
     assert raised(json_body, b"\xff\xfe\xfa").message.startswith("the request body is not valid JSON: ")
 
 
+def test_a_number_of_thousands_of_digits_is_a_400_that_gives_the_client_no_server_advice():
+    error = raised(json_body, b'{"instances": [' + b"9" * 5000 + b"]}")
+    assert error.status == 400 and "a number with thousands of digits" in error.message
+    assert "sys." not in error.message
+
+
 def test_json_nested_too_deeply_is_a_400():
     error = raised(json_body, b"[" * 100_000 + b"]" * 100_000)
     assert (error.status, error.message) == (400, "the JSON body is nested too deeply")

@@ -39,6 +39,7 @@ from apparel.taxonomy import load_taxonomy
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # As the photo page's policy, and product photos from the store's own image hosts (a CSV's URLs).
+DECISION_BODY = '{"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}'
 DESK_POLICY = "default-src 'self'; img-src 'self' data: https: http:; object-src 'none'; base-uri 'none'"
 THUMBNAIL_SIZE = (96, 96)
 
@@ -120,11 +121,11 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
               summary="Decide products: a category (id, path or GID), keep (leave as it is), or null (the model's)")
     async def decide(job_id: str, request: Request):
         require_content_type(request, "application/json")
-        payload = json_body(await read_body(request, config.max_body_bytes))
+        payload = json_body(await read_body(request, config.max_body_bytes), DECISION_BODY)
         if not isinstance(payload, dict) or "category" not in payload or not isinstance(payload.get("handles"), list) \
                 or not all(isinstance(handle, str) for handle in payload["handles"]) \
                 or not isinstance(payload.get("category"), (str, type(None))):
-            raise RequestError(400, 'send {"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}')
+            raise RequestError(400, f"send {DECISION_BODY}")
         job = the_job(job_id)
         try:
             decisions = await run_in_threadpool(job.decide, payload["handles"], payload["category"])

@@ -47,13 +47,17 @@ class RequestError(ValueError):
         self.message = message
 
 
-def json_body(body: bytes):
-    """The JSON value of a request body (UTF-8/16/32)."""
+def json_body(body: bytes, example: str = '{"instances": [...]}'):
+    """The JSON value of a request body (UTF-8/16/32); ``example`` is what the route takes, for
+    the message when the body is empty."""
     if not body.strip():
-        raise RequestError(400, "the request body is empty; send a JSON object such as {\"instances\": [...]}")
+        raise RequestError(400, f"the request body is empty; send a JSON object such as {example}")
     try:
         return json.loads(body)
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        if "integer string conversion" in str(error):  # Python's advice there is for the server, not the client
+            raise RequestError(400, "the request body holds a number with thousands of digits; send numbers "
+                                    "a pixel or a setting can be") from None
         raise RequestError(400, f"the request body is not valid JSON: {error}") from None
     except RecursionError:
         raise RequestError(400, "the JSON body is nested too deeply") from None

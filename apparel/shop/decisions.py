@@ -41,16 +41,20 @@ def read_decisions(path: str | os.PathLike) -> dict[str, str]:
     reader = csv.DictReader(io.StringIO(text))
     if [name.strip().lower() for name in reader.fieldnames or ()] != list(FIELDS):
         raise SourceError(path, f"the header must be {','.join(FIELDS)}, got {','.join(reader.fieldnames or ())}")
-    decisions = {}
+    decisions, rows = {}, {}
     for number, row in enumerate(reader, start=2):
         handle, category = (row.get(name) or "" for name in reader.fieldnames)
         handle, category = handle.strip(), category.strip()
         if not handle:
             raise SourceError(path, f"row {number} has no handle")
         try:
-            decisions[handle] = decided_category(category)
+            decided = decided_category(category)
         except ValueError as error:
             raise SourceError(path, f"row {number} ({handle}): {error}") from None
+        if decisions.get(handle, decided) != decided:  # the same decision twice is no conflict
+            raise SourceError(path, f"row {number} ({handle}) decides it otherwise than row {rows[handle]}; "
+                                    "keep the row you mean")
+        decisions[handle], rows[handle] = decided, rows.get(handle, number)
     return decisions
 
 
