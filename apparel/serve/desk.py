@@ -39,9 +39,9 @@ from apparel.taxonomy import load_taxonomy
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # As the photo page's policy, and product photos from the store's own image hosts (a CSV's URLs).
-DECISION_BODY = '{"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}'
 DESK_POLICY = "default-src 'self'; img-src 'self' data: https: http:; object-src 'none'; base-uri 'none'"
 THUMBNAIL_SIZE = (96, 96)
+DECISION_BODY = '{"handles": ["<handle>", ...], "category": "<id or path>" | "keep" | null}'
 
 
 def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> None:
