@@ -122,8 +122,10 @@ def _reject_unknown(cls, values: dict) -> None:
 def _check_bounds(field, value) -> None:
     meta = field.metadata
     if value is None or isinstance(value, (bool, str, tuple)):
-        if meta.get("choices") and value is not None and value not in meta["choices"]:
-            raise ParameterError(f"unknown {{}} {value!r}; choose one of: {', '.join(meta['choices'])}", field.name)
+        # A tuple field's choices are its items' (augment=("crop", "flip")).
+        for item in (value if isinstance(value, tuple) else (value,)) if meta.get("choices") else ():
+            if item is not None and item not in meta["choices"]:
+                raise ParameterError(f"unknown {{}} {item!r}; choose one of: {', '.join(meta['choices'])}", field.name)
         return
     if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound's comparison
         raise ParameterError(f"{{}} must be a finite number, got {value!r}", field.name)
@@ -135,6 +137,14 @@ def _check_bounds(field, value) -> None:
         raise ParameterError(f"{{}} must be below {meta['below']:g}, got {value!r}", field.name)
     if meta.get("above") is not None and value <= meta["above"]:
         raise ParameterError(f"{{}} must be above {meta['above']:g}, got {value!r}", field.name)
+
+
+# The Keras optimizers a run may name (``training.optimization.make_optimizer``).
+OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta", "ftrl", "lion", "adafactor")
+# Fashion-MNIST: shift, flip, erase; photos: crop (a random zoom into up to a quarter of the
+# photo, shifted), flip, colour (brightness, contrast and saturation jitter of about 10 %),
+# resolution (half the batches seen at a quarter to all of their resolution: small thumbnails).
+AUGMENTATIONS = ("shift", "flip", "erase", "crop", "colour", "resolution")
 
 
 @dataclass(frozen=True)
@@ -168,7 +178,8 @@ class TrainConfig(Config):
                                                 "(efficientnet-lite0: 4 of 16)", minimum=0, maximum=16)
 
     # Optimisation, as the walk-through's compile() and fit().
-    optimizer: str = option("adam", "Keras optimizer name: adam, ftrl, sgd, rmsprop, adamw, nadam, lion, …")
+    optimizer: str = option("adam", "Keras optimizer name: adam, ftrl, sgd, rmsprop, adamw, nadam, lion, …",
+                            choices=OPTIMIZERS)
     learning_rate: float | None = option(None, "learning rate (default: the optimizer's own)", minimum=0.0)
     epochs: int = option(20, "training epochs", minimum=1)
     batch_size: int = option(32, "batch size", minimum=1)
@@ -186,7 +197,7 @@ class TrainConfig(Config):
     augment: tuple[str, ...] | None = option(None, "comma-separated training augmentations, active only while "
                                                    "training: shift, flip, erase (Fashion-MNIST), crop, flip, colour, "
                                                    "resolution (photos; efficientnet-lite0: crop, flip, colour); "
-                                                   "default: the model's")
+                                                   "default: the model's", choices=AUGMENTATIONS)
     early_stopping: int | None = option(None, "stop after this many epochs without a better validation accuracy",
                                         minimum=1)
     mixed_precision: bool = option(False, "bfloat16 compute with float32 weights (default off: no gain on this CPU)")

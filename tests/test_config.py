@@ -92,3 +92,12 @@ def test_a_float_setting_must_be_a_finite_number(value):
     with pytest.raises(ValueError, match="timeout must be at most 3600"):  # the clock's type overflowed at 1e10
         FetchConfig(timeout=1e10)
 
+
+def test_an_optimizer_or_augmentation_no_run_knows_is_refused_before_any_work():
+    """Checked when the settings are made, not after the head has trained (a half-written run)."""
+    with pytest.raises(ValueError, match="unknown optimizer 'nope'; choose one of: adam,"):
+        TrainConfig(optimizer="nope")
+    with pytest.raises(ValueError, match="unknown augment 'foo'; choose one of: shift,"):
+        TrainConfig(augment=("crop", "foo"))
+    assert TrainConfig(optimizer="adamw", augment=("crop", "flip")).augment == ("crop", "flip")
+

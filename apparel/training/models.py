@@ -16,6 +16,8 @@ import inspect
 from dataclasses import dataclass
 from typing import Callable
 
+from apparel.config import AUGMENTATIONS
+
 INPUT_SHAPE = (28, 28)
 
 
@@ -244,10 +246,6 @@ def efficientnet_lite0(image_size: int = 224, outputs: int = 10, dropout: float 
     return keras.Model(inputs, layers.Dense(outputs, name="classifier")(features), name="efficientnet_lite0")
 
 
-# Fashion-MNIST: shift, flip, erase; photos: crop (a random zoom into up to a quarter of the
-# photo, shifted), flip, colour (brightness, contrast and saturation jitter of about 10 %),
-# resolution (half the batches seen at a quarter to all of their resolution: small thumbnails).
-AUGMENTATIONS = ("shift", "flip", "erase", "crop", "colour", "resolution")
 
 
 def with_augmentation(model, augment: tuple[str, ...]):

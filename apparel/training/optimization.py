@@ -7,9 +7,8 @@
 
 from __future__ import annotations
 
-from apparel.config import TrainConfig
+from apparel.config import OPTIMIZERS, TrainConfig
 
-OPTIMIZERS = ("adam", "adamw", "nadam", "adamax", "rmsprop", "sgd", "adagrad", "adadelta", "ftrl", "lion", "adafactor")
 def make_optimizer(name: str, learning_rate: float | None = None):
     """A Keras optimizer by its built-in name (``adam``, ``ftrl``, …), with an optional rate."""
     import keras
