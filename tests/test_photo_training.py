@@ -12,6 +12,7 @@ from conftest import PHOTO_CLASSES, write_photo_folders
 
 from apparel.config import TrainConfig
 from apparel.contract import InputContract
+from apparel.errors import ParameterError
 from apparel.training.evaluation import evaluate_run
 from apparel.inference.prediction import Predictor
 from apparel.kinds.photo.data import MIN_PER_CLASS, load_photo_splits, photo_batches
@@ -66,6 +67,30 @@ def test_a_class_with_too_few_photos_is_a_clear_error(tmp_path):
         path.unlink()
     with pytest.raises(ValueError, match=rf"too few readable training photos in shoes \(\d\); give each class at least {MIN_PER_CLASS}"):
         load_photo_splits([tmp_path], validation_split=0.2, seed=0)
+
+
+def test_the_run_s_summary_says_how_many_photos_were_left_out():
+    from apparel.kinds.registry import PHOTO_KIND
+
+    assert PHOTO_KIND.warnings({"skipped_images": 3}) == [
+        "3 photos left out as unreadable or too small: listed in skipped.json"]
+    assert PHOTO_KIND.warnings({"skipped_images": 0, "few_validation_photos": {}}) == []
+
+
+def test_an_empty_class_or_one_of_unreadable_photos_is_named_not_dropped(tmp_path):
+    """A class folder with no photo, or none readable, is a class too scarce to learn: named in the
+    error, not left out of the model without a word. The error says the split took its share."""
+    write_photo_folders(tmp_path, per_class=8)
+    (tmp_path / "skirt").mkdir()
+    (tmp_path / "scarf").mkdir()
+    (tmp_path / "scarf" / "broken.jpg").write_bytes(b"not a photo at all")
+    with pytest.raises(ParameterError, match=r"too few readable training photos in scarf \(0\), skirt \(0\); .* "
+                                             r"\(with no validation/ folder, 20% of each class") as error:
+        load_photo_splits([tmp_path], validation_split=0.2, seed=0)
+    assert error.value.parameters == ("images",)
+    with pytest.raises(ParameterError, match="validation_split must be in") as error:
+        load_photo_splits([tmp_path], validation_split=0.0, seed=0)
+    assert error.value.parameters == ("validation_split",)
 
 
 def test_a_photo_that_fails_to_decode_gets_weight_zero_and_is_recorded(photo_folder, tmp_path):

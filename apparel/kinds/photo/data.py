@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.errors import ParameterError
 from apparel.images.decode import ACCEPTED_FORMATS
 from apparel.kinds.photo.pipeline import photo_to_rgb
 
@@ -69,15 +70,22 @@ def read_collection(source: str | os.PathLike) -> list[tuple[str, str]]:
     if source.is_file() and source.suffix.lower() == ".csv":
         return _read_csv(source)
     if not source.is_dir():
-        raise ValueError(f"images: {source} is neither a folder of class folders nor a .csv of path,label")
+        raise ParameterError(f"{{}}: {source} is neither a folder of class folders nor a .csv of path,label", "images")
     pairs = []
     for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for path in sorted(folder.rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
                 pairs.append((str(path), folder.name))
     if not pairs:
-        raise ValueError(f"images: {source} holds no class folders with photos ({', '.join(IMAGE_SUFFIXES)})")
+        raise ParameterError(f"{{}}: {source} holds no class folders with photos ({', '.join(IMAGE_SUFFIXES)})", "images")
     return pairs
+
+
+def _class_folders(source: Path) -> list[str]:
+    """The class folders of a class-per-folder tree (none for a CSV)."""
+    if not source.is_dir():
+        return []
+    return [folder.name for folder in source.iterdir() if folder.is_dir() and not folder.name.startswith(".")]
 
 
 def _read_csv(path: Path) -> list[tuple[str, str]]:
@@ -85,9 +93,9 @@ def _read_csv(path: Path) -> list[tuple[str, str]]:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             rows = list(csv.DictReader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"images: cannot read {path}: {error}") from None
+        raise ParameterError(f"{{}}: cannot read {path}: {error}", "images") from None
     if not rows or not {"path", "label"} <= set(rows[0]):
-        raise ValueError(f"images: {path} needs the columns path and label, one photo per row")
+        raise ParameterError(f"{{}}: {path} needs the columns path and label, one photo per row", "images")
     # Relative paths are relative to the CSV's own folder, so a CSV travels with its photos.
     return [(str((path.parent / row["path"]).resolve()), row["label"].strip()) for row in rows if row["path"] and row["label"]]
 
@@ -123,8 +131,8 @@ def read_labelled_photos(source: str | os.PathLike, class_names: tuple[str, ...]
     pairs = read_collection(source)
     foreign = sorted({label for _, label in pairs} - set(class_names))
     if foreign:
-        raise ValueError(f"images: {source} has classes the model does not know: {', '.join(foreign)} "
-                         f"(its classes: {', '.join(class_names)})")
+        raise ParameterError(f"{{}}: {source} has classes the model does not know: {', '.join(foreign)} "
+                             f"(its classes: {', '.join(class_names)})", "images")
     return _as_set(pairs, class_names)
 
 
@@ -155,41 +163,46 @@ def load_photo_splits(
     """Training and validation photos from ``sources`` (see the module docstring)."""
     sources = [Path(source) for source in sources]
     if not sources:
-        raise ValueError("images: give at least one folder of class folders or a .csv of path,label")
+        raise ParameterError("{}: give at least one folder of class folders or a .csv of path,label", "images")
     skipped: dict[str, str] = {}
     main = sources[0]
-    if (main / "train").is_dir():
-        train_pairs = _screen(read_collection(main / "train"), skipped)
-        validation_pairs = _screen(read_collection(main / "validation"), skipped) if (main / "validation").is_dir() else None
-    else:
-        train_pairs, validation_pairs = _screen(read_collection(main), skipped), None
-    class_names = tuple(sorted({label for _, label in train_pairs}))
+    train_root = main / "train" if (main / "train").is_dir() else main
+    found = read_collection(train_root)
+    validation_pairs = (_screen(read_collection(main / "validation"), skipped)
+                        if train_root != main and (main / "validation").is_dir() else None)
+    # Every class named, even one whose folder is empty or whose photos are all unreadable: it is
+    # then too scarce (below), not silently dropped.
+    class_names = tuple(sorted({label for _, label in found} | set(_class_folders(train_root))))
+    train_pairs = _screen(found, skipped)
     for extra in sources[1:]:
         pairs = _screen(read_collection(extra), skipped)
         foreign = sorted({label for _, label in pairs} - set(class_names))
         if foreign:
-            raise ValueError(f"images: {extra} has classes the first collection lacks: {', '.join(foreign)}")
+            raise ParameterError(f"{{}}: {extra} has classes the first collection lacks: {', '.join(foreign)}", "images")
         train_pairs += pairs
     if len(class_names) < 2:
-        raise ValueError(f"images: {main} holds {len(class_names)} class; a classifier needs at least two")
+        raise ParameterError(f"{{}}: {main} holds {len(class_names)} class; a classifier needs at least two", "images")
     train = _as_set(train_pairs, class_names)
     if validation_pairs is None:
         if not 0.0 < validation_split < 1.0:
-            raise ValueError(f"validation_split must be in (0, 1) for photos without a validation/ folder, got {validation_split}")
+            raise ParameterError(f"{{}} must be in (0, 1) for photos without a validation/ folder, got {validation_split}",
+                                 "validation_split")
         train, validation = stratified_split(train, validation_split, seed)
     else:
         foreign = sorted({label for _, label in validation_pairs} - set(class_names))
         if foreign:
-            raise ValueError(f"images: {main / 'validation'} has classes that train/ lacks: {', '.join(foreign)}")
+            raise ParameterError(f"{{}}: {main / 'validation'} has classes that train/ lacks: {', '.join(foreign)}",
+                                 "images")
         validation = _as_set(validation_pairs, class_names)
     if per_class_limit is not None:
         train = limit_per_class(train, per_class_limit, seed)
     scarce = {name: count for name, count in train.counts().items() if count < MIN_PER_CLASS}
     if scarce:
         listed = ", ".join(f"{name} ({count})" for name, count in sorted(scarce.items()))
-        raise ValueError(
-            f"images: too few readable training photos in {listed}; give each class at least {MIN_PER_CLASS}"
-        )
+        split = (f" (with no validation/ folder, {validation_split:.0%} of each class, one photo at least, is "
+                 "held out for validation first)" if validation_pairs is None else "")
+        raise ParameterError(f"{{}}: too few readable training photos in {listed}; give each class at least "
+                             f"{MIN_PER_CLASS} to train on{split}", "images")
     return PhotoSplits(train, validation, class_names, skipped)
 
 

@@ -146,7 +146,10 @@ class PhotoKind(Kind):
     def warnings(self, metrics: dict) -> list[str]:
         from apparel.kinds.photo.fitting import few_validation_note
 
-        return [few_validation_note(metrics["few_validation_photos"])] if metrics.get("few_validation_photos") else []
+        notes = [few_validation_note(metrics["few_validation_photos"])] if metrics.get("few_validation_photos") else []
+        if metrics.get("skipped_images"):  # which ones, and why, are in the run's skipped.json
+            notes.append(f"{metrics['skipped_images']} photos left out as unreadable or too small: listed in skipped.json")
+        return notes
 
     def shown(self, held_out: HeldOut, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """``count`` readable photos drawn at random, in colour, as the model sees them."""
