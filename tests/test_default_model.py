@@ -31,8 +31,11 @@ def test_a_run_directory_here_wins_over_a_shipped_name(tmp_path, monkeypatch):
 
 def test_an_unknown_name_is_refused_with_the_shipped_names(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"nothing holds no model.keras; .* shipped model's name \(default, .*photos"):
+    with pytest.raises(ValueError, match=r"nothing does not exist; .* shipped model's name \(default, .*photos"):
         resolve_model_dir("nothing")
+    (tmp_path / "empty").mkdir()  # a folder that is there but is no run
+    with pytest.raises(ValueError, match=r"empty holds no model.keras; give the directory written by"):
+        resolve_model_dir("empty")
     with pytest.raises(ValueError, match="not the name of a shipped model"):
         shipped_model_dir("../models")
 
@@ -50,3 +53,14 @@ def test_shipped_model_scores_its_stated_test_accuracy():
     dataset = load_dataset()
     accuracy = float((Predictor.from_dir().predict(dataset.x_test) == dataset.y_test).mean())
     assert accuracy >= stated - 0.003
+
+
+def test_a_model_file_cut_short_is_called_damaged_not_missing(tmp_path):
+    """Keras reports a .keras file it cannot open as "File not found" although it is there."""
+    from apparel.artifacts import MODEL_FILE
+    from apparel.inference.prediction import load_model
+
+    whole = (shipped_model_dir("default") / MODEL_FILE).read_bytes()
+    (tmp_path / MODEL_FILE).write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"model.keras: not a readable .keras archive \(damaged or cut short\); retrain"):
+        load_model(tmp_path)

@@ -613,7 +613,7 @@ def test_real_uvicorn_server_on_loopback(predictor, monkeypatch):
 
 def test_serve_command_reports_a_missing_model(tmp_path, capsys):
     assert cli.main(["serve", str(tmp_path / "nothing"), "--port", "1"]) == 2
-    assert "holds no model.keras" in capsys.readouterr().err
+    assert "nothing does not exist" in capsys.readouterr().err
     assert cli.main(["serve", str(tmp_path), "--max-batch", "0"]) == 2
     assert "max_batch must be a number of at least 1" in capsys.readouterr().err
 

@@ -56,8 +56,10 @@ def resolve_model_dir(model_dir: str | os.PathLike | None = None, kind: Kind | s
     path = artifacts.run_or_shipped(model_dir)
     if not (path / artifacts.MODEL_FILE).is_file():
         shipped = artifacts.shipped_model_names()
+        # Not a ParameterError: the model is a flag of some commands and an argument of others.
+        found = "does not exist" if not path.exists() else f"holds no {artifacts.MODEL_FILE}"
         raise ValueError(
-            f"{path} holds no {artifacts.MODEL_FILE}; give the directory written by `apparel train --out DIR`"
+            f"{path} {found}; give the directory written by `apparel train --out DIR`"
             + (f" or a shipped model's name ({', '.join(shipped)})" if shipped else "")
         )
     return path
@@ -83,7 +85,20 @@ def load_model(model_dir: str | os.PathLike | None = None):
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive
-        raise ValueError(f"cannot load {path}: {error}; retrain it or restore the file") from None
+        # Keras calls a file it cannot open as a zip "not found" although it is there: say what is.
+        reason = ("not a readable .keras archive (damaged or cut short)" if zipfile_broken(path) else str(error))
+        raise ValueError(f"cannot load {path}: {reason}; retrain it or restore the file") from None
+
+
+def zipfile_broken(path: Path) -> bool:
+    """Whether ``path``, a file that exists, is not a whole zip archive (a .keras file is one)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is not None
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return True
 
 
 def probability_model(model, all_outputs: bool = False, num_classes: int | None = None):
