@@ -15,7 +15,7 @@ from apparel.config import TrainConfig, read_config_file
 
 # Flags whose name is not the parameter's with dashes.
 FLAG_NAMES = {"out_dir": "--out", "run_dir": "--out", "csv_path": "CSV", "manifest": "MANIFEST",
-              "category": "CATEGORY"}
+              "category": "CATEGORY", "words": "WORD"}
 
 
 def flag_name(parameter: str) -> str:

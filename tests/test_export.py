@@ -77,8 +77,9 @@ def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_datase
     assert lite.top_k(keras_probabilities[0], k=2) == lite.top_k(keras_probabilities[:1], k=2)
     with pytest.raises(ValueError, match="must have one column per class of this model"):
         lite.top_k(keras_probabilities[:, :5])
-    with pytest.raises(ValueError, match="k must be a whole number"):
-        lite.top_k(keras_probabilities, k=2.5)
+    for k in (2.5, 0, -1):  # 0 and -1 used to give one class each, as if 1 had been asked
+        with pytest.raises(ValueError, match="k must be a whole number of at least 1"):
+            lite.top_k(keras_probabilities, k=k)
     with pytest.raises(ValueError, match="threads must be a whole number of at least 1, got 0"):
         Predictor.from_litert(tflite, run_dir, threads=0)
 

@@ -52,6 +52,9 @@ def test_search_finds_t_shirts_first(words):
 def test_search_of_no_words_is_refused_by_name():
     with pytest.raises(ParameterError, match="words must be words to look for"):
         load_taxonomy().search(None)
+    for nothing in ("", "   ", []):  # not "no category matches", as if a word had been looked for
+        with pytest.raises(ParameterError, match="words holds no word; give one or more to look for"):
+            load_taxonomy().search(nothing)
 
 
 def test_search_ranks_apparel_and_plurals_sensibly():

@@ -238,8 +238,8 @@ class Predictor:
         if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
             raise ParameterError(f"{{}} must have one column per class of this model ({len(names)}), got shape "
                                  f"{probabilities.shape}: give this predictor's predict_proba output", "probabilities")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise ParameterError(f"{{}} must be a whole number, got {k!r}", "k")
-        k = max(1, min(k, len(names)))
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ParameterError(f"{{}} must be a whole number of at least 1, got {k!r}", "k")
+        k = min(k, len(names))  # more than there are classes: all of them
         order = np.argsort(-probabilities, axis=-1)[:, :k]
         return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]

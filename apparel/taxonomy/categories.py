@@ -133,6 +133,8 @@ class Taxonomy:
         if not isinstance(words, str) and not (isinstance(words, Sequence) and all(isinstance(w, str) for w in words)):
             raise ParameterError(f"{{}} must be words to look for (\"tee\", or a list of them), got {words!r}", "words")
         text = words if isinstance(words, str) else " ".join(words)
+        if not text.strip():
+            raise ParameterError("{} holds no word; give one or more to look for, e.g. \"tee\"", "words")
         return self._search_index().search(text, limit)
 
     def _search_index(self):
