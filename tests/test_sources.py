@@ -375,5 +375,7 @@ def test_preprocess_command_draws_the_steps(image_folder, tmp_path, capsys):
     assert main(["preprocess", str(image_folder / "dress.png"), "--out", str(tmp_path / "steps.png"), *fashion]) == 0
     assert "trimmed 121×281" in capsys.readouterr().out
     assert (tmp_path / "steps.png").read_bytes().startswith(b"\x89PNG")
+    assert main(["preprocess", str(image_folder / "dress.png"), "--out", str(tmp_path / "steps.jpg")]) == 0
+    assert (tmp_path / "steps.jpg").read_bytes().startswith(b"\xff\xd8")  # a JPEG, as its name says
     assert main(["preprocess", str(image_folder / "broken.jpg"), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a readable image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -55,6 +55,8 @@ def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,
         draw.text((x, gap), label, fill="black")
         x += tile.width + gap
     out = Path(out)
+    # The format the name says (shirt.jpg a JPEG), PNG for a name that says none Pillow writes.
+    image_format = Image.registered_extensions().get(out.suffix.lower(), "PNG")
     with atomic_path(out) as temporary:
-        canvas.save(temporary, format="PNG")
+        canvas.save(temporary, format=image_format)
     return out
