@@ -467,7 +467,7 @@ def _add_predict(commands) -> None:
 def _add_preprocess(commands) -> None:
     preprocess = commands.add_parser("preprocess", help="show the photo pipeline's steps for one image")
     preprocess.add_argument("file", help="image file or http(s) URL")
-    preprocess.add_argument("--out", required=True, help="PNG to write, the steps side by side")
+    preprocess.add_argument("--out", required=True, help="image to write, the steps side by side (PNG, or the format its name says: steps.jpg)")
     preprocess.add_argument("--allow-private", action="store_true", help="also fetch URLs on private addresses")
     preprocess.add_argument("--model", dest="model_dir", metavar="DIR",
                             help="show the steps to this run's input (a photo model's: on white, square, resized; a "
