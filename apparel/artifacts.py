@@ -107,7 +107,10 @@ def atomic_path(path: str | os.PathLike):
                          "write, which is replaced as a whole once it is written")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=path.suffix, dir=path.parent)
+    except OSError as error:  # a folder that takes no new file: said of the file asked for, not a temporary
+        raise OSError(error.errno, error.strerror, str(path)) from None
     handle = _claim(handle)
     try:
         yield Path(temporary)

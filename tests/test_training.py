@@ -93,6 +93,20 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
+def test_a_folder_that_takes_no_new_file_is_said_of_the_file_asked_for(tmp_path, monkeypatch):
+    """The CLI names an OSError's file; a read-only folder used to name the hidden temporary."""
+    import errno
+    import tempfile
+
+    def refused(prefix, suffix, dir):
+        raise PermissionError(errno.EPERM, "Operation not permitted", f"{dir}/{prefix}x1y2{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as error:
+        artifacts.write_json(tmp_path / "model.json", {"x": 1})
+    assert error.value.filename == str(tmp_path / "model.json") and error.value.errno == errno.EPERM
+
+
 def test_atomic_writes_go_through_a_link_and_refuse_a_pipe(tmp_path):
     """`catalog --out` on a symbolic link replaced the link and never wrote its target; on a pipe or
     /dev/full it put a file in their place."""
