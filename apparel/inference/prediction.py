@@ -86,11 +86,11 @@ def load_model(model_dir: str | os.PathLike | None = None):
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged archive
         # Keras calls a file it cannot open as a zip "not found" although it is there: say what is.
-        reason = ("not a readable .keras archive (damaged or cut short)" if zipfile_broken(path) else str(error))
+        reason = ("not a readable .keras archive (damaged or cut short)" if _damaged_archive(path) else str(error))
         raise ValueError(f"cannot load {path}: {reason}; retrain it or restore the file") from None
 
 
-def zipfile_broken(path: Path) -> bool:
+def _damaged_archive(path: Path) -> bool:
     """Whether ``path``, a file that exists, is not a whole zip archive (a .keras file is one)."""
     import zipfile
 
