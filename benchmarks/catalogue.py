@@ -72,7 +72,7 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     return products
 
 
-THUMBNAIL_QUALITY = 90  # a store's small JPEGs; colour.py's thumbnails are these too
+THUMBNAIL_QUALITY = 90  # a store's small JPEGs; colour.py's thumbnails are these too (thumbnail_jpeg)
 
 
 def shrunk(image, box: tuple[int, int]):
@@ -87,6 +87,15 @@ def shrunk(image, box: tuple[int, int]):
     return image
 
 
+def thumbnail_jpeg(image, box: tuple[int, int]) -> bytes:
+    """``image`` (PIL) as a store's small thumbnail: ``shrunk`` to fit ``box``, a JPEG's bytes."""
+    import io
+
+    encoded = io.BytesIO()
+    shrunk(image, box).save(encoded, "JPEG", quality=THUMBNAIL_QUALITY)
+    return encoded.getvalue()
+
+
 def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:
     """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``,
     written again on every run (a handle names another photo when the data sets or --limit change)."""
@@ -97,7 +106,7 @@ def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list
     for product in products:
         path = folder / f"{product['handle']}.jpg"
         with Image.open(product["image"]) as image:
-            shrunk(image, box).save(path, quality=THUMBNAIL_QUALITY)
+            path.write_bytes(thumbnail_jpeg(image, box))
         smaller.append({**product, "image": str(path)})
     return smaller
 

@@ -57,7 +57,7 @@ from apparel.attributes.colour import REFERENCES, product_colour  # noqa: E402
 from apparel.attributes.colour_space import srgb_to_lab  # noqa: E402
 from apparel.attributes.product_pixels import skin_mask  # noqa: E402
 from apparel.kinds.photo.pipeline import photo_to_rgb  # noqa: E402
-from catalogue import THUMBNAIL_QUALITY, parse_box, shrunk  # noqa: E402
+from catalogue import parse_box, thumbnail_jpeg  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "colour_labels.csv"
 WORN_LABELS = ROOT / "benchmarks" / "data" / "worn_colour_labels.csv"
@@ -86,10 +86,8 @@ def model_input(photo, thumbnail: tuple[int, int] | None = None) -> np.ndarray:
     from PIL import Image
 
     with (Image.open(photo) if isinstance(photo, (str, Path)) else nullcontext(photo)) as image:
-        small = shrunk(image, thumbnail)
-    encoded = io.BytesIO()
-    small.save(encoded, "JPEG", quality=THUMBNAIL_QUALITY)
-    return photo_to_rgb(Image.open(encoded), SIDE)
+        small = thumbnail_jpeg(image, thumbnail)
+    return photo_to_rgb(Image.open(io.BytesIO(small)), SIDE)  # read back as a store's JPEG file is
 
 
 def label_accuracy(rows: list[dict], datasets: Path, thumbnail: tuple[int, int] | None = None) -> list[dict]:
