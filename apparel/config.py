@@ -122,10 +122,11 @@ def _reject_unknown(cls, values: dict) -> None:
 def _check_bounds(field, value) -> None:
     meta = field.metadata
     if value is None or isinstance(value, (bool, str, tuple)):
-        # A tuple field's choices are its items' (augment=("crop", "flip")).
-        for item in (value if isinstance(value, tuple) else (value,)) if meta.get("choices") else ():
-            if item is not None and item not in meta["choices"]:
-                raise ParameterError(f"unknown {{}} {item!r}; choose one of: {', '.join(meta['choices'])}", field.name)
+        if meta.get("choices"):  # a tuple field's choices are its items' (augment=("crop", "flip"))
+            for item in value if isinstance(value, tuple) else (value,):
+                if item is not None and item not in meta["choices"]:
+                    raise ParameterError(f"unknown {{}} {item!r}; choose one of: {', '.join(meta['choices'])}",
+                                         field.name)
         return
     if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound's comparison
         raise ParameterError(f"{{}} must be a finite number, got {value!r}", field.name)

@@ -72,10 +72,10 @@ def read_collection(source: str | os.PathLike) -> list[tuple[str, str]]:
     if not source.is_dir():
         raise ParameterError(f"{{}}: {source} is neither a folder of class folders nor a .csv of path,label", "images")
     pairs = []
-    for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(folder.rglob("*")):
+    for name in sorted(_class_folders(source)):
+        for path in sorted((source / name).rglob("*")):
             if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-                pairs.append((str(path), folder.name))
+                pairs.append((str(path), name))
     if not pairs:
         raise ParameterError(f"{{}}: {source} holds no class folders with photos ({', '.join(IMAGE_SUFFIXES)})", "images")
     return pairs
