@@ -237,6 +237,8 @@ def cmd_catalog(args) -> int:
               f"{args.csv} ({shown}): check their spelling", file=sys.stderr)
     if report.disagreeing:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
+    if report.no_handle:
+        print(f"{report.no_handle} rows without a handle, no product's: left as they are (listed in the review)")
     if config.colour and not report.colour_read:
         print(f"apparel catalog: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
     elif config.colour:

@@ -487,6 +487,32 @@ def test_a_handle_on_rows_that_disagree_is_listed_for_review_and_still_categoris
     assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, expected)
 
 
+def test_a_row_without_a_handle_is_listed_for_review_and_left_as_it_is(shop, model_dir, capsys):
+    shop_dir, _ = shop
+    header = ["Handle", "Title", "Type", "Image Src", "Image Position"]
+    rows = [["dress", "Summer Dress", "", "images/dress.png", "1"],
+            ["", "Lost Tote", "", "images/tote.jpg", "1"],                    # its handle deleted by hand
+            [" ", "", "", "images/dress.png", "2"],                           # a blank handle is none either
+            ["", "", "", "", ""]]                                              # empty cells: nothing to say
+    (shop_dir / "products.csv").write_bytes(as_bytes(header, rows))
+    report = categorize_catalog(shop_dir / "products.csv", shop_dir / "out.csv", config(model_dir, shop_dir),
+                                predictor=ShapePredictor())
+    with open(shop_dir / "out.review.csv", encoding="utf-8", newline="") as handle:
+        review = [(row["handle"], row["title"], row["image"], row["status"], row["error"])
+                  for row in csv.DictReader(handle)]
+    hint = "has no Handle / URL handle, so it is no product's and was left as it is; give it its product's handle"
+    assert review == [("", "Lost Tote", "images/tote.jpg", "row without a handle", f"row 3 {hint}"),
+                      ("", "", "images/dress.png", "row without a handle", f"row 4 {hint}")]
+    assert (report.rows, report.products, report.categorized, report.no_handle) == (4, 1, 1, 2)
+    expected = [list(cells) for cells in rows]
+    expected[0][2] = "Dress"
+    assert (shop_dir / "out.csv").read_bytes() == as_bytes(header, expected)  # the rows are kept, untouched
+
+    assert main(["catalog", str(shop_dir / "products.csv"), "--out", str(shop_dir / "again.csv"), "--model",
+                 str(model_dir), "--images-dir", str(shop_dir)]) == 0
+    assert "2 rows without a handle, no product's: left as they are (listed in the review)" in capsys.readouterr().out
+
+
 class FullDiskCache:
     """The image cache on a disk that fills up: part of a line is written, then ENOSPC, and
     closing raises it again (as a buffered file whose flush failed does)."""

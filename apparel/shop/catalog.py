@@ -26,7 +26,8 @@ Everything else keeps its bytes: the output is the input with only the changed c
 a UTF-8 BOM stay as they were, and no row can be lost. Products left without a category, and those
 whose images all failed, are listed with the reason in a review CSV beside the output, as is a
 handle whose rows disagree (two titles, two images at one position: two products under one
-handle?), which is still categorised as one product. The review CSV is for people with a
+handle?), which is still categorised as one product, and a row that holds something but no handle
+(it belongs to no product, so nothing is written to it). The review CSV is for people with a
 spreadsheet, so a cell there that would start a formula (``=…``, ``@…``) starts with ``'`` instead
 (the output is never escaped). Finished images are cached beside the output, so an interrupted run
 (even a killed one) resumes and a rerun gives the same bytes. A run holds ``<output>.lock`` while
@@ -84,6 +85,7 @@ COLUMNS = {
 # Review statuses of a handle whose rows disagree; the product is merged and categorised all the same.
 DIFFERENT_TITLES = "handle on rows with different titles"
 DIFFERENT_IMAGES = "handle on rows with different images at one position"
+NO_HANDLE = "row without a handle"
 REVIEW_FIELDS = ("handle", "title", "image", "status", "category", "confidence", "label", "probability", "top_k",
                  "error")
 # What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection"), in the review CSV.
@@ -139,6 +141,7 @@ class CatalogReport:
     coloured: int = 0                # products whose colour was written (or already there); with colour only
     colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
+    no_handle: int = 0               # rows with cells filled but no handle: no product's, left as they are (review file)
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
@@ -243,6 +246,22 @@ def group_products(records: list[Record], columns: dict[str, int | None]) -> lis
             if image not in product.images:
                 product.images.append(image)
     return list(products.values())
+
+
+def rows_without_handle(records: list[Record], columns: dict[str, int | None]) -> list[dict]:
+    """Review rows for the data ``records`` that hold something but no handle: Shopify reads such a
+    row as no product's, so it is categorised as none (its title and image, where it has them, help
+    the merchant find it; rows numbered as a spreadsheet numbers them, the header 1). A row of empty
+    cells is no one's concern."""
+    review = []
+    for order, record in enumerate(records):
+        if record.value(columns["handle"]).strip() or not any(cell.value.strip() for cell in record.cells):
+            continue
+        review.append({"handle": "", "title": record.value(columns["title"]), "image": record.value(columns["image"]),
+                       "status": NO_HANDLE,
+                       "error": f"row {order + 2} has no Handle / URL handle, so it is no product's and was left "
+                                "as it is; give it its product's handle"})
+    return review
 
 
 def _note_disagreement(product: Product, status: str, first: tuple[str, int], this: tuple[str, int],
@@ -378,12 +397,13 @@ def categorize_catalog(
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
-        write_review(review_path, cells.review)
+        orphans = rows_without_handle(rows, columns)
+        write_review(review_path, cells.review + orphans)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=cells.categorized,
         changed_cells=len(cells.edits), uncertain=cells.uncertain, outside=cells.outside,
         failed=cells.failed,
-        no_image=cells.no_image, disagreeing=cells.disagreeing, predicted=classifier.predicted,
+        no_image=cells.no_image, disagreeing=cells.disagreeing, no_handle=len(orphans), predicted=classifier.predicted,
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
         colour_read=classifier.colour,
