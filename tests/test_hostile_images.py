@@ -86,6 +86,18 @@ def test_a_path_too_long_is_a_value_error_everywhere(tmp_path):
     assert source.name == path and "too long" in source.error
 
 
+@pytest.mark.parametrize("source", [1, None, 2.5, ["shirt.jpg"], io.BytesIO(b"")])
+def test_a_source_of_no_photo_type_is_a_value_error_naming_what_to_give(source):
+    for contract in (InputContract(), PHOTO_MODEL):
+        with pytest.raises(ValueError, match="source must be a photo's path, its file's bytes or a PIL image, got "):
+            contract.decode(source)
+
+
+def test_an_array_given_to_decode_is_told_it_is_already_pixels():
+    with pytest.raises(ValueError, match=r"source is an array of pixels \(shape \(28, 28\)\), already decoded"):
+        InputContract().decode(np.zeros((28, 28), np.uint8))
+
+
 def test_a_symbolic_link_loop_is_a_value_error_everywhere(tmp_path):
     images = tmp_path / "images"
     images.mkdir()

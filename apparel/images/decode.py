@@ -27,7 +27,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageMode, ImageOps, UnidentifiedImageError
 
 from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 
 # The formats product photos come in. Pillow reads dozens more (PSD, EPS, FITS, DDS, …), each a
 # parser that product photos never need and an attacker could aim at; they are not even tried.
@@ -82,6 +82,18 @@ def bytes_per_pixel(mode: str) -> int:
     in 4 bytes (RGB too), a single band in its own size (1 for L and P, 2 for I;16, 4 for I and F)."""
     description = ImageMode.getmode(mode)
     return 4 if len(description.bands) > 1 else np.dtype(description.typestr).itemsize
+
+
+def _check_source_type(source) -> None:
+    """Refuse what is none of the sources a photo can be given as (``pathlib`` would raise a bare
+    TypeError about ``os.PathLike`` for a number, None or a list)."""
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, Image.Image)):
+        return
+    if isinstance(source, np.ndarray):
+        raise ParameterError(f"{{}} is an array of pixels (shape {source.shape}), already decoded; give it to the model "
+                             "as it is (predict_proba), or give the photo's path or file bytes here", "source")
+    raise ParameterError(f"{{}} must be a photo's path, its file's bytes or a PIL image, got {type(source).__name__} "
+                         f"{source!r:.60}", "source")
 
 
 def _open(source: str | os.PathLike | bytes, name: str) -> Image.Image:
@@ -183,6 +195,7 @@ def open_image(source: Source, max_pixels: int = MAX_PIXELS, draft_size: tuple[i
     >>> open_image("shirt.png").size                   # a 2000×3000 photo
     (500, 750)
     """
+    _check_source_type(source)
     name = describe(source)
     image = source if isinstance(source, Image.Image) else _open(source, name)
     try:
