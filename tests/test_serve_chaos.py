@@ -657,6 +657,22 @@ def test_v2_bodies_of_the_wrong_structure_are_422(client, body):
     assert response.status_code == 422, response.text
 
 
+def test_a_v2_image_sent_without_its_batch_axis_is_told_its_shape_not_that_it_is_too_many(client):
+    """[784] (one image's numbers flat) read as 784 images: a 413 "split the request" for a request
+    that needed its shape mended."""
+    input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+    for shape in ([784], [28, 28]):
+        body = {"inputs": [{"name": input_name, "shape": shape, "datatype": "FP32", "data": [0.5] * 784}]}
+        response = client.post("/v2/models/apparel/infer", json=body)
+        assert response.status_code == 422, response.text
+        assert f"must have shape [N, 28, 28] (28×28 per image), got {shape}" in response.json()["error"]
+    many = {"inputs": [{"name": input_name, "shape": [300, 28, 28], "datatype": "FP32", "data": [0.5] * 784}]}
+    assert client.post("/v2/models/apparel/infer", json=many).status_code == 413  # the right shape, too many
+    photos = {"inputs": [{"name": input_name, "shape": [300, 1], "datatype": "BYTES", "data": ["eA=="]}]}
+    response = client.post("/v2/models/apparel/infer", json=photos)
+    assert response.status_code == 422 and "shape [N]; got shape [300, 1]" in response.json()["error"]
+
+
 def test_a_v2_id_that_json_cannot_carry_back_is_refused(client):
     """The id is echoed in the answer: a NaN or 1e999 there made an answer no strict JSON parser reads."""
     input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]

@@ -97,12 +97,22 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
                                                        for n in shape) or not shape:
         raise RequestError(422, f"input {name!r}: \"shape\" must be a list of sizes, such as [N, "
                                 f"{', '.join(map(str, contract.shape))}]")
+    # The shape's own mistakes first: [784], one image's numbers without the batch axis, would read
+    # as 784 images and be told it is too many rather than what is wrong with it.
+    if datatype == "BYTES" and len(shape) != 1:
+        raise RequestError(422, f"a BYTES input holds encoded photo files, shape [N]; got shape {list(shape)}")
+    if datatype not in NUMBER_TYPES and datatype != "BYTES":
+        raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32 (or UINT8) pixel "
+                                f"values, or BYTES photo files")
+    if datatype != "BYTES" and tuple(shape[1:]) != contract.shape:
+        raise RequestError(422, f"input {name!r} must have shape [N, {', '.join(map(str, contract.shape))}] "
+                                f"({shape_text(contract.shape)} per image), got {list(shape)}")
     if shape[0] > max_instances:
         raise RequestError(413, f"{shape[0]} instances in one request; the limit is {max_instances}, split the request")
     if shape[0] == 0:
         raise RequestError(422, f"input {name!r} is empty; send at least one image")
     if datatype == "BYTES":
-        if len(shape) != 1 or len(data) != shape[0]:
+        if len(data) != shape[0]:
             raise RequestError(422, f"a BYTES input holds encoded photo files, shape [N]; got shape {list(shape)} "
                                     f"with {len(data)} elements")
         images = []
@@ -114,12 +124,6 @@ def tensor_images(served: ServedVersion, name: str, datatype: str, shape, data, 
             except ValueError as error:
                 raise RequestError(422, f"{name}[{index}]: not a usable image: {getattr(error, 'reason', error)}") from None
         return np.stack(images)
-    if datatype not in NUMBER_TYPES:
-        raise RequestError(422, f"input {name!r}: datatype {datatype!r} is not taken; send FP32 (or UINT8) pixel "
-                                f"values, or BYTES photo files")
-    if tuple(shape[1:]) != contract.shape:
-        raise RequestError(422, f"input {name!r} must have shape [N, {', '.join(map(str, contract.shape))}] "
-                                f"({shape_text(contract.shape)} per image), got {list(shape)}")
     return scale_pixels(typed_array(name, datatype, shape, data), contract)
 
 
