@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -269,7 +270,11 @@ def _export_onnx(model, scratch: Path, path: Path, contract: InputContract, meta
     model(np.zeros((1, *contract.shape), dtype=np.float32))  # Keras's ONNX export needs a called model
     signature = [tf.TensorSpec([None, *contract.shape], tf.float32, name=INPUT_NAME)]
     try:
-        model.export(str(scratch), format="onnx", verbose=False, input_signature=signature)
+        with warnings.catch_warnings():
+            # Keras's tf2onnx shim asks numpy for ``np.object`` to patch it back in, and numpy answers
+            # with a FutureWarning about its own future: nothing the user can or need act on.
+            warnings.filterwarnings("ignore", message=r"In the future `np\.object`", category=FutureWarning)
+            model.export(str(scratch), format="onnx", verbose=False, input_signature=signature)
         import onnx
     except ImportError as error:
         raise ValueError(f"ONNX export needs tf2onnx and onnx ({error}); `pip install tf2onnx`") from None
