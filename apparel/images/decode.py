@@ -90,8 +90,8 @@ def _check_source_type(source) -> None:
     if isinstance(source, (str, os.PathLike, bytes, bytearray, Image.Image)):
         return
     if isinstance(source, np.ndarray):
-        raise ParameterError(f"{{}} is an array of pixels (shape {source.shape}), already decoded; give it to the model "
-                             "as it is (predict_proba), or give the photo's path or file bytes here", "source")
+        raise ParameterError(f"{{}} is an array of pixels (shape {source.shape}), already decoded; give it to the "
+                             "model as it is (predict_proba), or give the photo's path or file bytes here", "source")
     raise ParameterError(f"{{}} must be a photo's path, its file's bytes or a PIL image, got {type(source).__name__} "
                          f"{source!r:.60}", "source")
 
