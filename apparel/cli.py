@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import errno
+import functools
 import json
 import os
 import sys
@@ -161,8 +162,10 @@ def cmd_predict(args) -> int:
                                                              export=args.litert))
         if chooser is not None:
             categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
-            if args.json:  # only --json shows it: the table and the CSV are not slowed for it
-                from apparel.attributes import photo_attributes as attributes  # "color" where the category takes one
+            if args.json:  # only --json shows them: the table and the CSV are not slowed for the colour
+                from apparel.attributes import product_attributes  # "color", "sleeve_length_type"
+
+                attributes = functools.partial(product_attributes, chooser=chooser)
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
         outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
                                    categorize=categorize, attributes=attributes)
@@ -243,6 +246,8 @@ def cmd_catalog(args) -> int:
         print(f"apparel catalog: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
     elif config.colour:
         print(f"{report.coloured} products with their colour (written, or the merchant's kept)")
+    if config.sleeve_length:
+        print(f"{report.sleeved} products with their sleeve length (written, or the merchant's kept)")
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")

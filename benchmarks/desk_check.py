@@ -1,6 +1,7 @@
 """The merchant's desk end to end with the shipped store model: a catalog of local photos uploaded
 to a real `apparel serve`, the page driven in Chromium while it fills, the server restarted
-mid-job, and the download compared with `apparel catalog --colour --decisions` (the desk writes colours).
+mid-job, and the download compared with `apparel catalog --colour --sleeve-length --decisions` (the
+desk writes colours and sleeve lengths).
 
     .venv/bin/python benchmarks/desk_check.py --images-dir /work/shared/datasets/clothing-dataset-small/train
 
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.mkdir(exist_ok=True)
     shutil.copyfile(jobs / job_id / "work" / "categorized.cache.jsonl", cli / "categorized.cache.jsonl")
     subprocess.run([sys.executable, "-m", "apparel", "catalog", str(catalog), "--out", str(cli / "categorized.csv"),
-                    "--images-dir", str(args.images_dir), "--colour", "--decisions", str(out / "decisions.csv")],
+                    "--images-dir", str(args.images_dir), "--colour", "--sleeve-length", "--decisions", str(out / "decisions.csv")],
                    cwd=REPOSITORY, check=True)
     report["download_equals_cli"] = (out / "categorized.csv").read_bytes() == (cli / "categorized.csv").read_bytes()
     report["work"] = str(work)

@@ -101,6 +101,34 @@ def render_photo(label: int, rng: np.random.Generator, size: tuple[int, int] = (
     return image
 
 
+@pytest.fixture(scope="session")
+def sleeve_run(photo_run, tmp_path_factory) -> Path:
+    """``photo_run`` with a category record as the store model's is (``categories.json``): its
+    classes' categories, and ``t-shirt`` telling short sleeves (``apparel.attributes.sleeve``)."""
+    import shutil
+
+    from apparel import artifacts
+
+    run_dir = tmp_path_factory.mktemp("sleeve-run") / "run"
+    shutil.copytree(photo_run, run_dir)
+    artifacts.write_json(run_dir / artifacts.CATEGORIES_FILE, {
+        "categories": {"dress": "aa-1-4", "shoes": "aa-8", "t-shirt": "aa-1-13-8"},
+        "sleeve_length_type": {"t-shirt": "Short"}, "category_threshold": 0.5, "outside_threshold": 0.5})
+    return run_dir
+
+
+def answering(run_dir: Path, probabilities):
+    """The Keras predictor of ``run_dir``, answering ``probabilities`` for every image: the tiny
+    random-weight models are sure of nothing, and what follows a sure answer (a sleeve length) is
+    tested through the real serving and prediction code with one."""
+    from apparel.inference.prediction import Predictor
+
+    predictor = Predictor.from_dir(run_dir)
+    logits = np.log(np.asarray(probabilities, dtype=np.float32))[None]
+    predictor._forward = lambda batch: np.repeat(logits, len(batch), axis=0)
+    return predictor
+
+
 def write_photo_folders(root: Path, per_class: int = 8, seed: int = 0) -> Path:
     """``root/<class>/<n>.jpg`` for each of PHOTO_CLASSES."""
     rng = np.random.default_rng(seed)

@@ -25,9 +25,10 @@ import pytest
 
 from apparel.artifacts import usable_cores
 from apparel.attributes.colour import NAMING_VERSION
+from apparel.attributes.sleeve import SLEEVE_RULE, product_sleeve
 from apparel.batch.engine_ray import start_local_ray
 from apparel.batch.manifest import read_manifest
-from apparel.batch.output import CATEGORY_COLUMNS, COLOUR_COLUMNS
+from apparel.batch.output import CATEGORY_COLUMNS, COLOUR_COLUMNS, SLEEVE_COLUMNS
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.errors import ParameterError, SourceError
 from apparel.shop.categories import run_chooser
@@ -203,7 +204,9 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
     assert result.column_names == ["sku", "image", "note", "manifest_row", "label", "probability", "top_labels",
                                    "top_probabilities", "category_id", "category_gid", "category_path",
                                    "category_confidence", "category_reason", "color_name", "color_handle",
-                                   "color_gid", "color_confidence", "model_version", "error"]
+                                   "color_gid", "color_confidence", "sleeve_length_type_name",
+                                   "sleeve_length_type_handle", "sleeve_length_type_gid",
+                                   "sleeve_length_type_confidence", "model_version", "error"]
     assert result.schema.field("category_confidence").type == pa.float32()
     assert result.column("manifest_row").to_pylist() == list(range(result.num_rows))
     assert result.column("sku")[7].as_py() == "00007"
@@ -220,14 +223,40 @@ def test_local_engine_writes_the_documented_schema_and_bad_rows(shop, local_outp
         keys = ("id", "gid", "path", "reason")
         assert [row[f"category_{key}"] for key in keys] == [chosen[key] for key in keys]
         assert row["category_confidence"] == pytest.approx(chosen["confidence"], abs=1e-6)
+        # This model's record names no class that tells a sleeve length: none (the next test gives one).
+        sleeve = product_sleeve([probabilities[name] for name in PHOTO_CLASSES], chooser, chosen["id"])
+        found = [row[f"sleeve_length_type_{key}"] for key in ("name", "handle", "gid")]
+        assert found == ([sleeve.value.name, sleeve.value.handle, sleeve.value.gid] if sleeve else [None] * 3)
     bad = result.slice(PHOTOS).to_pylist()
     for row, (reference, reason) in zip(bad, BAD_ROWS.items()):
         assert row["image"] == reference and row["label"] is None and row["top_labels"] is None
-        assert all(row[name] is None for name in CATEGORY_COLUMNS)
+        assert all(row[name] is None for name in (*CATEGORY_COLUMNS, *SLEEVE_COLUMNS))
         assert row["error"] and reason in row["error"]
     assert all(row[name] is None for row in good + bad for name in COLOUR_COLUMNS)  # no --colour: none read
     assert len({row["model_version"] for row in good + bad}) == 1
     assert len(list(local_output.glob("part-*.parquet"))) == 3              # 246 rows, 100 a file
+
+
+def test_the_sleeve_columns_give_the_length_the_classes_tell_where_the_category_takes_one(sleeve_run):
+    from apparel.batch.output import category_columns
+
+    chooser = run_chooser(sleeve_run, PHOTO_CLASSES)  # dress → Dresses, shoes → Shoes, t-shirt → T-Shirts (short)
+    probabilities = np.array([[0.05, 0.05, 0.90],    # surely a T-shirt: short sleeves
+                              [0.15, 0.20, 0.65],    # a T-shirt, but not sure enough of it
+                              [0.02, 0.96, 0.02],    # shoes: no sleeves to tell
+                              [0.05, 0.05, 0.90]])   # not read
+    probabilities[3, 0] = np.nan  # not read: the engines hand such rows over as NaN
+    columns = category_columns(probabilities, [False, False, False, True], chooser)
+    assert columns["sleeve_length_type_name"] == ["Short", None, None, None]
+    assert columns["sleeve_length_type_gid"][0] == "gid://shopify/TaxonomyValue/169"
+    assert columns["sleeve_length_type_confidence"][0] == pytest.approx(0.9)
+    assert all(value is None for value in category_columns(probabilities, [False] * 4, None)["sleeve_length_type_name"])
+    # A class whose probability is NaN counts as none, not as the whole row's undoing.
+    nan_polo = np.array([[0.05, np.nan, 0.90]])
+    assert category_columns(nan_polo, [False], chooser)["sleeve_length_type_name"] == ["Short"]
+    # A model whose record names no sleeve classes (the shipped photos model) tells none.
+    assert category_columns(probabilities[:1], [False], run_chooser(None, PHOTO_CLASSES))[
+        "sleeve_length_type_name"] == [None]
 
 
 def test_a_fashion_mnist_model_follows_its_own_contract(shop, tmp_path):
@@ -281,6 +310,13 @@ def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run
     record = json.loads(record_path.read_text())
     record_path.write_text(json.dumps({key: value for key, value in record.items() if key != "colour_naming"}))
     with pytest.raises(ValueError, match=f"colour_naming: None, now {NAMING_VERSION}"):
+        classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run), colour=True))
+    # And a folder begun before the sleeve length's columns: its files hold none.
+    record_path.write_text(json.dumps({key: value for key, value in record.items() if key != "sleeve_rule"}))
+    with pytest.raises(ValueError, match="was begun by an earlier apparel, whose files have no sleeve length columns"):
+        classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run), colour=True))
+    record_path.write_text(json.dumps({**record, "sleeve_rule": SLEEVE_RULE + 1}))
+    with pytest.raises(ValueError, match=f"sleeve_rule: {SLEEVE_RULE + 1}, now {SLEEVE_RULE}"):
         classify_manifest(shop / "colour.csv", outputs["local"], BatchConfig(model_dir=str(photo_run), colour=True))
 
 

@@ -147,6 +147,22 @@ def test_the_page_shows_a_photo_s_colour(photo_page, tmp_path):
     assert card.locator(".colour").text_content().startswith("Colour: Navy (")
 
 
+def test_the_page_shows_the_sleeve_length_the_classes_tell(browser, sleeve_run, tmp_path):
+    from conftest import answering
+    from test_photos import garment_photo as plain_garment
+
+    photo = tmp_path / "navy-tee.png"
+    plain_garment(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(photo)
+    with running_server(create_app(answering(sleeve_run, [0.05, 0.05, 0.9]))) as url:  # surely a T-shirt
+        page, errors = open_page(browser, url + "/")
+        page.set_input_files("#files", str(photo))
+        card_results(page, 1)
+        card = page.locator(".card").first
+        assert card.locator(".sleeve").text_content() == "Sleeve length: Short (90.0%)"
+        assert errors == [], f"JavaScript errors on the page: {errors}"
+        page.context.close()
+
+
 def test_a_server_with_an_api_key_lets_the_page_in_after_the_login_form(browser, tiny_dataset, tmp_path):
     """With --api-key the page answered 401 and sent no key; now a login form takes the key
     once, and its session cookie opens the page and its uploads (#31.12)."""

@@ -952,6 +952,60 @@ def test_a_colour_is_read_with_the_category_and_kept_in_the_cache(shop, photo_ru
     assert categorize_catalog(source, shop_dir / "plain.csv", coloured, predictor=photo).cached == 2
 
 
+SLEEVE_HEADER = OLD_HEADER + ["Sleeve length type (product.metafields.shopify.sleeve-length-type)"]
+
+
+def test_sleeve_length_goes_in_its_metafield_column_or_a_tag_and_a_merchant_value_is_kept(shop, sleeve_run, photo_run, capsys):
+    """The photo model answers t-shirt (0.9) for every photo: T-Shirts, whose sleeves its record
+    says are short."""
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product) + ["Long"]]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(SLEEVE_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(sleeve_run))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(sleeve_run, shop_dir, sleeve_length=True),
+                                predictor=photo)
+    written = written_rows(shop_dir / "out.csv")
+    assert written["navy-tee"][-1] == "Short" and "sleeve-length:" not in written["navy-tee"][6]
+    assert written["red-tee"][-1] == "Long"  # the merchant's own
+    assert report.sleeved == 2
+    categorize_catalog(source, shop_dir / "again.csv", config(sleeve_run, shop_dir, sleeve_length=True, overwrite=True),
+                       predictor=photo)
+    assert written_rows(shop_dir / "again.csv")["red-tee"][-1] == "Short"
+    categorize_catalog(source, shop_dir / "plain.csv", config(sleeve_run, shop_dir), predictor=photo)
+    assert written_rows(shop_dir / "plain.csv")["navy-tee"][-1] == ""  # only when asked for
+    # Without the column: a tag, beside a merchant's own, which is kept.
+    tagged = [row(handle="navy-tee", title="Navy Tee", tags='"summer"', image_src="images/navy.png", **product),
+              row(handle="red-tee", title="Red Tee", tags='"sleeve-length:long"', image_src="images/red.png", **product)]
+    source.write_bytes(as_bytes(OLD_HEADER, tagged))
+    categorize_catalog(source, shop_dir / "tags.csv", config(sleeve_run, shop_dir, sleeve_length=True, colour=True),
+                       predictor=photo)
+    written = written_rows(shop_dir / "tags.csv")
+    assert written["navy-tee"][6] == "summer, apparel:t-shirt, color:navy, sleeve-length:short"
+    assert written["red-tee"][6] == "sleeve-length:long, apparel:t-shirt, color:red"
+    # Not for a product left without a category; for one the merchant decided, only when they took
+    # the model's own category (the desk's Accept), not another (a dress, against the classes).
+    unsure = config(sleeve_run, shop_dir, sleeve_length=True, min_confidence=1.0)  # left uncertain: no category
+    assert categorize_catalog(source, shop_dir / "unsure.csv", unsure, predictor=photo).sleeved == 0
+    decided = categorize_catalog(source, shop_dir / "decided.csv", config(sleeve_run, shop_dir, sleeve_length=True),
+                                 predictor=photo, decisions={"navy-tee": "aa-1-13-8", "red-tee": "aa-1-4"})
+    written = written_rows(shop_dir / "decided.csv")
+    assert decided.sleeved == 1 and "sleeve-length:short" in written["navy-tee"][6]
+    assert written["red-tee"][6] == "sleeve-length:long, apparel:Dresses"  # the merchant's own tag, as it was
+    # A model whose record names no sleeve classes (the photos model, a merchant's own) tells none.
+    plain = categorize_catalog(source, shop_dir / "plain-model.csv", config(photo_run, shop_dir, sleeve_length=True),
+                               predictor=PhotoShapePredictor(InputContract.for_run(photo_run)))
+    assert plain.sleeved == 0
+    assert main(["catalog", str(source), "--out", str(shop_dir / "cli.csv"), "--model", str(sleeve_run),
+                 "--images-dir", str(shop_dir), "--sleeve-length"]) == 0
+    assert "products with their sleeve length (written, or the merchant's kept)" in capsys.readouterr().out
+
+
 def test_an_empty_tag_prefix_is_refused():
     """With "" every tag a product had was taken for the tool's own, and no tag was written."""
     with pytest.raises(ParameterError, match="tag_prefix must not be empty"):

@@ -185,7 +185,7 @@ def test_a_nearly_black_photo_read_from_a_file_is_black(tmp_path):
     Image.fromarray(photo).save(tmp_path / "black.png")
     results = predict_sources(expand_sources([str(tmp_path / "black.png")]), ShirtPredictor(),
                               categorize=lambda probabilities: [{"id": "aa-1-13-8"} for _ in probabilities],
-                              attributes=photo_attributes)
+                              attributes=lambda inputs, categories, _: photo_attributes(inputs, categories))
     assert results[0]["color"]["name"] == "Black"
     # The server hands the model's float32 inputs, 0–255 by the photo model's contract, over as they are.
     assert photo_attributes(photo[None].astype(np.float32), [{"id": "aa-1-13-8"}])[0]["color"]["name"] == "Black"
@@ -259,7 +259,7 @@ def test_predictions_carry_the_colour_where_the_category_takes_one_or_the_kind_w
                     {"id": None, "reason": "outside the vertical"}])
     results = predict_sources(expand_sources([str(tmp_path / f"{name}.png") for name in names]),
                               ShirtPredictor(), categorize=lambda probabilities: [next(answers) for _ in probabilities],
-                              attributes=photo_attributes)
+                              attributes=lambda inputs, categories, _: photo_attributes(inputs, categories))
     assert results[0]["color"]["name"] == "Navy" and results[0]["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
     assert "color" not in results[1]
     assert results[2]["color"]["name"] == "Green"

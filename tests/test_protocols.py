@@ -164,14 +164,14 @@ def test_tritonclient_sends_photo_files_as_bytes_over_both_transports(served):
         client.close()
 
 
-def test_the_color_output_is_the_product_colour_over_http_and_grpc(served):
+def test_the_color_and_sleeve_outputs_are_the_product_s_over_http_and_grpc(served):
     import io
 
     import tritonclient.grpc as grpcclient
     import tritonclient.http as http
     from PIL import Image
 
-    from apparel.attributes import photo_attributes
+    from apparel.attributes import photo_attributes, sleeve_attributes
     from apparel.shop.categories import optional_run_chooser
 
     predictor = served["photos"]
@@ -183,6 +183,9 @@ def test_the_color_output_is_the_product_colour_over_http_and_grpc(served):
     categories = [decision.to_dict() for decision in optional_run_chooser(
         predictor.model_dir, predictor.class_names).choose_all(predictor.predict_proba(model_input))]
     expected = photo_attributes(model_input, categories)[0].get("color")
+    # (tests/test_service.py gives the sleeve length of a sure T-shirt; here it is whatever the tiny model's is)
+    chooser = optional_run_chooser(predictor.model_dir, predictor.class_names)
+    sleeve = sleeve_attributes(predictor.predict_proba(model_input), chooser, categories)[0].get("sleeve_length_type")
     assert expected is not None and expected["name"] == "Navy"  # the tiny model's category takes a colour
     input_name = http.InferenceServerClient(served["url"].removeprefix("http://")).get_model_metadata("photos")[
         "inputs"][0]["name"]
@@ -190,8 +193,9 @@ def test_the_color_output_is_the_product_colour_over_http_and_grpc(served):
         client = module.InferenceServerClient(address)
         tensor = module.InferInput(input_name, [1], "BYTES")
         tensor.set_data_from_numpy(np.array([buffer.getvalue()], dtype=np.object_))
-        result = client.infer("photos", [tensor])  # every output, the colour among them
+        result = client.infer("photos", [tensor])  # every output, the colour and sleeve length among them
         assert [json.loads(value) for value in result.as_numpy("color")] == [expected]
+        assert [json.loads(value) for value in result.as_numpy("sleeve_length_type")] == [sleeve]
         client.close()
 
 

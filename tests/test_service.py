@@ -643,6 +643,29 @@ def test_photo_model_upload_gives_the_colour_where_the_category_takes_one(photo_
     assert result["color"]["gid"] == "gid://shopify/TaxonomyValue/15"
 
 
+def test_upload_and_v2_answers_carry_the_sleeve_length_the_classes_tell(sleeve_run):
+    from conftest import answering
+    from test_photos import garment_photo
+
+    buffer = io.BytesIO()
+    garment_photo(size=(300, 400), box=(60, 60, 240, 340), colour=(30, 40, 82)).save(buffer, format="PNG")
+    short = {"name": "Short", "handle": "sleeve-length-type__short", "gid": "gid://shopify/TaxonomyValue/169",
+             "confidence": 0.9}
+    for probabilities, expected in (([0.05, 0.05, 0.9], short), ([0.05, 0.9, 0.05], None)):  # a T-shirt, shoes
+        with TestClient(create_app(answering(sleeve_run, probabilities), **LIMITS)) as client:
+            result = upload(client, ("tee.png", buffer.getvalue())).json()["predictions"][0]
+            assert result.get("sleeve_length_type") == expected
+            input_name = client.get("/v2/models/apparel").json()["inputs"][0]["name"]
+            tensor = {"name": input_name, "shape": [1], "datatype": "BYTES",
+                      "data": [base64.b64encode(buffer.getvalue()).decode()]}
+            answer = client.post("/v2/models/apparel/infer", json={"inputs": [tensor]}).json()
+            outputs = {output["name"]: output for output in answer["outputs"]}
+            assert outputs["sleeve_length_type"]["datatype"] == "BYTES"
+            assert [json.loads(value) for value in outputs["sleeve_length_type"]["data"]] == [expected]
+            names = [output["name"] for output in client.get("/v2/models/apparel").json()["outputs"]]
+            assert names[-1] == "sleeve_length_type"
+
+
 def test_a_v2_answer_with_colours_is_built_off_the_event_loop(photo_predictor, monkeypatch):
     """Naming a colour reads each photo's pixels (milliseconds a photo): the answer that carries
     colours is built on a worker thread, so the requests behind it do not wait for it."""

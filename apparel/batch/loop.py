@@ -110,7 +110,7 @@ def predict_sources(
     workers: int = 4,
     progress: Callable[[int], object] | None = None,
     categorize: Callable[[np.ndarray], list[dict]] | None = None,
-    attributes: Callable[[np.ndarray, list[dict | None]], list[dict]] | None = None,
+    attributes: Callable[[np.ndarray, list[dict | None], np.ndarray], list[dict]] | None = None,
 ) -> list[dict]:
     """Classify every source (``images.sources.expand_sources``) with a loaded ``predictor``
     through the loop: read on ``workers`` threads while the batch before is predicted.
@@ -119,8 +119,9 @@ def predict_sources(
     ``{"file", "error"}`` for a source that could not be read (the run goes on); each image of a
     ``.npy`` stack is ``name[i]``. ``categorize`` turns a batch of probabilities into a store
     category each (``CategoryDecision.to_dict``), added as ``"category"``. ``attributes(inputs,
-    categories)`` gives each image's attribute fields from its model input and category
-    (``apparel.attributes.photo_attributes``: ``"color"``). ``progress(n)`` is called as images finish.
+    categories, probabilities)`` gives each image's attribute fields from its model input, category
+    and class probabilities (``apparel.attributes.product_attributes``: ``"color"``,
+    ``"sleeve_length_type"``). ``progress(n)`` is called as images finish.
     """
     if top_k < 1:  # it used to become 1 without a word; batch's own setting refuses it too
         raise ParameterError(f"{{}} must be at least 1, got {top_k}", "top_k")
@@ -134,7 +135,8 @@ def predict_sources(
         probabilities = batch["probabilities"][readable]
         tops = predictor.top_k(probabilities, top_k)
         categories = categorize(probabilities) if categorize is not None and len(tops) else [None] * len(tops)
-        extras = attributes(batch["pixels"], categories) if attributes is not None and len(tops) else [None] * len(tops)
+        extras = (attributes(batch["pixels"], categories, probabilities) if attributes is not None and len(tops)
+                  else [None] * len(tops))
         answers = iter(zip(tops, categories, extras))
         for row, error in zip(batch["row"], batch["error"]):
             name = sources[row].name

@@ -19,6 +19,10 @@ Each row is a manifest row, with these columns:
   ``--colour``, the product's colour read from its photo as a value of Shopify's ``color``
   attribute (``apparel.attributes``), where the chosen category takes a colour or the product was
   left uncertain (``gets_colour``); else null;
+- ``sleeve_length_type_name``, ``sleeve_length_type_handle``, ``sleeve_length_type_gid`` (string),
+  ``sleeve_length_type_confidence`` (float32): the sleeve length the model's classes tell, as a
+  value of Shopify's ``sleeve_length_type`` attribute (``apparel.attributes.sleeve``), where the
+  chosen category takes one and a length is sure enough; else null;
 - ``model_version`` (string): the first 12 hex digits of the run's ``model.keras`` SHA-256 (the
   service's version for it; of the ``.tflite`` for an export given without its run);
 - ``error`` (string): why the image could not be read, null when it was classified.
@@ -45,8 +49,10 @@ from apparel.errors import ParameterError
 
 CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
 COLOUR_COLUMNS = ("color_name", "color_handle", "color_gid", "color_confidence")
+SLEEVE_COLUMNS = ("sleeve_length_type_name", "sleeve_length_type_handle", "sleeve_length_type_gid",
+                  "sleeve_length_type_confidence")
 PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, *COLOUR_COLUMNS,
-                      "model_version", "error")
+                      *SLEEVE_COLUMNS, "model_version", "error")
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
 LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifacts.one_writer``)
 
@@ -59,19 +65,25 @@ def prediction_schema():
                       ("category_id", pa.string()), ("category_gid", pa.string()), ("category_path", pa.string()),
                       ("category_confidence", pa.float32()), ("category_reason", pa.string()),
                       ("color_name", pa.string()), ("color_handle", pa.string()), ("color_gid", pa.string()),
-                      ("color_confidence", pa.float32()), ("model_version", pa.string()), ("error", pa.string())])
+                      ("color_confidence", pa.float32()), ("sleeve_length_type_name", pa.string()),
+                      ("sleeve_length_type_handle", pa.string()), ("sleeve_length_type_gid", pa.string()),
+                      ("sleeve_length_type_confidence", pa.float32()), ("model_version", pa.string()),
+                      ("error", pa.string())])
 
 
 def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, colours=None) -> dict:
-    """The category columns, and the colour columns where ``colours`` (JSON text per row, from
+    """The category columns, the sleeve length's where the chosen category takes one and the classes
+    tell it (``attributes.sleeve``), and the colour columns where ``colours`` (JSON text per row, from
     ``predicting.photo_colours``) names one and the product gets one (``gets_colour``; see the module
     docstring); all null without a ``chooser``."""
     from apparel.attributes import gets_colour
+    from apparel.attributes.sleeve import product_sleeve
 
-    columns = {name: [None] * len(failed) for name in (*CATEGORY_COLUMNS, *COLOUR_COLUMNS)}
+    columns = {name: [None] * len(failed) for name in (*CATEGORY_COLUMNS, *COLOUR_COLUMNS, *SLEEVE_COLUMNS)}
     if chooser is None:
         return columns
-    decisions = chooser.choose_all(np.nan_to_num(probabilities, nan=0.0))
+    probabilities = np.nan_to_num(probabilities, nan=0.0)
+    decisions = chooser.choose_all(probabilities)
     for row, (bad, decision) in enumerate(zip(failed, decisions)):
         if bad:
             continue
@@ -82,6 +94,10 @@ def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, col
             colour = json.loads(colours[row])
             for key in ("name", "handle", "gid", "confidence"):
                 columns[f"color_{key}"][row] = colour[key]
+        sleeve = product_sleeve(probabilities[row], chooser, decision.category)
+        if sleeve is not None:
+            for key, value in sleeve.to_dict().items():
+                columns[f"sleeve_length_type_{key}"][row] = value
     return columns
 
 
@@ -205,6 +221,10 @@ def check_record(out: Path, record: dict) -> dict:
                 raise ParameterError(f"{{}} {out} was begun {'with' if earlier[key] else 'without'} the colour read; "
                                      f"resume it {'with' if earlier[key] else 'without'} {{}}, or give a new folder",
                                      "out", "colour")
+            if key == "sleeve_rule" and key not in earlier:
+                # Its files lack the sleeve length's columns: a table of both would lose them unread.
+                raise ParameterError(f"{{}} {out} was begun by an earlier apparel, whose files have no sleeve length "
+                                     "columns; give a new folder, or remove it to start again", "out")
             if earlier.get(key) != value:
                 raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "
                                      f"{value!r}); give a new folder, or remove it to start again", "out")

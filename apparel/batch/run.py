@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.attributes.colour import COLOUR_RULE, NAMING_VERSION
+from apparel.attributes.sleeve import SLEEVE_RULE
 from apparel.batch.config import BatchConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
 from apparel.batch.manifest import read_manifest
@@ -77,7 +78,10 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
             "colour_rule": COLOUR_RULE if config.colour else None,
             # Which products get a colour (the rule) and how a photo's colour is named (the version):
             # rows of either kind of earlier run are not mixed with this one's.
-            "colour_naming": NAMING_VERSION if config.colour else None})
+            "colour_naming": NAMING_VERSION if config.colour else None,
+            # How the sleeve length is told, for every model, since its columns are in every file: a
+            # folder of an earlier rule, or from before the columns, is not resumed into one table.
+            "sleeve_rule": SLEEVE_RULE})
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
         rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
         references = manifest.references()

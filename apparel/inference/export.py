@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.artifacts import CATEGORIES_FILE, MODEL_FILE, atomic_directory, atomic_path, file_digest, read_json
+from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY
 from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.inputs import evenly_spaced
@@ -137,6 +138,8 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
             record = read_json(model_dir / CATEGORIES_FILE)
             metadata["categories"] = {key: record[key] for key in ("categories", "category_threshold",
                                                                    "outside_threshold")}
+            if record.get(SLEEVE_KEY):  # which classes tell a sleeve length, as the run's chooser reads them
+                metadata["categories"][SLEEVE_KEY] = record[SLEEVE_KEY]
         except (ValueError, KeyError, TypeError) as error:
             raise SourceError(model_dir / CATEGORIES_FILE, f"unreadable ({error}); restore it from the run or rebuild "
                               "the model") from None

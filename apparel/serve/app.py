@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from apparel import artifacts
-from apparel.attributes import photo_attributes
+from apparel.attributes import product_attributes
 from apparel.errors import ParameterError
 from apparel.serve.admission import AdmissionMiddleware, busy_response
 from apparel.serve.batching import Overloaded, warm_up
@@ -240,7 +240,8 @@ def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
 
 
 def add_photo_routes(app: FastAPI, service: Service) -> None:
-    """``POST /predict``: uploaded photos → top classes, store category and colour each, by the default model."""
+    """``POST /predict``: uploaded photos → top classes, store category, colour and sleeve length each,
+    by the default model."""
     config, registry, contract = service.config, service.registry, service.default_version().contract
     input_size = "×".join(str(n) for n in contract.shape[:2])
 
@@ -270,8 +271,9 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         ranked = served.predictor.top_k(probabilities, top_k)
         categories = ([decision.to_dict() for decision in served.categories.choose_all(probabilities)]
                       if served.categories is not None else [None] * len(files))
-        # "color" where the category takes one, read from the same model inputs (a few ms each).
-        extras = (await run_in_threadpool(photo_attributes, images, categories)
+        # "color" and "sleeve_length_type" where the category takes them, the colour read from the same
+        # model inputs (a few ms each).
+        extras = (await run_in_threadpool(product_attributes, images, categories, probabilities, served.categories)
                   if served.contract.model_kind.takes_categories else [{}] * len(files))
         return {"predictions": [photo_result(name, image, top, category, preview) | extra for (name, _), image, top,
                                 category, extra in zip(files, images, ranked, categories, extras)]}

@@ -244,8 +244,9 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
             raise ValueError("the default model has no run directory, which names the desk's image cache")
         return predictor.model_dir, predictor
 
-    # The colour too: the table shows it and the download writes it, as `apparel catalog --colour` does.
-    settings = CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy, colour=True)
+    # The colour and the sleeve length too: the download writes them, as `apparel catalog --colour
+    # --sleeve-length` does (the table shows the colour).
+    settings = CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy, colour=True, sleeve_length=True)
     return Desk(JobStore(config.desk_jobs, config.desk_max_jobs), settings, model)
 
 

@@ -14,8 +14,10 @@ outputs are ``probabilities`` (``FP32 [N, classes]``), ``label`` (``BYTES [N]``,
 class), ``category`` (``BYTES [N]``, each the JSON of the Shopify category chosen from the
 probabilities: ``{"id", "gid", "path", "confidence", "reason"}``, or ``null`` for a model whose
 classes have no category) and ``color`` (``BYTES [N]``, the JSON of the product's colour,
-``{"name", "handle", "gid", "confidence", "second"}``, or ``null`` where the category takes none),
-each asked for at most once; an answer whose size, reckoned before the model runs, would
+``{"name", "handle", "gid", "confidence", "second"}``, or ``null`` where the category takes none)
+and ``sleeve_length_type`` (``BYTES [N]``, the JSON of the sleeve length the classes tell,
+``{"name", "handle", "gid", "confidence"}``, or ``null`` where the category takes none or no length
+is sure), each asked for at most once; an answer whose size, reckoned before the model runs, would
 pass ``max_response_bytes`` is a 413, and a large one is built on a worker thread. The binary tensor data extension (``Inference-Header-Content-Length``) is supported both
 ways: tritonclient uses it by default.
 
@@ -35,7 +37,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
-from apparel.attributes import photo_attributes
+from apparel.attributes import photo_attributes, sleeve_attributes
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
 from apparel.serve.payloads import RequestError, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
@@ -44,6 +46,7 @@ SERVER_NAME = "apparel"
 LABEL_OUTPUT = "label"
 CATEGORY_OUTPUT = "category"
 COLOR_OUTPUT = "color"
+SLEEVE_OUTPUT = "sleeve_length_type"
 # The most one category's JSON takes: its id, GID, the longest path of the taxonomy (about 150
 # characters), a confidence and a reason, with the keys.
 CATEGORY_BYTES = 512
@@ -51,7 +54,7 @@ HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
-OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT, COLOR_OUTPUT)
+OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT, COLOR_OUTPUT, SLEEVE_OUTPUT)
 JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
 ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
 LARGE_ANSWER = LARGE_BODY  # answers from this size on are built on a worker thread
@@ -64,7 +67,8 @@ def model_metadata(served: ServedVersion, versions: list[str]) -> dict:
             "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, contract.num_classes]},
                         {"name": LABEL_OUTPUT, "datatype": "BYTES", "shape": [-1]},
                         {"name": CATEGORY_OUTPUT, "datatype": "BYTES", "shape": [-1]},
-                        {"name": COLOR_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
+                        {"name": COLOR_OUTPUT, "datatype": "BYTES", "shape": [-1]},
+                        {"name": SLEEVE_OUTPUT, "datatype": "BYTES", "shape": [-1]}]}
 
 
 def byte_elements(raw: bytes) -> list[bytes]:
@@ -172,7 +176,7 @@ def answer_size(served: ServedVersion, count: int, outputs: dict[str, bool], ext
     for name, binary in outputs.items():
         if name == OUTPUT_NAME:
             size += count * len(names) * (4 if binary else JSON_NUMBER_BYTES)
-        elif name in (CATEGORY_OUTPUT, COLOR_OUTPUT):  # a colour's JSON is shorter than a category's
+        elif name in (CATEGORY_OUTPUT, COLOR_OUTPUT, SLEEVE_OUTPUT):  # a colour's or sleeve's JSON is shorter
             size += count * (CATEGORY_BYTES + 4 if binary else 2 * CATEGORY_BYTES)  # JSON inside JSON: escaped
         else:
             size += count * max((len(label.encode()) + 4) if binary else len(json.dumps(label)) + 2 for label in names)
@@ -188,8 +192,9 @@ def check_answer_size(size: int, limit: int) -> None:
 def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list[str],
                    images: np.ndarray | None = None) -> list[tuple]:
     """(name, datatype, shape, values) of each output of ``names`` (from ``requested_outputs``):
-    numbers as float32 arrays, labels, categories and colours as lists of UTF-8 bytes. The colour
-    is read from ``images``, the model inputs; ``null`` where the category takes none."""
+    numbers as float32 arrays, labels, categories, colours and sleeve lengths as lists of UTF-8
+    bytes. The colour is read from ``images``, the model inputs, the sleeve length from the
+    probabilities; ``null`` where the category takes none."""
     tensors = []
     chooser = served.categories
     decisions = (chooser.choose_all(probabilities) if chooser is not None else [None] * len(probabilities))
@@ -205,6 +210,10 @@ def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list
             fields = (photo_attributes(images, categories)
                       if images is not None and served.contract.model_kind.takes_categories else [{}] * len(categories))
             values = [json.dumps(field.get("color"), separators=(",", ":")).encode() for field in fields]
+            tensors.append((name, "BYTES", [len(values)], values))
+        elif name == SLEEVE_OUTPUT:
+            fields = sleeve_attributes(probabilities, chooser, categories)
+            values = [json.dumps(field.get(SLEEVE_OUTPUT), separators=(",", ":")).encode() for field in fields]
             tensors.append((name, "BYTES", [len(values)], values))
         else:
             classes = served.contract.class_names

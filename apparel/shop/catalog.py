@@ -54,6 +54,7 @@ import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
 from apparel.attributes import ProductColour, gets_colour
+from apparel.attributes.sleeve import product_sleeve
 from apparel.attributes.colour import NAMING_VERSION
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
@@ -66,7 +67,8 @@ from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
-from apparel.shop.colour_cells import TAG_PREFIX, colour_cell, colour_column, colour_tag
+from apparel.shop.attribute_cells import (COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values, metafield_column,
+                                          sleeve_values)
 from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -113,6 +115,11 @@ class CatalogConfig(ReadConfig):
     colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
                                  "Color (product.metafields.shopify.color-pattern) column when the file has one, "
                                  "else as a color:<name> tag; a colour already set is kept unless --overwrite")
+    sleeve_length: bool = option(False, "also write the sleeve length the model's classes tell (Shopify's "
+                                        "sleeve_length_type, for T-shirts, polos, tank tops and long-sleeved tops): "
+                                        "in the Sleeve length type (product.metafields.shopify.sleeve-length-type) "
+                                        "column when the file has one, else as a sleeve-length:<name> tag; one "
+                                        "already set is kept unless --overwrite")
 
     def check(self) -> None:
         super().check()
@@ -140,8 +147,9 @@ class CatalogReport:
     cache: str
     coloured: int = 0                # products whose colour was written (or already there); with colour only
     colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
+    sleeved: int = 0                 # products whose sleeve length was written (or already there); with sleeve_length
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
-    no_handle: int = 0               # rows with cells filled but no handle: no product's, left as they are (review file)
+    no_handle: int = 0               # rows with cells but no handle: no product's, left as they are (review file)
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
@@ -392,8 +400,10 @@ def categorize_catalog(
         classifier.classify(products, images_dir)
         colours = None
         if classifier.colour:
-            columns["colour"] = colour_column(header.cells)
+            columns["colour"] = metafield_column(header.cells, COLOUR)
             colours = classifier.colours
+        if config.sleeve_length:
+            columns["sleeve"] = metafield_column(header.cells, SLEEVE)
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
@@ -406,7 +416,7 @@ def categorize_catalog(
         no_image=cells.no_image, disagreeing=cells.disagreeing, no_handle=len(orphans), predicted=classifier.predicted,
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
-        colour_read=classifier.colour,
+        colour_read=classifier.colour, sleeved=cells.sleeved,
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
@@ -602,6 +612,7 @@ class Decisions:
     no_image: int = 0
     disagreeing: int = 0
     coloured: int = 0
+    sleeved: int = 0
     decided: int = 0
     outcomes: list[ProductOutcome] = field(default_factory=list)
 
@@ -626,7 +637,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             outcome = replace(outcome, colour=colours[product.handle].main.name)
         if product.handle in decided:
             _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, colours,
-                            decisions)
+                            decisions, classifier.outcome.get(product.handle, (None, None))[1])
             continue
         decisions.outcomes.append(outcome)
         if not product.images:
@@ -662,6 +673,8 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
         _add_colour(product, decision.category, None, colours, columns, wanted, config, decisions)
+        if config.sleeve_length:
+            _add_sleeve(product, decision.category, probabilities, chooser, columns, wanted, config, decisions)
         _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
@@ -683,9 +696,11 @@ def _model_outcome(product: Product, title: str, classifier: Classifier, chooser
 
 def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
                     columns: dict[str, int | None], chooser: CategoryChooser, config: CatalogConfig,
-                    colours: Mapping[str, ProductColour] | None, decisions: Decisions) -> None:
+                    colours: Mapping[str, ProductColour] | None, decisions: Decisions, probabilities=None) -> None:
     """The merchant's ``category`` for ``product`` (None: leave its cells as they are). The merchant
-    chose the category, not the colour: the photo's colour is written as for the model's category."""
+    chose the category, not the colour: the photo's colour is written as for the model's category.
+    The sleeve length, told by the classes (``probabilities``), only where the merchant accepted the
+    model's own category: one who decided otherwise decided against the classes that tell it."""
     decisions.decided += 1
     decisions.outcomes.append(replace(outcome, status="decided", decision=KEEP if category is None else category.id,
                                       category=None if category is None else category.path))
@@ -694,6 +709,8 @@ def _apply_decision(product: Product, category: Category | None, outcome: Produc
     base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
     wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
     _add_colour(product, category, None, colours, columns, wanted, config, decisions)
+    if config.sleeve_length and probabilities is not None and outcome.suggested == category.path:
+        _add_sleeve(product, category, probabilities, chooser, columns, wanted, config, decisions)
     _edit_cells(product, wanted, header, columns, base, decisions)
 
 
@@ -704,8 +721,20 @@ def _add_colour(product: Product, category: Category | None, reason: str | None,
     product gets one (``attributes.gets_colour``: its category takes a colour, or it was left
     uncertain; not outside the vertical, nor a gift card)."""
     if colours and product.handle in colours and gets_colour(category, reason):
-        wanted.update(colour_cells(product, columns, colours[product.handle], wanted, config.overwrite))
+        wanted.update(attribute_edits(product, columns, COLOUR, colour_values(colours[product.handle]), wanted,
+                                      config.overwrite))
         decisions.coloured += 1
+
+
+def _add_sleeve(product: Product, category: Category, probabilities, chooser: CategoryChooser,
+                columns: dict[str, int | None], wanted: dict[str, str], config: CatalogConfig,
+                decisions: Decisions) -> None:
+    """Adds ``product``'s sleeve length cells to ``wanted`` when its category takes one and the
+    model's classes tell it (``attributes.sleeve``)."""
+    sleeve = product_sleeve(probabilities, chooser, category)
+    if sleeve is not None:
+        wanted.update(attribute_edits(product, columns, SLEEVE, sleeve_values(sleeve), wanted, config.overwrite))
+        decisions.sleeved += 1
 
 
 def _edit_cells(product: Product, wanted: dict[str, str], header: Record, columns: dict[str, int | None], base: dict,
@@ -744,18 +773,19 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str | 
     return wanted
 
 
-def colour_cells(product: Product, columns: dict[str, int | None], colour: ProductColour, wanted: dict[str, str],
-                 overwrite: bool) -> dict[str, str]:
-    """The colour in the metafield column when the file has one (kept when filled, unless
-    ``overwrite``), else as a ``color:`` tag beside the tags ``wanted`` already writes."""
-    if columns.get("colour") is not None:
-        if overwrite or not product.row.value(columns["colour"]).strip():
-            return {"colour": colour_cell(colour)}
+def attribute_edits(product: Product, columns: dict[str, int | None], attribute: CsvAttribute, values: list[str],
+                    wanted: dict[str, str], overwrite: bool) -> dict[str, str]:
+    """``values`` (the main one first) in ``attribute``'s metafield column when the file has one (kept
+    when filled, unless ``overwrite``), else the main one as its tag (``color:navy``) beside the tags
+    ``wanted`` already writes (``apparel.shop.attribute_cells``)."""
+    if columns.get(attribute.role) is not None:
+        if overwrite or not product.row.value(columns[attribute.role]).strip():
+            return {attribute.role: ", ".join(values)}
         return {}
     if columns["tags"] is None:
         return {}
     tags = wanted.get("tags", product.row.value(columns["tags"]))
-    return {"tags": _with_tag(tags, colour_tag(colour), TAG_PREFIX, overwrite)}
+    return {"tags": _with_tag(tags, attribute_tag(attribute, values[0]), attribute.tag_prefix, overwrite)}
 
 
 def write_review(path: Path, review: list[dict]) -> None:

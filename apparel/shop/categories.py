@@ -7,7 +7,8 @@
     {'id': 'aa-1-13-8', 'gid': 'gid://shopify/TaxonomyCategory/aa-1-13-8', 'path': '… > T-Shirts', ...}
 
 A run directory may carry its own ``categories.json`` (the store model's: every class's category
-and the two thresholds chosen on validation photos, ``apparel.store.calibrate``). Otherwise the
+and the two thresholds chosen on validation photos, ``apparel.store.calibrate``, and which classes
+tell a sleeve length, ``apparel.attributes.sleeve``). Otherwise the
 classes are looked up in the mapping (``--mapping``, else the shipped ``taxonomy.csv``) and the
 thresholds are ``DEFAULT_THRESHOLDS``. A mapping or a threshold given explicitly always wins.
 """
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apparel.artifacts import CATEGORIES_FILE, run_or_shipped
+from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY, check_sleeve_classes
 from apparel.contract import metadata_path
 from apparel.errors import SourceError
 from apparel.shop.taxonomy import load_mapping
@@ -67,10 +69,17 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
         if missing:
             raise SourceError(found[1], f"no category for {', '.join(missing)}; rebuild the model or give --mapping")
     thresholds = record if record is not None else DEFAULT_THRESHOLDS
+    # The sleeve classes are the model's (its classes were measured for them), whatever mapping
+    # names the categories.
+    try:
+        sleeve_classes = check_sleeve_classes(record.get(SLEEVE_KEY) or {}) if record is not None else {}
+    except ValueError as error:
+        raise SourceError(found[1], f"{SLEEVE_KEY}: {error}; rebuild the model") from None
     return CategoryChooser(
         {name: categories[name] for name in class_names},
         thresholds["category_threshold"] if category_threshold is None else category_threshold,
         thresholds["outside_threshold"] if outside_threshold is None else outside_threshold,
+        sleeve_classes,
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
+from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY, STORE_SLEEVE_CLASSES
 from apparel.contract import CONFIG_KEY, InputContract
 from apparel.store import calibrate as calibration
 from apparel.store.model import branches, build_store_model, read_classes, store_class_names
@@ -83,6 +84,8 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
     categories = read_classes()
     record = {
         "categories": {name: categories[name][0] or None for name in class_names},
+        # The classes that tell a sleeve length, measured on this model (docs/colour.md#sleeve-length).
+        SLEEVE_KEY: {name: STORE_SLEEVE_CLASSES[name] for name in class_names if name in STORE_SLEEVE_CLASSES},
         **settings.to_dict(),
         "chosen_on": "validation photos: clothing-dataset-small validation/ (small), clothing-dataset-extra's "
                      "validation senders (extra), Clothing Co-Parsing's held-out street corners (street); its held-out "

@@ -70,7 +70,7 @@ class CategoryChooser:
     """
 
     def __init__(self, class_categories: Mapping[str, str | Category | None], category_threshold: float,
-                 outside_threshold: float):
+                 outside_threshold: float, sleeve_classes: Mapping[str, str] | None = None):
         for name, value in (("category_threshold", category_threshold), ("outside_threshold", outside_threshold)):
             # A string ("0.5") or None compared with a number is a TypeError that names nothing; a flag
             # is no threshold. Any other real number (numpy's, a Fraction, a 0-d array) is one.
@@ -84,6 +84,12 @@ class CategoryChooser:
         self.class_names = tuple(class_categories)
         self.category_threshold = category_threshold
         self.outside_threshold = outside_threshold
+        # Which of the model's classes tell a sleeve length (``apparel.attributes.sleeve``): part of
+        # the model's category record, measured on its own classes; none for any other model.
+        self.sleeve_classes = dict(sleeve_classes or {})
+        unknown = sorted(set(self.sleeve_classes) - set(self.class_names))
+        if unknown:
+            raise ParameterError(f"{{}} names {', '.join(unknown)}, which are not classes of this model", "sleeve_classes")
         nodes: list[Category] = []
         index: dict[str, int] = {}  # a node's id → its column
         members: list[list[int]] = []  # per class, the columns of the nodes it counts towards
@@ -113,10 +119,12 @@ class CategoryChooser:
 
     @property
     def version(self) -> str:
-        """12 hex digits that change with any class's category or either threshold: what a resumed
-        batch checks so that one output never mixes two calibrations."""
+        """12 hex digits that change with any class's category, either threshold or the sleeve
+        classes: what a resumed batch checks so that one output never mixes two calibrations."""
         record = {"categories": {name: found.id if found else None for name, found in self._own.items()},
                   "thresholds": [self.category_threshold, self.outside_threshold]}
+        if self.sleeve_classes:  # (a model without them keeps the version it had)
+            record["sleeve_classes"] = self.sleeve_classes
         return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
 
     def category_of(self, class_name: str) -> Category | None:

@@ -33,6 +33,11 @@ function colourText(color) {
   return "Colour: " + color.name + second + " (" + percent(color.confidence) + ")";
 }
 
+function sleeveText(sleeve) {
+  if (sleeve == null) return "";
+  return "Sleeve length: " + sleeve.name + " (" + percent(sleeve.confidence) + ")";
+}
+
 function newCard(file) {
   const card = template.content.firstElementChild.cloneNode(true);
   card.querySelector(".name").textContent = file.name;
@@ -50,6 +55,7 @@ function showPrediction(card, prediction) {
   card.querySelector(".label").textContent = prediction.label;
   card.querySelector(".category").textContent = categoryText(prediction.category);
   card.querySelector(".colour").textContent = colourText(prediction.color);
+  card.querySelector(".sleeve").textContent = sleeveText(prediction.sleeve_length_type);
   const list = card.querySelector(".top");
   for (const { label, probability } of prediction.top_k) {
     const item = document.createElement("li");
