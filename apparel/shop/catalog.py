@@ -54,8 +54,8 @@ import numpy as np
 
 from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
 from apparel.attributes import ProductColour, gets_colour
-from apparel.attributes.sleeve import product_sleeve
 from apparel.attributes.colour import NAMING_VERSION
+from apparel.attributes.sleeve import product_sleeve
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
@@ -115,7 +115,7 @@ class CatalogConfig(ReadConfig):
     colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
                                  "Color (product.metafields.shopify.color-pattern) column when the file has one, "
                                  "else as a color:<name> tag; a colour already set is kept unless --overwrite")
-    sleeve_length: bool = option(False, "also write the sleeve length the model's classes tell (Shopify's "
+    sleeve_length: bool = option(False, "also write the sleeve length the store model's classes tell (Shopify's "
                                         "sleeve_length_type, for T-shirts, polos, tank tops and long-sleeved tops): "
                                         "in the Sleeve length type (product.metafields.shopify.sleeve-length-type) "
                                         "column when the file has one, else as a sleeve-length:<name> tag; one "
