@@ -7,6 +7,7 @@ import csv
 import io
 import time
 
+import numpy as np
 import pytest
 
 from apparel.cli import main
@@ -168,6 +169,37 @@ def test_the_table_shows_each_photo_s_colour_and_the_download_writes_it(store, t
     assert download.categorized == (tmp_path / "expected.csv").read_bytes()
     written = rows_by_handle(tmp_path / "expected.csv")
     assert "color:green" in written["product-0002"]["Tags"]  # decided T-Shirts: the photo's colour as a tag
+
+
+class ShirtPredictor(ColourPredictor):
+    """Surely a T-shirt, whatever the photo."""
+
+    def predict_proba(self, images):
+        return np.tile([0.05, 0.05, 0.9], (len(images), 1))
+
+
+def test_the_table_shows_each_photo_s_sleeve_length_and_the_download_writes_it(store, tmp_path):
+    from apparel import artifacts
+    from apparel.desk.jobs import JobStore
+    from apparel.desk.runner import Desk
+    from apparel.serve.desk import product_table
+
+    csv_path, images, model_dir = store
+    sleeved = stub_model_dir(tmp_path / "sleeved-model")
+    artifacts.write_json(sleeved / artifacts.CATEGORIES_FILE, {  # a store model's record: t-shirts short-sleeved
+        "categories": {"dress": "aa-1-4", "shoes": "aa-8", "t-shirt": "aa-1-13-8"},
+        "sleeve_length_type": {"t-shirt": "Short"}, "category_threshold": 0.6, "outside_threshold": 0.5})
+    settings = SETTINGS.replace(images_dir=str(images), sleeve_length=True)
+    desk = Desk(JobStore(tmp_path / "jobs"), settings, lambda: (sleeved, ShirtPredictor()))
+    job = desk.store.create("products.csv", csv_path.read_bytes())
+    desk.run(job)
+    rows = {row["handle"]: row for row in product_table(job, desk.progress(job))["products"]}
+    assert rows["product-0000"]["sleeve"] == "Short" and rows["product-0011"]["sleeve"] is None  # no photo
+    download = desk.download(job)
+    categorize_catalog(csv_path, tmp_path / "expected.csv", settings.replace(model_dir=str(sleeved)),
+                       ShirtPredictor())
+    assert download.categorized == (tmp_path / "expected.csv").read_bytes()
+    assert "sleeve-length:short" in rows_by_handle(tmp_path / "expected.csv")["product-0000"]["Tags"]
 
 
 def test_a_stopped_job_resumes_from_its_cache_with_every_decision(store, tmp_path):

@@ -206,10 +206,10 @@ def product_table(job: Job, progress: dict) -> dict:
         thumbnail = image if is_url(image) else f"/desk/api/jobs/{job.id}/thumbnails/{index}" if image else None
         row = {"index": index, "handle": product.handle, "title": job.catalog().title(product),
                "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
-               "confidence": None, "label": None, "colour": None}
+               "confidence": None, "label": None, "colour": None, "sleeve": None}
         if outcome is not None:
             row.update({key: outcome.get(key) for key in ("status", "suggested", "likeliest", "confidence", "label",
-                                                          "colour")})
+                                                          "colour", "sleeve")})
         row["decision"] = decision_view(decisions.get(product.handle))
         rows.append(row)
     return {"job": progress, "products": rows}
@@ -244,8 +244,8 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
             raise ValueError("the default model has no run directory, which names the desk's image cache")
         return predictor.model_dir, predictor
 
-    # The colour and the sleeve length too: the download writes them, as `apparel catalog --colour
-    # --sleeve-length` does (the table shows the colour).
+    # The colour and the sleeve length too: the table shows them and the download writes them, as
+    # `apparel catalog --colour --sleeve-length` does.
     settings = CatalogConfig(images_dir=config.images_dir, mapping=config.taxonomy, colour=True, sleeve_length=True)
     return Desk(JobStore(config.desk_jobs, config.desk_max_jobs), settings, model)
 

@@ -175,6 +175,7 @@ class ProductOutcome:
     label: str | None                # the likeliest class
     decision: str | None = None      # the merchant's decision (a category id or "keep"), None when the model's
     colour: str | None = None        # the photo's main colour (Shopify's value name) when ``colour`` read it
+    sleeve: str | None = None        # the sleeve length of the model's category (its value name), with ``sleeve_length``
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -632,7 +633,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.disagreeing += bool(product.disagreements)
         decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
                               "status": status, "error": detail} for status, detail in product.disagreements]
-        outcome = _model_outcome(product, title, classifier, chooser)
+        outcome = _model_outcome(product, title, classifier, chooser, config.sleeve_length)
         if colours and product.handle in colours:
             outcome = replace(outcome, colour=colours[product.handle].main.name)
         if product.handle in decided:
@@ -679,8 +680,10 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
     return decisions
 
 
-def _model_outcome(product: Product, title: str, classifier: Classifier, chooser: CategoryChooser) -> ProductOutcome:
-    """What the model made of ``product`` (its status is the review status when left)."""
+def _model_outcome(product: Product, title: str, classifier: Classifier, chooser: CategoryChooser,
+                   sleeve_length: bool = False) -> ProductOutcome:
+    """What the model made of ``product`` (its status is the review status when left); with
+    ``sleeve_length``, the sleeve length of its category."""
     if not product.images:
         return ProductOutcome(product.handle, title, "", "no image", None, None, None, None, None)
     if product.handle not in classifier.outcome:
@@ -690,8 +693,10 @@ def _model_outcome(product: Product, title: str, classifier: Classifier, chooser
     label = classifier.class_names[int(np.argmax(probabilities))]
     decision, own = chooser.choose(probabilities), chooser.category_of(label)
     suggested = decision.category.path if decision.category is not None else None
+    sleeve = product_sleeve(probabilities, chooser, decision.category) if sleeve_length else None
     return ProductOutcome(product.handle, title, image, decision.reason or "categorized", suggested, suggested,
-                          own.path if own is not None else None, round(decision.confidence, 4), label)
+                          own.path if own is not None else None, round(decision.confidence, 4), label,
+                          sleeve=sleeve.value.name if sleeve is not None else None)
 
 
 def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,

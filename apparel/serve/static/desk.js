@@ -192,6 +192,7 @@ function suggestionCell(product) {
     cell.textContent = product.likeliest ? `— (likeliest: ${product.likeliest.split(" > ").pop()})` : "—";
   }
   if (product.colour) notes.push(`colour: ${product.colour}`);
+  if (product.sleeve) notes.push(`sleeves: ${product.sleeve}`);
   if (notes.length) {
     const note = document.createElement("span");
     note.className = "parent-note";
