@@ -70,8 +70,8 @@ class ProductColour:
 
     def to_dict(self) -> dict:
         """The JSON form ``predict --json`` and serve give."""
-        return {**_value_dict(self.main), "confidence": round(self.confidence, 3),
-                "second": _value_dict(self.second) if self.second else None}
+        return {**self.main.to_dict(), "confidence": round(self.confidence, 3),
+                "second": self.second.to_dict() if self.second else None}
 
     @classmethod
     def from_dict(cls, values: dict) -> "ProductColour":
@@ -80,10 +80,6 @@ class ProductColour:
         colours, second = attribute(ATTRIBUTE), values.get("second")
         return cls(colours.value(values["name"]), colours.value(second["name"]) if second else None,
                    float(values["confidence"]), {})
-
-
-def _value_dict(value: AttributeValue) -> dict:
-    return {"name": value.name, "handle": value.handle, "gid": value.gid}
 
 
 def has_colour(category: Category | str | None) -> bool:

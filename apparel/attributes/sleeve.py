@@ -54,8 +54,7 @@ class SleeveLength:
 
     def to_dict(self) -> dict:
         """The JSON form ``predict --json`` and serve give."""
-        return {"name": self.value.name, "handle": self.value.handle, "gid": self.value.gid,
-                "confidence": round(float(self.confidence), 3)}
+        return {**self.value.to_dict(), "confidence": round(float(self.confidence), 3)}
 
 
 def check_sleeve_classes(sleeve_classes: Mapping[str, str]) -> dict[str, str]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from apparel.attributes import ProductColour, SleeveLength
+from apparel.attributes import ProductColour
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,3 @@ def attribute_tag(attribute: CsvAttribute, name: str) -> str:
 def colour_values(colour: ProductColour) -> list[str]:
     """What a colour writes: the main colour's name, and the second's (``Navy, White`` in a cell)."""
     return [value.name for value in (colour.main, colour.second) if value is not None]
-
-
-def sleeve_values(sleeve: SleeveLength) -> list[str]:
-    return [sleeve.value.name]

@@ -67,8 +67,7 @@ from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
-from apparel.shop.attribute_cells import (COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values, metafield_column,
-                                          sleeve_values)
+from apparel.shop.attribute_cells import COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values, metafield_column
 from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -638,7 +637,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             outcome = replace(outcome, colour=colours[product.handle].main.name)
         if product.handle in decided:
             _apply_decision(product, decided[product.handle], outcome, header, columns, chooser, config, colours,
-                            decisions, classifier.outcome.get(product.handle, (None, None))[1])
+                            decisions)
             continue
         decisions.outcomes.append(outcome)
         if not product.images:
@@ -674,8 +673,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
         _add_colour(product, decision.category, None, colours, columns, wanted, config, decisions)
-        if config.sleeve_length:
-            _add_sleeve(product, decision.category, probabilities, chooser, columns, wanted, config, decisions)
+        _add_sleeve(product, outcome.sleeve, columns, wanted, config, decisions)
         _edit_cells(product, wanted, header, columns, base, decisions)
     return decisions
 
@@ -701,11 +699,11 @@ def _model_outcome(product: Product, title: str, classifier: Classifier, chooser
 
 def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
                     columns: dict[str, int | None], chooser: CategoryChooser, config: CatalogConfig,
-                    colours: Mapping[str, ProductColour] | None, decisions: Decisions, probabilities=None) -> None:
+                    colours: Mapping[str, ProductColour] | None, decisions: Decisions) -> None:
     """The merchant's ``category`` for ``product`` (None: leave its cells as they are). The merchant
     chose the category, not the colour: the photo's colour is written as for the model's category.
-    The sleeve length, told by the classes (``probabilities``), only where the merchant accepted the
-    model's own category: one who decided otherwise decided against the classes that tell it."""
+    The sleeve length, told by the classes, only where the merchant accepted the model's own
+    category: one who decided otherwise decided against the classes that tell it."""
     decisions.decided += 1
     decisions.outcomes.append(replace(outcome, status="decided", decision=KEEP if category is None else category.id,
                                       category=None if category is None else category.path))
@@ -714,8 +712,8 @@ def _apply_decision(product: Product, category: Category | None, outcome: Produc
     base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
     wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
     _add_colour(product, category, None, colours, columns, wanted, config, decisions)
-    if config.sleeve_length and probabilities is not None and outcome.suggested == category.path:
-        _add_sleeve(product, category, probabilities, chooser, columns, wanted, config, decisions)
+    if outcome.suggested == category.path:
+        _add_sleeve(product, outcome.sleeve, columns, wanted, config, decisions)
     _edit_cells(product, wanted, header, columns, base, decisions)
 
 
@@ -731,14 +729,12 @@ def _add_colour(product: Product, category: Category | None, reason: str | None,
         decisions.coloured += 1
 
 
-def _add_sleeve(product: Product, category: Category, probabilities, chooser: CategoryChooser,
-                columns: dict[str, int | None], wanted: dict[str, str], config: CatalogConfig,
-                decisions: Decisions) -> None:
-    """Adds ``product``'s sleeve length cells to ``wanted`` when its category takes one and the
-    model's classes tell it (``attributes.sleeve``)."""
-    sleeve = product_sleeve(probabilities, chooser, category)
+def _add_sleeve(product: Product, sleeve: str | None, columns: dict[str, int | None], wanted: dict[str, str],
+                config: CatalogConfig, decisions: Decisions) -> None:
+    """Adds the cells of ``sleeve``, the sleeve length of the model's category for ``product``
+    (``ProductOutcome.sleeve``: None when not asked for, or none told), to ``wanted``."""
     if sleeve is not None:
-        wanted.update(attribute_edits(product, columns, SLEEVE, sleeve_values(sleeve), wanted, config.overwrite))
+        wanted.update(attribute_edits(product, columns, SLEEVE, [sleeve], wanted, config.overwrite))
         decisions.sleeved += 1
 
 

@@ -31,6 +31,10 @@ class AttributeValue:
     id: int
     gid: str  # "gid://shopify/TaxonomyValue/<id>"
 
+    def to_dict(self) -> dict:
+        """How every answer names the value: ``{"name", "handle", "gid"}``."""
+        return {"name": self.name, "handle": self.handle, "gid": self.gid}
+
 
 @dataclass(frozen=True, slots=True)
 class Attribute:
