@@ -10,7 +10,7 @@ SEED ?= 6
 # apt-get needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model store-artefact catalogue-benchmark speed-benchmark colour-benchmark colour-table sleeve-benchmark
+.PHONY: setup data browser postgres load-tools venv wheel run test test-slow notebook jax-check clean photos-model photos-benchmark mutation store-model store-artefact catalogue-benchmark speed-benchmark colour-benchmark colour-table sleeve-benchmark pattern-benchmark
 
 # The main job's data and .venv, and the tools the tests and benchmarks drive (a browser, PostgreSQL,
 # h2load): `make test` runs it; `make run` takes only data and venv.
@@ -113,6 +113,10 @@ colour-benchmark: venv
 # The sleeve length the store model's classes tell (docs/colour.md#sleeve-length), on the tops labelled by eye.
 sleeve-benchmark: venv
 	$(BIN)/python benchmarks/sleeve.py --datasets $(DATASETS) --out runs/sleeve-bench
+
+# Whether a photo tells Solid from a patterned product (docs/colour.md#pattern), on the photos labelled by eye.
+pattern-benchmark: venv
+	$(BIN)/python benchmarks/pattern.py --datasets $(DATASETS) --out runs/pattern-bench
 
 # Cold start, peak memory and steady photos/s of `apparel predict` and `apparel catalog`, the default
 # runtime (the models' LiteRT artefacts) against --runtime keras in one run, and both on validation/
