@@ -39,6 +39,7 @@ from apparel.flags import add_config_flags, config_changes, flag_name, train_con
 from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.shop.attribute_cells import BY_PARAMETER
 from apparel.batch.loop import predict_sources
 from apparel.batch.run import BatchConfig, classify_manifest
 from apparel.training.trainer import kind_of, train
@@ -242,6 +243,10 @@ def cmd_catalog(args) -> int:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     if report.no_handle:
         print(f"{report.no_handle} rows without a handle, no product's: left as they are (listed in the review)")
+    for parameter in report.nowhere:
+        print(f"apparel catalog: warning: {flag_name(parameter)}: {args.csv} has neither a column headed "
+              f"\"… {BY_PARAMETER[parameter].metafield}\" nor Tags, so none was written; add one of them",
+              file=sys.stderr)
     if config.colour and not report.colour_read:
         print(f"apparel catalog: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
     elif config.colour:

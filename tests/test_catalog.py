@@ -952,6 +952,68 @@ def test_a_colour_is_read_with_the_category_and_kept_in_the_cache(shop, photo_ru
     assert categorize_catalog(source, shop_dir / "plain.csv", coloured, predictor=photo).cached == 2
 
 
+def test_a_colour_counts_only_where_the_file_holds_it_now(shop, photo_run, capsys):
+    """A row too short for the colour's cell is reviewed and not counted; a file with neither the
+    metafield column nor Tags gets no colour, and the command says why (both were counted as
+    "with their colour")."""
+    from apparel.contract import InputContract
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    rows = [row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product) + [""],
+            row(handle="red-tee", title="Red Tee", image_src="images/red.png", **product)]  # no colour cell
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER, rows))
+    photo = PhotoShapePredictor(InputContract.for_run(photo_run))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True), predictor=photo)
+    assert report.coloured == 1 and report.nowhere == ()
+    assert written_rows(shop_dir / "out.csv")["navy-tee"][-1] == "Navy"
+    assert review_rows(shop_dir / "out.review.csv")["red-tee"]["status"] == "row too short"
+
+    no_tags = [name for name in OLD_HEADER if name != "Tags"]
+    source.write_bytes(as_bytes(no_tags, [[cell for name, cell in zip(OLD_HEADER, cells) if name != "Tags"]
+                                          for cells in (row(handle="navy-tee", title="Navy Tee",
+                                                            image_src="images/navy.png", **product),)]))
+    report = categorize_catalog(source, shop_dir / "bare.csv", config(photo_run, shop_dir, colour=True,
+                                                                      sleeve_length=True), predictor=photo)
+    assert (report.coloured, report.nowhere) == (0, ("colour", "sleeve_length"))
+    assert main(["catalog", str(source), "--out", str(shop_dir / "cli.csv"), "--model", str(photo_run),
+                 "--images-dir", str(shop_dir), "--colour"]) == 0
+    said = capsys.readouterr()
+    assert "0 products with their colour" in said.out
+    assert ('warning: --colour: ' in said.err and "(product.metafields.shopify.color-pattern)" in said.err
+            and "nor Tags, so none was written" in said.err)
+
+
+def test_a_field_held_by_two_columns_is_refused_naming_them(shop, photo_run):
+    """Which one to read and write would be a guess (the first was written, and a merchant's value
+    in the second was kept beside a different one)."""
+    from apparel.contract import InputContract
+    from apparel.errors import SourceError
+
+    shop_dir, _ = shop
+    colour_shop(shop_dir)
+    product = dict(vendor="Acme", status="active")
+    tee = row(handle="navy-tee", title="Navy Tee", image_src="images/navy.png", **product)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(COLOUR_HEADER + ["Colour (product.metafields.shopify.color-pattern)"],
+                                [tee + ["", "Red"]]))
+    with pytest.raises(SourceError, match=r"'Color \(product.metafields.shopify.color-pattern\)' \(column 18\) and "
+                                          r"'Colour \(product.metafields.shopify.color-pattern\)' \(column 19\) hold "
+                                          "the same field; keep one of them"):
+        categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir, colour=True))
+    assert not (shop_dir / "out.csv").exists()
+    # Without --colour the catalog neither reads nor writes those columns: the file is taken.
+    categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir),
+                       predictor=PhotoShapePredictor(InputContract.for_run(photo_run)))
+    # Both header styles' names for one field, or one name twice, are refused whatever the flags.
+    for header in (OLD_HEADER + ["URL handle"], OLD_HEADER + ["tags"]):
+        source.write_bytes(as_bytes(header, [tee + [""]]))
+        with pytest.raises(SourceError, match="hold the same field"):
+            categorize_catalog(source, shop_dir / "twice.csv", config(photo_run, shop_dir))
+
+
 SLEEVE_HEADER = OLD_HEADER + ["Sleeve length type (product.metafields.shopify.sleeve-length-type)"]
 
 

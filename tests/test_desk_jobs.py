@@ -286,6 +286,11 @@ def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path
         JobStore(tmp_path / "jobs").create("prices.csv", b"name,price\nshirt,3\n")
     with pytest.raises(SourceError, match="not UTF-8"):
         JobStore(tmp_path / "jobs").create("latin.csv", "Handle,Title\nb\xe9ret,B\xe9ret\n".encode("latin-1"))
+    # The desk writes the colour: two colour columns are refused at upload, not when the job runs.
+    twice = ("Handle,Title,Image Src,Tags,Color (product.metafields.shopify.color-pattern),"
+             "Kolor (product.metafields.shopify.color-pattern)\nshirt,Shirt,a.jpg,,,\n")
+    with pytest.raises(SourceError, match=r"shop.csv: 'Color .*' \(column 5\) and 'Kolor .*' \(column 6\) hold the same"):
+        JobStore(tmp_path / "jobs").create("shop.csv", twice.encode())
 
 
 def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_path, photo_run):

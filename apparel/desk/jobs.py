@@ -35,6 +35,7 @@ from pathlib import Path
 
 from apparel.artifacts import atomic_path, read_json, write_json
 from apparel.errors import ParameterError, SourceError
+from apparel.shop.attribute_cells import BY_PARAMETER
 from apparel.shop.catalog import Product, find_columns, group_products
 from apparel.shop.decisions import decided_category, read_decisions, write_decisions
 from apparel.shop.splice import decode_csv, parse_records
@@ -85,7 +86,9 @@ class UploadedCatalog:
             raise SourceError(name, str(error)) from None
         if len(records) < 2:
             raise SourceError(name, "no product rows; upload a Shopify product export")
-        columns = find_columns(records[0], Path(name))
+        # The desk writes the colour and the sleeve length (serve.desk's settings): a file with two
+        # columns for one of them is refused now, not when its job runs.
+        columns = find_columns(records[0], Path(name), attributes=tuple(BY_PARAMETER.values()))
         starts = [record.start for record in records] + [len(text)]
         rows = []
         for record, end in zip(records[1:], starts[2:]):

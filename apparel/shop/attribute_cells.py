@@ -1,8 +1,8 @@
 """A product's attributes in a Shopify product CSV, where Shopify keeps them.
 
-    >>> from apparel.shop.attribute_cells import COLOUR, metafield_column
-    >>> metafield_column(["Handle", "Title", "Color (product.metafields.shopify.color-pattern)"], COLOUR)
-    2
+    >>> from apparel.shop.attribute_cells import COLOUR, metafield_columns
+    >>> metafield_columns(["Handle", "Title", "Color (product.metafields.shopify.color-pattern)"], COLOUR)
+    [2]
 
 Shopify's export writes each category metafield as a column headed ``<name> (product.metafields.
 <namespace>.<key>)`` (help.shopify.com, "Using CSV files to import and export products", the
@@ -27,16 +27,19 @@ class CsvAttribute:
     role: str       # the catalog's name for its column ("colour")
     metafield: str  # how its column's header ends
     tag_prefix: str  # the tag a file without that column gets: prefix + the value's name
+    parameter: str  # the catalog's setting that asks for it (``CatalogConfig``'s field, the CLI's flag)
 
 
-COLOUR = CsvAttribute("colour", "(product.metafields.shopify.color-pattern)", "color:")
-SLEEVE = CsvAttribute("sleeve", "(product.metafields.shopify.sleeve-length-type)", "sleeve-length:")
+COLOUR = CsvAttribute("colour", "(product.metafields.shopify.color-pattern)", "color:", "colour")
+SLEEVE = CsvAttribute("sleeve", "(product.metafields.shopify.sleeve-length-type)", "sleeve-length:", "sleeve_length")
+BY_PARAMETER = {attribute.parameter: attribute for attribute in (COLOUR, SLEEVE)}
 
 
-def metafield_column(header: Sequence, attribute: CsvAttribute) -> int | None:
-    """The index of ``attribute``'s metafield column in ``header`` (names, or cells with ``value``)."""
+def metafield_columns(header: Sequence, attribute: CsvAttribute) -> list[int]:
+    """The indices of ``attribute``'s metafield columns in ``header`` (names, or cells with
+    ``value``): one in a file as Shopify exports it."""
     names = [getattr(cell, "value", cell).strip().lower() for cell in header]
-    return next((index for index, name in enumerate(names) if name.endswith(attribute.metafield)), None)
+    return [index for index, name in enumerate(names) if name.endswith(attribute.metafield)]
 
 
 def attribute_tag(attribute: CsvAttribute, name: str) -> str:

@@ -45,7 +45,7 @@ import csv
 import itertools
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -67,7 +67,8 @@ from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
 from apparel.images.sources import ImageSource, contained_source
 from apparel.shop.categories import run_chooser
-from apparel.shop.attribute_cells import COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values, metafield_column
+from apparel.shop.attribute_cells import (BY_PARAMETER, COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values,
+                                          metafield_columns)
 from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
 from apparel.taxonomy import Category
@@ -147,6 +148,7 @@ class CatalogReport:
     coloured: int = 0                # products whose colour was written (or already there); with colour only
     colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
     sleeved: int = 0                 # products whose sleeve length was written (or already there); with sleeve_length
+    nowhere: tuple[str, ...] = ()    # the settings asked for (colour, sleeve_length) whose column and Tags the file lacks
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
     no_handle: int = 0               # rows with cells but no handle: no product's, left as they are (review file)
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
@@ -183,26 +185,40 @@ class ProductOutcome:
 # ---------------------------------------------------------------- raw CSV records with their spans
 
 
-def find_columns(header: Record, path: Path, image_column: str | None = None) -> dict[str, int | None]:
+def find_columns(header: Record, path: Path, image_column: str | None = None,
+                 attributes: Sequence[CsvAttribute] = ()) -> dict[str, int | None]:
     """Role → the header's column index (None where it has none); ``image_column`` names the
-    column of images instead of ``COLUMNS["image"]``, as its header spells it."""
+    column of images instead of ``COLUMNS["image"]``, as its header spells it; each of
+    ``attributes`` (those the run writes) gets its metafield column's. A role held by two columns is
+    refused: which one to read or write would be a guess, and the other would keep what the
+    merchant had."""
     names = [cell.value.strip().lower() for cell in header.cells]
-    columns = {}
-    for role, accepted in COLUMNS.items():
-        columns[role] = next((names.index(name) for name in accepted if name in names), None)
+    columns = {role: _one_column(header, [index for index, name in enumerate(names) if name in accepted], path)
+               for role, accepted in COLUMNS.items()}
     if image_column is not None:
         spelled = [cell.value.strip() for cell in header.cells]
         if image_column.strip() not in spelled:
             raise ParameterError(f"{{}} {image_column!r} is not a column of {path}; its columns: {', '.join(spelled)}",
                                  "image_column")
-        columns["image"] = spelled.index(image_column.strip())
+        columns["image"] = _one_column(header, [i for i, name in enumerate(spelled) if name == image_column.strip()],
+                                       path)
     if columns["handle"] is None:
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
     if columns["image"] is None and columns["variant_image"] is None:
         raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify")
     if columns["category"] is None and columns["type"] is None and columns["tags"] is None:
         raise SourceError(path, "none of Product category, Type, Tags; nothing to write")
+    for attribute in attributes:
+        columns[attribute.role] = _one_column(header, metafield_columns(header.cells, attribute), path)
     return columns
+
+
+def _one_column(header: Record, found: list[int], path: Path) -> int | None:
+    """The one index in ``found`` (None when empty); two or more are refused, naming them."""
+    if len(found) > 1:
+        named = " and ".join(f"{header.cells[index].value.strip()!r} (column {index + 1})" for index in found)
+        raise SourceError(path, f"{named} hold the same field; keep one of them and run again")
+    return found[0] if found else None
 
 
 @dataclass
@@ -389,7 +405,8 @@ def categorize_catalog(
     if not records:
         raise SourceError(csv_path, "empty; expected a Shopify product export with a header row")
     header, rows = records[0], records[1:]
-    columns = find_columns(header, csv_path, config.image_column)
+    attributes = [attribute for parameter, attribute in BY_PARAMETER.items() if getattr(config, parameter)]
+    columns = find_columns(header, csv_path, config.image_column, attributes)
     products = group_products(rows, columns)
     review_path, cache_path = companion_paths(out)
     model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
@@ -398,12 +415,7 @@ def categorize_catalog(
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
-        colours = None
-        if classifier.colour:
-            columns["colour"] = metafield_column(header.cells, COLOUR)
-            colours = classifier.colours
-        if config.sleeve_length:
-            columns["sleeve"] = metafield_column(header.cells, SLEEVE)
+        colours = classifier.colours if classifier.colour else None
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
@@ -417,6 +429,8 @@ def categorize_catalog(
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
         colour_read=classifier.colour, sleeved=cells.sleeved,
+        nowhere=tuple(attribute.parameter for attribute in attributes
+                      if columns[attribute.role] is None and columns["tags"] is None),
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
@@ -616,6 +630,14 @@ class Decisions:
     decided: int = 0
     outcomes: list[ProductOutcome] = field(default_factory=list)
 
+    def count_attributes(self, unwritten: set[str], colour: set[str] | None = None,
+                         sleeve: set[str] | None = None) -> None:
+        """Counts a product's colour and sleeve length (their cells' roles, None when it got none)
+        where each is in the file now: written, or the merchant's kept; not in a row too short for
+        its cell (``unwritten``, reviewed as such)."""
+        self.coloured += colour is not None and not colour & unwritten
+        self.sleeved += sleeve is not None and not sleeve & unwritten
+
 
 def decide_cells(products: list[Product], header: Record, columns: dict[str, int | None], classifier: Classifier,
                  chooser: CategoryChooser, config: CatalogConfig,
@@ -665,16 +687,16 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
                                      "top_k": "; ".join(f"{names[i]} {probabilities[i]:.4f}" for i in order[:3])})
             # Left uncertain, it is still one of the store's products: its colour is written all the same.
             wanted = {}
-            _add_colour(product, None, decision.reason, colours, columns, wanted, config, decisions)
-            _edit_cells(product, wanted, header, columns, base, decisions)
+            colour = _add_colour(product, None, decision.reason, colours, columns, wanted, config)
+            decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour)
             continue
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
-        _add_colour(product, decision.category, None, colours, columns, wanted, config, decisions)
-        _add_sleeve(product, outcome.sleeve, columns, wanted, config, decisions)
-        _edit_cells(product, wanted, header, columns, base, decisions)
+        colour = _add_colour(product, decision.category, None, colours, columns, wanted, config)
+        sleeve = _add_sleeve(product, outcome.sleeve, columns, wanted, config)
+        decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour, sleeve)
     return decisions
 
 
@@ -711,45 +733,54 @@ def _apply_decision(product: Product, category: Category | None, outcome: Produc
         return
     base = {"handle": product.handle, "title": outcome.title, "image": outcome.image, "category": category.path}
     wanted = wanted_cells(product, columns, outcome.label, category, chooser, config, chosen_by_merchant=True)
-    _add_colour(product, category, None, colours, columns, wanted, config, decisions)
-    if outcome.suggested == category.path:
-        _add_sleeve(product, outcome.sleeve, columns, wanted, config, decisions)
-    _edit_cells(product, wanted, header, columns, base, decisions)
+    colour = _add_colour(product, category, None, colours, columns, wanted, config)
+    sleeve = _add_sleeve(product, outcome.sleeve, columns, wanted, config) if outcome.suggested == category.path else None
+    decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour, sleeve)
 
 
 def _add_colour(product: Product, category: Category | None, reason: str | None,
                 colours: Mapping[str, ProductColour] | None, columns: dict[str, int | None], wanted: dict[str, str],
-                config: CatalogConfig, decisions: Decisions) -> None:
+                config: CatalogConfig) -> set[str] | None:
     """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and the
     product gets one (``attributes.gets_colour``: its category takes a colour, or it was left
-    uncertain; not outside the vertical, nor a gift card)."""
-    if colours and product.handle in colours and gets_colour(category, reason):
-        wanted.update(attribute_edits(product, columns, COLOUR, colour_values(colours[product.handle]), wanted,
-                                      config.overwrite))
-        decisions.coloured += 1
+    uncertain; not outside the vertical, nor a gift card). Returns the roles of those cells (none
+    when the merchant's colour is kept), or None when it gets no colour or the file has no place
+    for one."""
+    if not (colours and product.handle in colours and gets_colour(category, reason)):
+        return None
+    edits = attribute_edits(product, columns, COLOUR, colour_values(colours[product.handle]), wanted, config.overwrite)
+    wanted.update(edits or {})
+    return None if edits is None else set(edits)
 
 
 def _add_sleeve(product: Product, sleeve: str | None, columns: dict[str, int | None], wanted: dict[str, str],
-                config: CatalogConfig, decisions: Decisions) -> None:
+                config: CatalogConfig) -> set[str] | None:
     """Adds the cells of ``sleeve``, the sleeve length of the model's category for ``product``
-    (``ProductOutcome.sleeve``: None when not asked for, or none told), to ``wanted``."""
-    if sleeve is not None:
-        wanted.update(attribute_edits(product, columns, SLEEVE, [sleeve], wanted, config.overwrite))
-        decisions.sleeved += 1
+    (``ProductOutcome.sleeve``: None when not asked for, or none told), to ``wanted``; returns
+    their roles as ``_add_colour`` does."""
+    if sleeve is None:
+        return None
+    edits = attribute_edits(product, columns, SLEEVE, [sleeve], wanted, config.overwrite)
+    wanted.update(edits or {})
+    return None if edits is None else set(edits)
 
 
 def _edit_cells(product: Product, wanted: dict[str, str], header: Record, columns: dict[str, int | None], base: dict,
-                decisions: Decisions) -> None:
-    """The edits that give ``product``'s row the ``wanted`` cells; a row too short for one is reviewed."""
+                decisions: Decisions) -> set[str]:
+    """The edits that give ``product``'s row the ``wanted`` cells; a row too short for one is
+    reviewed, and its role returned among those left unwritten."""
+    unwritten = set()
     for role, value in wanted.items():
         index = columns[role]
         if index >= len(product.row.cells):
             decisions.review.append({**base, "status": "row too short",
                                      "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
+            unwritten.add(role)
             continue
         cell = product.row.cells[index]
         if value != cell.value:
             decisions.edits.append((cell.start, cell.end, encode_cell(value, cell.quoted)))
+    return unwritten
 
 
 def wanted_cells(product: Product, columns: dict[str, int | None], label: str | None, category: Category,
@@ -775,16 +806,17 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str | 
 
 
 def attribute_edits(product: Product, columns: dict[str, int | None], attribute: CsvAttribute, values: list[str],
-                    wanted: dict[str, str], overwrite: bool) -> dict[str, str]:
+                    wanted: dict[str, str], overwrite: bool) -> dict[str, str] | None:
     """``values`` (the main one first) in ``attribute``'s metafield column when the file has one (kept
     when filled, unless ``overwrite``), else the main one as its tag (``color:navy``) beside the tags
-    ``wanted`` already writes (``apparel.shop.attribute_cells``)."""
+    ``wanted`` already writes (``apparel.shop.attribute_cells``); None when the file has neither
+    column."""
     if columns.get(attribute.role) is not None:
         if overwrite or not product.row.value(columns[attribute.role]).strip():
             return {attribute.role: ", ".join(values)}
         return {}
     if columns["tags"] is None:
-        return {}
+        return None
     tags = wanted.get("tags", product.row.value(columns["tags"]))
     return {"tags": _with_tag(tags, attribute_tag(attribute, values[0]), attribute.tag_prefix, overwrite)}
 
