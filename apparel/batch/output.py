@@ -47,12 +47,18 @@ from apparel.batch.manifest import ROW_COLUMN
 from apparel.batch.writing import full_disk_named
 from apparel.errors import ParameterError
 
-CATEGORY_COLUMNS = ("category_id", "category_gid", "category_path", "category_confidence", "category_reason")
-COLOUR_COLUMNS = ("color_name", "color_handle", "color_gid", "color_confidence")
-SLEEVE_COLUMNS = ("sleeve_length_type_name", "sleeve_length_type_handle", "sleeve_length_type_gid",
-                  "sleeve_length_type_confidence")
-PREDICTION_COLUMNS = ("label", "probability", "top_labels", "top_probabilities", *CATEGORY_COLUMNS, *COLOUR_COLUMNS,
-                      *SLEEVE_COLUMNS, "model_version", "error")
+# Each column of the table, in its order, with the name of its Arrow type (``prediction_schema``).
+CATEGORY_FIELDS = (("category_id", "string"), ("category_gid", "string"), ("category_path", "string"),
+                   ("category_confidence", "float32"), ("category_reason", "string"))
+COLOUR_FIELDS = (("color_name", "string"), ("color_handle", "string"), ("color_gid", "string"),
+                 ("color_confidence", "float32"))
+SLEEVE_FIELDS = (("sleeve_length_type_name", "string"), ("sleeve_length_type_handle", "string"),
+                 ("sleeve_length_type_gid", "string"), ("sleeve_length_type_confidence", "float32"))
+PREDICTION_FIELDS = (("label", "string"), ("probability", "float32"), ("top_labels", "list<string>"),
+                     ("top_probabilities", "list<float32>"), *CATEGORY_FIELDS, *COLOUR_FIELDS, *SLEEVE_FIELDS,
+                     ("model_version", "string"), ("error", "string"))
+CATEGORY_COLUMNS, COLOUR_COLUMNS, SLEEVE_COLUMNS, PREDICTION_COLUMNS = (
+    tuple(name for name, _ in fields) for fields in (CATEGORY_FIELDS, COLOUR_FIELDS, SLEEVE_FIELDS, PREDICTION_FIELDS))
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
 LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifacts.one_writer``)
 
@@ -60,15 +66,9 @@ LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifa
 def prediction_schema():
     import pyarrow as pa
 
-    return pa.schema([("label", pa.string()), ("probability", pa.float32()),
-                      ("top_labels", pa.list_(pa.string())), ("top_probabilities", pa.list_(pa.float32())),
-                      ("category_id", pa.string()), ("category_gid", pa.string()), ("category_path", pa.string()),
-                      ("category_confidence", pa.float32()), ("category_reason", pa.string()),
-                      ("color_name", pa.string()), ("color_handle", pa.string()), ("color_gid", pa.string()),
-                      ("color_confidence", pa.float32()), ("sleeve_length_type_name", pa.string()),
-                      ("sleeve_length_type_handle", pa.string()), ("sleeve_length_type_gid", pa.string()),
-                      ("sleeve_length_type_confidence", pa.float32()), ("model_version", pa.string()),
-                      ("error", pa.string())])
+    types = {"string": pa.string(), "float32": pa.float32(), "list<string>": pa.list_(pa.string()),
+             "list<float32>": pa.list_(pa.float32())}
+    return pa.schema([(name, types[kind]) for name, kind in PREDICTION_FIELDS])
 
 
 def category_columns(probabilities: np.ndarray, failed: list[bool], chooser, colours=None) -> dict:
