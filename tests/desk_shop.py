@@ -56,6 +56,13 @@ class FailingOnce(ColourPredictor):
         return super().predict_proba(images)
 
 
+class ShirtPredictor(ColourPredictor):
+    """Surely a T-shirt, whatever the photo."""
+
+    def predict_proba(self, images):
+        return np.tile([0.05, 0.05, 0.9], (len(images), 1))
+
+
 def _strongest(mean: np.ndarray) -> int:
     """The channel that stands out of a one-colour photo."""
     return int(np.argmax(mean - mean.mean()))
@@ -65,6 +72,17 @@ def stub_model_dir(root: Path) -> Path:
     """A run directory whose model.keras only names the cache (the predictor is the stub)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "model.keras").write_bytes(b"the colour predictor")
+    return root
+
+
+def sleeved_model_dir(root: Path) -> Path:
+    """``stub_model_dir`` with a store model's category record: its T-shirts short-sleeved."""
+    from apparel import artifacts
+
+    stub_model_dir(root)
+    artifacts.write_json(root / artifacts.CATEGORIES_FILE, {
+        "categories": {"dress": "aa-1-4", "shoes": "aa-8", "t-shirt": "aa-1-13-8"},
+        "sleeve_length_type": {"t-shirt": "Short"}, "category_threshold": 0.6, "outside_threshold": 0.5})
     return root
 
 

@@ -16,8 +16,8 @@ from apparel.inference.prediction import Predictor
 from apparel.serve.app import create_app
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions
-from desk_shop import (SETTINGS, ColourPredictor, FailingOnce, arrow_key_latencies, colour_desk, stub_model_dir,
-                        write_store)
+from desk_shop import (SETTINGS, ColourPredictor, FailingOnce, ShirtPredictor, arrow_key_latencies, colour_desk,
+                        sleeved_model_dir, stub_model_dir, write_store)
 from serving import running_server
 from test_browser import CHROMIUM, browser, open_page  # noqa: F401 — browser: the page tests' Chromium
 
@@ -99,6 +99,25 @@ def uploaded_desk(browser, served, tmp_path, products: int):
         page.set_input_files("#csv", str(csv_path))
         wait_done(page, products)
         yield page, errors, csv_path, images, model_dir
+
+
+def test_the_table_notes_each_product_s_colour_and_sleeve_length(browser, served, tmp_path):
+    """As the desk runs them (``serve``'s settings: colour and sleeve length): one line under the
+    path, the table's rows being of one height."""
+    from apparel.desk.jobs import JobStore
+    from apparel.desk.runner import Desk
+
+    csv_path, images = write_store(tmp_path / "shop", 4)
+    settings = SETTINGS.replace(images_dir=str(images), colour=True, sleeve_length=True)
+    desk = Desk(JobStore(tmp_path / "jobs"), settings, lambda: (sleeved_model_dir(tmp_path / "model"), ShirtPredictor()))
+    with running_server(create_app(served, desk=desk)) as url:
+        page, errors = open_page(browser, url + "/desk")
+        page.set_input_files("#csv", str(csv_path))
+        wait_done(page, 4)
+        assert row(page, "product-0000").locator(".path").text_content() == TSHIRTS + "colour: Red · sleeves: Short"
+        assert row(page, "product-0001").locator(".parent-note").text_content() == "colour: Blue · sleeves: Short"
+        assert row(page, "product-0003").locator(".path").text_content() == "—"  # no photo: nothing to tell
+        assert not errors
 
 
 def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, served, tmp_path):

@@ -7,7 +7,6 @@ import csv
 import io
 import time
 
-import numpy as np
 import pytest
 
 from apparel.cli import main
@@ -17,7 +16,8 @@ from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions, write_decisions
 from apparel.shop.splice import parse_records
-from desk_shop import SETTINGS, ColourPredictor, FailingOnce, colour_desk, stub_model_dir, write_store
+from desk_shop import (SETTINGS, ColourPredictor, FailingOnce, ShirtPredictor, colour_desk, sleeved_model_dir,
+                       stub_model_dir, write_store)
 
 DRESSES = "Apparel & Accessories > Clothing > Dresses"
 TSHIRTS = "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"
@@ -171,24 +171,13 @@ def test_the_table_shows_each_photo_s_colour_and_the_download_writes_it(store, t
     assert "color:green" in written["product-0002"]["Tags"]  # decided T-Shirts: the photo's colour as a tag
 
 
-class ShirtPredictor(ColourPredictor):
-    """Surely a T-shirt, whatever the photo."""
-
-    def predict_proba(self, images):
-        return np.tile([0.05, 0.05, 0.9], (len(images), 1))
-
-
 def test_the_table_shows_each_photo_s_sleeve_length_and_the_download_writes_it(store, tmp_path):
-    from apparel import artifacts
     from apparel.desk.jobs import JobStore
     from apparel.desk.runner import Desk
     from apparel.serve.desk import product_table
 
     csv_path, images, model_dir = store
-    sleeved = stub_model_dir(tmp_path / "sleeved-model")
-    artifacts.write_json(sleeved / artifacts.CATEGORIES_FILE, {  # a store model's record: t-shirts short-sleeved
-        "categories": {"dress": "aa-1-4", "shoes": "aa-8", "t-shirt": "aa-1-13-8"},
-        "sleeve_length_type": {"t-shirt": "Short"}, "category_threshold": 0.6, "outside_threshold": 0.5})
+    sleeved = sleeved_model_dir(tmp_path / "sleeved-model")
     settings = SETTINGS.replace(images_dir=str(images), sleeve_length=True)
     desk = Desk(JobStore(tmp_path / "jobs"), settings, lambda: (sleeved, ShirtPredictor()))
     job = desk.store.create("products.csv", csv_path.read_bytes())
