@@ -244,8 +244,8 @@ def cmd_catalog(args) -> int:
     if report.no_handle:
         print(f"{report.no_handle} rows without a handle, no product's: left as they are (listed in the review)")
     for parameter in report.nowhere:
-        print(f"apparel catalog: warning: {flag_name(parameter)}: {args.csv} has neither a column headed "
-              f"\"… {BY_PARAMETER[parameter].metafield}\" nor Tags, so none was written; add one of them",
+        print(f"apparel catalog: warning: {flag_name(parameter)}: {args.csv} has neither a "
+              f"\"{BY_PARAMETER[parameter].header}\" column nor Tags, so none was written; add one of them",
               file=sys.stderr)
     if config.colour and not report.colour_read:
         print(f"apparel catalog: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from apparel.errors import ParameterError
-from apparel.shop.catalog import CatalogConfig, categorize_catalog
+from apparel.shop.catalog import CatalogConfig, categorize_catalog, find_columns
 from apparel.shop.splice import parse_records
 from apparel.shop.taxonomy import load_mapping
 from apparel.cli import build_parser, main
@@ -1012,6 +1012,18 @@ def test_a_field_held_by_two_columns_is_refused_naming_them(shop, photo_run):
         source.write_bytes(as_bytes(header, [tee + [""]]))
         with pytest.raises(SourceError, match="hold the same field"):
             categorize_catalog(source, shop_dir / "twice.csv", config(photo_run, shop_dir))
+    three = parse_records("Handle,Tags,tags,TAGS,Image Src\n")[0]
+    with pytest.raises(SourceError, match=r"^x.csv: 'Tags' \(column 2\), 'tags' \(column 3\) and 'TAGS' \(column 4\) "
+                                          "hold the same field; keep one of them and try again$"):
+        find_columns(three, Path("x.csv"))
+    # The image columns --image-column stands for are not read: two of them are no matter then.
+    images = parse_records("Handle,Title,Image Src,Product image URL,My Image,Tags\n")[0]
+    assert find_columns(images, Path("x.csv"), image_column="My Image")["image"] == 4
+    with pytest.raises(SourceError, match="'Image Src' \\(column 3\\) and 'Product image URL' \\(column 4\\) hold"):
+        find_columns(images, Path("x.csv"))
+    # A file that is no product export is told so first.
+    with pytest.raises(SourceError, match="no Handle"):
+        find_columns(parse_records("Name,Name,Price\n")[0], Path("x.csv"))
 
 
 SLEEVE_HEADER = OLD_HEADER + ["Sleeve length type (product.metafields.shopify.sleeve-length-type)"]

@@ -282,6 +282,39 @@ def test_an_upload_that_is_no_shopify_export_is_refused_with_the_reason(tmp_path
         JobStore(tmp_path / "jobs").create("shop.csv", twice.encode())
 
 
+def test_a_stored_upload_that_no_longer_reads_fails_its_job_and_breaks_no_answer(store, tmp_path, photo_run):
+    """A job taken by an earlier version, whose rules were looser (two Tags columns were read as
+    the first): the job fails, saying why by the upload's name, and the list, the table, a
+    thumbnail and the download answer 4xx or list it, never 500 (the list of every job did)."""
+    from fastapi.testclient import TestClient
+
+    from apparel.inference.prediction import Predictor
+    from apparel.serve.app import create_app
+
+    csv_path, images, model_dir = store
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor())
+    good = desk.store.create("products.csv", csv_path.read_bytes())
+    desk.run(good)
+    old = desk.store.create("old.csv", csv_path.read_bytes())
+    desk.run(old)
+    lines = old.upload.read_bytes().split(b"\r\n")
+    old.upload.write_bytes(b"\r\n".join([lines[0] + b",Tags"] + [line + b"," for line in lines[1:] if line]) + b"\r\n")
+    desk.store = type(desk.store)(tmp_path / "jobs")  # the server started again: nothing parsed yet
+    app = create_app(Predictor.from_dir(photo_run), desk=desk)
+    reason = "old.csv: 'Tags' (column 7) and 'Tags' (column 11) hold the same field"
+    with TestClient(app) as client:
+        listed = client.get("/desk/api/jobs")
+        assert listed.status_code == 200
+        states = {job["id"]: job for job in listed.json()["jobs"]}
+        assert states[good.id]["state"] == "done" and states[old.id]["state"] == "failed"
+        assert states[old.id]["error"].startswith(reason) and "upload the file again" in states[old.id]["error"]
+        for path in ("products", "thumbnails/0", "categorized.csv"):
+            answer = client.get(f"/desk/api/jobs/{old.id}/{path}")
+            assert answer.status_code == 409 and reason in answer.json()["error"]
+            assert str(tmp_path) not in answer.json()["error"]  # named by the upload's name, not the server's path
+        assert client.get(f"/desk/api/jobs/{good.id}/products").status_code == 200
+
+
 def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_path, photo_run):
     from fastapi.testclient import TestClient
 

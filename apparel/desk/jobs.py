@@ -141,8 +141,14 @@ class Job:
         return state
 
     def catalog(self) -> UploadedCatalog:
+        """The upload's products. An upload that no longer reads (taken by an earlier version, whose
+        rules were looser) fails the job with the reason, and the ``SourceError`` is raised on."""
         if self._catalog is None:
-            self._catalog = UploadedCatalog.parse(self.upload.read_bytes(), self.state()["name"])
+            try:
+                self._catalog = UploadedCatalog.parse(self.upload.read_bytes(), self.state()["name"])
+            except SourceError as error:
+                self.update(state=FAILED, error=f"{error}; delete this job and upload the file again")
+                raise
         return self._catalog
 
     def rounds(self) -> list[tuple[int, int]]:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import CatalogConfig, categorize_catalog, companion_paths
 
 OUTPUT_NAME, ROUND_NAME = "categorized.csv", "round.csv"
@@ -160,9 +160,12 @@ class Desk:
     def progress(self, job: Job) -> dict:
         """The job's state with ``done`` (products classified, counting the round in hand by its
         photos) and ``rounds`` finished: what the page polls."""
+        try:
+            bounds = job.rounds()
+        except SourceError:  # the job failed, saying why: listed as such, never breaking the list
+            return {**job.state(), "done": 0, "rounds": 0}
         state = job.state()
         finished = job.finished_rounds()
-        bounds = job.rounds()
         done = bounds[finished - 1][1] if finished else 0
         running = self._running.get(job.id)  # read once: the thread may end the round meanwhile
         if running is not None and finished < len(bounds):
@@ -172,6 +175,7 @@ class Desk:
     def download(self, job: Job) -> Download:
         """The categorised CSV and its review CSV with the merchant's decisions: ``categorize_catalog``
         over the whole upload (every photo is in the job's cache by now)."""
+        job.catalog()  # an upload that no longer reads is said by its own name, not the server's path
         state = job.state()["state"]
         if state != DONE:
             raise ValueError(f"the job is {state}; download it once every product is classified")

@@ -115,7 +115,10 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
         progress = the_desk().progress(job)
         # Made into JSON on the worker thread too: a catalog of 100,000 products is some 20 MB of it,
         # which encoded on the event loop held every other request (health checks included) for seconds.
-        return await run_in_threadpool(lambda: JSONResponse(product_table(job, progress)))
+        try:
+            return await run_in_threadpool(lambda: JSONResponse(product_table(job, progress)))
+        except SourceError as error:  # an upload that no longer reads: the job failed, saying why
+            raise RequestError(409, str(error)) from None
 
     @app.post("/desk/api/jobs/{job_id}/decisions", tags=["desk"],
               summary="Decide products: a category (id, path or GID), keep (leave as it is), or null (the model's)")
@@ -170,7 +173,10 @@ def download_response(desk: Desk, job: Job, file_name: str) -> Response:
 
 def thumbnail_response(desk: Desk, job: Job, index: int, max_pixels: int) -> Response:
     """Product ``index``'s first photo, small, when it is a local file inside the images folder."""
-    products = job.catalog().products
+    try:
+        products = job.catalog().products
+    except SourceError as error:  # an upload that no longer reads: the job failed, saying why
+        raise RequestError(409, str(error)) from None
     if not 0 <= index < len(products) or not products[index].images:
         raise RequestError(404, f"product {index} has no photo")
     photo = products[index].images[0]

@@ -28,10 +28,17 @@ class CsvAttribute:
     metafield: str  # how its column's header ends
     tag_prefix: str  # the tag a file without that column gets: prefix + the value's name
     parameter: str  # the catalog's setting that asks for it (``CatalogConfig``'s field, the CLI's flag)
+    name: str       # the header's name before the brackets in an English store's export
+
+    @property
+    def header(self) -> str:
+        """The column's header as an English store's export spells it."""
+        return f"{self.name} {self.metafield}"
 
 
-COLOUR = CsvAttribute("colour", "(product.metafields.shopify.color-pattern)", "color:", "colour")
-SLEEVE = CsvAttribute("sleeve", "(product.metafields.shopify.sleeve-length-type)", "sleeve-length:", "sleeve_length")
+COLOUR = CsvAttribute("colour", "(product.metafields.shopify.color-pattern)", "color:", "colour", "Color")
+SLEEVE = CsvAttribute("sleeve", "(product.metafields.shopify.sleeve-length-type)", "sleeve-length:", "sleeve_length",
+                      "Sleeve length type")
 BY_PARAMETER = {attribute.parameter: attribute for attribute in (COLOUR, SLEEVE)}
 
 

@@ -113,13 +113,12 @@ class CatalogConfig(ReadConfig):
     overwrite: bool = option(False, "replace categories that are already filled")
     tag_prefix: str = option("apparel:", "the tag written is this prefix + the class name")
     colour: bool = option(False, "also write the product's colour read from its photo (Shopify's color): in the "
-                                 "Color (product.metafields.shopify.color-pattern) column when the file has one, "
-                                 "else as a color:<name> tag; a colour already set is kept unless --overwrite")
+                                 f"{COLOUR.header} column when the file has one, else as a "
+                                 f"{COLOUR.tag_prefix}<name> tag; a colour already set is kept unless --overwrite")
     sleeve_length: bool = option(False, "also write the sleeve length the store model's classes tell (Shopify's "
                                         "sleeve_length_type, for T-shirts, polos, tank tops and long-sleeved tops): "
-                                        "in the Sleeve length type (product.metafields.shopify.sleeve-length-type) "
-                                        "column when the file has one, else as a sleeve-length:<name> tag; one "
-                                        "already set is kept unless --overwrite")
+                                        f"in the {SLEEVE.header} column when the file has one, else as a "
+                                        f"{SLEEVE.tag_prefix}<name> tag; one already set is kept unless --overwrite")
 
     def check(self) -> None:
         super().check()
@@ -193,31 +192,30 @@ def find_columns(header: Record, path: Path, image_column: str | None = None,
     refused: which one to read or write would be a guess, and the other would keep what the
     merchant had."""
     names = [cell.value.strip().lower() for cell in header.cells]
-    columns = {role: _one_column(header, [index for index, name in enumerate(names) if name in accepted], path)
-               for role, accepted in COLUMNS.items()}
-    if image_column is not None:
+    found = {role: [index for index, name in enumerate(names) if name in accepted] for role, accepted in COLUMNS.items()}
+    if image_column is not None:  # the columns it stands for are not read: however many, they are no matter
         spelled = [cell.value.strip() for cell in header.cells]
         if image_column.strip() not in spelled:
             raise ParameterError(f"{{}} {image_column!r} is not a column of {path}; its columns: {', '.join(spelled)}",
                                  "image_column")
-        columns["image"] = _one_column(header, [i for i, name in enumerate(spelled) if name == image_column.strip()],
-                                       path)
-    if columns["handle"] is None:
+        found["image"] = [index for index, name in enumerate(spelled) if name == image_column.strip()]
+    if not found["handle"]:
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
-    if columns["image"] is None and columns["variant_image"] is None:
+    if not found["image"] and not found["variant_image"]:
         raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify")
-    if columns["category"] is None and columns["type"] is None and columns["tags"] is None:
+    if not (found["category"] or found["type"] or found["tags"]):
         raise SourceError(path, "none of Product category, Type, Tags; nothing to write")
     for attribute in attributes:
-        columns[attribute.role] = _one_column(header, metafield_columns(header.cells, attribute), path)
-    return columns
+        found[attribute.role] = metafield_columns(header.cells, attribute)
+    return {role: _one_column(header, indices, path) for role, indices in found.items()}
 
 
 def _one_column(header: Record, found: list[int], path: Path) -> int | None:
     """The one index in ``found`` (None when empty); two or more are refused, naming them."""
     if len(found) > 1:
-        named = " and ".join(f"{header.cells[index].value.strip()!r} (column {index + 1})" for index in found)
-        raise SourceError(path, f"{named} hold the same field; keep one of them and run again")
+        named = [f"{header.cells[index].value.strip()!r} (column {index + 1})" for index in found]
+        raise SourceError(path, f"{', '.join(named[:-1])} and {named[-1]} hold the same field; keep one of them "
+                                "and try again")
     return found[0] if found else None
 
 
@@ -429,8 +427,8 @@ def categorize_catalog(
         cached=classifier.cached,
         output=str(out), review=str(review_path), cache=str(cache_path), coloured=cells.coloured,
         colour_read=classifier.colour, sleeved=cells.sleeved,
-        nowhere=tuple(attribute.parameter for attribute in attributes
-                      if columns[attribute.role] is None and columns["tags"] is None),
+        nowhere=tuple(attribute.parameter for attribute in attributes if columns[attribute.role] is None
+                      and columns["tags"] is None and (attribute is not COLOUR or classifier.colour)),
         decided=cells.decided, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
