@@ -1016,6 +1016,10 @@ def test_a_field_held_by_two_columns_is_refused_naming_them(shop, photo_run):
     with pytest.raises(SourceError, match=r"^x.csv: 'Tags' \(column 2\), 'tags' \(column 3\) and 'TAGS' \(column 4\) "
                                           "hold the same field; keep one of them and try again$"):
         find_columns(three, Path("x.csv"))
+    many = parse_records("Handle,Image Src," + ",".join(["Tags"] * 10_000) + "\n")[0]
+    with pytest.raises(SourceError, match=r"^x.csv: 'Tags' \(column 3\), 'Tags' \(column 4\), 'Tags' \(column 5\) "
+                                          r"and 9,997 more hold the same field; keep one of them and try again$"):
+        find_columns(many, Path("x.csv"))
     # The image columns --image-column stands for are not read: two of them are no matter then.
     images = parse_records("Handle,Title,Image Src,Product image URL,My Image,Tags\n")[0]
     assert find_columns(images, Path("x.csv"), image_column="My Image")["image"] == 4

@@ -84,6 +84,7 @@ COLUMNS = {
     "image_position": ("image position",),
     "variant_image": ("variant image", "variant image url"),
 }
+COLUMNS_NAMED = 3  # the columns an error about columns holding one field names
 # Review statuses of a handle whose rows disagree; the product is merged and categorised all the same.
 DIFFERENT_TITLES = "handle on rows with different titles"
 DIFFERENT_IMAGES = "handle on rows with different images at one position"
@@ -211,9 +212,12 @@ def find_columns(header: Record, path: Path, image_column: str | None = None,
 
 
 def _one_column(header: Record, found: list[int], path: Path) -> int | None:
-    """The one index in ``found`` (None when empty); two or more are refused, naming them."""
+    """The one index in ``found`` (None when empty); two or more are refused, naming them (the
+    first ``COLUMNS_NAMED``: a file may repeat a header thousands of times)."""
     if len(found) > 1:
-        named = [f"{header.cells[index].value.strip()!r} (column {index + 1})" for index in found]
+        named = [f"{header.cells[index].value.strip()[:80]!r} (column {index + 1})" for index in found[:COLUMNS_NAMED]]
+        if len(found) > COLUMNS_NAMED:
+            named.append(f"{len(found) - COLUMNS_NAMED:,} more")
         raise SourceError(path, f"{', '.join(named[:-1])} and {named[-1]} hold the same field; keep one of them "
                                 "and try again")
     return found[0] if found else None
