@@ -36,7 +36,7 @@ ATTRIBUTE = "sleeve_length_type"
 # camisoles and Co-Parsing's tops of every sleeve as one class, and tank tops have a class of their
 # own, so ``t-shirt`` is not where they go.
 STORE_SLEEVE_CLASSES = {"t-shirt": "Short", "polo": "Short", "longsleeve": "Long", "hoodie": "Long",
-                  "undershirt": "Sleeveless"}
+                        "undershirt": "Sleeveless"}
 # Chosen on the tuning part of the labels (benchmarks/sleeve.py): the most photos with a length
 # while at most one in a hundred is wrong; the same as the store model's category threshold.
 THRESHOLD = 0.7

@@ -745,24 +745,25 @@ def _add_colour(product: Product, category: Category | None, reason: str | None,
                 config: CatalogConfig) -> set[str] | None:
     """Adds ``product``'s colour cells to ``wanted`` when its photo's colour was read and the
     product gets one (``attributes.gets_colour``: its category takes a colour, or it was left
-    uncertain; not outside the vertical, nor a gift card). Returns the roles of those cells (none
-    when the merchant's colour is kept), or None when it gets no colour or the file has no place
-    for one."""
+    uncertain; not outside the vertical, nor a gift card); returns their roles (``_add_attribute``)."""
     if not (colours and product.handle in colours and gets_colour(category, reason)):
         return None
-    edits = attribute_edits(product, columns, COLOUR, colour_values(colours[product.handle]), wanted, config.overwrite)
-    wanted.update(edits or {})
-    return None if edits is None else set(edits)
+    return _add_attribute(product, COLOUR, colour_values(colours[product.handle]), columns, wanted, config)
 
 
 def _add_sleeve(product: Product, sleeve: str | None, columns: dict[str, int | None], wanted: dict[str, str],
                 config: CatalogConfig) -> set[str] | None:
     """Adds the cells of ``sleeve``, the sleeve length of the model's category for ``product``
     (``ProductOutcome.sleeve``: None when not asked for, or none told), to ``wanted``; returns
-    their roles as ``_add_colour`` does."""
-    if sleeve is None:
-        return None
-    edits = attribute_edits(product, columns, SLEEVE, [sleeve], wanted, config.overwrite)
+    their roles (``_add_attribute``)."""
+    return None if sleeve is None else _add_attribute(product, SLEEVE, [sleeve], columns, wanted, config)
+
+
+def _add_attribute(product: Product, attribute: CsvAttribute, values: list[str], columns: dict[str, int | None],
+                   wanted: dict[str, str], config: CatalogConfig) -> set[str] | None:
+    """Adds ``attribute_edits`` to ``wanted``; returns the roles of the cells it wants (none when the
+    merchant's value is kept), or None when the file has no place for it."""
+    edits = attribute_edits(product, columns, attribute, values, wanted, config.overwrite)
     wanted.update(edits or {})
     return None if edits is None else set(edits)
 

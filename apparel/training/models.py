@@ -246,8 +246,6 @@ def efficientnet_lite0(image_size: int = 224, outputs: int = 10, dropout: float 
     return keras.Model(inputs, layers.Dense(outputs, name="classifier")(features), name="efficientnet_lite0")
 
 
-
-
 def with_augmentation(model, augment: tuple[str, ...]):
     """``model`` behind random image augmentation that acts only in training (``fit``); at
     inference the added layers pass images through unchanged.

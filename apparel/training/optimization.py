@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from apparel.config import OPTIMIZERS, TrainConfig
 
+
 def make_optimizer(name: str, learning_rate: float | None = None):
     """A Keras optimizer by its built-in name (``adam``, ``ftrl``, …), with an optional rate."""
     import keras
