@@ -70,7 +70,7 @@ from apparel.shop.categories import run_chooser
 from apparel.shop.attribute_cells import (BY_PARAMETER, COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values,
                                           metafield_columns)
 from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
-from apparel.taxonomy.decide import OUTSIDE, CategoryChooser
+from apparel.taxonomy.decide import OUTSIDE, CategoryChooser, CategoryDecision
 from apparel.taxonomy import Category
 
 # Column roles and the header names of each Shopify export style (compared case-insensitively).
@@ -159,6 +159,11 @@ class CatalogReport:
         summary = asdict(self)
         del summary["outcomes"]
         return summary
+
+
+# Review statuses of a product the model could not look at (the others are the decision's reasons).
+NO_IMAGE = "no image"
+UNREADABLE = "unreadable image"
 
 
 @dataclass(frozen=True)
@@ -656,7 +661,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.disagreeing += bool(product.disagreements)
         decisions.review += [{"handle": product.handle, "title": title, "image": (product.images or [""])[0],
                               "status": status, "error": detail} for status, detail in product.disagreements]
-        outcome = _model_outcome(product, title, classifier, chooser, config.sleeve_length)
+        outcome, decision = _model_outcome(product, title, classifier, chooser, config.sleeve_length)
         if colours and product.handle in colours:
             outcome = replace(outcome, colour=colours[product.handle].main.name)
         if product.handle in decided:
@@ -664,21 +669,19 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
                             decisions)
             continue
         decisions.outcomes.append(outcome)
-        if not product.images:
+        if decision is None and outcome.status == NO_IMAGE:
             decisions.no_image += 1
-            decisions.review.append({"handle": product.handle, "title": title, "status": "no image"})
+            decisions.review.append({"handle": product.handle, "title": title, "status": NO_IMAGE})
             continue
-        if product.handle not in classifier.outcome:
+        if decision is None:
             decisions.failed += 1
-            decisions.review.append({"handle": product.handle, "title": title, "image": product.images[0],
-                                     "status": "unreadable image", "error": " | ".join(classifier.errors[product.handle])})
+            decisions.review.append({"handle": product.handle, "title": title, "image": outcome.image,
+                                     "status": UNREADABLE, "error": " | ".join(classifier.errors[product.handle])})
             continue
-        image, probabilities = classifier.outcome[product.handle]
+        probabilities = classifier.outcome[product.handle][1]
         order = np.argsort(probabilities)[::-1]
         names = classifier.class_names
-        label = names[order[0]]
-        decision = chooser.choose(probabilities)
-        base = {"handle": product.handle, "title": title, "image": image, "label": label,
+        base = {"handle": product.handle, "title": title, "image": outcome.image, "label": outcome.label,
                 "probability": f"{probabilities[order[0]]:.4f}"}
         if decision.category is None:
             if decision.reason == OUTSIDE:
@@ -695,7 +698,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
-        wanted = wanted_cells(product, columns, label, decision.category, chooser, config)
+        wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config)
         colour = _add_colour(product, decision.category, None, colours, columns, wanted, config)
         sleeve = _add_sleeve(product, outcome.sleeve, columns, wanted, config)
         decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour, sleeve)
@@ -703,22 +706,24 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
 
 
 def _model_outcome(product: Product, title: str, classifier: Classifier, chooser: CategoryChooser,
-                   sleeve_length: bool = False) -> ProductOutcome:
-    """What the model made of ``product`` (its status is the review status when left); with
-    ``sleeve_length``, the sleeve length of its category."""
+                   sleeve_length: bool = False) -> tuple[ProductOutcome, CategoryDecision | None]:
+    """What the model made of ``product`` (its status is the review status when left; with
+    ``sleeve_length``, the sleeve length of its category) and the category decision behind it,
+    None when it has no readable photo."""
     if not product.images:
-        return ProductOutcome(product.handle, title, "", "no image", None, None, None, None, None)
+        return ProductOutcome(product.handle, title, "", NO_IMAGE, None, None, None, None, None), None
     if product.handle not in classifier.outcome:
-        return ProductOutcome(product.handle, title, product.images[0], "unreadable image", None, None, None, None,
-                              None)
+        return ProductOutcome(product.handle, title, product.images[0], UNREADABLE, None, None, None, None,
+                              None), None
     image, probabilities = classifier.outcome[product.handle]
     label = classifier.class_names[int(np.argmax(probabilities))]
     decision, own = chooser.choose(probabilities), chooser.category_of(label)
     suggested = decision.category.path if decision.category is not None else None
     sleeve = product_sleeve(probabilities, chooser, decision.category) if sleeve_length else None
-    return ProductOutcome(product.handle, title, image, decision.reason or "categorized", suggested, suggested,
-                          own.path if own is not None else None, round(decision.confidence, 4), label,
-                          sleeve=sleeve.value.name if sleeve is not None else None)
+    outcome = ProductOutcome(product.handle, title, image, decision.reason or "categorized", suggested, suggested,
+                             own.path if own is not None else None, round(decision.confidence, 4), label,
+                             sleeve=sleeve.value.name if sleeve is not None else None)
+    return outcome, decision
 
 
 def _apply_decision(product: Product, category: Category | None, outcome: ProductOutcome, header: Record,
