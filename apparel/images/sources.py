@@ -164,7 +164,9 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
     except (OSError, RuntimeError, ValueError) as error:  # a symbolic link loop (RuntimeError), a NUL byte
         raise SourceError(value, f"cannot resolve the path ({_path_reason(error)})") from None
     if not resolved.is_relative_to(root):
-        raise SourceError(value, f"leads outside images_dir {root}; refused (an image path, however written, "
+        # The folder is not named: a desk's review file goes to its client, who must not learn the
+        # server's folders; the user running a catalog or batch gave it.
+        raise SourceError(value, "leads outside images_dir; refused (an image path, however written, "
                                  "must reach a file inside the images folder)")
     return resolved
 
