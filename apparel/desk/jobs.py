@@ -203,6 +203,14 @@ class Job:
         return decisions
 
 
+def upload_name(name: str | None) -> str:
+    """The name a job keeps of its upload: the file's own name, whatever folders (either slash) a
+    client put before it, without control characters; ``products.csv`` when nothing is left."""
+    name = "".join(character for character in (name or "") if character.isprintable())
+    name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return "products.csv" if name in ("", ".", "..") else name
+
+
 class JobStore:
     """The jobs under ``root`` (created at the first upload)."""
 
@@ -210,23 +218,27 @@ class JobStore:
         self.root, self.max_jobs = Path(root), max_jobs
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        # Counting the jobs and making the new one's folder are one step: uploads sent together each
+        # counted the same jobs and went past max_jobs (10 at once on a desk of 3 made 5).
+        self._creating = threading.Lock()
 
     def create(self, name: str, content: bytes) -> Job:
         """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export, a
         ``ParameterError`` when the desk holds ``max_jobs`` already (each keeps its upload and
         its photos' cache: uploads alone must not fill the disk)."""
-        name = Path(name or "products.csv").name
+        name = upload_name(name)
         catalog = UploadedCatalog.parse(content, name)
-        if len(self.jobs()) >= self.max_jobs:
-            raise ParameterError(f"the desk holds {self.max_jobs} jobs, its most; delete finished ones "
-                                 "(DELETE /desk/api/jobs/<id>) or give the server a larger {}", "desk_max_jobs")
-        job_id = secrets.token_hex(8)
-        folder = self.root / job_id
-        folder.mkdir(parents=True)
-        with atomic_path(folder / UPLOAD_FILE) as temporary:
-            temporary.write_bytes(content)
-        write_json(folder / STATE_FILE, {"id": job_id, "name": name, "created": time.time(), "state": QUEUED,
-                                         "error": None, "products": len(catalog.products)})
+        with self._creating:
+            if len(self.jobs()) >= self.max_jobs:
+                raise ParameterError(f"the desk holds {self.max_jobs} jobs, its most; delete finished ones "
+                                     "(DELETE /desk/api/jobs/<id>) or give the server a larger {}", "desk_max_jobs")
+            job_id = secrets.token_hex(8)
+            folder = self.root / job_id
+            folder.mkdir(parents=True)
+            with atomic_path(folder / UPLOAD_FILE) as temporary:
+                temporary.write_bytes(content)
+            write_json(folder / STATE_FILE, {"id": job_id, "name": name, "created": time.time(), "state": QUEUED,
+                                             "error": None, "products": len(catalog.products)})
         job = self.get(job_id)
         job._catalog = catalog
         return job

@@ -28,6 +28,16 @@ OUTPUT_NAME, ROUND_NAME = "categorized.csv", "round.csv"
 logger = logging.getLogger(__name__)
 
 
+def failure_message(error: Exception) -> str:
+    """What a failed job tells the page: a library error's message (it names the parameter and what
+    to do), else only the kind of failure: an ``OSError``'s or a bug's text can hold the server's
+    paths, which the server's log keeps."""
+    if isinstance(error, ValueError):
+        return str(error)
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+    return f"the server failed ({reason}); its log has the details; retry the job once it is mended"
+
+
 class Stopped(Exception):
     """Raised from the progress callback to cut a round short when the desk stops."""
 
@@ -108,7 +118,7 @@ class Desk:
                 break
             except Exception as error:  # noqa: BLE001 — a broken job must not stop the others
                 logger.exception("desk job %s failed", job.id)
-                job.update(state=FAILED, error=f"{type(error).__name__}: {error}")
+                job.update(state=FAILED, error=failure_message(error))
             finally:
                 self._running.pop(job.id, None)
 
