@@ -243,6 +243,9 @@ def cmd_catalog(args) -> int:
         print(f"{report.disagreeing} handles on rows that disagree (titles, images), each merged as one product")
     if report.no_handle:
         print(f"{report.no_handle} rows without a handle, no product's: left as they are (listed in the review)")
+    if report.short:
+        print(f"{report.short} products whose rows are too short for the category cell: left as they are "
+              "(listed in the review)")
     for parameter in report.nowhere:
         print(f"apparel catalog: warning: {flag_name(parameter)}: {args.csv} has neither a "
               f"\"{BY_PARAMETER[parameter].header}\" column nor Tags, so none was written; add one of them",
@@ -256,6 +259,13 @@ def cmd_catalog(args) -> int:
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")
+    if report.failed and report.failed == report.products - report.no_image - report.decided:
+        # As batch: a run that read no photo at all is a failure, most often the wrong folder.
+        folder = config.images_dir or Path(args.csv).resolve().parent
+        print(f"apparel catalog: error: none of the {report.failed} products' images could be read (each one's "
+              f"reason is in the review); local image paths are read inside {folder}: give the folder that "
+              "holds them with --images-dir", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1089,3 +1089,71 @@ def test_an_empty_tag_prefix_is_refused():
     with pytest.raises(ParameterError, match="tag_prefix must not be empty"):
         CatalogConfig(tag_prefix=" ")
     assert CatalogConfig(tag_prefix="ai:").tag_prefix == "ai:"
+
+
+def test_a_run_that_reads_no_photo_fails_and_says_where_it_looked(shop, model_dir, capsys):
+    """A wrong --images-dir reads nothing: the command exits 1, as batch does, naming the folder;
+    one readable photo among them is a run that worked."""
+    shop_dir, _ = shop
+    product = dict(vendor="Acme", status="active")
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, [row(handle="a", title="A", image_src="dress.png", **product),
+                                             row(handle="b", title="B", image_src="tote.jpg", **product),
+                                             row(handle="c", title="C", **product)]))
+    command = ["catalog", str(source), "--out", str(shop_dir / "out.csv"), "--model", str(model_dir)]
+    assert main(command) == 1
+    said = capsys.readouterr()
+    assert "0 categorised" in said.out and "2 with unreadable images, 1 without images" in said.out
+    assert (f"none of the 2 products' images could be read" in said.err and f"inside {shop_dir}:" in said.err
+            and "--images-dir" in said.err)
+    assert main(command + ["--images-dir", str(shop_dir / "images"), "--min-confidence", "0"]) == 0
+
+
+def test_a_row_too_short_for_its_category_is_not_counted_categorised(shop, model_dir, capsys):
+    shop_dir, _ = shop
+    header = ["Handle", "Image Src", "Title", "Product Category", "Type", "Tags"]
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(header, [["dress", "images/dress.png", "Dress", "", "", ""],
+                                         ["short", "images/dress.png"]]))
+    report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir))
+    assert (report.products, report.categorized, report.short) == (2, 1, 1)
+    review = list(csv.DictReader(open(shop_dir / "out.review.csv", encoding="utf-8")))
+    assert {entry["status"] for entry in review if entry["handle"] == "short"} == {"row too short"}
+    assert main(["catalog", str(source), "--out", str(shop_dir / "cli.csv"), "--model", str(model_dir),
+                 "--images-dir", str(shop_dir)]) == 0
+    assert "2 products in 2 rows: 1 categorised" in capsys.readouterr().out
+
+
+def test_a_run_refused_before_it_writes_leaves_no_folder(shop, model_dir, capsys):
+    shop_dir, _ = shop
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, [row(handle="a", title="A", image_src="images/dress.png")]))
+    out = shop_dir / "new" / "deeper" / "out.csv"
+    assert main(["catalog", str(source), "--out", str(out), "--model", str(model_dir),
+                 "--mapping", str(shop_dir / "nothing.csv")]) == 2
+    assert "nothing.csv" in capsys.readouterr().err and not (shop_dir / "new").exists()
+    (shop_dir / "kept").mkdir()  # a folder the user made is theirs, empty or not
+    assert main(["catalog", str(source), "--out", str(shop_dir / "kept" / "out.csv"), "--model", str(model_dir),
+                 "--mapping", str(shop_dir / "nothing.csv")]) == 2
+    assert (shop_dir / "kept").is_dir()
+
+
+def test_a_review_that_cannot_be_written_leaves_the_last_output_with_its_review(shop, model_dir, monkeypatch):
+    """The output and its review are a pair: the output is renamed into place only after the
+    review is written."""
+    import apparel.shop.catalog as catalog
+
+    shop_dir, _ = shop
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, [row(handle="a", title="A", image_src="images/dress.png")]))
+    out = shop_dir / "out.csv"
+    categorize_catalog(source, out, config(model_dir, shop_dir))
+    before = out.read_bytes(), (shop_dir / "out.review.csv").read_bytes()
+
+    def cut(path, review):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(catalog, "write_review", cut)
+    with pytest.raises(OSError):
+        categorize_catalog(source, out, config(model_dir, shop_dir, min_confidence=0.0))
+    assert (out.read_bytes(), (shop_dir / "out.review.csv").read_bytes()) == before

@@ -21,15 +21,20 @@ from pathlib import Path
 NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
 
 
+class FullDisk(OSError):
+    """A full disk, said of the file it stopped."""
+
+
 @contextmanager
 def full_disk_named(path: str | os.PathLike):
     """The block, a full disk in it raised again as an ``OSError`` (same errno) that names
-    ``path`` and says how to go on; every other error as it was."""
+    ``path`` and says how to go on; every other error as it was, and one already named (a file
+    written inside another's block: a catalog's review inside its output's) too."""
     try:
         yield
     except OSError as error:
-        if error.errno not in NO_SPACE:
+        if error.errno not in NO_SPACE or isinstance(error, FullDisk):
             raise
         reason = error.strerror or os.strerror(error.errno)
-        raise OSError(error.errno, f"{reason} while writing {Path(path)}; nothing finished before it is lost: "
-                                   "free some space and rerun the same command, which resumes") from error
+        raise FullDisk(error.errno, f"{reason} while writing {Path(path)}; nothing finished before it is lost: "
+                                    "free some space and rerun the same command, which resumes") from error

@@ -152,6 +152,7 @@ class CatalogReport:
     decided: int = 0                 # products the merchant decided (``decisions``): none took the model's category
     no_handle: int = 0               # rows with cells but no handle: no product's, left as they are (review file)
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
+    short: int = 0                   # products given a category whose row is too short for its cell (review file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
 
@@ -415,19 +416,22 @@ def categorize_catalog(
     attributes = [attribute for parameter, attribute in BY_PARAMETER.items() if getattr(config, parameter)]
     columns = find_columns(header, csv_path, config.image_column, attributes)
     products = group_products(rows, columns)
-    review_path, cache_path = companion_paths(out)
     model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
-    with one_writer(lock_path(out), "out", out):  # a second run would append to the cache and race to write
+    review_path, cache_path = companion_paths(out)
+    # A second run would append to the cache and race to write.
+    with _no_empty_folder_left(out), one_writer(lock_path(out), "out", out):
         classifier = Classifier(config, model_dir, cache_path, predictor, progress)
         chooser = run_chooser(model_dir, classifier.class_names, config.mapping, config.min_confidence,
                               config.outside_confidence)
         classifier.classify(products, images_dir)
         colours = classifier.colours if classifier.colour else None
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
+        orphans = rows_without_handle(rows, columns)
+        # Both written in full before either is renamed into place (the review first): a run killed
+        # while writing leaves the last run's pair, not its review beside this run's output.
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
-        orphans = rows_without_handle(rows, columns)
-        write_review(review_path, cells.review + orphans)
+            write_review(review_path, cells.review + orphans)
     return CatalogReport(
         rows=len(rows), products=len(products), categorized=cells.categorized,
         changed_cells=len(cells.edits), uncertain=cells.uncertain, outside=cells.outside,
@@ -438,9 +442,26 @@ def categorize_catalog(
         colour_read=classifier.colour, sleeved=cells.sleeved,
         nowhere=tuple(attribute.parameter for attribute in attributes if columns[attribute.role] is None
                       and columns["tags"] is None and (attribute is not COLOUR or classifier.colour)),
-        decided=cells.decided, outcomes=tuple(cells.outcomes),
+        decided=cells.decided, short=cells.short, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
+
+
+@contextlib.contextmanager
+def _no_empty_folder_left(out: Path):
+    """The block run; if it fails, the folders it made for ``out`` are removed while empty: a run
+    refused before it wrote (a --mapping that does not read, a model that does not load) leaves
+    nothing behind it, as the refusals before any folder is made. One holding the cache stays."""
+    made = [folder for folder in out.absolute().parents if not folder.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: a cache, or what another process put there
+                break
+        raise
 
 
 def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig, decisions: Path | None = None) -> Path:
@@ -635,6 +656,7 @@ class Decisions:
     coloured: int = 0
     sleeved: int = 0
     decided: int = 0
+    short: int = 0
     outcomes: list[ProductOutcome] = field(default_factory=list)
 
     def count_attributes(self, unwritten: set[str], colour: set[str] | None = None,
@@ -695,13 +717,18 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             colour = _add_colour(product, None, decision.reason, colours, columns, wanted, config)
             decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour)
             continue
-        decisions.categorized += 1
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
         wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config)
         colour = _add_colour(product, decision.category, None, colours, columns, wanted, config)
         sleeve = _add_sleeve(product, outcome.sleeve, columns, wanted, config)
-        decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour, sleeve)
+        unwritten = _edit_cells(product, wanted, header, columns, base, decisions)
+        # Categorised when its category cell holds the category now (written, or the merchant's kept).
+        if "category" in unwritten:
+            decisions.short += 1
+        else:
+            decisions.categorized += 1
+        decisions.count_attributes(unwritten, colour, sleeve)
     return decisions
 
 
