@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -222,12 +224,25 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporaries of ``path`` (see ``atomic_path``) whose writer was killed: those no
     live process holds a lock on. Returns what was removed."""
     path = Path(path)
-    if fcntl is None or not path.parent.is_dir():
+    prefix = _temporary_prefix(path)
+    return _remove_unclaimed(path.parent, lambda name: name.startswith(prefix))
+
+
+def remove_stale_temporaries_of(folder: str | os.PathLike, pattern: str) -> list[Path]:
+    """``remove_stale_temporaries`` for every file of ``folder`` whose name matches the glob
+    ``pattern`` (``part-*.parquet``): a file whose name is new at each write (a random part)
+    has temporaries that no later write of its own name removes."""
+    return _remove_unclaimed(Path(folder), lambda name: fnmatch.fnmatchcase(name, f".{pattern}.partial-*"))
+
+
+def _remove_unclaimed(folder: Path, temporary: Callable[[str], bool]) -> list[Path]:
+    """Remove the entries of ``folder`` whose name ``temporary`` accepts and that no live process
+    holds a lock on (``_claim``)."""
+    if fcntl is None or not folder.is_dir():
         return []
     removed = []
-    prefix = _temporary_prefix(path)
-    for entry in path.parent.iterdir():
-        if not entry.name.startswith(prefix):
+    for entry in folder.iterdir():
+        if not temporary(entry.name):
             continue
         try:
             handle = os.open(entry, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))

@@ -280,8 +280,12 @@ def cmd_batch(args) -> int:
         report = classify_manifest(args.manifest, args.out, config, progress=bar.update)
     done = report.classified + report.failed
     rate = f", {done / report.seconds:.1f} images/s" if done and report.seconds else ""
+    earlier = (f" ({report.skipped_failed} of them unreadable then: --retry-failed reads them again)"
+               if report.skipped_failed else "")
     print(f"{report.rows} rows: {report.classified} classified, {report.failed} unreadable (a row each, with its "
-          f"error), {report.skipped} already in {report.out}; {report.seconds:.1f} s{rate}")
+          f"error), {report.skipped} already in {report.out}{earlier}; {report.seconds:.1f} s{rate}")
+    if report.retried:
+        print(f"{report.retried} rows an earlier run could not read were read again")
     print(f"wrote {report.out}")
     if config.colour and not report.colour_read:
         print(f"apparel batch: warning: --colour: {NO_CATEGORY_COLOUR}", file=sys.stderr)
@@ -291,6 +295,9 @@ def cmd_batch(args) -> int:
         print(f"… and {report.failed - len(report.errors)} more, each in its row's error column", file=sys.stderr)
     if report.failed and not report.classified:  # nothing read: a wrong --images-dir or column, not bad photos
         return _fail(args, f"every row failed ({report.failed}); the first errors are above", 1)
+    if report.rows and not report.predicted_in_out:  # a rerun of such a run: the folder holds no prediction still
+        return _fail(args, f"no row of {report.out} holds a prediction: every one failed in an earlier run; mend "
+                           "the cause (the rows' error column says it) and rerun with --retry-failed", 1)
     return 0
 
 

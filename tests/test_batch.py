@@ -523,6 +523,52 @@ def test_a_run_in_which_every_row_failed_exits_non_zero_with_the_first_errors(ti
     assert "error: row 1 ('photos/9.jpg'): file not found" in capsys.readouterr().err
 
 
+def test_rows_that_failed_are_read_again_on_request_and_a_folder_without_a_prediction_fails(tiny_run, tmp_path,
+                                                                                            capsys):
+    """A rerun of a run whose every row failed exits 1 again (it exited 0, "7 already in out"), and
+    --retry-failed reads those rows again once their cause is mended, each row still once."""
+    from apparel.cli import main
+
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(7)))
+    out = tmp_path / "out"
+    arguments = ["batch", str(tmp_path / "m.csv"), "--out", str(out), "--model-dir", str(tiny_run), "--shard-rows", "3"]
+    assert main(arguments) == 1
+    capsys.readouterr()
+    assert main(arguments) == 1
+    said = capsys.readouterr()
+    assert "7 already in" in said.out and "(7 of them unreadable then: --retry-failed reads them again)" in said.out
+    assert f"no row of {out} holds a prediction" in said.err
+    photo_files(tmp_path / "photos", 5)                                       # the cause mended, for five of them
+    assert main(arguments + ["--retry-failed"]) == 0
+    assert "5 classified, 2 unreadable" in capsys.readouterr().out
+    rows = table(out)
+    assert rows.column("manifest_row").to_pylist() == list(range(7))
+    assert rows.column("error").null_count == 5
+    assert main(arguments) == 0                                               # 5 predictions in the folder
+    assert "(2 of them unreadable then" in capsys.readouterr().out
+
+
+def test_a_killed_writer_s_part_is_removed_and_a_damaged_part_is_named(tiny_run, tmp_path):
+    photo_files(tmp_path / "photos", 4)
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"photos/{index}.jpg\n" for index in range(4)))
+    out, config = tmp_path / "out", BatchConfig(model_dir=str(tiny_run), shard_rows=2)
+    classify_manifest(tmp_path / "m.csv", out, config)
+    parts = sorted(out.glob("part-*.parquet"))
+    killed = out / f".{parts[0].name[:-8]}-0badc0de.parquet.partial-x1y2z3.parquet"  # what a kill mid-write leaves
+    killed.write_bytes(b"")
+    assert classify_manifest(tmp_path / "m.csv", out, config).skipped == 4
+    assert not killed.exists()                  # DuckDB's 'out/*.parquet' failed on it: "too small to be a Parquet file"
+    parts[1].write_bytes(b"PAR1 not really")
+    with pytest.raises(ParameterError, match=f"out {out}: {parts[1].name} is damaged .*; remove it and rerun"):
+        classify_manifest(tmp_path / "m.csv", out, config)
+    parts[1].unlink()
+    again = classify_manifest(tmp_path / "m.csv", out, config)
+    assert (again.skipped, again.classified) == (2, 2)
+    (out / "_batch.json").write_text("{")
+    with pytest.raises(ParameterError, match="_batch.json is damaged, .*; give a new folder, or empty this one"):
+        classify_manifest(tmp_path / "m.csv", out, config)
+
+
 def test_a_full_disk_names_the_file_and_a_rerun_resumes_exactly(tiny_run, tmp_path, monkeypatch, capsys):
     from apparel.batch import output
     from apparel.cli import main

@@ -63,6 +63,8 @@ class BatchConfig(ReadConfig):
                                                  "the cores this process may use, as the local engine does; then "
                                                  "both engines give the same numbers)", minimum=1, maximum=256)
     shard_rows: int = option(5000, "rows per Parquet file; a rerun resumes after the last whole file", minimum=1)
+    retry_failed: bool = option(False, "on a rerun, read again the rows an earlier run of the folder could not read "
+                                       "(a site that was down, a file since mended): their error rows are replaced")
     colour: bool = option(False, "also write each product's colour read from its photo (Shopify's color value, "
                                  "where the category takes one): the color_* columns")
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.artifacts import atomic_path, one_writer, write_json
+from apparel.artifacts import atomic_path, one_writer, remove_stale_temporaries_of, write_json
 from apparel.batch.manifest import ROW_COLUMN
 from apparel.batch.writing import full_disk_named
 from apparel.errors import ParameterError
@@ -156,7 +156,7 @@ class ShardWriter:
 
         if self.pending_rows:
             self._write(self.pending_rows)
-        elif self.manifest_table.num_rows == 0 and not any(self.out.glob("part-*.parquet")):
+        elif self.manifest_table.num_rows == 0 and not any(self.out.glob(PARTS)):
             empty = self.manifest_table.append_column(ROW_COLUMN, pa.array([], type=pa.int64()))
             for field in prediction_schema():
                 empty = empty.append_column(field, pa.array([], type=field.type))
@@ -180,13 +180,68 @@ class ShardWriter:
             pq.write_table(shard, temporary)
 
 
-def written_rows(out: Path) -> np.ndarray:
-    """The manifest rows the whole Parquet files in ``out`` hold."""
+PARTS = "part-*.parquet"
+
+
+def written_rows(out: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(the manifest rows the whole Parquet files in ``out`` hold, those of them that hold an
+    error rather than a prediction)."""
+    rows, failed = [], []
+    for part in _parts(out):
+        table = _read_part(part, [ROW_COLUMN, "error"])
+        numbers = table.column(ROW_COLUMN).to_numpy()
+        rows.append(numbers)
+        failed.append(numbers[table.column("error").is_valid().to_numpy(zero_copy_only=False)])
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(rows)), np.unique(np.concatenate(failed))
+
+
+def drop_failed_rows(out: Path) -> int:
+    """Remove the rows that hold an error from ``out``'s files (each file written again whole, or
+    removed when no row is left), so that a run classifies them again; returns how many. A run
+    killed meanwhile has only lost rows that it, rerun, classifies."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    parts = sorted(out.glob("part-*.parquet")) if out.is_dir() else []
-    found = [pq.read_table(part, columns=[ROW_COLUMN]).column(ROW_COLUMN).to_numpy() for part in parts]
-    return np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+    dropped = 0
+    for part in _parts(out):
+        table = _read_part(part)
+        failed = table.column("error").is_valid()
+        count = pc.sum(failed).as_py() or 0
+        if not count:
+            continue
+        if count == table.num_rows:
+            part.unlink()
+        else:
+            with full_disk_named(part), atomic_path(part) as temporary:
+                pq.write_table(table.filter(pc.invert(failed)), temporary)
+        dropped += count
+    return dropped
+
+
+def remove_stale_parts(out: Path) -> None:
+    """Remove the temporaries of part files whose writer was killed: each part's name is new, so no
+    later write removes them, and a reader of ``*.parquet`` (DuckDB) fails on an empty one."""
+    remove_stale_temporaries_of(out, PARTS)
+
+
+def _parts(out: Path) -> list[Path]:
+    return sorted(out.glob(PARTS)) if out.is_dir() else []
+
+
+def _read_part(part: Path, columns: list[str] | None = None):
+    """One part file's table (``columns`` of it), or a ``ParameterError`` saying how to go on."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if not part.is_file():
+            raise OSError("not a file")
+        return pq.read_table(part, columns=columns)
+    except (OSError, pa.ArrowException) as error:
+        raise ParameterError(f"{{}} {part.parent}: {part.name} is damaged ({error}); remove it and rerun the same "
+                             "command: its rows are classified again", "out") from None
 
 
 def folder_lock(out: Path):
@@ -209,8 +264,8 @@ def check_record(out: Path, record: dict) -> dict:
         except ValueError:
             earlier = None
         if not isinstance(earlier, dict):
-            raise ParameterError(f"{{}} {out}: {RECORD_FILE} is damaged; give a new folder, or remove it to start "
-                                 "again", "out")
+            raise ParameterError(f"{{}} {out}: {RECORD_FILE} is damaged, so its Parquet files cannot be told to be "
+                                 "this run's; give a new folder, or empty this one to start again", "out")
         if ("artefact" not in earlier and record.get("artefact") is not None
                 and earlier.get("model_version") == record["artefact"]):
             record = {key: value for key, value in record.items() if key != "artefact"} | {
@@ -229,8 +284,9 @@ def check_record(out: Path, record: dict) -> dict:
                 raise ParameterError(f"{{}} {out} holds the output of another run ({key}: {earlier.get(key)!r}, now "
                                      f"{value!r}); give a new folder, or remove it to start again", "out")
         return record
-    if out.is_dir() and any(out.glob("part-*.parquet")):
-        raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder", "out")
+    if out.is_dir() and any(out.glob(PARTS)):
+        raise ParameterError(f"{{}} {out} holds Parquet files of an unknown run; give a new folder, or empty this one "
+                             "to start again", "out")
     out.mkdir(parents=True, exist_ok=True)
     with full_disk_named(path):
         write_json(path, record)

@@ -25,8 +25,8 @@ from apparel.attributes.sleeve import SLEEVE_RULE
 from apparel.batch.config import BatchConfig, ReadSettings
 from apparel.batch.loop import classify, model_settings
 from apparel.batch.manifest import read_manifest
-from apparel.batch.output import (PREDICTION_COLUMNS, ShardWriter, check_record, folder_lock, manifest_identity,
-                                  written_rows)
+from apparel.batch.output import (PREDICTION_COLUMNS, ShardWriter, check_record, drop_failed_rows, folder_lock,
+                                  manifest_identity, remove_stale_parts, written_rows)
 from apparel.errors import ParameterError
 from apparel.shop.categories import optional_run_chooser
 
@@ -46,6 +46,13 @@ class BatchReport:
     out: str
     errors: tuple[str, ...] = ()     # this run's first FIRST_ERRORS failed rows: "row N ('reference'): reason"
     colour_read: bool = False        # the colour was read (asked for, and the model's answers take a category)
+    skipped_failed: int = 0          # of ``skipped``, rows an earlier run could not read (``retry_failed`` reads them)
+    retried: int = 0                 # rows an earlier run could not read, classified again (``retry_failed``)
+
+    @property
+    def predicted_in_out(self) -> int:
+        """Rows of the folder, this run's and earlier ones', that hold a prediction."""
+        return self.classified + self.skipped - self.skipped_failed
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +90,10 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
             # folder of an earlier rule, or from before the columns, is not resumed into one table.
             "sleeve_rule": SLEEVE_RULE})
         read = ReadSettings(str(images_dir.resolve()), contract, config.fetch(), config.read_threads)
-        rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written_rows(out))
+        remove_stale_parts(out)
+        retried = drop_failed_rows(out) if config.retry_failed else 0
+        written, written_failed = written_rows(out)
+        rows = np.setdiff1d(np.arange(manifest.table.num_rows, dtype=np.int64), written)
         references = manifest.references()
         pending = [references[row] for row in rows]
         writer = ShardWriter(out, manifest.table, contract.class_names, config.top_k, record["model_version"],
@@ -102,4 +112,5 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         return BatchReport(rows=manifest.table.num_rows, skipped=manifest.table.num_rows - len(rows),
                            classified=writer.written - writer.failed, failed=writer.failed,
                            seconds=round(time.perf_counter() - began, 3), engine=config.engine, out=str(out),
-                           errors=tuple(text for _, text in errors), colour_read=model.colour)
+                           errors=tuple(text for _, text in errors), colour_read=model.colour,
+                           skipped_failed=len(written_failed), retried=retried)
