@@ -135,6 +135,13 @@ def _split_model_dir(args) -> tuple[str | None, list[str]]:
     if model_dir is None and files and ((Path(files[0]) / MODEL_FILE).is_file()
                                         or (files[0] in shipped_model_names() and not Path(files[0]).exists())):
         model_dir = files.pop(0)
+    elif model_dir is None and len(files) > 1 and not Path(files[0]).suffix and not Path(files[0]).exists():
+        # A model's name misspelt would be read as one more missing photo, and the others classified
+        # by the default model: said before any photo is read.
+        near = difflib.get_close_matches(files[0], shipped_model_names(), n=1)
+        if near:
+            raise ValueError(f"{files[0]!r} is neither a file nor a model here; did you mean the shipped model "
+                             f"{near[0]!r}? (shipped: {', '.join(shipped_model_names())})")
     return model_dir, files
 
 
@@ -154,6 +161,9 @@ def cmd_predict(args) -> int:
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
     categorize = attributes = None
+    if args.mapping and not predictor.contract.model_kind.takes_categories:
+        raise ValueError(f"--mapping: {predictor.model_dir} takes 28×28 arrays and gives no category; a mapping is for a "
+                         "photo model (leave --mapping out, or give --model-dir a photo model)")
     if predictor.contract.model_kind.takes_categories:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
@@ -436,7 +446,9 @@ class SuggestingParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = SuggestingParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's start-up log lines, and a traceback for an unexpected error")
+                        help="show TensorFlow's start-up log lines, and a traceback for an unexpected error (LiteRT's "
+                             "one line, \"Created TensorFlow Lite XNNPACK delegate\", shows either way: its C++ "
+                             "logger has no setting Python reaches)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_batch, _add_plots, _add_export, _add_models, _add_serve, _add_bench, _add_taxonomy):
         add(commands)
@@ -483,7 +495,8 @@ def _add_predict(commands) -> None:
     predict.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
                          help="litert: the model's LiteRT artefact, made once beside it (no TensorFlow; the default); "
                               "keras: the Keras model")
-    predict.add_argument("--litert", help="run this exported .tflite model (apparel export --format litert) instead of Keras")
+    predict.add_argument("--litert", help="run this exported .tflite file (apparel export --format litert) instead of the "
+                                          "model directory's own artefact")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("--csv", action="store_true", help="print CSV")
@@ -584,7 +597,8 @@ def _add_serve(commands) -> None:
     add_config_flags(serve, ServiceConfig)
     serve.add_argument("--inference-threads", type=int, help="with --runtime keras: TensorFlow threads per operation (default: one per core)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")
-    serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead of Keras")
+    serve.add_argument("--litert", help="run this exported .tflite of the model (apparel export --format litert) instead "
+                                        "of the model directory's own artefact")
     serve.set_defaults(handler=cmd_serve)
 
 

@@ -1091,6 +1091,14 @@ def test_an_empty_tag_prefix_is_refused():
     assert CatalogConfig(tag_prefix="ai:").tag_prefix == "ai:"
 
 
+@pytest.mark.parametrize("separator", [";", "\t"])
+def test_a_header_of_another_separator_is_told_to_be_saved_with_commas(tmp_path, separator):
+    for header in (OLD_HEADER, NEW_HEADER):
+        (tmp_path / "p.csv").write_text(separator.join(header) + "\n", encoding="utf-8")
+        with pytest.raises(ValueError, match="header is one column of names separated by .*: save it as CSV with commas"):
+            categorize_catalog(tmp_path / "p.csv", tmp_path / "o.csv")
+
+
 def test_a_run_that_reads_no_photo_fails_and_says_where_it_looked(shop, model_dir, capsys):
     """A wrong --images-dir reads nothing: the command exits 1, as batch does, naming the folder;
     one readable photo among them is a run that worked."""

@@ -359,6 +359,27 @@ def test_predict_takes_a_shipped_models_name_first_unless_a_folder_here_has_that
     assert loaded[-1] is None  # the folder here is photos to read; the default model reads them
 
 
+def test_a_misspelt_model_name_is_said_before_any_photo_is_read(monkeypatch, tmp_path, capsys):
+    """`apparel predict stor shirt.jpg` classified the shirt with the default model, called "stor"
+    a missing photo and exited 0."""
+    from apparel import cli
+
+    monkeypatch.setattr(cli, "load_predictor", lambda *args, **kwargs: pytest.fail("a model was loaded"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shirt.jpg").write_bytes(b"not read")
+    assert main(["predict", "stor", "shirt.jpg"]) == 2
+    assert "'stor' is neither a file nor a model here; did you mean the shipped model 'store'?" in capsys.readouterr().err
+    (tmp_path / "store").write_bytes(b"a photo without a suffix")  # a file so named is a file to read
+    assert cli._split_model_dir(cli.build_parser().parse_args(["predict", "store", "shirt.jpg"])) == (None, ["store", "shirt.jpg"])
+
+
+def test_a_mapping_for_a_model_without_categories_is_refused(tmp_path, capsys):
+    (tmp_path / "shirt.jpg").write_bytes(b"not read")
+    assert main(["predict", "default", str(tmp_path / "shirt.jpg"), "--mapping", str(tmp_path / "m.csv")]) == 2
+    said = capsys.readouterr().err
+    assert "--mapping: " in said and "gives no category; a mapping is for a photo model" in said
+
+
 def test_a_top_k_below_one_is_refused_not_made_one():
     """`predict --top-k 0` answered with one class and exit status 0; batch refused the same value."""
     from apparel.batch.loop import predict_sources

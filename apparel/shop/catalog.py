@@ -207,6 +207,11 @@ def find_columns(header: Record, path: Path, image_column: str | None = None,
                                  "image_column")
         found["image"] = [index for index, name in enumerate(spelled) if name == image_column.strip()]
     if not found["handle"]:
+        separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if len(names) == 1
+                          and {part.strip() for part in names[0].split(mark)} & set(COLUMNS["handle"])), None)
+        if separator:  # a spreadsheet's export in a locale that writes decimal commas
+            raise SourceError(path, f"its header is one column of names separated by {separator}; a Shopify product "
+                                    "export separates them by commas: save it as CSV with commas and try again")
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
     if not found["image"] and not found["variant_image"]:
         raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify")
