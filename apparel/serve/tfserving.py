@@ -63,12 +63,13 @@ def signature_def(served: ServedVersion) -> dict:
 def version_status(model: ServedModel, only: ServedVersion | None = None, repository_error: str = "") -> dict:
     """TF Serving's ``GetModelStatusResponse`` in JSON: each version's state and its load error;
     with ``repository_error`` (a ``models.json`` that cannot be used), that too."""
-    shown = {served.number: served.label for served in model.versions.values()}
+    # TF Serving's versions are int64 (JSON strings of one), as gRPC answers them: a single run
+    # directory's is 1, its digest being the metadata's model_version.
     statuses = []
     for number, status in sorted(model.status.items()):
         if only is not None and number != only.number:
             continue
-        statuses.append({"version": shown.get(number, str(number)), "state": status.state,
+        statuses.append({"version": str(number), "state": status.state,
                          "status": {"error_code": "UNKNOWN" if status.error else "OK",
                                     "error_message": status.error}})
     answer = {"model_version_status": statuses}
@@ -224,7 +225,7 @@ def model_metadata(registry: Registry, served: ServedVersion) -> dict:
     beside it what a person needs: classes, input, preprocessing, accuracy, the limits."""
     contract, description = served.contract, served.description
     return {
-        "model_spec": {"name": served.name, "signature_name": SIGNATURE, "version": served.label},
+        "model_spec": {"name": served.name, "signature_name": SIGNATURE, "version": str(served.number)},
         "metadata": {"signature_def": signature_def(served)},
         "input_name": served.input_name,  # the name of TensorFlow Serving's {"inputs": {name: [...]}}
         "kind": contract.kind,  # "fashion-mnist" (28×28 grayscale) or "photo" (S×S RGB)
