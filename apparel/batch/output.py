@@ -59,6 +59,7 @@ PREDICTION_FIELDS = (("label", "string"), ("probability", "float32"), ("top_labe
                      ("model_version", "string"), ("error", "string"))
 CATEGORY_COLUMNS, COLOUR_COLUMNS, SLEEVE_COLUMNS, PREDICTION_COLUMNS = (
     tuple(name for name, _ in fields) for fields in (CATEGORY_FIELDS, COLOUR_FIELDS, SLEEVE_FIELDS, PREDICTION_FIELDS))
+PARTS = "part-*.parquet"         # the files of the table
 RECORD_FILE = "_batch.json"      # leading "_": Parquet readers skip it
 LOCK_FILE = "_batch.lock"        # there while a run writes the folder (``artifacts.one_writer``)
 
@@ -178,9 +179,6 @@ class ShardWriter:
         name = f"part-{first_row:012d}-{uuid.uuid4().hex[:8]}.parquet"
         with full_disk_named(self.out / name), atomic_path(self.out / name) as temporary:
             pq.write_table(shard, temporary)
-
-
-PARTS = "part-*.parquet"
 
 
 def written_rows(out: Path) -> tuple[np.ndarray, np.ndarray]:
