@@ -80,7 +80,8 @@ photos-model: venv
 # The shipped store model (models/store, docs/store-model.md): a garment head fine-tuned on
 # clothing-dataset-small and -extra (linked into runs/, not copied; the photos-model recipe, and some batches seen
 # at a lower resolution, as small store thumbnails reach it), then mixed with the
-# backbone's own ImageNet classifier and calibrated on validation photos, and its partly int8 LiteRT artefact
+# backbone's own ImageNet classifier (its top blocks taught to read small thumbnails as it reads the photo itself,
+# apparel/store/distil.py) and calibrated on validation photos, and its partly int8 LiteRT artefact
 # (store-artefact). Ship it by copying $(STORE_RUN) into models/store.
 DATASETS ?= ../shared/datasets
 STORE_RUN ?= runs/store
@@ -88,7 +89,9 @@ store-model: venv
 	$(BIN)/python -m apparel.store link $(DATASETS) runs/store-photos
 	$(BIN)/apparel train --model efficientnet-lite0 --images runs/store-photos \
 		$(PHOTO_TRAIN_FLAGS) --augment crop,flip,colour,resolution --out runs/store-garments
-	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN)
+	$(BIN)/python -m apparel.store distil runs/store-photos --datasets $(DATASETS) --out runs/store-imagenet
+	$(BIN)/python -m apparel.store build runs/store-garments --datasets $(DATASETS) --out $(STORE_RUN) \
+		--imagenet-top runs/store-imagenet/imagenet_top.weights.h5
 	$(BIN)/python -m apparel.store artefact $(STORE_RUN) --datasets $(DATASETS)
 
 # The store model's inference artefact alone (apparel/store/artefact.py; docs/benchmarks.md#partly-int8), for

@@ -41,6 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from apparel.images.thumbnails import shrunk, thumbnail_jpeg  # noqa: E402,F401 (colour.py's thumbnails too)
+
 HEADERS = {"new": ("URL handle", "Title", "Product category", "Type", "Tags", "Product image URL"),
            "old": ("Handle", "Title", "Product Category", "Type", "Tags", "Image Src")}
 KINDS = ("exact", "parent", "blank-right", "wrong", "invalid", "blank")
@@ -70,30 +72,6 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     for number, product in enumerate(products):
         product["handle"] = f"product-{number:05d}"
     return products
-
-
-THUMBNAIL_QUALITY = 90  # a store's small JPEGs; colour.py's thumbnails are these too (thumbnail_jpeg)
-
-
-def shrunk(image, box: tuple[int, int]):
-    """``image`` (PIL) upright and as the models read it (transparency on white: ``on_white``),
-    shrunk to fit ``box`` (width, height), its aspect kept (Lanczos)."""
-    from PIL import Image, ImageOps
-
-    from apparel.images.decode import on_white
-
-    image = on_white(ImageOps.exif_transpose(image))
-    image.thumbnail(box, Image.Resampling.LANCZOS)
-    return image
-
-
-def thumbnail_jpeg(image, box: tuple[int, int]) -> bytes:
-    """``image`` (PIL) as a store's small thumbnail: ``shrunk`` to fit ``box``, a JPEG's bytes."""
-    import io
-
-    encoded = io.BytesIO()
-    shrunk(image, box).save(encoded, "JPEG", quality=THUMBNAIL_QUALITY)
-    return encoded.getvalue()
 
 
 def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:

@@ -1,7 +1,10 @@
-"""``python -m apparel.store``: link the garment photos, build the store model from a garment run, or make its artefact.
+"""``python -m apparel.store``: link the garment photos, teach the ImageNet side thumbnails, build the store model
+from a garment run, or make its artefact.
 
     python -m apparel.store link ../shared/datasets runs/store-photos [--worn-on-white] [--other-apparel]
-    python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store
+    python -m apparel.store distil runs/store-photos --datasets ../shared/datasets --out runs/store-imagenet
+    python -m apparel.store build runs/store-garments --datasets ../shared/datasets --out runs/store \
+        --imagenet-top runs/store-imagenet/imagenet_top.weights.h5
     python -m apparel.store artefact runs/store --datasets ../shared/datasets
 """
 
@@ -28,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("garment_run", help="an `apparel train --images` run on the linked photos")
     build.add_argument("--datasets", required=True, help="the folder of the data sets (validation photos)")
     build.add_argument("--out", required=True, help="the run directory to write")
+    build.add_argument("--imagenet-top", help="the ImageNet side's top blocks taught to read thumbnails (distil's "
+                                              "imagenet_top.weights.h5; left out: as pretrained)")
+    distil = verbs.add_parser("distil", help="teach the ImageNet side to read small thumbnails as it reads the "
+                                             "photo itself (imagenet_top.weights.h5, for build --imagenet-top)")
+    distil.add_argument("photos_dir", help="the linked garment photos (link's OUT): their train/ side")
+    distil.add_argument("--datasets", required=True, help="the folder of the data sets (Co-Parsing's training side)")
+    distil.add_argument("--out", required=True, help="the folder to write the weights and distil.json into")
+    distil.add_argument("--epochs", type=int, default=3, help="passes over the photos (default 3)")
     artefact = verbs.add_parser("artefact", help="the store model's partly int8 LiteRT artefact (model.tflite), "
                                 "calibrated on training-side photos")
     artefact.add_argument("run", help="the store model's run directory (its model.tflite is replaced)")
@@ -42,7 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "build":
             from apparel.store.build import build_store_run
 
-            result = build_store_run(args.garment_run, args.datasets, args.out)
+            result = build_store_run(args.garment_run, args.datasets, args.out, args.imagenet_top)
+        elif args.verb == "distil":
+            from apparel.store.distil import DistilConfig, distil_imagenet_top
+
+            result = distil_imagenet_top(args.photos_dir, args.datasets, args.out, DistilConfig(epochs=args.epochs))
         else:
             from apparel.contract import metadata_path
             from apparel.store.artefact import write_store_artefact

@@ -63,9 +63,11 @@ def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[n
     return np.concatenate(heads), np.concatenate(imagenets)
 
 
-def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike, out: str | os.PathLike) -> dict:
+def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike, out: str | os.PathLike,
+                    imagenet_top: str | os.PathLike | None = None) -> dict:
     """Write the store model's run directory ``out`` (see the module docstring); returns the
-    contents of its categories.json."""
+    contents of its categories.json. ``imagenet_top``: the ImageNet side's top blocks taught to
+    read thumbnails (``distil.py``'s weights file), else the pretrained ones."""
     from apparel.inference.prediction import load_model
 
     garment_run, out = Path(garment_run), Path(out)
@@ -76,11 +78,11 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
     garment_model = load_model(garment_run)
     rows = list(validation_photos(datasets, contract.class_names))
     photos, truths, sets, labels = (list(column) for column in zip(*rows))
-    head_logits, imagenet_logits = branch_logits(branches(garment_model), photos, contract.size)
+    head_logits, imagenet_logits = branch_logits(branches(garment_model, imagenet_top), photos, contract.size)
     store_classes = store_class_names(contract.class_names)
     settings, figures = calibration.calibrate(head_logits, imagenet_logits, truths, sets, np.asarray(labels),
                                               store_classes)
-    model, class_names = build_store_model(garment_model, contract.class_names, settings.mixing)
+    model, class_names = build_store_model(garment_model, contract.class_names, settings.mixing, imagenet_top)
     categories = read_classes()
     record = {
         "categories": {name: categories[name][0] or None for name in class_names},
@@ -93,6 +95,7 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
                      "not chosen on",
         "validation": figures,
         "garment_run": str(garment_run),
+        "imagenet_top": _imagenet_top_record(imagenet_top),
     }
     out.mkdir(parents=True, exist_ok=True)
     artifacts.save_model(model, out / artifacts.MODEL_FILE)
@@ -105,3 +108,15 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
     artifacts.write_json(out / artifacts.CATEGORIES_FILE, record)
     record["seconds"] = round(time.perf_counter() - started, 1)
     return record
+
+
+def _imagenet_top_record(weights: str | os.PathLike | None) -> dict | None:
+    """What the ImageNet side's top blocks are: None, as pretrained; else the weights file and the
+    record ``distil.py`` wrote beside it."""
+    if weights is None:
+        return None
+    from apparel.store.distil import RECORD_FILE
+
+    record = Path(weights).with_name(RECORD_FILE)
+    return {"weights": str(weights),
+            **(json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {})}

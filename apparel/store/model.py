@@ -94,7 +94,7 @@ def imagenet_columns(store_classes: list[str], mapping: dict[int, str] | None = 
     return matrix
 
 
-def _split(backbone, name: str):
+def split_backbone(backbone, name: str):
     """(trunk, top) of an EfficientNet-Lite backbone at ``TRUNK_END``: two Keras models that
     share the backbone's layers and weights."""
     import keras
@@ -113,18 +113,24 @@ def _constant_dense(kernel: np.ndarray, name: str, bias: np.ndarray | None = Non
     return layer
 
 
-def branches(garment_model):
+def branches(garment_model, imagenet_top_weights: str | Path | None = None):
     """A Keras model from a photo to (the garment head's logits, the ImageNet classifier's
     logits), the two sharing blocks 0-11. ``garment_model`` is a photo run's Keras model (a
-    ``backbone`` then ``head_dropout`` and ``classifier``)."""
+    ``backbone`` then ``head_dropout`` and ``classifier``); ``imagenet_top_weights``, the
+    classifier's top blocks taught to read thumbnails (``distil.py``), else as pretrained."""
     import keras
 
     from apparel.backbones.efficientnet_lite import efficientnet_lite0
 
     size = garment_model.input_shape[1]
     imagenet = efficientnet_lite0((size, size, 3), include_top=True, weights="imagenet", name="imagenet")
-    trunk, garment_top = _split(garment_model.get_layer("backbone"), "garment")
-    imagenet_trunk, imagenet_top = _split(imagenet, "imagenet")
+    trunk, garment_top = split_backbone(garment_model.get_layer("backbone"), "garment")
+    imagenet_trunk, imagenet_top = split_backbone(imagenet, "imagenet")
+    if imagenet_top_weights is not None:
+        if not Path(imagenet_top_weights).is_file():
+            raise ValueError(f"imagenet_top: {imagenet_top_weights} is no file; make it with "
+                             "`python -m apparel.store distil`")
+        imagenet_top.load_weights(imagenet_top_weights)
     for mine, theirs in zip(trunk.weights, imagenet_trunk.weights):
         if not np.allclose(np.asarray(mine), np.asarray(theirs)):
             raise ValueError(f"the garment run changed the pretrained layer {mine.path}; train it with "
@@ -167,9 +173,11 @@ def mix(head_logits: np.ndarray, imagenet_logits: np.ndarray, mixing: Mixing) ->
     return np.concatenate([head * garments, accessories, outside], axis=1)
 
 
-def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixing):
+def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixing,
+                      imagenet_top_weights: str | Path | None = None):
     """The mixed model (see the module docstring) and its class names (the head's classes, then
-    ``classes.csv``'s ImageNet classes, ``not-apparel`` last)."""
+    ``classes.csv``'s ImageNet classes, ``not-apparel`` last); ``imagenet_top_weights`` as for
+    ``branches``."""
     import keras
     from keras import layers
 
@@ -181,7 +189,7 @@ def build_store_model(garment_model, head_classes: tuple[str, ...], mixing: Mixi
         raise ValueError(f"classes.csv has no category for the garment run's {', '.join(unknown)}; add a row each")
     columns = imagenet_columns(imagenet_store_classes())
     outside_columns = np.flatnonzero(columns[:, -1] == 1)
-    two = branches(garment_model)
+    two = branches(garment_model, imagenet_top_weights)
     head_logits, imagenet_logits = two.outputs
     head = layers.Softmax(name="head_probabilities")(
         layers.Rescaling(1.0 / mixing.head_temperature, name="head_temperature")(head_logits))
