@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "apparel"
 STAGES = {
     # 0: foundations, and the pixel-level pieces of each kind
     "apparel.errors": 0, "apparel.artifacts": 0, "apparel.config": 0, "apparel.taxonomy": 0,
-    "apparel.images.decode": 0, "apparel.inference.inputs": 0,
+    "apparel.images.decode": 0, "apparel.images.thumbnails": 0, "apparel.inference.inputs": 0,
     "apparel.kinds.fashion_mnist.data": 0, "apparel.kinds.fashion_mnist.pipeline": 0, "apparel.kinds.photo.pipeline": 0,
     # 1: the training core's blocks; the kind protocol; photo data sets
     "apparel.backbones": 1, "apparel.training.models": 1, "apparel.training.optimization": 1,
