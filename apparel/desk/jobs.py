@@ -235,10 +235,14 @@ class JobStore:
             job_id = secrets.token_hex(8)
             folder = self.root / job_id
             folder.mkdir(parents=True)
-            with atomic_path(folder / UPLOAD_FILE) as temporary:
-                temporary.write_bytes(content)
-            write_json(folder / STATE_FILE, {"id": job_id, "name": name, "created": time.time(), "state": QUEUED,
-                                             "error": None, "products": len(catalog.products)})
+            try:
+                with atomic_path(folder / UPLOAD_FILE) as temporary:
+                    temporary.write_bytes(content)
+                write_json(folder / STATE_FILE, {"id": job_id, "name": name, "created": time.time(),
+                                                 "state": QUEUED, "error": None, "products": len(catalog.products)})
+            except BaseException:  # a folder without its state is no job: nothing would count or delete it
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
         job = self.get(job_id)
         job._catalog = catalog
         return job

@@ -15,6 +15,7 @@ decisions — the very function ``apparel catalog --decisions`` calls, so the sa
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -29,12 +30,10 @@ logger = logging.getLogger(__name__)
 
 
 def failure_message(error: Exception) -> str:
-    """What a failed job tells the page: a library error's message (it names the parameter and what
-    to do), else only the kind of failure: an ``OSError``'s or a bug's text can hold the server's
-    paths, which the server's log keeps."""
-    if isinstance(error, ValueError):
-        return str(error)
-    reason = error.strerror if isinstance(error, OSError) and error.strerror else type(error).__name__
+    """What a failed job tells the page: only the kind of failure, which the server's log details.
+    The error's own words are the server's (a full disk names the job's file, a lock its folder,
+    a bug its code); what the merchant's upload did wrong is said when it is read."""
+    reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else type(error).__name__
     return f"the server failed ({reason}); its log has the details; retry the job once it is mended"
 
 
