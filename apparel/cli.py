@@ -162,8 +162,8 @@ def cmd_predict(args) -> int:
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
     categorize = attributes = None
     if args.mapping and not predictor.contract.model_kind.takes_categories:
-        raise ValueError(f"--mapping: {predictor.model_dir} takes 28×28 arrays and gives no category; a mapping is for a "
-                         "photo model (leave --mapping out, or give --model-dir a photo model)")
+        raise ValueError(f"--mapping: {args.litert or predictor.model_dir} takes 28×28 arrays and gives no category; "
+                         "a mapping is for a photo model (leave --mapping out, or give --model-dir a photo model)")
     if predictor.contract.model_kind.takes_categories:  # 28×28 arrays are the walk-through's: no store category
         from apparel.shop.categories import optional_run_chooser, run_chooser
 
@@ -303,11 +303,11 @@ def cmd_batch(args) -> int:
         print(f"error: {error}", file=sys.stderr)
     if report.failed > len(report.errors):
         print(f"… and {report.failed - len(report.errors)} more, each in its row's error column", file=sys.stderr)
-    if report.failed and not report.classified:  # nothing read: a wrong --images-dir or column, not bad photos
-        return _fail(args, f"every row failed ({report.failed}); the first errors are above", 1)
-    if report.rows and not report.predicted_in_out:  # a rerun of such a run: the folder holds no prediction still
-        return _fail(args, f"no row of {report.out} holds a prediction: every one failed in an earlier run; mend "
-                           "the cause (the rows' error column says it) and rerun with --retry-failed", 1)
+    if report.rows and not report.predicted_in_out:  # nothing read: a wrong --images-dir or column, not bad photos
+        if report.failed and not report.skipped:
+            return _fail(args, f"every row failed ({report.failed}); the first errors are above", 1)
+        return _fail(args, f"no row of {report.out} holds a prediction: every one failed, in this run or an earlier "
+                           "one; mend the cause (the rows' error column says it) and rerun with --retry-failed", 1)
     return 0
 
 

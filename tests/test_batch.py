@@ -546,6 +546,9 @@ def test_rows_that_failed_are_read_again_on_request_and_a_folder_without_a_predi
     assert rows.column("error").null_count == 5
     assert main(arguments) == 0                                               # 5 predictions in the folder
     assert "(2 of them unreadable then" in capsys.readouterr().out
+    assert main(arguments + ["--retry-failed"]) == 0    # the two fail again: the folder's five still stand
+    said = capsys.readouterr()
+    assert "0 classified, 2 unreadable" in said.out and "every row failed" not in said.err
 
 
 def test_a_killed_writer_s_part_is_removed_and_a_damaged_part_is_named(tiny_run, tmp_path):

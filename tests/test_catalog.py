@@ -1125,6 +1125,7 @@ def test_a_row_too_short_for_its_category_is_not_counted_categorised(shop, model
                                          ["short", "images/dress.png"]]))
     report = categorize_catalog(source, shop_dir / "out.csv", config(model_dir, shop_dir))
     assert (report.products, report.categorized, report.short) == (2, 1, 1)
+    assert {outcome.handle: outcome.status for outcome in report.outcomes}["short"] == "row too short"  # the desk's
     review = list(csv.DictReader(open(shop_dir / "out.review.csv", encoding="utf-8")))
     assert {entry["status"] for entry in review if entry["handle"] == "short"} == {"row too short"}
     assert main(["catalog", str(source), "--out", str(shop_dir / "cli.csv"), "--model", str(model_dir),

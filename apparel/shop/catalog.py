@@ -165,6 +165,7 @@ class CatalogReport:
 # Review statuses of a product the model could not look at (the others are the decision's reasons).
 NO_IMAGE = "no image"
 UNREADABLE = "unreadable image"
+ROW_TOO_SHORT = "row too short"  # a category chosen, its cell missing from the row
 
 
 @dataclass(frozen=True)
@@ -432,8 +433,9 @@ def categorize_catalog(
         colours = classifier.colours if classifier.colour else None
         cells = decide_cells(products, header, columns, classifier, chooser, config, colours, decided)
         orphans = rows_without_handle(rows, columns)
-        # Both written in full before either is renamed into place (the review first): a run killed
-        # while writing leaves the last run's pair, not its review beside this run's output.
+        # Both written in full before either is renamed into place, the review just before the output:
+        # a run killed while writing leaves the last run's pair (only a kill between the two renames
+        # leaves this run's review beside it, which a rerun, from the cache, puts right).
         with full_disk_named(out), atomic_path(out) as temporary:
             temporary.write_bytes(bom + splice(text, cells.edits).encode("utf-8"))
             write_review(review_path, cells.review + orphans)
@@ -731,6 +733,7 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         # Categorised when its category cell holds the category now (written, or the merchant's kept).
         if "category" in unwritten:
             decisions.short += 1
+            decisions.outcomes[-1] = replace(outcome, status=ROW_TOO_SHORT)  # the desk's table says so too
         else:
             decisions.categorized += 1
         decisions.count_attributes(unwritten, colour, sleeve)
@@ -813,7 +816,7 @@ def _edit_cells(product: Product, wanted: dict[str, str], header: Record, column
     for role, value in wanted.items():
         index = columns[role]
         if index >= len(product.row.cells):
-            decisions.review.append({**base, "status": "row too short",
+            decisions.review.append({**base, "status": ROW_TOO_SHORT,
                                      "error": f"the row has no {header.cells[index].value} cell; it was left as it was"})
             unwritten.add(role)
             continue
