@@ -101,16 +101,6 @@ def thumbnail_input(photo, rng: random.Random, config: DistilConfig, size: int) 
     return photo_to_rgb(Image.open(io.BytesIO(data)), size)
 
 
-def imagenet_parts(size: int):
-    """(trunk, top) of EfficientNet-Lite0 with its ImageNet classifier, split where the store
-    model's two branches part (``model.TRUNK_END``)."""
-    from apparel.backbones.efficientnet_lite import efficientnet_lite0
-    from apparel.store.model import split_backbone
-
-    imagenet = efficientnet_lite0((size, size, 3), include_top=True, weights="imagenet", name="imagenet")
-    return split_backbone(imagenet, "imagenet")
-
-
 def features(trunk, top, photos: list, rng: random.Random, config: DistilConfig, size: int,
              batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each photo: the trunk's features of the photo and of a thumbnail of it (float16), and
@@ -159,6 +149,8 @@ def distil_imagenet_top(photos_dir: str | os.PathLike, datasets: str | os.PathLi
     started = time.perf_counter()
     photos = distillation_photos(photos_dir, datasets)
     keras.utils.set_random_seed(config.seed)
+    from apparel.store.model import imagenet_parts
+
     trunk, top = imagenet_parts(size)
     full, small, targets = features(trunk, top, photos, random.Random(config.seed), config, size)
     before = thumbnail_fit(top, small, targets)

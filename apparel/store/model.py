@@ -113,6 +113,15 @@ def _constant_dense(kernel: np.ndarray, name: str, bias: np.ndarray | None = Non
     return layer
 
 
+def imagenet_parts(size: int):
+    """(trunk, top) of EfficientNet-Lite0 with its pretrained ImageNet classifier, for ``size``-pixel
+    photos, split where the store model's two branches part."""
+    from apparel.backbones.efficientnet_lite import efficientnet_lite0
+
+    imagenet = efficientnet_lite0((size, size, 3), include_top=True, weights="imagenet", name="imagenet")
+    return split_backbone(imagenet, "imagenet")
+
+
 def branches(garment_model, imagenet_top_weights: str | Path | None = None):
     """A Keras model from a photo to (the garment head's logits, the ImageNet classifier's
     logits), the two sharing blocks 0-11. ``garment_model`` is a photo run's Keras model (a
@@ -120,12 +129,9 @@ def branches(garment_model, imagenet_top_weights: str | Path | None = None):
     classifier's top blocks taught to read thumbnails (``distil.py``), else as pretrained."""
     import keras
 
-    from apparel.backbones.efficientnet_lite import efficientnet_lite0
-
     size = garment_model.input_shape[1]
-    imagenet = efficientnet_lite0((size, size, 3), include_top=True, weights="imagenet", name="imagenet")
     trunk, garment_top = split_backbone(garment_model.get_layer("backbone"), "garment")
-    imagenet_trunk, imagenet_top = split_backbone(imagenet, "imagenet")
+    imagenet_trunk, imagenet_top = imagenet_parts(size)
     if imagenet_top_weights is not None:
         if not Path(imagenet_top_weights).is_file():
             raise ValueError(f"imagenet_top: {imagenet_top_weights} is no file; make it with "
