@@ -195,6 +195,26 @@ def test_a_setting_is_kept_only_when_its_wrong_share_is_surely_within_the_promis
     assert wrong_bound({"wrong": 0.0, "photos": 50}) == 0.0
 
 
+def test_the_grid_refuses_a_threshold_whose_wrong_share_is_within_the_promise_by_luck(monkeypatch):
+    """93 T-shirts the head is sure of and 7 it takes for shoes at 0.55: at a threshold of 0.5 those 7
+    are wrong (0.07, within 0.08 but not surely), at 0.6 left for review; the grid takes 0.6."""
+    from apparel.store import calibrate as calibration
+    from apparel.store.model import read_classes
+
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 1.0)
+    photos, unsure = 100, 7
+    head = np.full((photos, len(PHOTO_CLASSES)), -20.0)
+    tshirt, shoes = PHOTO_CLASSES.index("t-shirt"), PHOTO_CLASSES.index("shoes")
+    head[:, tshirt] = 10.0
+    head[:unsure, tshirt], head[:unsure, shoes] = np.log(0.45), np.log(0.55)
+    imagenet = np.full((photos, 1000), -20.0)
+    imagenet[:, 610] = 20.0  # "jersey, T-shirt": ImageNet leaves every photo to the head
+    truths = [read_classes()["t-shirt"][0]] * photos
+    settings, figures = calibration.calibrate(head, imagenet, truths, ["small"] * photos,
+                                              np.full(photos, tshirt), store_class_names(PHOTO_CLASSES))
+    assert settings.category_threshold == 0.6 and figures["small"]["wrong"] == 0.0
+
+
 def test_temperature_scaling_recovers_the_temperature_of_the_labels():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 5))
