@@ -269,8 +269,7 @@ def cmd_catalog(args) -> int:
     print(f"{report.changed_cells} cells changed; {report.predicted} images classified, {report.cached} from the cache")
     print(f"wrote {report.output}")
     print(f"review: {report.review}")
-    if report.failed and report.failed == report.products - report.no_image - report.decided:
-        # As batch: a run that read no photo at all is a failure, most often the wrong folder.
+    if report.read_no_photo:
         folder = config.images_dir or Path(args.csv).resolve().parent
         print(f"apparel catalog: error: none of the {report.failed} products' images could be read (each one's "
               f"reason is in the review); local image paths are read inside {folder}: give the folder that "

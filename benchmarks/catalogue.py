@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apparel.images.thumbnails import shrunk, thumbnail_jpeg  # noqa: E402,F401 (colour.py's thumbnails too)
+from apparel.images.thumbnails import thumbnail_jpeg  # noqa: E402 (colour.py's thumbnails too)
 
 HEADERS = {"new": ("URL handle", "Title", "Product category", "Type", "Tags", "Product image URL"),
            "old": ("Handle", "Title", "Product Category", "Type", "Tags", "Image Src")}

@@ -156,6 +156,12 @@ class CatalogReport:
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
 
+    @property
+    def read_no_photo(self) -> bool:
+        """Not one product the model was to look at had a photo it could read (most often the
+        wrong images folder): a failed run, as batch's whose every row failed."""
+        return self.failed > 0 and self.failed == self.products - self.no_image - self.decided
+
     def to_dict(self) -> dict:
         summary = asdict(self)
         del summary["outcomes"]

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel.config import Config, option
+from apparel.store.model import imagenet_parts
 
 WEIGHTS_FILE = "imagenet_top.weights.h5"
 RECORD_FILE = "distil.json"
@@ -149,8 +150,6 @@ def distil_imagenet_top(photos_dir: str | os.PathLike, datasets: str | os.PathLi
     started = time.perf_counter()
     photos = distillation_photos(photos_dir, datasets)
     keras.utils.set_random_seed(config.seed)
-    from apparel.store.model import imagenet_parts
-
     trunk, top = imagenet_parts(size)
     full, small, targets = features(trunk, top, photos, random.Random(config.seed), config, size)
     before = thumbnail_fit(top, small, targets)
