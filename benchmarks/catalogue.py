@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from apparel.images.thumbnails import thumbnail_jpeg  # noqa: E402 (colour.py's thumbnails too)
+from apparel.images.thumbnails import thumbnail_of  # noqa: E402
 
 HEADERS = {"new": ("URL handle", "Title", "Product category", "Type", "Tags", "Product image URL"),
            "old": ("Handle", "Title", "Product Category", "Type", "Tags", "Image Src")}
@@ -77,14 +77,11 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
 def thumbnails(products: list[dict], box: tuple[int, int], folder: Path) -> list[dict]:
     """The products with each photo shrunk to fit ``box`` (width, height), as JPEGs in ``folder``,
     written again on every run (a handle names another photo when the data sets or --limit change)."""
-    from PIL import Image
-
     folder.mkdir(parents=True, exist_ok=True)
     smaller = []
     for product in products:
         path = folder / f"{product['handle']}.jpg"
-        with Image.open(product["image"]) as image:
-            path.write_bytes(thumbnail_jpeg(image, box))
+        path.write_bytes(thumbnail_of(product["image"], box))
         smaller.append({**product, "image": str(path)})
     return smaller
 

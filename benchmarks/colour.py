@@ -44,20 +44,20 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))  # the catalogue benchmark's thumbnails: one rule for both
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the catalogue benchmark's parse_box
 
 from apparel.attributes.colour import REFERENCES, product_colour  # noqa: E402
 from apparel.attributes.colour_space import srgb_to_lab  # noqa: E402
 from apparel.attributes.product_pixels import skin_mask  # noqa: E402
+from apparel.images.thumbnails import thumbnail_of  # noqa: E402
 from apparel.kinds.photo.pipeline import photo_to_rgb  # noqa: E402
-from catalogue import parse_box, thumbnail_jpeg  # noqa: E402
+from catalogue import parse_box  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "colour_labels.csv"
 WORN_LABELS = ROOT / "benchmarks" / "data" / "worn_colour_labels.csv"
@@ -85,8 +85,7 @@ def model_input(photo, thumbnail: tuple[int, int] | None = None) -> np.ndarray:
 
     from PIL import Image
 
-    with (Image.open(photo) if isinstance(photo, (str, Path)) else nullcontext(photo)) as image:
-        small = thumbnail_jpeg(image, thumbnail)
+    small = thumbnail_of(photo, thumbnail)
     return photo_to_rgb(Image.open(io.BytesIO(small)), SIDE)  # read back as a store's JPEG file is
 
 

@@ -12,6 +12,7 @@ read (``apparel.store.distil``).
 from __future__ import annotations
 
 import io
+import os
 
 THUMBNAIL_QUALITY = 90  # a store's small JPEGs
 
@@ -33,3 +34,13 @@ def thumbnail_jpeg(image, box: tuple[int, int]) -> bytes:
     encoded = io.BytesIO()
     shrunk(image, box).save(encoded, "JPEG", quality=THUMBNAIL_QUALITY)
     return encoded.getvalue()
+
+
+def thumbnail_of(photo, box: tuple[int, int]) -> bytes:
+    """``thumbnail_jpeg`` of ``photo``: a path or a PIL image (a crop made in memory)."""
+    from PIL import Image
+
+    if isinstance(photo, (str, os.PathLike)):
+        with Image.open(photo) as image:
+            return thumbnail_jpeg(image, box)
+    return thumbnail_jpeg(photo, box)

@@ -26,7 +26,6 @@ builds the store model with it, calibrated again.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import random
@@ -93,12 +92,11 @@ def thumbnail_input(photo, rng: random.Random, config: DistilConfig, size: int) 
     ``min_side`` and ``max_side``, 3:4), read back from its JPEG as the model reads a file."""
     from PIL import Image
 
-    from apparel.images.thumbnails import thumbnail_jpeg
+    from apparel.images.thumbnails import thumbnail_of
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
     side = rng.randint(config.min_side, config.max_side)
-    with Image.open(photo) if isinstance(photo, (str, Path)) else contextlib.nullcontext(photo) as image:
-        data = thumbnail_jpeg(image, (max(1, round(side * 0.75)), side))
+    data = thumbnail_of(photo, (max(1, round(side * 0.75)), side))
     return photo_to_rgb(Image.open(io.BytesIO(data)), size)
 
 
