@@ -215,6 +215,50 @@ def test_the_grid_refuses_a_threshold_whose_wrong_share_is_within_the_promise_by
     assert settings.category_threshold == 0.6 and figures["small"]["wrong"] == 0.0
 
 
+def test_the_grid_chooses_on_each_validation_photo_as_given_and_as_a_thumbnail(monkeypatch):
+    """100 T-shirts the head is sure of at full size; as thumbnails, 20 of them it takes for shoes at
+    0.55. On the full photos alone a threshold of 0.5 is right on all; with their thumbnails it is
+    wrong on 0.1 of what it chooses on, so the grid takes 0.6 (the thumbnails left for review)."""
+    from apparel.store import calibrate as calibration
+    from apparel.store.model import read_classes
+
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 1.0)
+    photos, unsure = 100, 20
+    tshirt, shoes = PHOTO_CLASSES.index("t-shirt"), PHOTO_CLASSES.index("shoes")
+    head = np.full((2 * photos, len(PHOTO_CLASSES)), -20.0)
+    head[:, tshirt] = 10.0
+    head[photos:photos + unsure, tshirt], head[photos:photos + unsure, shoes] = np.log(0.45), np.log(0.55)
+    imagenet = np.full((2 * photos, 1000), -20.0)
+    imagenet[:, 610] = 20.0  # "jersey, T-shirt": ImageNet leaves every photo to the head
+    truths = [read_classes()["t-shirt"][0]] * (2 * photos)
+    thumbnails = calibration.as_thumbnail("small")
+    assert thumbnails == "small 60x80" and thumbnails in calibration.CHOSEN_ON
+    labels, names = np.full(2 * photos, tshirt), store_class_names(PHOTO_CLASSES)
+    full_only, _ = calibration.calibrate(head[:photos], imagenet[:photos], truths[:photos], ["small"] * photos,
+                                         labels[:photos], names)
+    assert full_only.category_threshold == 0.5
+    settings, figures = calibration.calibrate(head, imagenet, truths, ["small"] * photos + [thumbnails] * photos,
+                                              labels, names)
+    assert settings.category_threshold == 0.6
+    assert figures[thumbnails]["wrong"] == 0.0 and figures[thumbnails]["blank"] == 0.2
+    assert figures["chosen on"]["photos"] == 2 * photos
+
+
+def test_every_validation_photo_is_calibrated_on_again_as_a_store_thumbnail(tmp_path):
+    from PIL import Image
+
+    from apparel.store.build import with_thumbnails
+
+    Image.new("RGB", (300, 600), "navy").save(tmp_path / "tall.jpg")
+    rows = [(tmp_path / "tall.jpg", "aa-1-4", "small", 3), (Image.new("RGB", (800, 400), "red"), None, "street", -1)]
+    both = with_thumbnails(rows)
+    assert both[:2] == rows
+    assert [(truth, group, label) for _, truth, group, label in both[2:]] == [
+        ("aa-1-4", "small 60x80", 3), (None, "street 60x80", -1)]
+    assert [Image.open(io.BytesIO(photo)).size for photo, *_ in both[2:]] == [(40, 80), (60, 30)]
+    assert Image.open(io.BytesIO(both[2][0])).format == "JPEG"
+
+
 def test_temperature_scaling_recovers_the_temperature_of_the_labels():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (4000, 5))

@@ -42,6 +42,15 @@ def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]
         yield crop.image, crop.category, f"{kind} accessories" if crop.label in ACCESSORIES else kind, -1
 
 
+def with_thumbnails(rows: list[tuple]) -> list[tuple]:
+    """``validation_photos``' rows, then each again as a store's thumbnail (JPEG bytes) of
+    ``calibrate.THUMBNAIL_BOX``, in the set ``calibrate.as_thumbnail`` names."""
+    from apparel.images.thumbnails import thumbnail_of
+
+    return rows + [(thumbnail_of(photo, calibration.THUMBNAIL_BOX), truth, calibration.as_thumbnail(group), label)
+                   for photo, truth, group, label in rows]
+
+
 def crop_set(crop) -> str:
     """The validation set a Co-Parsing crop belongs to (before "accessories" is added): "street"
     for a corner with nothing worn, else by its backdrop."""
@@ -51,7 +60,8 @@ def crop_set(crop) -> str:
 
 
 def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Both branches' logits for each photo (read as a photo model reads it)."""
+    """Both branches' logits for each photo (a path, PIL image or image file's bytes, read as a photo
+    model reads it)."""
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
     heads, imagenets = [], []
@@ -76,7 +86,7 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
         raise ValueError(f"garment_run: {garment_run} is not a photo model; give an `apparel train --images` run")
     started = time.perf_counter()
     garment_model = load_model(garment_run)
-    rows = list(validation_photos(datasets, contract.class_names))
+    rows = with_thumbnails(list(validation_photos(datasets, contract.class_names)))
     photos, truths, sets, labels = (list(column) for column in zip(*rows))
     head_logits, imagenet_logits = branch_logits(branches(garment_model, imagenet_top), photos, contract.size)
     store_classes = store_class_names(contract.class_names)
@@ -90,9 +100,10 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
         SLEEVE_KEY: {name: STORE_SLEEVE_CLASSES[name] for name in class_names if name in STORE_SLEEVE_CLASSES},
         **settings.to_dict(),
         "chosen_on": "validation photos: clothing-dataset-small validation/ (small), clothing-dataset-extra's "
-                     "validation senders (extra), Clothing Co-Parsing's held-out street corners (street); its held-out "
-                     "crops (worn), the same worn on white (worn on white) and cut out onto white (on white) are reported, "
-                     "not chosen on",
+                     "validation senders (extra), Clothing Co-Parsing's held-out street corners (street), each as "
+                     "given and shrunk to a {}x{} thumbnail (small {}x{}, ...); its held-out crops (worn), the same worn "
+                     "on white (worn on white) and cut out onto white (on white) are reported, not chosen on"
+                     .format(*calibration.THUMBNAIL_BOX, *calibration.THUMBNAIL_BOX),
         "validation": figures,
         "garment_run": str(garment_run),
         "imagenet_top": _imagenet_top_record(imagenet_top),
