@@ -244,6 +244,29 @@ def test_the_grid_chooses_on_each_validation_photo_as_given_and_as_a_thumbnail(m
     assert figures["chosen on"]["photos"] == 2 * photos
 
 
+def test_the_wrong_share_bound_counts_a_photo_and_its_thumbnail_once(monkeypatch):
+    """400 T-shirts and their 400 thumbnails, 26 of each taken for shoes at 0.55: at a threshold of
+    0.5, 0.065 wrong. Within 0.08 with 95 % confidence over 800 photos, not over the 400 they are."""
+    from apparel.store import calibrate as calibration
+    from apparel.store.model import read_classes
+
+    monkeypatch.setattr(calibration, "fit_temperature", lambda logits, labels: 1.0)
+    photos, unsure = 400, 26
+    assert calibration.wrong_bound({"wrong": unsure / photos, "photos": 2 * photos}) <= calibration.MAX_WRONG
+    assert calibration.wrong_bound({"wrong": unsure / photos, "photos": photos}) > calibration.MAX_WRONG
+    tshirt, shoes = PHOTO_CLASSES.index("t-shirt"), PHOTO_CLASSES.index("shoes")
+    head = np.full((photos, len(PHOTO_CLASSES)), -20.0)
+    head[:, tshirt] = 10.0
+    head[:unsure, tshirt], head[:unsure, shoes] = np.log(0.45), np.log(0.55)
+    imagenet = np.full((photos, 1000), -20.0)
+    imagenet[:, 610] = 20.0
+    truths = [read_classes()["t-shirt"][0]] * (2 * photos)
+    settings, _ = calibration.calibrate(np.concatenate([head, head]), np.concatenate([imagenet, imagenet]), truths,
+                                        ["small"] * photos + [calibration.as_thumbnail("small")] * photos,
+                                        np.full(2 * photos, tshirt), store_class_names(PHOTO_CLASSES))
+    assert settings.category_threshold == 0.6
+
+
 def test_every_validation_photo_is_calibrated_on_again_as_a_store_thumbnail(tmp_path):
     from PIL import Image
 

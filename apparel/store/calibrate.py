@@ -166,6 +166,9 @@ def calibrate(head_logits: np.ndarray, imagenet_logits: np.ndarray, truths: Sequ
     labelled = head_labels >= 0
     head_temperature = round(fit_temperature(head_logits[labelled], head_labels[labelled]), 3)
     chosen_on = np.isin(sets, CHOSEN_ON)
+    # A thumbnail is its photo again, not another measurement: the bound counts each photo once.
+    full_size = np.isin(sets, FULL_SIZE_SETS)
+    measured = max(int((chosen_on & full_size).sum()), int((chosen_on & ~full_size).sum()))
     best = None
     for imagenet_temperature, outside_sum, head_max in itertools.product(IMAGENET_TEMPERATURES, OUTSIDE_SUMS,
                                                                          OUTSIDE_SUM_HEAD_MAXES):
@@ -174,7 +177,7 @@ def calibrate(head_logits: np.ndarray, imagenet_logits: np.ndarray, truths: Sequ
         for category_threshold, outside_threshold in itertools.product(CATEGORY_THRESHOLDS, OUTSIDE_THRESHOLDS):
             chooser = store_chooser(class_names, category_threshold, outside_threshold)
             shares = tally(chooser, probabilities, truths[chosen_on])
-            rank = (wrong_bound(shares) <= MAX_WRONG, right(shares) + shares["exact"])
+            rank = (wrong_bound({**shares, "photos": measured}) <= MAX_WRONG, right(shares) + shares["exact"])
             # A tie keeps the earlier setting: for one temperature and sum, no gate (1) before any gate.
             if best is None or rank > best[0]:
                 best = (rank, Settings(mixing, category_threshold, outside_threshold))
