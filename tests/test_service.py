@@ -319,6 +319,17 @@ def test_health(client):
     assert client.get("/v2/health/ready").json() == {"ready": True}
 
 
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/", "/v1/models/apparel", "/v2/models/apparel"])
+def test_head_is_answered_as_get_without_the_body(client, path):
+    got, head = client.get(path), client.head(path)
+    assert got.status_code == head.status_code == 200 and got.content and head.content == b""
+    assert head.headers["content-type"] == got.headers["content-type"]
+    assert head.headers["content-length"] == got.headers["content-length"]
+    # A route that takes no GET still refuses HEAD, naming what it takes.
+    refused = client.head(PREDICT)
+    assert refused.status_code == 405 and refused.content == b"" and "POST" in refused.headers["allow"]
+
+
 def test_metrics_count_routes_statuses_latency_and_batches(client):
     post_json(client, {"instances": image_batch(2).tolist()})
     post_json(client, {"instances": "nope"})

@@ -48,7 +48,7 @@ from apparel.serve.admission import AdmissionMiddleware, busy_response
 from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
 from apparel.serve.desk import add_desk_routes, served_desk
-from apparel.serve.handling import error_response, read_body, require_content_type
+from apparel.serve.handling import HeadAsGetMiddleware, error_response, read_body, require_content_type
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
 from apparel.serve.security import ApiKeyMiddleware, HostMiddleware, OriginMiddleware, bind_settings, exposure_warning
@@ -151,6 +151,7 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
     app.state.config, app.state.batcher, app.state.metrics = config, default.batcher, metrics
     app.state.registry = registry
     routes: set[str] = set()  # filled in once every route is defined, below
+    app.add_middleware(HeadAsGetMiddleware)  # the innermost: the guards and the metrics see the HEAD
     add_guards(app, config)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)  # the outermost: it counts refusals too
     add_error_handlers(app, config)

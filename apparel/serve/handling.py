@@ -24,6 +24,26 @@ def path_parameters(*names: str) -> dict:
                            for name in names]}
 
 
+class HeadAsGetMiddleware:
+    """A HEAD request answered as its GET would be, without the body: HTTP asks every server for
+    HEAD wherever it has GET, monitors and caches probe with it, and FastAPI's routes (unlike
+    Starlette's own) answer it with a 405."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+
+        async def headers_only(message):
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}  # the GET's Content-Length stays, as HEAD's should
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 

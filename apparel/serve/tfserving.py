@@ -22,6 +22,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
@@ -195,8 +196,8 @@ def add_status_routes(app: FastAPI, registry: Registry) -> None:
 
     @app.get("/v1/models/{name}", tags=TAGS, summary="Status of every version")
     async def status(name: str):
-        if name.endswith((":predict", ":classify")):  # the POST routes, asked with GET
-            raise RequestError(405, f"{name.rsplit(':', 1)[1]} takes POST with a JSON body")
+        if name.endswith((":predict", ":classify")):  # the POST routes, asked with GET: a 405 names what it takes
+            raise HTTPException(405, f"{name.rsplit(':', 1)[1]} takes POST with a JSON body", headers={"Allow": "POST"})
         return version_status(registry.find(name), repository_error=registry.repository_error)
 
     @app.get("/v1/models/{name}/versions/{version}", tags=TAGS, summary="Status of one version")
