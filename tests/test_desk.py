@@ -302,7 +302,7 @@ def test_desk_a_failed_job_says_why_and_is_tried_again_from_the_page(browser, se
         page.set_input_files("#csv", str(csv_path))
         page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Failed')",
                                timeout=60_000)
-        assert page.text_content("#status") == ("Failed: 10 of 12 products (the server failed (RuntimeError); its "
+        assert page.text_content("#status") == ("Failed: 10 of 12 products (the server failed: RuntimeError; its "
                                                 "log has the details; retry the job once it is mended)")
         page.click("#retry")
         wait_done(page, 12)

@@ -240,7 +240,7 @@ def test_a_failed_job_is_tried_again_and_keeps_the_rounds_it_finished(store, tmp
     run_to_the_end(desk, job, end=FAILED)
     assert job.state()["state"] == FAILED
     # A bug's or the disk's own words stay in the server's log: they may hold its paths.
-    assert job.state()["error"] == "the server failed (RuntimeError); its log has the details; retry the job once it is mended"
+    assert job.state()["error"] == "the server failed: RuntimeError; its log has the details; retry the job once it is mended"
     assert job.finished_rounds() == 1 and predictor.calls == 2
     from apparel.batch.writing import full_disk_named
     from apparel.desk.runner import failure_message
@@ -250,7 +250,7 @@ def test_a_failed_job_is_tried_again_and_keeps_the_rounds_it_finished(store, tmp
             raise OSError(28, "No space left on device")
     except OSError as full:
         said = failure_message(full)
-    assert said.startswith("the server failed (No space left on device);") and str(job.folder) not in said
+    assert said.startswith("the server failed: No space left on device;") and str(job.folder) not in said
     desk.retry(job)
     assert job.state()["state"] == "queued" and job.state()["error"] is None
     run_to_the_end(desk, job)

@@ -34,7 +34,7 @@ def failure_message(error: Exception) -> str:
     The error's own words are the server's (a full disk names the job's file, a lock its folder,
     a bug its code); what the merchant's upload did wrong is said when it is read."""
     reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else type(error).__name__
-    return f"the server failed ({reason}); its log has the details; retry the job once it is mended"
+    return f"the server failed: {reason}; its log has the details; retry the job once it is mended"
 
 
 class Stopped(Exception):
