@@ -326,8 +326,9 @@ def test_head_is_answered_as_get_without_the_body(client, path):
     assert head.headers["content-type"] == got.headers["content-type"]
     assert head.headers["content-length"] == got.headers["content-length"]
     # A route that takes no GET still refuses HEAD, naming what it takes.
-    refused = client.head(PREDICT)
-    assert refused.status_code == 405 and refused.content == b"" and "POST" in refused.headers["allow"]
+    for post_only in (PREDICT, "/predict", "/v2/models/apparel/infer"):
+        refused = client.head(post_only)
+        assert refused.status_code == 405 and refused.content == b"" and "POST" in refused.headers["allow"]
 
 
 def test_metrics_count_routes_statuses_latency_and_batches(client):
