@@ -52,7 +52,7 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     """Every validation photo as a product: handle, image path, product type, source, truth id."""
     from apparel.store.build import crop_set
     from apparel.store.model import read_classes
-    from apparel.store.training_set import SMALL, extra_photos
+    from apparel.store.training_set import CO_PARSING, SMALL, extra_photos
     from apparel.store.worn import worn_crops
 
     categories = read_classes()
@@ -61,7 +61,7 @@ def catalogue_products(datasets: Path, images: Path) -> list[dict]:
     products += [{"image": str(path), "type": name, "source": "extra", "truth": categories[name][0]}
                  for path, name, split in extra_photos(datasets) if split == "validation"]
     images.mkdir(parents=True, exist_ok=True)
-    for number, crop in enumerate(worn_crops(datasets / "clothing-co-parsing", held_out=True, cut_outs=True,
+    for number, crop in enumerate(worn_crops(datasets / CO_PARSING, held_out=True, cut_outs=True,
                                              worn_on_white=True)):
         source = crop_set(crop)
         path = images / f"{crop.photo}-{number}-{crop.label}-{source.replace(' ', '-')}.jpg"

@@ -57,6 +57,7 @@ from apparel.attributes.colour_space import srgb_to_lab  # noqa: E402
 from apparel.attributes.product_pixels import skin_mask  # noqa: E402
 from apparel.images.thumbnails import thumbnail_of  # noqa: E402
 from apparel.kinds.photo.pipeline import photo_to_rgb  # noqa: E402
+from apparel.store.training_set import CO_PARSING  # noqa: E402
 from catalogue import parse_box  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "colour_labels.csv"
@@ -81,12 +82,7 @@ def model_input(photo, thumbnail: tuple[int, int] | None = None) -> np.ndarray:
     with ``thumbnail`` (width, height), shrunk to fit that box and read back from a JPEG."""
     if thumbnail is None:
         return photo_to_rgb(photo, SIDE)
-    import io
-
-    from PIL import Image
-
-    small = thumbnail_of(photo, thumbnail)
-    return photo_to_rgb(Image.open(io.BytesIO(small)), SIDE)  # read back as a store's JPEG file is
+    return photo_to_rgb(thumbnail_of(photo, thumbnail), SIDE)  # the JPEG read back as a store's file is
 
 
 def label_accuracy(rows: list[dict], datasets: Path, thumbnail: tuple[int, int] | None = None) -> list[dict]:
@@ -370,7 +366,7 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()
         writer.writerows(results)
-    parsing = args.datasets / "clothing-co-parsing"
+    parsing = args.datasets / CO_PARSING
     if args.worn:
         worn = worn_label_accuracy(args.worn_labels, parsing, args.thumbnail)
         summary["worn_labels"] = summarise(worn)

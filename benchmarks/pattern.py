@@ -50,6 +50,7 @@ BLUR_SIGMA = 1.5  # pixels at 56 a side: a fold's shading is broader than this, 
 def labelled_photos(datasets: Path) -> list[dict]:
     """Every photo with a pattern label: the amateur ones by path, the worn ones as their crop, each
     with its set, its split (a hash of its path, or of its photo number and garment) and model input."""
+    from apparel.store.training_set import CO_PARSING
     from apparel.store.worn import WORN_ON_WHITE, worn_crops
 
     rows = []
@@ -59,7 +60,7 @@ def labelled_photos(datasets: Path) -> list[dict]:
                          "split": split_of(row["path"]), "input": model_input(datasets / row["path"])})
     with open(WORN_LABELS, newline="", encoding="utf-8") as handle:
         worn = {(row["photo"], row["garment"]): row["pattern"] for row in csv.DictReader(handle)}
-    for crop in worn_crops(datasets / "clothing-co-parsing", held_out=True, worn_on_white=True):
+    for crop in worn_crops(datasets / CO_PARSING, held_out=True, worn_on_white=True):
         key = (crop.photo, crop.label)
         if crop.backdrop == WORN_ON_WHITE and key in worn:
             rows.append({"set": "worn on white", "photo": f"{crop.photo} {crop.label}", "pattern": worn.pop(key),

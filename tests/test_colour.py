@@ -1,5 +1,6 @@
 """The product's colour from its photo (apparel.attributes): synthetic photos only, a few ms each."""
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -383,8 +384,9 @@ def test_the_colour_benchmark_names_labelled_photos_as_thumbnails_on_request(tmp
     monkeypatch.setattr(benchmark, "photo_to_rgb", lambda image, side: read.append(image) or photo_to_rgb(image, side))
     for thumbnail, size, kind in ((None, None, None), ((60, 80), (40, 80), "JPEG")):
         assert [row["found"] for row in benchmark.label_accuracy(rows, tmp_path, thumbnail)] == ["navy"]
-        if thumbnail:  # what the colour step read is the shrunk photo, as a JPEG file gives it back
-            assert (read[-1].size, read[-1].format) == (size, kind)
+        if thumbnail:  # what the colour step read is the shrunk photo, a JPEG file's bytes
+            shrunk = Image.open(io.BytesIO(read[-1]))
+            assert (shrunk.size, shrunk.format) == (size, kind)
 
 
 def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_path):

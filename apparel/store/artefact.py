@@ -33,8 +33,7 @@ JPEG_QUALITY = 90  # the worn crops are calibrated on as the JPEG files a store 
 def calibration_photos(datasets: str | os.PathLike, scratch: str | os.PathLike) -> list[str]:
     """The calibration candidates of the module docstring, in order: the two data sets' training
     photos, then the worn things written as JPEG files under ``scratch``."""
-    from apparel.store.build import CO_PARSING
-    from apparel.store.training_set import EXTRA, SMALL, extra_photos
+    from apparel.store.training_set import CO_PARSING, EXTRA, SMALL, extra_photos
     from apparel.store.worn import worn_crops
 
     datasets, scratch = Path(datasets), Path(scratch)

@@ -23,10 +23,8 @@ from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY, STORE_SLEEVE_CLAS
 from apparel.contract import CONFIG_KEY, InputContract
 from apparel.store import calibrate as calibration
 from apparel.store.model import branches, build_store_model, read_classes, store_class_names
-from apparel.store.training_set import SMALL, extra_photos
+from apparel.store.training_set import CO_PARSING, SMALL, extra_photos
 from apparel.store.worn import ACCESSORIES, CUT_OUT, WORN_ON_WHITE, worn_crops
-
-CO_PARSING = "clothing-co-parsing"
 
 
 def validation_photos(datasets: str | os.PathLike, head_classes: tuple[str, ...]):

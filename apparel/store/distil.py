@@ -26,7 +26,6 @@ builds the store model with it, calibrated again.
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import time
@@ -37,10 +36,10 @@ import numpy as np
 
 from apparel.config import Config, option
 from apparel.store.model import imagenet_parts
+from apparel.store.training_set import CO_PARSING
 
 WEIGHTS_FILE = "imagenet_top.weights.h5"
 RECORD_FILE = "distil.json"
-CO_PARSING = "clothing-co-parsing"
 
 
 @dataclass(frozen=True)
@@ -90,14 +89,11 @@ def distillation_photos(photos_dir: str | os.PathLike, datasets: str | os.PathLi
 def thumbnail_input(photo, rng: random.Random, config: DistilConfig, size: int) -> np.ndarray:
     """``photo`` (a path or PIL image) as a random store thumbnail (longer side between
     ``min_side`` and ``max_side``, 3:4), read back from its JPEG as the model reads a file."""
-    from PIL import Image
-
     from apparel.images.thumbnails import thumbnail_of
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
     side = rng.randint(config.min_side, config.max_side)
-    data = thumbnail_of(photo, (max(1, round(side * 0.75)), side))
-    return photo_to_rgb(Image.open(io.BytesIO(data)), size)
+    return photo_to_rgb(thumbnail_of(photo, (max(1, round(side * 0.75)), side)), size)
 
 
 def features(trunk, top, photos: list, rng: random.Random, config: DistilConfig, size: int,

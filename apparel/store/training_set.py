@@ -28,6 +28,7 @@ from pathlib import Path
 
 SMALL = "clothing-dataset-small"
 EXTRA = "clothing-dataset-extra"
+CO_PARSING = "clothing-co-parsing"
 # clothing-dataset-extra's labels as class names (clothing-dataset-small's spelling for its ten).
 EXTRA_CLASSES = {
     "T-Shirt": "t-shirt", "Shoes": "shoes", "Pants": "pants", "Polo": "polo", "Undershirt": "undershirt",
@@ -91,7 +92,7 @@ def write_worn_crops(datasets: str | os.PathLike, out: str | os.PathLike, worn_o
 
     classes = {**WORN_CLASSES, **({label: OTHER_APPAREL for label in OTHER_LABELS} if other_apparel else {})}
     counts: dict[str, int] = {}
-    for crop in worn_crops(Path(datasets) / "clothing-co-parsing", held_out=False, worn_on_white=worn_on_white):
+    for crop in worn_crops(Path(datasets) / CO_PARSING, held_out=False, worn_on_white=worn_on_white):
         name = classes.get(crop.label)
         width, height = crop.image.size
         if name is None or width * height < WORN_MIN_AREA or min(width, height) < WORN_MIN_SIDE:
