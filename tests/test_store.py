@@ -76,9 +76,10 @@ def test_the_store_model_is_mix_in_layers_and_reloads_in_safe_mode(garment_model
 
 
 def test_the_imagenet_side_taught_thumbnails_answers_them_nearer_the_full_photo_and_goes_into_the_model(
-        garment_model, tmp_path):
+        garment_model, tmp_path, capsys):
     """``distil``: the classifier's top blocks learn, from training-side photos alone, to give on a
-    thumbnail what it gives on the photo; the store model built with them runs those blocks."""
+    thumbnail what it gives on the photo; the store model built with them runs those blocks. Its
+    two long steps show their progress on stderr (tens of minutes of silence otherwise)."""
     from apparel.store.distil import RECORD_FILE, WEIGHTS_FILE, DistilConfig, distil_imagenet_top
 
     rng = np.random.default_rng(3)
@@ -88,7 +89,12 @@ def test_the_imagenet_side_taught_thumbnails_answers_them_nearer_the_full_photo_
         render_photo(index % 3, rng, size=(120, 160)).save(folder / f"{index}.jpg")
     config = DistilConfig(epochs=4, learning_rate=1e-3, batch_size=8, min_side=12, max_side=16)
     # At 64 pixels the classifier is sure enough of something to teach; the weights fit any size.
-    record = distil_imagenet_top(tmp_path / "photos", tmp_path / "no-datasets", tmp_path / "out", config, size=64)
+    record = distil_imagenet_top(tmp_path / "photos", tmp_path / "no-datasets", tmp_path / "out", config, size=64,
+                                 show_progress=True)
+    shown = capsys.readouterr()
+    assert "features of the photos and their thumbnails" in shown.err and "12/12" in shown.err, shown.err
+    assert "teaching the top blocks" in shown.err and "4/4" in shown.err and "loss=" in shown.err
+    assert shown.out == ""  # stdout is the command's JSON record
     assert record["photos"] == 12 and len(record["loss"]) == 4 and record["loss"][-1] < record["loss"][0]
     fit = record["thumbnails"]  # thumbnails read nearer the full photos
     assert fit["after"]["divergence"] < fit["before"]["divergence"], fit
@@ -106,6 +112,25 @@ def test_the_imagenet_side_taught_thumbnails_answers_them_nearer_the_full_photo_
         branches(garment_model, tmp_path / "none.weights.h5")
     with pytest.raises(ValueError, match="photos_dir: .* has no train/<class>/ photos"):
         distil_imagenet_top(tmp_path / "no-photos", tmp_path, tmp_path / "out", config, size=SIZE)
+
+
+def test_the_build_reads_its_validation_photos_in_batches_showing_how_far_it_is(garment_model, capsys):
+    """``build``'s long step: every photo's two branches' logits, batch by batch (the last one short),
+    as the model gives them, with a bar on stderr."""
+    from PIL import Image
+
+    from apparel.kinds.photo.pipeline import photo_to_rgb
+    from apparel.store.build import branch_logits
+
+    rng = np.random.default_rng(5)
+    photos = [Image.fromarray(rng.integers(0, 256, (40, 30, 3)).astype(np.uint8)) for _ in range(5)]
+    two = branches(garment_model)
+    head, imagenet = branch_logits(two, photos, SIZE, batch_size=2, progress="validation photos")
+    shown = capsys.readouterr().err
+    assert "validation photos" in shown and "5/5" in shown, shown
+    wanted = two.predict_on_batch(np.stack([photo_to_rgb(photo, SIZE) for photo in photos]).astype(np.float32))
+    np.testing.assert_allclose(head, wanted[0], atol=1e-4)
+    np.testing.assert_allclose(imagenet, wanted[1], atol=1e-4)
 
 
 def test_a_garment_run_that_retrained_the_shared_blocks_is_refused():

@@ -53,11 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.verb == "build":
             from apparel.store.build import build_store_run
 
-            result = build_store_run(args.garment_run, args.datasets, args.out, args.imagenet_top)
+            result = build_store_run(args.garment_run, args.datasets, args.out, args.imagenet_top, show_progress=True)
         elif args.verb == "distil":
             from apparel.store.distil import DistilConfig, distil_imagenet_top
 
-            result = distil_imagenet_top(args.photos_dir, args.datasets, args.out, DistilConfig(epochs=args.epochs))
+            result = distil_imagenet_top(args.photos_dir, args.datasets, args.out, DistilConfig(epochs=args.epochs),
+                                         show_progress=True)
         else:
             from apparel.contract import metadata_path
             from apparel.store.artefact import write_store_artefact

@@ -57,25 +57,30 @@ def crop_set(crop) -> str:
     return {CUT_OUT: "on white", WORN_ON_WHITE: "worn on white"}.get(crop.backdrop, "worn")
 
 
-def branch_logits(two, photos: list, size: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def branch_logits(two, photos: list, size: int, batch_size: int = 32,
+                  progress: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Both branches' logits for each photo (a path, PIL image or image file's bytes, read as a photo
-    model reads it)."""
+    model reads it). ``progress``: a bar's label on stderr."""
+    from apparel.kinds.photo.data import progress_bar
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
     heads, imagenets = [], []
-    for start in range(0, len(photos), batch_size):
-        batch = np.stack([photo_to_rgb(photo, size) for photo in photos[start : start + batch_size]]).astype(np.float32)
-        head, imagenet = two.predict_on_batch(batch)
-        heads.append(np.asarray(head))
-        imagenets.append(np.asarray(imagenet))
+    with progress_bar(len(photos), progress, "photo") as bar:
+        for start in range(0, len(photos), batch_size):
+            chunk = photos[start : start + batch_size]
+            head, imagenet = two.predict_on_batch(np.stack([photo_to_rgb(photo, size) for photo in chunk]).astype(np.float32))
+            heads.append(np.asarray(head))
+            imagenets.append(np.asarray(imagenet))
+            bar.update(len(chunk))
     return np.concatenate(heads), np.concatenate(imagenets)
 
 
 def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike, out: str | os.PathLike,
-                    imagenet_top: str | os.PathLike | None = None) -> dict:
+                    imagenet_top: str | os.PathLike | None = None, show_progress: bool = False) -> dict:
     """Write the store model's run directory ``out`` (see the module docstring); returns the
     contents of its categories.json. ``imagenet_top``: the ImageNet side's top blocks taught to
-    read thumbnails (``distil.py``'s weights file), else the pretrained ones."""
+    read thumbnails (``distil.py``'s weights file), else the pretrained ones. ``show_progress``:
+    a bar on stderr while the validation photos are read and predicted."""
     from apparel.inference.prediction import load_model
 
     garment_run, out = Path(garment_run), Path(out)
@@ -86,7 +91,8 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
     garment_model = load_model(garment_run)
     rows = with_thumbnails(list(validation_photos(datasets, contract.class_names)))
     photos, truths, sets, labels = (list(column) for column in zip(*rows))
-    head_logits, imagenet_logits = branch_logits(branches(garment_model, imagenet_top), photos, contract.size)
+    head_logits, imagenet_logits = branch_logits(branches(garment_model, imagenet_top), photos, contract.size,
+                                                 progress="validation photos" if show_progress else None)
     store_classes = store_class_names(contract.class_names)
     settings, figures = calibration.calibrate(head_logits, imagenet_logits, truths, sets, np.asarray(labels),
                                               store_classes)

@@ -97,28 +97,33 @@ def thumbnail_input(photo, rng: random.Random, config: DistilConfig, size: int) 
 
 
 def features(trunk, top, photos: list, rng: random.Random, config: DistilConfig, size: int,
-             batch_size: int = 32) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             batch_size: int = 32, progress: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each photo: the trunk's features of the photo and of a thumbnail of it (float16), and
-    the classifier's logits on the photo (the target)."""
+    the classifier's logits on the photo (the target). ``progress``: a bar's label on stderr."""
+    from apparel.kinds.photo.data import progress_bar
     from apparel.kinds.photo.pipeline import photo_to_rgb
 
     full, small, targets = [], [], []
-    for start in range(0, len(photos), batch_size):
-        chunk = photos[start:start + batch_size]
-        sharp = np.asarray(trunk(np.stack([photo_to_rgb(photo, size) for photo in chunk]).astype(np.float32)))
-        shrunk = trunk(np.stack([thumbnail_input(photo, rng, config, size) for photo in chunk]).astype(np.float32))
-        targets.append(np.asarray(top(sharp)))
-        full.append(sharp.astype(np.float16))
-        small.append(np.asarray(shrunk).astype(np.float16))
+    with progress_bar(len(photos), progress, "photo") as bar:
+        for start in range(0, len(photos), batch_size):
+            chunk = photos[start:start + batch_size]
+            sharp = np.asarray(trunk(np.stack([photo_to_rgb(photo, size) for photo in chunk]).astype(np.float32)))
+            shrunk = trunk(np.stack([thumbnail_input(photo, rng, config, size) for photo in chunk]).astype(np.float32))
+            targets.append(np.asarray(top(sharp)))
+            full.append(sharp.astype(np.float16))
+            small.append(np.asarray(shrunk).astype(np.float16))
+            bar.update(len(chunk))
     return np.concatenate(full), np.concatenate(small), np.concatenate(targets)
 
 
-def teach(top, full: np.ndarray, small: np.ndarray, targets: np.ndarray, config: DistilConfig) -> list[float]:
+def teach(top, full: np.ndarray, small: np.ndarray, targets: np.ndarray, config: DistilConfig,
+          progress: str | None = None) -> list[float]:
     """Train ``top`` (in place) to give ``targets``' softmax from both kinds of features; returns
-    the loss (cross-entropy to the targets) after each epoch."""
+    the loss (cross-entropy to the targets) after each epoch. ``progress``: a bar's label on stderr."""
     import keras
 
     from apparel.inference.inputs import softmax
+    from apparel.kinds.photo.data import progress_bar
 
     for layer in top.layers:  # the pretrained statistics: the photos here are not ImageNet's mix
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -128,15 +133,19 @@ def teach(top, full: np.ndarray, small: np.ndarray, targets: np.ndarray, config:
     inputs = np.concatenate([full, small]).astype(np.float32)
     wanted = softmax(np.concatenate([targets, targets])).astype(np.float32)
     weights = np.concatenate([np.full(len(full), config.full_weight), np.ones(len(small))]).astype(np.float32)
-    history = top.fit(inputs, wanted, sample_weight=weights, batch_size=config.batch_size, epochs=config.epochs,
-                      shuffle=True, verbose=0)
+    with progress_bar(config.epochs, progress, "epoch") as bar:
+        shown = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: (bar.set_postfix(loss=f"{logs['loss']:.4f}", refresh=False), bar.update()))
+        history = top.fit(inputs, wanted, sample_weight=weights, batch_size=config.batch_size, epochs=config.epochs,
+                          shuffle=True, verbose=0, callbacks=[shown])
     return [round(float(loss), 4) for loss in history.history["loss"]]
 
 
 def distil_imagenet_top(photos_dir: str | os.PathLike, datasets: str | os.PathLike, out: str | os.PathLike,
-                        config: DistilConfig = DistilConfig(), size: int = 224) -> dict:
+                        config: DistilConfig = DistilConfig(), size: int = 224, show_progress: bool = False) -> dict:
     """Write ``out/imagenet_top.weights.h5`` and ``out/distil.json`` (see the module docstring);
-    returns the record."""
+    returns the record. ``show_progress``: bars on stderr for its two long steps (tens of minutes
+    on two cores)."""
     import keras
 
     from apparel import artifacts
@@ -145,9 +154,10 @@ def distil_imagenet_top(photos_dir: str | os.PathLike, datasets: str | os.PathLi
     photos = distillation_photos(photos_dir, datasets)
     keras.utils.set_random_seed(config.seed)
     trunk, top = imagenet_parts(size)
-    full, small, targets = features(trunk, top, photos, random.Random(config.seed), config, size)
+    full, small, targets = features(trunk, top, photos, random.Random(config.seed), config, size,
+                                    progress="features of the photos and their thumbnails" if show_progress else None)
     before = thumbnail_fit(top, small, targets)
-    losses = teach(top, full, small, targets, config)
+    losses = teach(top, full, small, targets, config, progress="teaching the top blocks" if show_progress else None)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with artifacts.atomic_path(out / WEIGHTS_FILE) as temporary:
