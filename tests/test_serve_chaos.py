@@ -657,6 +657,24 @@ def test_v2_bodies_of_the_wrong_structure_are_422(client, body):
     assert response.status_code == 422, response.text
 
 
+@pytest.mark.parametrize("body, header, message", [
+    ('{"inputs": []}', "9" * 4301, f"Inference-Header-Content-Length '{'9' * 40}…' is not"),
+    ('{"inputs": []}', "0" * 4300 + "5", "the request body is not valid JSON"),  # its first 5 bytes
+    ('{"inputs": []}', "-1", "Inference-Header-Content-Length '-1' is not a length within the body"),
+    ('{"inputs": [' + "1" * 5000 + "]}", None, "a number with thousands of digits"),
+    ('{"inputs": ' + "[" * 50_000 + "]" * 50_000 + "}", None, "nested too deeply"),
+    ("", None, 'the request body is empty; send a JSON object such as {"inputs": '),
+], ids=["header of thousands of digits", "header of leading zeros", "negative header", "number of thousands of digits",
+        "nested too deeply", "empty"])
+def test_a_v2_body_or_length_header_python_cannot_read_is_a_400_that_says_what_to_send(client, body, header, message):
+    """What Python refuses to read (an int of over 4,300 digits, JSON nested past its recursion
+    limit) is the client's mistake, said as REST says it, never a 500 or Python's advice to the server."""
+    headers = {"Content-Type": "application/json", **({"Inference-Header-Content-Length": header} if header else {})}
+    response = client.post("/v2/models/apparel/infer", content=body, headers=headers)
+    assert response.status_code == 400 and message in response.json()["error"], response.text
+    assert "sys.set_int_max_str_digits" not in response.text and "recursion" not in response.text
+
+
 def test_a_v2_image_sent_without_its_batch_axis_is_told_its_shape_not_that_it_is_too_many(client):
     """[784] (one image's numbers flat) read as 784 images: a 413 "split the request" for a request
     that needed its shape mended."""

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from apparel import __version__
 from apparel.attributes import photo_attributes, sleeve_attributes
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
-from apparel.serve.payloads import RequestError, refuse_booleans, scale_pixels, shape_text
+from apparel.serve.payloads import RequestError, json_body, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
 SERVER_NAME = "apparel"
@@ -54,6 +54,7 @@ HEADER_LENGTH = "inference-header-content-length"
 NUMBER_TYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8, "UINT16": np.uint16,
                 "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64}
 TAGS = ["Open Inference Protocol (V2)"]
+INFER_EXAMPLE = '{"inputs": [{"name": …, "shape": […], "datatype": …, "data": […]}]}'
 OUTPUTS = (OUTPUT_NAME, LABEL_OUTPUT, CATEGORY_OUTPUT, COLOR_OUTPUT, SLEEVE_OUTPUT)
 JSON_NUMBER_BYTES = 26  # the longest a float32 takes in a JSON list: "-1.2345678901234567e-05, "
 ANSWER_OVERHEAD_BYTES = 1024  # the names, datatypes and shapes around the values
@@ -234,13 +235,14 @@ def parse_infer_body(body: bytes, header_length: str | None):
     if header_length is None:
         head, binary = body, b""
     else:
-        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
-            raise RequestError(400, f"Inference-Header-Content-Length {header_length!r} is not a length within the body")
-        head, binary = body[: int(header_length)], body[int(header_length):]
-    try:
-        request = json.loads(head)
-    except (ValueError, RecursionError) as error:
-        raise RequestError(400, f"the inference request is not valid JSON: {error}") from None
+        # Its digits are counted before they are read: Python refuses to read thousands of them.
+        digits = header_length.lstrip("0") or "0"
+        if not (header_length.isascii() and header_length.isdigit()) or len(digits) > len(str(len(body))) or int(
+                digits) > len(body):
+            shown = header_length if len(header_length) <= 40 else f"{header_length[:40]}…"
+            raise RequestError(400, f"Inference-Header-Content-Length {shown!r} is not a length within the body")
+        head, binary = body[: int(digits)], body[int(digits):]
+    request = json_body(head, INFER_EXAMPLE)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
         raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "
                                 "\"data\"}]}: the model has one input")
