@@ -305,6 +305,55 @@ def test_tensorflow_serving_stubs_predict_and_read_metadata(served, name):
                                served[name].predict_proba(images), atol=1e-5)
 
 
+def test_grpc_values_are_read_where_their_dtype_keeps_them_or_refused_never_read_as_zeros(served):
+    """TensorFlow reads a TensorProto's values from its dtype's own field only: DT_FLOAT pixels sent
+    in int_val were filled with zeros and a black image answered. And FP16 pixels, which V2 over
+    HTTP takes, are taken over gRPC too (raw_input_contents), with the same answer."""
+    import grpc
+    import tensorflow as tf
+    import tritonclient.grpc as grpcclient
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    images = fashion_images(count=1)
+    client = grpcclient.InferenceServerClient(served["grpc"])
+    name = client.get_model_metadata("fashion-mnist").inputs[0].name
+    with grpc.insecure_channel(served["grpc"]) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def predict(proto):
+            request = predict_pb2.PredictRequest()
+            request.model_spec.name = "fashion-mnist"
+            request.inputs[name].CopyFrom(proto)
+            return stub.Predict(request, timeout=30)
+
+        def shaped(dtype):
+            proto = tf.make_tensor_proto([], dtype=dtype)
+            proto.tensor_shape.Clear()
+            for size in images.shape:
+                proto.tensor_shape.dim.add().size = size
+            return proto
+
+        misplaced = shaped(tf.float32)
+        misplaced.int_val.extend(images.ravel().tolist())
+        doubled = tf.make_tensor_proto(images.astype(np.float32))
+        doubled.float_val.extend([0.5])
+        for proto, message in ((misplaced, "DT_FLOAT values go in float_val (or tensor_content); got int_val"),
+                               (doubled, "has both tensor_content and float_val; send one")):
+            with pytest.raises(grpc.RpcError) as error:
+                predict(proto)
+            assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in error.value.details()
+        placed = shaped(tf.float32)
+        placed.float_val.extend(images.ravel().astype(float).tolist())
+        np.testing.assert_allclose(tf.make_ndarray(predict(placed).outputs["probabilities"]),
+                                   served["fashion-mnist"].predict_proba(images.astype(np.float32)), atol=1e-5)
+
+    half = grpcclient.InferInput(name, list(images.shape), "FP16")
+    half.set_data_from_numpy(images.astype(np.float16))
+    np.testing.assert_allclose(client.infer("fashion-mnist", [half]).as_numpy("probabilities"),
+                               served["fashion-mnist"].predict_proba(images.astype(np.float32)), atol=1e-5)
+    client.close()
+
+
 # ---------------------------------------------------------------- REST by name, V2 JSON, logs
 
 

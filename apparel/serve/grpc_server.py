@@ -148,24 +148,41 @@ def inference_service(registry: Registry):
 
 
 def v2_input_data(tensor, raw_contents):
-    """The values of an input tensor: from ``raw_input_contents`` (what tritonclient sends) or
-    from its typed ``contents``."""
-    if tensor.datatype not in CONTENTS_FIELDS:
-        raise RequestError(422, f"input {tensor.name!r}: datatype {tensor.datatype!r} is not taken; send FP32, "
-                                "UINT8 or BYTES")
+    """The values of an input tensor: from ``raw_input_contents`` (what tritonclient sends; every
+    datatype HTTP's binary extension takes, FP16 too) or from its typed ``contents``."""
     if raw_contents:
         if len(raw_contents) != 1:
             raise RequestError(422, "raw_input_contents must hold one entry, for the one input")
         if tensor.contents.ByteSize():  # which would answer? Triton refuses the two together too
             raise RequestError(422, f"input {tensor.name!r} has both contents and raw_input_contents; send one")
         return raw_tensor_data(tensor.name, tensor.datatype, raw_contents[0])
-    values = getattr(tensor.contents, CONTENTS_FIELDS[tensor.datatype])
+    if tensor.datatype not in CONTENTS_FIELDS:
+        raise RequestError(422, f"input {tensor.name!r}: datatype {tensor.datatype!r} is not taken in contents; "
+                                "send FP32, UINT8 or BYTES there, or any datatype HTTP takes as raw_input_contents")
+    own = CONTENTS_FIELDS[tensor.datatype]
+    # Values in another field than the datatype's were read as none at all.
+    strays = sorted({field.name for field, _ in tensor.contents.ListFields()} - {own})
+    if strays:
+        raise RequestError(422, f"input {tensor.name!r}: {tensor.datatype} values go in contents.{own}; got "
+                                f"{', '.join(strays)}")
+    values = getattr(tensor.contents, own)
     return list(values) if tensor.datatype == "BYTES" else np.asarray(values)
+
+
+# Where a TensorProto keeps each dtype's values when they are not in tensor_content. TensorFlow
+# reads only that field and fills the declared size from it: values sent in another field were
+# read as zeros, and a black photo answered.
+VALUE_FIELDS = {"DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_HALF": "half_val", "DT_BFLOAT16": "half_val",
+                "DT_UINT8": "int_val", "DT_UINT16": "int_val", "DT_INT8": "int_val", "DT_INT16": "int_val",
+                "DT_INT32": "int_val", "DT_INT64": "int64_val", "DT_STRING": "string_val"}
 
 
 def check_declared_tensor(proto, served: ServedVersion, max_instances: int, string_type: int) -> None:
     """Refuse a TensorProto by its declared shape before it is made an array: TensorFlow fills a
-    few values (or none) out to the declared size, so 40 bytes could ask for gigabytes."""
+    few values (or none) out to the declared size, so 40 bytes could ask for gigabytes. Its values
+    must lie where its dtype keeps them, in one place."""
+    from tensorflow.core.framework import types_pb2
+
     dims = [dim.size for dim in proto.tensor_shape.dim]
     wanted = "[N]" if proto.dtype == string_type else f"[N, {', '.join(map(str, served.contract.shape))}]"
     expected_rest = [] if proto.dtype == string_type else list(served.contract.shape)
@@ -173,12 +190,23 @@ def check_declared_tensor(proto, served: ServedVersion, max_instances: int, stri
         raise RequestError(422, f"input {served.input_name!r} must have shape {wanted}, got {dims}")
     if dims[0] > max_instances:
         raise RequestError(413, f"{dims[0]} instances; at most {max_instances} per request")
-    if not proto.tensor_content:
-        count = int(np.prod(dims))
-        given = (len(proto.float_val) + len(proto.int_val) + len(proto.string_val) + len(proto.double_val)
-                 + len(proto.int64_val) + len(proto.half_val))
-        if given != count:
-            raise RequestError(422, f"input {served.input_name!r} declares {count} values and holds {given}")
+    dtype = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else str(proto.dtype)
+    filled = sorted(field.name for field, _ in proto.ListFields() if field.name.endswith("_val"))
+    if proto.tensor_content:
+        if filled:
+            raise RequestError(422, f"input {served.input_name!r} has both tensor_content and {', '.join(filled)}; "
+                                    "send one")
+        return
+    own = VALUE_FIELDS.get(dtype)
+    if own is None:
+        raise RequestError(422, f"input {served.input_name!r} must be DT_FLOAT (or DT_UINT8) pixel values or "
+                                f"DT_STRING photo files, got {dtype}")
+    if any(field != own for field in filled):
+        raise RequestError(422, f"input {served.input_name!r}: {dtype} values go in {own} (or tensor_content); got "
+                                f"{', '.join(filled)}")
+    count, given = int(np.prod(dims)), len(getattr(proto, own))
+    if given != count:
+        raise RequestError(422, f"input {served.input_name!r} declares {count} values and holds {given}")
 
 
 def prediction_service(registry: Registry):
