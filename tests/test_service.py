@@ -331,6 +331,23 @@ def test_head_is_answered_as_get_without_the_body(client, path):
         assert refused.status_code == 405 and refused.content == b"" and "POST" in refused.headers["allow"]
 
 
+def test_a_verb_asked_with_get_or_an_unknown_verb_is_told_what_the_route_takes(client):
+    """A status path's last part also matches "apparel:predict" or "1:classify": asked with GET, a
+    verb is a 405 naming POST (it was "no version 1:predict"); POSTed with a misspelt verb, a 404
+    naming the verbs (it was a 405 saying to GET it). Every Allow that names GET names HEAD too."""
+    for path in ("/v1/models/apparel:predict", "/v1/models/apparel/versions/1:predict",
+                 "/v1/models/apparel/labels/stable:classify"):
+        for method in ("GET", "HEAD"):
+            refused = client.request(method, path)
+            assert refused.status_code == 405 and refused.headers["allow"] == "POST", (method, path, refused.text)
+    for path in ("/v1/models/apparel:predct", "/v1/models/apparel/versions/1:foo", "/v1/models/apparel/labels/a:b"):
+        refused = client.post(path, json={"instances": []})
+        assert refused.status_code == 404 and "POST takes :predict or :classify" in refused.json()["error"], path
+    refused = client.post("/v1/models/apparel", json={"instances": []})
+    assert refused.status_code == 405 and refused.headers["allow"] == "GET, HEAD"
+    assert client.delete("/v2/health/ready").headers["allow"] == "GET, HEAD"
+
+
 def test_metrics_count_routes_statuses_latency_and_batches(client):
     post_json(client, {"instances": image_batch(2).tolist()})
     post_json(client, {"instances": "nope"})

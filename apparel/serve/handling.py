@@ -27,21 +27,31 @@ def path_parameters(*names: str) -> dict:
 class HeadAsGetMiddleware:
     """A HEAD request answered as its GET would be, without the body: HTTP asks every server for
     HEAD wherever it has GET, monitors and caches probe with it, and FastAPI's routes (unlike
-    Starlette's own) answer it with a 405."""
+    Starlette's own) answer it with a 405. A 405's ``Allow`` that names GET names HEAD too."""
 
     def __init__(self, app):
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "HEAD":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        head = scope["method"] == "HEAD"
 
-        async def headers_only(message):
-            if message["type"] == "http.response.body":
+        async def answer(message):
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                message = {**message, "headers": [(name, with_head(value) if name.lower() == b"allow" else value)
+                                                  for name, value in message["headers"]]}
+            elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}  # the GET's Content-Length stays, as HEAD's should
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        await self.app({**scope, "method": "GET"} if head else scope, receive, answer)
+
+
+def with_head(allow: bytes) -> bytes:
+    """An ``Allow`` header's value with HEAD beside GET."""
+    methods = [method.strip() for method in allow.split(b",")]
+    return allow + b", HEAD" if b"GET" in methods and b"HEAD" not in methods else allow
 
 
 def error_response(status: int, message: str) -> JSONResponse:

@@ -191,22 +191,44 @@ def add_prediction_routes(app: FastAPI, registry: Registry, doc_contract: InputC
 
 
 
+VERBS = (":predict", ":classify")
+
+
 def add_status_routes(app: FastAPI, registry: Registry) -> None:
     """Status and metadata, of a model, a numbered version or a labelled one."""
 
+    # A status path's last part also matches the POST routes' ("apparel:predict", "1:classify"):
+    # asked with GET, they get a 405 that names what they take, not "no model 'apparel:predict'".
+    def refuse_verb(last: str) -> None:
+        if last.endswith(VERBS):
+            raise HTTPException(405, f"{last.rsplit(':', 1)[1]} takes POST with a JSON body", headers={"Allow": "POST"})
+
     @app.get("/v1/models/{name}", tags=TAGS, summary="Status of every version")
     async def status(name: str):
-        if name.endswith((":predict", ":classify")):  # the POST routes, asked with GET: a 405 names what it takes
-            raise HTTPException(405, f"{name.rsplit(':', 1)[1]} takes POST with a JSON body", headers={"Allow": "POST"})
+        refuse_verb(name)
         return version_status(registry.find(name), repository_error=registry.repository_error)
 
     @app.get("/v1/models/{name}/versions/{version}", tags=TAGS, summary="Status of one version")
     async def status_version(name: str, version: str):
+        refuse_verb(version)
         return version_status(registry.find(name), registry.resolve(name, version), registry.repository_error)
 
     @app.get("/v1/models/{name}/labels/{label}", tags=TAGS, summary="Status of a labelled version")
     async def status_label(name: str, label: str):
+        refuse_verb(label)
         return version_status(registry.find(name), registry.resolve(name, label=label), registry.repository_error)
+
+    # POSTed with another verb (":predct"), the status paths answered 405 "Allow: GET", as if
+    # POST were the mistake. Added after the prediction routes, which match first.
+    async def unknown_verb(request: Request):
+        last = request.url.path.rsplit("/", 1)[-1]
+        if ":" in last:
+            raise HTTPException(404, f"unknown verb :{last.rsplit(':', 1)[1]}; POST takes :predict or :classify")
+        raise HTTPException(405, "a model's status is read with GET; predict with POST to …:predict",
+                            headers={"Allow": "GET"})
+
+    for route in ("/v1/models/{name}", "/v1/models/{name}/versions/{version}", "/v1/models/{name}/labels/{label}"):
+        app.add_api_route(route, unknown_verb, methods=["POST"], include_in_schema=False)
 
     @app.get("/v1/models/{name}/metadata", tags=TAGS, summary="Signature, classes, version, accuracy")
     async def metadata(name: str):
