@@ -430,6 +430,15 @@ def test_loopback_binds_answer_only_loopback_host_names(predictor):
             assert rebound.status_code == 400 and "class_names" not in rebound.text
             # Said as every client mistake is (it was the plain text "Invalid host header").
             assert "--allowed-hosts" in rebound.json()["error"] and "localhost" in rebound.json()["error"]
+        # The check judged the first Host: another behind it passed, in either order (RFC 9112: a 400).
+        for hosts in ((f"127.0.0.1:{port}", "evil.example"), ("evil.example", f"127.0.0.1:{port}")):
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as raw:
+                raw.sendall(b"GET /v1/models/apparel HTTP/1.1\r\n" + b"".join(
+                    b"Host: " + host.encode() + b"\r\n" for host in hosts) + b"Connection: close\r\n\r\n")
+                answer = b""
+                while chunk := raw.recv(65536):
+                    answer += chunk
+            assert answer.startswith(b"HTTP/1.1 400") and b"more than one Host header" in answer, answer[:300]
 
 
 def test_cross_origin_posts_are_refused(predictor):
@@ -444,6 +453,10 @@ def test_cross_origin_posts_are_refused(predictor):
             assert test_client.post("/predict", files=files, headers=headers).status_code == 200, origin
         refused = post_json(test_client, {"instances": image_batch(1).tolist()}, Origin="http://evil.example")
         assert refused.status_code == 403
+        # Only the first was judged: the page's own Origin first let another site's behind it pass.
+        for origins in (("http://127.0.0.1:8000", "http://evil.example"), ("http://127.0.0.1:8000",) * 2):
+            response = test_client.post("/predict", files=files, headers=[("Origin", origin) for origin in origins])
+            assert response.status_code == 400 and "more than one Origin" in response.json()["error"], origins
 
 
 def test_metadata_shows_no_path_and_no_key(predictor):

@@ -127,6 +127,9 @@ class HostMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.check(scope, receive, send)
+        # The check reads the first; another behind it could name anything (RFC 9112 §3.2: a 400).
+        if len(Headers(scope=scope).getlist("host")) > 1:
+            return await error(400, "the request has more than one Host header; send one")(scope, receive, send)
         refused = False
 
         async def sending(message):
@@ -153,7 +156,10 @@ class OriginMiddleware:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
-        origin = headers.get("origin")
+        origins = headers.getlist("origin")
+        if len(origins) > 1:  # no browser sends two, and only the first would be judged
+            return await error(400, "the request has more than one Origin header; send one")(scope, receive, send)
+        origin = origins[0] if origins else None
         if origin is not None and not self.allowed(origin, headers.get("host", "")):
             message = (f"requests from pages of another site (Origin: {origin}) are refused; open the service's own "
                        "page, or ask its operator to allow this origin (allowed_origins)")
