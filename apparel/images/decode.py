@@ -37,6 +37,10 @@ ACCEPTED_NAMES = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 # A photo's declared width × height above this is refused before it is decoded (decompression
 # bombs): 40 megapixels is above any phone camera's output.
 MAX_PIXELS = 40_000_000
+# ... and a side longer than JPEG's largest (WebP's is 16,383). A decoder's cost grows with the rows
+# as well as the pixels: a 75 KB PNG of 1×39,000,000 pixels, within MAX_PIXELS, took 1.8 s to open
+# where a 6000×6000 one takes 0.06 s.
+MAX_SIDE = 65_535
 # The memory one image may take to decode: width × height × the bytes a pixel of its mode takes
 # in Pillow, at the scale it is decoded at (a large JPEG is decoded reduced), plus what its decoder
 # holds beside it (see ``decode_cost``). 256 MiB holds a 40-megapixel RGBA PNG or JPEG (4:2:0,
@@ -131,6 +135,9 @@ def _check_pixels(image: Image.Image, name: str, max_pixels: int) -> None:
             name, f"too many pixels: {width}×{height}, over the limit of {max_pixels:,}; "
             "refused as a possible decompression bomb (make it smaller first)"
         )
+    if max(width, height) > MAX_SIDE:
+        raise SourceError(name, f"a side of {max(width, height):,} pixels ({width}×{height}), over the limit of "
+                                f"{MAX_SIDE:,}: no photo is that long; refused before decoding (make it smaller first)")
     if width == 0 or height == 0:
         raise SourceError(name, f"image is empty ({width}×{height} pixels)")
 
