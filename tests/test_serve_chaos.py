@@ -367,6 +367,31 @@ def test_a_body_sent_after_an_early_answer_leaves_the_connection_to_the_keep_ali
             connection.close()
 
 
+def test_a_body_trickled_after_an_early_answer_is_cut_off_without_a_second_answer(predictor):
+    """A 413 given for a declared length, the client trickling the body on past the body timeout:
+    the connection closes, and the 413 stays the request's one answer (a 408 followed it)."""
+    app = create_app(predictor, **QUICK, max_body_bytes=1000)
+    with running_server(app) as base_url:
+        early = raw_connection(base_url)
+        early.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 5000\r\n\r\n")
+        answer, started = b"", time.monotonic()
+        while time.monotonic() - started < 10:
+            if select.select([early], [], [], 0.1)[0]:
+                chunk = early.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            else:
+                try:
+                    early.sendall(b"x")  # a byte every 0.1 s: the whole body would take 500 s
+                except OSError:
+                    break
+        assert answer.startswith(b"HTTP/1.1 413") and answer.count(b"HTTP/1.1 ") == 1, answer
+        assert time.monotonic() - started < 10
+        early.close()
+
+
 def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor):
     """What Ctrl-C does (uvicorn's signal handler sets ``should_exit``) with a request being
     computed and a client stuck half-way through its body: the first is answered, the second cut

@@ -118,13 +118,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.read_timer = None
 
     def read_timed_out(self) -> None:
-        """The client was too slow: a 408 where no answer is being written, then the connection
-        closed. A handler waiting for the rest of the body is told the client went away."""
+        """The client was too slow: a 408 where no answer is being written or was given to the
+        request being read, then the connection closed. A handler waiting for the rest of the body
+        is told the client went away."""
         self.read_timer = None
         if self.transport.is_closing():
             return
-        answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
-        if answering:
+        cycle = self.cycle
+        answering = cycle is not None and cycle.response_started and not cycle.response_complete
+        # Its body still coming after an early answer (a 413, a 415): a 408 would be a second
+        # answer to one request. (In a head, ``cycle`` is the last request's, answered.)
+        answered = cycle is not None and cycle.response_complete and not self.in_head
+        if answering or answered:
             self.transport.close()
         else:
             self.refuse(408)
