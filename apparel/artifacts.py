@@ -90,6 +90,14 @@ def shipped_model_names() -> list[str]:
     return sorted(entry.name for entry in SHIPPED_MODELS_DIR.iterdir() if (entry / MODEL_FILE).is_file())
 
 
+def same_file(path: str | os.PathLike, other: str | os.PathLike) -> bool:
+    """Whether two names reach one file: through links too where both exist, else by resolved path."""
+    try:
+        return os.path.samefile(path, other)
+    except OSError:  # one of them does not exist (yet)
+        return Path(path).resolve() == Path(other).resolve()
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.

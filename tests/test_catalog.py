@@ -607,6 +607,12 @@ def test_no_file_written_may_be_the_input(shop, model_dir, capsys):
     (shop_dir / "boxed.review.csv").mkdir()
     with pytest.raises(ParameterError, match="would write its review CSV to .*boxed.review.csv, a folder"):
         categorize_catalog(shop_dir / "products.csv", shop_dir / "boxed.csv", settings, predictor=ShapePredictor())
+    # A product's own photo named as the output (a slip of tab-completion) was replaced by the CSV.
+    (shop_dir / "dress.JPG").write_bytes(b"\xff\xd8 a product photo")
+    for name in ("dress.JPG", "new.png"):
+        with pytest.raises(ParameterError, match=f"{name} names an image file; the output is a CSV"):
+            categorize_catalog(shop_dir / "products.csv", shop_dir / name, settings, predictor=ShapePredictor())
+    assert (shop_dir / "dress.JPG").read_bytes() == b"\xff\xd8 a product photo" and not (shop_dir / "new.png").exists()
     assert main(["catalog", str(review_input), "--out", str(shop_dir / "shop.csv"), "--model-dir", str(model_dir)]) == 2
     printed = capsys.readouterr().err
     assert f"{review_input} is the review CSV of" in printed and "--out" in printed

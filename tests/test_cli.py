@@ -237,6 +237,11 @@ def test_preprocess_draws_the_photo_models_steps(photo_run, tmp_path, capsys):
         assert image.format == "PNG" and image.width > 3 * image.height
     assert main(["preprocess", str(photo), "--out", str(tmp_path / "shop.png")]) == 0  # the shipped store model's
     assert capsys.readouterr().out.splitlines()[0].endswith("resized 224×224")
+    drawn = photo.read_bytes()  # the figure written over the photo it draws: refused, the photo kept
+    assert main(["preprocess", str(photo), "--out", str(photo), "--model", str(photo_run)]) == 2
+    assert f"out {photo} is the photo drawn; write the figure to a new file, e.g. {tmp_path / 'shirt-steps.png'} (--out)" \
+        in capsys.readouterr().err
+    assert photo.read_bytes() == drawn
 
 
 @pytest.mark.parametrize("argv, expected", [

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from apparel.artifacts import atomic_path
+from apparel.artifacts import atomic_path, same_file
 from apparel.contract import FASHION_MNIST, InputContract
+from apparel.errors import ParameterError
 from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS, Source, on_white
 
 
@@ -33,6 +34,9 @@ def draw_steps(source: Source, out: str | os.PathLike, height: int = 168,
     >>> draw_steps("shirt.jpg", "steps.png")
     PosixPath('steps.png')
     """
+    if isinstance(source, (str, os.PathLike)) and same_file(source, out):
+        raise ParameterError(f"{{}} {out} is the photo drawn; write the figure to a new file, e.g. "
+                             f"{Path(out).with_name(Path(out).stem + '-steps.png')}", "out")
     steps = model_steps(source, contract)
     label_height, gap = 24, 8
     tiles = []

@@ -52,7 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer
+from apparel.artifacts import MODEL_FILE, atomic_path, file_digest, one_writer, same_file
 from apparel.attributes import ProductColour, gets_colour
 from apparel.attributes.colour import NAMING_VERSION
 from apparel.attributes.sleeve import product_sleeve
@@ -65,7 +65,7 @@ from apparel.errors import ParameterError, SourceError
 from apparel.inference.prediction import resolve_model_dir
 from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
-from apparel.images.sources import ImageSource, contained_source
+from apparel.images.sources import IMAGE_SUFFIXES, ImageSource, contained_source
 from apparel.shop.categories import run_chooser
 from apparel.shop.attribute_cells import (BY_PARAMETER, COLOUR, SLEEVE, CsvAttribute, attribute_tag, colour_values,
                                           metafield_columns)
@@ -498,34 +498,29 @@ def _check_written_paths(csv_path: Path, out: Path, other_inputs: Mapping[str, s
     companions = (("review CSV", review), ("image cache", cache), ("lock file", lock_path(out)))
     if out.is_dir():
         raise ParameterError(f"{{}} {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}", "out")
+    if out.suffix.lower() in IMAGE_SUFFIXES:  # a product's photo, which the CSV's text would replace
+        raise ParameterError(f"{{}} {out} names an image file; the output is a CSV: give e.g. "
+                             f"{out.with_name('categorized.csv')}", "out")
     for role, written in companions:
         if written.is_dir():
             raise ParameterError(f"{{}} {out} would write its {role} to {written}, a folder; give the output "
                                  "another name", "out")
-    if _same_file(csv_path, out):
+    if same_file(csv_path, out):
         raise ParameterError(f"{{}} {out} is the input file; write to a new file and keep the original export", "out")
     for role, written in companions:
-        if _same_file(csv_path, written):
+        if same_file(csv_path, written):
             raise ParameterError(f"{{}} {csv_path} is the {role} of {{}} {out}, which would replace it; "
                                  "give the output another name", "csv_path", "out")
     named = (("output", out), *companions)
     for parameter, read in other_inputs.items():
         for role, written in (named if read is not None else ()):
-            if _same_file(Path(read), written):
+            if same_file(Path(read), written):
                 raise ParameterError(f"{{}} {read} is the {role} of {{}} {out}, which would replace it; "
                                      "give the output another name", parameter, "out")
     for (role, path), (other_role, other) in itertools.combinations(named, 2):
-        if _same_file(path, other):
+        if same_file(path, other):
             raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
                                  "give the output another name", "out")
-
-
-def _same_file(path: Path, other: Path) -> bool:
-    """Whether two names reach one file: through links too where both exist, else by resolved path."""
-    try:
-        return os.path.samefile(path, other)
-    except OSError:  # one of them does not exist (yet)
-        return path.resolve() == other.resolve()
 
 
 class Classifier:
