@@ -29,6 +29,9 @@ from apparel.kinds.registry import kind_named
 
 # The key under which config.json records the contract, beside the training parameters.
 CONFIG_KEY = "input"
+# The one input's name wherever a protocol or format names it (TF Serving's named inputs, the V2
+# tensors, the SavedModel signature, the ONNX graph): one name whichever runtime serves the model.
+INPUT_NAME = "images"
 
 
 @dataclass(frozen=True)

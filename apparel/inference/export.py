@@ -31,7 +31,7 @@ import numpy as np
 
 from apparel.artifacts import CATEGORIES_FILE, MODEL_FILE, atomic_directory, atomic_path, file_digest, read_json
 from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY
-from apparel.contract import EXPORT_METADATA_FILE, InputContract, metadata_path
+from apparel.contract import EXPORT_METADATA_FILE, INPUT_NAME, InputContract, metadata_path
 from apparel.errors import ParameterError, SourceError
 from apparel.inference.inputs import evenly_spaced
 from apparel.inference.prediction import load_model, probability_model, resolve_model_dir
@@ -51,7 +51,6 @@ QUANTIZATIONS = ("float16", "int8")
 POOLING_OP = "MEAN"  # LiteRT's global average pooling: where a network's features end
 # Photos of the calibration set, evenly spaced, on which the int8 layers' error is measured for ``float_error``.
 ERROR_EXAMPLES = 24
-INPUT_NAME = "images"  # the input's name in the SavedModel signature and the ONNX graph
 
 
 def export_metadata(contract: InputContract, format: str) -> dict:

@@ -25,7 +25,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.attributes import prepare_colour_naming
-from apparel.contract import InputContract
+from apparel.contract import INPUT_NAME, InputContract
 from apparel.images import decode
 from apparel.inference.prediction import Predictor
 from apparel.inference.runtime import load_predictor
@@ -79,13 +79,6 @@ def model_description(predictor: Predictor, model_file: str | os.PathLike | None
     return info
 
 
-def model_input_name(predictor: Predictor) -> str:
-    """The name of the model's one input (TensorFlow Serving's named ``inputs``, the tensors of
-    the other protocols); ``images`` where the runtime does not say (an exported model)."""
-    inputs = getattr(predictor.model, "inputs", None) or []
-    return inputs[0].name if len(inputs) == 1 else "images"
-
-
 @dataclass(eq=False)
 class ServedVersion:
     """One loaded version: its predictor, the batcher in front of it, what the metadata shows."""
@@ -111,7 +104,9 @@ class ServedVersion:
 
     @property
     def input_name(self) -> str:
-        return model_input_name(self.predictor)
+        """The one input's name (``contract.INPUT_NAME``): Keras's own ("input_layer", "input_layer_3")
+        changed with the runtime and the way the model was built, so the docs' examples broke."""
+        return INPUT_NAME
 
     def photo_decoder(self, config: ServiceConfig):
         """The photo decoder of one request: each photo file as this model's input
