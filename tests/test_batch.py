@@ -776,6 +776,31 @@ def test_cli_refuses_a_ray_address_without_the_ray_engine(shop, capsys):
     assert "joins a Ray cluster; give engine ray with it (--ray-address, --engine)" in capsys.readouterr().err
 
 
+def test_a_ray_address_where_nothing_answers_is_refused_at_once(shop, capsys, monkeypatch):
+    """Ray retries a cluster address that answers nothing for many minutes (over ten, measured),
+    saying only its own warnings; the address is tried first, and Ray is never started."""
+    import socket
+    import types
+
+    from apparel.batch.engine_ray import check_reachable
+    from apparel.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", types.SimpleNamespace(
+        is_initialized=lambda: False, init=lambda **options: pytest.fail("Ray was started")))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        for address in (f"127.0.0.1:{port}", f"ray://127.0.0.1:{port}"):
+            assert main(["batch", str(shop / "manifest.csv"), "--out", str(shop / "x"), "--engine", "ray",
+                         "--ray-address", address]) == 2
+            printed = capsys.readouterr().err
+            assert f"ray_address {address}: no Ray cluster answers there (connection refused); start one with " \
+                   "`ray start --head`" in printed and "(--ray-address)" in printed, printed
+    with socket.create_server(("127.0.0.1", 0)) as listening:
+        check_reachable(f"127.0.0.1:{listening.getsockname()[1]}")  # answers: left to Ray
+    check_reachable("auto")  # not an address to try: left to Ray
+
+
 def test_a_nearly_black_photo_is_predicted_and_coloured_as_the_dark_photo_it_is(photo_run):
     """A batch carries photos as the bytes read; as floats, a photo whose values are all 0 or 1
     would be taken for a 0–1 photo and read 255 times brighter by the model and the colour step."""

@@ -17,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import socket
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from apparel.artifacts import usable_cores
 from apparel.batch.config import ModelSettings, ReadSettings
 from apparel.batch.predicting import Predict, aligned_batches
 from apparel.batch.reading import read_batch
+from apparel.errors import ParameterError
 
 # Ray's CPU slots: each slot takes one reader and one replica of the model, so one-thread replicas
 # can fill every CPU and readers still find room beside them (actors holding every slot would
@@ -36,6 +39,8 @@ PREDICT_CPUS = 0.6
 # A local Ray's processes get fixed times to come up (30 s for the node to register, 30 s for the
 # GCS to write its port: ray._private.node), which a busy machine can miss; one more start is tried.
 LOCAL_START_TRIES = 2
+# How long a cluster's address may take to accept a connection before it is called unreachable.
+CONNECT_SECONDS = 5.0
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ def ray_session(address: str | None = None):
         yield
         return
     if address is not None:
+        check_reachable(address)
         ray.init(address=address, log_to_driver=False, configure_logging=False)
     else:
         start_local_ray(num_cpus=usable_cores(), include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -61,6 +67,27 @@ def ray_session(address: str | None = None):
         yield
     finally:
         ray.shutdown()
+
+
+def check_reachable(address: str, seconds: float = CONNECT_SECONDS) -> None:
+    """Refuse a cluster ``address`` (host:port, or ray://host:port) that answers no connection
+    within ``seconds``: Ray itself retries such a one for many minutes, saying only its own warnings
+    (measured: still waiting after 10 minutes). Other forms ("auto") are left to Ray."""
+    parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number, or out of range
+        host, port = None, None
+    if not host or port is None:
+        return
+    try:
+        socket.create_connection((host, port), timeout=seconds).close()
+    except OSError as error:
+        reason = (f"no answer within {seconds:g} s" if isinstance(error, TimeoutError)
+                  else (error.strerror or type(error).__name__).lower())
+        raise ParameterError(f"{{}} {address}: no Ray cluster answers there ({reason}); start "
+                             "one with `ray start --head` and give the address it prints, or leave the flag out for "
+                             "a local Ray", "ray_address") from None
 
 
 def start_local_ray(**options) -> None:
