@@ -35,7 +35,7 @@ from apparel.kinds.base import Kind, figure
 from apparel.kinds.registry import PHOTO_KIND, kind_for_inputs
 from apparel.training.models import MODELS
 from apparel.errors import ParameterError
-from apparel.flags import add_config_flags, config_changes, flag_name, train_config_from_args
+from apparel.flags import add_config_flags, config_changes, flag_name, port_number, train_config_from_args
 from apparel.training.plots import write_plots
 from apparel.serve.config import ServiceConfig
 from apparel.shop.catalog import CatalogConfig, categorize_catalog
@@ -592,7 +592,7 @@ def _add_serve(commands) -> None:
     serve.add_argument("model_dir", nargs="?", help=f"one run directory or {SHIPPED_NAME}, served as `apparel` (default: the shipped models "
                                                     "store, photos and fashion-mnist, or --model-repository)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     add_config_flags(serve, ServiceConfig)
     serve.add_argument("--inference-threads", type=int, help="with --runtime keras: TensorFlow threads per operation (default: one per core)")
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs throughput)")

@@ -39,7 +39,10 @@ def add_config_flags(parser: argparse.ArgumentParser, config_class, skip: tuple[
             parser.add_argument(flag, dest=field.name, type=comma_list(_item_type(config_class, field.name)),
                                 metavar="A,B", help=help_text)
         else:
-            parser.add_argument(flag, dest=field.name, type=kind, help=help_text)
+            # The values shown in the usage line (the field's own check words a wrong one).
+            choices = field.metadata.get("choices")
+            parser.add_argument(flag, dest=field.name, type=kind, help=help_text,
+                                metavar="{" + ",".join(choices) + "}" if choices else None)
 
 
 def _item_type(config_class, name: str) -> type:
@@ -50,6 +53,18 @@ def _item_type(config_class, name: str) -> type:
             kinds = {kind for kind in typing.get_args(option) if kind is not Ellipsis}
             return kinds.pop() if len(kinds) == 1 else str
     return str
+
+
+def port_number(text: str) -> int:
+    """An argparse ``type`` for a TCP port: a whole number from 1 to 65535 (the system read 99999
+    as 99999 mod 65536, and the server said it listened on a port it did not)."""
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
+port_number.__name__ = "port (1 to 65535)"  # argparse names the type in its error
 
 
 def comma_list(kind: type = str):

@@ -258,6 +258,23 @@ def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, ex
     assert f"apparel {argv[0]}: error: {expected}" in error
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "-1"])
+def test_a_port_outside_1_to_65535_is_refused_before_the_server_starts(port, capsys):
+    """--port 99999 was taken, the system listened on 99999 mod 65536, and the server said 99999."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--port", port])
+    assert exit_.value.code == 2
+    assert f"argument --port: invalid port (1 to 65535) value: '{port}'" in capsys.readouterr().err
+
+
+def test_a_flag_of_a_few_values_shows_them_in_its_usage(capsys):
+    """--engine ENGINE said nothing of local and ray until a wrong value was given."""
+    with pytest.raises(SystemExit):
+        main(["catalog", "--help"])
+    usage = capsys.readouterr().out
+    assert "--engine {local,ray}" in usage and "--category-format {path,id}" in usage, usage
+
+
 def test_images_and_words_after_a_flag_belong_to_the_command_s_list():
     """`apparel predict a.jpg --top-k 2 b.jpg` was "unrecognized arguments: b.jpg"."""
     from apparel.cli import build_parser
