@@ -428,3 +428,15 @@ def test_the_desk_api_has_the_services_guards_and_says_what_is_wrong(store, tmp_
         # Named as the CSV names it: the server's own folders are not the client's business.
         assert missing.status_code == 404 and missing.json()["error"] == "'photos/gone.jpg': no such file in the images folder"
         assert str(images) not in missing.text
+
+
+def test_a_desk_images_folder_that_is_not_one_stops_the_start(tmp_path):
+    """serve --images-dir nosuchdir started, and every local photo of every job was "file not found"."""
+    from apparel.serve.config import ServiceConfig
+    from apparel.serve.desk import served_desk
+
+    config = ServiceConfig(desk_jobs=str(tmp_path / "jobs"), images_dir=str(tmp_path / "nosuchdir"))
+    with pytest.raises(ParameterError, match="images_dir .*nosuchdir is not a folder; give the folder that holds"):
+        served_desk(registry=None, config=config)
+    (tmp_path / "photos").mkdir()
+    assert served_desk(None, config.replace(images_dir=str(tmp_path / "photos"))).images_dir() == str(tmp_path / "photos")

@@ -243,6 +243,9 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
 
     if config.desk_jobs is None:
         return None
+    if config.images_dir is not None and not Path(config.images_dir).is_dir():  # every local photo "not found"
+        raise ParameterError(f"{{}} {config.images_dir} is not a folder; give the folder that holds the desk's "
+                             "local photos, or leave it out to read image URLs only", "images_dir")
 
     def model():
         predictor = registry.resolve(ALIAS).predictor
