@@ -641,13 +641,21 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         return _fail(args, str(error) or type(error).__name__, 2)
     except KeyboardInterrupt:
-        print(f"apparel {args.command}: interrupted", file=sys.stderr)
+        print(f"apparel {args.command}: interrupted{RESUMING.get(args.command, '')}", file=sys.stderr)
         return 130
     except Exception as error:  # a bug: say so briefly, the traceback only when asked for
         if args.verbose:
             raise
         return _fail(args, f"unexpected {type(error).__name__}: {error}. This is a bug: please report it at "
                            f"{REPORT_URL} with the command and `apparel -v {args.command} …`'s output", 1)
+
+
+# What an interrupted command keeps, and how to go on from it.
+RESUMING = {
+    "catalog": "; the images it finished are in its cache: run the same command again to go on",
+    "batch": "; the parts it finished are in its output folder: run the same command again to go on",
+    "train": "; run the same command with --resume to go on from its last finished epoch",
+}
 
 
 def _fail(args, message: str, code: int) -> int:

@@ -471,3 +471,23 @@ def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_i
     assert main(["catalog", str(tmp_path / "products.csv"), "--out", str(tmp_path / "out.csv"),
                  "--outside-confidence", "0"]) == 2
     assert "outside_confidence must be above 0, got 0.0 (--outside-confidence)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command, argv, hint", [
+    ("catalog", ["catalog", "p.csv", "--out", "o.csv"],
+     "; the images it finished are in its cache: run the same command again to go on"),
+    ("batch", ["batch", "m.csv", "--out", "o"],
+     "; the parts it finished are in its output folder: run the same command again to go on"),
+    ("train", ["train", "--out", "run"], "; run the same command with --resume to go on from its last finished epoch"),
+    ("predict", ["predict", "a.jpg"], ""),
+])
+def test_an_interrupted_command_says_how_to_go_on(command, argv, hint, monkeypatch, capsys):
+    """Ctrl-C said only "interrupted", though a catalog's cache and a batch's parts keep what was done."""
+    import apparel.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"apparel {command}: interrupted{hint}"
