@@ -422,6 +422,10 @@ def test_bad_inputs_are_clear_errors(shop, model_dir):
     (shop_dir / "other.csv").write_text("Name,Price\nx,1\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no Handle / URL handle column"):
         categorize_catalog(shop_dir / "other.csv", shop_dir / "o.csv", config(model_dir, shop_dir))
+    (shop_dir / "lower.csv").write_text("Handle,Title,Type,image\nh,x,,a.jpg\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no Image Src / Product image URL column, so no photos to classify; name the "
+                                         r"column that holds the image paths or URLs as image_column \(--image-column\)"):
+        categorize_catalog(shop_dir / "lower.csv", shop_dir / "o.csv", config(model_dir, shop_dir))
     with pytest.raises(ValueError, match="min_confidence"):
         CatalogConfig(min_confidence=1.5)
     # Folders and unreadable files are clear errors naming the path, never tracebacks.

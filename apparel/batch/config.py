@@ -27,8 +27,8 @@ class ReadConfig(Config):
     model_dir: str | None = option(None, "run directory (default: $APPAREL_MODEL_DIR, else the shipped store model)")
     runtime: str = option(DEFAULT_RUNTIME, "litert: the model's LiteRT artefact, made once beside it (no TensorFlow); "
                                            "keras: the Keras model", choices=RUNTIMES)
-    image_column: str | None = option(None, "the column of image paths or URLs (default: a manifest's first of image, "
-                                            "image_url, url, path; Shopify's Image Src, Product image URL)")
+    image_column: str | None = option(None, "the column of image paths or URLs (default: a batch manifest's first of "
+                                            "image, image_url, url, path; a catalog's Image Src or Product image URL)")
     images_dir: str | None = option(None, "folder that local image paths resolve inside (default: the CSV's or "
                                           "manifest's folder)")
     engine: str = option("local", "local: this process; ray: Ray Data, on a local Ray or --ray-address (same output)",

@@ -221,7 +221,8 @@ def find_columns(header: Record, path: Path, image_column: str | None = None,
                                     "export separates them by commas: save it as CSV with commas and try again")
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
     if not found["image"] and not found["variant_image"]:
-        raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify")
+        raise SourceError(path, "no Image Src / Product image URL column, so no photos to classify; name the column "
+                                "that holds the image paths or URLs as image_column (--image-column)")
     if not (found["category"] or found["type"] or found["tags"]):
         raise SourceError(path, "none of Product category, Type, Tags; nothing to write")
     for attribute in attributes:
