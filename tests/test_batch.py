@@ -128,7 +128,22 @@ def test_a_quote_never_closed_in_a_manifest_is_refused_not_read_as_one_row(tmp_p
 @pytest.mark.parametrize("text", ["image\na.jpg\n", "image,id\na.jpg,1\n"], ids=["one column", "two columns"])
 def test_a_utf16_manifest_is_told_to_be_saved_as_utf8(tmp_path, text):
     (tmp_path / "m.csv").write_bytes(text.encode("utf-16"))  # with its byte-order mark, as spreadsheets save it
-    with pytest.raises(SourceError, match="cannot be read as CSV .*; save the manifest as UTF-8"):
+    with pytest.raises(SourceError, match="cannot be read as CSV: it is UTF-16 text .*; save the manifest as UTF-8$") \
+            as error:
+        read_manifest(tmp_path / "m.csv")
+    assert str(error.value).isprintable()  # Arrow's reason quoted the rows, NUL bytes and all
+
+
+def test_a_photo_or_a_semicolon_table_given_as_the_manifest_is_told_what_a_manifest_is(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "shirt.jpg")
+    with pytest.raises(SourceError, match="cannot be read as CSV: it holds bytes that are no text; give the manifest") \
+            as error:
+        read_manifest(tmp_path / "shirt.jpg")
+    assert str(error.value).isprintable()
+    (tmp_path / "m.csv").write_text("sku;image\n1;a.jpg\n")
+    with pytest.raises(SourceError, match="one column of names separated by semicolons; a CSV manifest separates them"):
         read_manifest(tmp_path / "m.csv")
 
 

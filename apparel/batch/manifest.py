@@ -85,20 +85,37 @@ def _read_table(path: Path):
                                      strings_can_be_null=False)
         return pa_csv.read_csv(path, convert_options=text)
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as error:  # the last: header names that are not UTF-8
+        kind = "Parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
+        # A UTF-16 file (a spreadsheet's "Unicode text") reads as one odd column, so its mark is
+        # looked for; Arrow's reason would quote its rows, NUL bytes and all, onto the terminal.
+        head = _head(path) if kind == "CSV" else b""  # a Parquet file is binary by design
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise SourceError(path, f"cannot be read as {kind}: it is UTF-16 text (a spreadsheet's \"Unicode text\"); "
+                                    "save the manifest as UTF-8") from None
         reason = str(error).splitlines()[0]
-        # Arrow names the column, not the row: the fix is the file's encoding as a whole. A UTF-16
-        # file (a spreadsheet's "Unicode text") reads as one odd column, so its mark is looked for.
-        hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason or _utf16(path) else ""
-        raise SourceError(path, f"cannot be read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'} "
-                                f"({reason}){hint}") from None
+        if not reason.isprintable() or b"\x00" in head:  # a photo or another binary file (no CSV holds a NUL)
+            raise SourceError(path, f"cannot be read as {kind}: it holds bytes that are no text; give the manifest, "
+                                    "a CSV or Parquet table with a column of image paths or URLs") from None
+        # Arrow names the column, not the row: the fix is the file's encoding as a whole.
+        hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason else ""
+        shown = reason if len(reason) <= 200 else f"{reason[:200]}…"
+        raise SourceError(path, f"cannot be read as {kind} ({shown}){hint}") from None
 
 
-def _utf16(path: Path) -> bool:
+def other_separator(names: list[str]) -> str | None:
+    """"semicolons" or "tabs" when a CSV's header read as one column is names separated by them (a
+    spreadsheet's export in a locale that writes decimal commas), else None."""
+    return next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if len(names) == 1 and mark in names[0]),
+                None)
+
+
+def _head(path: Path) -> bytes:
+    """The file's first 4 KB (none when it cannot be read)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read(2) in (b"\xff\xfe", b"\xfe\xff")
+            return handle.read(4096)
     except OSError:
-        return False
+        return b""
 
 
 def _text_column(table, name: str, path: Path):
@@ -133,5 +150,9 @@ def _image_column(names: list[str], wanted: str | None, path: Path) -> str:
     for candidate in IMAGE_COLUMNS:
         if candidate in lowered:
             return lowered[candidate]
+    separator = other_separator(names)
+    if separator:
+        raise SourceError(path, f"its header is one column of names separated by {separator}; a CSV manifest "
+                                "separates them by commas: save it as CSV with commas and try again")
     raise ParameterError(f"{path} has no column named {', '.join(IMAGE_COLUMNS)}; its columns: {', '.join(names)}; "
                          "name the one with the images with {}", "image_column")

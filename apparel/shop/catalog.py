@@ -58,6 +58,7 @@ from apparel.attributes.colour import NAMING_VERSION
 from apparel.attributes.sleeve import product_sleeve
 from apparel.batch.writing import full_disk_named
 from apparel.batch.config import ModelSettings, ReadConfig, ReadSettings
+from apparel.batch.manifest import other_separator
 from apparel.batch.loop import classify, model_settings
 from apparel.config import option
 from apparel.contract import InputContract
@@ -214,9 +215,8 @@ def find_columns(header: Record, path: Path, image_column: str | None = None,
                                  "image_column")
         found["image"] = [index for index, name in enumerate(spelled) if name == image_column.strip()]
     if not found["handle"]:
-        separator = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if len(names) == 1
-                          and {part.strip() for part in names[0].split(mark)} & set(COLUMNS["handle"])), None)
-        if separator:  # a spreadsheet's export in a locale that writes decimal commas
+        separator = other_separator(names)
+        if separator:
             raise SourceError(path, f"its header is one column of names separated by {separator}; a Shopify product "
                                     "export separates them by commas: save it as CSV with commas and try again")
         raise SourceError(path, "no Handle / URL handle column; is it a Shopify product export?")
