@@ -444,14 +444,28 @@ class SuggestingParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = SuggestingParser(prog="apparel", description="Classify clothing images with Keras: store photos (a fine-tuned EfficientNet-Lite0) and Fashion-MNIST.")
-    parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's start-up log lines, and a traceback for an unexpected error (LiteRT's "
-                             "one line, \"Created TensorFlow Lite XNNPACK delegate\", shows either way: its C++ "
-                             "logger has no setting Python reaches)")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_data, _add_train, _add_evaluate, _add_predict, _add_preprocess, _add_catalog, _add_batch, _add_plots, _add_export, _add_models, _add_serve, _add_bench, _add_taxonomy):
         add(commands)
+    _verbose_anywhere(commands)
     return parser
+
+
+VERBOSE_HELP = ("show TensorFlow's log lines, and a traceback for an unexpected error (the few lines TensorFlow and "
+                "LiteRT print as they start, \"All log messages before absl::InitializeLog()\", oneDNN's note and "
+                "\"Created TensorFlow Lite XNNPACK delegate\", show either way: their C++ loggers have no setting "
+                "Python reaches)")
+
+
+def _verbose_anywhere(commands) -> None:
+    """-v after the command too (`apparel predict -v a.jpg` was "unrecognized arguments: -v"), in
+    every command's parser and theirs; SUPPRESS keeps a -v given before the command."""
+    for command in commands.choices.values():
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+        for action in command._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _verbose_anywhere(action)
 
 
 DATA_DIR_HELP = "directory with the Fashion-MNIST IDX files (default $APPAREL_DATA_DIR or Debian's)"

@@ -491,3 +491,14 @@ def test_an_interrupted_command_says_how_to_go_on(command, argv, hint, monkeypat
     monkeypatch.setattr(cli, f"cmd_{command}", interrupted)
     assert cli.main(argv) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == f"apparel {command}: interrupted{hint}"
+
+
+def test_verbose_may_come_before_or_after_the_command():
+    """`apparel predict -v a.jpg` was "unrecognized arguments: -v": only `apparel -v predict` took it."""
+    from apparel.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["predict", "a.jpg"]).verbose is False
+    assert parse(["-v", "predict", "a.jpg"]).verbose is True
+    assert parse(["predict", "-v", "a.jpg"]).verbose is True and parse(["predict", "a.jpg", "--verbose"]).verbose
+    assert parse(["taxonomy", "search", "tee", "-v"]).verbose is True
