@@ -76,6 +76,11 @@ def test_an_unknown_category_names_the_parameter_and_the_closest_nodes():
         taxonomy.get("aa-1-13-99")
     with pytest.raises(ValueError, match="closest: aa-1-4 Apparel & Accessories > Clothing > Dresses"):
         taxonomy.get("Apparel & Accessories > Clothing > Dreses")
+    for blank in ("", "  ", "Apparel & Accessories >"):  # search's own "words holds no word" came out
+        with pytest.raises(ParameterError, match=f"^category {blank!r} is not a category .*; give a full path or an "
+                                                 "id such as aa-1-13-8") as error:
+            taxonomy.get(blank)
+        assert error.value.parameters == ("category",)
 
 
 def test_attributes_give_names_ids_gids_and_values():

@@ -102,6 +102,8 @@ class Taxonomy:
                     return [self._by_id["-".join(parts[:end])]]
             return []
         last = text.split(">")[-1]
+        if not last.strip():  # nothing to look for: search would say its own parameter is empty
+            return []
         return self.search(last, limit) or self._search_index().spelled_like(last, limit)
 
     def children(self, category: str | Category) -> tuple[Category, ...]:
