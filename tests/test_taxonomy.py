@@ -49,6 +49,13 @@ def test_search_finds_t_shirts_first(words):
     assert load_taxonomy().search(words, limit=3)[0].id == "aa-1-13-8"
 
 
+@pytest.mark.parametrize("text", ["Apparel & Accessories > Shoes", "aa-8", "gid://shopify/TaxonomyCategory/aa-8"])
+def test_search_for_a_node_s_own_path_or_id_finds_it_first(text):
+    """A path pasted in ranked Shoe Accessories above Shoes (more of its words matched)."""
+    found = load_taxonomy().search(text, limit=3)
+    assert found[0].id == "aa-8" and len(found) <= 3 and [c.id for c in found].count("aa-8") == 1
+
+
 def test_search_of_no_words_is_refused_by_name():
     with pytest.raises(ParameterError, match="words must be words to look for"):
         load_taxonomy().search(None)

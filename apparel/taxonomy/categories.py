@@ -137,7 +137,11 @@ class Taxonomy:
         text = words if isinstance(words, str) else " ".join(words)
         if not text.strip():
             raise ParameterError("{} holds no word; give one or more to look for, e.g. \"tee\"", "words")
-        return self._search_index().search(text, limit)
+        found = self._search_index().search(text, limit)
+        named = self.find(text.strip())  # a full path, an id or a GID pasted in: that node first
+        if named is None:
+            return found
+        return [named, *(category for category in found if category.id != named.id)][:limit]
 
     def _search_index(self):
         if self._index is None:
