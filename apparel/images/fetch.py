@@ -105,8 +105,9 @@ def checked_addresses(host: str, port: int, allow_private: bool = False, timeout
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if not allow_private and not _is_public(address):
             raise ValueError(
-                f"{host} resolves to {address}, a private, loopback or link-local address; refused "
-                "(allow_private, --allow-private on the command line, fetches from your own network)"
+                f"{host} resolves to {address}, a private, loopback or link-local address; refused, as a server "
+                "must not be made to fetch from its own network: to read images from yours, give --allow-private "
+                "(allow_private=True in Python)"
             )
         if str(address) not in addresses:
             addresses.append(str(address))
