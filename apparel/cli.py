@@ -151,7 +151,11 @@ def cmd_predict(args) -> int:
         raise ValueError("give at least one image: a file, folder, glob pattern or http(s) URL")
     sources = expand_sources(files)
     # Without a model directory, photos go to the shipped store model, arrays to the Fashion-MNIST one.
-    kind = kind_for_inputs(any(source.path is None or source.path.suffix.lower() != ".npy" for source in sources))
+    arrays = [source.path is not None and source.path.suffix.lower() == ".npy" for source in sources]
+    if model_dir is None and not args.litert and any(arrays) and not all(arrays):
+        raise ValueError("give .npy arrays and photos in separate calls: without a model named, arrays go to the "
+                         "Fashion-MNIST model and photos to the store model")
+    kind = kind_for_inputs(not all(arrays))
     if not args.litert:  # a .tflite carries its own contract
         _say_default_model(model_dir, kind)
     predictor = (Predictor.from_litert(args.litert, model_dir) if args.litert

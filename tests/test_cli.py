@@ -502,3 +502,11 @@ def test_verbose_may_come_before_or_after_the_command():
     assert parse(["-v", "predict", "a.jpg"]).verbose is True
     assert parse(["predict", "-v", "a.jpg"]).verbose is True and parse(["predict", "a.jpg", "--verbose"]).verbose
     assert parse(["taxonomy", "search", "tee", "-v"]).verbose is True
+
+
+def test_arrays_and_photos_in_one_call_without_a_model_are_told_to_go_separately(tmp_path, capsys):
+    """They went together to the store model, and the arrays failed as "not RGB photos"."""
+    np.save(tmp_path / "stack.npy", np.zeros((2, 28, 28), np.uint8))
+    Image.new("RGB", (40, 60), "navy").save(tmp_path / "shirt.png")
+    assert main(["predict", str(tmp_path / "stack.npy"), str(tmp_path / "shirt.png")]) == 2
+    assert "give .npy arrays and photos in separate calls" in capsys.readouterr().err
