@@ -152,7 +152,7 @@ def cmd_predict(args) -> int:
     sources = expand_sources(files)
     # Without a model directory, photos go to the shipped store model, arrays to the Fashion-MNIST one.
     arrays = [source.path is not None and source.path.suffix.lower() == ".npy" for source in sources]
-    if model_dir is None and not args.litert and any(arrays) and not all(arrays):
+    if model_dir is None and not os.environ.get(MODEL_DIR_ENV) and not args.litert and any(arrays) and not all(arrays):
         raise ValueError("give .npy arrays and photos in separate calls: without a model named, arrays go to the "
                          "Fashion-MNIST model and photos to the store model")
     kind = kind_for_inputs(not all(arrays))
@@ -672,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
 RESUMING = {
     "catalog": "; the images it finished are in its cache: run the same command again to go on",
     "batch": "; the parts it finished are in its output folder: run the same command again to go on",
-    "train": "; run the same command with --resume to go on from its last finished epoch",
+    "train": "; run the same command with --resume (and without --overwrite) to go on from its last finished epoch",
 }
 
 

@@ -56,15 +56,15 @@ def _item_type(config_class, name: str) -> type:
 
 
 def port_number(text: str) -> int:
-    """An argparse ``type`` for a TCP port: a whole number from 1 to 65535 (the system read 99999
-    as 99999 mod 65536, and the server said it listened on a port it did not)."""
+    """An argparse ``type`` for a TCP port: a whole number from 0 (any free one) to 65535 (the
+    system read 99999 as 99999 mod 65536, and the server said it listened on a port it did not)."""
     port = int(text)
-    if not 1 <= port <= 65535:
+    if not 0 <= port <= 65535:
         raise ValueError(text)
     return port
 
 
-port_number.__name__ = "port (1 to 65535)"  # argparse names the type in its error
+port_number.__name__ = "port (0 to 65535)"  # argparse names the type in its error
 
 
 def comma_list(kind: type = str):

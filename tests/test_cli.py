@@ -258,13 +258,13 @@ def test_a_mistyped_flag_gets_the_closest_one_and_the_subcommands_usage(argv, ex
     assert f"apparel {argv[0]}: error: {expected}" in error
 
 
-@pytest.mark.parametrize("port", ["99999", "0", "-1"])
-def test_a_port_outside_1_to_65535_is_refused_before_the_server_starts(port, capsys):
+@pytest.mark.parametrize("port", ["99999", "65536", "-1"])
+def test_a_port_outside_0_to_65535_is_refused_before_the_server_starts(port, capsys):
     """--port 99999 was taken, the system listened on 99999 mod 65536, and the server said 99999."""
     with pytest.raises(SystemExit) as exit_:
         main(["serve", "--port", port])
     assert exit_.value.code == 2
-    assert f"argument --port: invalid port (1 to 65535) value: '{port}'" in capsys.readouterr().err
+    assert f"argument --port: invalid port (0 to 65535) value: '{port}'" in capsys.readouterr().err
 
 
 def test_a_flag_of_a_few_values_shows_them_in_its_usage(capsys):
@@ -478,7 +478,8 @@ def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_i
      "; the images it finished are in its cache: run the same command again to go on"),
     ("batch", ["batch", "m.csv", "--out", "o"],
      "; the parts it finished are in its output folder: run the same command again to go on"),
-    ("train", ["train", "--out", "run"], "; run the same command with --resume to go on from its last finished epoch"),
+    ("train", ["train", "--out", "run"],
+     "; run the same command with --resume (and without --overwrite) to go on from its last finished epoch"),
     ("predict", ["predict", "a.jpg"], ""),
 ])
 def test_an_interrupted_command_says_how_to_go_on(command, argv, hint, monkeypatch, capsys):
@@ -504,9 +505,12 @@ def test_verbose_may_come_before_or_after_the_command():
     assert parse(["taxonomy", "search", "tee", "-v"]).verbose is True
 
 
-def test_arrays_and_photos_in_one_call_without_a_model_are_told_to_go_separately(tmp_path, capsys):
+def test_arrays_and_photos_in_one_call_without_a_model_are_told_to_go_separately(tmp_path, capsys, monkeypatch):
     """They went together to the store model, and the arrays failed as "not RGB photos"."""
     np.save(tmp_path / "stack.npy", np.zeros((2, 28, 28), np.uint8))
     Image.new("RGB", (40, 60), "navy").save(tmp_path / "shirt.png")
     assert main(["predict", str(tmp_path / "stack.npy"), str(tmp_path / "shirt.png")]) == 2
     assert "give .npy arrays and photos in separate calls" in capsys.readouterr().err
+    # A model named by $APPAREL_MODEL_DIR takes both, as one named on the command line does.
+    monkeypatch.setenv("APPAREL_MODEL_DIR", "default")
+    assert main(["predict", str(tmp_path / "stack.npy"), str(tmp_path / "shirt.png")]) == 0

@@ -436,7 +436,7 @@ def test_a_desk_images_folder_that_is_not_one_stops_the_start(tmp_path):
     from apparel.serve.desk import served_desk
 
     config = ServiceConfig(desk_jobs=str(tmp_path / "jobs"), images_dir=str(tmp_path / "nosuchdir"))
-    with pytest.raises(ParameterError, match="images_dir .*nosuchdir is not a folder; give the folder that holds"):
+    with pytest.raises(ParameterError, match="images_dir .*nosuchdir is not a folder; give the folder that holds the"):
         served_desk(registry=None, config=config)
     (tmp_path / "photos").mkdir()
     assert served_desk(None, config.replace(images_dir=str(tmp_path / "photos"))).images_dir() == str(tmp_path / "photos")

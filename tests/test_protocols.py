@@ -337,8 +337,12 @@ def test_grpc_values_are_read_where_their_dtype_keeps_them_or_refused_never_read
         misplaced.int_val.extend(images.ravel().tolist())
         doubled = tf.make_tensor_proto(images.astype(np.float32))
         doubled.float_val.extend([0.5])
+        files = tf.make_tensor_proto([b"x"], dtype=tf.string)
+        files.ClearField("string_val")
+        files.tensor_content = b"\xff\xd8 a photo"  # TensorFlow reads N empty strings from this
         for proto, message in ((misplaced, "DT_FLOAT values go in float_val (or tensor_content); got int_val"),
-                               (doubled, "has both tensor_content and float_val; send one")):
+                               (doubled, "has both tensor_content and float_val; send one"),
+                               (files, "DT_STRING photo files go in string_val, not tensor_content")):
             with pytest.raises(grpc.RpcError) as error:
                 predict(proto)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT and message in error.value.details()

@@ -482,6 +482,10 @@ def test_cross_origin_posts_are_refused(predictor):
         for origins in (("http://127.0.0.1:8000", "http://evil.example"), ("http://127.0.0.1:8000",) * 2):
             response = test_client.post("/predict", files=files, headers=[("Origin", origin) for origin in origins])
             assert response.status_code == 400 and "more than one Origin" in response.json()["error"], origins
+        # Served beyond loopback with no --allowed-hosts, the Origin was judged by the first Host of two.
+        response = test_client.post("/predict", files=files, headers=[
+            ("Host", "evil.example"), ("Host", "127.0.0.1:8000"), ("Origin", "http://evil.example")])
+        assert response.status_code == 400 and "more than one Host header" in response.json()["error"]
 
 
 def test_metadata_shows_no_path_and_no_key(predictor):
@@ -700,10 +704,12 @@ def test_v2_bodies_of_the_wrong_structure_are_422(client, body):
     ('{"inputs": []}', "9" * 4301, f"Inference-Header-Content-Length '{'9' * 40}…' is not"),
     ('{"inputs": []}', "0" * 4300 + "5", "the request body is not valid JSON"),  # its first 5 bytes
     ('{"inputs": []}', "-1", "Inference-Header-Content-Length '-1' is not a length within the body"),
+    ('{"inputs": []}', "0", "Inference-Header-Content-Length '0' leaves no JSON before the binary data"),
     ('{"inputs": [' + "1" * 5000 + "]}", None, "a number with thousands of digits"),
     ('{"inputs": ' + "[" * 50_000 + "]" * 50_000 + "}", None, "nested too deeply"),
     ("", None, 'the request body is empty; send a JSON object such as {"inputs": '),
-], ids=["header of thousands of digits", "header of leading zeros", "negative header", "number of thousands of digits",
+], ids=["header of thousands of digits", "header of leading zeros", "negative header", "zero header",
+        "number of thousands of digits",
         "nested too deeply", "empty"])
 def test_a_v2_body_or_length_header_python_cannot_read_is_a_400_that_says_what_to_send(client, body, header, message):
     """What Python refuses to read (an int of over 4,300 digits, JSON nested past its recursion

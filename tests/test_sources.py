@@ -236,7 +236,9 @@ def test_a_url_with_port_0_is_refused_not_fetched_from_port_80(monkeypatch):
 
 def test_private_addresses_are_refused_unless_allowed(server):
     base, httpd = server
-    with pytest.raises(ValueError, match="127.0.0.1, a private, loopback or link-local address"):
+    with pytest.raises(ValueError, match="127.0.0.1, a private, loopback or link-local address; refused: images are "
+                                         r"fetched from the internet only, unless your own network is allowed \("
+                                         "--allow-private with predict"):
         fetch_url(f"{base}/dress.png")
     port = base.rsplit(":", 1)[1]
     with pytest.raises(ValueError, match="loopback"):
@@ -381,3 +383,14 @@ def test_preprocess_command_draws_the_steps(image_folder, tmp_path, capsys):
     assert (tmp_path / "steps.jpg").read_bytes().startswith(b"\xff\xd8")  # a JPEG, as its name says
     assert main(["preprocess", str(image_folder / "broken.jpg"), "--out", str(tmp_path / "x.png")]) == 2
     assert "not a readable image" in capsys.readouterr().err and not (tmp_path / "x.png").exists()
+
+
+def test_a_length_header_is_read_as_ascii_digits_and_never_as_python_s_refusal():
+    """"²" is a digit to str.isdigit and int() refuses it; thousands of digits int() refuses too."""
+    import sys
+
+    from apparel.images.fetch import length_header
+
+    assert [length_header(value) for value in ("0", "007", "1234", "", "²", "-1", " 5", "1e3", None)] == [
+        0, 7, 1234, None, None, None, None, None, None]
+    assert length_header("9" * 5000) == sys.maxsize and length_header("0" * 5000 + "12") == 12

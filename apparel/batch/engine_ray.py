@@ -41,6 +41,8 @@ PREDICT_CPUS = 0.6
 LOCAL_START_TRIES = 2
 # How long a cluster's address may take to accept a connection before it is called unreachable.
 CONNECT_SECONDS = 5.0
+# The ports Ray takes when an address names none: Ray Client's (ray://host) and the cluster's GCS.
+RAY_CLIENT_PORT, RAY_GCS_PORT = 10001, 6379
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +75,16 @@ def check_reachable(address: str, seconds: float = CONNECT_SECONDS) -> None:
     """Refuse a cluster ``address`` (host:port, or ray://host:port) that answers no connection
     within ``seconds``: Ray itself retries such a one for many minutes, saying only its own warnings
     (measured: still waiting after 10 minutes). Other forms ("auto") are left to Ray."""
+    if address in ("auto", "local"):
+        return
     parts = urlsplit(address if "://" in address else f"ray-gcs://{address}")
     try:
         host, port = parts.hostname, parts.port
-    except ValueError:  # a port that is no number, or out of range
-        host, port = None, None
-    if not host or port is None:
+    except ValueError:  # a port that is no number, or out of range: Ray words that itself
         return
+    if not host or parts.scheme not in ("ray", "ray-gcs"):
+        return
+    port = port or (RAY_CLIENT_PORT if parts.scheme == "ray" else RAY_GCS_PORT)  # Ray's own defaults
     try:
         socket.create_connection((host, port), timeout=seconds).close()
     except OSError as error:

@@ -93,9 +93,13 @@ def _read_table(path: Path):
             raise SourceError(path, f"cannot be read as {kind}: it is UTF-16 text (a spreadsheet's \"Unicode text\"); "
                                     "save the manifest as UTF-8") from None
         reason = str(error).splitlines()[0]
-        if not reason.isprintable() or b"\x00" in head:  # a photo or another binary file (no CSV holds a NUL)
+        if b"\x00" in head or not reason.replace("\t", " ").isprintable():  # a photo or another binary file
             raise SourceError(path, f"cannot be read as {kind}: it holds bytes that are no text; give the manifest, "
                                     "a CSV or Parquet table with a column of image paths or URLs") from None
+        # Decimal commas in its cells make Arrow fail on the rows before the header is judged.
+        header = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+        if "," not in header and other_separator([header]):
+            raise _separated(path, other_separator([header])) from None
         # Arrow names the column, not the row: the fix is the file's encoding as a whole.
         hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason else ""
         shown = reason if len(reason) <= 200 else f"{reason[:200]}…"
@@ -107,6 +111,11 @@ def other_separator(names: list[str]) -> str | None:
     spreadsheet's export in a locale that writes decimal commas), else None."""
     return next((name for mark, name in ((";", "semicolons"), ("\t", "tabs")) if len(names) == 1 and mark in names[0]),
                 None)
+
+
+def _separated(path: Path, separator: str) -> SourceError:
+    return SourceError(path, f"its header is one column of names separated by {separator}; a CSV manifest separates "
+                             "them by commas: save it as CSV with commas and try again")
 
 
 def _head(path: Path) -> bytes:
@@ -150,9 +159,7 @@ def _image_column(names: list[str], wanted: str | None, path: Path) -> str:
     for candidate in IMAGE_COLUMNS:
         if candidate in lowered:
             return lowered[candidate]
-    separator = other_separator(names)
-    if separator:
-        raise SourceError(path, f"its header is one column of names separated by {separator}; a CSV manifest "
-                                "separates them by commas: save it as CSV with commas and try again")
+    if other_separator(names):
+        raise _separated(path, other_separator(names))
     raise ParameterError(f"{path} has no column named {', '.join(IMAGE_COLUMNS)}; its columns: {', '.join(names)}; "
                          "name the one with the images with {}", "image_column")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -105,9 +106,9 @@ def checked_addresses(host: str, port: int, allow_private: bool = False, timeout
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if not allow_private and not _is_public(address):
             raise ValueError(
-                f"{host} resolves to {address}, a private, loopback or link-local address; refused, as a server "
-                "must not be made to fetch from its own network: to read images from yours, give --allow-private "
-                "(allow_private=True in Python)"
+                f"{host} resolves to {address}, a private, loopback or link-local address; refused: images are "
+                "fetched from the internet only, unless your own network is allowed (--allow-private with predict, "
+                "preprocess, catalog and batch; allow_private=True in Python)"
             )
         if str(address) not in addresses:
             addresses.append(str(address))
@@ -286,10 +287,20 @@ class _Watchdog:
             self._sockets.clear()
 
 
+def length_header(value: str | None) -> int | None:
+    """A length header's number (Content-Length, V2's Inference-Header-Content-Length); None when it
+    is no run of ASCII digits ("²" is a digit to ``str.isdigit``). Past 18 digits, longer than any
+    body, it reads as ``sys.maxsize``: Python refuses to read an int of thousands of digits."""
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    digits = value.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else sys.maxsize
+
+
 def _read_body(response, url: str, config: FetchConfig, deadline: float) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > config.max_bytes:
-        raise SourceError(url, f"{int(declared):,} bytes, over the limit of {config.max_bytes:,}")
+    declared = length_header(response.headers.get("Content-Length"))
+    if declared is not None and declared > config.max_bytes:
+        raise SourceError(url, f"{declared:,} bytes, over the limit of {config.max_bytes:,}")
     chunks, size = [], 0
     for chunk in response.stream(64 * 1024, decode_content=False):
         size += len(chunk)

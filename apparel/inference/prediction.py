@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.contract import FASHION_MNIST, InputContract
+from apparel.contract import FASHION_MNIST, INPUT_NAME, InputContract
 from apparel.errors import ParameterError
 from apparel.inference.inputs import softmax
 from apparel.inference.litert import LiteRTPredictor
@@ -114,7 +114,7 @@ def probability_model(model, all_outputs: bool = False, num_classes: int | None 
 
     if all_outputs:
         return keras.Sequential([model, keras.layers.Softmax()])
-    inputs = keras.Input(shape=model.input_shape[1:], name="images")
+    inputs = keras.Input(shape=model.input_shape[1:], name=INPUT_NAME)
     logits = model(inputs, training=False)
     if num_classes is None:
         num_classes = logits.shape[-1] if len(model.input_shape) == 4 else FASHION_MNIST.num_classes

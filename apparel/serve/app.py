@@ -211,8 +211,7 @@ def add_guards(app: FastAPI, config: ServiceConfig) -> None:
         add_login_routes(app, login)
         app.add_middleware(ApiKeyMiddleware, key=config.api_key, open_paths=HEALTH_PATHS | {LOGIN_PATH}, login=login)
     app.add_middleware(OriginMiddleware, allowed_origins=config.allowed_origins)
-    if config.allowed_hosts:
-        app.add_middleware(HostMiddleware, allowed_hosts=tuple(config.allowed_hosts))
+    app.add_middleware(HostMiddleware, allowed_hosts=tuple(config.allowed_hosts or ()))
 
 
 def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:

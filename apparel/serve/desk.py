@@ -239,13 +239,12 @@ def served_desk(registry, config: ServiceConfig) -> Desk | None:
     each job runs, local photos from ``config.images_dir``; None without a jobs folder."""
     from apparel.desk.jobs import JobStore
     from apparel.serve.registry import ALIAS
-    from apparel.shop.catalog import CatalogConfig
+    from apparel.shop.catalog import CatalogConfig, images_folder
 
     if config.desk_jobs is None:
         return None
-    if config.images_dir is not None and not Path(config.images_dir).is_dir():  # every local photo "not found"
-        raise ParameterError(f"{{}} {config.images_dir} is not a folder; give the folder that holds the desk's "
-                             "local photos, or leave it out to read image URLs only", "images_dir")
+    if config.images_dir is not None:  # checked at the start: else every local photo of every job is "not found"
+        images_folder(config.images_dir)
 
     def model():
         predictor = registry.resolve(ALIAS).predictor

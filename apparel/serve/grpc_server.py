@@ -174,7 +174,8 @@ def v2_input_data(tensor, raw_contents):
 # read as zeros, and a black photo answered.
 VALUE_FIELDS = {"DT_FLOAT": "float_val", "DT_DOUBLE": "double_val", "DT_HALF": "half_val", "DT_BFLOAT16": "half_val",
                 "DT_UINT8": "int_val", "DT_UINT16": "int_val", "DT_INT8": "int_val", "DT_INT16": "int_val",
-                "DT_INT32": "int_val", "DT_INT64": "int64_val", "DT_STRING": "string_val"}
+                "DT_INT32": "int_val", "DT_INT64": "int64_val", "DT_UINT32": "uint32_val", "DT_UINT64": "uint64_val",
+                "DT_STRING": "string_val"}
 
 
 def check_declared_tensor(proto, served: ServedVersion, max_instances: int, string_type: int) -> None:
@@ -193,6 +194,9 @@ def check_declared_tensor(proto, served: ServedVersion, max_instances: int, stri
     dtype = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else str(proto.dtype)
     filled = sorted(field.name for field, _ in proto.ListFields() if field.name.endswith("_val"))
     if proto.tensor_content:
+        if proto.dtype == string_type:  # TensorFlow reads a string tensor's values from string_val alone
+            raise RequestError(422, f"input {served.input_name!r}: DT_STRING photo files go in string_val, not "
+                                    "tensor_content")
         if filled:
             raise RequestError(422, f"input {served.input_name!r} has both tensor_content and {', '.join(filled)}; "
                                     "send one")

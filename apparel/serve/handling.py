@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 
+from apparel.images.fetch import length_header
 from apparel.serve.payloads import RequestError
 
 LARGE_BODY = 256 * 1024  # bodies from this size on are parsed on a worker thread, keeping the event loop free
@@ -40,7 +41,7 @@ class HeadAsGetMiddleware:
         async def answer(message):
             if message["type"] == "http.response.start" and message["status"] == 405:
                 message = {**message, "headers": [(name, with_head(value) if name.lower() == b"allow" else value)
-                                                  for name, value in message["headers"]]}
+                                                  for name, value in message.get("headers", [])]}
             elif head and message["type"] == "http.response.body":
                 message = {**message, "body": b""}  # the GET's Content-Length stays, as HEAD's should
             await send(message)
@@ -60,9 +61,9 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    declared = length_header(request.headers.get("content-length"))
+    if declared is not None and declared > limit:
+        raise RequestError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
     chunks, size = [], 0
     try:
         async for chunk in request.stream():

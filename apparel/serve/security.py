@@ -109,25 +109,26 @@ def key_refusal(x_api_key: str | None, authorization: str | None, key: bytes) ->
 
 
 class HostMiddleware:
-    """Starlette's ``TrustedHostMiddleware``, its refusal answered as every other client mistake:
-    a JSON 400 that says which names are answered and how to add one (its own is the plain text
-    "Invalid host header")."""
+    """Starlette's ``TrustedHostMiddleware`` when ``allowed_hosts`` are given, its refusal answered
+    as every other client mistake: a JSON 400 that says which names are answered and how to add one
+    (its own is the plain text "Invalid host header"). With or without them, a request with two
+    Host headers is a 400 (RFC 9112 §3.2): every check reads the first, and the second could name
+    anything."""
 
-    def __init__(self, app, allowed_hosts: tuple[str, ...]):
+    def __init__(self, app, allowed_hosts: tuple[str, ...] = ()):
         from starlette.middleware.trustedhost import TrustedHostMiddleware
 
         async def passed(scope, receive, send):
             scope["apparel.host_passed"] = True
             await app(scope, receive, send)
 
-        self.check = TrustedHostMiddleware(passed, allowed_hosts=list(allowed_hosts), www_redirect=False)
+        self.check = TrustedHostMiddleware(passed, allowed_hosts=list(allowed_hosts) or ["*"], www_redirect=False)
         self.message = (f"the Host header must name this server as {', '.join(allowed_hosts)}; to answer another "
                         "name, start the server with --allowed-hosts NAME,…")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.check(scope, receive, send)
-        # The check reads the first; another behind it could name anything (RFC 9112 §3.2: a 400).
         if len(Headers(scope=scope).getlist("host")) > 1:
             return await error(400, "the request has more than one Host header; send one")(scope, receive, send)
         refused = False

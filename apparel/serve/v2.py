@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 
 from apparel import __version__
 from apparel.attributes import photo_attributes, sleeve_attributes
+from apparel.images.fetch import length_header
 from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
 from apparel.serve.payloads import RequestError, json_body, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
@@ -235,13 +236,14 @@ def parse_infer_body(body: bytes, header_length: str | None):
     if header_length is None:
         head, binary = body, b""
     else:
-        # Its digits are counted before they are read: Python refuses to read thousands of them.
-        digits = header_length.lstrip("0") or "0"
-        if not (header_length.isascii() and header_length.isdigit()) or len(digits) > len(str(len(body))) or int(
-                digits) > len(body):
+        length = length_header(header_length)
+        if length is None or length > len(body):
             shown = header_length if len(header_length) <= 40 else f"{header_length[:40]}…"
             raise RequestError(400, f"Inference-Header-Content-Length {shown!r} is not a length within the body")
-        head, binary = body[: int(digits)], body[int(digits):]
+        head, binary = body[:length], body[length:]
+        if not head.strip():
+            raise RequestError(400, f"Inference-Header-Content-Length {header_length!r} leaves no JSON before the "
+                                    "binary data; give the length of the JSON part")
     request = json_body(head, INFER_EXAMPLE)
     if not isinstance(request, dict) or not isinstance(request.get("inputs"), list) or len(request["inputs"]) != 1:
         raise RequestError(422, "the body must be {\"inputs\": [one tensor {\"name\", \"shape\", \"datatype\", "

@@ -483,10 +483,15 @@ def _checked_paths(csv_path: Path, out: Path, config: CatalogConfig, decisions: 
     _check_written_paths(csv_path, out, {"mapping": config.mapping, "decisions": decisions})
     if config.images_dir is None:
         return csv_path.resolve().parent
-    images_dir = Path(config.images_dir)
-    if not images_dir.is_dir():
-        raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
-    return images_dir
+    return images_folder(config.images_dir)
+
+
+def images_folder(images_dir: str | os.PathLike) -> Path:
+    """``images_dir`` as the folder local image paths resolve inside; refused, named, when it is none."""
+    if not Path(images_dir).is_dir():
+        raise ParameterError(f"{{}} {images_dir} is not a folder; give the folder that holds the local photos the "
+                             "CSV names (their paths are read inside it)", "images_dir")
+    return Path(images_dir)
 
 
 def _check_written_paths(csv_path: Path, out: Path, other_inputs: Mapping[str, str | os.PathLike | None]) -> None:
@@ -499,7 +504,7 @@ def _check_written_paths(csv_path: Path, out: Path, other_inputs: Mapping[str, s
     companions = (("review CSV", review), ("image cache", cache), ("lock file", lock_path(out)))
     if out.is_dir():
         raise ParameterError(f"{{}} {out} is a folder; give a file name, e.g. {out / 'categorized.csv'}", "out")
-    if out.suffix.lower() in IMAGE_SUFFIXES:  # a product's photo, which the CSV's text would replace
+    if out.suffix.lower() in IMAGE_SUFFIXES - {".npy"}:  # a product's photo, which the CSV's text would replace
         raise ParameterError(f"{{}} {out} names an image file; the output is a CSV: give e.g. "
                              f"{out.with_name('categorized.csv')}", "out")
     for role, written in companions:
