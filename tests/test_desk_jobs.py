@@ -440,3 +440,20 @@ def test_a_desk_images_folder_that_is_not_one_stops_the_start(tmp_path):
         served_desk(registry=None, config=config)
     (tmp_path / "photos").mkdir()
     assert served_desk(None, config.replace(images_dir=str(tmp_path / "photos"))).images_dir() == str(tmp_path / "photos")
+
+
+def test_a_catalog_of_local_photos_is_refused_at_upload_by_a_desk_that_reads_urls_only(store, tmp_path):
+    """Without --images-dir, such a job ended "done" with every product "file not found"."""
+    from desk_shop import ColourPredictor
+    from apparel.desk.runner import Desk
+
+    csv_path, images, model_dir = store
+    content = csv_path.read_bytes()
+    desk = Desk(JobStore(tmp_path / "jobs"), SETTINGS, lambda: (model_dir, ColourPredictor()))
+    with pytest.raises(SourceError, match="its photos are local files .*this desk reads image URLs only: upload the "
+                                          "CSV as Shopify exports it"):
+        desk.submit("products.csv", content)
+    assert not list((tmp_path / "jobs").glob("*/upload*"))  # nothing was kept
+    with_folder = Desk(JobStore(tmp_path / "jobs2"), SETTINGS.replace(images_dir=str(images)),
+                       lambda: (model_dir, ColourPredictor()))
+    assert with_folder.submit("products.csv", content).id

@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore
+from apparel.desk.jobs import DONE, FAILED, QUEUED, RUNNING, Job, JobStore, UploadedCatalog
 from apparel.errors import ParameterError, SourceError
+from apparel.images.fetch import is_url
 from apparel.shop.catalog import CatalogConfig, categorize_catalog, companion_paths
 
 OUTPUT_NAME, ROUND_NAME = "categorized.csv", "round.csv"
@@ -90,7 +91,14 @@ class Desk:
         self._thread = None
 
     def submit(self, name: str, content: bytes) -> Job:
-        """A new job for an uploaded catalog, queued (a ``SourceError`` if it is no Shopify export)."""
+        """A new job for an uploaded catalog, queued (a ``SourceError`` if it is no Shopify export,
+        or if every photo it names is a local file and this desk has no folder to read them in)."""
+        if self.catalog.images_dir is None:
+            images = [image for product in UploadedCatalog.parse(content, name).products for image in product.images]
+            if images and not any(is_url(image) for image in images):  # else every product ends "file not found"
+                raise SourceError(name, f"its photos are local files ({images[0]}, …), and this desk reads image URLs "
+                                        "only: upload the CSV as Shopify exports it, with image URLs, or have the "
+                                        "server started with --images-dir, the folder that holds them")
         job = self.store.create(name, content)
         self._queue.put(job.id)
         return job
