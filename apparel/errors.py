@@ -62,3 +62,23 @@ class SourceError(ValueError):
     def renamed(self, source: str) -> "SourceError":
         """The same reason, the source named as the caller knows it."""
         return SourceError(source, self.reason)
+
+
+def local_path(value, parameter: str):
+    """``value`` as a ``Path`` when it names a local file or folder (a str or ``os.PathLike``);
+    a ``ParameterError`` naming ``parameter`` otherwise. A URL is refused too: as a path,
+    "https://cdn…/p.csv" became the folders https:/cdn…, silently.
+
+    >>> local_path("products.csv", "csv_path")
+    PosixPath('products.csv')
+    """
+    import os
+    from pathlib import Path
+
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise ParameterError(f"{{}} must be a path (a str or pathlib.Path), got {type(value).__name__} "
+                             f"{value!r:.60}", parameter)
+    text = os.fspath(value)
+    if isinstance(text, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        raise ParameterError(f"{{}} {text} is a URL; give a local path", parameter)
+    return Path(value)

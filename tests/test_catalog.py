@@ -1176,3 +1176,25 @@ def test_a_review_that_cannot_be_written_leaves_the_last_output_with_its_review(
     with pytest.raises(OSError):
         categorize_catalog(source, out, config(model_dir, shop_dir, min_confidence=0.0))
     assert (out.read_bytes(), (shop_dir / "out.review.csv").read_bytes()) == before
+
+
+def test_a_wrong_kind_of_argument_to_the_library_is_a_value_error_naming_it(shop, model_dir):
+    """A URL as out made folders named https:/…; a dict as config, a model's name as predictor, a
+    number as progress or decisions that are not str were TypeErrors and AttributeErrors."""
+    from apparel.shop.categories import run_chooser
+
+    shop_dir, _ = shop
+    csv_path, out = shop_dir / "products.csv", shop_dir / "out.csv"
+    cases = [((None, out), "csv_path must be a path"), ((csv_path, "https://cdn.example.com/p.csv"), "out .* is a URL"),
+             ((csv_path, out, {"images_dir": "x"}), "config must be a CatalogConfig"),
+             ((csv_path, out, config(model_dir, shop_dir), "store"), "predictor must have predict_proba"),
+             ((csv_path, out, config(model_dir, shop_dir), None, 3), "progress must be a function"),
+             ((csv_path, out, config(model_dir, shop_dir), None, None, {"loafers": 3}), "decisions maps a product's handle")]
+    for arguments, message in cases:
+        with pytest.raises(ParameterError, match=message):
+            categorize_catalog(*arguments)
+    assert not (shop_dir / "https:").exists() and not out.exists()
+    for arguments, message in (((shop_dir / "nosuch", ["a"]), "model_dir .*nosuch is no folder; give a run directory"),
+                               ((model_dir, "shirt"), "class_names must be the model's class names, a list of str")):
+        with pytest.raises(ParameterError, match=message):
+            run_chooser(*arguments)

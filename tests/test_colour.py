@@ -413,3 +413,17 @@ def test_the_recolour_check_takes_the_side_asked_for_and_names_each_colour(tmp_p
     picture, _ = benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30), "garment")
     assert picture.shape == (80 + 2 * 8, 50 + 2 * 5, 3)
     assert benchmark.recoloured(np.full((120, 80, 3), 120, np.uint8), labels, (28, 28, 30))[0].shape == (119, 69, 3)
+
+
+def test_a_wrong_kind_of_argument_is_a_value_error_naming_it():
+    """They were AttributeErrors from deep inside ('int' object has no attribute 'attributes')."""
+    from apparel.attributes import has_colour, product_colour
+    from apparel.errors import ParameterError
+
+    for category in (3, ["aa-1"], 1.5):
+        with pytest.raises(ParameterError, match="category must be a Category or its id, GID or path"):
+            has_colour(category)
+    with pytest.raises(ParameterError, match="photo is the photo's pixels, not its file: read it first"):
+        product_colour("shirt.jpg")
+    with pytest.raises(ParameterError, match="config must be a ColourConfig, got str"):
+        product_colour(np.zeros((8, 8, 3), np.uint8), "x")

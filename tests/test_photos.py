@@ -3,6 +3,7 @@
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -449,8 +450,13 @@ def test_as_photo_input_refusals_say_what_to_send():
     for shape, text in (((28, 28), "28×28"), ((2, 4, 4), "2×4×4"), ((1, 5, 5, 3), "1×5×5×3"), ((), "a single number")):
         with pytest.raises(ValueError) as caught:
             as_photo_input(np.zeros(shape), 4)
-        assert str(caught.value) == ("this photo model takes RGB photos of 4×4×3 pixel values, shaped (N, 4, 4, 3), "
-                                     f"or image files; got {text}")
+        assert str(caught.value) == ("this photo model takes RGB photos of 4×4×3 pixel values, shaped (N, 4, 4, 3); "
+                                     f"got {text}")
+    # A path was "got a single number" (numpy's 0-d array of it), and "or image files" was wrong here.
+    for files in ("shirt.jpg", ["shirt.jpg", "shoes.jpg"], Path("shirt.jpg"), b"\xff\xd8", Image.new("RGB", (4, 4))):
+        with pytest.raises(ValueError, match=r"images must be pixel arrays here, not photo files; read each file "
+                                             r"first with predictor.contract.decode\(path\)"):
+            as_photo_input(files, 4)
     with pytest.raises(ValueError) as caught:
         as_photo_input(np.full((4, 4, 3), True), 4)
     assert str(caught.value) == "pixel values must be numbers (0–255, or 0–1)"

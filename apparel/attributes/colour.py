@@ -16,6 +16,7 @@ the names' weighted shares give the main colour, a second one when it holds a go
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 from apparel.attributes.colour_space import ciede2000, srgb_to_lab
 from apparel.attributes.config import ColourConfig
 from apparel.attributes.product_pixels import WORK_SIDE, padding_mask, product_weights, small_rgb, white_gain
+from apparel.errors import ParameterError
 from apparel.taxonomy import AttributeValue, Category, attribute, load_taxonomy
 from apparel.taxonomy.decide import UNCERTAIN
 
@@ -89,6 +91,9 @@ def has_colour(category: Category | str | None) -> bool:
         return False
     if isinstance(category, str):
         category = load_taxonomy().get(category)
+    if not isinstance(category, Category):
+        raise ParameterError(f"{{}} must be a Category or its id, GID or path, got {type(category).__name__} "
+                             f"{category!r:.60}", "category")
     return ATTRIBUTE in category.attributes
 
 
@@ -135,6 +140,11 @@ def product_colour(photo: np.ndarray, config: ColourConfig | None = None) -> Pro
     is above 1, else 0–1. A photo as read from a file is ``uint8``; give a nearly black photo (every
     value 0 or 1) as ``uint8``, or as floats it is read as 0–1, 255 times brighter."""
     config = config or DEFAULT_CONFIG
+    if not isinstance(config, ColourConfig):
+        raise ParameterError(f"{{}} must be a ColourConfig, got {type(config).__name__}", "config")
+    if isinstance(photo, (str, bytes, bytearray, os.PathLike)):
+        raise ParameterError("{} is the photo's pixels, not its file: read it first (predictor.contract.decode(path), "
+                             "or PIL.Image.open(path).convert(\"RGB\"))", "photo")
     second_share, multicolor_share = config.second_share, config.multicolor_share
     rgb = small_rgb(photo, WORK_SIDE)
     padding = padding_mask(rgb)

@@ -7,9 +7,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
+
+
+def _refuse_files(images) -> None:
+    """A photo file (a path, its bytes, a PIL image), or a list of them, given where pixel arrays
+    go: said so, rather than "got a single number" for the 0-d array numpy makes of a path."""
+    first = images[0] if isinstance(images, (list, tuple)) and images else images
+    if isinstance(first, (str, bytes, bytearray, os.PathLike)) or hasattr(first, "getpixel"):
+        raise ValueError("images must be pixel arrays here, not photo files; read each file first with "
+                         "predictor.contract.decode(path) (or use `apparel predict` on the files)")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -37,6 +48,7 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     0–255 image whose brightest pixel is 1 the two readings differ by less than 1/255). Values
     outside [0, 255], NaN, infinities and non-numbers are refused with a ``ValueError``.
     """
+    _refuse_files(images)
     array = np.asarray(images)
     if array.shape == IMAGE_SHAPE:
         array = array[None]
@@ -63,14 +75,15 @@ def as_photo_input(images: np.ndarray, size: int) -> np.ndarray:
     read as 0–255 if one of its values is above 1, else as 0–1. Anything else — a 28×28 array, the
     wrong size, NaN, values outside [0, 255] — is refused with a ``ValueError`` that says what to send.
     """
+    _refuse_files(images)
     array = np.asarray(images)
     shape = (size, size, 3)
     if array.shape == shape:
         array = array[None]
     if array.ndim != 4 or array.shape[1:] != shape:
         got = "×".join(str(n) for n in array.shape) or "a single number"
-        raise ValueError(f"this photo model takes RGB photos of {size}×{size}×3 pixel values, shaped (N, {size}, {size}, 3), "
-                         f"or image files; got {got}")
+        raise ValueError(f"this photo model takes RGB photos of {size}×{size}×3 pixel values, shaped (N, {size}, {size}, 3); "
+                         f"got {got}")
     return _photos_0_255(array)
 
 

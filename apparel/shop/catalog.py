@@ -62,7 +62,7 @@ from apparel.batch.manifest import other_separator
 from apparel.batch.loop import classify, model_settings
 from apparel.config import option
 from apparel.contract import InputContract
-from apparel.errors import ParameterError, SourceError
+from apparel.errors import ParameterError, SourceError, local_path
 from apparel.inference.prediction import resolve_model_dir
 from apparel.kinds.registry import PHOTO_KIND
 from apparel.shop.splice import Record, encode_cell, parse_records, read_csv_text, splice
@@ -415,8 +415,19 @@ def categorize_catalog(
     filled one too) or to ``"keep"`` (left as it is): ``apparel.shop.decisions``; or the path of
     such a CSV (``read_decisions``), which is then refused as a file to write too.
     """
-    csv_path, out = Path(csv_path), Path(out)
-    decisions_file = None if decisions is None or isinstance(decisions, Mapping) else Path(decisions)
+    csv_path, out = local_path(csv_path, "csv_path"), local_path(out, "out")
+    if not isinstance(config, CatalogConfig):
+        raise ParameterError(f"{{}} must be a CatalogConfig (CatalogConfig(images_dir=…)), got {type(config).__name__}",
+                             "config")
+    if predictor is not None and not callable(getattr(predictor, "predict_proba", None)):
+        raise ParameterError(f"{{}} must have predict_proba (a loaded Predictor: load_predictor(…)), got "
+                             f"{type(predictor).__name__}; a model's name or folder goes in config.model_dir",
+                             "predictor")
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"{{}} must be a function of the images finished, got {type(progress).__name__}",
+                             "progress")
+    decisions_file = (None if decisions is None or isinstance(decisions, Mapping)
+                      else local_path(decisions, "decisions"))
     images_dir = _checked_paths(csv_path, out, config, decisions_file)
     if decisions_file is not None:
         decisions = read_decisions(decisions_file)

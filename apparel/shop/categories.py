@@ -20,10 +20,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from apparel.artifacts import CATEGORIES_FILE, run_or_shipped
+from apparel.artifacts import CATEGORIES_FILE, run_or_shipped, shipped_model_names
 from apparel.attributes.sleeve import ATTRIBUTE as SLEEVE_KEY, check_sleeve_classes
 from apparel.contract import metadata_path
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError, local_path
 from apparel.shop.taxonomy import load_mapping
 from apparel.taxonomy.decide import CategoryChooser
 
@@ -59,6 +59,13 @@ def run_chooser(model_dir: str | os.PathLike | None, class_names: Sequence[str],
     """The category chooser for a model (see the module docstring); ``export`` names a LiteRT or
     ONNX export of it, whose metadata may carry the run's categories; ``model_dir`` may be a
     shipped model's name (``"store"``)."""
+    if model_dir is not None and not run_or_shipped(local_path(model_dir, "model_dir")).is_dir():
+        raise ParameterError(f"{{}} {model_dir} is no folder; give a run directory or a shipped model's name "
+                             f"({', '.join(shipped_model_names())})", "model_dir")
+    if isinstance(class_names, str) or not (isinstance(class_names, Sequence)
+                                            and all(isinstance(name, str) for name in class_names)):
+        raise ParameterError(f"{{}} must be the model's class names, a list of str (predictor.class_names), got "
+                             f"{class_names!r:.60}", "class_names")
     found = _categories_record(model_dir, export)
     record = None if found is None else found[0]
     if mapping is not None or record is None:

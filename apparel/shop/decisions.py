@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from apparel.artifacts import atomic_path
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 from apparel.taxonomy import Category, load_taxonomy
 
 KEEP = "keep"  # the product's cells stay as the store wrote them
@@ -71,6 +71,11 @@ def decided_category(value: str) -> str:
 def resolve_decisions(decisions: Mapping[str, str] | None) -> dict[str, Category | None]:
     """Handle → the decided ``Category``, or None for ``KEEP``: what ``decide_cells`` takes."""
     taxonomy = load_taxonomy()
+    strays = [(handle, value) for handle, value in (decisions or {}).items()
+              if not (isinstance(handle, str) and isinstance(value, str))]
+    if strays:
+        raise ParameterError(f"{{}} maps a product's handle to a category id, path or {KEEP!r}, each a str; got "
+                             f"{strays[0][0]!r}: {strays[0][1]!r}", "decisions")
     return {handle: None if decided_category(value) == KEEP else taxonomy.get(value)
             for handle, value in (decisions or {}).items()}
 
