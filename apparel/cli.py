@@ -260,6 +260,9 @@ def cmd_catalog(args) -> int:
     if report.short:
         print(f"{report.short} products whose rows are too short for the category cell: left as they are "
               "(listed in the review)")
+    if report.not_shopify:
+        print(f"{report.not_shopify} products whose own category is not one of Shopify's: kept as they are "
+              "(listed in the review)")
     for parameter in report.nowhere:
         print(f"apparel catalog: warning: {flag_name(parameter)}: {args.csv} has neither a "
               f"\"{BY_PARAMETER[parameter].header}\" column nor Tags, so none was written; add one of them",

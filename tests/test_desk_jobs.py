@@ -7,6 +7,7 @@ import csv
 import io
 import time
 
+import numpy as np
 import pytest
 
 from apparel.cli import main
@@ -16,7 +17,7 @@ from apparel.errors import ParameterError, SourceError
 from apparel.shop.catalog import categorize_catalog
 from apparel.shop.decisions import KEEP, read_decisions, write_decisions
 from apparel.shop.splice import parse_records
-from desk_shop import (SETTINGS, ColourPredictor, FailingOnce, ShirtPredictor, colour_desk, sleeved_model_dir,
+from desk_shop import (HEADER, SETTINGS, ColourPredictor, FailingOnce, ShirtPredictor, colour_desk, sleeved_model_dir,
                        stub_model_dir, write_store)
 
 DRESSES = "Apparel & Accessories > Clothing > Dresses"
@@ -457,3 +458,48 @@ def test_a_catalog_of_local_photos_is_refused_at_upload_by_a_desk_that_reads_url
     with_folder = Desk(JobStore(tmp_path / "jobs2"), SETTINGS.replace(images_dir=str(images)),
                        lambda: (model_dir, ColourPredictor()))
     assert with_folder.submit("products.csv", content).id
+
+
+def test_a_category_the_merchant_filled_is_kept_judged_and_given_only_the_attributes_it_takes(tmp_path):
+    """A kept Boots got the T-shirt's sleeve length; a kept T-Shirts was "uncertain" when the model
+    was; a kept "Nonsense" was counted categorised; --overwrite put Clothing over T-Shirts."""
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (20, 20), "red").save(images / "t.png")
+    kept = {"boots": "Apparel & Accessories > Shoes > Boots", "tee": "aa-1-13-8", "odd": "Nonsense Category",
+            "empty": ""}
+    lines = [",".join(HEADER)] + [",".join([handle, handle.title(), "", "", category, "", "", "", "t.png", "1"])
+                                  for handle, category in kept.items()]
+    csv_path = tmp_path / "products.csv"
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = SETTINGS.replace(images_dir=str(images), sleeve_length=True, model_dir=str(
+        sleeved_model_dir(tmp_path / "model")))
+
+    report = categorize_catalog(csv_path, tmp_path / "out.csv", settings, ShirtPredictor())  # surely a T-shirt
+    rows = rows_by_handle(tmp_path / "out.csv")
+    assert [rows[handle]["Product Category"] for handle in kept] == [
+        kept["boots"], "aa-1-13-8", "Nonsense Category", "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts"]
+    assert "sleeve-length:short" not in rows["boots"]["Tags"]  # Boots take no sleeve length
+    assert "sleeve-length:short" in rows["tee"]["Tags"] and "sleeve-length:short" in rows["empty"]["Tags"]
+    assert (report.categorized, report.not_shopify) == (3, 1)
+    review = list(csv.DictReader(open(tmp_path / "out.review.csv", encoding="utf-8")))
+    assert [(row["handle"], row["status"]) for row in review] == [("odd", "not Shopify's category")]
+    assert "'Nonsense Category', which is not a category of Shopify's product taxonomy" in review[0]["error"]
+
+    unsure = categorize_catalog(csv_path, tmp_path / "unsure.csv", settings.replace(min_confidence=0.99),
+                                ShirtPredictor())
+    review = list(csv.DictReader(open(tmp_path / "unsure.review.csv", encoding="utf-8")))
+    assert sorted((row["handle"], row["status"]) for row in review) == [("empty", "uncertain"),
+                                                                       ("odd", "not Shopify's category")]
+    assert (unsure.categorized, unsure.uncertain) == (2, 1)  # the merchant's Boots and T-Shirts are categories
+
+    class Unsure(ShirtPredictor):  # Clothing sure (a dress or a T-shirt), neither leaf
+        def predict_proba(self, images):
+            return np.tile([0.4, 0.05, 0.55], (len(images), 1))
+
+    categorize_catalog(csv_path, tmp_path / "over.csv", settings.replace(overwrite=True), Unsure())
+    rows = rows_by_handle(tmp_path / "over.csv")
+    assert rows["tee"]["Product Category"] == "aa-1-13-8"  # below the Clothing chosen: kept
+    assert rows["boots"]["Product Category"] == rows["odd"]["Product Category"] == "Apparel & Accessories > Clothing"

@@ -72,7 +72,7 @@ from apparel.shop.attribute_cells import (BY_PARAMETER, COLOUR, SLEEVE, CsvAttri
                                           metafield_columns)
 from apparel.shop.decisions import KEEP, read_decisions, resolve_decisions
 from apparel.taxonomy.decide import OUTSIDE, CategoryChooser, CategoryDecision
-from apparel.taxonomy import Category
+from apparel.taxonomy import Category, load_taxonomy
 
 # Column roles and the header names of each Shopify export style (compared case-insensitively).
 COLUMNS = {
@@ -154,6 +154,7 @@ class CatalogReport:
     no_handle: int = 0               # rows with cells but no handle: no product's, left as they are (review file)
     strangers: tuple[str, ...] = ()  # handles of ``decisions`` that name no product here (a typo, another file)
     short: int = 0                   # products given a category whose row is too short for its cell (review file)
+    not_shopify: int = 0             # products whose kept category cell is none of Shopify's (review file)
     # What happened to each product, in file order (the desk's table); not part of the summary.
     outcomes: tuple[ProductOutcome, ...] = field(default=(), repr=False)
 
@@ -173,6 +174,7 @@ class CatalogReport:
 NO_IMAGE = "no image"
 UNREADABLE = "unreadable image"
 ROW_TOO_SHORT = "row too short"  # a category chosen, its cell missing from the row
+NOT_SHOPIFY = "not Shopify's category"  # the merchant's own category cell, kept, names no node of the taxonomy
 
 
 @dataclass(frozen=True)
@@ -467,7 +469,7 @@ def categorize_catalog(
         colour_read=classifier.colour, sleeved=cells.sleeved,
         nowhere=tuple(attribute.parameter for attribute in attributes if columns[attribute.role] is None
                       and columns["tags"] is None and (attribute is not COLOUR or classifier.colour)),
-        decided=cells.decided, short=cells.short, outcomes=tuple(cells.outcomes),
+        decided=cells.decided, short=cells.short, not_shopify=cells.not_shopify, outcomes=tuple(cells.outcomes),
         strangers=tuple(sorted(set(decided or ()) - {product.handle for product in products})),
     )
 
@@ -682,6 +684,7 @@ class Decisions:
     sleeved: int = 0
     decided: int = 0
     short: int = 0
+    not_shopify: int = 0
     outcomes: list[ProductOutcome] = field(default_factory=list)
 
     def count_attributes(self, unwritten: set[str], colour: set[str] | None = None,
@@ -730,6 +733,24 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         names = classifier.class_names
         base = {"handle": product.handle, "title": title, "image": outcome.image, "label": outcome.label,
                 "probability": f"{probabilities[order[0]]:.4f}"}
+        held = held_category(product, columns, config, decision.category)
+        if held is not None and held[1] is None:
+            # The merchant's cell is kept, and Shopify's importer drops what it names: said, not counted.
+            decisions.not_shopify += 1
+            decisions.review.append({**base, "status": NOT_SHOPIFY, "error": f"its category cell holds {held[0]!r}, "
+                                     "which is not a category of Shopify's product taxonomy; give it one (apparel "
+                                     "taxonomy search WORDS), or empty the cell to have it filled"})
+            wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config,
+                                  keep_category=True) if decision.category is not None else {}
+            _edit_cells(product, wanted, header, columns, base, decisions)
+            continue
+        if decision.category is None and held is not None:
+            # The model is unsure, but the cell holds one of Shopify's categories, kept: categorised.
+            decisions.categorized += 1
+            wanted = {}
+            colour = _add_colour(product, held[1], None, colours, columns, wanted, config)
+            decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour)
+            continue
         if decision.category is None:
             if decision.reason == OUTSIDE:
                 decisions.outside += 1
@@ -744,9 +765,14 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             continue
         base["category"] = decision.category.path
         base["confidence"] = f"{decision.confidence:.4f}"
-        wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config)
-        colour = _add_colour(product, decision.category, None, colours, columns, wanted, config)
-        sleeve = _add_sleeve(product, outcome.sleeve, columns, wanted, config)
+        wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config,
+                              keep_category=held is not None)
+        # The attributes of the category the cell holds once written: the merchant's kept one, if any.
+        holds = held[1] if held is not None else decision.category
+        colour = _add_colour(product, holds, None, colours, columns, wanted, config)
+        # The sleeve length the classes tell goes with their category only (not a kept "Boots").
+        sleeve = _add_sleeve(product, outcome.sleeve if holds.id == decision.category.id else None, columns, wanted,
+                             config)
         unwritten = _edit_cells(product, wanted, header, columns, base, decisions)
         # Categorised when its category cell holds the category now (written, or the merchant's kept).
         if "category" in unwritten:
@@ -845,17 +871,19 @@ def _edit_cells(product: Product, wanted: dict[str, str], header: Record, column
 
 
 def wanted_cells(product: Product, columns: dict[str, int | None], label: str | None, category: Category,
-                 chooser: CategoryChooser, config: CatalogConfig, chosen_by_merchant: bool = False) -> dict[str, str]:
+                 chooser: CategoryChooser, config: CatalogConfig, chosen_by_merchant: bool = False,
+                 keep_category: bool = False) -> dict[str, str]:
     """Role → value for a product whose chosen category is ``category`` and likeliest class
     ``label``: the category column (the node's full path, or its id with ``category_format``) when
-    empty (or ``overwrite``), type when empty, our tag. Type and tag name the class when the
-    category is the class's own; when only a parent was sure ("Shoes" for a likely sandal), they
-    name that category instead, so no cell claims more than the photo supports. A category
-    ``chosen_by_merchant`` replaces a filled one and our earlier tag, as ``overwrite`` does."""
+    empty (or ``overwrite``; never with ``keep_category``: ``held_category``), type when empty, our
+    tag. Type and tag name the class when the category is the class's own; when only a parent was
+    sure ("Shoes" for a likely sandal), they name that category instead, so no cell claims more
+    than the photo supports. A category ``chosen_by_merchant`` replaces a filled one and our earlier
+    tag, as ``overwrite`` does."""
     named = label if label is not None and chooser.category_of(label) == category else category.name
     overwrite = config.overwrite or chosen_by_merchant
     wanted = {}
-    if columns["category"] is not None:
+    if columns["category"] is not None and not keep_category:
         if overwrite or not product.row.value(columns["category"]).strip():
             wanted["category"] = category.id if config.category_format == "id" else category.path
     if columns["type"] is not None and not product.row.value(columns["type"]).strip():
@@ -864,6 +892,24 @@ def wanted_cells(product: Product, columns: dict[str, int | None], label: str | 
         wanted["tags"] = _with_tag(product.row.value(columns["tags"]), config.tag_prefix + named,
                                    config.tag_prefix, overwrite)
     return wanted
+
+
+def held_category(product: Product, columns: dict[str, int | None], config: CatalogConfig,
+                  chosen: Category | None) -> tuple[str, Category | None] | None:
+    """The category cell's own text and its node (None when it names none of Shopify's) where the
+    run leaves the cell as it is: filled, without ``overwrite``; with it, when it holds a category
+    below the ``chosen`` one (T-Shirts, where the photo told only Clothing: its ancestor would lose
+    what the merchant knew). None where the run writes the cell, or the file has none."""
+    if columns["category"] is None:
+        return None
+    text = product.row.value(columns["category"]).strip()
+    if not text:
+        return None
+    taxonomy = load_taxonomy()
+    node = taxonomy.find(text)
+    if config.overwrite and not (node is not None and chosen is not None and taxonomy.is_ancestor(chosen, node)):
+        return None
+    return text, node
 
 
 def attribute_edits(product: Product, columns: dict[str, int | None], attribute: CsvAttribute, values: list[str],
