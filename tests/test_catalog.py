@@ -667,7 +667,9 @@ def test_the_review_csv_neutralises_formulas_and_the_output_keeps_them(shop, mod
     cells = [cell for line in csv.reader(io.StringIO(review, newline="")) for cell in line]
     assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
     by_handle = review_rows(shop_dir / "out.review.csv")
-    assert set(by_handle) == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "'+plus", "tabbed", "returned"}
+    assert set(by_handle) == {"'=HYPERLINK(\"http://evil.example\",\"x\")", "'+plus", "tabbed", "returned", "dress"}
+    # Its kept category "=2+2" is none of Shopify's: listed, and quoted safely in the review.
+    assert by_handle["dress"]["status"] == "not Shopify's category" and "'=2+2'" in by_handle["dress"]["error"]
     hyperlink = by_handle["'=HYPERLINK(\"http://evil.example\",\"x\")"]
     assert (hyperlink["title"], hyperlink["status"]) == ("'@SUM(A1:A9)", "uncertain")
     assert by_handle["'+plus"]["title"] == "'-2+3" and by_handle["'+plus"]["image"] == "'=cmd|' /C calc'!A0"

@@ -484,6 +484,10 @@ def test_a_category_the_merchant_filled_is_kept_judged_and_given_only_the_attrib
     assert "sleeve-length:short" not in rows["boots"]["Tags"]  # Boots take no sleeve length
     assert "sleeve-length:short" in rows["tee"]["Tags"] and "sleeve-length:short" in rows["empty"]["Tags"]
     assert (report.categorized, report.not_shopify) == (3, 1)
+    outcomes = {outcome.handle: outcome for outcome in report.outcomes}  # what the desk's table shows
+    assert (outcomes["boots"].category, outcomes["boots"].sleeve) == (kept["boots"], None)
+    assert (outcomes["odd"].status, outcomes["odd"].category) == ("not Shopify's category", None)
+    assert outcomes["tee"].sleeve == "Short"
     review = list(csv.DictReader(open(tmp_path / "out.review.csv", encoding="utf-8")))
     assert [(row["handle"], row["status"]) for row in review] == [("odd", "not Shopify's category")]
     assert "'Nonsense Category', which is not a category of Shopify's product taxonomy" in review[0]["error"]
@@ -494,6 +498,9 @@ def test_a_category_the_merchant_filled_is_kept_judged_and_given_only_the_attrib
     assert sorted((row["handle"], row["status"]) for row in review) == [("empty", "uncertain"),
                                                                        ("odd", "not Shopify's category")]
     assert (unsure.categorized, unsure.uncertain) == (2, 1)  # the merchant's Boots and T-Shirts are categories
+    outcomes = {outcome.handle: outcome for outcome in unsure.outcomes}
+    assert (outcomes["tee"].status, outcomes["tee"].category) == ("categorized", kept["boots"].replace(
+        "Shoes > Boots", "Clothing > Clothing Tops > T-Shirts"))
 
     class Unsure(ShirtPredictor):  # Clothing sure (a dress or a T-shirt), neither leaf
         def predict_proba(self, images):

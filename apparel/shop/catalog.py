@@ -743,10 +743,12 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
             wanted = wanted_cells(product, columns, outcome.label, decision.category, chooser, config,
                                   keep_category=True) if decision.category is not None else {}
             _edit_cells(product, wanted, header, columns, base, decisions)
+            decisions.outcomes[-1] = replace(outcome, status=NOT_SHOPIFY, category=None, sleeve=None)
             continue
         if decision.category is None and held is not None:
             # The model is unsure, but the cell holds one of Shopify's categories, kept: categorised.
             decisions.categorized += 1
+            decisions.outcomes[-1] = replace(outcome, status="categorized", category=held[1].path)
             wanted = {}
             colour = _add_colour(product, held[1], None, colours, columns, wanted, config)
             decisions.count_attributes(_edit_cells(product, wanted, header, columns, base, decisions), colour)
@@ -773,11 +775,14 @@ def decide_cells(products: list[Product], header: Record, columns: dict[str, int
         # The sleeve length the classes tell goes with their category only (not a kept "Boots").
         sleeve = _add_sleeve(product, outcome.sleeve if holds.id == decision.category.id else None, columns, wanted,
                              config)
+        if held is not None:  # the desk's table shows what the cell holds
+            decisions.outcomes[-1] = replace(outcome, category=holds.path,
+                                             sleeve=outcome.sleeve if holds.id == decision.category.id else None)
         unwritten = _edit_cells(product, wanted, header, columns, base, decisions)
         # Categorised when its category cell holds the category now (written, or the merchant's kept).
         if "category" in unwritten:
             decisions.short += 1
-            decisions.outcomes[-1] = replace(outcome, status=ROW_TOO_SHORT)  # the desk's table says so too
+            decisions.outcomes[-1] = replace(decisions.outcomes[-1], status=ROW_TOO_SHORT)  # the desk's table says so too
         else:
             decisions.categorized += 1
         decisions.count_attributes(unwritten, colour, sleeve)

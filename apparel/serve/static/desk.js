@@ -8,7 +8,8 @@ const ROW_HEIGHT = 56; // px, as .row in desk.css
 const OVERSCAN = 6; // rows drawn above and below the view
 const POLL_MS = 500;
 const RETRY_MS = 2000;
-const REVIEW = new Set(["uncertain", "outside the vertical", "unreadable image", "no image", "row too short"]);
+const REVIEW = new Set(["uncertain", "outside the vertical", "unreadable image", "no image", "row too short",
+  "not Shopify's category"]);
 
 const $ = (id) => document.getElementById(id);
 const viewport = $("viewport"), spacer = $("spacer");
