@@ -21,8 +21,25 @@ def test_limit_keeps_the_first_images(idx_dir):
     limited = data.load_dataset(idx_dir, limit=10, verify=False)
     np.testing.assert_array_equal(limited.x_train, full.x_train[:10])
     assert len(limited.x_test) == len(full.x_test)
-    with pytest.raises(ValueError, match="positive"):
-        data.load_dataset(idx_dir, limit=0, verify=False)
+    # A str or a fraction was a TypeError from the comparison or the slice; a folder given as a number too.
+    for limit in (0, "5", 1.5, True):
+        with pytest.raises(ValueError, match="limit must be a positive whole number of training images"):
+            data.load_dataset(idx_dir, limit=limit, verify=False)
+    assert len(data.load_dataset(idx_dir, limit=np.int64(3), verify=False).x_train) == 3
+    with pytest.raises(ValueError, match="data_dir must be a path"):
+        data.load_dataset(3)
+
+
+def test_train_names_a_config_or_dataset_of_the_wrong_kind():
+    from apparel.training.trainer import train
+
+    for config in ({"epochs": 1}, None):
+        with pytest.raises(ValueError, match="config must be a TrainConfig"):
+            train(config)
+    from apparel.config import TrainConfig
+
+    with pytest.raises(ValueError, match="dataset must be a Dataset"):
+        train(TrainConfig(epochs=1), dataset="x")
 
 
 def test_checksum_mismatch_names_the_file(idx_dir):

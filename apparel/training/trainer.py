@@ -20,6 +20,7 @@ from pathlib import Path
 from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
+from apparel.errors import ParameterError
 from apparel.kinds.fashion_mnist.data import Dataset
 from apparel.kinds.base import Kind
 from apparel.kinds.registry import kind_named
@@ -51,6 +52,11 @@ def train(
     """
     import keras
 
+    if not isinstance(config, TrainConfig):
+        raise ParameterError(f"{{}} must be a TrainConfig (TrainConfig(model=…, epochs=…)), got {type(config).__name__}",
+                             "config")
+    if dataset is not None and not isinstance(dataset, Dataset):
+        raise ParameterError(f"{{}} must be a Dataset (load_dataset(…)), got {type(dataset).__name__}", "dataset")
     spec = get_spec(config.model)
     kind = kind_of(config)
     kind.check_training(config, dataset, data_dir)

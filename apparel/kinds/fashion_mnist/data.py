@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from apparel.errors import ParameterError, local_path
+
 CLASS_NAMES = (
     "T-shirt/top",
     "Trouser",
@@ -70,7 +72,7 @@ class Dataset:
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The directory to read: the argument, else ``$APPAREL_DATA_DIR``, else Debian's location."""
     if data_dir is not None:
-        return Path(data_dir)
+        return local_path(data_dir, "data_dir")
     from_env = os.environ.get(DATA_DIR_ENV)
     return Path(from_env) if from_env else DEFAULT_DATA_DIR
 
@@ -160,8 +162,8 @@ def load_dataset(
     """Load train and test sets; ``limit`` keeps the first N training images (quick runs)."""
     (x_train, y_train), (x_test, y_test) = load_raw(data_dir, verify=verify)
     if limit is not None:
-        if limit < 1:
-            raise ValueError(f"limit must be a positive number of training images, got {limit}")
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
+            raise ParameterError(f"{{}} must be a positive whole number of training images, got {limit!r}", "limit")
         x_train, y_train = x_train[:limit], y_train[:limit]
     if scaled:
         x_train, x_test = scale(x_train), scale(x_test)
