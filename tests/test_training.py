@@ -367,3 +367,21 @@ def test_a_best_epoch_from_before_an_interruption_is_the_saved_model(tiny_datase
     for saved, wanted in zip(Predictor.from_dir(tmp_path).model.get_weights(), expected):
         np.testing.assert_array_equal(saved, wanted)
     assert result.metrics["best_epoch"] == state["best_epoch"]
+
+
+def test_the_plot_helpers_name_a_count_or_array_that_does_not_fit():
+    """predictions_grid of 40 images with 10 rows of probabilities was an IndexError deep in the
+    drawing; labels too short, None for images, or count 0 alike (count 0 drew an empty figure)."""
+    from apparel.training import plots
+
+    images, labels = np.zeros((40, 28, 28)), np.zeros(40, int)
+    for call, message in ((lambda: plots.sample_grid(None, labels), "images must be an array with one row per image"),
+                          (lambda: plots.sample_grid(images, labels[:5]), "labels has 5 rows, fewer than the 40"),
+                          (lambda: plots.sample_grid(images, labels, count=0), "count must be a positive whole number"),
+                          (lambda: plots.predictions_grid(images, np.full((10, 10), 0.1), labels),
+                           "probabilities has 10 rows, fewer than the 30 images drawn"),
+                          (lambda: plots.predictions_grid(images, np.full((40, 3), 0.3), labels),
+                           r"probabilities must have one column per class \(10: class_names\), got shape \(40, 3\)")):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert len(plots.predictions_grid(images[:4], np.full((4, 10), 0.1), labels[:4]).axes) == 8  # fewer than count: all

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
+from apparel.errors import ParameterError
 from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
 RIGHT_COLOUR = "tab:blue"
@@ -32,9 +33,28 @@ def new_figure(width: float, height: float):
     return Figure(figsize=(width, height))
 
 
+def _check_rows(count: int, **arrays) -> None:
+    """A ``ValueError`` naming the parameter when ``count`` is no positive whole number, or when the
+    arrays' rows do not pair up (an IndexError deep in the drawing, else)."""
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ParameterError(f"{{}} must be a positive whole number of images, got {count!r}", "count")
+    lengths = {}
+    for name, array in arrays.items():
+        try:
+            lengths[name] = len(array)
+        except TypeError:
+            raise ParameterError(f"{{}} must be an array with one row per image, got {type(array).__name__}",
+                                 name) from None
+    for name, length in lengths.items():
+        if length < min(count, lengths["images"]):
+            raise ParameterError(f"{{}} has {length} rows, fewer than the {min(count, lengths['images'])} images drawn; "
+                                 "give one row per image", name)
+
+
 def sample_grid(images: np.ndarray, labels: np.ndarray, named: bool = False, count: int = 100):
     """The first ``count`` images in a square grid, labelled by number (colour map as
     ``imshow`` draws it) or, with ``named``, by class name in black on white."""
+    _check_rows(count, images=images, labels=labels)
     side = int(np.ceil(np.sqrt(count)))
     figure = new_figure(10, 10)
     for index in range(min(count, len(images))):
@@ -57,6 +77,10 @@ def predictions_grid(images: np.ndarray, probabilities: np.ndarray, labels: np.n
     (blue when right, red when wrong), each beside a bar chart of the probabilities over
     ``class_names``. Images are 28×28 grayscale (drawn as ink on paper) or RGB photos (as they are);
     the bars of a photo model's classes are named, Fashion-MNIST's numbered."""
+    _check_rows(count, images=images, probabilities=probabilities, labels=labels)
+    if np.shape(probabilities)[-1] != len(class_names):
+        raise ParameterError(f"{{}} must have one column per class ({len(class_names)}: class_names), got shape "
+                             f"{np.shape(probabilities)}", "probabilities")
     columns = 5
     count = min(count, len(images))
     rows = int(np.ceil(count / columns))
