@@ -201,6 +201,19 @@ def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, serv
         assert categorized == (tmp_path / "expected.csv").read_bytes()
         assert review == open(expected.review, "rb").read()
         assert categorized != csv_path.read_bytes() and expected.decided == 8
+
+        # A job that is none of this desk's: nothing of the last one stays, neither its status nor
+        # its download links; an address that names other paths is not asked for; opening a job
+        # again clears the error.
+        this_job = page.evaluate("location.hash.slice(1)")
+        for other in ("ffffffffffffffff", f"{this_job}/products?"):
+            page.evaluate(f"location.hash = {other!r}")
+            page.wait_for_function("() => !document.querySelector('#error').hidden")
+            assert page.locator("#status").text_content() == "No catalog yet."
+            assert page.locator("#download-csv").get_attribute("href") is None
+        page.evaluate(f"location.hash = {this_job!r}")
+        page.wait_for_function("() => document.querySelector('#error').hidden")
+        assert page.locator("#status").text_content().startswith("Done: 30 of 30")
         assert errors == [], f"JavaScript errors on the page: {errors}"
         page.context.close()
 

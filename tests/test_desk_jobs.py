@@ -510,3 +510,16 @@ def test_a_category_the_merchant_filled_is_kept_judged_and_given_only_the_attrib
     rows = rows_by_handle(tmp_path / "over.csv")
     assert rows["tee"]["Product Category"] == "aa-1-13-8"  # below the Clothing chosen: kept
     assert rows["boots"]["Product Category"] == rows["odd"]["Product Category"] == "Apparel & Accessories > Clothing"
+
+
+def test_the_table_loads_an_image_url_only_once_the_server_has_read_it():
+    """A waiting row showed the upload's own URL, so the merchant's browser fetched what the server
+    refuses (http://192.168.1.1/…, its own network); one the server could not read, likewise."""
+    from apparel.serve.desk import image_thumbnail
+
+    local = "/desk/api/jobs/j/thumbnails/0"
+    url = "http://192.168.77.100/router-admin?reboot=1"
+    assert image_thumbnail(url, None, local) is None  # waiting
+    assert image_thumbnail(url, {"status": "unreadable image", "label": None}, local) is None
+    assert image_thumbnail(url, {"status": "uncertain", "label": "shirt"}, local) == url  # the server read it
+    assert image_thumbnail("shop/a.jpg", None, local) == local and image_thumbnail("", None, local) is None

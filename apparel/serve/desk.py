@@ -209,7 +209,7 @@ def product_table(job: Job, progress: dict) -> dict:
     for index, product in enumerate(job.catalog().products):
         outcome = outcomes.get(product.handle)
         image = (outcome or {}).get("image") or (product.images[0] if product.images else "")
-        thumbnail = image if is_url(image) else f"/desk/api/jobs/{job.id}/thumbnails/{index}" if image else None
+        thumbnail = image_thumbnail(image, outcome, f"/desk/api/jobs/{job.id}/thumbnails/{index}")
         row = {"index": index, "handle": product.handle, "title": job.catalog().title(product),
                "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
                "confidence": None, "label": None, "colour": None, "sleeve": None}
@@ -219,6 +219,18 @@ def product_table(job: Job, progress: dict) -> dict:
         row["decision"] = decision_view(decisions.get(product.handle))
         rows.append(row)
     return {"job": progress, "products": rows}
+
+
+def image_thumbnail(image: str, outcome: dict | None, local: str) -> str | None:
+    """What the table's thumbnail loads: a local photo through the server (``local``); an image URL
+    only once the server has read it, as a public address, for the model (its outcome has a label).
+    A URL straight from the upload would have the merchant's browser fetch what the server refuses
+    to, such as an address on their own network."""
+    if not image:
+        return None
+    if not is_url(image):
+        return local
+    return image if outcome is not None and outcome.get("label") is not None else None
 
 
 def small_jpeg(path: Path, max_pixels: int) -> bytes:
