@@ -117,6 +117,9 @@ def test_dropping_photos_and_a_bad_file(page):
     assert results["dropped.jpg"] in CLASS_NAMES
     assert results["notes.txt"].startswith("Error: 'notes.txt': not a readable image")
     assert page.locator(".card.failed").count() == 1
+    # The refused file is not counted as classified (10 of which 6 were refused said "Classified 10").
+    page.wait_for_function("() => !document.getElementById('status').textContent.startsWith('Classifying')")
+    assert page.locator("#status").text_content() == "Classified 1 photo. 1 photo refused: each says why."
 
 
 def test_the_page_follows_a_photo_model(photo_page, tmp_path):

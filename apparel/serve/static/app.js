@@ -90,25 +90,42 @@ async function classify(file, card) {
     if (response.status === 401) throw new Error("signed out (the server restarted?): reload the page and enter the API key");
     if (!response.ok) throw new Error(body.error || "HTTP " + response.status);
     showPrediction(card, body.predictions[0]);
+    return true;
   } catch (error) {
     showError(card, error.message);
+    return false;
   }
+}
+
+// Photos chosen while others still classify join them: one status line counts them all, and a
+// photo the server refused is not counted as classified.
+const counts = { pending: 0, classified: 0, refused: 0 };
+
+function photos(count) {
+  return `${count} photo${count === 1 ? "" : "s"}`;
+}
+
+function showCounts() {
+  statusLine.textContent = counts.pending
+    ? `Classifying ${photos(counts.pending)}…`
+    : `Classified ${photos(counts.classified)}.` + (counts.refused ? ` ${photos(counts.refused)} refused: each says why.` : "");
 }
 
 async function classifyAll(files) {
   const queue = Array.from(files).map((file) => [file, newCard(file)]);
-  const total = queue.length;
-  let done = 0;
-  statusLine.textContent = `Classifying ${total} photo${total === 1 ? "" : "s"}…`;
+  if (!counts.pending) Object.assign(counts, { classified: 0, refused: 0 });
+  counts.pending += queue.length;
+  showCounts();
   async function worker() {
     while (queue.length) {
       const [file, card] = queue.shift();
-      await classify(file, card);
-      done += 1;
+      const classified = await classify(file, card);
+      counts.pending -= 1;
+      counts[classified ? "classified" : "refused"] += 1;
+      showCounts();
     }
   }
-  await Promise.all(Array.from({ length: Math.min(PARALLEL, total) }, worker));
-  statusLine.textContent = `Classified ${done} photo${done === 1 ? "" : "s"}.`;
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, queue.length) }, worker));
 }
 
 input.addEventListener("change", () => {
