@@ -18,7 +18,7 @@ from pathlib import Path
 
 from apparel.kinds.fashion_mnist import data
 from apparel import artifacts
-from apparel.artifacts import MODEL_FILE, shipped_model_names
+from apparel.artifacts import CONFIG_FILE, MODEL_FILE, shipped_model_names
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
@@ -132,7 +132,9 @@ def _split_model_dir(args) -> tuple[str | None, list[str]]:
     a shipped model's name (``apparel predict photos shirt.jpg``) that names nothing here."""
     files = list(args.files)
     model_dir = args.model_dir
-    if model_dir is None and files and ((Path(files[0]) / MODEL_FILE).is_file()
+    # A run's config.json marks it too: one whose model.keras is gone is refused as a run, not read
+    # as a folder of photos (its plots/*.png classified by the default model).
+    if model_dir is None and files and ((Path(files[0]) / MODEL_FILE).is_file() or (Path(files[0]) / CONFIG_FILE).is_file()
                                         or (files[0] in shipped_model_names() and not Path(files[0]).exists())):
         model_dir = files.pop(0)
     elif model_dir is None and len(files) > 1 and not Path(files[0]).suffix and not Path(files[0]).exists():
@@ -320,7 +322,7 @@ def cmd_batch(args) -> int:
 def cmd_plots(args) -> int:
     _say_default_model(args.model_dir, kind_for_inputs(args.images is not None))
     _status("drawing plots …")
-    for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images):
+    for path in write_plots(args.model_dir, data_dir=args.data_dir, images=args.images, out=args.out):
         print(path)
     return 0
 
@@ -341,7 +343,9 @@ def cmd_export(args) -> int:
 def cmd_models(args) -> int:
     for name, spec in MODELS.items():
         defaults = ", ".join(f"{key}={value}" for key, value in spec.defaults().items())
-        print(f"{name:<9} {spec.description}\n{'':<9} defaults: {defaults}; validation split {spec.validation_split}")
+        width = max(len(name) for name in MODELS) + 1
+        print(f"{name:<{width}} {spec.description}\n{'':<{width}} defaults: {defaults}; validation split "
+              f"{spec.validation_split}")
     return 0
 
 
@@ -564,6 +568,8 @@ def _add_plots(commands) -> None:
     plots.add_argument("--data-dir", help=DATA_DIR_HELP)
     plots.add_argument("--images", metavar="FOLDER",
                        help="draw a photo model on these labelled photos: a folder of class folders or a path,label CSV")
+    plots.add_argument("--out", metavar="DIR", help="folder for the figures (default: the run's plots/; for a shipped "
+                                                    "model, plots-NAME here: the package's own folder is left as shipped)")
     plots.set_defaults(handler=cmd_plots)
 
 
@@ -675,12 +681,16 @@ def main(argv: list[str] | None = None) -> int:
 RESUMING = {
     "catalog": "; the images it finished are in its cache: run the same command again to go on",
     "batch": "; the parts it finished are in its output folder: run the same command again to go on",
-    "train": "; run the same command with --resume (and without --overwrite) to go on from its last finished epoch",
+    "train": "; run the same command with --resume (and without --overwrite) to go on from its last finished "
+             "epoch, or with --overwrite to start again if none had finished",
 }
 
 
 def _fail(args, message: str, code: int) -> int:
-    print(f"apparel {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or [message]
+    # One line; TensorFlow's own errors begin "in user code:" and say what went wrong last.
+    shown = lines[0] if not lines[0].endswith(":") or len(lines) == 1 else f"{lines[0]} … {lines[-1]}"
+    print(f"apparel {args.command}: error: {shown}", file=sys.stderr)
     return code
 
 

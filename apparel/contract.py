@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
+from apparel.errors import SourceError
 from apparel.kinds.fashion_mnist.data import CLASS_NAMES, IMAGE_SHAPE
 from apparel.images.decode import MAX_DECODE_BYTES, MAX_PIXELS
 from apparel.kinds.base import Kind
@@ -112,10 +113,18 @@ class InputContract:
             raise ValueError(f"{run_dir} is no run directory; give the folder `apparel train` wrote (with its "
                              f"config.json) or a shipped model's name ({', '.join(artifacts.shipped_model_names())})")
         path = folder / artifacts.CONFIG_FILE
+        if not path.is_file():
+            return cls()
+        # A config.json that no longer reads must not make a photo model a Fashion-MNIST one, silently.
         try:
-            recorded = json.loads(path.read_text(encoding="utf-8")).get(CONFIG_KEY)
-        except (OSError, ValueError, AttributeError):
-            recorded = None
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise SourceError(path, f"unreadable ({error}); restore it from a copy of the run, or train it again") \
+                from None
+        if not isinstance(config, dict):
+            raise SourceError(path, f"holds a JSON {type(config).__name__}, not the run's settings; restore it from a "
+                                    "copy of the run, or train it again")
+        recorded = config.get(CONFIG_KEY)
         return cls() if recorded is None else cls.from_dict(recorded)
 
 

@@ -514,3 +514,53 @@ def test_arrays_and_photos_in_one_call_without_a_model_are_told_to_go_separately
     # A model named by $APPAREL_MODEL_DIR takes both, as one named on the command line does.
     monkeypatch.setenv("APPAREL_MODEL_DIR", "default")
     assert main(["predict", str(tmp_path / "stack.npy"), str(tmp_path / "shirt.png")]) == 0
+
+
+def test_a_run_with_a_broken_config_or_no_model_is_refused_not_taken_for_another(photo_run, tmp_path, capsys):
+    """A config.json that no longer read made a photo model a Fashion-MNIST one, without a word (each
+    command then failed its own odd way); a run whose model.keras was gone was read as a folder of
+    photos, its plots classified by the store model."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(photo_run, run)
+    Image.new("RGB", (40, 60), "navy").save(tmp_path / "shirt.png")
+    (run / "config.json").write_text('{"model": ', encoding="utf-8")
+    for argv in (["predict", str(run), str(tmp_path / "shirt.png")], ["evaluate", str(run), "--images", str(tmp_path)]):
+        assert main(argv) == 2
+        assert f"{run / 'config.json'}: unreadable (Expecting value" in capsys.readouterr().err
+    (run / "config.json").write_text("[1]", encoding="utf-8")
+    assert main(["predict", str(run), str(tmp_path / "shirt.png")]) == 2
+    assert "holds a JSON list, not the run's settings" in capsys.readouterr().err
+    shutil.copy(photo_run / "config.json", run / "config.json")
+    (run / "model.keras").unlink()
+    assert main(["predict", str(run), str(tmp_path / "shirt.png")]) == 2
+    assert f"{run} holds no model.keras" in capsys.readouterr().err
+
+
+def test_plots_of_a_shipped_model_go_to_the_working_directory_not_into_the_package(tmp_path, monkeypatch):
+    """They were written into the installed package's own folder (models/default/plots in a checkout)."""
+    from apparel import artifacts
+    from apparel.training.plots import write_plots
+
+    monkeypatch.chdir(tmp_path)
+    shipped = artifacts.shipped_model_dir("default")
+    before = sorted(path.name for path in shipped.iterdir())
+    monkeypatch.setattr("apparel.training.plots.held_out_figures", lambda *args: {})  # the curves alone: quick
+    written = write_plots("default")
+    assert written and all(path.parent == Path("plots-default") and path.is_file() for path in written)
+    assert sorted(path.name for path in shipped.iterdir()) == before  # the package's folder is as shipped
+    assert [path.parent for path in write_plots("default", out=tmp_path / "mine")] == [tmp_path / "mine"] * len(written)
+
+
+def test_an_error_of_several_lines_keeps_what_went_wrong_in_its_one_line(monkeypatch, capsys):
+    """TensorFlow's errors begin "in user code:": that line alone was the whole message."""
+    import apparel.cli as cli
+
+    def failing(args):
+        raise ValueError("in user code:\n\n    File \"model.py\", line 3\n\n    ValueError: Input 0 is incompatible\n")
+
+    monkeypatch.setattr(cli, "cmd_predict", failing)
+    assert cli.main(["predict", "a.jpg"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "apparel predict: error: in user code: … ValueError: Input 0 is incompatible")

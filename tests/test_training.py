@@ -225,6 +225,9 @@ def test_a_run_directory_never_mixes_two_runs(tiny_dataset, tmp_path):
 
     (run / "plots").mkdir()
     (run / "plots" / "old.png").write_bytes(b"old figure")
+    # What predict and serve make beside a run's model (its LiteRT artefact) is the run's too.
+    (run / "model.tflite").write_bytes(b"artefact")
+    (run / "model.tflite.json").write_text("{}")
     result = train(QUICK.replace(seed=1), dataset=tiny_dataset, out_dir=run, verbose=0, overwrite=True)
     assert TrainConfig.load(run / "config.json").seed == 1
     assert json.loads((run / "metrics.json").read_text()) == result.metrics

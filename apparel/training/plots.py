@@ -165,8 +165,10 @@ def save_figure(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
 
 
 def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.PathLike | None = None,
-                images: str | os.PathLike | None = None) -> list[Path]:
-    """Write every figure of a run into ``model_dir/plots/`` and return the paths.
+                images: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> list[Path]:
+    """Write every figure of a run into ``out`` (default ``model_dir/plots/``; for a shipped model,
+    which lives inside the installed package, ``plots-<name>`` in the working directory) and
+    return the paths.
 
     The model's kind says what it is drawn on (``Kind.held_out``): a Fashion-MNIST run on the data
     set (samples, test predictions, confusion matrix); a photo run on ``images``, a folder of class
@@ -179,7 +181,9 @@ def write_plots(model_dir: str | os.PathLike, dataset=None, data_dir: str | os.P
     from apparel.kinds.registry import kind_for_inputs
 
     model_dir = resolve_model_dir(model_dir, kind_for_inputs(images is not None))
-    out = model_dir / artifacts.PLOTS_DIR
+    if out is None:
+        out = Path(f"plots-{model_dir.name}") if artifacts.is_shipped(model_dir) else model_dir / artifacts.PLOTS_DIR
+    out = Path(out)
     predictor = Predictor.from_dir(model_dir)
     figures = held_out_figures(predictor, predictor.contract.model_kind.held_out(
         predictor.contract, model_dir, images, dataset, data_dir, drawn=True))
