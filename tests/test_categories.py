@@ -161,3 +161,14 @@ def test_without_categories_the_shipped_mapping_serves_known_classes(tmp_path):
     assert decision.category.id == "aa-1-13-8"
     own = InputContract(kind="photo", size=32, class_names=("capes", "cloaks"))
     assert optional_run_chooser(tmp_path, own.class_names) is None  # a merchant's own classes: no category, no error
+
+
+def test_a_model_of_its_own_classes_is_told_to_give_a_mapping_not_to_edit_the_package():
+    """It said "…/apparel/shop/taxonomy.csv: no row for bottoms, caps; give every class a row"."""
+    from apparel.errors import ParameterError
+    from apparel.shop.taxonomy import load_mapping
+
+    with pytest.raises(ParameterError, match="this model's classes bottoms, caps have no Shopify category of their "
+                                             "own; give mapping FILE") as error:
+        load_mapping(None, ["bottoms", "caps"])
+    assert error.value.parameters == ("mapping",)

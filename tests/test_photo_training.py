@@ -42,6 +42,14 @@ def test_train_and_validation_folders_are_used_as_they_are(tmp_path):
     assert all("/validation/" in path for path in splits.validation.paths)
 
 
+def test_a_class_whose_name_has_a_comma_is_refused_before_training(photo_folder, tmp_path):
+    """Its tag, "apparel:chaussures, pointure", is two tags to Shopify: "apparel:chaussures" and "pointure"."""
+    rows = ["path,label"] + [f'{photo_folder}/{name}/{i}.jpg,"{name}, x"' for name in PHOTO_CLASSES for i in range(6)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="class '.*, x' has a comma, which Shopify's Tags would split into two tags"):
+        load_photo_splits([tmp_path / "labels.csv"], validation_split=0.2, seed=0)
+
+
 def test_a_csv_of_path_and_label_with_relative_paths(photo_folder, tmp_path):
     rows = ["path,label"] + [f"{photo_folder}/{name}/{i}.jpg,{name}" for name in PHOTO_CLASSES for i in range(6)]
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")

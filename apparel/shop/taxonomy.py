@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from apparel.kinds.fashion_mnist.data import CLASS_NAMES
-from apparel.errors import SourceError
+from apparel.errors import ParameterError, SourceError
 from apparel.shop.splice import read_csv_text
 from apparel.taxonomy import Category, load_taxonomy
 
@@ -60,6 +60,9 @@ def load_mapping(path: str | os.PathLike | None = None,
     if not mapping:
         raise SourceError(path, "has no rows; give one row per class (class,category)")
     missing = [name for name in class_names if name not in mapping]
+    if missing and path == DEFAULT_MAPPING:  # the package's own file: not the one to edit
+        raise ParameterError(f"this model's classes {', '.join(missing)} have no Shopify category of their own; give "
+                             "{} FILE, a CSV of class,category rows (docs/your-own-categories.md)", "mapping")
     if missing:
         raise SourceError(path, f"no row for {', '.join(missing)}; give every class of the model a row "
                                 "(an empty category skips it)")

@@ -182,6 +182,11 @@ def load_photo_splits(
         train_pairs += pairs
     if len(class_names) < 2:
         raise ParameterError(f"{{}}: {main} holds {len(class_names)} class; a classifier needs at least two", "images")
+    # A class's name becomes a Shopify tag (apparel:<class>), and Shopify splits Tags at commas.
+    split = [name for name in class_names if "," in name]
+    if split:
+        raise ParameterError(f"{{}}: class {split[0]!r} has a comma, which Shopify's Tags would split into two tags; "
+                             "rename its folder (or its label) without one", "images")
     train = _as_set(train_pairs, class_names)
     if validation_pairs is None:
         if not 0.0 < validation_split < 1.0:
