@@ -59,6 +59,14 @@ def test_unknown_format_and_missing_model_are_clear(run_dir, tmp_path):
         export_model(run_dir, "coreml", tmp_path / "x")
     with pytest.raises(ValueError, match="holds no model.keras"):
         export_model(tmp_path, "litert", tmp_path / "x.tflite")
+    # A flatbuffer named x.onnx, or onnx quantised, misled: said before any work.
+    with pytest.raises(ValueError, match="out .*x.onnx is named for onnx, not litert: give a name ending in .tflite"):
+        export_model(run_dir, "litert", tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match="x.tflite is named for litert, not saved_model: give a folder's name"):
+        export_model(run_dir, "saved_model", tmp_path / "x.tflite")
+    with pytest.raises(ValueError, match=r"quantize is for format litert only \(a onnx export keeps float32"):
+        export_model(run_dir, "onnx", tmp_path / "x.onnx", quantize="float16")
+    assert not list(tmp_path.glob("x.*"))
     with pytest.raises(ValueError, match="no such LiteRT model"):
         LiteRTPredictor(tmp_path / "missing.tflite")
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07onnx, not a flatbuffer")

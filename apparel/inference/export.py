@@ -112,7 +112,10 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
     """
     if format not in FORMATS:
         raise ValueError(f"unknown export format {format!r}; choose one of: {', '.join(FORMATS)}")
-    if quantize is not None and (format != "litert" or quantize not in QUANTIZATIONS):
+    if quantize is not None and format != "litert":
+        raise ParameterError(f"{{}} is for {{}} litert only (a {format} export keeps float32 weights)", "quantize",
+                             "format")
+    if quantize is not None and quantize not in QUANTIZATIONS:
         raise ParameterError(f"{{}} {quantize!r}: LiteRT exports are quantised, as {' or '.join(QUANTIZATIONS)}",
                              "quantize")
     if (quantize == "int8") != (calibration is not None and len(calibration) > 0):
@@ -120,6 +123,12 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
                              "quantize", "calibration")
     _check_float_layers(quantize, float_tail, float_error)
     out = Path(out)
+    # A file named for another format (x.onnx holding a flatbuffer) misleads whatever opens it.
+    named = {".tflite": "litert", ".onnx": "onnx"}.get(out.suffix.lower())
+    if named is not None and named != format:
+        wanted = {"litert": "a name ending in .tflite", "onnx": "a name ending in .onnx"}.get(format, "a folder's name")
+        raise ParameterError(f"{{}} {out} is named for {named}, not {format}: give {wanted}, or {{}} {named}",
+                             "out", "format")
     if out.is_dir() and format != "saved_model":
         raise ValueError(f"{out} is a directory; give a file path for --format {format}")
     if out.exists() and format == "saved_model" and not (out / "saved_model.pb").is_file():
