@@ -45,6 +45,9 @@ METRICS_FILE = "metrics.json"
 # A run's Shopify categories: each class's category and the thresholds (apparel.shop.categories).
 CATEGORIES_FILE = "categories.json"
 PLOTS_DIR = "plots"
+# The LiteRT artefact predict, serve and catalog make beside a run's model (apparel.inference.runtime),
+# with its metadata beside it (apparel.contract.metadata_path: the file's name and ".json").
+ARTEFACT_FILE = "model.tflite"
 # The run directories shipped with the project are package data, so an installed wheel has them
 # too: `apparel/shipped_models`, which in a checkout is a link to the repository's `models/` (the
 # wheel holds the files themselves); `shipped_model_dir` is the one place that knows where.

@@ -479,7 +479,8 @@ def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_i
     ("batch", ["batch", "m.csv", "--out", "o"],
      "; the parts it finished are in its output folder: run the same command again to go on"),
     ("train", ["train", "--out", "run"],
-     "; run the same command with --resume (and without --overwrite) to go on from its last finished epoch"),
+     "; run the same command with --resume (and without --overwrite) to go on from its last finished epoch, or "
+     "with --overwrite to start again if none had finished"),
     ("predict", ["predict", "a.jpg"], ""),
 ])
 def test_an_interrupted_command_says_how_to_go_on(command, argv, hint, monkeypatch, capsys):

@@ -40,7 +40,7 @@ from apparel.contract import metadata_path
 
 RUNTIMES = ("litert", "keras")
 DEFAULT_RUNTIME = "litert"
-ARTEFACT_FILE = "model.tflite"
+ARTEFACT_FILE = artifacts.ARTEFACT_FILE
 # The metadata key that ties an artefact to the model file it was made from.
 SOURCE_DIGEST_KEY = "model_sha256"
 CACHE_ENV = "XDG_CACHE_HOME"

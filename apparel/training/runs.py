@@ -16,9 +16,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.config import TrainConfig
-from apparel.contract import metadata_path
 from apparel.errors import ParameterError
-from apparel.inference.runtime import ARTEFACT_FILE
 from apparel.training.models import get_spec
 
 
@@ -143,8 +141,8 @@ def resume_run(run_dir: Path, config: TrainConfig):
 # Everything a run directory can hold that apparel wrote: what ``overwrite`` may remove.
 RUN_ENTRIES = (artifacts.MODEL_FILE, artifacts.CONFIG_FILE, artifacts.HISTORY_FILE, artifacts.METRICS_FILE,
                artifacts.PLOTS_DIR, CHECKPOINT_DIR, HEAD_FILE, SKIPPED_FILE,
-               # The LiteRT artefact predict, serve and catalog make beside the model, and its record.
-               ARTEFACT_FILE, metadata_path(ARTEFACT_FILE).name)
+               # The LiteRT artefact predict, serve and catalog make beside the model, and its metadata.
+               artifacts.ARTEFACT_FILE, f"{artifacts.ARTEFACT_FILE}.json")
 
 
 @contextmanager
