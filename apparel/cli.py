@@ -341,9 +341,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_models(args) -> int:
+    width = max(len(name) for name in MODELS) + 1
     for name, spec in MODELS.items():
         defaults = ", ".join(f"{key}={value}" for key, value in spec.defaults().items())
-        width = max(len(name) for name in MODELS) + 1
         print(f"{name:<{width}} {spec.description}\n{'':<{width}} defaults: {defaults}; validation split "
               f"{spec.validation_split}")
     return 0

@@ -21,8 +21,14 @@ file name, the catalog row) puts its own in front of ``reason``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
+from pathlib import Path
+
+# What a URL begins with (a scheme, then "://"): refused where a local path is wanted, and fetched
+# where an image may be either (apparel.images.fetch.is_url).
+URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 class ParameterError(ValueError):
@@ -72,13 +78,10 @@ def local_path(value, parameter: str):
     >>> local_path("products.csv", "csv_path")
     PosixPath('products.csv')
     """
-    import os
-    from pathlib import Path
-
     if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
         raise ParameterError(f"{{}} must be a path (a str or pathlib.Path), got {type(value).__name__} "
                              f"{value!r:.60}", parameter)
     text = os.fspath(value)
-    if isinstance(text, str) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+    if isinstance(text, str) and URL_PATTERN.match(text):
         raise ParameterError(f"{{}} {text} is a URL; give a local path", parameter)
     return Path(value)

@@ -98,8 +98,9 @@ def _read_table(path: Path):
                                     "a CSV or Parquet table with a column of image paths or URLs") from None
         # Decimal commas in its cells make Arrow fail on the rows before the header is judged.
         header = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
-        if "," not in header and other_separator([header]):
-            raise _separated(path, other_separator([header])) from None
+        separator = None if "," in header else other_separator([header])
+        if separator:
+            raise _separated(path, separator) from None
         # Arrow names the column, not the row: the fix is the file's encoding as a whole.
         hint = "; save the manifest as UTF-8" if "invalid UTF8" in reason else ""
         shown = reason if len(reason) <= 200 else f"{reason[:200]}…"
@@ -159,7 +160,8 @@ def _image_column(names: list[str], wanted: str | None, path: Path) -> str:
     for candidate in IMAGE_COLUMNS:
         if candidate in lowered:
             return lowered[candidate]
-    if other_separator(names):
-        raise _separated(path, other_separator(names))
+    separator = other_separator(names)
+    if separator:
+        raise _separated(path, separator)
     raise ParameterError(f"{path} has no column named {', '.join(IMAGE_COLUMNS)}; its columns: {', '.join(names)}; "
                          "name the one with the images with {}", "image_column")

@@ -29,7 +29,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,12 +222,15 @@ class JobStore:
         # counted the same jobs and went past max_jobs (10 at once on a desk of 3 made 5).
         self._creating = threading.Lock()
 
-    def create(self, name: str, content: bytes) -> Job:
-        """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export, a
-        ``ParameterError`` when the desk holds ``max_jobs`` already (each keeps its upload and
-        its photos' cache: uploads alone must not fill the disk)."""
+    def create(self, name: str, content: bytes, check: Callable[[UploadedCatalog, str], None] | None = None) -> Job:
+        """A new job for an uploaded catalog; a ``SourceError`` when it is no Shopify export (or
+        ``check(catalog, name)`` of the parsed upload raises one), a ``ParameterError`` when the desk holds
+        ``max_jobs`` already (each keeps its upload and its photos' cache: uploads alone must not
+        fill the disk)."""
         name = upload_name(name)
         catalog = UploadedCatalog.parse(content, name)
+        if check is not None:
+            check(catalog, name)
         with self._creating:
             if len(self.jobs()) >= self.max_jobs:
                 raise ParameterError(f"the desk holds {self.max_jobs} jobs, its most; delete finished ones "

@@ -93,15 +93,20 @@ class Desk:
     def submit(self, name: str, content: bytes) -> Job:
         """A new job for an uploaded catalog, queued (a ``SourceError`` if it is no Shopify export,
         or if every photo it names is a local file and this desk has no folder to read them in)."""
-        if self.catalog.images_dir is None:
-            images = [image for product in UploadedCatalog.parse(content, name).products for image in product.images]
-            if images and not any(is_url(image) for image in images):  # else every product ends "file not found"
-                raise SourceError(name, f"its photos are local files ({images[0]}, …), and this desk reads image URLs "
-                                        "only: upload the CSV as Shopify exports it, with image URLs, or have the "
-                                        "server started with --images-dir, the folder that holds them")
-        job = self.store.create(name, content)
+        job = self.store.create(name, content, check=self._readable_here)
         self._queue.put(job.id)
         return job
+
+    def _readable_here(self, catalog: UploadedCatalog, name: str) -> None:
+        """Refuse an upload whose photos are all local files when this desk has no folder to read
+        them in: else its job ends "done", every product "file not found"."""
+        if self.catalog.images_dir is not None:
+            return
+        images = [image for product in catalog.products for image in product.images]
+        if images and not any(is_url(image) for image in images):
+            raise SourceError(name, f"its photos are local files ({images[0]}, …), and this desk reads image URLs "
+                                    "only: upload the CSV as Shopify exports it, with image URLs, or have the server "
+                                    "started with --images-dir, the folder that holds them")
 
     def retry(self, job: Job) -> Job:
         """Queue a failed job again: the rounds it finished are kept, the others run (a

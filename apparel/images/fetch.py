@@ -12,7 +12,6 @@ resolved address is checked, on every redirect, and is the one connected to) unl
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import sys
 import threading
@@ -21,9 +20,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
 from apparel.config import Config, option
-from apparel.errors import SourceError
+from apparel.errors import URL_PATTERN, SourceError
 
-URL_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 FETCHED_SCHEMES = ("http", "https")
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_TIMEOUT = 3600.0  # an hour per photo is already no limit; far larger waits overflow the clock's type
