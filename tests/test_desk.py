@@ -212,8 +212,9 @@ def test_desk_upload_review_decide_and_download_the_librarys_bytes(browser, serv
             assert page.locator("#status").text_content() == "No catalog yet."
             assert page.locator("#download-csv").get_attribute("href") is None
         page.evaluate(f"location.hash = {this_job!r}")
-        page.wait_for_function("() => document.querySelector('#error').hidden")
-        assert page.locator("#status").text_content().startswith("Done: 30 of 30")
+        # The error clears as the job opens, before its status comes back: wait for the status.
+        page.wait_for_function("() => document.querySelector('#status').textContent.startsWith('Done: 30 of 30')")
+        assert page.locator("#error").is_hidden()
         assert errors == [], f"JavaScript errors on the page: {errors}"
         page.context.close()
 

@@ -64,17 +64,16 @@ async function openJob(id) {
   history.replaceState(null, "", id ? "#" + id : location.pathname);
   refilter();
   showError("");  // the last job's error is not this one's
-  if (!id) { clearProgress(); return; }
+  clearProgress();  // nor its status and download links, while this one's are asked for
+  if (!id) return;
   // An id from the address goes into the API's paths: "x/products?" or "../.." would name others.
   if (!/^[A-Za-z0-9_-]+$/.test(id)) {
-    clearProgress();
     showError(`'${id}' is not a job of this desk; choose one in the menu`);
     return;
   }
   try {
     await poll(id);
   } catch (error) {
-    clearProgress();  // else the last job's status and download links stay, as if they were this one's
     showError(error.message);
   }
   listJobs().catch(() => {});
