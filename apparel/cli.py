@@ -24,7 +24,7 @@ from apparel.bench.spec import AXES, BenchSettings
 from apparel.bench.study import AXIS_TYPES, SETTING_TYPES, build_study, parse_axis, read_study_file, redact, run_study
 from apparel.config import TrainConfig
 from apparel.contract import InputContract, metadata_path
-from apparel.training.evaluation import evaluate_run
+from apparel.training.evaluation import evaluate_run, keep_figures
 from apparel.images.fetch import FetchConfig, fetch_url, is_url
 from apparel.images.steps_figure import draw_steps, model_steps
 from apparel.images.sources import calibration_inputs, expand_sources
@@ -106,7 +106,9 @@ def cmd_evaluate(args) -> int:
     _say_default_model(args.model_dir, kind_for_inputs(args.images is not None))
     model_dir = resolve_model_dir(args.model_dir, kind_for_inputs(args.images is not None))
     _status(f"evaluating {model_dir} on {args.images or 'the test set'} …")
-    report = evaluate_run(model_dir, data_dir=args.data_dir, images=args.images)
+    # The figures are shown before metrics.json is asked to take them: a run that takes no new
+    # file (read-only) would otherwise lose the minutes they took.
+    report = evaluate_run(model_dir, data_dir=args.data_dir, images=args.images, write=False)
     if args.images is None:
         print(f"test accuracy {report['test_accuracy']:.4f}, test loss {report['test_loss']:.4f} ({report['test_images']} images)")
     else:
@@ -119,7 +121,7 @@ def cmd_evaluate(args) -> int:
         print(f"{name:<{width}} {row['precision']:>9.3f} {row['recall']:>7.3f} {row['f1']:>6.3f} {row['support']:>7}")
     confused = "; ".join(f"{a} ↔ {b}: {pair['mistakes']}" for pair in report["most_confused"][:3] for a, b in [pair["classes"]])
     print(f"most confused: {confused or 'none, no photo was taken for another class'}")
-    if artifacts.is_shipped(model_dir):
+    if not keep_figures(model_dir, report):
         print(f"{model_dir} is a shipped model: its metrics.json is left as shipped; copy the folder to keep "
               "these figures in it")
     else:

@@ -213,6 +213,29 @@ def test_photo_model_evaluate_and_plots_on_a_folder(photo_copy, tmp_path, capsys
     evaluation = json.loads((photo_copy / "metrics.json").read_text())["evaluations"][str(folder)]
     assert evaluation["images_images"] == 9 and np.sum(evaluation["confusion_matrix"]) == 9
 
+
+def test_evaluate_shows_its_figures_when_the_run_takes_no_new_file(photo_copy, tmp_path, capsys, monkeypatch):
+    """A read-only run's evaluate measured every photo, then failed on metrics.json and printed none
+    of its figures."""
+    import errno
+
+    from conftest import write_photo_folders
+
+    from apparel import artifacts
+
+    folder = write_photo_folders(tmp_path / "photos", per_class=2)
+    before = (photo_copy / "metrics.json").read_bytes()
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(artifacts, "update_json", refused)
+    assert main(["evaluate", str(photo_copy), "--images", str(folder)]) == 2
+    captured = capsys.readouterr()
+    assert f"photos in {folder}" in captured.out and "most confused" in captured.out
+    assert "read-only file system" in captured.err and "metrics.json" in captured.err
+    assert (photo_copy / "metrics.json").read_bytes() == before
+
     assert main(["plots", str(photo_copy)]) == 2
     assert "holds a photo model: give images" in (err := capsys.readouterr().err) and err.endswith("(--images)\n")
     assert main(["plots", str(photo_copy), "--images", str(folder)]) == 0

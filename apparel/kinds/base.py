@@ -112,8 +112,8 @@ class Kind:
         the keys ``metrics.json`` keeps them."""
         raise NotImplementedError
 
-    def record(self, metrics: dict, held_out: HeldOut, report: dict) -> dict:
-        """What ``report`` adds to a run's metrics.json (``metrics``: what it holds now)."""
+    def record(self, metrics: dict, report: dict) -> dict:
+        """What ``report`` (``measure``'s) adds to a run's metrics.json (``metrics``: what it holds now)."""
         raise NotImplementedError
 
     def title(self, held_out: HeldOut, report: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from apparel import artifacts
+from apparel.contract import InputContract
 from apparel.kinds.fashion_mnist.data import Dataset
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.kinds.registry import kind_for_inputs
@@ -35,8 +36,20 @@ def evaluate_run(
     kind = predictor.contract.model_kind
     held_out = kind.held_out(predictor.contract, path, images, dataset, data_dir)
     report = kind.measure(predictor.model, held_out, predictor.batch_size)
-    if write and not artifacts.is_shipped(path):
-        metrics_file = path / artifacts.METRICS_FILE
-        metrics = artifacts.read_json(metrics_file) if metrics_file.exists() else {}
-        artifacts.update_json(metrics_file, kind.record(metrics, held_out, report))
+    if write:
+        keep_figures(path, report)
     return report
+
+
+def keep_figures(model_dir: str | os.PathLike, report: dict) -> bool:
+    """Merge ``report`` (``evaluate_run``'s, of this run) into the run's metrics.json; a shipped
+    model's is left as shipped (False). Apart from ``evaluate_run`` so that its figures can be
+    shown before a run that takes no new file (read-only) refuses them."""
+    path = resolve_model_dir(model_dir)
+    if artifacts.is_shipped(path):
+        return False
+    kind = InputContract.for_run(path).model_kind
+    metrics_file = path / artifacts.METRICS_FILE
+    metrics = artifacts.read_json(metrics_file) if metrics_file.exists() else {}
+    artifacts.update_json(metrics_file, kind.record(metrics, report))
+    return True

@@ -92,7 +92,7 @@ class FashionMnistKind(Kind):
             **classification_report(held_out.labels, predicted, held_out.class_names),
         }
 
-    def record(self, metrics: dict, held_out: HeldOut, report: dict) -> dict:
+    def record(self, metrics: dict, report: dict) -> dict:
         return report  # the test set's figures, in place of the training's own
 
     def check_training(self, config, dataset, data_dir) -> None:

@@ -90,9 +90,9 @@ class PhotoKind(Kind):
                 **{f"images_{key}": figures.pop(key) for key in ("accuracy", "loss", "images", "skipped")},
                 **figures}
 
-    def record(self, metrics: dict, held_out: HeldOut, report: dict) -> dict:
+    def record(self, metrics: dict, report: dict) -> dict:
         # One entry per folder measured, kept beside the others.
-        return {"evaluations": {**metrics.get("evaluations", {}), held_out.source: report}}
+        return {"evaluations": {**metrics.get("evaluations", {}), report["images"]: report}}
 
     def title(self, held_out: HeldOut, report: dict) -> str:
         return f"{held_out.title}, {report['images_images']} photos"
