@@ -319,8 +319,12 @@ def test_min_confidence_and_a_custom_mapping(shop, model_dir):
     assert {name: node.path for name, node in loaded.items()} == {"Dress": DRESSES, "Jumpsuit": "Apparel & Accessories > Clothing > One-Pieces"}
     with pytest.raises(ValueError, match="no row for T-shirt/top"):
         load_mapping(mapping)
-    with pytest.raises(ValueError, match="no row for shoes, t-shirt"):
+    with pytest.raises(ValueError, match="no row for shoes, t-shirt") as refused:
         load_mapping(mapping, ["Dress", "shoes", "t-shirt"])
+    assert "capitals" not in str(refused.value)
+    # A row in other capitals looks right to the eye: the message points at it.
+    with pytest.raises(ValueError, match="no row for dress; .* the file has 'Dress' for 'dress': class names are compared with their capitals"):
+        load_mapping(mapping, ["dress"])
     mapping.write_text("class,category\nDress,aa-1-4\nDress,aa-1-9\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 3: class 'Dress' has two rows"):
         load_mapping(mapping, ["Dress"])

@@ -65,5 +65,13 @@ def load_mapping(path: str | os.PathLike | None = None,
                              "{} FILE, a CSV of class,category rows (docs/your-own-categories.md)", "mapping")
     if missing:
         raise SourceError(path, f"no row for {', '.join(missing)}; give every class of the model a row "
-                                "(an empty category skips it)")
+                                f"(an empty category skips it){_case_hint(missing, mapping)}")
     return mapping
+
+
+def _case_hint(missing: Sequence[str], mapping: dict) -> str:
+    """The rows that name a missing class in other letters: names are compared exactly, and a
+    ``Shirt`` row for the class ``shirt`` looks right to the eye."""
+    by_fold = {name.casefold(): name for name in mapping}
+    near = [f"{by_fold[name.casefold()]!r} for {name!r}" for name in missing if name.casefold() in by_fold]
+    return f"; the file has {', '.join(near)}: class names are compared with their capitals" if near else ""
