@@ -62,6 +62,10 @@ def test_unknown_format_and_missing_model_are_clear(run_dir, tmp_path):
     # A flatbuffer named x.onnx, or onnx quantised, misled: said before any work.
     with pytest.raises(ValueError, match="out .*x.onnx is named for onnx, not litert: give a name ending in .tflite"):
         export_model(run_dir, "litert", tmp_path / "x.onnx")
+    # The run's own model.keras is no export's name: a LiteRT export there replaced the run's model.
+    with pytest.raises(ValueError, match="out .*model.keras is named for a Keras model, not litert: give a name ending in .tflite"):
+        export_model(run_dir, "litert", run_dir / "model.keras")
+    assert Predictor.from_dir(run_dir) is not None  # its model.keras still loads
     with pytest.raises(ValueError, match="x.tflite is named for litert, not saved_model: give a folder's name"):
         export_model(run_dir, "saved_model", tmp_path / "x.tflite")
     with pytest.raises(ValueError, match=r"quantize is for format litert only \(a onnx export keeps float32"):

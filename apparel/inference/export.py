@@ -123,10 +123,13 @@ def export_model(model_dir: str | os.PathLike | None, format: str, out: str | os
                              "quantize", "calibration")
     _check_float_layers(quantize, float_tail, float_error)
     out = Path(out)
-    # A file named for another format (x.onnx holding a flatbuffer) misleads whatever opens it.
-    named = {".tflite": "litert", ".onnx": "onnx"}.get(out.suffix.lower())
+    # A file named for another format (x.onnx holding a flatbuffer) misleads whatever opens it;
+    # one named for Keras may be the run's own model.keras, which the export would replace.
+    named = {".tflite": "litert", ".onnx": "onnx", ".keras": "Keras", ".h5": "Keras"}.get(out.suffix.lower())
     if named is not None and named != format:
         wanted = {"litert": "a name ending in .tflite", "onnx": "a name ending in .onnx"}.get(format, "a folder's name")
+        if named not in FORMATS:
+            raise ParameterError(f"{{}} {out} is named for a {named} model, not {format}: give {wanted}", "out")
         raise ParameterError(f"{{}} {out} is named for {named}, not {format}: give {wanted}, or {{}} {named}",
                              "out", "format")
     if out.is_dir() and format != "saved_model":
