@@ -116,7 +116,8 @@ def _reject_unknown(cls, values: dict) -> None:
     names = [field.name for field in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            raise ParameterError(f"unknown {cls.KEY_NAME} {{!r}}; known keys: {', '.join(names)}", key)
+            # The key is no parameter of its own (no flag is named for it): the file or dict it came in is.
+            raise ParameterError(f"unknown {cls.KEY_NAME} {key!r}; known keys: {', '.join(names)}", "config")
 
 
 def _check_bounds(field, value) -> None:

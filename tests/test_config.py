@@ -15,9 +15,17 @@ def test_round_trip_through_json(tmp_path):
     assert json.loads(path.read_text())["versions"] == {"keras": "3"}
 
 
-def test_unknown_key_is_named():
+def test_unknown_key_is_named(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
         TrainConfig.from_dict({"epoch": 3})
+    # The CLI named a flag for the key, "(--epoch)", which train does not have: the file's flag is the one.
+    from apparel.cli import main
+
+    (tmp_path / "config.json").write_text('{"epoch": 3}')
+    assert main(["train", "--config", str(tmp_path / "config.json"), "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "unknown config key 'epoch'" in error and error.endswith("(--config)\n") and "--epoch" not in error
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
