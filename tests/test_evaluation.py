@@ -107,6 +107,11 @@ def test_evaluate_run_writes_its_figures_beside_the_model_by_default(tiny_datase
     # A Fashion-MNIST model is measured on the test set: a folder of photos is a mistake to name.
     with pytest.raises(ParameterError, match="holds a Fashion-MNIST model, measured on the test set; leave images out"):
         evaluate_run(run, images=write_photo_folders(tmp_path / "photos", per_class=1))
+    # Wrong types are named, not "'str' object has no attribute 'x_test'" from deep inside.
+    with pytest.raises(ParameterError, match="dataset must be a Dataset .*got str"):
+        evaluate_run(run, dataset="fashion-mnist")
+    with pytest.raises(ParameterError, match="images must be a path .*got int"):
+        evaluate_run(run, images=5)
 
 
 def test_without_a_run_the_shipped_model_of_the_right_kind_is_measured(tiny_dataset, tmp_path):

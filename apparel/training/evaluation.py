@@ -11,7 +11,8 @@ import os
 
 from apparel import artifacts
 from apparel.contract import InputContract
-from apparel.kinds.fashion_mnist.data import Dataset
+from apparel.errors import local_path
+from apparel.kinds.fashion_mnist.data import Dataset, check_dataset
 from apparel.inference.prediction import Predictor, resolve_model_dir
 from apparel.kinds.registry import kind_for_inputs
 
@@ -31,6 +32,9 @@ def evaluate_run(
     (``test_*``); a photo model on ``images``, a folder of class folders or a ``path,label`` CSV
     whose classes are the model's (``images_*``, with the folder's name in ``images``).
     """
+    check_dataset(dataset)
+    if images is not None:
+        local_path(images, "images")
     path = resolve_model_dir(model_dir, kind=kind_for_inputs(images is not None))
     predictor = Predictor.from_dir(path)
     kind = predictor.contract.model_kind

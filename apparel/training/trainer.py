@@ -21,7 +21,7 @@ from apparel import artifacts
 from apparel.config import TrainConfig
 from apparel.contract import CONFIG_KEY, InputContract
 from apparel.errors import ParameterError
-from apparel.kinds.fashion_mnist.data import Dataset
+from apparel.kinds.fashion_mnist.data import Dataset, check_dataset
 from apparel.kinds.base import Kind
 from apparel.kinds.registry import kind_named
 from apparel.training.models import get_spec
@@ -55,8 +55,7 @@ def train(
     if not isinstance(config, TrainConfig):
         raise ParameterError(f"{{}} must be a TrainConfig (TrainConfig(model=…, epochs=…)), got {type(config).__name__}",
                              "config")
-    if dataset is not None and not isinstance(dataset, Dataset):
-        raise ParameterError(f"{{}} must be a Dataset (load_dataset(…)), got {type(dataset).__name__}", "dataset")
+    check_dataset(dataset)
     spec = get_spec(config.model)
     kind = kind_of(config)
     kind.check_training(config, dataset, data_dir)

@@ -69,6 +69,13 @@ class Dataset:
         return {name: getattr(self, name).shape for name in ("x_train", "y_train", "x_test", "y_test")}
 
 
+def check_dataset(dataset) -> None:
+    """``dataset`` is None or a ``Dataset``; a ``ParameterError`` naming ``dataset`` otherwise (an
+    array or a path there failed deep inside, as "'str' object has no attribute 'x_test'")."""
+    if dataset is not None and not isinstance(dataset, Dataset):
+        raise ParameterError(f"{{}} must be a Dataset (load_dataset(…)), got {type(dataset).__name__}", "dataset")
+
+
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     """The directory to read: the argument, else ``$APPAREL_DATA_DIR``, else Debian's location."""
     if data_dir is not None:
