@@ -255,8 +255,9 @@ def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decisio
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.add_init_script(LONG_TASKS)
         page = context.new_page()
-        errors = []
+        errors, tables = [], []
         page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("request", lambda request: tables.append(request.url) if "/products" in request.url else None)
         page.goto(url + "/desk")
         started = time.perf_counter()
         page.set_input_files("#csv", str(csv_path))
@@ -289,6 +290,13 @@ def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decisio
         choose_in_search(page, "tee", TSHIRTS)
         decided(page, "product-0004", "✓ T-Shirts")
         job_id = page.evaluate("location.hash.slice(1)")
+        # The whole table at most twice (with no round finished, then with the first), then only
+        # the rounds finished since, each asked once.
+        deadline = time.monotonic() + 20
+        while not any("from_round=" in url for url in tables) and time.monotonic() < deadline:
+            page.wait_for_timeout(100)
+        increments = [int(url.rsplit("from_round=", 1)[1]) for url in tables if "from_round=" in url]
+        assert len(tables) - len(increments) <= 2 and increments and increments == sorted(set(increments)), tables
     assert '"state": "running"' in (jobs / job_id / "job.json").read_text()
     assert errors == [], f"JavaScript errors on the page: {errors}"
 
@@ -297,6 +305,9 @@ def test_desk_a_thousand_products_stay_responsive_and_a_restart_loses_no_decisio
         wait_done(page, 1000)
         decided(page, "product-0000", "✓ Dresses")
         decided(page, "product-0003", "✓ T-Shirts")
+        # "Done" with every row classified, the rows of the rounds merged in file order.
+        assert page.evaluate("products.length === 1000 && products.every((p, i) => p.index === i && p.status !== "
+                             "'waiting')")
         categorized = download(page, "#download-csv", tmp_path / "desk.csv")
     decisions = {"product-0000": "aa-1-4", "product-0003": "aa-1-13-8", "product-0004": "aa-1-13-8"}
     categorize_catalog(csv_path, tmp_path / "expected.csv", SETTINGS.replace(images_dir=str(images),

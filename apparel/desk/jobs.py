@@ -66,6 +66,14 @@ def round_bounds(count: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def check_round(from_round, finished: int) -> None:
+    """A ``ParameterError`` naming ``from_round`` unless it is a round from 0 to ``finished`` (that
+    one itself: nothing new yet)."""
+    if isinstance(from_round, bool) or not isinstance(from_round, int) or not 0 <= from_round <= finished:
+        raise ParameterError(f"{{}} must be a round from 0 to {finished} (the rounds finished), got {from_round!r:.40}",
+                             "from_round")
+
+
 @dataclass(frozen=True)
 class UploadedCatalog:
     """The parsed upload: its products (file order) and the raw text of its rows."""
@@ -166,11 +174,26 @@ class Job:
 
     def outcomes(self) -> dict[str, dict]:
         """Handle → the model's outcome (``ProductOutcome.to_dict``), for the finished rounds."""
+        return self.round_outcomes(0, self.finished_rounds())
+
+    def round_outcomes(self, from_round: int, finished: int) -> dict[str, dict]:
+        """Handle → the model's outcome for rounds ``from_round`` to ``finished - 1`` (``finished``:
+        the rounds finished, as the caller counted them), reading those rounds' files alone: a page
+        that has the earlier rounds asks for the new ones at each poll, and re-reading all of them
+        made a large catalog's job quadratic. A ``ParameterError`` naming ``from_round`` when it is
+        no round from 0 to ``finished``."""
+        check_round(from_round, finished)
         found = {}
-        for index in range(self.finished_rounds()):
+        for index in range(from_round, finished):
             for outcome in read_json(self.round_path(index))["outcomes"]:
                 found[outcome["handle"]] = outcome
         return found
+
+    def round_products(self, from_round: int, finished: int) -> range:
+        """The indices (file order) of the products of rounds ``from_round`` to ``finished - 1``."""
+        check_round(from_round, finished)
+        bounds = self.rounds()[from_round:finished]
+        return range(bounds[0][0], bounds[-1][1]) if bounds else range(0)
 
     def save_round(self, index: int, outcomes: list[dict]) -> None:
         write_json(self.round_path(index), {"outcomes": outcomes})

@@ -9,6 +9,9 @@ recorded on disk, the download written by ``categorize_catalog`` itself.
     POST /desk/api/jobs                          multipart ``csv``: a Shopify product export → a job
     GET  /desk/api/jobs/{job}                    its state and progress (polled)
     GET  /desk/api/jobs/{job}/products           every product: suggestion, confidence, reason, decision
+         …/products?from_round=K                 only the products of rounds K on (finished since the page's
+                                                 table): the whole table at each round was quadratic, some
+                                                 40 MB a second for 100,000 products
     POST /desk/api/jobs/{job}/decisions          {"handles": [...], "category": id | "keep" | null}
     GET  /desk/api/jobs/{job}/categorized.csv    the upload with the changed cells (also review.csv, decisions.csv)
     GET  /desk/api/jobs/{job}/thumbnails/{n}     product n's local photo, small
@@ -109,16 +112,19 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
         return JSONResponse(the_desk().progress(job), status_code=202)
 
     @app.get("/desk/api/jobs/{job_id}/products", tags=["desk"],
-             summary="Every product of a job: its photo, the model's suggestion and the merchant's decision")
-    async def products(job_id: str):
+             summary="Every product of a job: its photo, the model's suggestion and the merchant's decision; "
+                     "with from_round=K, only the products of the rounds finished from round K on")
+    async def products(job_id: str, from_round: int = 0):
         job = the_job(job_id)
         progress = the_desk().progress(job)
         # Made into JSON on the worker thread too: a catalog of 100,000 products is some 20 MB of it,
         # which encoded on the event loop held every other request (health checks included) for seconds.
         try:
-            return await run_in_threadpool(lambda: JSONResponse(product_table(job, progress)))
+            return await run_in_threadpool(lambda: JSONResponse(product_table(job, progress, from_round)))
         except SourceError as error:  # an upload that no longer reads: the job failed, saying why
             raise RequestError(409, str(error)) from None
+        except ParameterError as error:  # from_round past the rounds finished
+            raise RequestError(422, str(error)) from None
 
     @app.post("/desk/api/jobs/{job_id}/decisions", tags=["desk"],
               summary="Decide products: a category (id, path or GID), keep (leave as it is), or null (the model's)")
@@ -201,24 +207,36 @@ def decision_view(decision: str | None) -> dict | None:
     return {"id": decision, "path": load_taxonomy().get(decision).path}
 
 
-def product_table(job: Job, progress: dict) -> dict:
+def product_table(job: Job, progress: dict, from_round: int = 0) -> dict:
     """Every product in file order with what the model said (once its round is done) and the
-    merchant's decision: what the page's table shows."""
-    outcomes, decisions = job.outcomes(), job.decisions()
-    rows = []
-    for index, product in enumerate(job.catalog().products):
-        outcome = outcomes.get(product.handle)
-        image = (outcome or {}).get("image") or (product.images[0] if product.images else "")
-        thumbnail = image_thumbnail(image, outcome, f"/desk/api/jobs/{job.id}/thumbnails/{index}")
-        row = {"index": index, "handle": product.handle, "title": job.catalog().title(product),
-               "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
-               "confidence": None, "label": None, "colour": None, "sleeve": None}
-        if outcome is not None:
-            row.update({key: outcome.get(key) for key in ("status", "suggested", "likeliest", "confidence", "label",
-                                                          "colour", "sleeve")})
-        row["decision"] = decision_view(decisions.get(product.handle))
-        rows.append(row)
+    merchant's decision: what the page's table shows. With ``from_round`` K > 0, the products of
+    rounds K on alone, read from those rounds' files alone: the page has the earlier ones.
+
+    The rounds are those ``progress`` counts, not any finished since: the page asks for the next
+    ones from there, and "done" comes with every row."""
+    finished = progress["rounds"]
+    catalog = job.catalog()  # first: an upload that no longer reads is its SourceError, whatever was asked
+    outcomes, decisions = job.round_outcomes(from_round, finished), job.decisions()
+    indices = job.round_products(from_round, finished) if from_round else range(len(catalog.products))
+    rows = [product_row(job, index, outcomes, decisions) for index in indices]
     return {"job": progress, "products": rows}
+
+
+def product_row(job: Job, index: int, outcomes: dict[str, dict], decisions: dict[str, str]) -> dict:
+    """Product ``index``'s row of the table; "waiting" until its outcome is among ``outcomes``."""
+    catalog = job.catalog()
+    product = catalog.products[index]
+    outcome = outcomes.get(product.handle)
+    image = (outcome or {}).get("image") or (product.images[0] if product.images else "")
+    thumbnail = image_thumbnail(image, outcome, f"/desk/api/jobs/{job.id}/thumbnails/{index}")
+    row = {"index": index, "handle": product.handle, "title": catalog.title(product),
+           "thumbnail": thumbnail, "status": "waiting", "suggested": None, "likeliest": None,
+           "confidence": None, "label": None, "colour": None, "sleeve": None}
+    if outcome is not None:
+        row.update({key: outcome.get(key) for key in ("status", "suggested", "likeliest", "confidence", "label",
+                                                      "colour", "sleeve")})
+    row["decision"] = decision_view(decisions.get(product.handle))
+    return row
 
 
 def image_thumbnail(image: str, outcome: dict | None, local: str) -> str | None:
