@@ -267,6 +267,43 @@ def test_a_request_past_its_deadline_gets_503_and_an_overloaded_queue_503(predic
         assert "waiting" in response.json()["error"]
 
 
+def test_a_client_that_leaves_before_its_answer_is_counted_499_and_its_wait_is_given_up(predictor):
+    """A client gone (its own timeout, a closed tab) was still waited for, and counted a 200: under
+    load, the retries of clients that gave up are work no one reads. Its wait for the model ends
+    as soon as it goes; the next client is answered."""
+    import httpx
+
+    app = create_app(predictor, **{**QUICK, "request_deadline_s": 60})
+    real_infer, released, calls = app.state.batcher.infer, threading.Event(), []
+    # The first call hangs until the test is done with it: only the client's going can end its request.
+    app.state.batcher.infer = lambda images: (calls.append(len(images)), len(calls) > 1 or released.wait(60),
+                                              real_infer(images))[2]
+    body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+    try:
+        with running_server(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
+            leaving = raw_connection(base_url)
+            leaving.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            deadline = time.monotonic() + 20
+            while not calls and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert calls, "the model was never asked"
+            leaving.close()  # gone while the model works on its photo
+
+            def counted(status: str) -> bool:
+                return any(line.startswith("apparel_predictions_total{") and f'status="{status}"' in line
+                           and not line.endswith(" 0.0") for line in http.get("/metrics").text.splitlines())
+
+            while not counted("499") and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert counted("499") and not counted("200")
+            released.set()
+            assert http.post(PREDICT, content=body, headers={"Content-Type": "application/json"}).status_code == 200
+            assert counted("200")
+    finally:
+        released.set()
+
+
 def test_queue_must_hold_one_full_request():
     with pytest.raises(ValueError, match="max_queued_images must be at least max_instances and max_files"):
         ServiceConfig(max_instances=300, max_queued_images=256)

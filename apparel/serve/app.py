@@ -48,7 +48,8 @@ from apparel.serve.admission import AdmissionMiddleware, busy_response
 from apparel.serve.batching import Overloaded, warm_up
 from apparel.serve.config import ServiceConfig
 from apparel.serve.desk import add_desk_routes, served_desk
-from apparel.serve.handling import HeadAsGetMiddleware, error_response, read_body, require_content_type
+from apparel.serve.handling import (HeadAsGetMiddleware, error_response, read_body, require_content_type,
+                                    while_client_waits)
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
 from apparel.serve.security import ApiKeyMiddleware, HostMiddleware, OriginMiddleware, bind_settings, exposure_warning
@@ -257,7 +258,8 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         body = await read_body(request, config.max_body_bytes)
         served = registry.resolve(ALIAS)
         with registry.holding(served, "upload", bytes=len(body)):
-            return await registry.within_deadline(answer(served, body, content_type, top_k or config.top_k, preview))
+            return await registry.within_deadline(
+                while_client_waits(request, answer(served, body, content_type, top_k or config.top_k, preview)))
 
     async def answer(served: ServedVersion, body: bytes, content_type: str, top_k: int, preview: bool) -> dict:
         files = await run_in_threadpool(multipart_files, body, content_type, max_files=config.max_files)

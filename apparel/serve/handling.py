@@ -7,6 +7,8 @@ Content-Type, and the ``{"error": message}`` answer.
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
@@ -74,6 +76,35 @@ async def read_body(request: Request, limit: int) -> bytes:
     except ClientDisconnect:
         raise RequestError(400, "the client went away before sending the whole body") from None
     return b"".join(chunks)
+
+
+CLIENT_GONE = 499  # nginx's "client closed request": no one reads the answer; the metrics and the log do
+
+
+async def while_client_waits(request: Request, work):
+    """Await ``work`` (a coroutine) while the client is still there; if it goes away first (its own
+    timeout, a closed tab), ``work`` is cancelled (its wait for the model leaves the queue) and the
+    request ends as a ``CLIENT_GONE``. Else a client that gave up was still computed for and counted
+    a 200: under load, the work of the clients that gave up and came back delays everyone's."""
+    job = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait((job, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the answer, the client gone, or this request cancelled (its deadline): neither is left running
+        gone.cancel()
+        job.cancel()
+        # Their ends awaited, so that a wait for the model has left the queue when the request ends.
+        await asyncio.gather(job, gone, return_exceptions=True)
+    if not job.cancelled():
+        return job.result()  # its answer, or its error
+    raise RequestError(CLIENT_GONE, "the client went away before the answer")
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone. Called once the body is read: the server's next message is
+    then the disconnect, sent when the client closes its connection (or once the answer is sent)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def require_content_type(request: Request, *expected: str) -> str:

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 
 from apparel.contract import InputContract
 from apparel.serve.config import ServiceConfig
-from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, require_content_type
+from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, require_content_type, while_client_waits
 from apparel.serve.payloads import (RequestError, instances_to_images, json_body, named_input, predict_request,
                                     refuse_booleans, shape_text)
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedModel, ServedVersion
@@ -169,7 +169,7 @@ def add_prediction_routes(app: FastAPI, registry: Registry, doc_contract: InputC
         body = await read_body(request, config.max_body_bytes)
         served = registry.resolve(path["name"], path.get("version"), path.get("label"))
         with registry.holding(served, "rest", bytes=len(body)):
-            return await registry.within_deadline(rest_answer(served, body, verb, config))
+            return await registry.within_deadline(while_client_waits(request, rest_answer(served, body, verb, config)))
 
     async def predict(request: Request):
         return await run(request, "predict")

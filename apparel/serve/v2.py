@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 from apparel import __version__
 from apparel.attributes import photo_attributes, sleeve_attributes
 from apparel.images.fetch import length_header
-from apparel.serve.handling import LARGE_BODY, path_parameters, read_body
+from apparel.serve.handling import LARGE_BODY, path_parameters, read_body, while_client_waits
 from apparel.serve.payloads import RequestError, json_body, refuse_booleans, scale_pixels, shape_text
 from apparel.serve.registry import OUTPUT_NAME, Registry, ServedVersion
 
@@ -389,7 +389,8 @@ def add_v2_routes(app: FastAPI, registry: Registry) -> None:
         body = await read_body(request, config.max_body_bytes)
         served = registry.resolve(name, request.path_params.get("version"))
         with registry.holding(served, "v2", bytes=len(body)):
-            return await registry.within_deadline(answer(served, body, request.headers.get(HEADER_LENGTH)))
+            return await registry.within_deadline(
+                while_client_waits(request, answer(served, body, request.headers.get(HEADER_LENGTH))))
 
     async def answer(served: ServedVersion, body: bytes, header_length: str | None) -> Response:
         # A large body's JSON is parsed and walked on a worker thread. The parse itself holds the GIL
