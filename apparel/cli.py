@@ -169,22 +169,21 @@ def cmd_predict(args) -> int:
 
     # A bar only for many images, and only on a terminal (disable=None), so pipes stay clean.
     categorize = attributes = None
-    if args.mapping and not predictor.contract.model_kind.takes_categories:
-        raise ValueError(f"--mapping: {args.litert or predictor.model_dir} takes 28×28 arrays and gives no category; "
-                         "a mapping is for a photo model (leave --mapping out, or give --model-dir a photo model)")
-    if predictor.contract.model_kind.takes_categories:  # 28×28 arrays are the walk-through's: no store category
-        from apparel.shop.categories import optional_run_chooser, run_chooser
+    from apparel.shop.categories import optional_run_chooser, run_chooser
 
-        # A mapping given by name must fit the model (an error says which class lacks a row).
-        chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping, export=args.litert)
-                   if args.mapping else optional_run_chooser(predictor.model_dir, predictor.class_names,
-                                                             export=args.litert))
-        if chooser is not None:
-            categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
-            if args.json:  # only --json shows them: the table and the CSV are not slowed for the colour
-                from apparel.attributes import product_attributes  # "color", "sleeve_length_type"
+    # A mapping given by name must fit the model (an error says which class lacks a row). Every kind
+    # of model gets its category, as in catalog, batch and serve: a Fashion-MNIST "Sandal" is Shoes.
+    chooser = (run_chooser(predictor.model_dir, predictor.class_names, args.mapping, export=args.litert)
+               if args.mapping else optional_run_chooser(predictor.model_dir, predictor.class_names,
+                                                         export=args.litert))
+    if chooser is not None:
+        categorize = lambda probabilities: [decision.to_dict() for decision in chooser.choose_all(probabilities)]  # noqa: E731
+        # Only --json shows them: the table and the CSV are not slowed for the colour; and a 28×28
+        # grey input has none to read.
+        if args.json and predictor.contract.model_kind.reads_colour_photos:
+            from apparel.attributes import product_attributes  # "color", "sleeve_length_type"
 
-                attributes = functools.partial(product_attributes, chooser=chooser)
+            attributes = functools.partial(product_attributes, chooser=chooser)
     with tqdm(total=len(sources), unit="image", file=sys.stderr, disable=True if len(sources) < 20 else None) as bar:
         outcomes = predict_sources(sources, predictor, top_k=args.top_k, fetch=fetch, progress=bar.update,
                                    categorize=categorize, attributes=attributes)
@@ -404,10 +403,10 @@ def cmd_taxonomy_show(args) -> int:
     return 0
 
 
-# Why --colour read nothing: a colour goes with a store category, which 28×28 answers never get.
-NO_CATEGORY_COLOUR = ("this model's answers take no store category (a Fashion-MNIST model, or your own classes "
-                      "without a --mapping), so no colour was read; give a photo model with categories (the shipped "
-                      "store model is the default)")
+# Why --colour read nothing: a colour is read from a photo, for a store category.
+NO_CATEGORY_COLOUR = ("this model reads no colour (a Fashion-MNIST model's 28×28 grey inputs have none, and your "
+                      "own classes without a --mapping get no store category for one to go with), so none was read; "
+                      "give a photo model with categories (the shipped store model is the default)")
 
 
 class SuggestingParser(argparse.ArgumentParser):
@@ -526,7 +525,7 @@ def _add_predict(commands) -> None:
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print JSON")
     output.add_argument("--csv", action="store_true", help="print CSV")
-    predict.add_argument("--mapping", help="class,category CSV instead of the model's own categories (photo models)")
+    predict.add_argument("--mapping", help="class,category CSV instead of the model's own categories")
     predict.add_argument("--timeout", type=float, default=10.0, help="seconds allowed per URL (default 10)")
     predict.add_argument("--allow-private", action="store_true", help="also fetch URLs on private, loopback and link-local addresses")
     predict.set_defaults(handler=cmd_predict)

@@ -67,7 +67,7 @@ def test_predict_prints_json_for_png_and_npy(run_dir, tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in results] == [str(tmp_path / "one.png"), f"{tmp_path / 'two.npy'}[0]", f"{tmp_path / 'two.npy'}[1]", str(tmp_path / "bad.png")]
     for result in results[:3]:
-        assert set(result) == {"file", "label", "probability", "top_k"}
+        assert set(result) == {"file", "label", "probability", "top_k", "category"}
         assert len(result["top_k"]) == 2 and result["top_k"][0]["label"] == result["label"]
     assert "not a readable image" in results[3]["error"]
 
@@ -113,7 +113,8 @@ def test_predict_csv_has_one_padded_row_per_input(tmp_path, capsys, tiny_dataset
     assert all(len(row) == 10 for row in rows)  # the failed row is padded to the header's width
     for row in rows[1:3]:
         assert row[1] in CLASS_NAMES and row[3] in CLASS_NAMES and float(row[2]) >= float(row[4]) and row[9] == ""
-        assert row[5:9] == ["", "", "", ""]  # 28×28 arrays are the walk-through's: no store category
+        # A category as catalog, batch and serve give it (the walk-through's classes through taxonomy.csv).
+        assert row[5].startswith("aa-") and row[6].startswith("Apparel & Accessories") or row[8] == "uncertain"
     assert rows[3][1:9] == [""] * 8 and "not a readable image" in rows[3][9]
 
 
@@ -418,11 +419,24 @@ def test_a_misspelt_model_name_is_said_before_any_photo_is_read(monkeypatch, tmp
     assert cli._split_model_dir(cli.build_parser().parse_args(["predict", "store", "shirt.jpg"])) == (None, ["store", "shirt.jpg"])
 
 
-def test_a_mapping_for_a_model_without_categories_is_refused(tmp_path, capsys):
-    (tmp_path / "shirt.jpg").write_bytes(b"not read")
-    assert main(["predict", "default", str(tmp_path / "shirt.jpg"), "--mapping", str(tmp_path / "m.csv")]) == 2
-    said = capsys.readouterr().err
-    assert "--mapping: " in said and "gives no category; a mapping is for a photo model" in said
+def test_a_fashion_mnist_model_gets_its_category_in_predict_as_everywhere(tmp_path, capsys):
+    """predict and batch gave a Fashion-MNIST answer no category while catalog and serve gave it one
+    (through taxonomy.csv): the same answer everywhere, and a --mapping for its classes is taken."""
+    from apparel.kinds.fashion_mnist.data import CLASS_NAMES
+
+    pixels = np.zeros((1, 28, 28), np.uint8)
+    pixels[0, 4:24, 8:20] = 200  # a light upright shape
+    np.save(tmp_path / "one.npy", pixels)
+    assert main(["predict", "default", str(tmp_path / "one.npy"), "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)[0]
+    assert answer["category"]["reason"] in (None, "uncertain") and "color" not in answer  # no colour in a grey 28×28
+    # Every class a dress: whatever the model says, the category is Dresses, sure.
+    (tmp_path / "m.csv").write_text("class,category\n" + "".join(
+        f"{name},aa-1-4\n" for name in CLASS_NAMES), encoding="utf-8")
+    assert main(["predict", "default", str(tmp_path / "one.npy"), "--json", "--mapping", str(tmp_path / "m.csv")]) == 0
+    mapped = json.loads(capsys.readouterr().out)[0]["category"]
+    assert mapped["id"] == "aa-1-4" and mapped["path"] == "Apparel & Accessories > Clothing > Dresses"
+    assert mapped["confidence"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_a_top_k_below_one_is_refused_not_made_one():
@@ -481,11 +495,11 @@ def test_colour_asked_of_a_model_without_store_categories_says_why_none_was_read
                                            "shirt,Shirt,,,,shirt.png\n")
     assert main(["catalog", str(tmp_path / "products.csv"), "--out", str(tmp_path / "out.csv"), "--model-dir",
                  "default", "--colour"]) == 0
-    assert "--colour: this model's answers take no store category" in capsys.readouterr().err
+    assert "--colour: this model reads no colour (a Fashion-MNIST model's" in capsys.readouterr().err
     (tmp_path / "manifest.csv").write_text("image\nshirt.png\n")
     assert main(["batch", str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "batch"), "--model-dir", "default",
                  "--colour"]) == 0
-    assert "--colour: this model's answers take no store category" in capsys.readouterr().err
+    assert "--colour: this model reads no colour (a Fashion-MNIST model's" in capsys.readouterr().err
 
 
 def test_a_catalog_threshold_the_chooser_refuses_is_named_as_the_catalog_calls_it(tmp_path, capsys):

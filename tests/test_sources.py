@@ -353,19 +353,21 @@ def test_predict_command_on_folders_globs_and_urls(server, image_folder, model_d
                      str(image_folder / "dress.png"), f"{base}/bags/tote.jpg"]
     assert "not a readable image" in results[1]["error"]
     for result in results[:1] + results[2:]:
-        assert set(result) == {"file", "label", "probability", "top_k"} and len(result["top_k"]) == 2
+        assert set(result) == {"file", "label", "probability", "top_k", "category"} and len(result["top_k"]) == 2
 
     assert main(["predict", "--model-dir", str(model_dir), str(image_folder), "--csv"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
     assert rows[0] == ["file", "label_1", "probability_1", "label_2", "probability_2", "label_3", "probability_3",
                        "category_id", "category", "category_confidence", "category_reason", "error"]
     assert [row[0] for row in rows[1:]] == files[:3] and rows[2][-1].startswith("not a readable image")
-    assert all(row[7:11] == ["", "", "", ""] for row in rows[1:])  # a 28×28 model gives no store category
+    # A 28×28 model's answers get their category too (taxonomy.csv); an unreadable file none.
+    assert all(row[7].startswith("aa-") or row[10] == "uncertain" for row in rows[1:] if not row[-1])
+    assert rows[2][7:11] == ["", "", "", ""]
     assert 0 <= float(rows[1][2]) <= 1
 
     assert main(["predict", str(model_dir), str(image_folder / "dress.png"), f"{base}/dress.png"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.splitlines()[0].split() == ["file", "top", "1", "top", "2", "top", "3"]
+    assert captured.out.splitlines()[0].split() == ["file", "top", "1", "top", "2", "top", "3", "category"]
     assert str(image_folder / "dress.png") in captured.out
     assert f"{base}/dress.png: error: 127.0.0.1 resolves to 127.0.0.1, a private" in captured.err
     assert main(["predict", str(model_dir), f"{base}/dress.png"]) == 1  # nothing could be read

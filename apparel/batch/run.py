@@ -72,10 +72,10 @@ def classify_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike, 
         raise ParameterError(f"{{}} {images_dir} is not a folder", "images_dir")
     model, contract = model_settings(config, config.litert, config.predictor_threads)
     # Before anything is written: an unreadable categories.json is refused now, not after the record.
-    chooser = (optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
-               if contract.model_kind.takes_categories else None)
-    # The colour goes with a category: a model without categories (28×28 arrays) has none to read.
-    model = dataclasses.replace(model, colour=config.colour and chooser is not None)
+    chooser = optional_run_chooser(model.model_dir, contract.class_names, export=config.litert)
+    # The colour goes with a category, and is read from a photo: 28×28 grey arrays have none.
+    model = dataclasses.replace(model, colour=config.colour and chooser is not None
+                                and contract.model_kind.reads_colour_photos)
     with folder_lock(out):  # held to the end: a second run into out is refused, not mixed in
         record = check_record(out, {
             **manifest_identity(manifest.path), "image_column": manifest.image_column,

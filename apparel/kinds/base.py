@@ -68,7 +68,7 @@ class Kind:
     transport_dtype: type  # how a batch travels between processes without loss (batch engines)
     pixel_scale: tuple[float, float]  # the range of the values the model itself takes
     held_out_split: str  # which split a run's held-out accuracy is measured on: "test" or "validation"
-    takes_categories: bool  # whether store categories (categories.json) apply to its answers
+    reads_colour_photos: bool  # photos in colour: a product's colour is read, and a store model is built on it
     pipeline_version: int  # bumped when its pixel pipeline changes: cached answers of the old one are not reused
 
     def shape(self, size: int) -> tuple[int, ...]:

@@ -276,7 +276,7 @@ def add_photo_routes(app: FastAPI, service: Service) -> None:
         # "color" and "sleeve_length_type" where the category takes them, the colour read from the same
         # model inputs (a few ms each).
         extras = (await run_in_threadpool(product_attributes, images, categories, probabilities, served.categories)
-                  if served.contract.model_kind.takes_categories else [{}] * len(files))
+                  if served.contract.model_kind.reads_colour_photos else [{}] * len(files))
         return {"predictions": [photo_result(name, image, top, category, preview) | extra for (name, _), image, top,
                                 category, extra in zip(files, images, ranked, categories, extras)]}
 

@@ -286,7 +286,7 @@ def serve_version(name: str, number: int, predictor: Predictor, config: ServiceC
     """A loaded predictor made ready to serve: its batcher, its first model call made (and, with
     ``warm_up_seconds``, every batch size up to ``max_batch`` run once, within that time), and for a
     model whose answers carry a colour, the colour naming table made."""
-    if predictor.contract.model_kind.takes_categories:
+    if predictor.contract.model_kind.reads_colour_photos:
         prepare_colour_naming()  # else the first photos' answers wait a second for it
     batcher = MicroBatcher(inference_function(predictor), max_batch=config.max_batch,
                            max_wait_ms=config.max_wait_ms, on_batch=metrics.observe_batch,

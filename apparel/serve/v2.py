@@ -210,7 +210,7 @@ def output_tensors(served: ServedVersion, probabilities: np.ndarray, names: list
             tensors.append((name, "BYTES", [len(values)], values))
         elif name == COLOR_OUTPUT:
             fields = (photo_attributes(images, categories)
-                      if images is not None and served.contract.model_kind.takes_categories else [{}] * len(categories))
+                      if images is not None and served.contract.model_kind.reads_colour_photos else [{}] * len(categories))
             values = [json.dumps(field.get("color"), separators=(",", ":")).encode() for field in fields]
             tensors.append((name, "BYTES", [len(values)], values))
         elif name == SLEEVE_OUTPUT:
@@ -228,7 +228,7 @@ def answers_slowly(served: ServedVersion, size: int, outputs) -> bool:
     """Whether building an answer of ``size`` bytes with ``outputs`` takes long enough to belong
     on a worker thread, not the event loop every other request waits on: a large answer, or
     colours, which read each photo's pixels (a few milliseconds a photo)."""
-    return size >= LARGE_ANSWER or (COLOR_OUTPUT in outputs and served.contract.model_kind.takes_categories)
+    return size >= LARGE_ANSWER or (COLOR_OUTPUT in outputs and served.contract.model_kind.reads_colour_photos)
 
 
 def parse_infer_body(body: bytes, header_length: str | None):

@@ -564,7 +564,7 @@ class Classifier:
             self.model = ModelSettings(str(model_dir))
             contract = getattr(predictor, "contract", None) or InputContract.for_run(model_dir)
         self.contract = contract
-        self.colour = config.colour and contract.model_kind.takes_categories
+        self.colour = config.colour and contract.model_kind.reads_colour_photos
         if self.colour:
             self.model = replace(self.model, colour=True)
         # The cache's model: the file that answers (the LiteRT artefact's numbers are not Keras's).

@@ -63,7 +63,7 @@ def write_store_artefact(run: str | os.PathLike, datasets: str | os.PathLike) ->
     if not (run / MODEL_FILE).is_file():
         raise ValueError(f"run: {run} holds no {MODEL_FILE}; give the store model's run directory")
     contract = InputContract.for_run(run)
-    if not contract.model_kind.takes_categories:
+    if not contract.model_kind.reads_colour_photos:
         raise ValueError(f"run: {run} is not a photo model; give the store model's run directory")
     with tempfile.TemporaryDirectory(prefix="apparel-calibration-") as scratch:
         photos = calibration_photos(datasets, scratch)

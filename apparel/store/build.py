@@ -85,7 +85,7 @@ def build_store_run(garment_run: str | os.PathLike, datasets: str | os.PathLike,
 
     garment_run, out = Path(garment_run), Path(out)
     contract = InputContract.for_run(garment_run)
-    if not contract.model_kind.takes_categories:
+    if not contract.model_kind.reads_colour_photos:
         raise ValueError(f"garment_run: {garment_run} is not a photo model; give an `apparel train --images` run")
     started = time.perf_counter()
     garment_model = load_model(garment_run)

@@ -24,7 +24,7 @@ class FashionMnistKind(Kind):
     transport_dtype = np.float32
     pixel_scale = (0.0, 1.0)
     held_out_split = "test"
-    takes_categories = False  # the walk-through's ten classes, not store categories
+    reads_colour_photos = False  # 28×28 grey arrays: no colour to read (its classes get their categories all the same)
     pipeline_version = PIPELINE_VERSION
 
     def shape(self, size: int) -> tuple[int, ...]:

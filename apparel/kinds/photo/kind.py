@@ -30,7 +30,7 @@ class PhotoKind(Kind):
     transport_dtype = np.uint8  # whole numbers 0–255: a quarter of float32, exactly
     pixel_scale = (0.0, 255.0)
     held_out_split = "validation"  # the folder its settings were chosen on
-    takes_categories = True
+    reads_colour_photos = True
     pipeline_version = 1  # pipeline.photo_to_rgb: on white, padded square, resized
 
     def shape(self, size: int) -> tuple[int, ...]:
