@@ -117,3 +117,37 @@ def test_a_read_only_run_keeps_its_artefact_in_the_cache(photo_run, tmp_path, mo
 def test_an_unknown_runtime_is_refused():
     with pytest.raises(ValueError, match="unknown runtime 'onnx'; choose one of: litert, keras"):
         load_predictor("store", runtime="onnx")
+
+
+def test_a_predictor_is_checked_when_built_and_keeps_its_runtime_through_replace():
+    """A batch size of -1 answered no rows without a word, a Fashion-MNIST contract assumed for
+    another model answered with names that were not its classes, a replaced LiteRT predictor
+    lost its interpreter, and LiteRT could not answer an empty batch."""
+    import dataclasses
+
+    import keras
+
+    from apparel.errors import ParameterError
+    from apparel.inference.litert import LiteRTPredictor
+    from apparel.inference.prediction import Predictor
+
+    def dense(shape, classes):
+        return keras.Sequential([keras.Input(shape), keras.layers.Flatten(), keras.layers.Dense(classes)])
+
+    with pytest.raises(ParameterError, match=r"^model answers 4 classes, but the contract names 10; give contract="):
+        Predictor(dense((28, 28), 4))
+    with pytest.raises(ParameterError, match=r"takes inputs of shape \(32, 32, 3\), but the contract says \(28, 28\)"):
+        Predictor(dense((32, 32, 3), 10))
+    for size in (-1, 0, 2.5, None, True):
+        with pytest.raises(ParameterError, match="batch_size must be a whole number of images, 1 or more"):
+            Predictor(dense((28, 28), 10), batch_size=size)
+    predictor = load_predictor("default")
+    images = np.random.default_rng(0).integers(0, 255, (5, 28, 28), dtype=np.uint8)
+    smaller = dataclasses.replace(predictor, batch_size=2)
+    np.testing.assert_allclose(smaller.predict_proba(images), predictor.predict_proba(images), atol=1e-6)
+    with pytest.raises(ParameterError, match="batch_size"):
+        dataclasses.replace(predictor, batch_size=-1)
+    assert predictor.predict_proba(images[:0]).shape == (0, 10)
+    runtime = LiteRTPredictor(predictor.export_path, contract=predictor.contract)
+    assert runtime.predict_proba(images[:0]).shape == (0, 10)
+    assert runtime.predict_proba(images[:1]).shape == (1, 10)  # and resized back to rows after none

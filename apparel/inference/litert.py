@@ -65,6 +65,8 @@ class LiteRTPredictor:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The export's output for a float32 ``batch`` already as the model takes it."""
+        if len(batch) == 0:  # XNNPack cannot be resized to no rows ("failed to prepare")
+            return np.zeros((0, self.outputs), dtype=np.float32)
         with self._turn:
             if self._batch != len(batch):
                 self._interpreter.resize_tensor_input(self._input, batch.shape, strict=False)

@@ -151,6 +151,21 @@ def compile_forward(model, contract: InputContract = FASHION_MNIST):
     return lambda batch: graph(tf.constant(batch, dtype=tf.float32)).numpy()
 
 
+def _check_model_fits(model, contract: InputContract) -> None:
+    """A Keras model's input and output against ``contract`` (the default one is Fashion-MNIST's)."""
+    taken, answered = getattr(model, "input_shape", None), getattr(model, "output_shape", None)
+    if not (isinstance(taken, tuple) and isinstance(answered, tuple)):
+        return  # a model of several inputs or outputs, or none (LiteRT): the calls themselves say
+    if len(taken) != len(contract.shape) + 1 or any(have not in (None, want) for have, want in
+                                                     zip(taken[1:], contract.shape)):
+        raise ParameterError(f"{{}} takes inputs of shape {taken[1:]}, but the contract says "
+                             f"{contract.shape}; give {{}}=InputContract.for_run(run), or use Predictor.from_dir(run)",
+                             "model", "contract")
+    if answered[-1] is not None and answered[-1] < contract.num_classes:
+        raise ParameterError(f"{{}} answers {answered[-1]} classes, but the contract names {contract.num_classes}; "
+                             "give {}=InputContract.for_run(run), or use Predictor.from_dir(run)", "model", "contract")
+
+
 @dataclass
 class Predictor:
     """A loaded model with the calls a user needs: class logits, probabilities, top-k labels."""
@@ -160,7 +175,21 @@ class Predictor:
     batch_size: int = 1024
     contract: InputContract = FASHION_MNIST  # what the model takes and the names of its classes
     export_path: Path | None = None  # the LiteRT export it runs, if any (its metadata may carry categories)
+    # The LiteRT interpreter that answers in place of ``model`` (``from_litert``): a field, so that
+    # ``dataclasses.replace`` (another batch size) keeps it.
+    litert: LiteRTPredictor | None = field(default=None, repr=False)
     _forward: object = field(default=None, init=False, repr=False)
+
+    def __post_init__(self):
+        # Checked when built: a batch size of -1 gave no answers at all, and a contract that is not
+        # the model's answered with another model's class names, or refused the model's own input.
+        size = self.batch_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ParameterError(f"{{}} must be a whole number of images, 1 or more, got {size!r:.40}", "batch_size")
+        if not isinstance(self.contract, InputContract):
+            raise ParameterError(f"{{}} must be an InputContract (InputContract.for_run(run)), got "
+                                 f"{type(self.contract).__name__}", "contract")
+        _check_model_fits(self.model, self.contract)
 
     @classmethod
     def from_dir(cls, model_dir: str | os.PathLike | None = None, kind: Kind = FASHION_MNIST_KIND) -> "Predictor":
@@ -193,12 +222,8 @@ class Predictor:
         if runtime.outputs != len(contract.class_names):  # another model's export: its answers would be misnamed
             raise ValueError(f"{path} answers {runtime.outputs} classes, not the {len(contract.class_names)} of "
                              f"{model_dir or 'its contract'}; give model_dir, the run directory it was exported from")
-        predictor = cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None,
-                        batch_size=contract.model_kind.batch_size, contract=contract, export_path=Path(path))
-        # The exported model outputs probabilities; their logarithms are logits up to a constant,
-        # which softmax and argmax ignore. ``logits`` has prepared the batch already.
-        predictor._forward = lambda batch: np.log(np.maximum(runtime.run(batch), np.finfo(np.float32).tiny))
-        return predictor
+        return cls(model=None, model_dir=Path(model_dir) if model_dir is not None else None,
+                   batch_size=contract.model_kind.batch_size, contract=contract, export_path=Path(path), litert=runtime)
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -206,7 +231,12 @@ class Predictor:
 
     def forward(self):
         """The compiled function float32 inputs → class logits that every call uses."""
-        if self._forward is None:
+        if self._forward is None and self.litert is not None:
+            # The exported model outputs probabilities; their logarithms are logits up to a constant,
+            # which softmax and argmax ignore. ``logits`` has prepared the batch already.
+            runtime = self.litert
+            self._forward = lambda batch: np.log(np.maximum(runtime.run(batch), np.finfo(np.float32).tiny))
+        elif self._forward is None:
             self._forward = compile_forward(self.model, self.contract)
         return self._forward
 
