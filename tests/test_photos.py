@@ -336,6 +336,24 @@ def test_the_sharpen_kernel_is_imagemagicks_worked_out_by_hand():
     assert scale == pytest.approx(sum(expected), rel=1e-9)
 
 
+def test_what_numpy_cannot_stack_is_named_with_what_to_do():
+    """A list of photos of their own sizes got numpy's "inhomogeneous shape" error, and a
+    generator or None "got a single number"."""
+    from apparel.errors import ParameterError
+    from apparel.inference.inputs import as_photo_input
+
+    photo = np.zeros((224, 224, 3), np.uint8)
+    for ragged in ([photo, np.zeros((533, 400, 3), np.uint8)], [photo, "shirt.jpg"]):
+        with pytest.raises(ParameterError, match=r"^images must be arrays of one shape, the model's 224×224×3; .*"
+                                                 r"predictor.contract.decode\(photo\)"):
+            as_photo_input(ragged, 224)
+    with pytest.raises(ParameterError, match=r"^images must be an array .* got generator; make it a list first"):
+        as_photo_input((p for p in [photo]), 224)
+    with pytest.raises(ParameterError, match=r"^images must be an array .* got NoneType$"):
+        as_photo_input(None, 224)
+    assert as_photo_input([], 224).shape == (0, 224, 224, 3) and as_photo_input([photo, photo], 224).shape[0] == 2
+
+
 def test_the_pixel_scale_rule_gives_exact_values_for_every_kind_of_array():
     from apparel.inference.inputs import as_model_input
 
@@ -346,6 +364,7 @@ def test_the_pixel_scale_rule_gives_exact_values_for_every_kind_of_array():
     mixed = np.stack([np.full((28, 28), 0.5), np.full((28, 28), 127.5)])  # decided per image
     np.testing.assert_allclose(as_model_input(mixed)[:, 0, 0], [0.5, 0.5])
     assert as_model_input(np.zeros((0, 28, 28))).shape == (0, 28, 28)
+    assert as_model_input([]).shape == (0, 28, 28)  # as an empty array, not "got 0"
     for bad in (np.full((28, 28), True), np.full((28, 28), "1"), np.full((28, 28), 1 + 1j)):
         with pytest.raises(ValueError, match="pixel values must be numbers"):
             as_model_input(bad)

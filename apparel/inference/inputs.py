@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from apparel.errors import ParameterError
 from apparel.kinds.fashion_mnist.data import IMAGE_SHAPE
 
 
@@ -21,6 +22,25 @@ def _refuse_files(images) -> None:
     if isinstance(first, (str, bytes, bytearray, os.PathLike)) or hasattr(first, "getpixel"):
         raise ValueError("images must be pixel arrays here, not photo files; read each file first with "
                          "predictor.contract.decode(path) (or use `apparel predict` on the files)")
+
+
+def _as_array(images, shape: tuple[int, ...]) -> np.ndarray:
+    """``images`` (an array, or a list or tuple of equally shaped ones) as one array; an empty list
+    is a batch of none. A ``ParameterError`` naming ``images`` for what numpy cannot stack: a
+    generator or None was "a single number", photos of different sizes numpy's own "inhomogeneous
+    shape" error."""
+    _refuse_files(images)
+    if isinstance(images, (list, tuple)) and not images:
+        return np.zeros((0, *shape), np.float32)
+    if not isinstance(images, (np.ndarray, list, tuple, np.generic, int, float)) and not hasattr(images, "__array__"):
+        raise ParameterError(f"{{}} must be an array of pixel values or a list of them, got {type(images).__name__}"
+                             + ("; make it a list first (list(...))" if hasattr(images, "__iter__") else ""), "images")
+    try:
+        return np.asarray(images)
+    except ValueError:
+        raise ParameterError(f"{{}} must be arrays of one shape, the model's {'×'.join(map(str, shape))}; a list of "
+                             "photos of their own sizes (or files) goes through predictor.contract.decode(photo) "
+                             "first, one by one", "images") from None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -48,8 +68,7 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
     0–255 image whose brightest pixel is 1 the two readings differ by less than 1/255). Values
     outside [0, 255], NaN, infinities and non-numbers are refused with a ``ValueError``.
     """
-    _refuse_files(images)
-    array = np.asarray(images)
+    array = _as_array(images, IMAGE_SHAPE)
     if array.shape == IMAGE_SHAPE:
         array = array[None]
     if array.ndim != 3 or array.shape[1:] != IMAGE_SHAPE:
@@ -75,9 +94,8 @@ def as_photo_input(images: np.ndarray, size: int) -> np.ndarray:
     read as 0–255 if one of its values is above 1, else as 0–1. Anything else — a 28×28 array, the
     wrong size, NaN, values outside [0, 255] — is refused with a ``ValueError`` that says what to send.
     """
-    _refuse_files(images)
-    array = np.asarray(images)
     shape = (size, size, 3)
+    array = _as_array(images, shape)
     if array.shape == shape:
         array = array[None]
     if array.ndim != 4 or array.shape[1:] != shape:
