@@ -14,6 +14,7 @@ import dataclasses
 import functools
 import json
 import math
+import numbers
 import os
 import tomllib
 import types
@@ -275,12 +276,14 @@ def _coerce(key: str, value, hint, key_name: str = "config key"):
                 return items
         elif kind is bool and isinstance(value, bool):
             return value
-        elif kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        elif kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)  # a NumPy integer too (a grid's np.arange), saved as JSON's
+        elif kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)
         elif kind is str and isinstance(value, str):
             return value
+        elif kind is str and isinstance(value, os.PathLike) and isinstance(os.fspath(value), str):
+            return os.fspath(value)  # a pathlib.Path for a folder or file, kept as its text
     names = " or ".join(getattr(kind, "__name__", str(kind)) for kind in allowed if kind is not type(None))
     raise ParameterError(f"{key_name} {{!r}} must be {names}, got {value!r}", key)
 

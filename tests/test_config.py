@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,23 @@ def test_round_trip_through_json(tmp_path):
     config.save(path, {"versions": {"keras": "3"}})
     assert TrainConfig.load(path) == config
     assert json.loads(path.read_text())["versions"] == {"keras": "3"}
+
+
+def test_a_path_and_numpy_numbers_are_taken_as_what_they_name():
+    """CatalogConfig(images_dir=Path(...)) was refused ("must be str, got PosixPath"), and a grid's
+    np.int64 epochs "must be int"; they are kept as JSON's str and int."""
+    import numpy as np
+
+    from apparel.shop.catalog import CatalogConfig
+
+    config = CatalogConfig(images_dir=Path("shop/photos"), model_dir=Path("store"))
+    assert config.images_dir == "shop/photos" and config.model_dir == "store"
+    train = TrainConfig(epochs=np.int64(3), learning_rate=np.float32(0.5))
+    assert type(train.epochs) is int and train.epochs == 3 and type(train.learning_rate) is float
+    assert json.loads(json.dumps(train.to_dict()))["epochs"] == 3
+    for bad in ({"epochs": np.bool_(True)}, {"epochs": 2.5}, {"epochs": True}):
+        with pytest.raises(ValueError, match="'epochs' must be int"):
+            TrainConfig(**bad)
 
 
 def test_unknown_key_is_named(tmp_path, capsys):
