@@ -390,6 +390,27 @@ def test_a_photo_model_labels_with_its_own_classes_and_its_own_cache(shop, model
     assert again.calls == []
 
 
+def test_a_loaded_predictor_brings_its_own_model_and_another_models_is_refused(shop, photo_run):
+    """A photo run's predictor was read with the store model's categories: "sleeve_classes names
+    hoodie, polo…, not classes of this model"."""
+    from apparel.inference.prediction import Predictor
+
+    shop_dir, base = shop
+    rows, _ = old_style_catalog(base)
+    source = shop_dir / "products.csv"
+    source.write_bytes(as_bytes(OLD_HEADER, rows))
+    loaded = Predictor.from_dir(photo_run)
+    report = categorize_catalog(source, shop_dir / "out.csv", config(photo_run, shop_dir).replace(model_dir=None),
+                                predictor=loaded)
+    assert report.predicted > 0
+    labels = {outcome.label for outcome in report.outcomes if outcome.label}
+    assert labels and labels <= set(PHOTO_CLASSES)  # the photo run's classes, with its categories
+    with pytest.raises(ParameterError, match=r"^predictor is the model of .*, but model_dir names .*store; give "
+                                             r"config.model_dir the predictor's folder, or leave it out$"):
+        categorize_catalog(source, shop_dir / "other.csv", config("store", shop_dir), predictor=loaded)
+    assert not (shop_dir / "other.csv").exists()
+
+
 def test_records_keep_their_spans_and_read_like_the_csv_module():
     text = 'a,"b,1","c ""q""\r\nd",\r\n\r\n"",x\ny,"z"'
     records = parse_records(text)

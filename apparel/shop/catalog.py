@@ -442,7 +442,7 @@ def categorize_catalog(
     attributes = [attribute for parameter, attribute in BY_PARAMETER.items() if getattr(config, parameter)]
     columns = find_columns(header, csv_path, config.image_column, attributes)
     products = group_products(rows, columns)
-    model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
+    model_dir = _model_dir(config, predictor)
     review_path, cache_path = companion_paths(out)
     # A second run would append to the cache and race to write.
     with _no_empty_folder_left(out), one_writer(lock_path(out), "out", out):
@@ -540,6 +540,21 @@ def _check_written_paths(csv_path: Path, out: Path, other_inputs: Mapping[str, s
         if same_file(path, other):
             raise ParameterError(f"{{}} {out}: the {role} {path} and the {other_role} {other} are one file (a link?); "
                                  "give the output another name", "out")
+
+
+def _model_dir(config: CatalogConfig, predictor) -> Path:
+    """The model whose categories and cache the catalog uses: ``config.model_dir``, else a loaded
+    ``predictor``'s own folder, else the default. Another model's predictor beside
+    ``config.model_dir`` is refused: its answers were read with the store model's categories (the
+    photo model's got "sleeve_classes names hoodie, polo…, not classes of this model")."""
+    own = getattr(predictor, "model_dir", None)
+    if config.model_dir is None and own is not None:
+        return Path(own)
+    model_dir = resolve_model_dir(config.model_dir, kind=PHOTO_KIND)
+    if own is not None and Path(own).resolve() != model_dir.resolve():
+        raise ParameterError(f"{{}} is the model of {own}, but {{}} names {model_dir}; give config.model_dir the "
+                             "predictor's folder, or leave it out", "predictor", "model_dir")
+    return model_dir
 
 
 class Classifier:
