@@ -70,8 +70,9 @@ def test_search_ranks_apparel_and_plurals_sensibly():
     assert taxonomy.search("rain coats", 1)[0].id == "aa-1-10-2-10"
     assert taxonomy.search("lipstick", 1)[0].vertical == "Health & Beauty"
     assert taxonomy.search("no such garment") == []
-    with pytest.raises(ValueError, match="^limit must be at least 1"):
-        taxonomy.search("tee", limit=0)
+    for limit in (0, "3", None, 2.5, True):  # a str or None was a bare TypeError
+        with pytest.raises(ParameterError, match="^limit must be a whole number, at least 1"):
+            taxonomy.search("tee", limit=limit)
 
 
 def test_an_unknown_category_names_the_parameter_and_the_closest_nodes():
@@ -88,6 +89,12 @@ def test_an_unknown_category_names_the_parameter_and_the_closest_nodes():
                                                  "id such as aa-1-13-8") as error:
             taxonomy.get(blank)
         assert error.value.parameters == ("category",)
+    # None was taken for the word "None": "closest: … Non-Electric Vehicles".
+    for wrong in (None, 13, ["aa-1-4"]):
+        with pytest.raises(ParameterError, match=r"^category must be an id \(aa-1-13-8\), a GID or a full path, or a "
+                                                 r"Category; got "):
+            taxonomy.get(wrong)
+        assert wrong not in taxonomy
 
 
 def test_attributes_give_names_ids_gids_and_values():
@@ -100,6 +107,8 @@ def test_attributes_give_names_ids_gids_and_values():
         attribute("size")
     with pytest.raises(ValueError, match="^value 'Plaid' is not a value of color; it takes Beige, Black"):
         color.value("Plaid")
+    with pytest.raises(ParameterError, match="^value must be a value's name, handle or friendly_id, got NoneType$"):
+        color.value(None)
 
 
 def test_every_row_of_the_shipped_mapping_is_a_node():

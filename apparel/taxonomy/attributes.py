@@ -50,6 +50,9 @@ class Attribute:
 
     def value(self, name: str) -> AttributeValue:
         """The value named ``name`` (its name in any case, its handle or friendly_id)."""
+        if not isinstance(name, str):
+            raise ParameterError(f"{{}} must be a value's name, handle or friendly_id, got {type(name).__name__}",
+                                 "value")
         wanted = name.strip().casefold()
         for value in self.values:
             if wanted in (value.name.casefold(), value.handle, value.friendly_id):

@@ -64,12 +64,15 @@ class Taxonomy:
         return iter(self._by_id.values())
 
     def __contains__(self, category) -> bool:
-        return self.find(category) is not None
+        return isinstance(category, (str, Category)) and self.find(category) is not None
 
     def find(self, category: str | Category) -> Category | None:
         """The node ``category`` names, or None."""
         if isinstance(category, Category):
             return self._by_id.get(category.id)
+        if not isinstance(category, str):  # None was "'None' is not a category; closest: … Non-Electric Vehicles"
+            raise ParameterError(f"{{}} must be an id (aa-1-13-8), a GID or a full path, or a Category; got "
+                                 f"{type(category).__name__}", "category")
         text = _without_gid(category)
         if _ID.match(text.lower()):
             return self._by_id.get(text.lower())
@@ -130,8 +133,8 @@ class Taxonomy:
     def search(self, words: str | Sequence[str], limit: int = 10) -> list[Category]:
         """Categories whose names match every word, best first: ``search("tee")`` and
         ``search("t-shirt")`` both start with Clothing Tops > T-Shirts."""
-        if limit < 1:
-            raise ParameterError(f"{{}} must be at least 1, got {limit}", "limit")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ParameterError(f"{{}} must be a whole number, at least 1, got {limit!r:.40}", "limit")
         if not isinstance(words, str) and not (isinstance(words, Sequence) and all(isinstance(w, str) for w in words)):
             raise ParameterError(f"{{}} must be words to look for (\"tee\", or a list of them), got {words!r}", "words")
         text = words if isinstance(words, str) else " ".join(words)
