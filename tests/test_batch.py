@@ -174,6 +174,13 @@ def test_manifest_image_column_by_name_or_flag(tmp_path):
     (tmp_path / "n.csv").write_text("id,picture\n1,a.jpg\n")
     with pytest.raises(ParameterError, match="no column named image, image_url, url, path"):
         read_manifest(tmp_path / "n.csv")
+    # A list of paths with no header: its first photo was read as the column's name and never classified.
+    for first in ("photos/a.jpg", "https://cdn.example.com/a"):
+        (tmp_path / "list.txt").write_text(f"{first}\nphotos/b.jpg\n")
+        for column in (None, first):  # naming that "column", as the message used to invite, lost it too
+            with pytest.raises(SourceError, match=f"has no header line: its first line, '{first}', is an image, "
+                                                  "not a column's name; add a first line naming the column"):
+                read_manifest(tmp_path / "list.txt", column)
     (tmp_path / "shopify.csv").write_text("Title,URL handle,Product image URL\nA,a,a.jpg\n")   # the current header
     assert read_manifest(tmp_path / "shopify.csv").image_column == "Product image URL"
     pq.write_table(pa.table({"path": ["a.jpg"], "error": ["x"]}), tmp_path / "m.parquet")

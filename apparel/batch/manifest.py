@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from apparel.errors import ParameterError, SourceError
+from apparel.errors import URL_PATTERN, ParameterError, SourceError
 
 # The last two: a Shopify product export's image column, in its older and its current header style.
 IMAGE_COLUMNS = ("image", "image_url", "url", "path", "image src", "product image url")
@@ -59,6 +59,13 @@ def read_manifest(path: str | os.PathLike, image_column: str | None = None,
     images = _text_column(table, manifest.image_column, path)  # refused now, before a model is loaded
     _one_line_each(images, manifest.image_column, path)
     return manifest
+
+
+def _names_an_image(name: str) -> bool:
+    """Whether a column's name is a photo's path or URL rather than a name."""
+    from apparel.images.sources import IMAGE_SUFFIXES  # not at the top: it brings NumPy and Pillow
+
+    return bool(URL_PATTERN.match(name)) or Path(name.strip()).suffix.lower() in IMAGE_SUFFIXES
 
 
 def _one_line_each(images, name: str, path: Path) -> None:
@@ -151,6 +158,13 @@ def _text_column(table, name: str, path: Path):
 
 
 def _image_column(names: list[str], wanted: str | None, path: Path) -> str:
+    # A list of paths with no header line: its first path read as the column's name, and that
+    # photo never classified (naming it as the column, as the message below invites, lost it).
+    headless = next((name for name in names if _names_an_image(name)), None)
+    if headless is not None:
+        raise SourceError(path, f"has no header line: its first line, {headless!r}, is an image, not a column's name; "
+                                "add a first line naming the column (such as image): read as it is, the first photo "
+                                "would be taken for that name and never classified")
     if wanted is not None:
         if wanted not in names:
             raise ParameterError(f"{{}} {wanted!r} is not a column of {path}; its columns: {', '.join(names)}",
