@@ -592,6 +592,13 @@ def test_a_killed_writer_s_part_is_removed_and_a_damaged_part_is_named(tiny_run,
     parts[1].unlink()
     again = classify_manifest(tmp_path / "m.csv", out, config)
     assert (again.skipped, again.classified) == (2, 2)
+    # A part copied in again under another name: its rows were counted once and read twice.
+    copied = out / f"part-000000000000-{'f' * 8}.parquet"
+    copied.write_bytes(sorted(out.glob("part-000000000000-*.parquet"))[0].read_bytes())
+    with pytest.raises(SourceError, match=r"holds manifest row 0 in more than one part \(part-000000000000-.*, "
+                                          r"part-000000000000-ffffffff.parquet\), and 2 such rows in all"):
+        classify_manifest(tmp_path / "m.csv", out, config)
+    copied.unlink()
     (out / "_batch.json").write_text("{")
     with pytest.raises(ParameterError, match="_batch.json is damaged, .*; give a new folder, or empty this one"):
         classify_manifest(tmp_path / "m.csv", out, config)

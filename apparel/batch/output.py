@@ -45,7 +45,7 @@ import numpy as np
 from apparel.artifacts import atomic_path, one_writer, remove_stale_temporaries_of, write_json
 from apparel.batch.manifest import ROW_COLUMN
 from apparel.batch.writing import full_disk_named
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, SourceError
 
 # Each column of the table, in its order, with the name of its Arrow type (``prediction_schema``).
 CATEGORY_FIELDS = (("category_id", "string"), ("category_gid", "string"), ("category_path", "string"),
@@ -184,15 +184,23 @@ class ShardWriter:
 def written_rows(out: Path) -> tuple[np.ndarray, np.ndarray]:
     """(the manifest rows the whole Parquet files in ``out`` hold, those of them that hold an
     error rather than a prediction)."""
-    rows, failed = [], []
-    for part in _parts(out):
+    rows, failed, parts = [], [], _parts(out)
+    for part in parts:
         table = _read_part(part, [ROW_COLUMN, "error"])
         numbers = table.column(ROW_COLUMN).to_numpy()
         rows.append(numbers)
         failed.append(numbers[table.column("error").is_valid().to_numpy(zero_copy_only=False)])
     if not rows:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(rows)), np.unique(np.concatenate(failed))
+    every = np.concatenate(rows)
+    unique, counts = np.unique(every, return_counts=True)
+    if (counts > 1).any():  # a part copied in from another run: a reader would count its rows twice
+        row = int(unique[counts > 1][0])
+        holding = [part.name for part, numbers in zip(parts, rows) if row in numbers]
+        raise SourceError(out, f"holds manifest row {row} in more than one part ({', '.join(holding)}), and "
+                               f"{int((counts > 1).sum())} such rows in all: a part from another run (or a copy) is "
+                               "among them; remove the ones this run did not write, or give a new folder")
+    return unique, np.unique(np.concatenate(failed))
 
 
 def drop_failed_rows(out: Path) -> int:
