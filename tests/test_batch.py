@@ -301,6 +301,14 @@ def test_ray_engine_gives_identical_predictions(shop, photo_run, local_output, l
     report = classify_manifest(shop / "manifest.csv", out, BatchConfig(model_dir=str(photo_run), engine="ray"))
     assert (report.classified, report.failed) == (PHOTOS, len(BAD_ROWS))
     assert table(out).equals(table(local_output))
+    # Each part a run of rows in manifest order, as the local engine writes them (blocks finished out
+    # of order went into the part being filled: rows 25–47 and 80–81).
+    small = shop / "out-ray-parts"
+    classify_manifest(shop / "manifest.csv", small, BatchConfig(model_dir=str(photo_run), engine="ray", shard_rows=3,
+                                                                batch_size=2))
+    parts = [pq.read_table(part, columns=["manifest_row"]).column(0).to_pylist()
+             for part in sorted(small.glob("part-*.parquet"))]
+    assert len(parts) > 1 and sum(parts, []) == list(range(sum(map(len, parts))))
 
 
 def test_colour_columns_name_each_photo_s_colour_on_both_engines(shop, photo_run, local_ray, tmp_path):

@@ -117,8 +117,8 @@ def start_local_ray(**options) -> None:
 def classify_ray(rows: np.ndarray, references: list[str], read: ReadSettings, model: ModelSettings,
                  batch_size: int = 32, predictors: int | None = None, address: str | None = None,
                  packed: bool = False) -> Iterator[dict]:
-    """``{"row", "probabilities", "error"}`` for every row (ascending), a batch at a time, in the
-    order Ray finishes them. ``predictors`` replicas of the model (default: the cluster's CPUs
+    """``{"row", "probabilities", "error"}`` for every row (ascending), a batch at a time, in
+    order. ``predictors`` replicas of the model (default: the cluster's CPUs
     divided by ``model.threads``; threads default to the cores this process may use).
 
     Each block is one batch (``predicting.aligned_batches``), read and predicted whole
@@ -133,7 +133,12 @@ def classify_ray(rows: np.ndarray, references: list[str], read: ReadSettings, mo
     if model.threads is None:
         model = dataclasses.replace(model, threads=usable_cores())
     with ray_session(address):
-        ray.data.DataContext.get_current().enable_progress_bars = False
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        # The blocks in manifest order, as the local engine gives them: each part file then holds a
+        # run of rows (finished out of order, part 25 held rows 25–47 and 80–81), and a folder reads
+        # in manifest order. A slow block holds back the writing of later ones, not their work.
+        context.execution_options.preserve_order = True
         if predictors is None:
             predictors = max(1, int(ray.cluster_resources().get("CPU", 1)) // model.threads)
         blocks = [pa.table({"row": pa.array(batch["row"], type=pa.int64()), "image": pa.array(batch["image"], type=pa.string())})
