@@ -11,10 +11,12 @@ Each row is a manifest row, with these columns:
 - ``probability`` (float32): its probability;
 - ``top_labels`` (list of string), ``top_probabilities`` (list of float32): the ``top_k`` most
   likely classes, best first;
-- ``category_id``, ``category_gid``, ``category_path`` (string), ``category_confidence``
-  (float32): the Shopify category chosen from the probabilities (``apparel.shop.categories``),
-  null when none was sure enough or the model has no categories; ``category_reason`` (string):
-  why none was written ("uncertain", "outside the vertical"), null when one was;
+- ``category_id``, ``category_gid``, ``category_path`` (string): the Shopify category chosen from
+  the probabilities (``apparel.shop.categories``), null when none was sure enough or the model has
+  no categories; ``category_confidence`` (float32): its probability, or, when none was written,
+  the likeliest node's (the outside's for "outside the vertical"), as every interface gives it: a
+  non-null confidence is not a category; ``category_reason`` (string): why none was written
+  ("uncertain", "outside the vertical"), null when one was;
 - ``color_name``, ``color_handle``, ``color_gid`` (string), ``color_confidence`` (float32): with
   ``--colour``, the product's colour read from its photo as a value of Shopify's ``color``
   attribute (``apparel.attributes``), where the chosen category takes a colour or the product was
