@@ -84,6 +84,9 @@ def test_paths_from_a_catalog_stay_inside_the_images_dir(tmp_path):
     os.symlink(tmp_path / "secret.png", images / "link.png")
     with pytest.raises(ValueError, match="outside images_dir"):
         resolve_inside("link.png", images)
+    # A protocol-relative URL, as HTML writes it, was "leads outside images_dir".
+    with pytest.raises(ValueError, match="is a URL without its scheme; write it with https: in front"):
+        resolve_inside("//cdn.example.com/shirts/blue.jpg", images)
 
 
 def test_paths_that_reach_inside_the_images_dir_are_accepted_however_written(tmp_path):

@@ -154,6 +154,8 @@ def resolve_inside(value: str, images_dir: str | os.PathLike) -> Path:
     text = value.strip()
     if not text:
         raise SourceError(value, "empty image path")
+    if text.startswith("//") and "." in text[2:].split("/")[0]:  # "//cdn.example.com/a.jpg", as HTML writes it
+        raise SourceError(value, "is a URL without its scheme; write it with https: in front")
     if re.match(r"^[A-Za-z]:", text):  # C:\… names another machine's disk: it cannot be inside images_dir here
         raise SourceError(value, "Windows drive paths are refused; give a path inside images_dir (the images folder)")
     posix = PurePosixPath(text.replace("\\", "/"))
