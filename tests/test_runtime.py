@@ -149,5 +149,6 @@ def test_a_predictor_is_checked_when_built_and_keeps_its_runtime_through_replace
         dataclasses.replace(predictor, batch_size=-1)
     assert predictor.predict_proba(images[:0]).shape == (0, 10)
     runtime = LiteRTPredictor(predictor.export_path, contract=predictor.contract)
+    assert repr(runtime) == f"LiteRTPredictor({str(predictor.export_path)!r}, fashion-mnist model of 10 classes, inputs 28×28)"
     assert runtime.predict_proba(images[:0]).shape == (0, 10)
     assert runtime.predict_proba(images[:1]).shape == (1, 10)  # and resized back to rows after none

@@ -97,6 +97,17 @@ def test_an_unknown_category_names_the_parameter_and_the_closest_nodes():
         assert wrong not in taxonomy
 
 
+def test_a_category_goes_into_json_and_the_taxonomy_shows_what_it_is():
+    """json.dumps(category) was a TypeError, and a notebook showed '<…Taxonomy object at 0x7f…>'."""
+    import json
+
+    taxonomy = load_taxonomy()
+    tee = json.loads(json.dumps(taxonomy.get("aa-1-13-8").to_dict()))
+    assert tee["path"] == "Apparel & Accessories > Clothing > Clothing Tops > T-Shirts" and tee["parent_id"] == "aa-1-13"
+    assert "color" in tee["attributes"] and tee["children"] == []
+    assert repr(taxonomy) == f"<Taxonomy release {taxonomy.release}: {len(taxonomy):,} categories>"
+
+
 def test_attributes_give_names_ids_gids_and_values():
     color = attribute("color")
     assert (color.name, color.id, color.gid) == ("Color", 1, "gid://shopify/TaxonomyAttribute/1")

@@ -48,6 +48,10 @@ class LiteRTPredictor:
         self._turn = threading.Lock()
         self.contract = contract or InputContract.for_export(self.path) or FASHION_MNIST
 
+    def __repr__(self) -> str:  # what a notebook shows
+        return (f"LiteRTPredictor({str(self.path)!r}, {self.contract.kind} model of {self.contract.num_classes} "
+                f"classes, inputs {'×'.join(map(str, self.contract.shape))})")
+
     @property
     def outputs(self) -> int:
         """How many classes the export answers (its output's last dimension)."""

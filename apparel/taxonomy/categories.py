@@ -43,6 +43,11 @@ class Category:
     attributes: tuple[str, ...]  # attribute friendly_ids ("color", …); empty where the data has none
     vertical: str  # the root's name: "Apparel & Accessories", "Health & Beauty", …
 
+    def to_dict(self) -> dict:
+        """The JSON form: every field (``json.dumps`` takes no dataclass)."""
+        return {"id": self.id, "name": self.name, "path": self.path, "gid": self.gid, "parent_id": self.parent_id,
+                "children": list(self.children), "attributes": list(self.attributes), "vertical": self.vertical}
+
 
 class Taxonomy:
     """Every category of the shipped release; ``load_taxonomy()`` builds the one the tool uses.
@@ -59,6 +64,9 @@ class Taxonomy:
 
     def __len__(self) -> int:
         return len(self._by_id)
+
+    def __repr__(self) -> str:  # what a notebook shows of load_taxonomy()
+        return f"<Taxonomy release {self.release}: {len(self):,} categories>"
 
     def __iter__(self) -> Iterator[Category]:
         return iter(self._by_id.values())
