@@ -4,7 +4,7 @@
     >>> predictor = Predictor.from_dir("runs/reference")
     >>> probabilities = predictor.predict_proba(images)      # (N, 10), rows sum to 1
     >>> predictor.top_k(probabilities, k=3)[0]
-    [('Ankle boot', 0.97), ('Sneaker', 0.02), ('Sandal', 0.01)]
+    [('Ankle boot', 0.9712…), ('Sneaker', 0.0213…), ('Sandal', 0.0061…)]
 
 Every run directory says what its model takes (``apparel.contract.InputContract``): 28×28
 Fashion-MNIST arrays or N×N RGB photos, and the names of its classes. The predicted class is the
