@@ -304,6 +304,21 @@ def test_a_client_that_leaves_before_its_answer_is_counted_499_and_its_wait_is_g
         released.set()
 
 
+def test_a_compressed_body_is_refused_by_its_content_encoding(client):
+    """tritonclient's gzip was misread ("Inference-Header-Content-Length '146' is not a length within
+    the body"), and a plain body labelled gzip was answered as if it were not labelled."""
+    import gzip
+
+    payload = {"instances": image_batch(1).tolist()}
+    for encoding, body in (("gzip", gzip.compress(json.dumps(payload).encode())), ("gzip", json.dumps(payload)),
+                           ("deflate", json.dumps(payload))):
+        response = client.post(PREDICT, content=body, headers={"Content-Type": "application/json",
+                                                               "Content-Encoding": encoding})
+        assert response.status_code == 415, response.text
+        assert response.json()["error"] == f"Content-Encoding {encoding} is not accepted; send the body uncompressed"
+    assert post_json(client, payload, **{"Content-Encoding": "identity"}).status_code == 200
+
+
 def test_queue_must_hold_one_full_request():
     with pytest.raises(ValueError, match="max_queued_images must be at least max_instances and max_files"):
         ServiceConfig(max_instances=300, max_queued_images=256)

@@ -62,7 +62,12 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes."""
+    """The request body, refused with a 413 as soon as it is known to exceed ``limit`` bytes, and with
+    a 415 when it comes compressed (gzip from tritonclient was misread as a JSON header's length,
+    and a plain body labelled gzip answered as if unlabelled)."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise RequestError(415, f"Content-Encoding {encoding} is not accepted; send the body uncompressed")
     declared = length_header(request.headers.get("content-length"))
     if declared is not None and declared > limit:
         raise RequestError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
