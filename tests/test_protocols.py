@@ -633,6 +633,39 @@ def test_a_failed_version_is_tried_again_when_its_config_is_fixed(fashion_run, p
         served.batcher.close()
 
 
+def test_a_new_model_that_fails_leaves_the_server_ready_and_a_label_on_no_version_is_said(fashion_run, photo_run,
+                                                                                         tmp_path):
+    """A model dropped in later that failed (or was still loading) took the whole server out of its
+    load balancer; a label on a retired version answered 404s with no word; a broken config.json's
+    status named no file."""
+    from starlette.testclient import TestClient
+
+    root = make_repository(tmp_path / "repo", fashion_run, photo_run)
+    registry = Registry(ServiceConfig(model_repository=str(root), **SETTINGS), Metrics())
+    reloader = Reloader(Repository(root), registry)
+    reloader.sync()
+    app = create_app(registry, reloader=None)
+    shirts = root / "shirts" / "1"
+    shutil.copytree(photo_run, shirts)
+    (shirts / "config.json").write_text("{broken")
+    reloader.sync()
+    assert registry.models["shirts"].status[1].error.startswith("version 1 failed to load: shirts/1/config.json: ")
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/v2/health/ready").status_code == 200  # the new model alone is not ready
+        assert client.get("/v2/models/shirts/ready").status_code != 200
+        # A model the server started with is waited on: with no version, the server is not ready.
+        retired = registry.models["fashion-mnist"].versions[1]
+        registry.withdraw(retired)
+        assert client.get("/v2/health/ready").status_code == 503
+        registry.add(retired)
+        (root / "models.json").write_text(json.dumps({"models": {"photos": {"version_labels": {"stable": 7}}}}))
+        reloader.sync()
+        assert "version label 'stable' of photos names version 7, which is not served" in registry.repository_error
+        assert "version label 'stable'" in client.get("/v1/models/photos").json()["repository_error"]
+    for served in registry.all_versions():
+        served.batcher.close()
+
+
 def test_a_cut_short_model_is_called_damaged_without_the_server_s_paths(fashion_run, photo_run, tmp_path):
     """GET /v1/models/NAME showed …/repo/fashion-mnist/2/model.keras and called a truncated file
     "File not found" (#31.13)."""

@@ -317,7 +317,7 @@ def add_health_routes(app: FastAPI, service: Service) -> None:
     async def ready():
         if not service.registry.ready:
             return error_response(503, "starting or shutting down")
-        missing = [name for name, model in service.registry.models.items() if not model.versions]
+        missing = service.registry.unavailable()
         if missing:
             return error_response(503, f"no version of {', '.join(missing)} is available; see GET /v1/models/<name>")
         return {"ready": True}
@@ -390,7 +390,7 @@ def repository_registry(config: ServiceConfig):
     registry = Registry(config, Metrics(), RequestLog(config.request_log, config.log_sample_rate))
     reloader = Reloader(Repository(config.model_repository), registry)
     reloader.sync()
-    if reloader.error or not registry.all_versions():
+    if not registry.all_versions():  # a label on no served version is a status, not a failed start
         problems = [f"{name} {number}: {status.error}" for name, model in registry.models.items()
                     for number, status in model.status.items() if status.error]
         raise ValueError(f"nothing to serve in the model repository {config.model_repository}: "

@@ -109,7 +109,7 @@ def inference_service(registry: Registry):
             return pb.ServerLiveResponse(live=True)
 
         async def ServerReady(self, request, context):
-            ready = registry.ready and all(model.versions for model in registry.models.values())
+            ready = registry.ready and not registry.unavailable()
             return pb.ServerReadyResponse(ready=ready)
 
         async def ModelReady(self, request, context):

@@ -150,6 +150,10 @@ class ServedModel:
     versions: dict[int, ServedVersion] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
     status: dict[int, VersionStatus] = field(default_factory=dict)
+    # Whether the server's readiness waits on it: a model it started with, or one that has served
+    # since. A model that appears later and is still loading, or fails to, is not ready itself,
+    # but does not take the whole server out of its load balancer.
+    required: bool = False
 
     def latest(self) -> ServedVersion | None:
         return self.versions[max(self.versions)] if self.versions else None
@@ -181,6 +185,7 @@ class Registry:
         served.decode_slots = self.decode_slots
         model = self.model(served.name)
         model.versions = {**model.versions, served.number: served}
+        model.required = True
         model.status[served.number] = VersionStatus("AVAILABLE")
         self.metrics.model_info.labels(served.label, served.name).set(1)
         if self.default is None:
@@ -195,6 +200,15 @@ class Registry:
             self.metrics.model_info.remove(served.label, served.name)
         except KeyError:
             pass
+
+    def require_every_model(self) -> None:
+        """The models of the first load are the server's: it is not ready while one has no version."""
+        for model in self.models.values():
+            model.required = True
+
+    def unavailable(self) -> list[str]:
+        """The models the server's readiness waits on that have no version to answer with."""
+        return [name for name, model in self.models.items() if model.required and not model.versions]
 
     def remove_model(self, name: str) -> None:
         self.models = {key: value for key, value in self.models.items() if key != name}

@@ -56,7 +56,7 @@ def load_failure(error: Exception, path: Path, root: Path) -> str:
         size = model_file.stat().st_size if model_file.exists() else 0
         return (f"{folder}/{artifacts.MODEL_FILE} is damaged or cut short: it is not a whole .keras archive "
                 f"({size:,} bytes); copy it again or retrain")
-    message = str(getattr(error, "reason", error)) or type(error).__name__
+    message = str(error) or type(error).__name__  # a SourceError names its file: the path is made relative below
     for shown in sorted({str(path.resolve()), str(path.absolute()), str(path)}, key=len, reverse=True):
         message = message.replace(shown, folder)
     for shown in sorted({str(root.resolve()), str(root.absolute()), str(root)}, key=len, reverse=True):
@@ -77,6 +77,7 @@ class Reloader:
         self.error = ""  # why the last poll could not read the repository (a broken models.json)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._first = True  # the first sync's models are the server's: its readiness waits on them
 
     def sync(self) -> None:
         """One poll: load what is new, retire what is no longer wanted."""
@@ -109,6 +110,16 @@ class Reloader:
             self.registry.default = default
         elif self.registry.default not in self.registry.models:
             self.registry.default = min(self.registry.models, default=None)
+        if self._first:
+            self.registry.require_every_model()
+            self._first = False
+        # A label on a version that is not served (its policy retired it, it failed) answered 404s
+        # with no word in the status or the log.
+        dangling = [f"version label {label!r} of {name} names version {number}, which is not served; point it "
+                    "at a version that is" for name, model in self.registry.models.items()
+                    for label, number in model.labels.items() if number not in model.versions]
+        if dangling:
+            self.set_error(f"{CONFIG_FILE}: {'; '.join(dangling)}")
 
     def set_error(self, error: str) -> None:
         """Record why the repository cannot be read (``""``: it can), in every model's status and,
