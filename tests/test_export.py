@@ -111,9 +111,10 @@ def test_predict_and_service_run_the_litert_model(run_dir, tmp_path, tiny_datase
 
 
 def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monkeypatch):
-    """`apparel serve DIR --litert FILE` through the CLI: uvicorn.run is replaced by a test client."""
-    import uvicorn
+    """`apparel serve DIR --litert FILE` through the CLI: serving is replaced by a test client."""
     from fastapi.testclient import TestClient
+
+    from apparel.serve import app as service_app
 
     tflite = export_model(run_dir, "litert", tmp_path / "model.tflite")
     answers = {}
@@ -124,7 +125,7 @@ def test_serve_litert_starts_and_predicts(run_dir, tmp_path, tiny_dataset, monke
                                              json={"instances": tiny_dataset.x_test[:2].tolist()})
             answers["metadata"] = client.get("/v1/models/apparel/metadata")
 
-    monkeypatch.setattr(uvicorn, "run", serve_in_process)
+    monkeypatch.setattr(service_app, "serve", serve_in_process)
     assert main(["serve", str(run_dir), "--litert", str(tflite), "--port", "0"]) == 0
     assert answers["predict"].status_code == 200
     probabilities = np.array(answers["predict"].json()["predictions"])

@@ -487,6 +487,55 @@ def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor
         stop_server_thread(server, thread, 5)
 
 
+def test_a_signal_to_stop_makes_grpc_refuse_new_calls_at_once_while_http_finishes(predictor):
+    """gRPC said ready, and took new calls, until every HTTP connection had drained: only then did
+    the lifespan's end mark the service not ready and stop it."""
+    import signal
+
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    from apparel.serve.server import server_options, serving_server
+
+    app = create_app(predictor, grpc_address="127.0.0.1:0", shutdown_timeout_s=5)
+    real_infer, released = app.state.batcher.infer, threading.Event()
+    app.state.batcher.infer = lambda images: (released.wait(20), real_infer(images))[1]
+    server = serving_server(app, **server_options(app.state.config, "127.0.0.1", 0), log_level="critical")
+    thread = threading.Thread(target=server.run, name="uvicorn-signal-test")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.02)
+        base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{app.state.grpc_port}")
+        assert grpc.is_server_ready()
+        body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+        working = raw_connection(base_url)
+        working.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                        b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.3)  # in the model now, which holds it
+        server.handle_exit(signal.SIGTERM, None)  # what the signal calls
+        deadline = time.monotonic() + 5
+        while app.state.registry.ready and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not app.state.registry.ready  # at once, not once HTTP has drained
+        try:
+            assert not grpc.is_server_ready()
+        except InferenceServerException:
+            pass  # refused: the server takes no new call
+        released.set()
+        answer, _ = read_until_closed(working, limit=30)
+        assert answer.startswith(b"HTTP/1.1 200") and b"predictions" in answer  # the call in flight is answered
+        working.close()
+        grpc.close()
+        thread.join(30)
+        assert not thread.is_alive()
+    finally:
+        released.set()
+        stop_server_thread(server, thread, 5)
+
+
 # ---------------------------------------------------------------- browsers and other machines (finding 9)
 
 
@@ -615,8 +664,6 @@ def test_without_a_key_there_is_no_login(predictor):
 
 
 def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, monkeypatch, capsys):
-    import uvicorn
-
     assert bind_settings(ServiceConfig(), "0.0.0.0", environ={"APPAREL_API_KEY": "from-env"}).api_key == "from-env"
     assert bind_settings(ServiceConfig(api_key="flag"), "0.0.0.0", environ={"APPAREL_API_KEY": "env"}).api_key == "flag"
     assert "without an API key" in exposure_warning(ServiceConfig(), "0.0.0.0")
@@ -624,7 +671,7 @@ def test_the_key_comes_from_the_environment_and_exposure_is_warned(model_dir, mo
     assert exposure_warning(ServiceConfig(), "127.0.0.1") is None
     assert exposure_warning(ServiceConfig(), "localhost") is None
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app, options=options))
+    monkeypatch.setattr(service_app, "serve", lambda app, **options: served.update(app=app, options=options))
     monkeypatch.delenv("APPAREL_API_KEY", raising=False)
     service_app.run_server(model_dir, host="0.0.0.0", port=0, header_timeout_s=3)
     assert "warning: serving on 0.0.0.0 without an API key" in capsys.readouterr().err
@@ -671,13 +718,11 @@ def test_named_inputs_are_the_columnar_form(client, predictor):
 
 
 def test_litert_serving_shows_the_version_of_the_tflite(model_dir, tmp_path, monkeypatch):
-    import uvicorn
-
     from apparel.inference.export import export_model
 
     tflite = export_model(model_dir, "litert", tmp_path / "model.tflite")
     served = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(app=app))
+    monkeypatch.setattr(service_app, "serve", lambda app, **options: served.update(app=app))
     service_app.run_server(model_dir, port=0, litert=tflite)
     # A loopback bind answers loopback Host names only: not TestClient's "testserver".
     with TestClient(served["app"], base_url="http://127.0.0.1") as test_client:

@@ -53,7 +53,7 @@ from apparel.serve.handling import (HeadAsGetMiddleware, error_response, read_bo
 from apparel.serve.payloads import RequestError, multipart_files
 from apparel.serve.registry import ALIAS, Registry, ServedVersion, load_version, serve_version
 from apparel.serve.security import ApiKeyMiddleware, HostMiddleware, OriginMiddleware, bind_settings, exposure_warning
-from apparel.serve.server import check_can_listen, server_options
+from apparel.serve.server import check_can_listen, serve, server_options
 from apparel.serve.telemetry import Metrics, MetricsMiddleware, RequestLog
 from apparel.serve.tfserving import add_tfserving_routes
 from apparel.serve.v2 import add_v2_routes
@@ -166,6 +166,20 @@ def create_app(models: Predictor | Registry, config: ServiceConfig | None = None
     return app
 
 
+def stopping_at_once(registry: Registry, grpc, grace: float):
+    """What a signal to stop does at once, from any thread (``server.ServingServer``): the service
+    not ready, and gRPC taking no new call while its calls in flight get ``grace`` seconds. It
+    waited for HTTP's connections to drain first: gRPC said ready and took new work through it."""
+    loop = asyncio.get_running_loop()
+
+    def begin() -> None:
+        registry.ready = False
+        if grpc is not None:
+            loop.create_task(grpc.stop(grace))
+
+    return lambda: loop.call_soon_threadsafe(begin)
+
+
 def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_address: str | None, desk=None):
     """The app's start and stop: batchers, gRPC and the reloader started, then ``ready``; on the
     way out, not ready first (load balancers stop sending), then each stopped within its bound."""
@@ -180,6 +194,7 @@ def serving_lifespan(registry: Registry, config: ServiceConfig, reloader, grpc_a
                 from apparel.serve.grpc_server import start_grpc_server
 
                 grpc, app.state.grpc_port = await start_grpc_server(registry, grpc_address)
+            app.state.begin_stopping = stopping_at_once(registry, grpc, config.shutdown_timeout_s)
             if reloader is not None:
                 reloader.start(config.poll_interval_s)
             if desk is not None:  # resumes the jobs a restart interrupted
@@ -442,8 +457,6 @@ def run_server(
     The timeouts and caps of ``ServiceConfig`` apply; Ctrl-C (or SIGTERM) lets the requests in
     flight finish for up to ``shutdown_timeout_s``, then closes their connections.
     """
-    import uvicorn
-
     # Reject a bad setting before the slow model load.
     config = bind_settings(ServiceConfig().replace(**settings), host)
     if config.desk_jobs is None:
@@ -477,4 +490,4 @@ def run_server(
     warning = exposure_warning(config, host)
     if warning:
         print(warning, file=sys.stderr, flush=True)
-    uvicorn.run(app, **server_options(config, host, port), access_log=access_log, log_level=log_level)
+    serve(app, **server_options(config, host, port), access_log=access_log, log_level=log_level)

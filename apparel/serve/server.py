@@ -156,6 +156,28 @@ def server_options(settings: ServiceConfig, host: str, port: int) -> dict:
             "timeout_keep_alive": settings.keep_alive_s, "timeout_graceful_shutdown": settings.shutdown_timeout_s}
 
 
+def serving_server(app, **options):
+    """A uvicorn server of ``app`` (``uvicorn.Config``'s ``options``) whose signal to stop (Ctrl-C,
+    SIGTERM) also begins the service's own stop at once (``app.state.begin_stopping``): uvicorn only
+    closes its listener then, and the lifespan's end, which marks the service not ready and stops
+    gRPC, comes after every HTTP connection has drained."""
+    import uvicorn
+
+    class ServingServer(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            begin = getattr(app.state, "begin_stopping", None)
+            if begin is not None and not self.should_exit:
+                begin()
+            super().handle_exit(sig, frame)
+
+    return ServingServer(uvicorn.Config(app, **options))
+
+
+def serve(app, **options) -> None:
+    """Serve ``app`` until stopped, as ``uvicorn.run`` (its ``options``), by ``serving_server``."""
+    serving_server(app, **options).run()
+
+
 def check_can_listen(host: str, port: int) -> None:
     """A ``ParameterError`` naming ``port`` and ``host`` when ``host:port`` cannot be listened on
     (taken, privileged, not this machine's address): said before the models load, not after."""
