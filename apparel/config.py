@@ -210,14 +210,6 @@ class TrainConfig(Config):
     steps_per_execution: int = option(64, "training steps per compiled call", minimum=1)
     jit_compile: bool | None = option(None, "XLA compilation (default: the model's; on for dense, off for conv)")
 
-    def check(self) -> None:
-        # Here, not when training starts: "unknown model 'cnnn'" came after the data was read.
-        from apparel.training.models import MODELS  # the registry; no Keras to import
-
-        if self.model not in MODELS:
-            raise ParameterError(f"unknown {{}} {self.model!r}; choose one of: {', '.join(sorted(MODELS))} "
-                                 "(`apparel models` describes them)", "model")
-
     def model_options(self) -> dict:
         """The fields passed to the model's builder (``None``: the builder's default)."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
