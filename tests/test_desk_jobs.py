@@ -344,15 +344,18 @@ def test_a_stored_upload_that_no_longer_reads_fails_its_job_and_breaks_no_answer
     app = create_app(Predictor.from_dir(photo_run), desk=desk)
     reason = "old.csv: 'Tags' (column 7) and 'Tags' (column 11) hold the same field"
     with TestClient(app) as client:
+        # The list parses no upload (every one, on each poll, was seconds and memory for good): it
+        # lists the job as its record has it, until the job is opened.
+        assert client.get("/desk/api/jobs").status_code == 200
+        for path in ("products", "thumbnails/0", "categorized.csv"):
+            answer = client.get(f"/desk/api/jobs/{old.id}/{path}")
+            assert answer.status_code == 409 and reason in answer.json()["error"]
+            assert str(tmp_path) not in answer.json()["error"]  # named by the upload's name, not the server's path
         listed = client.get("/desk/api/jobs")
         assert listed.status_code == 200
         states = {job["id"]: job for job in listed.json()["jobs"]}
         assert states[good.id]["state"] == "done" and states[old.id]["state"] == "failed"
         assert states[old.id]["error"].startswith(reason) and "upload the file again" in states[old.id]["error"]
-        for path in ("products", "thumbnails/0", "categorized.csv"):
-            answer = client.get(f"/desk/api/jobs/{old.id}/{path}")
-            assert answer.status_code == 409 and reason in answer.json()["error"]
-            assert str(tmp_path) not in answer.json()["error"]  # named by the upload's name, not the server's path
         assert client.get(f"/desk/api/jobs/{good.id}/products").status_code == 200
 
 
@@ -560,3 +563,42 @@ def test_the_table_of_the_rounds_since_a_round_reads_those_rounds_alone(tmp_path
     assert set(job.round_outcomes(1, 3)) == {f"product-{number:04d}" for number in range(10, 60)}
     with pytest.raises(ParameterError, match=r"^from_round must be a round from 0 to 3 .*got True$"):
         job.round_outcomes(True, 3)
+
+
+def test_a_job_deleted_while_queued_stops_nothing_and_no_upload_is_kept_for_good(store, tmp_path):
+    """A queued job that failed and was deleted ended the desk's thread ("… is not a job of this
+    desk"): every later upload stayed queued until a restart. And each job's parsed upload stayed
+    in memory for good, parsed by the mere listing of the jobs."""
+    from apparel.desk.jobs import HeldCatalogs
+
+    csv_path, images, model_dir = store
+    desk = colour_desk(tmp_path / "jobs", images, model_dir, ColourPredictor())
+    gone = desk.store.create("gone.csv", csv_path.read_bytes())  # queued, as a restart queues it
+    gone.update(state=FAILED)
+    desk.delete(gone)
+    job = desk.store.create("products.csv", csv_path.read_bytes())
+    for queued in (gone.id, job.id, None):  # None: the stop's wake-up
+        desk._queue.put(queued)
+    desk._work()  # the thread's own loop, here
+    assert job.state()["state"] == DONE
+    # Listing parses no upload: the rounds come from the count job.json keeps.
+    others = [desk.store.create(f"{number}.csv", csv_path.read_bytes()) for number in range(5)]
+    held = desk.store._held
+    assert isinstance(held, HeldCatalogs) and len(held._jobs) == held.most
+    for other in others:
+        other._catalog = None
+    listed = [desk.progress(other) for other in desk.store.jobs()]
+    assert all(other._catalog is None for other in others) and len(listed) == 6
+    # A download made once serves both files until a decision changes what it is made of.
+    first = desk.download(job)
+    assert desk.download(job) is first
+    job.decide(["product-0002"], TSHIRTS)
+    assert desk.download(job) is not first
+
+
+def test_a_hostile_job_id_is_not_echoed_whole():
+    """A 5,000-character id came back whole in the 404."""
+    store = JobStore("/nonexistent-desk")
+    with pytest.raises(ParameterError) as refused:
+        store.get("a" * 5000)
+    assert len(str(refused.value)) < 200

@@ -68,8 +68,9 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
 
     @app.get("/desk/api/jobs", tags=["desk"], summary="The desk's jobs, newest first")
     async def jobs():
-        found = await run_in_threadpool(the_desk().store.jobs)
-        return {"jobs": [the_desk().progress(job) for job in found]}
+        # On a worker thread: each job's state and rounds are files to read.
+        desk_ = the_desk()
+        return {"jobs": await run_in_threadpool(lambda: [desk_.progress(job) for job in desk_.store.jobs()])}
 
     @app.post("/desk/api/jobs", tags=["desk"], status_code=201,
               summary="Upload a Shopify product CSV (multipart field csv): a job that classifies its photos")
@@ -89,14 +90,14 @@ def add_desk_routes(app: FastAPI, desk: Desk | None, config: ServiceConfig) -> N
 
     @app.get("/desk/api/jobs/{job_id}", tags=["desk"], summary="A job's state and progress")
     async def job_state(job_id: str):
-        return the_desk().progress(the_job(job_id))
+        return await run_in_threadpool(the_desk().progress, the_job(job_id))
 
     @app.delete("/desk/api/jobs/{job_id}", tags=["desk"], status_code=204,
                 summary="Delete a finished job: its upload, decisions, results and photo cache")
     async def delete_job(job_id: str):
         job = the_job(job_id)  # an unknown job is a 404, not the 409 of a job still working
         try:
-            await run_in_threadpool(the_desk().store.delete, job)
+            await run_in_threadpool(the_desk().delete, job)
         except ValueError as error:
             raise RequestError(409, str(error)) from None
         return Response(status_code=204)
