@@ -118,12 +118,18 @@ def running_server(app, timeout: float = 30.0):
     """Serve ``app`` with uvicorn on 127.0.0.1 in a thread, with the limits and timeouts of its
     ``ServiceConfig``; yields the base URL. The port is the one the server itself bound (port 0:
     nothing else can take it in between), and the thread is stopped and joined on the way out."""
-    import uvicorn
+    from apparel.serve.server import server_options, serving_server
 
-    from apparel.serve.server import server_options
+    server = serving_server(app, **server_options(app.state.config, "127.0.0.1", 0), log_level="warning",
+                            access_log=False)
+    with server_thread(server, timeout) as (base_url, _):
+        yield base_url
 
-    options = server_options(app.state.config, "127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, **options, log_level="warning", access_log=False))
+
+@contextmanager
+def server_thread(server, timeout: float = 30.0):
+    """Run a uvicorn ``server`` (bound to 127.0.0.1) in a thread; yields its base URL and the
+    thread, stopped and joined on the way out."""
     thread = threading.Thread(target=server.run, name="uvicorn-under-test")
     thread.start()
     try:
@@ -133,7 +139,7 @@ def running_server(app, timeout: float = 30.0):
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", thread
     finally:
         stop_server_thread(server, thread, timeout)
 

@@ -31,7 +31,7 @@ from apparel.serve.batching import MicroBatcher, Overloaded
 from apparel.serve.config import ServiceConfig
 from apparel.serve.security import LOOPBACK_NAMES, bind_settings, exposure_warning
 from conftest import noting_the_loop
-from serving import garment_photo, mutate, random_json, running_server, stop_server_thread
+from serving import garment_photo, mutate, random_json, running_server, server_thread
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -448,22 +448,13 @@ def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor
     """What Ctrl-C does (uvicorn's signal handler sets ``should_exit``) with a request being
     computed and a client stuck half-way through its body: the first is answered, the second cut
     off, and the server stops within shutdown_timeout_s."""
-    import uvicorn
-
-    from apparel.serve.server import server_options
+    from apparel.serve.server import server_options, serving_server
 
     app = create_app(predictor, header_timeout_s=30, body_timeout_s=30, shutdown_timeout_s=1.5)
     real_infer = app.state.batcher.infer
     app.state.batcher.infer = lambda images: (time.sleep(0.5), real_infer(images))[1]
-    options = server_options(app.state.config, "127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, **options, log_level="critical"))
-    thread = threading.Thread(target=server.run, name="uvicorn-shutdown-test")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.02)
-        base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    server = serving_server(app, **server_options(app.state.config, "127.0.0.1", 0), log_level="critical")
+    with server_thread(server) as (base_url, thread):
         body = json.dumps({"instances": image_batch(1).tolist()}).encode()
         head = (b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                 b"Content-Length: %d\r\n\r\n" % len(body))
@@ -483,8 +474,6 @@ def test_shutdown_finishes_work_in_flight_then_closes_slow_connections(predictor
         assert seconds < 20
         stuck.close()
         working.close()
-    finally:
-        stop_server_thread(server, thread, 5)
 
 
 def test_a_signal_to_stop_makes_grpc_refuse_new_calls_at_once_while_http_finishes(predictor):
@@ -501,39 +490,33 @@ def test_a_signal_to_stop_makes_grpc_refuse_new_calls_at_once_while_http_finishe
     real_infer, released = app.state.batcher.infer, threading.Event()
     app.state.batcher.infer = lambda images: (released.wait(20), real_infer(images))[1]
     server = serving_server(app, **server_options(app.state.config, "127.0.0.1", 0), log_level="critical")
-    thread = threading.Thread(target=server.run, name="uvicorn-signal-test")
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline and thread.is_alive():
-            time.sleep(0.02)
-        base_url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{app.state.grpc_port}")
-        assert grpc.is_server_ready()
-        body = json.dumps({"instances": image_batch(1).tolist()}).encode()
-        working = raw_connection(base_url)
-        working.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
-                        b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        time.sleep(0.3)  # in the model now, which holds it
-        server.handle_exit(signal.SIGTERM, None)  # what the signal calls
-        deadline = time.monotonic() + 5
-        while app.state.registry.ready and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert not app.state.registry.ready  # at once, not once HTTP has drained
-        try:
-            assert not grpc.is_server_ready()
-        except InferenceServerException:
-            pass  # refused: the server takes no new call
-        released.set()
-        answer, _ = read_until_closed(working, limit=30)
-        assert answer.startswith(b"HTTP/1.1 200") and b"predictions" in answer  # the call in flight is answered
-        working.close()
-        grpc.close()
-        thread.join(30)
-        assert not thread.is_alive()
+        with server_thread(server) as (base_url, thread):
+            grpc = grpcclient.InferenceServerClient(f"127.0.0.1:{app.state.grpc_port}")
+            assert grpc.is_server_ready()
+            body = json.dumps({"instances": image_batch(1).tolist()}).encode()
+            working = raw_connection(base_url)
+            working.sendall(b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                            b"application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+            time.sleep(0.3)  # in the model now, which holds it
+            server.handle_exit(signal.SIGTERM, None)  # what the signal calls
+            deadline = time.monotonic() + 5
+            while app.state.registry.ready and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not app.state.registry.ready  # at once, not once HTTP has drained
+            try:
+                assert not grpc.is_server_ready()
+            except InferenceServerException:
+                pass  # refused: the server takes no new call
+            released.set()
+            answer, _ = read_until_closed(working, limit=30)
+            assert answer.startswith(b"HTTP/1.1 200") and b"predictions" in answer  # the call in flight is answered
+            working.close()
+            grpc.close()
+            thread.join(30)
+            assert not thread.is_alive()
     finally:
         released.set()
-        stop_server_thread(server, thread, 5)
 
 
 # ---------------------------------------------------------------- browsers and other machines (finding 9)
