@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 from apparel.kinds.fashion_mnist import data
-from apparel import artifacts
 from apparel.artifacts import CONFIG_FILE, MODEL_FILE, shipped_model_names
 from apparel.bench import report as bench_report
 from apparel.bench.spec import AXES, BenchSettings
