@@ -29,7 +29,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from apparel.desk.jobs import DECISIONS_FILE, Job
+from apparel.desk.jobs import DECISIONS_FILE, Job, UploadedCatalog
 from apparel.desk.runner import Desk
 from apparel.errors import ParameterError, SourceError
 from apparel.images.fetch import is_url
@@ -219,13 +219,14 @@ def product_table(job: Job, progress: dict, from_round: int = 0) -> dict:
     catalog = job.catalog()  # first: an upload that no longer reads is its SourceError, whatever was asked
     outcomes, decisions = job.round_outcomes(from_round, finished), job.decisions()
     indices = job.round_products(from_round, finished) if from_round else range(len(catalog.products))
-    rows = [product_row(job, index, outcomes, decisions) for index in indices]
+    rows = [product_row(job, catalog, index, outcomes, decisions) for index in indices]
     return {"job": progress, "products": rows}
 
 
-def product_row(job: Job, index: int, outcomes: dict[str, dict], decisions: dict[str, str]) -> dict:
-    """Product ``index``'s row of the table; "waiting" until its outcome is among ``outcomes``."""
-    catalog = job.catalog()
+def product_row(job: Job, catalog: UploadedCatalog, index: int, outcomes: dict[str, dict],
+                decisions: dict[str, str]) -> dict:
+    """Product ``index`` of ``catalog`` (the job's upload) as a row of the table; "waiting" until
+    its outcome is among ``outcomes``."""
     product = catalog.products[index]
     outcome = outcomes.get(product.handle)
     image = (outcome or {}).get("image") or (product.images[0] if product.images else "")
