@@ -170,12 +170,12 @@ def stopping_at_once(registry: Registry, grpc, grace: float):
     """What a signal to stop does at once, from any thread (``server.ServingServer``): the service
     not ready, and gRPC taking no new call while its calls in flight get ``grace`` seconds. It
     waited for HTTP's connections to drain first: gRPC said ready and took new work through it."""
-    loop = asyncio.get_running_loop()
+    loop, stopping = asyncio.get_running_loop(), []  # the task held: the loop keeps only a weak reference
 
     def begin() -> None:
         registry.ready = False
-        if grpc is not None:
-            loop.create_task(grpc.stop(grace))
+        if grpc is not None and not stopping:
+            stopping.append(loop.create_task(grpc.stop(grace)))
 
     return lambda: loop.call_soon_threadsafe(begin)
 
