@@ -548,6 +548,15 @@ def test_loopback_binds_answer_only_loopback_host_names(predictor):
                 while chunk := raw.recv(65536):
                     answer += chunk
             assert answer.startswith(b"HTTP/1.1 400") and b"more than one Host header" in answer, answer[:300]
+        # HTTP/1.0 needs no Host, and a simple probe sends none: the address it reached names it. Not
+        # HTTP/1.1, which must send one.
+        for version, status in ((b"1.0", b"200"), (b"1.1", b"400")):
+            with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as raw:
+                raw.sendall(b"GET /v2/health/live HTTP/" + version + b"\r\nConnection: close\r\n\r\n")
+                answer = b""
+                while chunk := raw.recv(65536):
+                    answer += chunk
+            assert answer.split(b" ", 2)[1] == status, answer[:300]
 
 
 def test_cross_origin_posts_are_refused(predictor):

@@ -129,8 +129,15 @@ class HostMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.check(scope, receive, send)
-        if len(Headers(scope=scope).getlist("host")) > 1:
+        hosts = Headers(scope=scope).getlist("host")
+        if len(hosts) > 1:
             return await error(400, "the request has more than one Host header; send one")(scope, receive, send)
+        if not hosts and scope.get("http_version") == "1.0" and scope.get("server"):
+            # HTTP/1.0 needs no Host, and simple probes send none: the address it reached is the
+            # name (a browser, whose page a rebound name could serve, always sends one).
+            host, port = scope["server"][0], scope["server"][1]
+            named = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            scope = {**scope, "headers": [*scope["headers"], (b"host", named.encode("latin-1"))]}
         refused = False
 
         async def sending(message):
