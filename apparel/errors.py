@@ -21,6 +21,7 @@ file name, the catalog row) puts its own in front of ``reason``.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from collections.abc import Callable
@@ -85,3 +86,12 @@ def local_path(value, parameter: str):
     if isinstance(text, str) and URL_PATTERN.match(text):
         raise ParameterError(f"{{}} {text} is a URL; give a local path", parameter)
     return Path(value)
+
+
+def whole_number(value, parameter: str, what: str = "a whole number of at least 1") -> int:
+    """``value`` as an ``int`` when it is a whole number of at least 1 (a NumPy integer too; not a
+    bool, not 2.5 or "3"); a ``ParameterError`` naming ``parameter`` otherwise, saying it must be
+    ``what``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ParameterError(f"{{}} must be {what}, got {value!r:.40}", parameter)
+    return int(value)

@@ -22,7 +22,7 @@ import numpy as np
 
 from apparel import artifacts
 from apparel.contract import FASHION_MNIST, INPUT_NAME, InputContract
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, whole_number
 from apparel.inference.inputs import softmax
 from apparel.inference.litert import LiteRTPredictor
 from apparel.kinds.base import Kind
@@ -183,9 +183,7 @@ class Predictor:
     def __post_init__(self):
         # Checked when built: a batch size of -1 gave no answers at all, and a contract that is not
         # the model's answered with another model's class names, or refused the model's own input.
-        size = self.batch_size
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ParameterError(f"{{}} must be a whole number of images, 1 or more, got {size!r:.40}", "batch_size")
+        whole_number(self.batch_size, "batch_size", "a whole number of images, 1 or more")
         if not isinstance(self.contract, InputContract):
             raise ParameterError(f"{{}} must be an InputContract (InputContract.for_run(run)), got "
                                  f"{type(self.contract).__name__}", "contract")
@@ -268,8 +266,6 @@ class Predictor:
         if probabilities.ndim != 2 or probabilities.shape[1] != len(names):
             raise ParameterError(f"{{}} must have one column per class of this model ({len(names)}), got shape "
                                  f"{probabilities.shape}: give this predictor's predict_proba output", "probabilities")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ParameterError(f"{{}} must be a whole number of at least 1, got {k!r}", "k")
-        k = min(k, len(names))  # more than there are classes: all of them
+        k = min(whole_number(k, "k"), len(names))  # more than there are classes: all of them
         order = np.argsort(-probabilities, axis=-1)[:, :k]
         return [[(names[i], float(row[i])) for i in indices] for row, indices in zip(probabilities, order)]

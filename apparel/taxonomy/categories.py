@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, whole_number
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "categories.json"
 GID_PREFIX = "gid://shopify/TaxonomyCategory/"
@@ -141,8 +141,7 @@ class Taxonomy:
     def search(self, words: str | Sequence[str], limit: int = 10) -> list[Category]:
         """Categories whose names match every word, best first: ``search("tee")`` and
         ``search("t-shirt")`` both start with Clothing Tops > T-Shirts."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ParameterError(f"{{}} must be a whole number, at least 1, got {limit!r:.40}", "limit")
+        limit = whole_number(limit, "limit", "a whole number, at least 1")
         if not isinstance(words, str) and not (isinstance(words, Sequence) and all(isinstance(w, str) for w in words)):
             raise ParameterError(f"{{}} must be words to look for (\"tee\", or a list of them), got {words!r}", "words")
         text = words if isinstance(words, str) else " ".join(words)

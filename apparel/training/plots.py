@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from apparel import artifacts
-from apparel.errors import ParameterError
+from apparel.errors import ParameterError, whole_number
 from apparel.kinds.fashion_mnist.data import CLASS_NAMES
 
 RIGHT_COLOUR = "tab:blue"
@@ -36,8 +36,7 @@ def new_figure(width: float, height: float):
 def _check_rows(count: int, **arrays) -> None:
     """A ``ValueError`` naming the parameter when ``count`` is no positive whole number, or when the
     arrays' rows do not pair up (an IndexError deep in the drawing, else)."""
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ParameterError(f"{{}} must be a positive whole number of images, got {count!r}", "count")
+    count = whole_number(count, "count", "a positive whole number of images")
     lengths = {}
     for name, array in arrays.items():
         try:

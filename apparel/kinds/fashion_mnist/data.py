@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apparel.errors import ParameterError, local_path
+from apparel.errors import ParameterError, local_path, whole_number
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -169,8 +169,7 @@ def load_dataset(
     """Load train and test sets; ``limit`` keeps the first N training images (quick runs)."""
     (x_train, y_train), (x_test, y_test) = load_raw(data_dir, verify=verify)
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-            raise ParameterError(f"{{}} must be a positive whole number of training images, got {limit!r}", "limit")
+        limit = whole_number(limit, "limit", "a positive whole number of training images")
         x_train, y_train = x_train[:limit], y_train[:limit]
     if scaled:
         x_train, x_test = scale(x_train), scale(x_test)
